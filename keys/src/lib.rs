@@ -1,0 +1,2 @@
+//! OpenPGP keys, signing and verification for pipe, on `sequoia-openpgp`.
+#![deny(missing_docs)]
