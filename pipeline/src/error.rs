@@ -1,0 +1,217 @@
+//! The one error type of the `pipeline` crate.
+//!
+//! Variants carry what was expected and what was found, so a message needs no
+//! guesswork; [`Error::hint`] says what to do next and [`Error::exit_code`]
+//! maps each failure onto the exit codes of DESIGN.md.
+
+use std::path::PathBuf;
+
+use crate::model::Diagnostics;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a failure that is not one of the kinds below.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: a usage or configuration error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: a signature, digest or size did not verify.
+pub const EXIT_VERIFY: i32 = 3;
+/// Exit code: a concurrent change won a compare-and-swap.
+pub const EXIT_CONFLICT: i32 = 4;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `pipeline.toml` is malformed or fails validation; every problem found is
+    /// in the list, each with its file, line and column.
+    #[error("{0}")]
+    Config(Diagnostics),
+
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+
+    /// A usage error that is not about `pipeline.toml` (a bad flag value, a file
+    /// that would be overwritten).
+    #[error("{message}")]
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+
+    /// The store URL is not one pipe understands.
+    #[error("invalid store URL `{url}`: {reason}")]
+    StoreUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A key that must exist does not.
+    #[error("`{key}` is not in the store")]
+    NotFound {
+        /// The store key.
+        key: String,
+    },
+
+    /// A create-only write found the key already there.
+    #[error("`{key}` already exists in the store")]
+    AlreadyExists {
+        /// The store key.
+        key: String,
+    },
+
+    /// A compare-and-swap lost: the key changed since it was read.
+    #[error(
+        "conflict on `{key}`: expected version {}, found {}",
+        expected.as_deref().unwrap_or("(absent)"),
+        found.as_deref().unwrap_or("(absent)")
+    )]
+    Conflict {
+        /// The store key.
+        key: String,
+        /// The version the writer based its change on (`None`: expected absent).
+        expected: Option<String>,
+        /// The version in the store now, when known (`None`: absent or unknown).
+        found: Option<String>,
+    },
+
+    /// Bytes read back from the store do not hash to the key they are stored
+    /// under, or are not the recorded size.
+    #[error("`{key}` is corrupt: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The store key.
+        key: String,
+        /// The digest (or size) the key promises.
+        expected: String,
+        /// The digest (or size) of the bytes actually read.
+        actual: String,
+    },
+
+    /// The store's root object says it was written by a newer pipe.
+    #[error(
+        "the store at {url} has format {found}; this pipe reads format {supported} at most"
+    )]
+    StoreFormat {
+        /// The store URL.
+        url: String,
+        /// The format version found in the store's root object.
+        found: u64,
+        /// The newest format this pipe understands.
+        supported: u64,
+    },
+
+    /// An S3 server that does not honour conditional writes, so it cannot keep
+    /// the compare-and-swap promise.
+    #[error(
+        "the S3 endpoint {endpoint} (bucket `{bucket}`) ignores conditional writes: {detail}"
+    )]
+    CasUnsupported {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// What the probe saw.
+        detail: String,
+    },
+
+    /// The S3 endpoint could not be reached at all.
+    #[error("cannot reach the S3 endpoint {endpoint} (bucket `{bucket}`): {detail}")]
+    Unreachable {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// What the connection attempt saw.
+        detail: String,
+    },
+
+    /// The S3 endpoint refused the credentials or the request.
+    #[error("the S3 endpoint {endpoint} refused access to bucket `{bucket}`: {detail}")]
+    AccessDenied {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// What the server said.
+        detail: String,
+    },
+
+    /// Any other failure of an S3 request.
+    #[error("S3 request {operation} on `{key}` failed at {endpoint}: {detail}")]
+    S3 {
+        /// The S3 operation (`PutObject`, ...).
+        operation: &'static str,
+        /// The store key.
+        key: String,
+        /// The endpoint URL.
+        endpoint: String,
+        /// What the server or the client said.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The process exit code this error maps onto (DESIGN.md, interface
+    /// conventions).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage { .. } | Error::StoreUrl { .. } => EXIT_USAGE,
+            Error::DigestMismatch { .. } => EXIT_VERIFY,
+            Error::Conflict { .. } | Error::AlreadyExists { .. } => EXIT_CONFLICT,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(_) => None,
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::StoreUrl { .. } => Some(
+                "use a directory path (the default is `.pipe/store`) or `s3://bucket/prefix`"
+                    .into(),
+            ),
+            Error::Conflict { .. } => {
+                Some("someone else changed it first; look at the new state and retry".into())
+            }
+            Error::DigestMismatch { .. } => Some(
+                "the stored bytes were changed or damaged; republish the build that wrote them"
+                    .into(),
+            ),
+            Error::StoreFormat { .. } => Some("upgrade pipe to read this store".into()),
+            Error::CasUnsupported { .. } => Some(
+                "use an S3 service that supports `If-Match`/`If-None-Match` on PutObject, or pass `--unsafe-no-cas` to accept that concurrent promotions may overwrite each other"
+                    .into(),
+            ),
+            Error::Unreachable { .. } => Some(
+                "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running"
+                    .into(),
+            ),
+            Error::AccessDenied { .. } => Some(
+                "check `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `AWS_PROFILE`, and the bucket policy"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

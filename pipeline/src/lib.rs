@@ -1,0 +1,9 @@
+//! The core of pipe: the `pipeline.toml` model and its validation, and the
+//! content-addressed store. The `pipe` binary is a thin layer over this crate.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod store;
+
+pub use error::{Error, Result};

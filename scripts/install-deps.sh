@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what pipe needs on a fresh machine of this kind (Debian, root, Rust
+# already present). Idempotent: what is already there is not installed again.
+#
+#   scripts/install-deps.sh build   C libraries the build needs (sequoia's nettle, libclang)
+#   scripts/install-deps.sh test    build + every server and consumer the tests run
+#   scripts/install-deps.sh moto    only the S3 server used by the tests (a Python venv)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.pipe-dev/venv"
+moto_version="5.2.5"
+
+build_packages=(clang libclang-dev nettle-dev pkg-config)
+test_packages=(gnupg python3-venv)
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "install-deps: apt-get install ${missing[*]}" >&2
+  sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_moto() {
+  mkdir -p "$root/.pipe-dev"
+  # Several test processes may ask at once: one installs, the others wait.
+  exec 9>"$root/.pipe-dev/install.lock"
+  flock 9
+  if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
+    return 0
+  fi
+  echo "install-deps: moto[server]==$moto_version into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
+}
+
+case "${1:-test}" in
+  build) apt_install "${build_packages[@]}" ;;
+  moto) install_moto ;;
+  test)
+    apt_install "${build_packages[@]}" "${test_packages[@]}"
+    install_moto
+    ;;
+  *) echo "usage: $0 build|test|moto" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+//! Running the real `pipe` binary.

@@ -1,0 +1,7 @@
+//! Harness for pipe's end-to-end tests: locates the `pipe` binary, makes
+//! scratch projects, and starts real servers (an S3-compatible server, proxies
+//! that misbehave on purpose) on 127.0.0.1.
+
+pub mod cli;
+pub mod proxy;
+pub mod s3;

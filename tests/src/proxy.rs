@@ -1,0 +1,1 @@
+//! Loopback TCP/HTTP proxies that misbehave on purpose.
