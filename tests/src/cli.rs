@@ -1,1 +1,165 @@
-//! Running the real `pipe` binary.
+//! Running the real `pipe` binary in scratch projects.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The `pipe` binary of this workspace's build.
+///
+/// Cargo does not build another package's binaries for this crate's tests, so
+/// the test scripts run `cargo build --workspace` first; a missing binary is
+/// an error that says so rather than a skipped test.
+pub fn pipe_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PIPE_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-exe> -> target/<profile>/pipe
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join("pipe");
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build -p pipeline` before the tests (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The workspace root (for `examples/`, `scripts/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// What one `pipe` run did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Standard output parsed as the one JSON document `--json` promises.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
+    }
+
+    /// Panics with the whole output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A scratch project directory with helpers to write files and run `pipe`.
+pub struct Project {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    /// An empty project directory.
+    pub fn new() -> Self {
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("pipe-test-")
+                .tempdir()
+                .expect("temp dir"),
+            env: Vec::new(),
+        }
+    }
+
+    /// A copy of `examples/NAME`.
+    pub fn example(name: &str) -> Self {
+        let p = Self::new();
+        copy_dir(&workspace_root().join("examples").join(name), p.path());
+        p
+    }
+
+    /// The project directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `rel` (creating directories).
+    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    /// Sets an environment variable for every later `pipe` run.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs `pipe -C <project> ARGS`.
+    pub fn pipe(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(pipe_bin());
+        cmd.arg("-C").arg(self.path()).args(args);
+        run(cmd, &self.env)
+    }
+
+    /// Runs `pipe ARGS` with the project as the working directory (so paths in
+    /// messages are relative, as a user sees them).
+    pub fn pipe_here(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(pipe_bin());
+        cmd.current_dir(self.path()).args(args);
+        run(cmd, &self.env)
+    }
+}
+
+fn run(mut cmd: Command, env: &[(String, String)]) -> Run {
+    cmd.env_remove("PIPE_STORE")
+        .env_remove("PIPE_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("run pipe");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Copies a directory tree, keeping file modes.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let ty = entry.file_type().unwrap();
+        if ty.is_dir() {
+            if entry.file_name() == ".pipe" {
+                continue;
+            }
+            copy_dir(&entry.path(), &target);
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,10 +1,352 @@
-//! The `pipeline.toml` model.
+//! The `pipeline.toml` model (version 1): typed, validated as a whole.
+//!
+//! [`Pipeline::load`] parses the file, checks every section and cross
+//! reference, and returns either the model or [`Diagnostics`] holding every
+//! problem found, each with its file, line and column.
 
-/// Placeholder; replaced by the diagnostics module.
-#[derive(Debug)]
-pub struct Diagnostics;
-impl std::fmt::Display for Diagnostics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("invalid pipeline.toml")
+mod diag;
+mod parse;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use diag::{Diagnostic, Diagnostics, Span};
+
+use crate::{Error, Result};
+
+/// The file name pipe looks for in the project directory.
+pub const PIPELINE_FILE: &str = "pipeline.toml";
+
+/// A validated `pipeline.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    /// The `pipeline.toml` this was read from.
+    pub file: PathBuf,
+    /// The directory holding `pipeline.toml`; relative paths resolve against it.
+    pub dir: PathBuf,
+    /// `[project]`.
+    pub project: Project,
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[signing]`.
+    pub signing: Signing,
+    /// `[registry]`, when images are pushed somewhere.
+    pub registry: Option<Registry>,
+    /// `[environments.NAME]`, in the order they are declared.
+    pub environments: Vec<Environment>,
+    /// `[packages.NAME]`, by name.
+    pub packages: BTreeMap<String, Package>,
+    /// `[images.NAME]`, by name.
+    pub images: BTreeMap<String, Image>,
+    /// `[machines.NAME]`, by name.
+    pub machines: BTreeMap<String, Machine>,
+    /// `[deploy]`.
+    pub deploy: Deploy,
+}
+
+/// `[project]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    /// Project name.
+    pub name: String,
+    /// Version shared by every artifact; valid and well-ordered for dpkg and rpm.
+    pub version: String,
+    /// Timestamp every artifact is clamped to, when fixed in the file.
+    pub source_date_epoch: Option<u64>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreSection {
+    /// Store URL as written (`--store` and `$PIPE_STORE` override it).
+    pub url: Option<String>,
+}
+
+/// `[signing]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Signing {
+    /// Path of the OpenPGP secret key, relative to the project directory.
+    pub key: Option<String>,
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registry {
+    /// `host[:port]/repository`.
+    pub url: String,
+    /// Plain HTTP, for a registry on loopback.
+    pub insecure: bool,
+}
+
+/// `[environments.NAME]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    /// Environment name (an apt suite, a registry tag).
+    pub name: String,
+    /// The environment a build must have been in before it may come here.
+    pub from: Option<String>,
+}
+
+/// `[packages.NAME]`: built as .deb and .rpm unless `formats` says otherwise.
+#[derive(Debug, Clone, Serialize)]
+pub struct Package {
+    /// Package name, valid for every format built.
+    pub name: String,
+    /// One-line summary.
+    pub summary: String,
+    /// Longer description.
+    pub description: Option<String>,
+    /// Architecture.
+    pub arch: Arch,
+    /// License expression.
+    pub license: Option<String>,
+    /// `Name <email>`.
+    pub maintainer: Option<String>,
+    /// Dependencies in Debian syntax.
+    pub depends: Vec<String>,
+    /// Formats to build.
+    pub formats: Vec<PackageFormat>,
+    /// Files and directories to package.
+    pub files: Vec<FileEntry>,
+    /// Maintainer scripts.
+    pub scripts: Scripts,
+}
+
+/// One `files` entry of a package.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileEntry {
+    /// Source path relative to the project directory; a directory when it ends
+    /// with `/` or names one.
+    pub src: String,
+    /// Absolute destination path in the installed system.
+    pub dst: String,
+    /// Permission bits, when given.
+    pub mode: Option<u32>,
+    /// A configuration file (dpkg conffile, rpm `%config(noreplace)`).
+    pub config: bool,
+    /// True when `src` is a directory, packaged recursively.
+    pub is_dir: bool,
+}
+
+/// Maintainer scripts of a package, paths relative to the project directory.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Scripts {
+    /// Runs before unpacking.
+    pub preinst: Option<String>,
+    /// Runs after unpacking.
+    pub postinst: Option<String>,
+    /// Runs before removal.
+    pub prerm: Option<String>,
+    /// Runs after removal.
+    pub postrm: Option<String>,
+}
+
+/// Package architecture, in Debian's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Architecture-independent.
+    All,
+    /// x86-64.
+    Amd64,
+    /// 64-bit ARM.
+    Arm64,
+    /// 32-bit ARM, hard float.
+    Armhf,
+    /// 32-bit x86.
+    I386,
+    /// 64-bit POWER, little endian.
+    Ppc64el,
+    /// IBM Z.
+    S390x,
+    /// 64-bit RISC-V.
+    Riscv64,
+}
+
+impl Arch {
+    /// Every architecture, by its Debian name.
+    pub const ALL: [Arch; 8] = [
+        Arch::All,
+        Arch::Amd64,
+        Arch::Arm64,
+        Arch::Armhf,
+        Arch::I386,
+        Arch::Ppc64el,
+        Arch::S390x,
+        Arch::Riscv64,
+    ];
+
+    /// Debian's name.
+    pub fn deb(self) -> &'static str {
+        match self {
+            Arch::All => "all",
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+            Arch::Armhf => "armhf",
+            Arch::I386 => "i386",
+            Arch::Ppc64el => "ppc64el",
+            Arch::S390x => "s390x",
+            Arch::Riscv64 => "riscv64",
+        }
+    }
+
+    /// RPM's name.
+    pub fn rpm(self) -> &'static str {
+        match self {
+            Arch::All => "noarch",
+            Arch::Amd64 => "x86_64",
+            Arch::Arm64 => "aarch64",
+            Arch::Armhf => "armv7hl",
+            Arch::I386 => "i686",
+            Arch::Ppc64el => "ppc64le",
+            Arch::S390x => "s390x",
+            Arch::Riscv64 => "riscv64",
+        }
+    }
+}
+
+/// A package format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageFormat {
+    /// Debian binary package.
+    Deb,
+    /// RPM package.
+    Rpm,
+}
+
+/// `[images.NAME]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    /// Image name.
+    pub name: String,
+    /// What the image starts from.
+    pub base: ImageBase,
+    /// Packages whose files become layers, in order.
+    pub packages: Vec<String>,
+    /// Entrypoint.
+    pub entrypoint: Vec<String>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Exposed TCP ports.
+    pub expose: Vec<u16>,
+}
+
+/// The base of an image.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "path")]
+pub enum ImageBase {
+    /// An empty image.
+    Scratch,
+    /// An OCI image-layout archive, relative to the project directory.
+    OciArchive(String),
+}
+
+/// `[machines.NAME]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Machine image name.
+    pub name: String,
+    /// Root filesystem tarball, relative to the project directory.
+    pub base_rootfs: String,
+    /// Packages installed into the image.
+    pub packages: Vec<String>,
+    /// Script run once at bake time, relative to the project directory.
+    pub post_install: Option<String>,
+    /// Disk size in bytes.
+    pub size: u64,
+    /// Disk formats to write.
+    pub formats: Vec<DiskFormat>,
+}
+
+/// A machine disk format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// A raw disk image.
+    Raw,
+    /// QEMU copy-on-write v2.
+    Qcow2,
+}
+
+/// `[deploy]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Deploy {
+    /// Files written at deploy time: absolute path to template text.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Pipeline {
+    /// Reads and validates `pipeline.toml` in `dir`.
+    pub fn load(dir: &Path) -> Result<Pipeline> {
+        let file = dir.join(PIPELINE_FILE);
+        let source = match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Usage {
+                    message: format!("no `{PIPELINE_FILE}` in {}", display_dir(dir)),
+                    hint: Some(
+                        "run `pipe init` to write a starter, or `pipe -C DIR ...` to point at the project"
+                            .into(),
+                    ),
+                });
+            }
+            Err(e) => return Err(Error::io(&file, e)),
+        };
+        Self::from_source(&file, dir, &source)
+    }
+
+    /// Validates `source`, the text of `file`; relative paths resolve against
+    /// `dir`.
+    pub fn from_source(file: &Path, dir: &Path, source: &str) -> Result<Pipeline> {
+        let shown = display_path(file);
+        parse::parse(&shown, dir, source).map_err(Error::Config)
+    }
+
+    /// Environment names in promotion order: every environment comes after the
+    /// one it is promoted `from`.
+    pub fn promotion_order(&self) -> Vec<&Environment> {
+        let mut out: Vec<&Environment> = Vec::new();
+        let mut remaining: Vec<&Environment> = self.environments.iter().collect();
+        while !remaining.is_empty() {
+            let before = remaining.len();
+            remaining.retain(|e| {
+                let ready = e
+                    .from
+                    .as_ref()
+                    .is_none_or(|f| out.iter().any(|o| &o.name == f));
+                if ready {
+                    out.push(e);
+                }
+                !ready
+            });
+            if remaining.len() == before {
+                // Validation rejects cycles; keep declaration order regardless.
+                out.extend(remaining.drain(..));
+            }
+        }
+        out
+    }
+}
+
+/// A path as the user should see it: relative to the working directory when
+/// it is inside it.
+fn display_path(path: &Path) -> PathBuf {
+    let path = path.strip_prefix(".").unwrap_or(path);
+    match std::env::current_dir() {
+        Ok(cwd) => path.strip_prefix(&cwd).unwrap_or(path).to_path_buf(),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+fn display_dir(dir: &Path) -> String {
+    let shown = display_path(dir);
+    if shown.as_os_str().is_empty() {
+        "the current directory".into()
+    } else {
+        format!("`{}`", shown.display())
     }
 }

@@ -1,1 +1,87 @@
-fn main() {}
+//! The `pipe` command: parses arguments, sets up logging and output once, and
+//! hands each command to the library. Exit codes follow DESIGN.md.
+
+mod cli;
+mod commands;
+mod printer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pipeline::error::EXIT_USAGE;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use printer::Printer;
+
+/// What every command gets: where the project is, which store, how to print.
+pub struct Context {
+    pub dir: PathBuf,
+    pub store_override: Option<String>,
+    pub unsafe_no_cas: bool,
+    pub printer: Printer,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let printer = Printer::new(cli.json, cli.quiet);
+    let dir = match &cli.dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from("."),
+    };
+    let cx = Context {
+        dir,
+        store_override: cli.store.clone(),
+        unsafe_no_cas: cli.unsafe_no_cas,
+        printer,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init => commands::init::run(&cx),
+            Command::Validate => commands::validate::run(&cx),
+            Command::Status => commands::status::run(&cx).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            cx.printer.error(&e);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info,pipeline=debug",
+        (false, _) => "debug,pipeline=trace",
+    };
+    let filter = EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

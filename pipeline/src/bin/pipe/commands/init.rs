@@ -1,0 +1,143 @@
+//! `pipe init`: a commented starter `pipeline.toml`, never overwriting.
+
+use std::io::Write;
+
+use pipeline::model::PIPELINE_FILE;
+use pipeline::{Error, Result};
+use serde_json::json;
+
+use crate::Context;
+
+pub fn run(cx: &Context) -> Result<()> {
+    let dir = &cx.dir;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let file = dir.join(PIPELINE_FILE);
+    let name = project_name(dir);
+    // `create_new` makes "never overwrite" hold even against a racing writer.
+    let mut out = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Usage {
+                message: format!("`{}` already exists", file.display()),
+                hint: Some(
+                    "pipe init never overwrites; edit the file, or move it away first".into(),
+                ),
+            });
+        }
+        Err(e) => return Err(Error::io(&file, e)),
+    };
+    out.write_all(starter(&name).as_bytes())
+        .map_err(|e| Error::io(&file, e))?;
+
+    let gitignore = dir.join(".gitignore");
+    let existing = match std::fs::read_to_string(&gitignore) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&gitignore, e)),
+    };
+    let ignored = existing
+        .lines()
+        .any(|l| matches!(l.trim(), ".pipe" | ".pipe/" | "/.pipe" | "/.pipe/"));
+    if !ignored {
+        let mut add = String::new();
+        if !existing.is_empty() && !existing.ends_with('\n') {
+            add.push('\n');
+        }
+        add.push_str("# pipe's local store and caches\n.pipe/\n");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&gitignore)
+            .and_then(|mut f| f.write_all(add.as_bytes()))
+            .map_err(|e| Error::io(&gitignore, e))?;
+    }
+
+    cx.printer.result(
+        || {
+            let mut s = format!("wrote {} for project `{name}`\n", file.display());
+            if !ignored {
+                s.push_str(&format!("added `.pipe/` to {}\n", gitignore.display()));
+            }
+            s.push_str("next: declare a package in it, then run `pipe validate`");
+            s
+        },
+        || json!({ "ok": true, "pipeline": file, "project": name, "gitignore_updated": !ignored }),
+    );
+    Ok(())
+}
+
+/// A valid project name from the directory name.
+fn project_name(dir: &std::path::Path) -> String {
+    let base = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string();
+    if cleaned.is_empty() {
+        "app".into()
+    } else {
+        cleaned
+    }
+}
+
+fn starter(name: &str) -> String {
+    format!(
+        r#"# pipeline.toml: what pipe builds, where it keeps it, and where it deploys it.
+# The full reference is in pipe's README ("pipeline.toml reference").
+# Paths are relative to this file's directory.
+
+[project]
+name = "{name}"
+version = "0.1.0"                   # one version for every artifact; use `~` for pre-releases (1.0.0~rc1)
+# source_date_epoch = 1700000000    # else $SOURCE_DATE_EPOCH, else the last git commit time
+
+[store]
+url = ".pipe/store"                 # or "s3://bucket/prefix"; --store and $PIPE_STORE override
+
+[signing]
+key = "keys/release.key"            # OpenPGP secret key; $PIPE_SIGNING_KEY overrides
+
+# Environments, and the path a build takes through them.
+[environments.dev]
+[environments.staging]
+from = "dev"                        # only builds that were in dev may be promoted here
+[environments.prod]
+from = "staging"
+
+# A package, built as .deb and .rpm unless `formats` says otherwise:
+#
+# [packages.{name}]
+# summary = "One line about it"
+# description = "Longer text."
+# arch = "amd64"                    # "all" for architecture-independent; rpm gets x86_64 / noarch
+# license = "MIT"
+# maintainer = "Ops <ops@example.com>"
+# depends = ["libc6 (>= 2.36)"]
+# files = [
+#   {{ src = "bin/{name}", dst = "/usr/bin/{name}", mode = "0755" }},
+#   {{ src = "etc/{name}.conf", dst = "/etc/{name}/{name}.conf", config = true }},
+# ]
+# scripts = {{ postinst = "scripts/postinst.sh" }}
+
+# Files written at deploy time, per environment:
+#
+# [deploy]
+# files = {{ "/etc/{name}/env.conf" = "environment={{{{ env }}}}\n" }}
+"#
+    )
+}

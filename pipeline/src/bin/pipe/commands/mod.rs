@@ -1,0 +1,54 @@
+//! One module per command. Each builds its result from the library and hands
+//! the printer a human and a JSON form.
+
+pub mod init;
+pub mod status;
+pub mod validate;
+
+use pipeline::Result;
+use pipeline::model::{PIPELINE_FILE, Pipeline};
+use pipeline::store::StoreUrl;
+
+use crate::Context;
+
+/// The default local store, next to `pipeline.toml`.
+pub const DEFAULT_STORE: &str = ".pipe/store";
+
+impl Context {
+    /// Loads and validates the project's `pipeline.toml`.
+    pub fn pipeline(&self) -> Result<Pipeline> {
+        Pipeline::load(&self.dir)
+    }
+
+    /// The store to use: `--store`/`$PIPE_STORE`, else `[store] url`, else the
+    /// default local directory. Relative paths resolve against the project.
+    pub fn store_url(&self, pipeline: Option<&Pipeline>) -> Result<StoreUrl> {
+        let url = self
+            .store_override
+            .clone()
+            .or_else(|| pipeline.and_then(|p| p.store.url.clone()))
+            .unwrap_or_else(|| DEFAULT_STORE.to_string());
+        StoreUrl::parse(&url, &self.dir)
+    }
+
+    /// True when the project directory has a `pipeline.toml`.
+    pub fn has_pipeline(&self) -> bool {
+        self.dir.join(PIPELINE_FILE).exists()
+    }
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,116 @@
+//! `pipe status`: what the store holds, and what each environment points at.
+//! Reads only; never writes to the store.
+
+use std::collections::BTreeSet;
+
+use pipeline::Result;
+use pipeline::store::{OpenOptions, Store, layout};
+use serde_json::{Value, json};
+
+use super::human_bytes;
+use crate::Context;
+
+/// Where builds and environment pointers live in the store. Publishing and
+/// promotion write them; status only reads.
+const BUILDS: &str = "builds/";
+const ENVS: &str = "envs/";
+
+pub async fn run(cx: &Context) -> Result<()> {
+    // Without a pipeline.toml, status still reports on an explicit store.
+    let pipeline = if cx.has_pipeline() || cx.store_override.is_none() {
+        Some(cx.pipeline()?)
+    } else {
+        None
+    };
+    let url = cx.store_url(pipeline.as_ref())?;
+    let store = Store::open(
+        &url,
+        &OpenOptions {
+            unsafe_no_cas: cx.unsafe_no_cas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let root = store.root().await?;
+
+    let blobs = store.list(layout::BLOBS).await?;
+    let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
+    let builds: BTreeSet<String> = store
+        .list(BUILDS)
+        .await?
+        .iter()
+        .filter_map(|o| {
+            o.key
+                .strip_prefix(BUILDS)?
+                .split('/')
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+
+    // Declared environments first, in promotion order; then any the store
+    // knows that the file no longer declares.
+    let mut envs: Vec<(String, Option<String>)> = pipeline
+        .as_ref()
+        .map(|p| {
+            p.promotion_order()
+                .iter()
+                .map(|e| (e.name.clone(), e.from.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for o in store.list(ENVS).await? {
+        if let Some(name) = o.key.strip_prefix(ENVS).and_then(|k| k.split('/').next()) {
+            if !envs.iter().any(|(n, _)| n == name) {
+                envs.push((name.to_string(), None));
+            }
+        }
+    }
+    let mut pointers = Vec::new();
+    for (name, from) in &envs {
+        let key = format!("{ENVS}{name}/pointer.json");
+        let build = match store.get_bytes(&key).await? {
+            Some((bytes, _)) => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("build").and_then(Value::as_str).map(str::to_string)),
+            None => None,
+        };
+        pointers.push((name.clone(), from.clone(), build));
+    }
+
+    cx.printer.result(
+        || {
+            let mut s = format!("store: {url}");
+            match &root {
+                Some(r) => s.push_str(&format!(" (format {})\n", r.format)),
+                None => s.push_str(" (empty: nothing published yet)\n"),
+            }
+            s.push_str(&format!("blobs: {} ({})\n", blobs.len(), human_bytes(blob_bytes)));
+            s.push_str(&format!("builds: {}\n", builds.len()));
+            for b in &builds {
+                s.push_str(&format!("  {b}\n"));
+            }
+            if pointers.is_empty() {
+                s.push_str("environments: none declared\n");
+            } else {
+                s.push_str("environments:\n");
+                for (name, from, build) in &pointers {
+                    let from = from.as_ref().map(|f| format!("(from {f})")).unwrap_or_default();
+                    let build = build.as_deref().unwrap_or("no build yet");
+                    s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
+                }
+            }
+            s
+        },
+        || {
+            json!({
+                "ok": true,
+                "store": { "url": url.to_string(), "format": root.as_ref().map(|r| r.format) },
+                "blobs": { "count": blobs.len(), "bytes": blob_bytes },
+                "builds": builds,
+                "environments": pointers.iter().map(|(n, f, b)| json!({"name": n, "from": f, "build": b})).collect::<Vec<Value>>(),
+            })
+        },
+    );
+    Ok(())
+}

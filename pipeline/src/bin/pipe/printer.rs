@@ -1,0 +1,82 @@
+//! The one place that decides what goes to stdout and stderr: human text or a
+//! single JSON document, quiet or not. Commands hand it both forms.
+
+use std::io::Write;
+
+use pipeline::Error;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    json: bool,
+    quiet: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, quiet: bool) -> Self {
+        Printer { json, quiet }
+    }
+
+    /// The result of a command: `human` for people, `machine` under `--json`.
+    pub fn result(&self, human: impl FnOnce() -> String, machine: impl FnOnce() -> Value) {
+        if self.json {
+            print_json(&machine());
+        } else if !self.quiet {
+            let text = human();
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = out.write_all(b"\n");
+            }
+        }
+    }
+
+    /// A failure: the message and hint on stderr, and under `--json` the same
+    /// as a JSON document on stdout so machines always get one document.
+    pub fn error(&self, err: &Error) {
+        let mut text = match err {
+            Error::Config(_) => err.to_string(),
+            _ => format!("error: {err}"),
+        };
+        if let Some(hint) = err.hint() {
+            text.push_str(&format!("\n  hint: {hint}"));
+        }
+        eprintln!("{text}");
+        if self.json {
+            let mut doc = json!({
+                "ok": false,
+                "error": {
+                    "message": err.to_string(),
+                    "hint": err.hint(),
+                    "exit_code": err.exit_code(),
+                }
+            });
+            if let Error::Config(diags) = err {
+                doc["error"]["message"] = json!(format!(
+                    "{} problem(s) in {}",
+                    diags.len(),
+                    diags.file().display()
+                ));
+                doc["error"]["diagnostics"] = json!(
+                    diags
+                        .iter()
+                        .map(|d| json!({
+                            "file": diags.file(),
+                            "line": d.line,
+                            "column": d.column,
+                            "message": d.message,
+                            "hint": d.hint,
+                        }))
+                        .collect::<Vec<_>>()
+                );
+            }
+            print_json(&doc);
+        }
+    }
+}
+
+fn print_json(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, v);
+    let _ = out.write_all(b"\n");
+}

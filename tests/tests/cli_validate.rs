@@ -1,0 +1,387 @@
+//! `pipe validate` and `pipe init`: every validation rule shows its
+//! file:line:column, the offending line with a caret, a hint, and exit code 2;
+//! several problems are reported in one run.
+
+use pipe_e2e::cli::Project;
+
+/// A small valid project; tests break one thing at a time.
+const VALID: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+
+[environments.dev]
+[environments.prod]
+from = "dev"
+
+[packages.demo]
+summary = "Demo"
+arch = "amd64"
+files = [
+  { src = "bin/demo", dst = "/usr/bin/demo", mode = "0755" },
+  { src = "share/", dst = "/usr/share/demo/" },
+]
+
+[images.demo]
+packages = ["demo"]
+
+[machines.box]
+base = "rootfs:rootfs.tar"
+packages = ["demo"]
+size = "64M"
+"#;
+
+fn project(pipeline_toml: &str) -> Project {
+    let p = Project::new();
+    p.write("bin/demo", "#!/bin/sh\necho demo\n")
+        .write("share/a.txt", "a\n")
+        .write("rootfs.tar", "")
+        .write("pipeline.toml", pipeline_toml);
+    p
+}
+
+/// Runs `pipe validate` where the user would (paths in messages are relative)
+/// and expects exit code 2.
+fn invalid(pipeline_toml: &str) -> String {
+    let p = project(pipeline_toml);
+    let run = p.pipe_here(&["validate"]);
+    run.expect_code(2);
+    assert!(run.stdout.is_empty(), "errors go to stderr: {}", run.stdout);
+    run.stderr
+}
+
+#[test]
+fn valid_project_summarises_the_build() {
+    let p = project(VALID);
+    let run = p.pipe(&["validate"]);
+    run.expect_code(0);
+    for expected in [
+        "project demo 1.0.0",
+        "demo_1.0.0_amd64.deb",
+        "demo-1.0.0-1.x86_64.rpm",
+        "demo.oci.tar",
+        "box.raw",
+        "box.qcow2",
+        "environments: dev, prod (from dev)",
+        "package demo: 2 input file(s)",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "missing {expected:?} in:\n{}",
+            run.stdout
+        );
+    }
+    let json = p.pipe(&["--json", "validate"]).expect_code(0).json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["project"]["version"], "1.0.0");
+    assert_eq!(json["artifacts"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn the_example_project_is_valid() {
+    let p = Project::example("hello");
+    let run = p.pipe(&["validate"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("hello_1.2.0_all.deb"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("hello-1.2.0-1.noarch.rpm"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("web.qcow2"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("dev, staging (from dev), prod (from staging)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unknown_key_points_at_it_with_a_suggestion() {
+    let err = invalid(&VALID.replace("summary = \"Demo\"", "sumary = \"Demo\""));
+    assert_eq!(
+        err,
+        "error: missing `summary` in `[packages.demo]`
+ --> pipeline.toml:9:1
+  |
+9 | [packages.demo]
+  | ^^^^^^^^^^^^^^^
+  = hint: add `summary = \"one line about the package\"`
+
+error: unknown key `sumary` in `[packages.demo]`
+  --> pipeline.toml:10:1
+   |
+10 | sumary = \"Demo\"
+   | ^^^^^^
+   = hint: did you mean `summary`?
+
+2 errors in pipeline.toml
+"
+    );
+}
+
+#[test]
+fn unknown_section_is_caught_too() {
+    let err = invalid(&format!("{VALID}\n[pakages.other]\nsummary = \"x\"\n"));
+    assert!(
+        err.contains("unknown key `pakages` in the top level"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `packages`?"), "{err}");
+    assert!(err.contains("pipeline.toml:25:2"), "{err}");
+}
+
+#[test]
+fn several_errors_are_reported_in_one_run() {
+    let broken = VALID
+        .replace("version = \"1.0.0\"", "version = \"1.0.0rc1\"")
+        .replace("dst = \"/usr/bin/demo\"", "dst = \"usr/bin/demo\"")
+        .replace("mode = \"0755\"", "mode = \"0855\"")
+        .replace(
+            "packages = [\"demo\"]\n\n[machines",
+            "packages = [\"dmeo\"]\n\n[machines",
+        );
+    let err = invalid(&broken);
+    assert!(err.contains("4 errors in pipeline.toml"), "{err}");
+    let positions: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("--> pipeline.toml:"))
+        .collect();
+    assert_eq!(positions.len(), 4, "{err}");
+    // In file order.
+    assert!(positions[0].ends_with(":3:11"), "{positions:?}");
+}
+
+#[test]
+fn package_names_dpkg_or_rpm_would_reject() {
+    let err = invalid(
+        &VALID
+            .replace("[packages.demo]", "[packages.Demo]")
+            .replace("[\"demo\"]", "[\"Demo\"]"),
+    );
+    assert!(
+        err.contains("`Demo` is not a valid Debian package name"),
+        "{err}"
+    );
+    assert!(err.contains("lowercase letters"), "{err}");
+    assert!(err.contains("pipeline.toml:9:11"), "{err}");
+
+    // An rpm-only package may use uppercase, but not a space or `/`.
+    let rpm_only = VALID
+        .replace("[packages.demo]", "[packages.\"my/demo\"]")
+        .replace(
+            "summary = \"Demo\"",
+            "summary = \"Demo\"\nformats = [\"rpm\"]",
+        )
+        .replace("[\"demo\"]", "[\"my/demo\"]");
+    let err = invalid(&rpm_only);
+    assert!(
+        err.contains("`my/demo` is not a valid RPM package name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn versions_dpkg_or_rpm_would_misorder_or_reject() {
+    let err = invalid(&VALID.replace("\"1.0.0\"", "\"1.0.0rc1\""));
+    assert!(
+        err.contains("version `1.0.0rc1` sorts after `1.0.0` in dpkg and rpm"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "hint: write the pre-release with `~`, which sorts before everything: `1.0.0~rc1`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:3:11"), "{err}");
+
+    let err = invalid(&VALID.replace("\"1.0.0\"", "\"1.0.0-2\""));
+    assert!(err.contains("version `1.0.0-2` contains `-`"), "{err}");
+
+    let err = invalid(&VALID.replace("\"1.0.0\"", "\"v1.0.0\""));
+    assert!(err.contains("does not start with a digit"), "{err}");
+
+    let err = invalid(&VALID.replace("\"1.0.0\"", "1.0"));
+    assert!(
+        err.contains("`project.version` must be a string, found a float"),
+        "{err}"
+    );
+}
+
+#[test]
+fn destinations_must_be_absolute_without_dotdot() {
+    let err = invalid(&VALID.replace("\"/usr/bin/demo\"", "\"usr/bin/demo\""));
+    assert!(
+        err.contains("`usr/bin/demo` is not an absolute path"),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:13:29"), "{err}");
+    let err = invalid(&VALID.replace("\"/usr/bin/demo\"", "\"/usr/../etc/demo\""));
+    assert!(
+        err.contains("`/usr/../etc/demo` contains a `.` or `..` component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn modes_must_be_octal_strings() {
+    let err = invalid(&VALID.replace("\"0755\"", "\"0855\""));
+    assert!(
+        err.contains("mode `0855` is not an octal permission"),
+        "{err}"
+    );
+    let err = invalid(&VALID.replace("\"0755\"", "755"));
+    assert!(
+        err.contains("mode `755` is a number, not an octal string"),
+        "{err}"
+    );
+    assert!(err.contains("write `mode = \"0755\"`"), "{err}");
+}
+
+#[test]
+fn missing_source_files() {
+    let err = invalid(&VALID.replace("\"bin/demo\"", "\"bin/missing\""));
+    assert!(err.contains("`src` `bin/missing` does not exist"), "{err}");
+    assert!(
+        err.contains("paths are relative to the directory holding pipeline.toml"),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:13:11"), "{err}");
+}
+
+#[test]
+fn images_and_machines_must_name_declared_packages() {
+    let err = invalid(
+        &VALID
+            .replace(
+                "[images.demo]\npackages = [\"demo\"]",
+                "[images.demo]\npackages = [\"dmeo\"]",
+            )
+            .replace(
+                "packages = [\"demo\"]\nsize",
+                "packages = [\"other\"]\nsize",
+            ),
+    );
+    assert!(
+        err.contains("image `demo` names package `dmeo`, which is not declared"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `demo`?"), "{err}");
+    assert!(
+        err.contains("machine `box` names package `other`, which is not declared"),
+        "{err}"
+    );
+    assert!(err.contains("declared packages: `demo`"), "{err}");
+}
+
+#[test]
+fn environments_from_unknown_or_cyclic() {
+    let err = invalid(&VALID.replace("from = \"dev\"", "from = \"dve\""));
+    assert!(
+        err.contains("environment `prod` is promoted from `dve`, which is not declared"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `dev`?"), "{err}");
+    assert!(err.contains("pipeline.toml:7:8"), "{err}");
+
+    let cyclic = VALID.replace(
+        "[environments.dev]\n",
+        "[environments.dev]\nfrom = \"qa\"\n[environments.qa]\nfrom = \"prod\"\n",
+    );
+    let err = invalid(&cyclic);
+    assert!(
+        err.contains("environments form a promotion cycle: dev ← qa ← prod ← dev"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("promotion cycle").count(),
+        1,
+        "reported once: {err}"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_positions() {
+    let err = invalid(&VALID.replace("name = \"demo\"", "name = \"demo"));
+    assert!(err.contains("invalid TOML"), "{err}");
+    assert!(err.contains("--> pipeline.toml:2:"), "{err}");
+}
+
+#[test]
+fn json_errors_are_one_document() {
+    let p = project(&VALID.replace("arch = \"amd64\"", "arch = \"x86_64\""));
+    let run = p.pipe(&["--json", "validate"]);
+    run.expect_code(2);
+    let doc = run.json();
+    assert_eq!(doc["ok"], false);
+    let d = &doc["error"]["diagnostics"][0];
+    assert_eq!(d["message"], "unknown architecture `x86_64`");
+    assert_eq!(d["line"], 11);
+    assert_eq!(d["column"], 8);
+    assert_eq!(
+        d["hint"],
+        "pipe uses Debian's names: write `amd64`; the rpm gets `x86_64`"
+    );
+}
+
+#[test]
+fn missing_pipeline_toml_is_a_usage_error() {
+    let p = Project::new();
+    let run = p.pipe(&["validate"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("no `pipeline.toml` in"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: run `pipe init`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_never_overwrites() {
+    let p = Project::new();
+    p.write(".gitignore", "target/");
+    p.pipe(&["init"]).expect_code(0);
+    let written = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
+    assert!(written.contains("[environments.prod]"), "{written}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join(".gitignore")).unwrap(),
+        "target/\n# pipe's local store and caches\n.pipe/\n"
+    );
+    p.pipe(&["validate"]).expect_code(0);
+
+    p.write("pipeline.toml", "# mine\n");
+    let again = p.pipe(&["init"]);
+    again.expect_code(2);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("never overwrites"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap(),
+        "# mine\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join(".gitignore"))
+            .unwrap()
+            .matches(".pipe/")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let p = project(VALID);
+    p.pipe(&["validate", "--no-such-flag"]).expect_code(2);
+    let run = p.pipe(&["--store", "gs://bucket/x", "validate"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("gs://bucket/x"), "{}", run.stderr);
+}
