@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's second command: installs everything the tests use (C libraries,
+# the S3 server, the consumers), then checks formatting and lints and runs every
+# test against real servers and clients. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deps.sh test
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests run the `pipe` binary, which cargo does not build for
+# another package's tests.
+cargo build --workspace --bins
+cargo test --workspace
