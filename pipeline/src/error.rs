@@ -100,9 +100,7 @@ pub enum Error {
     },
 
     /// The store's root object says it was written by a newer pipe.
-    #[error(
-        "the store at {url} has format {found}; this pipe reads format {supported} at most"
-    )]
+    #[error("the store at {url} has format {found}; this pipe reads format {supported} at most")]
     StoreFormat {
         /// The store URL.
         url: String,
@@ -114,9 +112,7 @@ pub enum Error {
 
     /// An S3 server that does not honour conditional writes, so it cannot keep
     /// the compare-and-swap promise.
-    #[error(
-        "the S3 endpoint {endpoint} (bucket `{bucket}`) ignores conditional writes: {detail}"
-    )]
+    #[error("the S3 endpoint {endpoint} (bucket `{bucket}`) ignores conditional writes: {detail}")]
     CasUnsupported {
         /// The endpoint URL.
         endpoint: String,
@@ -160,6 +156,27 @@ pub enum Error {
         /// What the server or the client said.
         detail: String,
     },
+    /// An object in the store exists but is not what pipe wrote there (an
+    /// unreadable root object, a truncated pointer).
+    #[error("`{key}` in the store at {url} is not valid: {detail}")]
+    Corrupt {
+        /// The store URL.
+        url: String,
+        /// The store key.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// A store key that pipe refuses to use (`..`, a leading `/`, an empty
+    /// segment, a name the store reserves for itself).
+    #[error("invalid store key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -191,6 +208,10 @@ impl Error {
                     .into(),
             ),
             Error::StoreFormat { .. } => Some("upgrade pipe to read this store".into()),
+            Error::Corrupt { .. } => Some(
+                "the object was damaged or written by something else; restore it from a backup or republish"
+                    .into(),
+            ),
             Error::CasUnsupported { .. } => Some(
                 "use an S3 service that supports `If-Match`/`If-None-Match` on PutObject, or pass `--unsafe-no-cas` to accept that concurrent promotions may overwrite each other"
                     .into(),

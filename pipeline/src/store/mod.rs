@@ -1,1 +1,815 @@
 //! The content-addressed store.
+//!
+//! One interface, two backends: a local directory (the default, `.pipe/store`)
+//! and S3 (`s3://bucket/prefix`, any S3-compatible service). Nothing above this
+//! module knows which backend it talks to.
+//!
+//! - Keys are `/`-separated relative paths ([`layout`] names them).
+//! - Every object has a [`Version`], an opaque token that changes whenever the
+//!   content does (the ETag on S3, the BLAKE3 digest of the content on a local
+//!   directory); [`Condition::IfMatch`] writes only if the version is still
+//!   the one read, which is how pointers are moved with compare-and-swap.
+//! - Blobs are content addressed by BLAKE3 ([`layout::blob_key`]) and verified
+//!   on every read.
+//! - The root object [`layout::ROOT`] records the store format. Opening refuses
+//!   a store of a newer format; the first write creates the root object.
+//!
+//! # S3 settings
+//!
+//! Region, credentials and endpoint come from the standard AWS settings
+//! (`AWS_REGION`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`,
+//! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, `AWS_MAX_ATTEMPTS`, the
+//! profile's `endpoint_url`). Requests use path-style addressing
+//! (`http://host/bucket/key`) when a custom endpoint is configured or
+//! `PIPE_S3_PATH_STYLE=1`; `PIPE_S3_PATH_STYLE=0` forces virtual-hosted style.
+//!
+//! The first write through an S3 store checks that the server honours
+//! conditional writes (see [`OpenOptions::unsafe_no_cas`]).
+
+pub mod digest;
+pub mod layout;
+mod local;
+mod s3;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+
+use crate::{Error, Result};
+
+/// The newest store format this pipe reads and writes.
+pub const STORE_FORMAT: u64 = 1;
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// A directory on this machine (absolute).
+    Local(PathBuf),
+    /// A bucket, and a prefix inside it (no leading or trailing `/`; empty for
+    /// the whole bucket).
+    S3 {
+        /// The bucket name.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+impl StoreUrl {
+    /// Parses `s3://bucket[/prefix]` or a directory path; a relative path is
+    /// resolved against `base_dir`.
+    pub fn parse(s: &str, base_dir: &Path) -> Result<StoreUrl> {
+        let bad = |reason: &str| Error::StoreUrl {
+            url: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if s.trim().is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("the bucket name is missing"));
+            }
+            let valid_char =
+                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+            if !(3..=63).contains(&bucket.len()) || !bucket.chars().all(valid_char) {
+                return Err(bad(
+                    "a bucket name is 3 to 63 characters: lowercase letters, digits, `-` and `.`",
+                ));
+            }
+            let prefix = prefix.trim_end_matches('/');
+            if !prefix.is_empty() {
+                validate_key(prefix).map_err(|e| match e {
+                    Error::InvalidKey { reason, .. } => bad(&format!("the prefix: {reason}")),
+                    other => other,
+                })?;
+            }
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(bad(&format!(
+                "the scheme `{scheme}://` is not supported (only `s3://` and directory paths)"
+            )));
+        }
+        let path = Path::new(s);
+        Ok(StoreUrl::Local(if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base_dir.join(path)
+        }))
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Local(p) => write!(f, "{}", p.display()),
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Accept an S3 server that ignores conditional writes. Compare-and-swap
+    /// then silently degrades to last-writer-wins; a warning is logged.
+    pub unsafe_no_cas: bool,
+}
+
+/// Settings that take precedence over the standard AWS environment for one
+/// S3 store. The CLI leaves them empty; tests and embedders use them to point
+/// stores in one process at different servers.
+#[derive(Debug, Clone, Default)]
+pub struct S3Overrides {
+    /// The endpoint URL (like `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    /// The region (like `AWS_REGION`).
+    pub region: Option<String>,
+    /// Static credentials (like `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
+    pub credentials: Option<(String, String)>,
+    /// Total attempts per request, retries included (like `AWS_MAX_ATTEMPTS`).
+    pub max_attempts: Option<u32>,
+}
+
+/// An opaque version token: changes whenever the object's content does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Version(pub String);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a write requires of the key's current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Write whatever is there.
+    Overwrite,
+    /// Write only if the key does not exist ([`Error::AlreadyExists`] otherwise).
+    IfAbsent,
+    /// Write only if the key exists at this version ([`Error::Conflict`]
+    /// otherwise).
+    IfMatch(Version),
+}
+
+/// What is known about an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The store key.
+    pub key: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// The version token.
+    pub version: Version,
+}
+
+/// A streaming reader of an object's bytes.
+pub type ObjectBody = Box<dyn AsyncRead + Send + Unpin>;
+
+/// An object being read.
+pub struct Object {
+    /// Its key, size and version.
+    pub meta: ObjectMeta,
+    /// Its bytes, streamed.
+    pub body: ObjectBody,
+}
+
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Object").field("meta", &self.meta).finish()
+    }
+}
+
+/// The bytes of a write.
+pub struct Body(BodyInner);
+
+enum BodyInner {
+    Bytes(Bytes),
+    File(PathBuf),
+    Reader(ObjectBody),
+    /// A spooled file the backend may consume; `blake3` when already known.
+    Temp(tempfile::TempPath, Option<String>),
+}
+
+impl Body {
+    /// Bytes in memory.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Body {
+        Body(BodyInner::Bytes(bytes.into()))
+    }
+
+    /// The content of a file, read when the write happens; it must not change
+    /// during the write.
+    pub fn from_file(path: impl Into<PathBuf>) -> Body {
+        Body(BodyInner::File(path.into()))
+    }
+
+    /// A stream, read to its end. It is spooled to a temporary file, never held
+    /// in memory whole; if it fails, nothing is written.
+    pub fn from_reader(reader: impl AsyncRead + Send + Unpin + 'static) -> Body {
+        Body(BodyInner::Reader(Box::new(reader)))
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body::from_bytes(b)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Body {
+        Body::from_bytes(b)
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::from_bytes(s)
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(b: &'static [u8]) -> Body {
+        Body::from_bytes(b)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::from_bytes(s)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            BodyInner::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
+            BodyInner::File(p) => write!(f, "Body::File({})", p.display()),
+            BodyInner::Reader(_) => f.write_str("Body::Reader"),
+            BodyInner::Temp(p, _) => write!(f, "Body::Temp({})", p.display()),
+        }
+    }
+}
+
+/// The address and digests of a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// BLAKE3 of the content, 64 lowercase hex digits; the blob's address.
+    pub blake3: String,
+    /// SHA-256 of the content, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl BlobRef {
+    /// The blob's key in the store.
+    pub fn key(&self) -> String {
+        layout::blob_key(&self.blake3)
+    }
+}
+
+/// The result of storing a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPut {
+    /// What was stored.
+    pub blob: BlobRef,
+    /// `false` when the blob was already in the store and nothing was sent.
+    pub uploaded: bool,
+}
+
+/// The root object of a store, [`layout::ROOT`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreRoot {
+    /// The store format; pipe refuses to read a format newer than
+    /// [`STORE_FORMAT`].
+    pub format: u64,
+    /// The pipe that created the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Fields written by other versions of pipe, kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The operations each backend provides. Keys given to a backend are already
+/// validated; the backend maps them onto its namespace.
+#[async_trait]
+trait Backend: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<Object>>;
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        let Some(mut obj) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::with_capacity(obj.meta.size.min(1 << 24) as usize);
+        obj.body
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| self.read_error(key, e))?;
+        Ok(Some((buf.into(), obj.meta.version)))
+    }
+
+    /// Like `get` without the version, which may be costly (local: a digest).
+    async fn open(&self, key: &str) -> Result<Option<(u64, ObjectBody)>> {
+        Ok(self.get(key).await?.map(|o| (o.meta.size, o.body)))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// The size of the object, if it exists; cheaper than `head`.
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.head(key).await?.map(|m| m.size))
+    }
+
+    async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version>;
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// A directory for temporary files; on the same filesystem as the store
+    /// when there is one, so a spooled file can be moved into place.
+    fn spool_dir(&self) -> PathBuf;
+
+    /// Checks, before the first write, that the backend keeps its
+    /// compare-and-swap promise.
+    async fn check_cas(&self, _opts: &OpenOptions) -> Result<()> {
+        Ok(())
+    }
+
+    /// Turns an error met while reading an object's body into a store error.
+    fn read_error(&self, key: &str, e: std::io::Error) -> Error;
+}
+
+/// A store: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: StoreUrl,
+    opts: OpenOptions,
+    backend: Box<dyn Backend>,
+    /// Set once the CAS probe passed and the root object is known good.
+    writable: tokio::sync::OnceCell<()>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens a store. Performs no write; reads the root object if there is one
+    /// and refuses a store of a newer format ([`Error::StoreFormat`]).
+    pub async fn open(url: &StoreUrl, opts: &OpenOptions) -> Result<Store> {
+        Self::open_with(url, opts, &S3Overrides::default()).await
+    }
+
+    /// Like [`Store::open`], with S3 settings that take precedence over the
+    /// AWS environment (ignored for a local store).
+    pub async fn open_with(url: &StoreUrl, opts: &OpenOptions, s3: &S3Overrides) -> Result<Store> {
+        let backend: Box<dyn Backend> = match url {
+            StoreUrl::Local(dir) => Box::new(local::LocalBackend::new(dir.clone())),
+            StoreUrl::S3 { bucket, prefix } => {
+                Box::new(s3::S3Backend::new(bucket.clone(), prefix.clone(), s3).await?)
+            }
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                url: url.clone(),
+                opts: opts.clone(),
+                backend,
+                writable: tokio::sync::OnceCell::new(),
+            }),
+        };
+        store.root().await?;
+        Ok(store)
+    }
+
+    /// Where the store lives.
+    pub fn url(&self) -> &StoreUrl {
+        &self.inner.url
+    }
+
+    fn backend(&self) -> &dyn Backend {
+        &*self.inner.backend
+    }
+
+    /// The root object; `None` when nothing was ever written to the store.
+    /// [`Error::StoreFormat`] when its format is newer than [`STORE_FORMAT`].
+    pub async fn root(&self) -> Result<Option<StoreRoot>> {
+        let Some((bytes, _)) = self.backend().get_bytes(layout::ROOT).await? else {
+            return Ok(None);
+        };
+        let root: StoreRoot = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            url: self.inner.url.to_string(),
+            key: layout::ROOT.to_string(),
+            detail: format!("not a pipe store root object: {e}"),
+        })?;
+        if root.format > STORE_FORMAT {
+            return Err(Error::StoreFormat {
+                url: self.inner.url.to_string(),
+                found: root.format,
+                supported: STORE_FORMAT,
+            });
+        }
+        Ok(Some(root))
+    }
+
+    /// Runs once per store before its first write: the CAS probe, then the
+    /// root object (created if missing, format checked if present).
+    async fn before_write(&self) -> Result<()> {
+        self.inner
+            .writable
+            .get_or_try_init(|| async {
+                self.backend().check_cas(&self.inner.opts).await?;
+                if self.root().await?.is_some() {
+                    return Ok(());
+                }
+                let root = StoreRoot {
+                    format: STORE_FORMAT,
+                    created_by: Some(format!("pipe {}", env!("CARGO_PKG_VERSION"))),
+                    extra: Default::default(),
+                };
+                let json = serde_json::to_vec_pretty(&root).expect("the root object serialises");
+                match self
+                    .backend()
+                    .put(layout::ROOT, Body::from_bytes(json), Condition::IfAbsent)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(store = %self.inner.url, "created the store");
+                        Ok(())
+                    }
+                    // Another writer created it first; its format is what counts.
+                    Err(Error::AlreadyExists { .. }) => self.root().await.map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Reads an object, streaming; `None` if the key does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Object>> {
+        validate_key(key)?;
+        self.backend().get(key).await
+    }
+
+    /// Reads a (small) object whole; `None` if the key does not exist.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        validate_key(key)?;
+        self.backend().get_bytes(key).await
+    }
+
+    /// The size and version of an object; `None` if the key does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        validate_key(key)?;
+        self.backend().head(key).await
+    }
+
+    /// Writes an object if `cond` holds. The object appears whole or not at
+    /// all: a reader never sees a partial write.
+    pub async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
+        validate_key(key)?;
+        self.before_write().await?;
+        self.backend().put(key, body, cond).await
+    }
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        if !prefix.is_empty() {
+            validate_key(prefix.trim_end_matches('/'))?;
+        }
+        let mut all = self.backend().list(prefix).await?;
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(all)
+    }
+
+    /// Deletes an object; deleting a missing key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        self.before_write().await?;
+        self.backend().delete(key).await
+    }
+
+    /// Stores a file as a blob. Nothing is sent when the blob is already there.
+    /// The file must not change during the call.
+    pub async fn put_blob_file(&self, path: &Path) -> Result<BlobPut> {
+        let blob = digest::hash_file(path).await?;
+        self.put_blob_body(blob, Body::from_file(path)).await
+    }
+
+    /// Stores a stream as a blob: spooled to a temporary file while it is
+    /// hashed (bounded memory), then stored as by [`Store::put_blob_file`].
+    pub async fn put_blob(&self, body: impl AsyncRead + Send + Unpin) -> Result<BlobPut> {
+        let (tmp, blob) = digest::spool_hashed(body, &self.backend().spool_dir()).await?;
+        let b3 = blob.blake3.clone();
+        self.put_blob_body(blob, Body(BodyInner::Temp(tmp, Some(b3))))
+            .await
+    }
+
+    async fn put_blob_body(&self, blob: BlobRef, body: Body) -> Result<BlobPut> {
+        let key = blob.key();
+        self.before_write().await?;
+        let cond = match self.backend().size(&key).await? {
+            Some(size) if size == blob.size => {
+                tracing::debug!(%key, "blob already stored");
+                return Ok(BlobPut {
+                    blob,
+                    uploaded: false,
+                });
+            }
+            Some(size) => {
+                // Content addressing makes the right bytes known: repair.
+                tracing::warn!(%key, size, expected = blob.size, "replacing a damaged blob");
+                Condition::Overwrite
+            }
+            None => Condition::IfAbsent,
+        };
+        match self.backend().put(&key, body, cond).await {
+            Ok(_) => {
+                tracing::debug!(%key, size = blob.size, "blob stored");
+                Ok(BlobPut {
+                    blob,
+                    uploaded: true,
+                })
+            }
+            // A concurrent writer stored the same bytes first.
+            Err(Error::AlreadyExists { .. }) => Ok(BlobPut {
+                blob,
+                uploaded: false,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a blob. The reader fails at the end with an `io::Error` wrapping
+    /// [`Error::DigestMismatch`] if the bytes are not the ones `blob` names;
+    /// [`Error::NotFound`] if the blob is not in the store.
+    pub async fn get_blob(&self, blob: &BlobRef) -> Result<BlobReader> {
+        validate_digest(&blob.blake3)?;
+        let key = blob.key();
+        let Some((size, body)) = self.backend().open(&key).await? else {
+            return Err(Error::NotFound { key });
+        };
+        if size != blob.size {
+            return Err(Error::DigestMismatch {
+                key,
+                expected: format!("{} bytes", blob.size),
+                actual: format!("{size} bytes"),
+            });
+        }
+        Ok(BlobReader {
+            key,
+            expected: blob.clone(),
+            inner: body,
+            hasher: blake3::Hasher::new(),
+            seen: 0,
+            done: false,
+        })
+    }
+
+    /// Copies a blob into the file `dest`, which appears only once the bytes
+    /// are verified; on [`Error::DigestMismatch`] nothing is left at `dest`.
+    pub async fn get_blob_to_file(&self, blob: &BlobRef, dest: &Path) -> Result<()> {
+        let mut reader = self.get_blob(blob).await?;
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let d = dir.clone();
+        let (file, tmp) = digest::spawn_blocking(move || {
+            tempfile::NamedTempFile::new_in(&d).map_err(|e| Error::io(&d, e))
+        })
+        .await?
+        .into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut buf = vec![0u8; digest::CHUNK];
+        loop {
+            let n = digest::fill(&mut reader, &mut buf)
+                .await
+                .map_err(|e| blob_read_error(&reader.key, self.backend(), e))?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])
+                .await
+                .map_err(|e| Error::io(dest, e))?;
+        }
+        file.sync_all().await.map_err(|e| Error::io(dest, e))?;
+        drop(file);
+        let dest = dest.to_path_buf();
+        digest::spawn_blocking(move || tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error)))
+            .await
+    }
+}
+
+/// Recovers the store error a [`BlobReader`] wrapped into an `io::Error`.
+fn blob_read_error(key: &str, backend: &dyn Backend, e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        return *inner.downcast::<Error>().expect("checked above");
+    }
+    backend.read_error(key, e)
+}
+
+/// Streams a blob's bytes and verifies them: at the end of the stream, a
+/// BLAKE3 digest or size that differs from the [`BlobRef`] is an
+/// `io::Error` of kind `InvalidData` wrapping [`Error::DigestMismatch`]
+/// (recover it with `io::Error::into_inner` and `downcast`).
+pub struct BlobReader {
+    key: String,
+    expected: BlobRef,
+    inner: ObjectBody,
+    hasher: blake3::Hasher,
+    seen: u64,
+    done: bool,
+}
+
+impl BlobReader {
+    /// The store key being read.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn mismatch(&self, expected: String, actual: String) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Error::DigestMismatch {
+                key: self.key.clone(),
+                expected,
+                actual,
+            },
+        )
+    }
+}
+
+impl fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("key", &self.key)
+            .field("seen", &self.seen)
+            .finish()
+    }
+}
+
+impl AsyncRead for BlobReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        this.seen += new.len() as u64;
+        if this.seen > this.expected.size {
+            this.done = true;
+            let (e, s) = (this.expected.size, this.seen);
+            return Poll::Ready(Err(
+                this.mismatch(format!("{e} bytes"), format!("at least {s} bytes"))
+            ));
+        }
+        if new.is_empty() {
+            this.done = true;
+            if this.seen != this.expected.size {
+                let (e, s) = (this.expected.size, this.seen);
+                return Poll::Ready(Err(
+                    this.mismatch(format!("{e} bytes"), format!("{s} bytes"))
+                ));
+            }
+            let actual = this.hasher.finalize().to_hex().to_string();
+            if actual != this.expected.blake3 {
+                let expected = format!("blake3 {}", this.expected.blake3);
+                return Poll::Ready(Err(this.mismatch(expected, format!("blake3 {actual}"))));
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.hasher.update(new);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Keys the store uses for itself and refuses as user keys.
+const RESERVED: &[&str] = &[".tmp", ".locks", ".pipe-probe"];
+
+/// Checks a key: `/`-separated, relative, no empty, `.` or `..` segments, no
+/// reserved first segment.
+fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.is_empty() {
+        return bad("it is empty");
+    }
+    if key.starts_with('/') {
+        return bad("it starts with `/`");
+    }
+    if key.contains('\\') || key.contains('\0') {
+        return bad("it contains `\\` or a NUL byte");
+    }
+    for seg in key.split('/') {
+        match seg {
+            "" => return bad("it has an empty segment"),
+            "." | ".." => return bad("it has a `.` or `..` segment"),
+            _ => {}
+        }
+    }
+    let first = key.split('/').next().unwrap_or_default();
+    if RESERVED.contains(&first) {
+        return bad("the store reserves this name for itself");
+    }
+    Ok(())
+}
+
+fn validate_digest(hex: &str) -> Result<()> {
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(Error::InvalidKey {
+            key: hex.to_string(),
+            reason: "a BLAKE3 digest is 64 lowercase hex digits".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let base = Path::new("/proj");
+        assert_eq!(
+            StoreUrl::parse(".pipe/store", base).unwrap(),
+            StoreUrl::Local("/proj/.pipe/store".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("/abs", base).unwrap(),
+            StoreUrl::Local("/abs".into())
+        );
+        let s3 = StoreUrl::parse("s3://my-bucket/a/b/", base).unwrap();
+        assert_eq!(
+            s3,
+            StoreUrl::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(s3.to_string(), "s3://my-bucket/a/b");
+        assert_eq!(
+            StoreUrl::parse("s3://my-bucket", base).unwrap().to_string(),
+            "s3://my-bucket"
+        );
+        for bad in ["", "s3://", "s3://B", "s3://ok-bucket/a/../b", "gs://x/y"] {
+            assert!(
+                matches!(StoreUrl::parse(bad, base), Err(Error::StoreUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn validates_keys() {
+        for ok in ["a", "a/b.c", "envs/prod.json", ".hidden/x"] {
+            validate_key(ok).unwrap();
+        }
+        for bad in [
+            "", "/a", "a//b", "a/", "../a", "a/./b", ".tmp/x", ".locks", "a\\b",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Digests of blobs: BLAKE3 (the address), SHA-256 (what apt, yum and OCI
+//! clients check) and the size, all computed in one pass over the bytes.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::BlobRef;
+use crate::{Error, Result};
+
+/// Chunk size for hashing and copying large inputs: big enough that the
+/// per-chunk hop to the blocking pool is noise, small enough to bound memory.
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// BLAKE3 + SHA-256 + size over a stream of bytes.
+#[derive(Clone, Default)]
+pub struct Hasher {
+    blake3: blake3::Hasher,
+    sha256: sha2::Sha256,
+    size: u64,
+}
+
+impl Hasher {
+    /// A hasher that has seen no bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        self.sha256.update(bytes);
+        self.size += bytes.len() as u64;
+    }
+
+    /// The digests of everything fed so far.
+    pub fn finalize(self) -> BlobRef {
+        BlobRef {
+            blake3: self.blake3.finalize().to_hex().to_string(),
+            sha256: hex::encode(self.sha256.finalize()),
+            size: self.size,
+        }
+    }
+}
+
+/// Digests of an in-memory buffer.
+pub fn hash_bytes(bytes: &[u8]) -> BlobRef {
+    let mut h = Hasher::new();
+    h.update(bytes);
+    h.finalize()
+}
+
+/// Digests of a file, computed on the blocking pool so a large file does not
+/// stall the async runtime.
+pub async fn hash_file(path: &Path) -> Result<BlobRef> {
+    let path = path.to_path_buf();
+    spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = read_retrying(&mut file, &mut buf).map_err(|e| Error::io(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finalize())
+    })
+    .await
+}
+
+/// Copies `reader` into a new temporary file in `dir` while hashing it, with
+/// one chunk in memory at a time. The file is synced before it is returned;
+/// it is deleted when the returned path is dropped.
+pub(crate) async fn spool_hashed(
+    mut reader: impl AsyncRead + Send + Unpin,
+    dir: &Path,
+) -> Result<(tempfile::TempPath, BlobRef)> {
+    let dir_owned = dir.to_path_buf();
+    let (file, path) = spawn_blocking(move || {
+        std::fs::create_dir_all(&dir_owned).map_err(|e| Error::io(&dir_owned, e))?;
+        tempfile::NamedTempFile::new_in(&dir_owned).map_err(|e| Error::io(&dir_owned, e))
+    })
+    .await?
+    .into_parts();
+    let mut state = Some((file, Hasher::new(), vec![0u8; CHUNK]));
+    loop {
+        let (file, hasher, mut buf) = state.take().expect("state is put back every round");
+        let n = fill(&mut reader, &mut buf)
+            .await
+            .map_err(|e| Error::io(path_of(&path), e))?;
+        if n == 0 {
+            let p = path_of(&path);
+            spawn_blocking(move || file.sync_all().map_err(|e| Error::io(p, e))).await?;
+            return Ok((path, hasher.finalize()));
+        }
+        let p = path_of(&path);
+        state = Some(
+            spawn_blocking(move || {
+                let (mut file, mut hasher) = (file, hasher);
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n]).map_err(|e| Error::io(p, e))?;
+                Ok((file, hasher, buf))
+            })
+            .await?,
+        );
+    }
+}
+
+/// Reads until `buf` is full or the reader is exhausted; returns the count.
+pub(crate) async fn fill(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn read_retrying(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+fn path_of(p: &tempfile::TempPath) -> PathBuf {
+    p.to_path_buf()
+}
+
+/// Runs blocking work on the blocking pool; a panic there is re-raised here.
+pub(crate) async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests_of_empty_input() {
+        let d = hash_bytes(b"");
+        assert_eq!(
+            d.blake3,
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert_eq!(
+            d.sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(d.size, 0);
+    }
+
+    #[tokio::test]
+    async fn file_and_spool_agree_with_bytes() {
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i * 31 % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, &data).unwrap();
+        assert_eq!(hash_file(&f).await.unwrap(), hash_bytes(&data));
+        let (tmp, d) = spool_hashed(&data[..], dir.path()).await.unwrap();
+        assert_eq!(d, hash_bytes(&data));
+        assert_eq!(std::fs::read(&tmp).unwrap(), data);
+    }
+}

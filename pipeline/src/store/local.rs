@@ -1,0 +1,353 @@
+//! The local directory backend.
+//!
+//! Every write goes to a temporary file under `.tmp/` (same filesystem), is
+//! synced, then moved into place atomically: `hard_link` for create-only
+//! writes (it fails if the key exists, so racing creators get one winner),
+//! `rename` otherwise. Replacements and deletions hold an exclusive lock on
+//! `.locks/<digest of key>.lock`, so a compare-and-swap reads the current
+//! version and renames without anyone else replacing the file in between.
+//! The version of an object is the BLAKE3 digest of its content.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::digest::{CHUNK, spawn_blocking};
+use super::{Backend, Body, BodyInner, Condition, Object, ObjectBody, ObjectMeta, Version};
+use crate::{Error, Result};
+
+const TMP: &str = ".tmp";
+const LOCKS: &str = ".locks";
+
+pub(super) struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub(super) fn new(root: PathBuf) -> Self {
+        LocalBackend { root }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        let path = self.path(key);
+        let key = key.to_string();
+        let opened = spawn_blocking(move || {
+            let Some(mut file) = open_existing(&path)? else {
+                return Ok(None);
+            };
+            // Digest and body come from one open file, so they agree even if
+            // the key is replaced meanwhile (replacement is by rename).
+            let (version, size) = digest_reader(&mut file).map_err(|e| Error::io(&path, e))?;
+            std::io::Seek::rewind(&mut file).map_err(|e| Error::io(&path, e))?;
+            Ok(Some((file, version, size)))
+        })
+        .await?;
+        Ok(opened.map(|(file, version, size)| Object {
+            meta: ObjectMeta { key, size, version },
+            body: reader(file),
+        }))
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        let path = self.path(key);
+        spawn_blocking(move || match std::fs::read(&path) {
+            Ok(b) => {
+                let v = version_of(&b);
+                Ok(Some((b.into(), v)))
+            }
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        })
+        .await
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<(u64, ObjectBody)>> {
+        let path = self.path(key);
+        let opened = spawn_blocking(move || {
+            let Some(file) = open_existing(&path)? else {
+                return Ok(None);
+            };
+            let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+            Ok(Some((size, file)))
+        })
+        .await?;
+        Ok(opened.map(|(size, file)| (size, reader(file))))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(key);
+        let key = key.to_string();
+        spawn_blocking(move || {
+            let Some(mut file) = open_existing(&path)? else {
+                return Ok(None);
+            };
+            let (version, size) = digest_reader(&mut file).map_err(|e| Error::io(&path, e))?;
+            Ok(Some(ObjectMeta { key, size, version }))
+        })
+        .await
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key);
+        spawn_blocking(move || match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
+        let tmp_dir = self.root.join(TMP);
+        let (tmp, blake3) = match body.0 {
+            BodyInner::Temp(tmp, Some(b3)) if tmp.starts_with(&tmp_dir) => (tmp, b3),
+            BodyInner::Reader(r) => {
+                let (tmp, blob) = super::digest::spool_hashed(r, &tmp_dir).await?;
+                (tmp, blob.blake3)
+            }
+            other => {
+                let dir = tmp_dir.clone();
+                spawn_blocking(move || write_temp(&dir, other)).await?
+            }
+        };
+        let root = self.root.clone();
+        let key = key.to_string();
+        spawn_blocking(move || commit(&root, &key, tmp, Version(blake3), cond)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        spawn_blocking(move || {
+            // Walk only the deepest directory the prefix names in full.
+            let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+            let start = if dir_part.is_empty() {
+                root.clone()
+            } else {
+                root.join(dir_part)
+            };
+            let mut out = Vec::new();
+            walk(&root, &start, &prefix, &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let root = self.root.clone();
+        let key = key.to_string();
+        spawn_blocking(move || {
+            let path = root.join(&key);
+            let _lock = lock_key(&root, &key)?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => sync_parent(&path),
+                Err(e) if is_missing(&e) => Ok(()),
+                Err(e) => Err(Error::io(&path, e)),
+            }
+        })
+        .await
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        self.root.join(TMP)
+    }
+
+    fn read_error(&self, key: &str, e: std::io::Error) -> Error {
+        Error::io(self.path(key), e)
+    }
+}
+
+fn reader(file: std::fs::File) -> ObjectBody {
+    // Each read of a tokio file is a trip to the blocking pool; large reads
+    // make the trips rare.
+    Box::new(tokio::io::BufReader::with_capacity(
+        CHUNK,
+        tokio::fs::File::from_std(file),
+    ))
+}
+
+fn version_of(bytes: &[u8]) -> Version {
+    Version(blake3::hash(bytes).to_hex().to_string())
+}
+
+fn digest_reader(r: &mut impl Read) -> std::io::Result<(Version, u64)> {
+    let mut h = blake3::Hasher::new();
+    let size = std::io::copy(r, &mut h)?;
+    Ok((Version(h.finalize().to_hex().to_string()), size))
+}
+
+fn is_missing(e: &std::io::Error) -> bool {
+    // NotADirectory: a key below what is a file, e.g. `a/b` when `a` is one.
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+fn open_existing(path: &Path) -> Result<Option<std::fs::File>> {
+    match std::fs::File::open(path) {
+        Ok(f) if f.metadata().map(|m| m.is_dir()).unwrap_or(false) => Ok(None),
+        Ok(f) => Ok(Some(f)),
+        Err(e) if is_missing(&e) => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Writes a body into a synced temporary file; returns it with its BLAKE3.
+fn write_temp(dir: &Path, body: BodyInner) -> Result<(tempfile::TempPath, String)> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let tmp_path = tmp.path().to_path_buf();
+    match body {
+        BodyInner::Bytes(b) => {
+            hasher.update(&b);
+            tmp.write_all(&b).map_err(|e| Error::io(&tmp_path, e))?;
+        }
+        BodyInner::File(src) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
+        BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
+        BodyInner::Reader(_) => unreachable!("readers are spooled before"),
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(&tmp_path, e))?;
+    Ok((tmp.into_temp_path(), hasher.finalize().to_hex().to_string()))
+}
+
+fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher) -> Result<()> {
+    let mut file = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(src, e)),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(|e| Error::io(src, e))?;
+    }
+}
+
+/// Moves a synced temporary file to `key` if `cond` holds.
+fn commit(
+    root: &Path,
+    key: &str,
+    tmp: tempfile::TempPath,
+    version: Version,
+    cond: Condition,
+) -> Result<Version> {
+    let path = root.join(key);
+    let parent = path.parent().expect("a key has a parent: the store root");
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    match cond {
+        Condition::IfAbsent => {
+            // A link fails if the target exists: of racing creators, exactly
+            // one succeeds, and nobody can replace an existing object.
+            match std::fs::hard_link(&tmp, &path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyExists {
+                        key: key.to_string(),
+                    });
+                }
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+            drop(tmp);
+        }
+        Condition::Overwrite => {
+            let _lock = lock_key(root, key)?;
+            tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        }
+        Condition::IfMatch(expected) => {
+            let _lock = lock_key(root, key)?;
+            let found = match open_existing(&path)? {
+                Some(mut f) => Some(digest_reader(&mut f).map_err(|e| Error::io(&path, e))?.0),
+                None => None,
+            };
+            if found.as_ref() != Some(&expected) {
+                return Err(Error::Conflict {
+                    key: key.to_string(),
+                    expected: Some(expected.0),
+                    found: found.map(|v| v.0),
+                });
+            }
+            tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        }
+    }
+    sync_parent(&path)?;
+    Ok(version)
+}
+
+/// An exclusive lock on one key, released when dropped. Lock files are never
+/// removed: removing one would let two writers lock different files.
+fn lock_key(root: &Path, key: &str) -> Result<std::fs::File> {
+    let dir = root.join(LOCKS);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let name = blake3::hash(key.as_bytes()).to_hex();
+    let path = dir.join(format!("{}.lock", &name[..32]));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    fs4::FileExt::lock(&file).map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+/// Makes a rename or link durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = path.parent().expect("a key has a parent");
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(parent, e))
+}
+
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if is_missing(&e) => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let rel = path
+            .strip_prefix(root)
+            .expect("walked below the root")
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        if rel == TMP || rel == LOCKS {
+            continue;
+        }
+        let ty = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if ty.is_dir() {
+            // Descend only where keys with the prefix can be.
+            let as_dir = format!("{rel}/");
+            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                walk(root, &path, prefix, out)?;
+            }
+        } else if ty.is_file() && rel.starts_with(prefix) {
+            let Some(mut f) = open_existing(&path)? else {
+                continue; // deleted meanwhile
+            };
+            let (version, size) = digest_reader(&mut f).map_err(|e| Error::io(&path, e))?;
+            out.push(ObjectMeta {
+                key: rel,
+                size,
+                version,
+            });
+        }
+    }
+    Ok(())
+}

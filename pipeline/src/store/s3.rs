@@ -1,0 +1,553 @@
+//! The S3 backend: any S3-compatible service that honours conditional writes
+//! (`If-None-Match: *` and `If-Match` on PutObject and
+//! CompleteMultipartUpload).
+//!
+//! Objects above [`MULTIPART_THRESHOLD`] are sent as multipart uploads
+//! streamed from a file, a few parts at a time, so memory stays bounded
+//! whatever the size; a failed multipart upload is aborted. Streams are
+//! spooled to a temporary file first: S3 needs the length up front, and a
+//! retry must be able to send the bytes again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use futures::{StreamExt, TryStreamExt};
+
+use super::{
+    Backend, Body, BodyInner, Condition, Object, ObjectBody, ObjectMeta, OpenOptions, S3Overrides,
+    Version,
+};
+use crate::{Error, Result};
+
+/// Objects at least this large are sent as multipart uploads.
+const MULTIPART_THRESHOLD: u64 = 64 << 20;
+/// The size of one part (raised for objects so large that S3's limit of
+/// 10 000 parts would be exceeded).
+const PART_SIZE: u64 = 16 << 20;
+/// Parts in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+/// Read size when streaming a file into a request body.
+const FILE_BUFFER: usize = 256 << 10;
+/// Attempts per request unless `AWS_MAX_ATTEMPTS` or the profile says
+/// otherwise: rides out throttling and 5xx without hiding a dead endpoint for
+/// long.
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// The key the conditional-write probe writes, below the store prefix.
+const PROBE_KEY: &str = ".pipe-probe/cas";
+
+pub(super) struct S3Backend {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    endpoint: String,
+}
+
+/// What an S3 error means to the store.
+enum Class {
+    Unreachable,
+    Denied,
+    /// 412, or 409 ConditionalRequestConflict: a condition did not hold.
+    Precondition,
+    /// 404 for a missing key (not a missing bucket).
+    Missing,
+    Other,
+}
+
+impl S3Backend {
+    pub(super) async fn new(bucket: String, prefix: String, ov: &S3Overrides) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = &ov.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(region) = &ov.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some((id, secret)) = &ov.credentials {
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "pipe"));
+        }
+        let sdk = loader.load().await;
+
+        let endpoint = ov
+            .endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .filter(|s| !s.is_empty())
+            .or_else(|| sdk.endpoint_url().map(str::to_string));
+        let path_style = match std::env::var("PIPE_S3_PATH_STYLE").as_deref() {
+            Ok("1") | Ok("true") => true,
+            Ok("0") | Ok("false") => false,
+            _ => endpoint.is_some(),
+        };
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(path_style)
+            // The default adds aws-chunked bodies with checksum trailers, which
+            // many S3-compatible servers reject.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(url) = &endpoint {
+            conf = conf.endpoint_url(url);
+        }
+        if sdk.region().is_none() {
+            // S3-compatible servers rarely care, but signing needs a region.
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        let attempts = ov.max_attempts.or_else(|| {
+            let from_env = std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
+            (!from_env).then_some(DEFAULT_MAX_ATTEMPTS)
+        });
+        if let Some(n) = attempts {
+            let base = sdk
+                .retry_config()
+                .cloned()
+                .unwrap_or_else(RetryConfig::standard);
+            conf = conf.retry_config(
+                base.with_max_attempts(n)
+                    .with_initial_backoff(Duration::from_millis(500))
+                    .with_max_backoff(Duration::from_secs(10)),
+            );
+        }
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        tracing::debug!(%endpoint, %bucket, %prefix, path_style, "S3 store");
+        Ok(S3Backend {
+            client: Client::from_conf(conf.build()),
+            bucket,
+            prefix,
+            endpoint,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Class {
+        match err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Class::Unreachable,
+            SdkError::ServiceError(s) => {
+                let status = s.raw().status().as_u16();
+                match (status, s.err().code()) {
+                    (_, Some("NoSuchBucket")) => Class::Other,
+                    (403, _)
+                    | (_, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => {
+                        Class::Denied
+                    }
+                    (412, _) | (409, Some("ConditionalRequestConflict")) => Class::Precondition,
+                    (404, _) | (_, Some("NoSuchKey" | "NotFound")) => Class::Missing,
+                    _ => Class::Other,
+                }
+            }
+            _ => Class::Other,
+        }
+    }
+
+    /// The store error for an S3 error that has no special meaning to the
+    /// caller.
+    fn error<E>(&self, operation: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let class = Self::classify(&err);
+        let detail = describe(&err);
+        match class {
+            Class::Unreachable => Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                detail,
+            },
+            Class::Denied => Error::AccessDenied {
+                endpoint: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                detail,
+            },
+            _ => Error::S3 {
+                operation,
+                key: key.to_string(),
+                endpoint: self.endpoint.clone(),
+                detail,
+            },
+        }
+    }
+
+    /// The error for a write whose condition did not hold.
+    fn condition_failed(key: &str, cond: &Condition) -> Error {
+        match cond {
+            Condition::IfMatch(v) => Error::Conflict {
+                key: key.to_string(),
+                expected: Some(v.0.clone()),
+                found: None,
+            },
+            _ => Error::AlreadyExists {
+                key: key.to_string(),
+            },
+        }
+    }
+
+    async fn put_file(&self, key: &str, path: &Path, cond: &Condition) -> Result<Version> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        if size >= MULTIPART_THRESHOLD {
+            return self.put_multipart(key, path, size, cond).await;
+        }
+        let body = file_stream(path, 0, size).await?;
+        self.put_object(key, body, size, cond).await
+    }
+
+    async fn put_object(
+        &self,
+        key: &str,
+        body: ByteStream,
+        size: u64,
+        cond: &Condition,
+    ) -> Result<Version> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .content_length(size as i64)
+            .body(body);
+        req = match cond {
+            Condition::Overwrite => req,
+            Condition::IfAbsent => req.if_none_match("*"),
+            Condition::IfMatch(v) => req.if_match(&v.0),
+        };
+        match req.send().await {
+            Ok(out) => Ok(version(out.e_tag())),
+            Err(e) => match (Self::classify(&e), cond) {
+                (Class::Precondition, _) | (Class::Missing, Condition::IfMatch(_)) => {
+                    Err(Self::condition_failed(key, cond))
+                }
+                _ => Err(self.error("PutObject", key, e)),
+            },
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        cond: &Condition,
+    ) -> Result<Version> {
+        let full = self.full_key(key);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
+        let Some(upload_id) = created.upload_id().map(str::to_string) else {
+            return Err(Error::S3 {
+                operation: "CreateMultipartUpload",
+                key: key.to_string(),
+                endpoint: self.endpoint.clone(),
+                detail: "the response has no upload id".into(),
+            });
+        };
+        let result = self
+            .upload_parts_and_complete(key, &full, &upload_id, path, size, cond)
+            .await;
+        if result.is_err() {
+            let aborted = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
+                tracing::warn!(
+                    key,
+                    upload_id,
+                    error = %describe(&e),
+                    "could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads will remove it"
+                );
+            }
+        }
+        result
+    }
+
+    async fn upload_parts_and_complete(
+        &self,
+        key: &str,
+        full: &str,
+        upload_id: &str,
+        path: &Path,
+        size: u64,
+        cond: &Condition,
+    ) -> Result<Version> {
+        let part_size = PART_SIZE.max(size.div_ceil(10_000));
+        let count = size.div_ceil(part_size);
+        let mut parts: Vec<CompletedPart> = futures::stream::iter(0..count)
+            .map(|i| async move {
+                let offset = i * part_size;
+                let len = part_size.min(size - offset);
+                let number = (i + 1) as i32;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(full)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .content_length(len as i64)
+                    .body(file_stream(path, offset, len).await?)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("UploadPart", key, e))?;
+                Ok::<_, Error>(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                )
+            })
+            .buffer_unordered(PARTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.part_number());
+        let mut req = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            );
+        req = match cond {
+            Condition::Overwrite => req,
+            Condition::IfAbsent => req.if_none_match("*"),
+            Condition::IfMatch(v) => req.if_match(&v.0),
+        };
+        match req.send().await {
+            Ok(out) => Ok(version(out.e_tag())),
+            Err(e) => match (Self::classify(&e), cond) {
+                (Class::Precondition, _) | (Class::Missing, Condition::IfMatch(_)) => {
+                    Err(Self::condition_failed(key, cond))
+                }
+                _ => Err(self.error("CompleteMultipartUpload", key, e)),
+            },
+        }
+    }
+
+    /// One create-only or conditional put of the probe key; `Ok(true)` if the
+    /// server accepted it.
+    async fn probe_put(&self, cond: Condition) -> Result<bool> {
+        const BODY: &[u8] = b"pipe conditional-write probe\n";
+        let body = ByteStream::from_static(BODY);
+        match self
+            .put_object(PROBE_KEY, body, BODY.len() as u64, &cond)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::AlreadyExists { .. } | Error::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(Object {
+                meta: ObjectMeta {
+                    key: key.to_string(),
+                    size: out.content_length().unwrap_or(0).max(0) as u64,
+                    version: version(out.e_tag()),
+                },
+                body: Box::new(out.body.into_async_read()) as ObjectBody,
+            })),
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
+            Err(e) => Err(self.error("GetObject", key, e)),
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(ObjectMeta {
+                key: key.to_string(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                version: version(out.e_tag()),
+            })),
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
+            Err(e) => Err(self.error("HeadObject", key, e)),
+        }
+    }
+
+    async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
+        match body.0 {
+            BodyInner::Bytes(b) => {
+                let size = b.len() as u64;
+                self.put_object(key, ByteStream::from(b), size, &cond).await
+            }
+            BodyInner::File(path) => self.put_file(key, &path, &cond).await,
+            BodyInner::Temp(tmp, _) => self.put_file(key, &tmp, &cond).await,
+            BodyInner::Reader(r) => {
+                let (tmp, _) = super::digest::spool_hashed(r, &self.spool_dir()).await?;
+                self.put_file(key, &tmp, &cond).await
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(prefix))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key().and_then(|k| k.get(strip..)) else {
+                    continue;
+                };
+                if key.starts_with(".pipe-probe/") {
+                    continue;
+                }
+                out.push(ObjectMeta {
+                    key: key.to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    version: version(obj.e_tag()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", key, e))?;
+        Ok(())
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        std::env::temp_dir()
+    }
+
+    async fn check_cas(&self, opts: &OpenOptions) -> Result<()> {
+        // Created on first use; on later runs the first create-only put is
+        // refused, which is as good.
+        self.probe_put(Condition::IfAbsent).await?;
+        let mut failures = Vec::new();
+        if self.probe_put(Condition::IfAbsent).await? {
+            failures
+                .push("a create-only PutObject (`If-None-Match: *`) replaced an existing object");
+        }
+        let wrong = Version("\"00000000000000000000000000000000\"".into());
+        if self.probe_put(Condition::IfMatch(wrong)).await? {
+            failures.push("a PutObject with `If-Match` of a wrong ETag was accepted");
+        }
+        if failures.is_empty() {
+            tracing::debug!(endpoint = %self.endpoint, bucket = %self.bucket, "conditional writes work");
+            return Ok(());
+        }
+        let detail = failures.join("; ");
+        if opts.unsafe_no_cas {
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                bucket = %self.bucket,
+                %detail,
+                "the S3 server ignores conditional writes; continuing because of --unsafe-no-cas: concurrent promotions may overwrite each other"
+            );
+            return Ok(());
+        }
+        Err(Error::CasUnsupported {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            detail,
+        })
+    }
+
+    fn read_error(&self, key: &str, e: std::io::Error) -> Error {
+        Error::S3 {
+            operation: "GetObject",
+            key: key.to_string(),
+            endpoint: self.endpoint.clone(),
+            detail: format!("reading the response body: {e}"),
+        }
+    }
+}
+
+/// ETags are compared as opaque strings, so one form is kept: quoted, as
+/// S3 sends them.
+fn version(etag: Option<&str>) -> Version {
+    let e = etag.unwrap_or_default();
+    if e.starts_with('"') || e.starts_with("W/") {
+        Version(e.to_string())
+    } else {
+        Version(format!("\"{e}\""))
+    }
+}
+
+fn describe<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
+    if let SdkError::ServiceError(s) = err {
+        let status = s.raw().status().as_u16();
+        return format!("HTTP {status}: {}", DisplayErrorContext(s.err()));
+    }
+    DisplayErrorContext(err).to_string()
+}
+
+async fn file_stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(Length::Exact(len))
+        .buffer_size(FILE_BUFFER)
+        .build()
+        .await
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))
+}
