@@ -9,7 +9,7 @@ scripts/install-deps.sh build
 cargo build --quiet -p pipeline --bin pipe
 pipe="$PWD/target/debug/pipe"
 
-step() { printf '\n\033[1m$ pipe %s\033[0m\n' "$*" >&2; "$pipe" -C examples/hello "$@"; }
+step() { printf '\n$ pipe %s\n' "$*" >&2; "$pipe" -C examples/hello "$@"; }
 
 step validate
 step status
