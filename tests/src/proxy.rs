@@ -1,1 +1,259 @@
-//! Loopback TCP/HTTP proxies that misbehave on purpose.
+//! Loopback TCP/HTTP proxies that misbehave on purpose, in front of a real
+//! server:
+//! - [`StoppingProxy`] forwards bytes until it has sent a given number
+//!   upstream, then goes away: the listener is closed and every connection
+//!   cut, as when a server dies in the middle of an upload.
+//! - [`HeaderDroppingProxy`] forwards HTTP/1.1 but removes `If-Match` and
+//!   `If-None-Match` from requests: a server that ignores conditional writes.
+//!
+//! Both run on plain threads and stop when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Connections a proxy holds, so stopping can cut them all.
+#[derive(Default)]
+struct Conns {
+    stopped: AtomicBool,
+    open: Mutex<Vec<TcpStream>>,
+}
+
+impl Conns {
+    fn track(&self, s: &TcpStream) {
+        if let Ok(c) = s.try_clone() {
+            self.open.lock().unwrap().push(c);
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for c in self.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Accepts connections until stopped, handing each to `serve`. The listener
+/// is dropped (the port refuses connections) as soon as `stop` is seen.
+fn accept_loop(
+    listener: TcpListener,
+    conns: Arc<Conns>,
+    serve: impl Fn(TcpStream) + Send + Sync + 'static,
+) {
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        while !conns.stopped.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    if conns.stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    conns.track(&s);
+                    let serve = serve.clone();
+                    std::thread::spawn(move || serve(s));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
+        }
+        drop(listener);
+    });
+}
+
+/// A TCP proxy that dies after forwarding a number of bytes upstream.
+pub struct StoppingProxy {
+    addr: SocketAddr,
+    conns: Arc<Conns>,
+    upstream_bytes: Arc<AtomicU64>,
+}
+
+impl StoppingProxy {
+    /// Proxies to `upstream`; once `stop_after` bytes went upstream (over all
+    /// connections), stops.
+    pub fn start(upstream: SocketAddr, stop_after: u64) -> StoppingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let conns = Arc::new(Conns::default());
+        let sent = Arc::new(AtomicU64::new(0));
+        let (c, n) = (conns.clone(), sent.clone());
+        accept_loop(listener, conns.clone(), move |client| {
+            let Ok(server) = TcpStream::connect(upstream) else {
+                return;
+            };
+            c.track(&server);
+            let (c2, n2) = (c.clone(), n.clone());
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                loop {
+                    let Ok(k) = from_client.read(&mut buf) else {
+                        break;
+                    };
+                    if k == 0 || c2.stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let before = n2.fetch_add(k as u64, Ordering::SeqCst);
+                    let allowed = stop_after.saturating_sub(before).min(k as u64) as usize;
+                    if to_server.write_all(&buf[..allowed]).is_err() {
+                        break;
+                    }
+                    if before + k as u64 >= stop_after {
+                        c2.stop();
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+            let _ = to_client.shutdown(Shutdown::Write);
+        });
+        StoppingProxy {
+            addr,
+            conns,
+            upstream_bytes: sent,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Whether the proxy has stopped.
+    pub fn stopped(&self) -> bool {
+        self.conns.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Bytes received from clients so far.
+    pub fn upstream_bytes(&self) -> u64 {
+        self.upstream_bytes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StoppingProxy {
+    fn drop(&mut self) {
+        self.conns.stop();
+    }
+}
+
+/// An HTTP/1.1 proxy that strips conditional-request headers.
+pub struct HeaderDroppingProxy {
+    addr: SocketAddr,
+    conns: Arc<Conns>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Request headers the proxy removes.
+const DROPPED: &[&str] = &["if-match", "if-none-match"];
+
+impl HeaderDroppingProxy {
+    /// Proxies to `upstream`.
+    pub fn start(upstream: SocketAddr) -> HeaderDroppingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let conns = Arc::new(Conns::default());
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (c, d) = (conns.clone(), dropped.clone());
+        accept_loop(listener, conns.clone(), move |client| {
+            let Ok(server) = TcpStream::connect(upstream) else {
+                return;
+            };
+            c.track(&server);
+            let (mut from_server, mut to_client) =
+                (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(Shutdown::Write);
+            });
+            let _ = filter_requests(client, server, &d);
+        });
+        HeaderDroppingProxy {
+            addr,
+            conns,
+            dropped,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many headers were removed so far.
+    pub fn dropped_headers(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HeaderDroppingProxy {
+    fn drop(&mut self) {
+        self.conns.stop();
+    }
+}
+
+/// Forwards requests one by one: the header block filtered, then exactly
+/// `Content-Length` bytes of body. A chunked request is forwarded raw from
+/// there on (the store never sends one).
+fn filter_requests(
+    client: TcpStream,
+    mut server: TcpStream,
+    dropped: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client);
+    loop {
+        let mut head = Vec::new();
+        let mut length = 0u64;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                let _ = server.shutdown(Shutdown::Write);
+                return Ok(());
+            }
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if line.contains(':') && DROPPED.contains(&name.as_str()) {
+                dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            if name == "content-length" {
+                length = line
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("0")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+            }
+            if name == "transfer-encoding" && line.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            }
+            let end = line == "\r\n" || line == "\n";
+            head.extend_from_slice(line.as_bytes());
+            if end {
+                break;
+            }
+        }
+        server.write_all(&head)?;
+        if chunked {
+            std::io::copy(&mut reader, &mut server)?;
+            return Ok(());
+        }
+        std::io::copy(&mut (&mut reader).take(length), &mut server)?;
+    }
+}
