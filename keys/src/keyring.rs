@@ -166,14 +166,27 @@ impl Keyring {
     }
 
     /// Verifies a clearsigned document (`InRelease`) and returns the signer
-    /// and the signed text, as the verifier reconstructs it (`\n` line
-    /// endings). Only the returned text is authenticated: parse that, never
-    /// the input. Same rules and errors as [`Keyring::verify_detached`].
+    /// and the signed text, dash-escaping removed and every line ending in
+    /// `\n` (what `gpg --decrypt` prints). Only the returned text is
+    /// authenticated: parse that, never the input. Anything but a
+    /// `-----BEGIN PGP SIGNED MESSAGE-----` document is rejected. Same rules
+    /// and errors as [`Keyring::verify_detached`].
     pub fn verify_clearsigned(
         &self,
         message: &[u8],
         at: Option<SystemTime>,
     ) -> Result<(Verified, Vec<u8>)> {
+        let start = message
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(message.len());
+        if !message[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+            return Err(Error::BadSignature {
+                signer: None,
+                detail: "not a clearsigned document (no -----BEGIN PGP SIGNED MESSAGE----- line)"
+                    .into(),
+            });
+        }
         let (helper, verdict) = Helper::new(&self.certs);
         let builder = VerifierBuilder::from_bytes(message).map_err(not_a_signature)?;
         let mut text = Vec::new();
@@ -189,6 +202,9 @@ impl Keyring {
                 Ok(())
             });
         let verified = outcome(&verdict, read)?;
+        // The signed text excludes the line ending before the signature;
+        // every line of the returned text ends with one, as with gpg.
+        text.push(b'\n');
         Ok((verified, text))
     }
 }
