@@ -385,3 +385,49 @@ fn bad_flags_are_usage_errors() {
     run.expect_code(2);
     assert!(run.stderr.contains("gs://bucket/x"), "{}", run.stderr);
 }
+
+#[test]
+fn package_files_may_come_from_build_steps() {
+    let with_step = VALID.replace(
+        "[packages.demo]",
+        "[steps.compile]\nrun = \"mkdir -p out && cp bin/demo out/demo\"\ninputs = [\"bin/*\"]\noutputs = [\"out/\"]\n\n[packages.demo]",
+    );
+    // `out/demo` does not exist yet: a step will produce it.
+    let p = project(&with_step.replace("\"bin/demo\", dst", "\"out/demo\", dst"));
+    let doc = p.pipe(&["--json", "validate"]).expect_code(0).json();
+    assert_eq!(doc["ok"], true);
+
+    // A file no step declares must exist.
+    let err = invalid(&with_step.replace("\"bin/demo\", dst", "\"build/demo\", dst"));
+    assert!(err.contains("`src` `build/demo` does not exist"), "{err}");
+
+    let err = invalid(&with_step.replace("outputs = [\"out/\"]", "outputs = [\"/tmp/out\"]"));
+    assert!(err.contains("`/tmp/out` is an absolute path"), "{err}");
+    let err = invalid(&with_step.replace("outputs = [\"out/\"]\n", ""));
+    assert!(
+        err.contains("`[steps.compile]` declares no `outputs`"),
+        "{err}"
+    );
+    let err = invalid(&with_step.replace("run = ", "command = "));
+    assert!(
+        err.contains("unknown key `command` in `[steps.compile]`"),
+        "{err}"
+    );
+    assert!(err.contains("missing `run` in `[steps.compile]`"), "{err}");
+}
+
+#[test]
+fn relations_priority_and_compression_are_checked() {
+    let err = invalid(&VALID.replace(
+        "arch = \"amd64\"",
+        "arch = \"amd64\"\ndepends = [\"libc6 (> 2.36)\"]\npriority = \"optinal\"\ncompression = \"bzip2\"",
+    ));
+    assert!(
+        err.contains("`libc6 (> 2.36)` is not a valid package relation"),
+        "{err}"
+    );
+    assert!(err.contains("unknown priority `optinal`"), "{err}");
+    assert!(err.contains("did you mean `optional`?"), "{err}");
+    assert!(err.contains("unknown compression `bzip2`"), "{err}");
+    assert!(err.contains("3 errors"), "{err}");
+}

@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub registry: Option<Registry>,
     /// `[environments.NAME]`, in the order they are declared.
     pub environments: Vec<Environment>,
+    /// `[steps.NAME]`, by name: static build work whose outputs packages use.
+    pub steps: BTreeMap<String, Step>,
     /// `[packages.NAME]`, by name.
     pub packages: BTreeMap<String, Package>,
     /// `[images.NAME]`, by name.
@@ -90,6 +92,58 @@ pub struct Environment {
     pub from: Option<String>,
 }
 
+/// `[steps.NAME]`: a command run at build time, cached by the digest of its
+/// command, environment and inputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Step name.
+    pub name: String,
+    /// The command, run with `sh -c` in the project directory.
+    pub run: String,
+    /// Globs (relative to the project directory) of the files the step reads.
+    pub inputs: Vec<String>,
+    /// Paths (relative to the project directory) the step writes.
+    pub outputs: Vec<String>,
+    /// Environment variables, on top of a clean environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Debian relationship fields; rpm maps them onto its tags where it has one.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Relations {
+    /// `Depends` / `Requires`.
+    pub depends: Vec<String>,
+    /// `Pre-Depends` / `Requires(pre)`.
+    pub pre_depends: Vec<String>,
+    /// `Recommends`.
+    pub recommends: Vec<String>,
+    /// `Suggests`.
+    pub suggests: Vec<String>,
+    /// `Conflicts`.
+    pub conflicts: Vec<String>,
+    /// `Breaks`.
+    pub breaks: Vec<String>,
+    /// `Replaces` / `Obsoletes`.
+    pub replaces: Vec<String>,
+    /// `Provides`.
+    pub provides: Vec<String>,
+}
+
+/// Compression of a .deb's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip.
+    Gzip,
+    /// xz, like dpkg-deb's default.
+    #[default]
+    Xz,
+    /// zstd.
+    Zstd,
+    /// None.
+    None,
+}
+
 /// `[packages.NAME]`: built as .deb and .rpm unless `formats` says otherwise.
 #[derive(Debug, Clone, Serialize)]
 pub struct Package {
@@ -105,8 +159,16 @@ pub struct Package {
     pub license: Option<String>,
     /// `Name <email>`.
     pub maintainer: Option<String>,
-    /// Dependencies in Debian syntax.
-    pub depends: Vec<String>,
+    /// Relationships in Debian syntax (`depends`, `conflicts`, ...).
+    pub relations: Relations,
+    /// Debian section (default `misc`).
+    pub section: Option<String>,
+    /// Debian priority (default `optional`).
+    pub priority: Option<String>,
+    /// Project home page.
+    pub homepage: Option<String>,
+    /// Compression of the .deb.
+    pub compression: Compression,
     /// Formats to build.
     pub formats: Vec<PackageFormat>,
     /// Files and directories to package.
@@ -129,6 +191,8 @@ pub struct FileEntry {
     pub config: bool,
     /// True when `src` is a directory, packaged recursively.
     pub is_dir: bool,
+    /// The step that produces `src`, when it is a step output.
+    pub from_step: Option<String>,
 }
 
 /// Maintainer scripts of a package, paths relative to the project directory.
@@ -325,7 +389,7 @@ impl Pipeline {
             });
             if remaining.len() == before {
                 // Validation rejects cycles; keep declaration order regardless.
-                out.extend(remaining.drain(..));
+                out.append(&mut remaining);
             }
         }
         out

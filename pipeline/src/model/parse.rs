@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "signing",
     "registry",
     "environments",
+    "steps",
     "packages",
     "images",
     "machines",
@@ -40,10 +41,23 @@ const PACKAGE_KEYS: &[&str] = &[
     "license",
     "maintainer",
     "depends",
+    "pre_depends",
+    "recommends",
+    "suggests",
+    "conflicts",
+    "breaks",
+    "replaces",
+    "provides",
+    "section",
+    "priority",
+    "homepage",
+    "compression",
     "formats",
     "files",
     "scripts",
 ];
+const STEP_KEYS: &[&str] = &["run", "inputs", "outputs", "env"];
+const PRIORITIES: &[&str] = &["required", "important", "standard", "optional", "extra"];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode", "config"];
 const SCRIPT_KEYS: &[&str] = &["preinst", "postinst", "prerm", "postrm"];
 const IMAGE_KEYS: &[&str] = &["base", "packages", "entrypoint", "env", "expose"];
@@ -54,6 +68,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
     let mut cx = Cx {
         diags: Diagnostics::new(file, source),
         dir,
+        step_outputs: Vec::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
@@ -76,6 +91,15 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
     let signing = cx.signing(&root);
     let registry = cx.registry(&root);
     let environments = cx.environments(&root);
+    let steps = cx.steps(&root);
+    cx.step_outputs = steps
+        .values()
+        .flat_map(|s| {
+            s.outputs
+                .iter()
+                .map(|o| (o.trim_end_matches('/').to_string(), s.name.clone()))
+        })
+        .collect();
     let packages = cx.packages(&root);
     // Names as declared, even where the package itself has errors, so a
     // broken package does not also make every reference to it an error.
@@ -121,6 +145,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
             signing,
             registry,
             environments,
+            steps,
             packages,
             images,
             machines,
@@ -133,6 +158,9 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
 struct Cx<'a> {
     diags: Diagnostics,
     dir: &'a Path,
+    /// Every declared step output (without a trailing `/`) and its step:
+    /// package files may come from them, so they need not exist before a build.
+    step_outputs: Vec<(String, String)>,
 }
 
 impl Cx<'_> {
@@ -588,6 +616,104 @@ impl Cx<'_> {
         envs
     }
 
+    /// The step whose declared output is `src` or contains it.
+    fn step_producing(&self, src: &str) -> Option<String> {
+        let src = src.trim_end_matches('/');
+        self.step_outputs
+            .iter()
+            .find(|(out, _)| {
+                src == out
+                    || src
+                        .strip_prefix(out.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            })
+            .map(|(_, step)| step.clone())
+    }
+
+    fn steps(&mut self, root: &DeTable<'_>) -> BTreeMap<String, Step> {
+        let mut out = BTreeMap::new();
+        let Some(t) = field(root, "steps").and_then(|(_, v)| self.table(v, "`steps`")) else {
+            return out;
+        };
+        for (key, v) in t {
+            let name = key.get_ref().to_string();
+            if let Err(violation) = rules::simple_name("step", &name) {
+                self.violation(key.span(), violation);
+            }
+            let Some(st) = self.table(v, &format!("`steps.{name}`")) else {
+                continue;
+            };
+            self.check_keys(st, &format!("`[steps.{name}]`"), STEP_KEYS, None);
+            let at = |k: &str| format!("`steps.{name}.{k}`");
+            let run = match field(st, "run") {
+                Some((_, rv)) => self.nonempty_string(rv, &at("run")),
+                None => {
+                    self.error(
+                        v.span(),
+                        format!("missing `run` in `[steps.{name}]`"),
+                        Some("add the command to run, e.g. `run = \"make\"`".into()),
+                    );
+                    None
+                }
+            };
+            let inputs: Vec<String> = field(st, "inputs")
+                .map(|(_, iv)| self.string_list(iv, &at("inputs")))
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(g, span)| match rules::relative_path(&g) {
+                    Ok(()) => Some(g),
+                    Err(violation) => {
+                        self.violation(span, violation);
+                        None
+                    }
+                })
+                .collect();
+            let outputs: Vec<String> = match field(st, "outputs") {
+                Some((_, ov)) => self
+                    .string_list(ov, &at("outputs"))
+                    .into_iter()
+                    .filter_map(|(o, span)| match rules::relative_path(&o) {
+                        Ok(()) => Some(o),
+                        Err(violation) => {
+                            self.violation(span, violation);
+                            None
+                        }
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if outputs.is_empty() {
+                self.error(v.span(), format!("`[steps.{name}]` declares no `outputs`"),
+                    Some("list the files the step writes, e.g. `outputs = [\"build/hello\"]`: only declared outputs are cached and packaged".into()));
+            }
+            let mut env = BTreeMap::new();
+            if let Some((_, ev)) = field(st, "env") {
+                if let Some(et) = self.table(ev, &at("env")) {
+                    for (k, val) in et {
+                        if let Some(s) =
+                            self.string(val, &format!("`steps.{name}.env.{}`", k.get_ref()))
+                        {
+                            env.insert(k.get_ref().to_string(), s);
+                        }
+                    }
+                }
+            }
+            if let Some(run) = run {
+                out.insert(
+                    name.clone(),
+                    Step {
+                        name,
+                        run,
+                        inputs,
+                        outputs,
+                        env,
+                    },
+                );
+            }
+        }
+        out
+    }
+
     fn packages(&mut self, root: &DeTable<'_>) -> BTreeMap<String, Package> {
         let mut out = BTreeMap::new();
         let Some(t) = field(root, "packages").and_then(|(_, v)| self.table(v, "`packages`")) else {
@@ -698,12 +824,77 @@ impl Cx<'_> {
             }
             Some(m)
         });
-        let depends = field(t, "depends")
-            .map(|(_, dv)| self.string_list(dv, &at("depends")))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
+        let relation = |cx: &mut Self, k: &str| -> Vec<String> {
+            field(t, k)
+                .map(|(_, dv)| cx.string_list(dv, &at(k)))
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(d, span)| match rules::relation(&d) {
+                    Ok(()) => Some(d),
+                    Err(violation) => {
+                        cx.violation(span, violation);
+                        None
+                    }
+                })
+                .collect()
+        };
+        let relations = Relations {
+            depends: relation(self, "depends"),
+            pre_depends: relation(self, "pre_depends"),
+            recommends: relation(self, "recommends"),
+            suggests: relation(self, "suggests"),
+            conflicts: relation(self, "conflicts"),
+            breaks: relation(self, "breaks"),
+            replaces: relation(self, "replaces"),
+            provides: relation(self, "provides"),
+        };
+        let deb_section =
+            field(t, "section").and_then(|(_, v)| self.nonempty_string(v, &at("section")));
+        let priority = field(t, "priority").and_then(|(_, pv)| {
+            let p = self.nonempty_string(pv, &at("priority"))?;
+            if PRIORITIES.contains(&p.as_str()) {
+                return Some(p);
+            }
+            let hint = did_you_mean(&p, PRIORITIES.iter().copied()).map_or_else(
+                || format!("Debian priorities: {}", PRIORITIES.join(", ")),
+                |s| format!("did you mean `{s}`?"),
+            );
+            self.error(pv.span(), format!("unknown priority `{p}`"), Some(hint));
+            None
+        });
+        let homepage = field(t, "homepage").and_then(|(_, hv)| {
+            let h = self.nonempty_string(hv, &at("homepage"))?;
+            if !(h.starts_with("https://") || h.starts_with("http://")) {
+                self.error(
+                    hv.span(),
+                    format!("homepage `{h}` is not an http(s) URL"),
+                    Some("write the full URL, e.g. `https://example.com`".into()),
+                );
+            }
+            Some(h)
+        });
+        let compression = match field(t, "compression") {
+            None => Compression::default(),
+            Some((_, cv)) => match self.nonempty_string(cv, &at("compression")).as_deref() {
+                Some("xz") => Compression::Xz,
+                Some("gzip") => Compression::Gzip,
+                Some("zstd") => Compression::Zstd,
+                Some("none") => Compression::None,
+                Some(other) => {
+                    let hint = did_you_mean(other, ["xz", "gzip", "zstd", "none"]).map_or(
+                        "compressions are `xz` (default), `gzip`, `zstd` and `none`".into(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    self.error(
+                        cv.span(),
+                        format!("unknown compression `{other}`"),
+                        Some(hint),
+                    );
+                    Compression::default()
+                }
+                None => Compression::default(),
+            },
+        };
         let arch = match field(t, "arch") {
             Some((_, av)) => self.arch(av, &at("arch")),
             None => {
@@ -730,7 +921,11 @@ impl Cx<'_> {
             arch: arch?,
             license,
             maintainer,
-            depends,
+            relations,
+            section: deb_section,
+            priority,
+            homepage,
+            compression,
             formats,
             files,
             scripts,
@@ -775,6 +970,9 @@ impl Cx<'_> {
             self.check_keys(t, &format!("an entry of {what}"), FILE_KEYS, None);
             let src = match field(t, "src") {
                 Some((_, sv)) => self.nonempty_string(sv, "`src`").and_then(|src| {
+                    if let Some(step) = self.step_producing(&src) {
+                        return Some((src.clone(), src.ends_with('/'), sv.span(), Some(step)));
+                    }
                     let is_dir = self.existing_path(&src, sv.span(), "`src`")?;
                     if src.ends_with('/') && !is_dir {
                         self.error(
@@ -783,7 +981,7 @@ impl Cx<'_> {
                             Some("drop the trailing `/`".into()),
                         );
                     }
-                    Some((src, is_dir, sv.span()))
+                    Some((src, is_dir, sv.span(), None))
                 }),
                 None => {
                     self.error(
@@ -853,7 +1051,7 @@ impl Cx<'_> {
             let config = field(t, "config")
                 .and_then(|(_, cv)| self.boolean(cv, "`config`"))
                 .unwrap_or(false);
-            let (Some((src, is_dir, src_span)), Some(dst)) = (src, dst) else {
+            let (Some((src, is_dir, src_span, from_step)), Some(dst)) = (src, dst) else {
                 continue;
             };
             if config && is_dir {
@@ -881,6 +1079,7 @@ impl Cx<'_> {
                 mode,
                 config,
                 is_dir,
+                from_step,
             });
         }
         out

@@ -220,6 +220,61 @@ pub fn install_path(path: &str) -> Result<(), Violation> {
     Ok(())
 }
 
+/// A path inside the project: relative, without `..` (a step must not read
+/// or write outside the project it is cached for).
+pub fn relative_path(path: &str) -> Result<(), Violation> {
+    if path.starts_with('/') {
+        return Err((
+            format!("`{path}` is an absolute path"),
+            "step inputs and outputs are relative to the directory holding pipeline.toml".into(),
+        ));
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return Err((
+            format!("`{path}` leaves the project directory"),
+            "step inputs and outputs stay inside the project, so the cache can account for them"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One Debian relation: alternatives separated by `|`, each `name`,
+/// optionally with `(OP version)` where OP is one of dpkg's five operators.
+pub fn relation(rel: &str) -> Result<(), Violation> {
+    for alt in rel.split('|') {
+        let alt = alt.trim();
+        let (name, rest) = alt
+            .split_once('(')
+            .map_or((alt, None), |(n, r)| (n.trim(), Some(r)));
+        let name = name.split(':').next().unwrap_or(name);
+        let name_ok = name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        let constraint_ok = rest.is_none_or(|r| {
+            let Some(inner) = r.trim().strip_suffix(')') else {
+                return false;
+            };
+            let inner = inner.trim();
+            ["<<", "<=", "=", ">=", ">>"].iter().any(|op| {
+                inner.strip_prefix(op).is_some_and(|v| {
+                    let v = v.trim();
+                    !v.is_empty() && !v.contains(char::is_whitespace)
+                })
+            })
+        });
+        if !name_ok || !constraint_ok {
+            return Err((
+                format!("`{rel}` is not a valid package relation"),
+                "write `name`, `name (>= 1.0)` or alternatives `a | b`; operators are <<, <=, =, >=, >>".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Permission bits written as an octal string (`"0755"`).
 pub fn octal_mode(mode: &str) -> Result<u32, Violation> {
     let ok = (3..=4).contains(&mode.len()) && mode.chars().all(|c| ('0'..='7').contains(&c));
@@ -353,6 +408,21 @@ mod tests {
         assert_eq!(size("2GiB"), Ok(2 << 30));
         assert!(size("12Q").is_err());
         assert!(size("0").is_err());
+    }
+
+    #[test]
+    fn relations() {
+        for ok in [
+            "libc6 (>= 2.36)",
+            "sed",
+            "exim4 | mail-transport-agent (<< 2)",
+            "python3:any",
+        ] {
+            assert!(relation(ok).is_ok(), "{ok}");
+        }
+        for bad in ["libc6 (> 2.36)", "Libc6", "libc6 (>= )", "libc6 >= 2"] {
+            assert!(relation(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -27,7 +27,6 @@ pub async fn run(cx: &Context) -> Result<()> {
         &url,
         &OpenOptions {
             unsafe_no_cas: cx.unsafe_no_cas,
-            ..Default::default()
         },
     )
     .await?;
