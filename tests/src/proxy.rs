@@ -95,10 +95,7 @@ impl StoppingProxy {
                 (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 << 10];
-                loop {
-                    let Ok(k) = from_client.read(&mut buf) else {
-                        break;
-                    };
+                while let Ok(k) = from_client.read(&mut buf) {
                     if k == 0 || c2.stopped.load(Ordering::SeqCst) {
                         break;
                     }

@@ -533,12 +533,31 @@ fn version(etag: Option<&str>) -> Version {
     }
 }
 
-fn describe<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
+fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     if let SdkError::ServiceError(s) = err {
         let status = s.raw().status().as_u16();
-        return format!("HTTP {status}: {}", DisplayErrorContext(s.err()));
+        let e = s.err();
+        return match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("HTTP {status} {code}: {message}"),
+            (Some(code), None) => format!("HTTP {status} {code}"),
+            _ => format!("HTTP {status}: {}", DisplayErrorContext(e)),
+        };
     }
-    DisplayErrorContext(err).to_string()
+    // The chain of causes, without the Debug dump DisplayErrorContext adds.
+    let mut out = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 async fn file_stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream> {
