@@ -177,6 +177,77 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+
+    /// A build step failed; nothing of it was stored.
+    #[error("step `{step}` {failure}")]
+    Step {
+        /// The step name.
+        step: String,
+        /// What went wrong.
+        failure: StepFailure,
+    },
+}
+
+/// Why a build step failed; part of [`Error::Step`].
+#[derive(Debug)]
+pub enum StepFailure {
+    /// The command exited unsuccessfully.
+    Exited {
+        /// Exit code, or `None` when killed by a signal.
+        code: Option<i32>,
+        /// The last lines of its standard error.
+        stderr_tail: String,
+        /// Where its full output is.
+        log: PathBuf,
+    },
+    /// The command succeeded but did not write a declared output.
+    MissingOutput {
+        /// The declared output path.
+        path: String,
+    },
+    /// An input glob matches no file.
+    NoInput {
+        /// The glob.
+        glob: String,
+    },
+    /// The command could not be started.
+    Spawn(std::io::Error),
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepFailure::Exited {
+                code,
+                stderr_tail,
+                log,
+            } => {
+                match code {
+                    Some(c) => write!(f, "exited with code {c}")?,
+                    None => write!(f, "was killed by a signal")?,
+                }
+                if stderr_tail.trim().is_empty() {
+                    write!(
+                        f,
+                        " (no output on stderr; full output in {})",
+                        log.display()
+                    )
+                } else {
+                    write!(
+                        f,
+                        "; the end of its stderr (full output in {}):\n{}",
+                        log.display(),
+                        stderr_tail.trim_end()
+                    )
+                }
+            }
+            StepFailure::MissingOutput { path } => {
+                write!(f, "did not write its declared output `{path}`")
+            }
+            StepFailure::NoInput { glob } => write!(f, "input `{glob}` matches no file"),
+            StepFailure::Spawn(e) => write!(f, "could not be started: {e}"),
+        }
+    }
 }
 
 impl Error {
@@ -208,6 +279,13 @@ impl Error {
                     .into(),
             ),
             Error::StoreFormat { .. } => Some("upgrade pipe to read this store".into()),
+            Error::Step { failure: StepFailure::NoInput { .. }, .. } => Some(
+                "fix the glob in the step's `inputs` (globs are relative to the directory holding pipeline.toml)"
+                    .into(),
+            ),
+            Error::Step { failure: StepFailure::MissingOutput { .. }, .. } => Some(
+                "make the command write it, or remove it from the step's `outputs`".into(),
+            ),
             Error::Corrupt { .. } => Some(
                 "the object was damaged or written by something else; restore it from a backup or republish"
                     .into(),

@@ -2,6 +2,7 @@
 //! content-addressed store. The `pipe` binary is a thin layer over this crate.
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod error;
 pub mod model;
 pub mod store;

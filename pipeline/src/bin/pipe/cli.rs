@@ -43,6 +43,8 @@ pub enum Command {
     Init,
     /// Check `pipeline.toml` and summarise what would be built.
     Validate,
+    /// Run the build steps and build every artifact whose inputs changed.
+    Build,
     /// Show what the store holds: builds, and what each environment points at.
     Status,
 }

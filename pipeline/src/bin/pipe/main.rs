@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Command::Init => commands::init::run(&cx),
             Command::Validate => commands::validate::run(&cx),
             Command::Status => commands::status::run(&cx).await,
+            Command::Build => commands::build::run(&cx).await,
         }
     });
     match result {

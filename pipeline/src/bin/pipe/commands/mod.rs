@@ -1,6 +1,7 @@
 //! One module per command. Each builds its result from the library and hands
 //! the printer a human and a JSON form.
 
+pub mod build;
 pub mod init;
 pub mod status;
 pub mod validate;
