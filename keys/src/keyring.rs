@@ -159,9 +159,19 @@ impl Keyring {
     ) -> Result<Verified> {
         let (helper, verdict) = Helper::new(&self.certs);
         let builder = DetachedVerifierBuilder::from_bytes(signature).map_err(not_a_signature)?;
+        // Errors reading `data` are I/O errors; every other failure means the
+        // signature is unusable. Sequoia reports both alike, so note ours.
+        let read_error = Arc::new(Mutex::new(None));
+        let data = RecordErrors {
+            inner: data,
+            error: read_error.clone(),
+        };
         let streamed = builder
             .with_policy(POLICY, at, helper)
             .and_then(|mut verifier| verifier.verify_reader(data));
+        if let Some(e) = lock(&read_error).take() {
+            return Err(Error::io("cannot read the signed data", e));
+        }
         outcome(&verdict, streamed)
     }
 
@@ -222,18 +232,35 @@ type Verdict = Arc<Mutex<Option<Result<Verified>>>>;
 /// The verdict once sequoia finished with `streamed`: the helper's, if it
 /// got to check the signatures, else what sequoia reported.
 fn outcome(verdict: &Verdict, streamed: openpgp::Result<()>) -> Result<Verified> {
-    let verdict = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
-    match (verdict, streamed) {
+    match (lock(verdict).take(), streamed) {
         (Some(Err(e)), _) => Err(e),
         (Some(Ok(v)), Ok(())) => Ok(v),
-        (_, Err(e)) => Err(match e.downcast::<std::io::Error>() {
-            Ok(io) => Error::io("cannot read the signed data", io),
-            Err(e) => not_a_signature(e),
-        }),
+        (_, Err(e)) => Err(not_a_signature(e)),
         (None, Ok(())) => Err(Error::BadSignature {
             signer: None,
             detail: "no signature was checked".into(),
         }),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A reader that keeps a copy of the first error it returns.
+struct RecordErrors<R> {
+    inner: R,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl<R: Read> Read for RecordErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                lock(&self.error)
+                    .get_or_insert_with(|| std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
     }
 }
 
@@ -302,7 +329,7 @@ impl VerificationHelper for Helper<'_> {
             }),
         };
         let failed = verdict.as_ref().err().map(|e| e.to_string());
-        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(verdict);
+        *lock(&self.verdict) = Some(verdict);
         match failed {
             None => Ok(()),
             Some(msg) => Err(anyhow::anyhow!(msg)),
