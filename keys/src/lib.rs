@@ -21,7 +21,7 @@
 //! (`fn sign(&self, data: impl Read, t: rpm::Timestamp) -> Result<Vec<u8>>`,
 //! `fn algorithm(&self) -> AlgorithmType`) is a thin wrapper:
 //!
-//! ```ignore
+//! ```text
 //! #[derive(Debug)]
 //! struct RpmSigner { key: keys::SecretKey, algorithm: rpm::signature::AlgorithmType }
 //! impl rpm::signature::Signing for RpmSigner {

@@ -483,3 +483,57 @@ fn signature_times() {
         .unwrap_err();
     assert!(matches!(err, Error::BadSignature { .. }), "{err:?}");
 }
+
+/// v6 (RFC 9580) keys are refused for signing: their signatures are
+/// salted, so they could not be reproducible.
+#[test]
+fn v6_keys_are_refused() {
+    use sequoia_openpgp::cert::{CertBuilder, CipherSuite};
+    use sequoia_openpgp::serialize::SerializeInto;
+    let (cert, _) = CertBuilder::general_purpose(Some("V6 <v6@example.com>"))
+        .set_profile(sequoia_openpgp::Profile::RFC9580)
+        .unwrap()
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .set_creation_time(at(KEY_CREATED))
+        .set_validity_period(None)
+        .generate()
+        .unwrap();
+    let key = SecretKey::from_bytes(&cert.as_tsk().to_vec().unwrap(), None).unwrap();
+    let err = key
+        .sign_detached(DATA, at(SIGNED), Encoding::Binary)
+        .unwrap_err();
+    assert!(matches!(err, Error::UnusableKey { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("only v4 keys are supported"),
+        "{err}"
+    );
+}
+
+/// A failing data stream is an I/O error, not a verification failure.
+#[test]
+fn unreadable_data() {
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
+    }
+    let key = key("R <r@example.com>", Algorithm::Ed25519);
+    let sig = key
+        .sign_detached(DATA, at(SIGNED), Encoding::Binary)
+        .unwrap();
+    let err = key
+        .public_keyring()
+        .verify_detached(Broken, &sig, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(!err.is_verification_failure());
+    assert_eq!(err.to_string(), "cannot read the signed data: disk on fire");
+    let err = key
+        .sign_detached(Broken, at(SIGNED), Encoding::Binary)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot read the data to sign: disk on fire"
+    );
+}
