@@ -889,3 +889,47 @@ fn s3_gib_streams_in_bounded_memory() {
     let report = stream_gib(&url, &moto.env(), dir.path());
     check_stream_report(&report, "s3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_multipart_is_conditional_and_aborted_on_failure() {
+    let moto = MotoServer::start();
+    let store = Store::open_with(
+        &moto.store_url("p"),
+        &OpenOptions::default(),
+        &moto.overrides(),
+    )
+    .await
+    .unwrap();
+    // Above the multipart threshold (64 MiB).
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big");
+    let data = pattern((64 << 20) + 12345, 6);
+    std::fs::write(&f, &data).unwrap();
+    store
+        .put("big", Body::from_file(&f), Condition::IfAbsent)
+        .await
+        .unwrap();
+    match store
+        .put("big", Body::from_file(&f), Condition::IfAbsent)
+        .await
+    {
+        Err(Error::AlreadyExists { key }) => assert_eq!(key, "big"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let uploads = moto
+        .client()
+        .list_multipart_uploads()
+        .bucket(moto.bucket())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "a refused upload was not aborted: {uploads:?}"
+    );
+    assert_eq!(read_all(&store, "big").await.len(), data.len());
+    let blob = store.put_blob_file(&f).await.unwrap();
+    let dest = dir.path().join("back");
+    store.get_blob_to_file(&blob.blob, &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+}

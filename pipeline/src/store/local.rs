@@ -20,6 +20,8 @@ use crate::{Error, Result};
 
 const TMP: &str = ".tmp";
 const LOCKS: &str = ".locks";
+/// Temporary files older than this are left over from a killed process.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 pub(super) struct LocalBackend {
     root: PathBuf,
@@ -159,6 +161,30 @@ impl Backend for LocalBackend {
 
     fn spool_dir(&self) -> PathBuf {
         self.root.join(TMP)
+    }
+
+    async fn prepare_write(&self, _opts: &super::OpenOptions) -> Result<()> {
+        // A killed writer leaves its temporary file; nothing refers to it.
+        // Old ones only: a younger one may belong to a running writer.
+        let dir = self.root.join(TMP);
+        spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return Ok(());
+            };
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TEMP);
+                if old && std::fs::remove_file(e.path()).is_ok() {
+                    tracing::debug!(path = %e.path().display(), "removed a stale temporary file");
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     fn read_error(&self, key: &str, e: std::io::Error) -> Error {

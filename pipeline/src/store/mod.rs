@@ -11,6 +11,9 @@
 //!   the one read, which is how pointers are moved with compare-and-swap.
 //! - Blobs are content addressed by BLAKE3 ([`layout::blob_key`]) and verified
 //!   on every read.
+//!   On a local store the version is computed by reading the object, so
+//!   `get`, `head` and `list` read whole objects: use them on pointers and
+//!   metadata, and [`Store::get_blob`] for blobs.
 //! - The root object [`layout::ROOT`] records the store format. Opening refuses
 //!   a store of a newer format; the first write creates the root object.
 //!
@@ -346,9 +349,9 @@ trait Backend: Send + Sync {
     /// when there is one, so a spooled file can be moved into place.
     fn spool_dir(&self) -> PathBuf;
 
-    /// Checks, before the first write, that the backend keeps its
-    /// compare-and-swap promise.
-    async fn check_cas(&self, _opts: &OpenOptions) -> Result<()> {
+    /// Runs before the first write: checks that the backend keeps its
+    /// compare-and-swap promise, tidies what a killed process left behind.
+    async fn prepare_write(&self, _opts: &OpenOptions) -> Result<()> {
         Ok(())
     }
 
@@ -442,7 +445,7 @@ impl Store {
         self.inner
             .writable
             .get_or_try_init(|| async {
-                self.backend().check_cas(&self.inner.opts).await?;
+                self.backend().prepare_write(&self.inner.opts).await?;
                 if self.root().await?.is_some() {
                     return Ok(());
                 }

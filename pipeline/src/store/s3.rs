@@ -478,7 +478,7 @@ impl Backend for S3Backend {
         std::env::temp_dir()
     }
 
-    async fn check_cas(&self, opts: &OpenOptions) -> Result<()> {
+    async fn prepare_write(&self, opts: &OpenOptions) -> Result<()> {
         // Created on first use; on later runs the first create-only put is
         // refused, which is as good.
         self.probe_put(Condition::IfAbsent).await?;
