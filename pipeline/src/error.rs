@@ -186,6 +186,11 @@ pub enum Error {
         /// What went wrong.
         failure: StepFailure,
     },
+
+    /// A key, signing or verification problem; the message names the key or
+    /// file and the reason.
+    #[error(transparent)]
+    Keys(#[from] keys::Error),
 }
 
 /// Why a build step failed; part of [`Error::Step`].
@@ -257,6 +262,9 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage { .. } | Error::StoreUrl { .. } => EXIT_USAGE,
             Error::DigestMismatch { .. } => EXIT_VERIFY,
+            Error::Keys(e) if e.is_verification_failure() => EXIT_VERIFY,
+            Error::Keys(keys::Error::Io { .. }) => EXIT_FAILURE,
+            Error::Keys(_) => EXIT_USAGE,
             Error::Conflict { .. } | Error::AlreadyExists { .. } => EXIT_CONFLICT,
             _ => EXIT_FAILURE,
         }

@@ -45,6 +45,68 @@ pub enum Command {
     Validate,
     /// Run the build steps and build every artifact whose inputs changed.
     Build,
+    /// The project's signing key and the public keyring consumers trust.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show what the store holds: builds, and what each environment points at.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key (never overwrites an existing file).
+    Generate(KeysGenerate),
+    /// Print the public keyring: armored for `rpm --import` and `pipe deploy
+    /// --keyring`, binary for apt's `signed-by=`.
+    Export(KeysExport),
+    /// Show fingerprints, algorithms, creation and expiry.
+    List {
+        /// List this keyring file instead of the project's keys.
+        #[arg(long, value_name = "FILE")]
+        keyring: Option<PathBuf>,
+    },
+    /// Make a new signing key certified by the current one, and publish the
+    /// keyring with both in the store.
+    Rotate(KeysRotate),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysGenerate {
+    /// User ID, `Name <email>`.
+    #[arg(long)]
+    pub uid: String,
+    /// Key algorithm. RSA is what apt's gpgv, GnuPG and rpm on RHEL 8/9 all accept.
+    #[arg(long, default_value = "rsa4096", value_parser = ["rsa4096", "rsa3072", "ed25519"])]
+    pub algo: String,
+    /// Where to write it (default: `[signing] key`, else keys/release.key).
+    /// The passphrase, if any, comes from $PIPE_SIGNING_PASSPHRASE.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysExport {
+    /// ASCII-armored (the default).
+    #[arg(long, conflicts_with = "binary")]
+    pub armor: bool,
+    /// Binary OpenPGP packets, for apt's `signed-by=`.
+    #[arg(long)]
+    pub binary: bool,
+    /// Write to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysRotate {
+    /// User ID of the new key (default: the current key's).
+    #[arg(long)]
+    pub uid: Option<String>,
+    /// Algorithm of the new key.
+    #[arg(long, default_value = "rsa4096", value_parser = ["rsa4096", "rsa3072", "ed25519"])]
+    pub algo: String,
+    /// Also revoke the old key as superseded: what it signed before stays
+    /// valid, anything it signs afterwards is refused.
+    #[arg(long)]
+    pub retire: bool,
 }

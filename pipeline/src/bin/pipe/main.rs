@@ -20,6 +20,7 @@ pub struct Context {
     pub dir: PathBuf,
     pub store_override: Option<String>,
     pub unsafe_no_cas: bool,
+    pub json: bool,
     pub printer: Printer,
 }
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         dir,
         store_override: cli.store.clone(),
         unsafe_no_cas: cli.unsafe_no_cas,
+        json: cli.json,
         printer,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             Command::Validate => commands::validate::run(&cx),
             Command::Status => commands::status::run(&cx).await,
             Command::Build => commands::build::run(&cx).await,
+            Command::Keys(cmd) => commands::keys::run(&cx, &cmd).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod init;
+pub mod keys;
 pub mod status;
 pub mod validate;
 
