@@ -138,9 +138,17 @@ impl S3Backend {
         }
     }
 
-    fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Class {
+    fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        err: &SdkError<E, HttpResponse>,
+    ) -> Class {
         match err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Class::Unreachable,
+            SdkError::TimeoutError(_) => Class::Unreachable,
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Class::Unreachable,
+            // Missing credentials also surface as a dispatch failure, with no
+            // type to tell them by that this crate can name.
+            SdkError::DispatchFailure(_) if describe_chain(err).contains("credential") => {
+                Class::Denied
+            }
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();
                 match (status, s.err().code()) {
@@ -546,7 +554,11 @@ where
             _ => format!("HTTP {status}: {}", DisplayErrorContext(e)),
         };
     }
-    // The chain of causes, without the Debug dump DisplayErrorContext adds.
+    describe_chain(err)
+}
+
+/// The chain of causes, without the Debug dump `DisplayErrorContext` adds.
+fn describe_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut cause = std::error::Error::source(err);
     while let Some(c) = cause {
