@@ -15,6 +15,7 @@ from = "dev"
 
 [packages.demo]
 summary = "Demo"
+maintainer = "Demo <demo@example.com>"
 arch = "amd64"
 files = [
   { src = "bin/demo", dst = "/usr/bin/demo", mode = "0755" },
@@ -128,7 +129,7 @@ fn unknown_section_is_caught_too() {
         "{err}"
     );
     assert!(err.contains("did you mean `packages`?"), "{err}");
-    assert!(err.contains("pipeline.toml:25:2"), "{err}");
+    assert!(err.contains("pipeline.toml:26:2"), "{err}");
 }
 
 #[test]
@@ -216,7 +217,7 @@ fn destinations_must_be_absolute_without_dotdot() {
         err.contains("`usr/bin/demo` is not an absolute path"),
         "{err}"
     );
-    assert!(err.contains("pipeline.toml:13:29"), "{err}");
+    assert!(err.contains("pipeline.toml:14:29"), "{err}");
     let err = invalid(&VALID.replace("\"/usr/bin/demo\"", "\"/usr/../etc/demo\""));
     assert!(
         err.contains("`/usr/../etc/demo` contains a `.` or `..` component"),
@@ -247,7 +248,7 @@ fn missing_source_files() {
         err.contains("paths are relative to the directory holding pipeline.toml"),
         "{err}"
     );
-    assert!(err.contains("pipeline.toml:13:11"), "{err}");
+    assert!(err.contains("pipeline.toml:14:11"), "{err}");
 }
 
 #[test]
@@ -317,7 +318,7 @@ fn json_errors_are_one_document() {
     assert_eq!(doc["ok"], false);
     let d = &doc["error"]["diagnostics"][0];
     assert_eq!(d["message"], "unknown architecture `x86_64`");
-    assert_eq!(d["line"], 11);
+    assert_eq!(d["line"], 12);
     assert_eq!(d["column"], 8);
     assert_eq!(
         d["hint"],

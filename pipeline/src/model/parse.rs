@@ -813,6 +813,13 @@ impl Cx<'_> {
             field(t, "description").and_then(|(_, v)| self.string(v, &at("description")));
         let license =
             field(t, "license").and_then(|(_, v)| self.nonempty_string(v, &at("license")));
+        if field(t, "maintainer").is_none() && formats.contains(&PackageFormat::Deb) {
+            self.error(
+                v.span(),
+                format!("missing `maintainer` in {section}"),
+                Some("Debian packages name their maintainer: add `maintainer = \"Name <email>\"`".into()),
+            );
+        }
         let maintainer = field(t, "maintainer").and_then(|(_, mv)| {
             let m = self.nonempty_string(mv, &at("maintainer"))?;
             if !(m.contains('<') && m.ends_with('>')) {
