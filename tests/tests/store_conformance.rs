@@ -708,6 +708,7 @@ async fn s3_server_gone_mid_upload_leaves_nothing() {
         )
         .await
         .unwrap_err();
+    eprintln!("{err}");
     assert!(proxy.stopped());
     assert!(
         matches!(err, Error::Unreachable { .. } | Error::S3 { .. }),
