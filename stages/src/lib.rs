@@ -5,3 +5,11 @@
 //! Stages know nothing of the store or of the pipeline model; the `pipeline`
 //! crate hands them plain inputs and stores what they return.
 #![deny(missing_docs)]
+
+mod compress;
+pub mod deb;
+mod error;
+mod tarball;
+pub mod tree;
+
+pub use error::{Error, Result};
