@@ -6,7 +6,11 @@
 //! `rename` otherwise. Replacements and deletions hold an exclusive lock on
 //! `.locks/<digest of key>.lock`, so a compare-and-swap reads the current
 //! version and renames without anyone else replacing the file in between.
-//! The version of an object is the BLAKE3 digest of its content.
+//! The version of an object is a digest of its identity and state (device,
+//! inode, size, modification time): every write makes a new file, so a
+//! replaced object always has a new inode, and an edit in place changes the
+//! modification time. Unlike a content digest it costs one `stat`, so
+//! listing a store of large blobs reads none of them.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -43,14 +47,13 @@ impl Backend for LocalBackend {
         let path = self.path(key);
         let key = key.to_string();
         let opened = spawn_blocking(move || {
-            let Some(mut file) = open_existing(&path)? else {
+            let Some(file) = open_existing(&path)? else {
                 return Ok(None);
             };
-            // Digest and body come from one open file, so they agree even if
+            // Version and body come from one open file, so they agree even if
             // the key is replaced meanwhile (replacement is by rename).
-            let (version, size) = digest_reader(&mut file).map_err(|e| Error::io(&path, e))?;
-            std::io::Seek::rewind(&mut file).map_err(|e| Error::io(&path, e))?;
-            Ok(Some((file, version, size)))
+            let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+            Ok(Some((file, version_of(&meta), meta.len())))
         })
         .await?;
         Ok(opened.map(|(file, version, size)| Object {
@@ -61,13 +64,15 @@ impl Backend for LocalBackend {
 
     async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         let path = self.path(key);
-        spawn_blocking(move || match std::fs::read(&path) {
-            Ok(b) => {
-                let v = version_of(&b);
-                Ok(Some((b.into(), v)))
-            }
-            Err(e) if is_missing(&e) => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
+        spawn_blocking(move || {
+            let Some(mut file) = open_existing(&path)? else {
+                return Ok(None);
+            };
+            let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            file.read_to_end(&mut bytes)
+                .map_err(|e| Error::io(&path, e))?;
+            Ok(Some((bytes.into(), version_of(&meta))))
         })
         .await
     }
@@ -89,11 +94,15 @@ impl Backend for LocalBackend {
         let path = self.path(key);
         let key = key.to_string();
         spawn_blocking(move || {
-            let Some(mut file) = open_existing(&path)? else {
+            let Some(file) = open_existing(&path)? else {
                 return Ok(None);
             };
-            let (version, size) = digest_reader(&mut file).map_err(|e| Error::io(&path, e))?;
-            Ok(Some(ObjectMeta { key, size, version }))
+            let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+            Ok(Some(ObjectMeta {
+                key,
+                size: meta.len(),
+                version: version_of(&meta),
+            }))
         })
         .await
     }
@@ -110,7 +119,7 @@ impl Backend for LocalBackend {
 
     async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
         let tmp_dir = self.root.join(TMP);
-        let (tmp, blake3) = match body.0 {
+        let (tmp, _blake3) = match body.0 {
             BodyInner::Temp(tmp, Some(b3)) if tmp.starts_with(&tmp_dir) => (tmp, b3),
             BodyInner::Reader(r) => {
                 let (tmp, blob) = super::digest::spool_hashed(r, &tmp_dir).await?;
@@ -123,7 +132,7 @@ impl Backend for LocalBackend {
         };
         let root = self.root.clone();
         let key = key.to_string();
-        spawn_blocking(move || commit(&root, &key, tmp, Version(blake3), cond)).await
+        spawn_blocking(move || commit(&root, &key, tmp, cond)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -201,14 +210,17 @@ fn reader(file: std::fs::File) -> ObjectBody {
     ))
 }
 
-fn version_of(bytes: &[u8]) -> Version {
-    Version(blake3::hash(bytes).to_hex().to_string())
-}
-
-fn digest_reader(r: &mut impl Read) -> std::io::Result<(Version, u64)> {
-    let mut h = blake3::Hasher::new();
-    let size = std::io::copy(r, &mut h)?;
-    Ok((Version(h.finalize().to_hex().to_string()), size))
+fn version_of(meta: &std::fs::Metadata) -> Version {
+    use std::os::unix::fs::MetadataExt;
+    let identity = format!(
+        "{}:{}:{}:{}.{:09}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    Version(blake3::hash(identity.as_bytes()).to_hex()[..32].to_string())
 }
 
 fn is_missing(e: &std::io::Error) -> bool {
@@ -265,14 +277,11 @@ fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher
 }
 
 /// Moves a synced temporary file to `key` if `cond` holds.
-fn commit(
-    root: &Path,
-    key: &str,
-    tmp: tempfile::TempPath,
-    version: Version,
-    cond: Condition,
-) -> Result<Version> {
+fn commit(root: &Path, key: &str, tmp: tempfile::TempPath, cond: Condition) -> Result<Version> {
     let path = root.join(key);
+    // Renaming or linking keeps the inode and its modification time, so the
+    // temporary file's version is the object's.
+    let version = version_of(&std::fs::metadata(&tmp).map_err(|e| Error::io(&tmp, e))?);
     let parent = path.parent().expect("a key has a parent: the store root");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     match cond {
@@ -297,7 +306,7 @@ fn commit(
         Condition::IfMatch(expected) => {
             let _lock = lock_key(root, key)?;
             let found = match open_existing(&path)? {
-                Some(mut f) => Some(digest_reader(&mut f).map_err(|e| Error::io(&path, e))?.0),
+                Some(f) => Some(version_of(&f.metadata().map_err(|e| Error::io(&path, e))?)),
                 None => None,
             };
             if found.as_ref() != Some(&expected) {
@@ -364,14 +373,15 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
                 walk(root, &path, prefix, out)?;
             }
         } else if ty.is_file() && rel.starts_with(prefix) {
-            let Some(mut f) = open_existing(&path)? else {
-                continue; // deleted meanwhile
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if is_missing(&e) => continue, // deleted meanwhile
+                Err(e) => return Err(Error::io(&path, e)),
             };
-            let (version, size) = digest_reader(&mut f).map_err(|e| Error::io(&path, e))?;
             out.push(ObjectMeta {
                 key: rel,
-                size,
-                version,
+                size: meta.len(),
+                version: version_of(&meta),
             });
         }
     }
