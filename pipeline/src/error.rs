@@ -191,6 +191,21 @@ pub enum Error {
     /// file and the reason.
     #[error(transparent)]
     Keys(#[from] keys::Error),
+
+    /// A stage could not build its artifact (a vanished or unreadable input,
+    /// a symlink leaving the project, a name an archive cannot carry).
+    #[error(transparent)]
+    Stage(#[from] stages::Error),
+
+    /// Something signed or recorded does not match what is on disk or in the
+    /// store: a tampered artifact, manifest or provenance.
+    #[error("{what}: {detail}")]
+    Verify {
+        /// What failed to verify (a file, a signature).
+        what: String,
+        /// Expected against actual, or why.
+        detail: String,
+    },
 }
 
 /// Why a build step failed; part of [`Error::Step`].
@@ -261,7 +276,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage { .. } | Error::StoreUrl { .. } => EXIT_USAGE,
-            Error::DigestMismatch { .. } => EXIT_VERIFY,
+            Error::DigestMismatch { .. } | Error::Verify { .. } => EXIT_VERIFY,
             Error::Keys(e) if e.is_verification_failure() => EXIT_VERIFY,
             Error::Keys(keys::Error::Io { .. }) => EXIT_FAILURE,
             Error::Keys(_) => EXIT_USAGE,

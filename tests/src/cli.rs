@@ -109,6 +109,22 @@ impl Project {
         self
     }
 
+    /// Generates the project's signing key (`keys/release.key` unless
+    /// `pipeline.toml` says otherwise) with `pipe keys generate`. Ed25519,
+    /// because it is instant; tests that need RSA generate it themselves.
+    pub fn with_signing_key(&self) -> &Self {
+        self.pipe(&[
+            "keys",
+            "generate",
+            "--uid",
+            "Test Release <release@example.com>",
+            "--algo",
+            "ed25519",
+        ])
+        .expect_code(0);
+        self
+    }
+
     /// Sets an environment variable for every later `pipe` run.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.into(), value.into()));

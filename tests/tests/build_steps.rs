@@ -23,6 +23,7 @@ fn project(store: &str) -> Project {
     )
     .write("src/a.txt", "a\n")
     .write("src/b.txt", "b\n");
+    p.with_signing_key();
     p
 }
 
@@ -53,7 +54,7 @@ fn a_step_runs_once_per_input_digest() {
     run.expect_code(0);
     assert!(run.stdout.contains("step compile"), "{}", run.stdout);
     assert!(
-        run.stdout.contains("up to date (cache hit)"),
+        run.stdout.contains("cache hit: up to date, not run"),
         "{}",
         run.stdout
     );

@@ -44,6 +44,8 @@ pub struct StepOutcome {
     pub seconds: f64,
     /// The files it produced.
     pub outputs: Vec<OutputFile>,
+    /// The files its input globs matched, relative to the project directory.
+    pub inputs: Vec<String>,
 }
 
 /// How a step's outputs came to be on disk.
@@ -94,7 +96,7 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
     let started = Instant::now();
     let dir = p.dir.clone();
     let owned = step.clone();
-    let key = tokio::task::spawn_blocking(move || step_key(&dir, &owned, epoch))
+    let (key, inputs) = tokio::task::spawn_blocking(move || step_key(&dir, &owned, epoch))
         .await
         .expect("step key task panicked")?;
     let record =
@@ -162,6 +164,7 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
         status,
         seconds: started.elapsed().as_secs_f64(),
         outputs,
+        inputs,
     })
 }
 
@@ -236,8 +239,9 @@ fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
         .collect()
 }
 
-/// The digest of everything that can change the step's outputs.
-fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<String> {
+/// The digest of everything that can change the step's outputs, and the
+/// input files it covers.
+fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<String>)> {
     let mut h = blake3::Hasher::new();
     let mut field = |name: &str, value: &[u8]| {
         h.update(name.as_bytes());
@@ -253,10 +257,12 @@ fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<String> {
     for out in &step.outputs {
         field("output", out.as_bytes());
     }
-    for (rel, mode, digest) in input_files(dir, step)? {
+    let files = input_files(dir, step)?;
+    for (rel, mode, digest) in &files {
         field("input", format!("{rel}\0{mode:o}\0{digest}").as_bytes());
     }
-    Ok(h.finalize().to_hex().to_string())
+    let inputs = files.into_iter().map(|(rel, _, _)| rel).collect();
+    Ok((h.finalize().to_hex().to_string(), inputs))
 }
 
 /// Files matched by the step's input globs, sorted, with mode and digest.

@@ -370,6 +370,12 @@ impl Pipeline {
         parse::parse(&shown, dir, source).map_err(Error::Config)
     }
 
+    /// The absolute path of `pipeline.toml` (`file` is as the user should see
+    /// it, possibly relative to the working directory).
+    pub fn file_abs(&self) -> PathBuf {
+        self.dir.join(PIPELINE_FILE)
+    }
+
     /// Environment names in promotion order: every environment comes after the
     /// one it is promoted `from`.
     pub fn promotion_order(&self) -> Vec<&Environment> {

@@ -817,7 +817,10 @@ impl Cx<'_> {
             self.error(
                 v.span(),
                 format!("missing `maintainer` in {section}"),
-                Some("Debian packages name their maintainer: add `maintainer = \"Name <email>\"`".into()),
+                Some(
+                    "Debian packages name their maintainer: add `maintainer = \"Name <email>\"`"
+                        .into(),
+                ),
             );
         }
         let maintainer = field(t, "maintainer").and_then(|(_, mv)| {

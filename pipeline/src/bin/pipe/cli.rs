@@ -45,6 +45,9 @@ pub enum Command {
     Validate,
     /// Run the build steps and build every artifact whose inputs changed.
     Build,
+    /// Check a build's signed manifest and provenance, and every artifact's
+    /// digests and size against them. Exit code 3 on any mismatch.
+    Verify(VerifyArgs),
     /// The project's signing key and the public keyring consumers trust.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -109,4 +112,14 @@ pub struct KeysRotate {
     /// valid, anything it signs afterwards is refused.
     #[arg(long)]
     pub retire: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The build id (default: the latest build).
+    pub build: Option<String>,
+    /// The public keyring to trust (from `pipe keys export`); keys found
+    /// elsewhere are never used.
+    #[arg(long, value_name = "FILE")]
+    pub keyring: PathBuf,
 }

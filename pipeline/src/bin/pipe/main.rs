@@ -63,6 +63,7 @@ fn main() -> ExitCode {
             Command::Status => commands::status::run(&cx).await,
             Command::Build => commands::build::run(&cx).await,
             Command::Keys(cmd) => commands::keys::run(&cx, &cmd).await,
+            Command::Verify(args) => commands::verify::run(&cx, &args).await,
         }
     });
     match result {

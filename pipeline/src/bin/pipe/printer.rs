@@ -31,6 +31,18 @@ impl Printer {
         }
     }
 
+    /// A spinner on stderr for work that may take more than a second; hidden
+    /// under `--json`, `-q`, or when stderr is not a terminal.
+    pub fn spinner(&self, message: &'static str) -> indicatif::ProgressBar {
+        use std::io::IsTerminal;
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+
     /// A failure: the message and hint on stderr, and under `--json` the same
     /// as a JSON document on stdout so machines always get one document.
     pub fn error(&self, err: &Error) {

@@ -1,17 +1,17 @@
 //! `pipe build`: run the build steps and stages, each only when its cache key
-//! is not built yet.
+//! is not built yet; write and sign the manifest and provenance.
 
 use pipeline::Result;
-use pipeline::build::epoch::source_date_epoch;
-use pipeline::build::steps::{StepStatus, run_steps};
-use pipeline::store::{OpenOptions, Store};
-use serde_json::json;
+use pipeline::build::steps::StepStatus;
+use pipeline::store::{OpenOptions, Store, layout};
+use serde_json::{Value, json};
 
+use super::human_bytes;
 use crate::Context;
 
 pub async fn run(cx: &Context) -> Result<()> {
     let p = cx.pipeline()?;
-    let (epoch, epoch_source) = source_date_epoch(&p)?;
+    let key = cx.signing_key()?;
     let url = cx.store_url(Some(&p))?;
     let store = Store::open(
         &url,
@@ -20,33 +20,68 @@ pub async fn run(cx: &Context) -> Result<()> {
         },
     )
     .await?;
-    let steps = run_steps(&p, &store, epoch).await?;
+    let spinner = cx.printer.spinner("building");
+    let outcome = pipeline::build::build(&p, &store, &key).await;
+    spinner.finish_and_clear();
+    let outcome = outcome?;
+    let m = &outcome.manifest;
 
     cx.printer.result(
         || {
             let mut s = String::new();
-            for st in &steps {
+            for st in &outcome.steps {
                 let what = match st.status {
                     StepStatus::Ran => format!("ran in {:.2}s", st.seconds),
-                    StepStatus::Restored => "restored from the store (cache hit)".to_string(),
-                    StepStatus::UpToDate => "up to date (cache hit)".to_string(),
+                    StepStatus::Restored => "cache hit: restored from the store".to_string(),
+                    StepStatus::UpToDate => "cache hit: up to date, not run".to_string(),
+                };
+                s.push_str(&format!("step {:<24} {what}\n", st.name));
+            }
+            for b in &outcome.built {
+                let what = if b.cache_hit {
+                    "cache hit: not rebuilt".to_string()
+                } else {
+                    format!("built in {:.2}s", b.seconds)
                 };
                 s.push_str(&format!(
-                    "step {:<16} {what}, {} output file(s)\n",
-                    st.name,
-                    st.outputs.len()
+                    "{:<4} {:<24} {:>10}  {what}\n",
+                    b.artifact.kind,
+                    b.artifact.name,
+                    human_bytes(b.artifact.blob.size)
                 ));
             }
-            if steps.is_empty() {
-                s.push_str("no steps to run\n");
+            let rebuilt = outcome.built.iter().filter(|b| !b.cache_hit).count();
+            let ran = outcome
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Ran)
+                .count();
+            if rebuilt == 0 && ran == 0 {
+                s.push_str("nothing changed: every stage was a cache hit\n");
             }
+            s.push_str(&format!("build {} in {}\n", m.build, outcome.dir.display()));
             s
         },
         || {
             json!({
                 "ok": true,
-                "source_date_epoch": { "value": epoch, "from": epoch_source },
-                "steps": steps,
+                "build": m.build,
+                "dir": outcome.dir,
+                "source_date_epoch": { "value": m.source_date_epoch, "from": outcome.epoch_source },
+                "steps": outcome.steps,
+                "artifacts": outcome.built.iter().map(|b| json!({
+                    "name": b.artifact.name,
+                    "kind": b.artifact.kind,
+                    "component": b.artifact.component,
+                    "path": b.path_in(&outcome.dir),
+                    "store_key": layout::blob_key(&b.artifact.blob.blake3),
+                    "size": b.artifact.blob.size,
+                    "sha256": b.artifact.blob.sha256,
+                    "blake3": b.artifact.blob.blake3,
+                    "cache_key": b.artifact.cache_key,
+                    "cache": if b.cache_hit { "hit" } else { "miss" },
+                    "seconds": b.seconds,
+                })).collect::<Vec<Value>>(),
             })
         },
     );

@@ -6,6 +6,7 @@ pub mod init;
 pub mod keys;
 pub mod status;
 pub mod validate;
+pub mod verify;
 
 use pipeline::Result;
 use pipeline::model::{PIPELINE_FILE, Pipeline};

@@ -1,0 +1,383 @@
+//! The package stage: one .deb or .rpm per declared package and format,
+//! cached by the digest of everything that can change its bytes.
+//!
+//! The key covers the package's section of `pipeline.toml`, the project
+//! version, the timestamp, every packaged file (path, mode, content digest),
+//! the maintainer scripts, the signing key (for rpm) and the pipe version. On
+//! a hit the artifact is fetched from the store; on a miss it is built and
+//! stored, then recorded under `cache/stages/<key>.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::TOOL_VERSION;
+use crate::model::{Compression, Package, PackageFormat, Pipeline};
+use crate::store::{BlobRef, Body, Condition, Store};
+use crate::{Error, Result};
+
+/// One artifact of a build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Artifact {
+    /// File name (`hello_1.2.0_all.deb`).
+    pub name: String,
+    /// `deb` or `rpm`.
+    pub kind: String,
+    /// What it was built from (`package hello`).
+    pub component: String,
+    /// Content digests and size.
+    pub blob: BlobRef,
+    /// The stage's cache key.
+    pub cache_key: String,
+}
+
+/// An artifact and how this build obtained it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The artifact.
+    pub artifact: Artifact,
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// True when it came from the cache rather than being built.
+    pub cache_hit: bool,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// The files that went into it, relative to the project directory.
+    pub inputs: Vec<String>,
+}
+
+impl Built {
+    /// Where the artifact is in the finished build directory `dir` (`path`
+    /// points into the directory the build was assembled in).
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.artifact.name)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StageRecord {
+    name: String,
+    blob: BlobRef,
+}
+
+fn record_key(key: &str) -> String {
+    format!("cache/stages/{key}.json")
+}
+
+/// The file name a package gets in `format`.
+pub fn artifact_name(pkg: &Package, version: &str, format: PackageFormat) -> String {
+    match format {
+        PackageFormat::Deb => format!("{}_{}_{}.deb", pkg.name, version, pkg.arch.deb()),
+        PackageFormat::Rpm => format!("{}-{}-1.{}.rpm", pkg.name, version, pkg.arch.rpm()),
+    }
+}
+
+/// Builds (or fetches from the cache) every package in every format, in
+/// parallel, into `out_dir`.
+pub async fn build_packages(
+    p: &Pipeline,
+    store: &Store,
+    epoch: u64,
+    signer: Option<&keys::SecretKey>,
+    out_dir: &Path,
+) -> Result<Vec<Built>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for pkg in p.packages.values() {
+        for &format in &pkg.formats {
+            let job = Job {
+                dir: p.dir.clone(),
+                version: p.project.version.clone(),
+                pkg: pkg.clone(),
+                format,
+                epoch,
+                signer: signer.cloned(),
+                out_dir: out_dir.to_path_buf(),
+            };
+            let store = store.clone();
+            tasks.spawn(async move { job.run(&store).await });
+        }
+    }
+    let mut built = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        built.push(joined.expect("package task panicked")?);
+    }
+    built.sort_by(|a, b| a.artifact.name.cmp(&b.artifact.name));
+    Ok(built)
+}
+
+struct Job {
+    dir: PathBuf,
+    version: String,
+    pkg: Package,
+    format: PackageFormat,
+    epoch: u64,
+    signer: Option<keys::SecretKey>,
+    out_dir: PathBuf,
+}
+
+/// A package's resolved contents, ready to be keyed and written.
+struct Prepared {
+    entries: Vec<stages::tree::Entry>,
+    key: String,
+    inputs: Vec<String>,
+}
+
+impl Job {
+    async fn run(self, store: &Store) -> Result<Built> {
+        let started = Instant::now();
+        let name = artifact_name(&self.pkg, &self.version, self.format);
+        let path = self.out_dir.join(&name);
+        let job = std::sync::Arc::new(self);
+        let prepared = {
+            let job = job.clone();
+            tokio::task::spawn_blocking(move || job.prepare())
+                .await
+                .expect("prepare task panicked")?
+        };
+        let component = format!("package {}", job.pkg.name);
+        let kind = match job.format {
+            PackageFormat::Deb => "deb",
+            PackageFormat::Rpm => "rpm",
+        };
+
+        if let Some((bytes, _)) = store.get_bytes(&record_key(&prepared.key)).await? {
+            let record: StageRecord =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                    url: store.url().to_string(),
+                    key: record_key(&prepared.key),
+                    detail: format!("not a stage record: {e}"),
+                })?;
+            store.get_blob_to_file(&record.blob, &path).await?;
+            publishable(&path)?;
+            return Ok(Built {
+                artifact: Artifact {
+                    name,
+                    kind: kind.into(),
+                    component,
+                    blob: record.blob,
+                    cache_key: prepared.key,
+                },
+                path,
+                cache_hit: true,
+                seconds: started.elapsed().as_secs_f64(),
+                inputs: prepared.inputs,
+            });
+        }
+
+        {
+            let job = job.clone();
+            let entries = prepared.entries.clone();
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || job.write(entries, &path))
+                .await
+                .expect("package writer panicked")?;
+        }
+        publishable(&path)?;
+        let put = store.put_blob_file(&path).await?;
+        let record = StageRecord {
+            name: name.clone(),
+            blob: put.blob.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
+        match store
+            .put(
+                &record_key(&prepared.key),
+                Body::from_bytes(bytes),
+                Condition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Built {
+            artifact: Artifact {
+                name,
+                kind: kind.into(),
+                component,
+                blob: put.blob,
+                cache_key: prepared.key,
+            },
+            path,
+            cache_hit: false,
+            seconds: started.elapsed().as_secs_f64(),
+            inputs: prepared.inputs,
+        })
+    }
+
+    /// Resolves the file tree and computes the cache key.
+    fn prepare(&self) -> Result<Prepared> {
+        let mappings: Vec<stages::tree::Mapping> = self
+            .pkg
+            .files
+            .iter()
+            .map(|f| stages::tree::Mapping {
+                src: PathBuf::from(&f.src),
+                dst: f.dst.clone(),
+                mode: f.mode,
+                config: f.config,
+            })
+            .collect();
+        let entries = stages::tree::resolve(&self.dir, &mappings, self.epoch)?;
+        let project = std::fs::canonicalize(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+
+        let mut h = blake3::Hasher::new();
+        let mut field = |name: &str, value: &[u8]| {
+            h.update(name.as_bytes());
+            h.update(&(value.len() as u64).to_le_bytes());
+            h.update(value);
+        };
+        field("tool", TOOL_VERSION.as_bytes());
+        field("format", format!("{:?}", self.format).as_bytes());
+        field("version", self.version.as_bytes());
+        field("epoch", self.epoch.to_string().as_bytes());
+        field(
+            "section",
+            &serde_json::to_vec(&self.pkg).expect("model serialises"),
+        );
+        let mut inputs = Vec::new();
+        for e in &entries {
+            let content = match &e.kind {
+                stages::tree::EntryKind::Dir => "dir".to_string(),
+                stages::tree::EntryKind::Symlink { target } => format!("symlink:{target}"),
+                stages::tree::EntryKind::File { src, .. } => {
+                    inputs.push(relative(&project, src));
+                    format!("file:{}", hash_file(src)?)
+                }
+            };
+            field(
+                "entry",
+                format!("{}\0{:o}\0{}\0{content}", e.path, e.mode, e.config).as_bytes(),
+            );
+        }
+        for (which, script) in self.scripts() {
+            let path = self.dir.join(script);
+            inputs.push(script.to_string());
+            field(
+                "script",
+                format!("{which}\0{}", hash_file(&path)?).as_bytes(),
+            );
+        }
+        if let (PackageFormat::Rpm, Some(key)) = (self.format, &self.signer) {
+            field("signer", key.fingerprint().as_bytes());
+        }
+        inputs.sort();
+        inputs.dedup();
+        Ok(Prepared {
+            entries,
+            key: h.finalize().to_hex().to_string(),
+            inputs,
+        })
+    }
+
+    fn scripts(&self) -> Vec<(&'static str, &str)> {
+        let s = &self.pkg.scripts;
+        [
+            ("preinst", &s.preinst),
+            ("postinst", &s.postinst),
+            ("prerm", &s.prerm),
+            ("postrm", &s.postrm),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| Some((n, p.as_deref()?)))
+        .collect()
+    }
+
+    fn write(&self, entries: Vec<stages::tree::Entry>, out: &Path) -> Result<()> {
+        match self.format {
+            PackageFormat::Deb => self.write_deb(entries, out),
+            PackageFormat::Rpm => self.write_rpm(entries, out),
+        }
+    }
+
+    fn write_deb(&self, entries: Vec<stages::tree::Entry>, out: &Path) -> Result<()> {
+        let pkg = &self.pkg;
+        let r = &pkg.relations;
+        let script = |s: &Option<String>| s.as_ref().map(|p| self.dir.join(p));
+        let deb = stages::deb::DebPackage {
+            name: pkg.name.clone(),
+            version: stages::deb::version_from_project(&self.version)?,
+            arch: pkg.arch.deb().to_string(),
+            maintainer: pkg.maintainer.clone().unwrap_or_default(),
+            summary: pkg.summary.clone(),
+            description: pkg.description.clone(),
+            relations: stages::deb::Relations {
+                pre_depends: r.pre_depends.clone(),
+                depends: r.depends.clone(),
+                recommends: r.recommends.clone(),
+                suggests: r.suggests.clone(),
+                breaks: r.breaks.clone(),
+                conflicts: r.conflicts.clone(),
+                provides: r.provides.clone(),
+                replaces: r.replaces.clone(),
+            },
+            section: pkg.section.clone().unwrap_or_else(|| "misc".into()),
+            priority: pkg.priority.clone().unwrap_or_else(|| "optional".into()),
+            homepage: pkg.homepage.clone(),
+            entries,
+            scripts: stages::deb::Scripts {
+                preinst: script(&pkg.scripts.preinst),
+                postinst: script(&pkg.scripts.postinst),
+                prerm: script(&pkg.scripts.prerm),
+                postrm: script(&pkg.scripts.postrm),
+            },
+            mtime: self.epoch,
+        };
+        let compression = match pkg.compression {
+            Compression::Gzip => stages::deb::Compression::Gzip,
+            Compression::Xz => stages::deb::Compression::Xz,
+            Compression::Zstd => stages::deb::Compression::Zstd,
+            Compression::None => stages::deb::Compression::None,
+        };
+        stages::deb::write_deb(
+            &deb,
+            &stages::deb::DebOptions {
+                compression,
+                ..Default::default()
+            },
+            out,
+        )?;
+        Ok(())
+    }
+
+    fn write_rpm(&self, _entries: Vec<stages::tree::Entry>, _out: &Path) -> Result<()> {
+        Err(Error::Usage {
+            message: format!(
+                "package `{}`: the rpm stage is not wired yet",
+                self.pkg.name
+            ),
+            hint: Some("build with `formats = [\"deb\"]` for now".into()),
+        })
+    }
+}
+
+/// When a signature made for a build is dated: the build's timestamp, so
+/// signatures are reproducible, but never before the key existed (a key
+/// cannot sign before its creation).
+pub fn signature_time(epoch: u64, key: &keys::SecretKey) -> SystemTime {
+    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    at.max(key.created())
+}
+
+/// Artifacts are world-readable like any package in a repository; the
+/// temporary files they were written through are private.
+fn publishable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(path, e))
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+fn relative(project: &Path, path: &Path) -> String {
+    path.strip_prefix(project)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}

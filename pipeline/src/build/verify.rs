@@ -1,0 +1,183 @@
+//! `pipe verify`: a build's signatures, and every artifact's digests and size
+//! against them, checked against a keyring the caller gives, never one found
+//! next to the build.
+
+use std::path::Path;
+
+use keys::{Keyring, Verified};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::files;
+use super::record::Manifest;
+use crate::store::digest;
+use crate::{Error, Result};
+
+/// One check that passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Everything [`verify_build`] checked.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The build id.
+    pub build: String,
+    /// Who signed the manifest.
+    pub signer: Verified,
+    /// Every check, in the order made.
+    pub checks: Vec<Check>,
+}
+
+/// Verifies the build in `dir` against `keyring`. The first failure is the
+/// error; it names the file and what differed.
+pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
+    let mut checks = Vec::new();
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| Error::Verify {
+            what: name.to_string(),
+            detail: format!("cannot be read ({e}); a build is only trusted whole"),
+        })
+    };
+    let manifest_bytes = read(files::MANIFEST)?;
+    let signer = verify_signature(
+        keyring,
+        files::MANIFEST,
+        &manifest_bytes,
+        &read(files::MANIFEST_SIG)?,
+    )?;
+    checks.push(Check {
+        what: files::MANIFEST.into(),
+        detail: format!(
+            "signature by {} made {}",
+            signer.fingerprint, signer.signed_at
+        ),
+    });
+    let provenance_bytes = read(files::PROVENANCE)?;
+    let prov_signer = verify_signature(
+        keyring,
+        files::PROVENANCE,
+        &provenance_bytes,
+        &read(files::PROVENANCE_SIG)?,
+    )?;
+    checks.push(Check {
+        what: files::PROVENANCE.into(),
+        detail: format!(
+            "signature by {} made {}",
+            prov_signer.fingerprint, prov_signer.signed_at
+        ),
+    });
+
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Verify {
+            what: files::MANIFEST.into(),
+            detail: format!("signed, but not a manifest pipe can read: {e}"),
+        })?;
+    let resealed = manifest.clone().seal();
+    if resealed.build != manifest.build {
+        return Err(Error::Verify {
+            what: files::MANIFEST.into(),
+            detail: format!(
+                "names build `{}` but its content is build `{}`",
+                manifest.build, resealed.build
+            ),
+        });
+    }
+
+    let provenance: Value =
+        serde_json::from_slice(&provenance_bytes).map_err(|e| Error::Verify {
+            what: files::PROVENANCE.into(),
+            detail: format!("signed, but not JSON: {e}"),
+        })?;
+    let mut subjects: Vec<(String, String)> = provenance["subject"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or_default().to_string(),
+                        s["digest"]["sha256"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut expected: Vec<(String, String)> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.name.clone(), a.blob.sha256.clone()))
+        .collect();
+    subjects.sort();
+    expected.sort();
+    if subjects != expected {
+        return Err(Error::Verify {
+            what: files::PROVENANCE.into(),
+            detail: "its subjects are not the manifest's artifacts".into(),
+        });
+    }
+    checks.push(Check {
+        what: files::PROVENANCE.into(),
+        detail: format!("{} subject(s) match the manifest", subjects.len()),
+    });
+
+    for a in &manifest.artifacts {
+        let path = dir.join(&a.name);
+        let actual = digest::hash_file(&path).await.map_err(|e| Error::Verify {
+            what: a.name.clone(),
+            detail: format!("cannot be read: {e}"),
+        })?;
+        if actual.size != a.blob.size {
+            return Err(Error::Verify {
+                what: a.name.clone(),
+                detail: format!(
+                    "size: expected {} bytes, found {}",
+                    a.blob.size, actual.size
+                ),
+            });
+        }
+        if actual.sha256 != a.blob.sha256 {
+            return Err(Error::Verify {
+                what: a.name.clone(),
+                detail: format!(
+                    "sha256: expected {}, found {}",
+                    a.blob.sha256, actual.sha256
+                ),
+            });
+        }
+        if actual.blake3 != a.blob.blake3 {
+            return Err(Error::Verify {
+                what: a.name.clone(),
+                detail: format!(
+                    "blake3: expected {}, found {}",
+                    a.blob.blake3, actual.blake3
+                ),
+            });
+        }
+        checks.push(Check {
+            what: a.name.clone(),
+            detail: format!("{} bytes, sha256 {}", a.blob.size, a.blob.sha256),
+        });
+    }
+    Ok(Report {
+        build: manifest.build,
+        signer,
+        checks,
+    })
+}
+
+fn verify_signature(keyring: &Keyring, what: &str, data: &[u8], sig: &[u8]) -> Result<Verified> {
+    keyring
+        .verify_detached(data, sig, None)
+        .map_err(|e| Error::Verify {
+            what: format!("signature of {what}"),
+            detail: e.to_string(),
+        })
+}
