@@ -1,0 +1,193 @@
+//! `pipe verify`: signed manifest and provenance, every artifact checked
+//! against them; GnuPG agrees with pipe's signatures; any tampering exits 3
+//! and names what changed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pipe_e2e::cli::Project;
+
+const PIPELINE: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[packages.demo]
+summary = "Demo"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb"]
+files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
+"#;
+
+/// A built project, its build directory and the exported keyring.
+fn built() -> (Project, PathBuf, PathBuf) {
+    let p = Project::new();
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "demo\n");
+    p.with_signing_key();
+    let doc = p.pipe(&["--json", "build"]).expect_code(0).json();
+    p.pipe(&["keys", "export", "--out", "release.asc"])
+        .expect_code(0);
+    let dir = PathBuf::from(doc["dir"].as_str().unwrap());
+    let ring = p.path().join("release.asc");
+    (p, dir, ring)
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = at.min(bytes.len() - 1);
+    bytes[i] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_fresh_build_verifies() {
+    let (p, _, ring) = built();
+    let run = p.pipe(&["verify", "--keyring", ring.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("ok  manifest.json"), "{}", run.stdout);
+    assert!(run.stdout.contains("ok  provenance.json"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("ok  demo_1.0.0_all.deb"),
+        "{}",
+        run.stdout
+    );
+    let doc = p
+        .pipe(&["--json", "verify", "--keyring", ring.to_str().unwrap()])
+        .expect_code(0)
+        .json();
+    assert_eq!(doc["checks"].as_array().unwrap().len(), 4, "{doc}");
+}
+
+#[test]
+fn gnupg_verifies_the_manifest_signature_and_provenance_is_slsa_v1() {
+    let (_p, dir, ring) = built();
+    let home = tempfile::tempdir().unwrap();
+    let gpg = |args: &[&str]| {
+        Command::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args(["--batch", "--no-tty"])
+            .args(args)
+            .output()
+            .expect("gpg is installed by scripts/install-deps.sh test")
+    };
+    assert!(gpg(&["--import", ring.to_str().unwrap()]).status.success());
+    for (sig, data) in [
+        ("manifest.json.asc", "manifest.json"),
+        ("provenance.json.asc", "provenance.json"),
+    ] {
+        let out = gpg(&[
+            "--verify",
+            dir.join(sig).to_str().unwrap(),
+            dir.join(data).to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.contains("Good signature"),
+            "gpg on {data}: {err}"
+        );
+    }
+    let statement: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(statement["subject"][0]["name"], "demo_1.0.0_all.deb");
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let def = &statement["predicate"]["buildDefinition"];
+    assert!(def["buildType"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(
+        def["externalParameters"]["pipeline"]["uri"],
+        "file:pipeline.toml"
+    );
+    assert_eq!(def["resolvedDependencies"][0]["uri"], "file:demo.txt");
+    let run = &statement["predicate"]["runDetails"];
+    assert!(!run["builder"]["id"].as_str().unwrap().is_empty());
+    assert_eq!(run["metadata"]["invocationId"].as_str().unwrap().len(), 32);
+    assert!(
+        run["metadata"]["startedOn"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}
+
+#[test]
+fn a_tampered_artifact_names_the_artifact_and_both_digests() {
+    let (p, dir, ring) = built();
+    flip_byte(&dir.join("demo_1.0.0_all.deb"), 200);
+    let run = p.pipe(&["verify", "--keyring", ring.to_str().unwrap()]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("demo_1.0.0_all.deb: sha256: expected"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(", found "), "{}", run.stderr);
+}
+
+#[test]
+fn a_tampered_manifest_or_provenance_fails_its_signature() {
+    for file in ["manifest.json", "provenance.json"] {
+        let (p, dir, ring) = built();
+        flip_byte(&dir.join(file), 40);
+        let run = p.pipe(&["verify", "--keyring", ring.to_str().unwrap()]);
+        run.expect_code(3);
+        assert!(
+            run.stderr.contains(&format!("signature of {file}")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn another_keyring_is_refused_naming_the_signer() {
+    let (p, _, _) = built();
+    let other = Project::new();
+    other
+        .write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "demo\n");
+    other.with_signing_key();
+    other
+        .pipe(&["keys", "export", "--out", "other.asc"])
+        .expect_code(0);
+    let run = p.pipe(&[
+        "verify",
+        "--keyring",
+        other.path().join("other.asc").to_str().unwrap(),
+    ]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("signature of manifest.json"),
+        "{}",
+        run.stderr
+    );
+    let fpr = p.pipe(&["--json", "keys", "list"]).expect_code(0).json()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        run.stderr.contains(&fpr),
+        "names the unknown signer {fpr}: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_missing_build_is_a_usage_error() {
+    let (p, _, ring) = built();
+    let run = p.pipe(&["verify", "9.9.9-0000", "--keyring", ring.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("no build `9.9.9-0000`"),
+        "{}",
+        run.stderr
+    );
+}
