@@ -13,3 +13,6 @@ mod tarball;
 pub mod tree;
 
 pub use error::{Error, Result};
+
+/// The .rpm stage: signed, reproducible RPM packages.
+pub mod rpm;
