@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 use openpgp::cert::prelude::*;
 use openpgp::crypto::{KeyPair, Password, S2K};
 use openpgp::packet::key::{SecretKeyMaterial, SecretParts, UnspecifiedRole};
+use openpgp::packet::signature::SignatureBuilder;
+use openpgp::packet::signature::subpacket::{Subpacket, SubpacketValue};
 use openpgp::packet::{Key, Packet, UserID};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
@@ -207,7 +209,8 @@ impl SecretKey {
             .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
             .set_creation_time(created)
             .set_validity_period(opts.validity)
-            .add_userid(opts.user_id.as_str())
+            .add_userid_with(opts.user_id.as_str(), primary_userid_template()?)
+            .map_err(Error::openpgp)?
             .set_password(opts.passphrase.as_deref().map(Password::from));
         let (stored, _revocation) = builder.generate().map_err(Error::openpgp)?;
         let unlocked = unlock(&stored, opts.passphrase.as_deref(), Path::new("<new key>"))?;
@@ -607,4 +610,18 @@ fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         return Err(Error::io(format!("cannot write {}", path.display()), e));
     }
     Ok(())
+}
+
+/// The user ID binding signature template: marks the user ID primary with a
+/// *non-critical* subpacket. sequoia marks it critical by default, and the
+/// OpenPGP parser built into rpm 4.18 (Debian 12) refuses to import a key
+/// with a critical subpacket it does not implement, Primary User ID among
+/// them; GnuPG writes it non-critical too.
+fn primary_userid_template() -> Result<SignatureBuilder> {
+    SignatureBuilder::new(SignatureType::PositiveCertification)
+        .modify_hashed_area(|mut area| {
+            area.add(Subpacket::new(SubpacketValue::PrimaryUserID(true), false)?)?;
+            Ok(area)
+        })
+        .map_err(Error::openpgp)
 }

@@ -341,14 +341,40 @@ impl Job {
         Ok(())
     }
 
-    fn write_rpm(&self, _entries: Vec<stages::tree::Entry>, _out: &Path) -> Result<()> {
-        Err(Error::Usage {
-            message: format!(
-                "package `{}`: the rpm stage is not wired yet",
-                self.pkg.name
-            ),
-            hint: Some("build with `formats = [\"deb\"]` for now".into()),
-        })
+    fn write_rpm(&self, entries: Vec<stages::tree::Entry>, out: &Path) -> Result<()> {
+        let pkg = &self.pkg;
+        let r = &pkg.relations;
+        let script = |s: &Option<String>| s.as_ref().map(|p| self.dir.join(p));
+        let rpm = stages::rpm::RpmPackage {
+            name: pkg.name.clone(),
+            version: self.version.clone(),
+            arch: pkg.arch.rpm().to_string(),
+            summary: pkg.summary.clone(),
+            description: pkg.description.clone(),
+            license: pkg.license.clone(),
+            packager: pkg.maintainer.clone(),
+            url: pkg.homepage.clone(),
+            relations: stages::deb::Relations {
+                pre_depends: r.pre_depends.clone(),
+                depends: r.depends.clone(),
+                recommends: r.recommends.clone(),
+                suggests: r.suggests.clone(),
+                breaks: r.breaks.clone(),
+                conflicts: r.conflicts.clone(),
+                provides: r.provides.clone(),
+                replaces: r.replaces.clone(),
+            },
+            entries,
+            scripts: stages::deb::Scripts {
+                preinst: script(&pkg.scripts.preinst),
+                postinst: script(&pkg.scripts.postinst),
+                prerm: script(&pkg.scripts.prerm),
+                postrm: script(&pkg.scripts.postrm),
+            },
+            mtime: self.epoch,
+        };
+        stages::rpm::write_rpm(&rpm, self.signer.as_ref(), out)?;
+        Ok(())
     }
 }
 
