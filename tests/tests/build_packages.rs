@@ -17,8 +17,9 @@ summary = "First package"
 description = "Alpha does the first thing.\n\nIt has a second paragraph."
 arch = "amd64"
 maintainer = "Ops <ops@example.com>"
+license = "MIT"
 depends = ["libc6 (>= 2.36)"]
-formats = ["deb"]
+conflicts = ["alpha-legacy (<< 2.0)"]
 files = [
   { src = "alpha/bin/alpha", dst = "/usr/bin/alpha", mode = "0755" },
   { src = "alpha/alpha.conf", dst = "/etc/alpha/alpha.conf", config = true },
@@ -190,9 +191,20 @@ fn same_inputs_in_two_directories_give_identical_bytes() {
         ],
     );
     assert!(touch.status.success());
+    // The same signing key: RSA and Ed25519 signatures are deterministic,
+    // so the signed rpm is byte-identical too.
+    std::fs::copy(
+        a.path().join("keys/release.key"),
+        b.path().join("keys/release.key"),
+    )
+    .unwrap();
     let da = build(&a);
     let db = build(&b);
-    for name in ["alpha_2.0.1_amd64.deb", "beta_2.0.1_all.deb"] {
+    for name in [
+        "alpha_2.0.1_amd64.deb",
+        "alpha-2.0.1-1.x86_64.rpm",
+        "beta_2.0.1_all.deb",
+    ] {
         let pa = artifact(&da, name)["path"].as_str().unwrap().to_string();
         let pb = artifact(&db, name)["path"].as_str().unwrap().to_string();
         assert_eq!(
@@ -347,5 +359,104 @@ fn a_source_that_vanishes_after_validation_is_an_error() {
             .any(|k| k.starts_with("cache/stages/")),
         "no package may be recorded: {:?}",
         store_files(&p)
+    );
+}
+
+#[test]
+fn rpm_reads_verifies_and_installs_the_rpm() {
+    let p = project();
+    // The default key: RSA, what RHEL and Debian's rpm accept.
+    std::fs::remove_file(p.path().join("keys/release.key")).unwrap();
+    p.pipe(&["keys", "generate", "--uid", "Release <release@example.com>"])
+        .expect_code(0);
+    let doc = build(&p);
+    let rpm = artifact(&doc, "alpha-2.0.1-1.x86_64.rpm")["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = tempfile::tempdir().unwrap();
+    let dbpath = db.path().to_str().unwrap();
+    let q = |args: &[&str]| {
+        let mut all = vec!["--dbpath", dbpath];
+        all.extend_from_slice(args);
+        all.push(&rpm);
+        stdout(&tool("rpm", &all))
+    };
+    let info = q(&["-qpi"]);
+    for field in [
+        "Name        : alpha",
+        "Version     : 2.0.1",
+        "Release     : 1",
+        "Architecture: x86_64",
+        "License     : MIT",
+        "Summary     : First package",
+        "Signature   : RSA/SHA256",
+    ] {
+        assert!(info.contains(field), "missing {field:?} in\n{info}");
+    }
+    let files = q(&["-qplv"]);
+    assert!(
+        files.contains("-rwxr-xr-x    1 root     root") && files.contains("/usr/bin/alpha"),
+        "{files}"
+    );
+    assert!(files.contains("/usr/share/alpha/data/one.txt"), "{files}");
+    assert_eq!(q(&["-qpc"]).trim(), "/etc/alpha/alpha.conf");
+    let requires = q(&["-qp", "--requires"]);
+    assert!(requires.contains("libc6 >= 2.36"), "{requires}");
+    assert!(q(&["-qp", "--conflicts"]).contains("alpha-legacy < 2.0"));
+    assert!(q(&["-qp", "--scripts"]).contains("postinst-ran"));
+
+    // rpm -K with the exported key imported: signature OK.
+    p.pipe(&["keys", "export", "--armor", "--out", "release.asc"])
+        .expect_code(0);
+    let asc = p.path().join("release.asc");
+    stdout(&tool(
+        "rpm",
+        &["--dbpath", dbpath, "--import", asc.to_str().unwrap()],
+    ));
+    let check = q(&["-K"]);
+    assert!(check.contains("digests signatures OK"), "{check}");
+
+    // Install into a scratch root. Scriptlets run chrooted there, so it gets a shell.
+    let root = tempfile::tempdir().unwrap();
+    for lib in [
+        "/bin/sh",
+        "/bin/mkdir",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/libselinux.so.1",
+        "/lib/x86_64-linux-gnu/libpcre2-8.so.0",
+    ] {
+        let real = std::fs::canonicalize(lib).unwrap();
+        let dst = root.path().join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&real, &dst).unwrap();
+    }
+    let out = tool(
+        "rpm",
+        &[
+            "--root",
+            root.path().to_str().unwrap(),
+            "--dbpath",
+            "/var/lib/rpm",
+            "--nodeps",
+            "-i",
+            &rpm,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "rpm -i: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("usr/share/alpha/two.txt")).unwrap(),
+        "two\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("var/lib/alpha/postinst-ran")).unwrap(),
+        "configured\n",
+        "%post ran"
     );
 }
