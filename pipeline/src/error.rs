@@ -206,6 +206,10 @@ pub enum Error {
         /// Expected against actual, or why.
         detail: String,
     },
+
+    /// The signing key cannot sign now (expired, revoked, not yet valid).
+    #[error("cannot sign with the project key: {0}")]
+    Signing(keys::Error),
 }
 
 /// Why a build step failed; part of [`Error::Step`].
@@ -279,6 +283,7 @@ impl Error {
             Error::DigestMismatch { .. } | Error::Verify { .. } => EXIT_VERIFY,
             Error::Keys(e) if e.is_verification_failure() => EXIT_VERIFY,
             Error::Keys(keys::Error::Io { .. }) => EXIT_FAILURE,
+            Error::Signing(_) => EXIT_USAGE,
             Error::Keys(_) => EXIT_USAGE,
             Error::Conflict { .. } | Error::AlreadyExists { .. } => EXIT_CONFLICT,
             _ => EXIT_FAILURE,
@@ -308,6 +313,10 @@ impl Error {
             ),
             Error::Step { failure: StepFailure::MissingOutput { .. }, .. } => Some(
                 "make the command write it, or remove it from the step's `outputs`".into(),
+            ),
+            Error::Signing(_) => Some(
+                "make a new key with `pipe keys rotate` (or `pipe keys generate --out ...` and point `[signing] key` at it)"
+                    .into(),
             ),
             Error::Corrupt { .. } => Some(
                 "the object was damaged or written by something else; restore it from a backup or republish"

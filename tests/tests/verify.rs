@@ -191,3 +191,79 @@ fn a_missing_build_is_a_usage_error() {
         run.stderr
     );
 }
+
+#[test]
+fn rotation_keeps_old_builds_valid_and_a_retired_key_cannot_sign_anew() {
+    let (p, old_dir, _) = built();
+    // Revocation takes effect at the rotation's second; the old build was
+    // signed strictly before it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let old_key = p
+        .pipe(&["--json", "keys", "rotate", "--algo", "ed25519", "--retire"])
+        .expect_code(0)
+        .json()["old_key_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.write("demo.txt", "demo, version two\n");
+    let new_dir = PathBuf::from(
+        p.pipe(&["--json", "build"]).expect_code(0).json()["dir"]
+            .as_str()
+            .unwrap(),
+    );
+    p.pipe(&["keys", "export", "--out", "rotated.asc"])
+        .expect_code(0);
+    let ring = p.path().join("rotated.asc");
+    let ring = ring.to_str().unwrap();
+
+    // Both builds verify against the keyring with both keys.
+    let old_id = old_dir.file_name().unwrap().to_str().unwrap();
+    let new_id = new_dir.file_name().unwrap().to_str().unwrap();
+    p.pipe(&["verify", old_id, "--keyring", ring])
+        .expect_code(0);
+    let run = p.pipe(&["verify", new_id, "--keyring", ring]);
+    run.expect_code(0);
+
+    // Someone still building with the retired key: what it signs now is refused.
+    let mut stale = Project::new();
+    stale
+        .write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "demo, stale\n");
+    stale.env("PIPE_SIGNING_KEY", &old_key);
+    stale.pipe(&["build"]).expect_code(0);
+    let run = stale.pipe(&["verify", "--keyring", ring]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("revoked"), "{}", run.stderr);
+    assert!(run.stderr.contains("superseded"), "{}", run.stderr);
+}
+
+#[test]
+fn an_expired_key_cannot_sign_a_build() {
+    let p = Project::new();
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "demo\n");
+    p.pipe(&[
+        "keys",
+        "generate",
+        "--uid",
+        "Short <s@example.com>",
+        "--algo",
+        "ed25519",
+        "--expires",
+        "2s",
+    ])
+    .expect_code(0);
+    let listed = p.pipe(&["--json", "keys", "list"]).expect_code(0).json();
+    assert!(!listed["keys"][0]["expires"].is_null(), "{listed}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let run = p.pipe(&["build"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("cannot sign with the project key"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("expired"), "{}", run.stderr);
+    assert!(run.stderr.contains("pipe keys rotate"), "{}", run.stderr);
+    assert!(!p.path().join(".pipe/builds/latest").exists());
+}

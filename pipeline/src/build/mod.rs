@@ -71,6 +71,9 @@ pub struct BuildOutcome {
 pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<BuildOutcome> {
     let started = SystemTime::now();
     let (epoch, epoch_source) = epoch::source_date_epoch(p)?;
+    // A key that cannot sign now would fail the build at its very end.
+    key.sign_detached(&b""[..], started, Encoding::Binary)
+        .map_err(Error::Signing)?;
     let steps = steps::run_steps(p, store, epoch).await?;
 
     let builds = p.dir.join(BUILDS_DIR);
@@ -114,11 +117,13 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
     .seal();
 
     let manifest_json = manifest.to_json();
-    let manifest_sig = key.sign_detached(
-        &manifest_json[..],
-        packages::signature_time(epoch, key),
-        Encoding::Armored,
-    )?;
+    let manifest_sig = key
+        .sign_detached(
+            &manifest_json[..],
+            packages::signature_time(epoch, key),
+            Encoding::Armored,
+        )
+        .map_err(Error::Signing)?;
     let run = RunFacts {
         invocation_id: invocation_id(&manifest.build, started),
         started_on: rfc3339(started),

@@ -85,6 +85,31 @@ pub struct KeysGenerate {
     /// The passphrase, if any, comes from $PIPE_SIGNING_PASSPHRASE.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
+    /// Let the key expire this long after its creation (`90d`, `2y`, `12h`,
+    /// `30s`). Default: never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expires: Option<std::time::Duration>,
+}
+
+/// `30s`, `12h`, `90d`, `2y`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: write e.g. `90d` or `2y`"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return Err(format!("`{s}`: the unit must be one of s, m, h, d, w, y")),
+    };
+    if n == 0 {
+        return Err("a key must be valid for some time".into());
+    }
+    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 #[derive(Debug, clap::Args)]

@@ -71,6 +71,7 @@ fn generate(cx: &Context, args: &KeysGenerate) -> Result<()> {
     let mut opts = GenerateOptions::new(&args.uid);
     opts.algorithm = algorithm;
     opts.passphrase = passphrase();
+    opts.validity = args.expires;
     // Checked before the (slow) key generation, and again by `write_new`,
     // which never overwrites.
     if path.exists() {
