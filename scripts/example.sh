@@ -8,8 +8,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh build
 cargo build --quiet -p pipeline --bin pipe
 pipe="$PWD/target/debug/pipe"
+example=examples/hello
 
-step() { printf '\n$ pipe %s\n' "$*" >&2; "$pipe" -C examples/hello "$@"; }
+step() { printf '\n$ pipe %s\n' "$*" >&2; "$pipe" -C "$example" "$@"; }
 
 step validate
+# The project's signing key is made once and kept out of git (keys/ is ignored).
+if [ ! -e "$example/keys/release.key" ]; then
+  step keys generate --uid "Hello Release <release@example.com>"
+fi
+step build
+step keys export --armor --out release.asc
+step verify --keyring release.asc
 step status

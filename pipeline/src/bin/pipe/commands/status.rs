@@ -65,6 +65,19 @@ pub async fn run(cx: &Context) -> Result<()> {
             }
         }
     }
+    // Builds made here and not necessarily published: `.pipe/builds/<id>/`.
+    let latest = std::fs::read_to_string(cx.dir.join(pipeline::build::BUILDS_DIR).join(pipeline::build::LATEST))
+        .map(|s| s.trim().to_string())
+        .ok();
+    let mut local_builds: Vec<String> = std::fs::read_dir(cx.dir.join(pipeline::build::BUILDS_DIR))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join(pipeline::build::files::MANIFEST).exists())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    local_builds.sort();
     let mut pointers = Vec::new();
     for (name, from) in &envs {
         let key = format!("{ENVS}{name}/pointer.json");
@@ -85,9 +98,16 @@ pub async fn run(cx: &Context) -> Result<()> {
                 None => s.push_str(" (empty: nothing published yet)\n"),
             }
             s.push_str(&format!("blobs: {} ({})\n", blobs.len(), human_bytes(blob_bytes)));
-            s.push_str(&format!("builds: {}\n", builds.len()));
+            s.push_str(&format!("published builds: {}\n", builds.len()));
             for b in &builds {
                 s.push_str(&format!("  {b}\n"));
+            }
+            if !local_builds.is_empty() {
+                s.push_str(&format!("local builds: {}\n", local_builds.len()));
+                for b in &local_builds {
+                    let mark = if latest.as_deref() == Some(b.as_str()) { "  (latest)" } else { "" };
+                    s.push_str(&format!("  {b}{mark}\n"));
+                }
             }
             if pointers.is_empty() {
                 s.push_str("environments: none declared\n");
@@ -107,6 +127,8 @@ pub async fn run(cx: &Context) -> Result<()> {
                 "store": { "url": url.to_string(), "format": root.as_ref().map(|r| r.format) },
                 "blobs": { "count": blobs.len(), "bytes": blob_bytes },
                 "builds": builds,
+                "local_builds": local_builds,
+                "latest": latest,
                 "environments": pointers.iter().map(|(n, f, b)| json!({"name": n, "from": f, "build": b})).collect::<Vec<Value>>(),
             })
         },
