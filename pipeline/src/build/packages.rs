@@ -243,7 +243,7 @@ impl Job {
                 stages::tree::EntryKind::Symlink { target } => format!("symlink:{target}"),
                 stages::tree::EntryKind::File { src, .. } => {
                     inputs.push(relative(&project, src));
-                    format!("file:{}", hash_file(src)?)
+                    format!("file:{}", super::blake3_file(src)?)
                 }
             };
             field(
@@ -256,7 +256,7 @@ impl Job {
             inputs.push(script.to_string());
             field(
                 "script",
-                format!("{which}\0{}", hash_file(&path)?).as_bytes(),
+                format!("{which}\0{}", super::blake3_file(&path)?).as_bytes(),
             );
         }
         if let (PackageFormat::Rpm, Some(key)) = (self.format, &self.signer) {
@@ -291,10 +291,36 @@ impl Job {
         }
     }
 
+    /// The relationship fields in the stages' terms (Debian syntax; the rpm
+    /// stage maps them onto rpm's tags).
+    fn relations(&self) -> stages::deb::Relations {
+        let r = &self.pkg.relations;
+        stages::deb::Relations {
+            pre_depends: r.pre_depends.clone(),
+            depends: r.depends.clone(),
+            recommends: r.recommends.clone(),
+            suggests: r.suggests.clone(),
+            breaks: r.breaks.clone(),
+            conflicts: r.conflicts.clone(),
+            provides: r.provides.clone(),
+            replaces: r.replaces.clone(),
+        }
+    }
+
+    /// The maintainer scripts as absolute paths.
+    fn stage_scripts(&self) -> stages::deb::Scripts {
+        let s = &self.pkg.scripts;
+        let path = |s: &Option<String>| s.as_ref().map(|p| self.dir.join(p));
+        stages::deb::Scripts {
+            preinst: path(&s.preinst),
+            postinst: path(&s.postinst),
+            prerm: path(&s.prerm),
+            postrm: path(&s.postrm),
+        }
+    }
+
     fn write_deb(&self, entries: Vec<stages::tree::Entry>, out: &Path) -> Result<()> {
         let pkg = &self.pkg;
-        let r = &pkg.relations;
-        let script = |s: &Option<String>| s.as_ref().map(|p| self.dir.join(p));
         let deb = stages::deb::DebPackage {
             name: pkg.name.clone(),
             version: stages::deb::version_from_project(&self.version)?,
@@ -302,26 +328,12 @@ impl Job {
             maintainer: pkg.maintainer.clone().unwrap_or_default(),
             summary: pkg.summary.clone(),
             description: pkg.description.clone(),
-            relations: stages::deb::Relations {
-                pre_depends: r.pre_depends.clone(),
-                depends: r.depends.clone(),
-                recommends: r.recommends.clone(),
-                suggests: r.suggests.clone(),
-                breaks: r.breaks.clone(),
-                conflicts: r.conflicts.clone(),
-                provides: r.provides.clone(),
-                replaces: r.replaces.clone(),
-            },
+            relations: self.relations(),
             section: pkg.section.clone().unwrap_or_else(|| "misc".into()),
             priority: pkg.priority.clone().unwrap_or_else(|| "optional".into()),
             homepage: pkg.homepage.clone(),
             entries,
-            scripts: stages::deb::Scripts {
-                preinst: script(&pkg.scripts.preinst),
-                postinst: script(&pkg.scripts.postinst),
-                prerm: script(&pkg.scripts.prerm),
-                postrm: script(&pkg.scripts.postrm),
-            },
+            scripts: self.stage_scripts(),
             mtime: self.epoch,
         };
         let compression = match pkg.compression {
@@ -343,8 +355,6 @@ impl Job {
 
     fn write_rpm(&self, entries: Vec<stages::tree::Entry>, out: &Path) -> Result<()> {
         let pkg = &self.pkg;
-        let r = &pkg.relations;
-        let script = |s: &Option<String>| s.as_ref().map(|p| self.dir.join(p));
         let rpm = stages::rpm::RpmPackage {
             name: pkg.name.clone(),
             version: self.version.clone(),
@@ -354,23 +364,9 @@ impl Job {
             license: pkg.license.clone(),
             packager: pkg.maintainer.clone(),
             url: pkg.homepage.clone(),
-            relations: stages::deb::Relations {
-                pre_depends: r.pre_depends.clone(),
-                depends: r.depends.clone(),
-                recommends: r.recommends.clone(),
-                suggests: r.suggests.clone(),
-                breaks: r.breaks.clone(),
-                conflicts: r.conflicts.clone(),
-                provides: r.provides.clone(),
-                replaces: r.replaces.clone(),
-            },
+            relations: self.relations(),
             entries,
-            scripts: stages::deb::Scripts {
-                preinst: script(&pkg.scripts.preinst),
-                postinst: script(&pkg.scripts.postinst),
-                prerm: script(&pkg.scripts.prerm),
-                postrm: script(&pkg.scripts.postrm),
-            },
+            scripts: self.stage_scripts(),
             mtime: self.epoch,
         };
         stages::rpm::write_rpm(&rpm, self.signer.as_ref(), out)?;
@@ -392,13 +388,6 @@ fn publishable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| Error::io(path, e))
-}
-
-fn hash_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = blake3::Hasher::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
-    Ok(h.finalize().to_hex().to_string())
 }
 
 fn relative(project: &Path, path: &Path) -> String {

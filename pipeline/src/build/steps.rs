@@ -329,10 +329,7 @@ fn input_files(dir: &Path, step: &Step) -> Result<Vec<(String, u32, String)>> {
                     .to_hex()
                     .to_string()
             } else {
-                let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                let mut h = blake3::Hasher::new();
-                std::io::copy(&mut f, &mut h).map_err(|e| Error::io(&path, e))?;
-                h.finalize().to_hex().to_string()
+                super::blake3_file(&path)?
             };
             Ok((rel, meta.permissions().mode() & 0o7777, digest))
         })
@@ -475,10 +472,7 @@ fn outputs_match(dir: &Path, outputs: &[OutputFile]) -> Result<bool> {
         if meta.len() != out.blob.size || meta.permissions().mode() & 0o7777 != out.mode {
             return Ok(false);
         }
-        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let mut h = blake3::Hasher::new();
-        std::io::copy(&mut f, &mut h).map_err(|e| Error::io(&path, e))?;
-        if h.finalize().to_hex().as_str() != out.blob.blake3 {
+        if super::blake3_file(&path)? != out.blob.blake3 {
             return Ok(false);
         }
     }

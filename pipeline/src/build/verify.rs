@@ -134,32 +134,18 @@ pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
             what: a.name.clone(),
             detail: format!("cannot be read: {e}"),
         })?;
-        if actual.size != a.blob.size {
-            return Err(Error::Verify {
-                what: a.name.clone(),
-                detail: format!(
-                    "size: expected {} bytes, found {}",
-                    a.blob.size, actual.size
-                ),
-            });
-        }
-        if actual.sha256 != a.blob.sha256 {
-            return Err(Error::Verify {
-                what: a.name.clone(),
-                detail: format!(
-                    "sha256: expected {}, found {}",
-                    a.blob.sha256, actual.sha256
-                ),
-            });
-        }
-        if actual.blake3 != a.blob.blake3 {
-            return Err(Error::Verify {
-                what: a.name.clone(),
-                detail: format!(
-                    "blake3: expected {}, found {}",
-                    a.blob.blake3, actual.blake3
-                ),
-            });
+        let compared = [
+            ("size", a.blob.size.to_string(), actual.size.to_string()),
+            ("sha256", a.blob.sha256.clone(), actual.sha256),
+            ("blake3", a.blob.blake3.clone(), actual.blake3),
+        ];
+        for (what, expected, found) in compared {
+            if expected != found {
+                return Err(Error::Verify {
+                    what: a.name.clone(),
+                    detail: format!("{what}: expected {expected}, found {found}"),
+                });
+            }
         }
         checks.push(Check {
             what: a.name.clone(),

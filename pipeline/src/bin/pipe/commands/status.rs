@@ -66,9 +66,13 @@ pub async fn run(cx: &Context) -> Result<()> {
         }
     }
     // Builds made here and not necessarily published: `.pipe/builds/<id>/`.
-    let latest = std::fs::read_to_string(cx.dir.join(pipeline::build::BUILDS_DIR).join(pipeline::build::LATEST))
-        .map(|s| s.trim().to_string())
-        .ok();
+    let latest = std::fs::read_to_string(
+        cx.dir
+            .join(pipeline::build::BUILDS_DIR)
+            .join(pipeline::build::LATEST),
+    )
+    .map(|s| s.trim().to_string())
+    .ok();
     let mut local_builds: Vec<String> = std::fs::read_dir(cx.dir.join(pipeline::build::BUILDS_DIR))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
