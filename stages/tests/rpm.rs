@@ -442,11 +442,10 @@ fn other_key_gnupg() -> &'static SecretKey {
 /// The same with keys made by `keys::SecretKey::generate`, as `pipe keys
 /// generate` makes them: what consumers will import.
 ///
-/// Fails at the time of writing: Debian 12's rpm 4.18 refuses to import
-/// the certificate because its user ID binding signature carries the
-/// Primary User ID subpacket marked critical, which rpm's built-in OpenPGP
-/// parser does not implement (clearing that one critical bit makes the
-/// import succeed). The fix belongs in `keys::SecretKey::generate`.
+/// Guards a real incompatibility: Debian 12's rpm 4.18 refuses to import a
+/// certificate whose user ID binding marks the Primary User ID subpacket
+/// critical (its OpenPGP parser does not implement it), which is what
+/// sequoia's `CertBuilder` wrote until `keys` cleared that bit.
 #[test]
 fn signature_by_a_generated_project_key_verifies_with_that_key_only() {
     check_signature(project_key(), other_key());
