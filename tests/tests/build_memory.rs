@@ -43,7 +43,10 @@ files = [{ src = "big.bin", dst = "/usr/share/big/big.bin" }]
 
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
     let peak_mib = usage.ru_maxrss / 1024;
     eprintln!("pipe build of a 1 GiB payload: peak RSS {peak_mib} MiB");
     assert!(
