@@ -441,14 +441,14 @@ pub(crate) fn diagnose(cert: &Cert, key: Option<&Fingerprint>, t: SystemTime) ->
         return Some(revoked(fingerprint, &revs, signed_at));
     }
     let vc = cert.with_policy(POLICY, t).ok()?;
-    if vc.alive().is_err() {
-        if let Some(at) = vc.primary_key().key_expiration_time() {
-            return Some(Error::KeyExpired {
-                fingerprint,
-                at: at.into(),
-                signed_at,
-            });
-        }
+    if vc.alive().is_err()
+        && let Some(at) = vc.primary_key().key_expiration_time()
+    {
+        return Some(Error::KeyExpired {
+            fingerprint,
+            at: at.into(),
+            signed_at,
+        });
     }
     let key = key.filter(|k| **k != cert.fingerprint())?;
     let sub = cert.keys().subkeys().key_handle(key.clone()).next()?;
@@ -464,14 +464,14 @@ pub(crate) fn diagnose(cert: &Cert, key: Option<&Fingerprint>, t: SystemTime) ->
     if let RevocationStatus::Revoked(revs) = vka.revocation_status() {
         return Some(revoked(fingerprint, &revs, signed_at));
     }
-    if vka.alive().is_err() {
-        if let Some(at) = vka.key_expiration_time() {
-            return Some(Error::KeyExpired {
-                fingerprint,
-                at: at.into(),
-                signed_at,
-            });
-        }
+    if vka.alive().is_err()
+        && let Some(at) = vka.key_expiration_time()
+    {
+        return Some(Error::KeyExpired {
+            fingerprint,
+            at: at.into(),
+            signed_at,
+        });
     }
     None
 }

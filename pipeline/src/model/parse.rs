@@ -453,13 +453,13 @@ impl Cx<'_> {
             return out;
         };
         self.check_keys(t, "`[store]`", STORE_KEYS, None);
-        if let Some((_, v)) = field(t, "url") {
-            if let Some(url) = self.nonempty_string(v, "`store.url`") {
-                if let Err(violation) = store_url(&url) {
-                    self.violation(v.span(), violation);
-                }
-                out.url = Some(url);
+        if let Some((_, v)) = field(t, "url")
+            && let Some(url) = self.nonempty_string(v, "`store.url`")
+        {
+            if let Err(violation) = store_url(&url) {
+                self.violation(v.span(), violation);
             }
+            out.url = Some(url);
         }
         out
     }
@@ -687,14 +687,14 @@ impl Cx<'_> {
                     Some("list the files the step writes, e.g. `outputs = [\"build/hello\"]`: only declared outputs are cached and packaged".into()));
             }
             let mut env = BTreeMap::new();
-            if let Some((_, ev)) = field(st, "env") {
-                if let Some(et) = self.table(ev, &at("env")) {
-                    for (k, val) in et {
-                        if let Some(s) =
-                            self.string(val, &format!("`steps.{name}.env.{}`", k.get_ref()))
-                        {
-                            env.insert(k.get_ref().to_string(), s);
-                        }
+            if let Some((_, ev)) = field(st, "env")
+                && let Some(et) = self.table(ev, &at("env"))
+            {
+                for (k, val) in et {
+                    if let Some(s) =
+                        self.string(val, &format!("`steps.{name}.env.{}`", k.get_ref()))
+                    {
+                        env.insert(k.get_ref().to_string(), s);
                     }
                 }
             }
@@ -771,32 +771,30 @@ impl Cx<'_> {
             }
         };
         let mut name_ok = true;
-        if formats.contains(&PackageFormat::Deb) {
-            if let Err(violation) = rules::debian_package_name(&name) {
-                self.violation(key.span(), violation);
-                name_ok = false;
-            }
+        if formats.contains(&PackageFormat::Deb)
+            && let Err(violation) = rules::debian_package_name(&name)
+        {
+            self.violation(key.span(), violation);
+            name_ok = false;
         }
-        if formats.contains(&PackageFormat::Rpm) && name_ok {
-            if let Err(violation) = rules::rpm_package_name(&name) {
-                self.violation(key.span(), violation);
-            }
+        if formats.contains(&PackageFormat::Rpm)
+            && name_ok
+            && let Err(violation) = rules::rpm_package_name(&name)
+        {
+            self.violation(key.span(), violation);
         }
 
         let summary = match field(t, "summary") {
             Some((_, sv)) => {
                 let s = self.nonempty_string(sv, &at("summary"));
-                if let Some(s) = &s {
-                    if s.contains('\n') {
-                        self.error(
-                            sv.span(),
-                            format!("{} spans several lines", at("summary")),
-                            Some(
-                                "keep the summary to one line; put the rest in `description`"
-                                    .into(),
-                            ),
-                        );
-                    }
+                if let Some(s) = &s
+                    && s.contains('\n')
+                {
+                    self.error(
+                        sv.span(),
+                        format!("{} spans several lines", at("summary")),
+                        Some("keep the summary to one line; put the rest in `description`".into()),
+                    );
                 }
                 s
             }
@@ -1171,24 +1169,22 @@ impl Cx<'_> {
                 })
                 .unwrap_or_default();
             let mut env = BTreeMap::new();
-            if let Some((_, ev)) = field(it, "env") {
-                if let Some(et) = self.table(ev, &at("env")) {
-                    for (k, val) in et {
-                        let var = k.get_ref().to_string();
-                        let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                        if !valid {
-                            self.error(
-                                k.span(),
-                                format!("`{var}` is not a valid environment variable name"),
-                                Some(
-                                    "use letters, digits and `_`, not starting with a digit".into(),
-                                ),
-                            );
-                        }
-                        if let Some(s) = self.string(val, &format!("`images.{name}.env.{var}`")) {
-                            env.insert(var, s);
-                        }
+            if let Some((_, ev)) = field(it, "env")
+                && let Some(et) = self.table(ev, &at("env"))
+            {
+                for (k, val) in et {
+                    let var = k.get_ref().to_string();
+                    let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !valid {
+                        self.error(
+                            k.span(),
+                            format!("`{var}` is not a valid environment variable name"),
+                            Some("use letters, digits and `_`, not starting with a digit".into()),
+                        );
+                    }
+                    if let Some(s) = self.string(val, &format!("`images.{name}.env.{var}`")) {
+                        env.insert(var, s);
                     }
                 }
             }

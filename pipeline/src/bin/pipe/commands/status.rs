@@ -59,10 +59,10 @@ pub async fn run(cx: &Context) -> Result<()> {
         })
         .unwrap_or_default();
     for o in store.list(ENVS).await? {
-        if let Some(name) = o.key.strip_prefix(ENVS).and_then(|k| k.split('/').next()) {
-            if !envs.iter().any(|(n, _)| n == name) {
-                envs.push((name.to_string(), None));
-            }
+        if let Some(name) = o.key.strip_prefix(ENVS).and_then(|k| k.split('/').next())
+            && !envs.iter().any(|(n, _)| n == name)
+        {
+            envs.push((name.to_string(), None));
         }
     }
     // Builds made here and not necessarily published: `.pipe/builds/<id>/`.
