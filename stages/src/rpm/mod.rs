@@ -15,15 +15,21 @@
 //! - The header is signed with the project key through [`keys`] (sequoia);
 //!   the `rpm` crate is built without its own OpenPGP backends.
 //!
-//! Memory: the `rpm` crate builds the whole *compressed* payload in memory
-//! before anything is written (the header carries the payload's digest and
-//! size and comes first in the file; the crate offers no way to spool the
-//! payload to disk). Input files are streamed from disk while compressing,
-//! so peak memory is about the compressed payload size plus the compressor's
-//! working set, not the input size.
+//! Memory: the `rpm` crate would build the whole compressed payload in
+//! memory (the header carries the payload's digest and comes first in the
+//! file). Instead the crate builds the header with placeholder (empty) file
+//! contents, the `payload` module streams the cpio archive through xz into a spool
+//! file next to the output, computing file digests and sizes and the payload
+//! digests on the way, and patches them into the header; the signature
+//! header is then computed over the final header, and lead, headers and the
+//! spooled payload are copied into place. Peak memory is the compressor's
+//! working set and a few buffers (about 20 MiB), whatever the payload size,
+//! and the bytes are those the crate itself would write. Files are treated
+//! as independent regular files: sources that are hard links of each other
+//! are not packaged as hard links (as in the .deb).
 
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,8 +43,12 @@ use crate::deb::{Relations, Scripts};
 use crate::tree::{Entry, EntryKind};
 use crate::{Error, Result};
 
+mod payload;
+
 /// The payload compressor (see the module documentation for why).
-const COMPRESSION: CompressionWithLevel = CompressionWithLevel::Xz(2);
+const COMPRESSION: CompressionWithLevel = CompressionWithLevel::Xz(COMPRESSION_LEVEL);
+/// Its level: the streamed payload (see [`payload`]) uses the same encoder.
+const COMPRESSION_LEVEL: u32 = 2;
 
 /// The release written for every package: the version is the project's.
 pub const RELEASE: &str = "1";
@@ -192,12 +202,16 @@ pub fn write_rpm(
         };
     }
 
+    // Regular files go in with placeholder contents: the header entries that
+    // depend on contents (sizes, digests, payload digests) are filled in after
+    // the payload has been streamed to disk (see `payload`).
+    let mut large = 0u64;
     for e in &pkg.entries {
         let perms = (e.mode & 0o7777) as u16;
         match &e.kind {
             EntryKind::File { src, size } => {
-                // The rpm crate would report a bare io::Error; check here so
-                // the message names the file, and that it is what the tree saw.
+                // Check here so the message names the file, and that it is
+                // what the tree saw (checked again while streaming).
                 let found = fs::File::open(src)
                     .and_then(|f| f.metadata())
                     .map_err(|err| Error::read(src, err))?
@@ -209,13 +223,16 @@ pub fn write_rpm(
                         found,
                     });
                 }
+                large = large.saturating_add(*size);
                 let mut opts = FileOptions::new(e.path.as_str())
                     .mode(FileMode::regular(perms))
                     .modified_at(mtime);
                 if e.config {
                     opts = opts.config().noreplace();
                 }
-                builder.with_file(src, opts).map_err(rpm_err)?;
+                builder
+                    .with_file_contents(placeholder(e, src)?, opts)
+                    .map_err(rpm_err)?;
             }
             EntryKind::Dir if e.implied => {}
             EntryKind::Dir => {
@@ -228,6 +245,7 @@ pub fn write_rpm(
                     .map_err(rpm_err)?;
             }
             EntryKind::Symlink { target } => {
+                large = large.saturating_add(target.len() as u64);
                 builder
                     .with_symlink(
                         FileOptions::symlink(e.path.as_str(), target.as_str())
@@ -238,8 +256,51 @@ pub fn write_rpm(
             }
         }
     }
+    // The rpm crate switches to 64-bit sizes and the stripped cpio format
+    // above 4 GiB of contents, and then requires rpmlib(LargeFiles); with
+    // placeholder contents it cannot tell, so say so here.
+    let large_files = large > u64::from(u32::MAX);
+    if large_files {
+        builder.requires(Dependency::rpmlib("LargeFiles", "4.12.0-1"));
+    }
 
     let mut package = builder.build().map_err(rpm_err)?;
+
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let wr = |e| Error::write(out, e);
+    let mut spool = tempfile::Builder::new()
+        .prefix(".rpm-payload-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(wr)?;
+    let streamed = payload::write(
+        &package.metadata.header,
+        pkg,
+        large_files,
+        spool.as_file_mut(),
+    )
+    .map_err(|e| match e {
+        payload::Failure::Source(e) => e,
+        payload::Failure::Write(io) => wr(io),
+        payload::Failure::Rpm(e) => rpm_err(e),
+    })?;
+    let header =
+        payload::patch_header(&package.metadata.header, &streamed, large_files).map_err(rpm_err)?;
+    package.metadata.header = header;
+    package.payload = Vec::new();
+    let header_bytes = package.header_bytes().map_err(rpm_err)?;
+    let header_len = header_bytes.len() as u64;
+    package.metadata.signature =
+        rpm::SignatureHeaderBuilder::from_existing(&package.metadata.signature)
+            .map_err(rpm_err)?
+            .clear_signatures()
+            .set_content_length(header_len + streamed.compressed_size)
+            .calculate_digests(&header_bytes)
+            .build()
+            .map_err(rpm_err)?;
 
     let signed_by = match signer {
         Some(key) => {
@@ -251,7 +312,8 @@ pub fn write_rpm(
     };
 
     let offsets = package.metadata.get_package_segment_offsets();
-    let size = write_atomically(&package, out)?;
+    let size = write_atomically(&package.metadata, spool.as_file_mut(), out)?;
+    drop(spool);
     tracing::debug!(path = %out.display(), size, "wrote rpm");
     Ok(RpmArtifact {
         path: out.to_path_buf(),
@@ -259,6 +321,17 @@ pub fn write_rpm(
         header_range: (offsets.header, offsets.payload),
         signed_by,
     })
+}
+
+/// What the rpm crate is given for a regular file: nothing, except for a
+/// sysusers.d file, which it reads for `user()`/`group()` provides (small
+/// text files; read whole).
+fn placeholder(e: &Entry, src: &Path) -> Result<Vec<u8>> {
+    if e.path.starts_with("/usr/lib/sysusers.d/") && e.path.ends_with(".conf") {
+        fs::read(src).map_err(|err| Error::read(src, err))
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// Adapts a [`keys::SecretKey`] to the `rpm` crate's signing interface: a
@@ -525,8 +598,13 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// Writes `package` to a temporary file next to `path`, then renames it.
-fn write_atomically(package: &rpm::Package, path: &Path) -> Result<u64> {
+/// Writes the lead and headers of `metadata` then the spooled payload to a
+/// temporary file next to `path`, then renames it.
+fn write_atomically(
+    metadata: &rpm::PackageMetadata,
+    payload: &mut fs::File,
+    path: &Path,
+) -> Result<u64> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -539,10 +617,12 @@ fn write_atomically(package: &rpm::Package, path: &Path) -> Result<u64> {
         .map_err(wr)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
-        package.write(&mut w).map_err(|e| match e {
+        metadata.write(&mut w).map_err(|e| match e {
             rpm::Error::Io(io) => wr(io),
             other => wr(io::Error::other(other)),
         })?;
+        payload.seek(SeekFrom::Start(0)).map_err(wr)?;
+        io::copy(payload, &mut w).map_err(wr)?;
         w.flush().map_err(wr)?;
     }
     tmp.as_file().sync_all().map_err(wr)?;
