@@ -5,6 +5,8 @@
 pub mod build;
 pub mod error;
 pub mod model;
+pub mod promote;
+pub mod publish;
 pub mod store;
 
 pub use error::{Error, Result};

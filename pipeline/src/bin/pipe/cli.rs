@@ -45,6 +45,41 @@ pub enum Command {
     Validate,
     /// Run the build steps and build every artifact whose inputs changed.
     Build,
+    /// Upload a build (default: the latest) into the store; blobs already
+    /// there are skipped.
+    Publish {
+        /// The build id.
+        build: Option<String>,
+    },
+    /// Point an environment at a published build (default: the latest).
+    Promote {
+        /// The build id.
+        build: Option<String>,
+        /// The environment.
+        #[arg(long)]
+        to: String,
+        /// Skip the `from` rule of pipeline.toml (recorded in the history).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Point an environment back at an earlier build, as a new history entry.
+    Rollback {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// The history entry to go back to (default: the newest entry that
+        /// points at another build than now).
+        #[arg(long, value_name = "SEQ")]
+        to: Option<u64>,
+    },
+    /// An environment's signed, hash-chained history; checks the chain.
+    History {
+        /// The environment.
+        env: String,
+        /// Also check every entry's signature against this keyring.
+        #[arg(long, value_name = "FILE")]
+        keyring: Option<PathBuf>,
+    },
     /// Check a build's signed manifest and provenance, and every artifact's
     /// digests and size against them. Exit code 3 on any mismatch.
     Verify(VerifyArgs),

@@ -64,6 +64,14 @@ fn main() -> ExitCode {
             Command::Build => commands::build::run(&cx).await,
             Command::Keys(cmd) => commands::keys::run(&cx, &cmd).await,
             Command::Verify(args) => commands::verify::run(&cx, &args).await,
+            Command::Publish { build } => commands::publish::run(&cx, build.as_deref()).await,
+            Command::Promote { build, to, force } => {
+                commands::promote::promote(&cx, build.as_deref(), &to, force).await
+            }
+            Command::Rollback { env, to } => commands::promote::rollback(&cx, &env, to).await,
+            Command::History { env, keyring } => {
+                commands::promote::show_history(&cx, &env, keyring.as_deref()).await
+            }
         }
     });
     match result {

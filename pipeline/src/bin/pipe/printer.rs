@@ -43,6 +43,22 @@ impl Printer {
         bar
     }
 
+    /// A byte-count progress bar on stderr, under the same conditions as
+    /// [`Printer::spinner`].
+    pub fn bytes_bar(&self, total: u64, message: &'static str) -> indicatif::ProgressBar {
+        use std::io::IsTerminal;
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(total).with_message(message);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    }
+
     /// A failure: the message and hint on stderr, and under `--json` the same
     /// as a JSON document on stdout so machines always get one document.
     pub fn error(&self, err: &Error) {

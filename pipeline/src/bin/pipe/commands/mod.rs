@@ -4,6 +4,8 @@
 pub mod build;
 pub mod init;
 pub mod keys;
+pub mod promote;
+pub mod publish;
 pub mod status;
 pub mod validate;
 pub mod verify;

@@ -84,13 +84,9 @@ pub async fn run(cx: &Context) -> Result<()> {
     local_builds.sort();
     let mut pointers = Vec::new();
     for (name, from) in &envs {
-        let key = format!("{ENVS}{name}/pointer.json");
-        let build = match store.get_bytes(&key).await? {
-            Some((bytes, _)) => serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("build").and_then(Value::as_str).map(str::to_string)),
-            None => None,
-        };
+        let (head, _) = pipeline::promote::read_pointer(&store, name).await?;
+        let build =
+            head.map(|h| format!("{} (entry {}, {})", h.entry.build, h.entry.seq, h.entry.at));
         pointers.push((name.clone(), from.clone(), build));
     }
 

@@ -1,0 +1,163 @@
+//! `pipe promote`, `pipe rollback`, `pipe history`: move and show an
+//! environment's pointer.
+
+use keys::Keyring;
+use pipeline::promote::{self, Request, SignedEntry, history, verify_chain};
+use pipeline::store::{OpenOptions, Store};
+use pipeline::{Error, Result};
+use serde_json::json;
+
+use crate::Context;
+
+async fn open(cx: &Context) -> Result<(pipeline::model::Pipeline, Store)> {
+    let p = cx.pipeline()?;
+    let url = cx.store_url(Some(&p))?;
+    let store = Store::open(
+        &url,
+        &OpenOptions {
+            unsafe_no_cas: cx.unsafe_no_cas,
+        },
+    )
+    .await?;
+    Ok((p, store))
+}
+
+/// The latest local build, when no build is named.
+fn latest_build(cx: &Context) -> Result<String> {
+    let dir = pipeline::build::build_dir(&cx.dir, None)?;
+    Ok(dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string())
+}
+
+pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -> Result<()> {
+    let (p, store) = open(cx).await?;
+    let key = cx.signing_key()?;
+    let build = match build {
+        Some(b) => b.to_string(),
+        None => latest_build(cx)?,
+    };
+    let outcome = promote::promote(
+        &p,
+        &store,
+        &key,
+        &Request {
+            env: to,
+            build: &build,
+            force,
+            action: "promote",
+        },
+    )
+    .await?;
+    report(cx, &outcome);
+    Ok(())
+}
+
+pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
+    let (p, store) = open(cx).await?;
+    let key = cx.signing_key()?;
+    let entries = history(&store, env).await?;
+    let Some(head) = entries.last() else {
+        return Err(Error::Usage {
+            message: format!("environment `{env}` has no history to roll back"),
+            hint: Some(format!("promote a build to `{env}` first")),
+        });
+    };
+    let target = match to {
+        Some(seq) => entries
+            .iter()
+            .find(|e| e.entry.seq == seq)
+            .ok_or_else(|| Error::Usage {
+                message: format!("`{env}` has no history entry {seq}"),
+                hint: Some(format!("`pipe history {env}` lists them")),
+            })?,
+        // The newest entry that points somewhere else than now.
+        None => entries
+            .iter()
+            .rev()
+            .find(|e| e.entry.build != head.entry.build)
+            .ok_or_else(|| Error::Usage {
+                message: format!("`{env}` has only ever pointed at {}", head.entry.build),
+                hint: None,
+            })?,
+    };
+    let outcome = promote::promote(
+        &p,
+        &store,
+        &key,
+        &Request {
+            env,
+            build: &target.entry.build.clone(),
+            force: false,
+            action: "rollback",
+        },
+    )
+    .await?;
+    report(cx, &outcome);
+    Ok(())
+}
+
+fn report(cx: &Context, outcome: &promote::Outcome) {
+    let e = &outcome.entry;
+    cx.printer.result(
+        || {
+            if outcome.moved {
+                format!(
+                    "{} {} → {} (entry {}, {}{})",
+                    e.env,
+                    outcome.previous_build.as_deref().unwrap_or("(nothing)"),
+                    e.build,
+                    e.seq,
+                    e.action,
+                    if e.forced { ", forced" } else { "" }
+                )
+            } else {
+                format!("{} already points at {} (entry {}); nothing changed", e.env, e.build, e.seq)
+            }
+        },
+        || json!({ "ok": true, "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build }),
+    );
+}
+
+pub async fn show_history(
+    cx: &Context,
+    env: &str,
+    keyring: Option<&std::path::Path>,
+) -> Result<()> {
+    let (_, store) = open(cx).await?;
+    let entries: Vec<SignedEntry> = history(&store, env).await?;
+    let ring = match keyring {
+        Some(path) => Some(Keyring::load(&cx.dir.join(path))?),
+        None => None,
+    };
+    verify_chain(env, &entries, ring.as_ref())?;
+    cx.printer.result(
+        || {
+            let mut s = String::new();
+            for e in entries.iter().map(|s| &s.entry) {
+                s.push_str(&format!(
+                    "{:>4}  {}  {:<28} {:<9}{} by {}\n",
+                    e.seq,
+                    e.at,
+                    e.build,
+                    e.action,
+                    if e.forced { " (forced)" } else { "" },
+                    e.actor
+                ));
+            }
+            if entries.is_empty() {
+                s.push_str(&format!("`{env}` has no history yet\n"));
+            }
+            s.push_str(if ring.is_some() {
+                "chain intact; every entry signed by a key in the keyring\n"
+            } else {
+                "chain intact (signatures not checked: pass --keyring)\n"
+            });
+            s
+        },
+        || json!({ "ok": true, "env": env, "entries": entries, "signatures_checked": ring.is_some() }),
+    );
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `pipe publish`: upload a build's blobs, then its signed manifest and
+//! provenance.
+
+use pipeline::Result;
+use pipeline::build::build_dir;
+use pipeline::publish::{Progress, publish};
+use pipeline::store::{OpenOptions, Store};
+use serde_json::json;
+
+use super::human_bytes;
+use crate::Context;
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+pub async fn run(cx: &Context, build: Option<&str>) -> Result<()> {
+    let p = cx.pipeline()?;
+    let dir = build_dir(&cx.dir, build)?;
+    let url = cx.store_url(Some(&p))?;
+    let store = Store::open(
+        &url,
+        &OpenOptions {
+            unsafe_no_cas: cx.unsafe_no_cas,
+        },
+    )
+    .await?;
+    let total: u64 = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let bar = Bar(cx.printer.bytes_bar(total, "publishing"));
+    let report = publish(&dir, &store, &bar).await;
+    bar.0.finish_and_clear();
+    let report = report?;
+    cx.printer.result(
+        || {
+            let mut s = String::new();
+            for a in &report.artifacts {
+                let what = if a.uploaded {
+                    "uploaded"
+                } else {
+                    "already in the store"
+                };
+                s.push_str(&format!(
+                    "{:<32} {:>10}  {what}\n",
+                    a.name,
+                    human_bytes(a.size)
+                ));
+            }
+            s.push_str(&format!(
+                "build {} {} to {url}: {} uploaded, {} skipped (already there)\n",
+                report.build,
+                if report.newly_published {
+                    "published"
+                } else {
+                    "was already published"
+                },
+                human_bytes(report.bytes_uploaded),
+                human_bytes(report.bytes_skipped)
+            ));
+            s
+        },
+        || json!({ "ok": true, "store": url.to_string(), "report": report }),
+    );
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! Environment pointers and their signed, hash-chained history.
+//!
+//! An environment's pointer (`envs/<env>/pointer.json`) *is* its newest
+//! history entry, signed. A promotion replaces it with one compare-and-swap:
+//! that write is the commit point, so of two concurrent promotions exactly one
+//! wins and the other has written nothing. The entry is then copied to
+//! `envs/<env>/history/<seq>.json`; a process killed before the copy leaves
+//! the pointer ahead of the copies, and the next promotion (or `pipe history`)
+//! writes the missing copy first.
+//!
+//! Each entry names the digest of the entry before it, so the history is a
+//! chain: removing, reordering or editing an entry breaks it, and every entry
+//! is signed by the project key.
+
+use std::time::SystemTime;
+
+use keys::{Encoding, Keyring, SecretKey};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Pipeline;
+use crate::publish::published_manifest;
+use crate::store::{Body, Condition, Store, Version};
+use crate::{Error, Result};
+
+/// One move of an environment's pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the environment's history, from 1.
+    pub seq: u64,
+    /// The environment.
+    pub env: String,
+    /// The build it points at from now on.
+    pub build: String,
+    /// blake3 (hex) of the previous entry's canonical bytes; `None` for the first.
+    pub previous: Option<String>,
+    /// Who moved it: `$PIPE_ACTOR`, else `user@host`.
+    pub actor: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// `promote` or `rollback`.
+    pub action: String,
+    /// True when the promotion path was bypassed with `--force`.
+    pub forced: bool,
+}
+
+impl Entry {
+    /// The bytes that are signed and chained: compact JSON, fields in
+    /// declaration order.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("entry serialises")
+    }
+
+    /// The digest the next entry names as `previous`.
+    pub fn digest(&self) -> String {
+        blake3::hash(&self.canonical()).to_hex().to_string()
+    }
+}
+
+/// An entry and its detached armored signature over [`Entry::canonical`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedEntry {
+    /// The entry.
+    pub entry: Entry,
+    /// Armored OpenPGP signature.
+    pub signature: String,
+}
+
+/// Store key of an environment's pointer.
+pub fn pointer_key(env: &str) -> String {
+    format!("envs/{env}/pointer.json")
+}
+
+/// Store key of a history entry.
+pub fn history_key(env: &str, seq: u64) -> String {
+    format!("envs/{env}/history/{seq:08}.json")
+}
+
+/// What a promotion asks for.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The environment.
+    pub env: &'a str,
+    /// The build.
+    pub build: &'a str,
+    /// Bypass the `from` rule (recorded in the entry).
+    pub force: bool,
+    /// `promote` or `rollback`.
+    pub action: &'a str,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The entry now at the head (the existing one when nothing changed).
+    pub entry: Entry,
+    /// False when the environment already pointed at the build.
+    pub moved: bool,
+    /// The build it pointed at before.
+    pub previous_build: Option<String>,
+}
+
+/// A test hook: `PIPE_FAULT=<point>` makes the process exit at that point, as
+/// if killed, so tests can show a crash at every step leaves a store the next
+/// run repairs. `PIPE_TEST_BARRIER=<dir>` makes it wait before the
+/// compare-and-swap until `<dir>/go` exists, so tests can start N promotions
+/// at the same moment.
+fn fault_point(point: &str) {
+    if std::env::var("PIPE_FAULT").is_ok_and(|f| f == point) {
+        tracing::warn!("PIPE_FAULT: exiting at `{point}`");
+        std::process::exit(137);
+    }
+}
+
+fn barrier() {
+    let Ok(dir) = std::env::var("PIPE_TEST_BARRIER") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::write(dir.join(std::process::id().to_string()), b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dir.join("go").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Moves `req.env` to `req.build`, signing the entry with `key`.
+pub async fn promote(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    req: &Request<'_>,
+) -> Result<Outcome> {
+    let env = p
+        .environments
+        .iter()
+        .find(|e| e.name == req.env)
+        .ok_or_else(|| Error::Usage {
+            message: format!("environment `{}` is not declared in pipeline.toml", req.env),
+            hint: Some(format!(
+                "declared: {}",
+                p.environments
+                    .iter()
+                    .map(|e| format!("`{}`", e.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })?;
+    if published_manifest(store, req.build).await?.is_none() {
+        return Err(Error::Usage {
+            message: format!("build `{}` is not published in {}", req.build, store.url()),
+            hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
+        });
+    }
+    let (head, version) = read_pointer(store, req.env).await?;
+    if let Some(head) = &head {
+        repair_history(store, head).await?;
+    }
+    if let Some(from) = &env.from
+        && !req.force
+        && req.action == "promote"
+        && !history(store, from)
+            .await?
+            .iter()
+            .any(|e| e.entry.build == req.build)
+    {
+        return Err(Error::Usage {
+            message: format!(
+                "build `{}` was never in `{from}`, and `{}` takes builds from `{from}`",
+                req.build, req.env
+            ),
+            hint: Some(format!(
+                "promote it to `{from}` first, or pass `--force` (recorded in the history)"
+            )),
+        });
+    }
+    if let Some(head) = &head
+        && head.entry.build == req.build
+        && req.action == "promote"
+    {
+        return Ok(Outcome {
+            entry: head.entry.clone(),
+            moved: false,
+            previous_build: Some(head.entry.build.clone()),
+        });
+    }
+
+    let entry = Entry {
+        seq: head.as_ref().map_or(1, |h| h.entry.seq + 1),
+        env: req.env.to_string(),
+        build: req.build.to_string(),
+        previous: head.as_ref().map(|h| h.entry.digest()),
+        actor: actor(),
+        at: crate::build::rfc3339(SystemTime::now()),
+        action: req.action.to_string(),
+        forced: req.force,
+    };
+    let signature = key
+        .sign_detached(&entry.canonical()[..], SystemTime::now(), Encoding::Armored)
+        .map_err(Error::Signing)?;
+    let signed = SignedEntry {
+        entry: entry.clone(),
+        signature: String::from_utf8(signature).expect("armor is ASCII"),
+    };
+    let bytes = serde_json::to_vec_pretty(&signed).expect("serialises");
+
+    barrier();
+    fault_point("before-pointer");
+    let cond = match &version {
+        Some(v) => Condition::IfMatch(v.clone()),
+        None => Condition::IfAbsent,
+    };
+    match store
+        .put(&pointer_key(req.env), Body::from_bytes(bytes.clone()), cond)
+        .await
+    {
+        Ok(_) => {}
+        Err(Error::Conflict { key, .. } | Error::AlreadyExists { key }) => {
+            return Err(Error::Conflict {
+                key,
+                expected: head
+                    .as_ref()
+                    .map(|h| format!("seq {} ({})", h.entry.seq, h.entry.build)),
+                found: Some("a newer entry written by a concurrent promotion".into()),
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    fault_point("after-pointer");
+    write_history_copy(store, &signed, &bytes).await?;
+    Ok(Outcome {
+        entry,
+        moved: true,
+        previous_build: head.map(|h| h.entry.build),
+    })
+}
+
+async fn write_history_copy(store: &Store, signed: &SignedEntry, bytes: &[u8]) -> Result<()> {
+    let key = history_key(&signed.entry.env, signed.entry.seq);
+    match store
+        .put(&key, Body::from_bytes(bytes.to_vec()), Condition::IfAbsent)
+        .await
+    {
+        Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the head's history copy if a killed promotion left it out.
+async fn repair_history(store: &Store, head: &SignedEntry) -> Result<()> {
+    if store
+        .head(&history_key(&head.entry.env, head.entry.seq))
+        .await?
+        .is_none()
+    {
+        tracing::info!(env = %head.entry.env, seq = head.entry.seq, "repairing the history copy of the current entry");
+        let bytes = serde_json::to_vec_pretty(head).expect("serialises");
+        write_history_copy(store, head, &bytes).await?;
+    }
+    Ok(())
+}
+
+/// The pointer of `env` and its version token, if it has one.
+pub async fn read_pointer(
+    store: &Store,
+    env: &str,
+) -> Result<(Option<SignedEntry>, Option<Version>)> {
+    let key = pointer_key(env);
+    match store.get_bytes(&key).await? {
+        Some((bytes, version)) => {
+            let entry = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                url: store.url().to_string(),
+                key,
+                detail: format!("not a pointer: {e}"),
+            })?;
+            Ok((Some(entry), Some(version)))
+        }
+        None => Ok((None, None)),
+    }
+}
+
+/// Every entry of `env`'s history, oldest first, including a head whose copy
+/// a killed promotion left out.
+pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
+    let prefix = format!("envs/{env}/history/");
+    let mut out = Vec::new();
+    for meta in store.list(&prefix).await? {
+        let Some((bytes, _)) = store.get_bytes(&meta.key).await? else {
+            continue;
+        };
+        let entry: SignedEntry = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            url: store.url().to_string(),
+            key: meta.key.clone(),
+            detail: format!("not a history entry: {e}"),
+        })?;
+        out.push(entry);
+    }
+    out.sort_by_key(|e| e.entry.seq);
+    if let (Some(head), _) = read_pointer(store, env).await?
+        && out
+            .last()
+            .is_none_or(|last| last.entry.seq < head.entry.seq)
+    {
+        out.push(head);
+    }
+    Ok(out)
+}
+
+/// Checks the chain (sequence numbers, `previous` digests, environment
+/// names) and, with a keyring, every signature. Returns the first break.
+pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring>) -> Result<()> {
+    let mut previous: Option<&Entry> = None;
+    for (i, signed) in entries.iter().enumerate() {
+        let e = &signed.entry;
+        let broken = |detail: String| Error::Verify {
+            what: format!("history of `{env}`, entry {}", e.seq),
+            detail,
+        };
+        if e.seq != i as u64 + 1 {
+            return Err(broken(format!(
+                "expected sequence number {}, found {}",
+                i + 1,
+                e.seq
+            )));
+        }
+        if e.env != env {
+            return Err(broken(format!("belongs to environment `{}`", e.env)));
+        }
+        let expected = previous.map(Entry::digest);
+        if e.previous != expected {
+            return Err(broken(format!(
+                "names previous entry {}, but the entry before it has digest {}",
+                e.previous.as_deref().unwrap_or("(none)"),
+                expected.as_deref().unwrap_or("(none)")
+            )));
+        }
+        if let Some(ring) = keyring {
+            ring.verify_detached(&e.canonical()[..], signed.signature.as_bytes(), None)
+                .map_err(|err| broken(format!("signature: {err}")))?;
+        }
+        previous = Some(e);
+    }
+    Ok(())
+}
+
+/// `$PIPE_ACTOR`, else `user@host`.
+fn actor() -> String {
+    if let Ok(a) = std::env::var("PIPE_ACTOR")
+        && !a.is_empty()
+    {
+        return a;
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}

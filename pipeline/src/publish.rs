@@ -1,0 +1,214 @@
+//! `pipe publish`: a local build into the store.
+//!
+//! Blobs first (each skipped when the store has it), then, per package, a
+//! create-only record of which bytes a name, version and architecture stand
+//! for (so a version can never be reused for other bytes), then the signed
+//! manifest and provenance, create-only: a build is visible in the store only
+//! once everything it names is there.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::files;
+use crate::build::record::Manifest;
+use crate::store::{BlobRef, Body, Condition, Store};
+use crate::{Error, Result};
+
+/// Store key of a published build's file.
+pub fn build_key(build: &str, file: &str) -> String {
+    format!("builds/{build}/{file}")
+}
+
+/// What one artifact's upload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uploaded {
+    /// Artifact file name.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+    /// False when the store already had the blob.
+    pub uploaded: bool,
+}
+
+/// What [`publish`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    /// The build id.
+    pub build: String,
+    /// Per artifact.
+    pub artifacts: Vec<Uploaded>,
+    /// Bytes sent.
+    pub bytes_uploaded: u64,
+    /// Bytes the store already had.
+    pub bytes_skipped: u64,
+    /// False when the build was already published (nothing was written).
+    pub newly_published: bool,
+}
+
+/// What a package name, version, architecture and format stand for, once
+/// published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VersionRecord {
+    artifact: String,
+    blob: BlobRef,
+    build: String,
+}
+
+/// Reports progress in bytes; the CLI turns it into a progress bar.
+pub trait Progress: Send + Sync {
+    /// `n` more bytes handled (uploaded or found present).
+    fn advance(&self, n: u64);
+}
+
+/// Publishes the build in `dir` (a `.pipe/builds/<id>/` directory).
+pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Result<PublishReport> {
+    let manifest_bytes = std::fs::read(dir.join(files::MANIFEST))
+        .map_err(|e| Error::io(dir.join(files::MANIFEST), e))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Verify {
+            what: dir.join(files::MANIFEST).display().to_string(),
+            detail: format!("not a build manifest: {e}"),
+        })?;
+
+    // Refuse before writing anything: a version already published with other
+    // bytes.
+    for a in &manifest.artifacts {
+        if let Some(existing) = read_version(store, &version_key(&a.name)).await?
+            && existing.blob.sha256 != a.blob.sha256
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "`{}` is already published with different content (sha256 {} from build {}; this build has {})",
+                    a.name, existing.blob.sha256, existing.build, a.blob.sha256
+                ),
+                hint: Some(
+                    "a version cannot be reused: raise `version` in [project] and build again"
+                        .into(),
+                ),
+            });
+        }
+    }
+
+    let mut report = PublishReport {
+        build: manifest.build.clone(),
+        artifacts: Vec::new(),
+        bytes_uploaded: 0,
+        bytes_skipped: 0,
+        newly_published: false,
+    };
+    for a in &manifest.artifacts {
+        let path = dir.join(&a.name);
+        let put = store.put_blob_file(&path).await?;
+        if put.blob != a.blob {
+            return Err(Error::Verify {
+                what: a.name.clone(),
+                detail: format!(
+                    "the file differs from the manifest: expected sha256 {}, found {}",
+                    a.blob.sha256, put.blob.sha256
+                ),
+            });
+        }
+        progress.advance(a.blob.size);
+        if put.uploaded {
+            report.bytes_uploaded += a.blob.size;
+        } else {
+            report.bytes_skipped += a.blob.size;
+        }
+        report.artifacts.push(Uploaded {
+            name: a.name.clone(),
+            size: a.blob.size,
+            uploaded: put.uploaded,
+        });
+    }
+    for a in &manifest.artifacts {
+        let record = VersionRecord {
+            artifact: a.name.clone(),
+            blob: a.blob.clone(),
+            build: manifest.build.clone(),
+        };
+        let key = version_key(&a.name);
+        match store
+            .put(
+                &key,
+                Body::from_bytes(serde_json::to_vec_pretty(&record).expect("serialises")),
+                Condition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::AlreadyExists { .. }) => {
+                // Raced or published before: the same bytes are fine.
+                let existing = read_version(store, &key).await?.expect("exists");
+                if existing.blob.sha256 != a.blob.sha256 {
+                    return Err(Error::Conflict {
+                        key,
+                        expected: Some(a.blob.sha256.clone()),
+                        found: Some(existing.blob.sha256),
+                    });
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    // The signatures and provenance go in before the manifest: the manifest
+    // is what makes a build visible.
+    for file in [
+        files::PROVENANCE,
+        files::PROVENANCE_SIG,
+        files::MANIFEST_SIG,
+        files::MANIFEST,
+    ] {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        match store
+            .put(
+                &build_key(&manifest.build, file),
+                Body::from_bytes(bytes),
+                Condition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) => report.newly_published = true,
+            // Published before (provenance differs per run; the first stays).
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+/// `packages/<artifact file name>.json`: the artifact name carries name,
+/// version, architecture and format.
+fn version_key(artifact: &str) -> String {
+    format!("packages/{artifact}.json")
+}
+
+async fn read_version(store: &Store, key: &str) -> Result<Option<VersionRecord>> {
+    match store.get_bytes(key).await? {
+        Some((bytes, _)) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                url: store.url().to_string(),
+                key: key.to_string(),
+                detail: e.to_string(),
+            }),
+        None => Ok(None),
+    }
+}
+
+/// Reads a published build's manifest from the store.
+pub async fn published_manifest(store: &Store, build: &str) -> Result<Option<Manifest>> {
+    let key = build_key(build, files::MANIFEST);
+    match store.get_bytes(&key).await? {
+        Some((bytes, _)) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                url: store.url().to_string(),
+                key,
+                detail: e.to_string(),
+            }),
+        None => Ok(None),
+    }
+}
