@@ -20,4 +20,9 @@ fi
 step build
 step keys export --armor --out release.asc
 step verify --keyring release.asc
+step publish
+step promote --to dev
+step promote --to staging
+step promote --to prod
+step history prod --keyring release.asc
 step status
