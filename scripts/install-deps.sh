@@ -12,7 +12,7 @@ venv="$root/.pipe-dev/venv"
 moto_version="5.2.5"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
-test_packages=(gnupg python3-venv rpm lintian)
+test_packages=(gnupg python3-venv rpm lintian apt-utils dnf createrepo-c)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -1,0 +1,186 @@
+//! What apt and yum share: deterministic compression, digests, dates, and
+//! the write plan.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// One file to write, relative to the repository root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Path relative to the repository root, `/`-separated
+    /// (`dists/prod/main/binary-amd64/Packages.xz`, `repodata/repomd.xml`).
+    pub path: String,
+    /// The complete content. Shared, so a plan and a cached rendering do not
+    /// copy megabytes of index.
+    pub bytes: Arc<[u8]>,
+    /// The path names its content (apt `by-hash/SHA256/<digest>`, yum
+    /// `<sha256>-primary.xml.gz`): if it already exists it already has these
+    /// bytes, so a writer may skip it, and it may be written with
+    /// "create if absent" semantics.
+    pub content_addressed: bool,
+}
+
+/// The files of one rendering, in the order they must be written so that a
+/// reader at any moment sees the old complete repository or the new one:
+/// content-addressed files first (they are new names, invisible to clients
+/// of the old top file), then files at fixed names that only clients of the
+/// new top file will trust, the signed top file last.
+///
+/// Every write should be atomic on its own (temporary name plus rename on a
+/// directory; a single PUT on S3). Files of earlier generations are never
+/// deleted by a plan: removing them after a grace period is the caller's job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WritePlan {
+    /// The files, in write order.
+    pub files: Vec<PlannedFile>,
+}
+
+impl WritePlan {
+    /// Writes the plan under `root` in order, each file through a temporary
+    /// name and a rename, skipping content-addressed files that exist. For
+    /// tests and the local store; other backends walk [`WritePlan::files`].
+    pub fn write_to_dir(&self, root: &std::path::Path) -> std::io::Result<()> {
+        for f in &self.files {
+            let dest = root.join(&f.path);
+            if f.content_addressed && dest.exists() {
+                continue;
+            }
+            let dir = dest.parent().expect("planned paths have a parent");
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(
+                ".{}.tmp-{}",
+                dest.file_name().expect("file name").to_string_lossy(),
+                std::process::id()
+            ));
+            std::fs::write(&tmp, &f.bytes)?;
+            std::fs::rename(&tmp, &dest)?;
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hex SHA-256.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Lower-case hex MD5.
+pub(crate) fn md5_hex(data: &[u8]) -> String {
+    hex::encode(<Md5 as md5::Digest>::digest(data))
+}
+
+/// gzip with no file name, mtime 0 and a fixed OS byte, so the same text
+/// always gives the same bytes (and so the same by-hash name).
+pub(crate) fn gzip(path: &str, data: &[u8]) -> Result<Vec<u8>> {
+    let err = |source| Error::Compress {
+        path: path.to_string(),
+        source,
+    };
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(
+            Vec::with_capacity(data.len() / 4 + 64),
+            flate2::Compression::new(6),
+        );
+    enc.write_all(data).map_err(err)?;
+    enc.finish().map_err(err)
+}
+
+/// xz, single-threaded (multi-threaded xz output depends on the thread
+/// count), preset 6: deterministic for a given liblzma.
+pub(crate) fn xz(path: &str, data: &[u8]) -> Result<Vec<u8>> {
+    let err = |source| Error::Compress {
+        path: path.to_string(),
+        source,
+    };
+    let mut enc = liblzma::write::XzEncoder::new(Vec::with_capacity(data.len() / 6 + 64), 6);
+    enc.write_all(data).map_err(err)?;
+    enc.finish().map_err(err)
+}
+
+/// Seconds since the epoch (0 for times before it).
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RFC 2822 date in UTC, the form apt's `Date`/`Valid-Until` use:
+/// `Tue, 24 Nov 2026 00:45:37 UTC`.
+pub(crate) fn rfc2822_utc(t: SystemTime) -> String {
+    let secs = unix_secs(t);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil: (year, month 1-12, day 1-31).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Checks a lower-case or upper-case hex digest of `len` digits and returns
+/// it lower-cased.
+pub(crate) fn check_hex(what: &str, field: &str, value: &str, len: usize) -> Result<String> {
+    if value.len() != len || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::BadInput {
+            what: what.to_string(),
+            detail: format!("{field} must be {len} hex digits, got {value:?}"),
+        });
+    }
+    Ok(value.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_are_rfc2822_utc() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_481_137);
+        assert_eq!(rfc2822_utc(t), "Tue, 24 Nov 2026 00:45:37 UTC");
+        assert_eq!(rfc2822_utc(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 UTC");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc2822_utc(leap), "Tue, 29 Feb 2000 00:00:00 UTC");
+    }
+
+    #[test]
+    fn compression_is_deterministic() {
+        let text = b"Package: a\nVersion: 1\n\n".repeat(100);
+        assert_eq!(gzip("x", &text).unwrap(), gzip("x", &text).unwrap());
+        assert_eq!(xz("x", &text).unwrap(), xz("x", &text).unwrap());
+        // No name, mtime 0, OS unknown.
+        assert_eq!(
+            &gzip("x", &text).unwrap()[..10],
+            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]
+        );
+    }
+}
