@@ -71,9 +71,9 @@ pub struct BuildOutcome {
 pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<BuildOutcome> {
     let started = SystemTime::now();
     let (epoch, epoch_source) = epoch::source_date_epoch(p)?;
-    // A key that cannot sign now would fail the build at its very end.
-    key.sign_detached(&b""[..], started, Encoding::Binary)
-        .map_err(Error::Signing)?;
+    // A key that cannot sign now would fail the build at its very end; asking
+    // for its signing key checks expiry and revocation without signing.
+    key.signing_algorithm(started).map_err(Error::Signing)?;
     let steps = steps::run_steps(p, store, epoch).await?;
 
     let builds = p.dir.join(BUILDS_DIR);

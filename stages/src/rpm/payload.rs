@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 
-use liblzma::write::XzEncoder;
 use rpm::{Header, HeaderEntry, IndexData, IndexTag};
 use sha2::{Digest, Sha256};
 
 use super::{COMPRESSION_LEVEL, RpmPackage};
 use crate::Error;
+use crate::compress::{Compression, Encoder, default_threads};
 use crate::tree::EntryKind;
 
 /// Why streaming failed: a source, the spool file, or the header.
@@ -172,7 +172,14 @@ pub(super) fn write(
         .collect();
 
     let file = BufWriter::with_capacity(1 << 20, out);
-    let xz = XzEncoder::new(Hashing::new(file), COMPRESSION_LEVEL);
+    // The same multithreaded xz encoder as the .deb: a fixed block size makes
+    // the bytes independent of the thread count, and every core compresses.
+    let xz = Encoder::new(
+        Hashing::new(file),
+        Compression::Xz,
+        COMPRESSION_LEVEL,
+        default_threads(),
+    )?;
     let mut raw = Hashing::new(xz);
     let mut buf = vec![0u8; 256 << 10];
     let mut file_sizes = Vec::with_capacity(n);
@@ -245,15 +252,11 @@ pub(super) fn write(
         };
         let header_len = if large_files { 16 } else { 0 };
         pad(&mut raw, header_len + size)?;
-        // The rpm crate's cpio writer flushes after every entry, which ends
-        // an xz block: do the same, for the same bytes.
-        raw.flush()?;
         file_sizes.push(size);
         digests.push(digest);
     }
     // The trailer, as the rpm crate writes it.
     entry_header(&mut raw, None, "TRAILER!!!", 0, 0, 1, 0, 0, 0)?;
-    raw.flush()?;
 
     let (xz, raw_sha256, _) = raw.finish();
     let (file, compressed_sha256, compressed_size) = xz.finish()?.finish();
