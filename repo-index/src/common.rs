@@ -93,14 +93,14 @@ pub(crate) fn gzip(path: &str, data: &[u8]) -> Result<Vec<u8>> {
     enc.finish().map_err(err)
 }
 
-/// xz, single-threaded (multi-threaded xz output depends on the thread
-/// count), preset 6: deterministic for a given liblzma.
-pub(crate) fn xz(path: &str, data: &[u8]) -> Result<Vec<u8>> {
+/// xz at `preset` (0-9), single-threaded (so the output does not depend on
+/// the machine): deterministic for a given liblzma.
+pub(crate) fn xz(path: &str, data: &[u8], preset: u32) -> Result<Vec<u8>> {
     let err = |source| Error::Compress {
         path: path.to_string(),
         source,
     };
-    let mut enc = liblzma::write::XzEncoder::new(Vec::with_capacity(data.len() / 6 + 64), 6);
+    let mut enc = liblzma::write::XzEncoder::new(Vec::with_capacity(data.len() / 6 + 64), preset);
     enc.write_all(data).map_err(err)?;
     enc.finish().map_err(err)
 }
@@ -176,7 +176,7 @@ mod tests {
     fn compression_is_deterministic() {
         let text = b"Package: a\nVersion: 1\n\n".repeat(100);
         assert_eq!(gzip("x", &text).unwrap(), gzip("x", &text).unwrap());
-        assert_eq!(xz("x", &text).unwrap(), xz("x", &text).unwrap());
+        assert_eq!(xz("x", &text, 1).unwrap(), xz("x", &text, 1).unwrap());
         // No name, mtime 0, OS unknown.
         assert_eq!(
             &gzip("x", &text).unwrap()[..10],

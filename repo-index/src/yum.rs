@@ -774,6 +774,53 @@ mod tests {
     }
 
     #[test]
+    fn unchanged_files_keep_their_compressed_bytes_and_plan_is_ordered() {
+        let pkg = |name: &str| RpmPackage {
+            name: name.into(),
+            version: "1".into(),
+            release: "1".into(),
+            arch: "noarch".into(),
+            sha256: common::sha256_hex(name.as_bytes()),
+            location_href: format!("{name}.rpm"),
+            ..Default::default()
+        };
+        let a = render_package(&pkg("a")).unwrap();
+        let cfg = RepoConfig {
+            dir: "yum/prod".into(),
+            timestamp: SystemTime::UNIX_EPOCH,
+        };
+        let first = render_repo(&cfg, &[&a], None).unwrap();
+        let again = render_repo(&cfg, &[&a, &a], Some(&first)).unwrap();
+        assert_eq!(again, first, "the same package twice is listed once");
+        for (x, y) in first.data.iter().zip(&again.data) {
+            assert!(Arc::ptr_eq(&x.gz, &y.gz));
+        }
+        let plan = first.write_plan(b"sig");
+        let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(paths[0].starts_with(&format!("yum/prod/{}", first.data[0].href)));
+        assert!(paths[0].ends_with("-primary.xml.gz"));
+        assert_eq!(
+            &paths[3..],
+            [
+                "yum/prod/repodata/repomd.xml.asc",
+                "yum/prod/repodata/repomd.xml"
+            ]
+        );
+        // Data file names are their checksums.
+        for d in &first.data {
+            assert_eq!(d.checksum, common::sha256_hex(&d.gz));
+            assert!(d.href.contains(&d.checksum));
+        }
+        let text = |d: &DataFile| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&d.gz[..]), &mut s)
+                .unwrap();
+            s
+        };
+        assert!(text(&first.data[0]).contains("packages=\"1\""));
+    }
+
+    #[test]
     fn escapes_and_file_kinds() {
         assert_eq!(esc("a<b>&\"c\"\u{1}"), "a&lt;b&gt;&amp;&quot;c&quot;");
         assert_eq!(FileKind::from_header(0o040755, 64), FileKind::Dir);
