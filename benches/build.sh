@@ -72,7 +72,7 @@ rpmbuild_opts=(
   --define '_build_id_links none'
   --define 'debug_package %{nil}'
   --define '__os_install_post %{nil}'
-  --define '_binary_payload w2.xzdio'
+  --define '_binary_payload w2T.xzdio'
   --define 'use_source_date_epoch_as_buildtime 1'
   --define 'clamp_mtime_to_source_date_epoch 1'
   --define '_buildhost bench'
@@ -372,8 +372,8 @@ sizes() {
 # contents LABEL PIPE_DIR TOOL_DIR EXT: do both sides package the same files?
 contents() {
   local p t
-  p=$(find "$2/.pipe/builds/" -mindepth 2 -maxdepth 2 -name "*.$4" | sort | head -1)
-  t=$(find "$3" -name "*.$4" | sort | head -1)
+  p=$(find "$2/.pipe/builds/" -mindepth 2 -maxdepth 2 -name "*.$4" | sort | sed -n 1p)
+  t=$(find "$3" -name "*.$4" | sort | sed -n 1p)
   if [ "$4" = deb ]; then
     diff <(dpkg-deb -c "$p" | awk '{print $1, $6}' | sed 's#/$##' | sort) \
       <(dpkg-deb -c "$t" | awk '{print $1, $6}' | sed 's#/$##' | sort) >"$W/logs/$1.contents.diff" || true
