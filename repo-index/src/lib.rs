@@ -19,6 +19,27 @@
 //! 4. the top file is signed and everything becomes a [`WritePlan`]: the
 //!    files in the order that keeps readers safe (content-addressed files
 //!    first, the signed top file last).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use repo_index::apt::{self, DebPackage, Entry, SuiteConfig};
+//! # let key: keys::SecretKey = todo!();
+//! # let recorded: Vec<DebPackage> = vec![];
+//! # let previous: Option<apt::RenderedSuite> = None;
+//! # let store_root = std::path::Path::new(".pipe/store");
+//! // At publish: one stanza per package, cached by the package's digest.
+//! let stanzas: Vec<apt::Stanza> =
+//!     recorded.iter().map(apt::render_stanza).collect::<Result<_, _>>()?;
+//! // At promote: the suite from cached stanzas, reusing the last rendering.
+//! let entries: Vec<Entry> =
+//!     stanzas.iter().map(|s| Entry { component: "main", stanza: s }).collect();
+//! let config = SuiteConfig::new("prod", std::time::SystemTime::now());
+//! let suite = apt::render_suite(&config, &entries, previous.as_ref())?;
+//! let plan = suite.write_plan(&suite.sign(&key, config.date)?);
+//! plan.write_to_dir(store_root)?; // or walk plan.files for S3
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 pub mod apt;

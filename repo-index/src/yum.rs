@@ -704,14 +704,14 @@ impl RenderedRepo {
     }
 
     /// Everything to write, in order: the data files (new names, since they
-    /// are named by checksum), then `repomd.xml.asc`, then `repomd.xml`.
+    /// are named by checksum, so invisible to clients of the old
+    /// `repomd.xml`), then `repomd.xml.asc`, then `repomd.xml`.
     ///
-    /// The signature goes before `repomd.xml`: dnf fetches `repomd.xml`
-    /// then its `.asc`, so a client between the two writes sees the old
-    /// `repomd.xml` with the new signature and refuses it, then succeeds on
-    /// retry; the other order would make that window a window where the new
-    /// `repomd.xml` meets the old signature, which is the same failure. A
-    /// store that can swap both at once (none here) would close it.
+    /// The pair `repomd.xml` + `.asc` cannot be replaced at once on either
+    /// backend. Whichever goes first, a client that fetches one before and
+    /// the other after the swap gets a mismatch and refuses (then retries):
+    /// it never accepts a wrong repository. Writing `repomd.xml` last keeps
+    /// the rule "the top file last".
     pub fn write_plan(&self, signature: &[u8]) -> WritePlan {
         let mut files: Vec<PlannedFile> = self
             .data
