@@ -1,7 +1,6 @@
-//! Rendering cost at 10,000 packages (a unit benchmark run as a test; the
-//! figures are printed, run with `--release -- --nocapture` to see them).
-//! In release mode the cold apt rendering (every stanza, every index
-//! compressed, Release) must stay under a second.
+//! Rendering cost at 10,000 packages: `cargo bench -p repo-index --bench
+//! render` prints the figures (the target: a 10,000-package suite in
+//! well under a second). A benchmark, so nothing fails on a number.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -73,8 +72,7 @@ fn time<T>(label: &str, f: impl FnOnce() -> T) -> (T, Duration) {
     (out, d)
 }
 
-#[test]
-fn render_10000_packages() {
+fn main() {
     let key = {
         let mut o = keys::GenerateOptions::new("bench <b@example.invalid>");
         o.algorithm = keys::Algorithm::Rsa3072;
@@ -149,10 +147,4 @@ fn render_10000_packages() {
         total.as_secs_f64() * 1e3,
         t_incr.as_secs_f64() * 1e3
     );
-    if !cfg!(debug_assertions) {
-        assert!(
-            total < Duration::from_secs(1),
-            "apt rendering took {total:?}"
-        );
-    }
 }
