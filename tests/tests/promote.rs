@@ -230,9 +230,9 @@ fn history_is_a_signed_chain_and_rollback_appends_to_it() {
     );
 }
 
-/// Starts `n` `pipe promote` processes that all read the pointer, then wait
-/// at a barrier, then race to replace it.
-fn race(p: &Project, n: usize, args: &[&str]) -> Vec<i32> {
+/// Starts `n` `pipe promote` processes (with `env` added) that all read the
+/// pointer, then wait at a barrier, then race to replace it.
+fn race(p: &Project, n: usize, args: &[&str], env: &[(String, String)]) -> Vec<i32> {
     let barrier = tempfile::tempdir().unwrap();
     let mut children: Vec<_> = (0..n)
         .map(|_| {
@@ -240,6 +240,7 @@ fn race(p: &Project, n: usize, args: &[&str]) -> Vec<i32> {
                 .arg("-C")
                 .arg(p.path())
                 .args(args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .env("PIPE_TEST_BARRIER", barrier.path())
                 .env_remove("PIPE_STORE")
                 .stdout(Stdio::null())
@@ -269,7 +270,7 @@ fn of_eight_concurrent_promotions_exactly_one_wins() {
     let b1 = release(&p, "1.0.0", "one\n");
     let b2 = release(&p, "1.0.1", "two\n");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    let codes = race(&p, 8, &["promote", &b2, "--to", "dev"]);
+    let codes = race(&p, 8, &["promote", &b2, "--to", "dev"], &[]);
     assert_eq!(
         codes.iter().filter(|c| **c == 0).count(),
         1,
@@ -295,7 +296,7 @@ fn of_eight_concurrent_promotions_exactly_one_wins() {
 fn a_conflict_names_the_environment_and_exits_4() {
     let p = project();
     let b1 = release(&p, "1.0.0", "one\n");
-    let codes = race(&p, 2, &["promote", &b1, "--to", "dev"]);
+    let codes = race(&p, 2, &["promote", &b1, "--to", "dev"], &[]);
     assert_eq!(
         {
             let mut c = codes.clone();
@@ -368,31 +369,7 @@ fn on_s3_of_eight_concurrent_promotions_exactly_one_wins() {
     let b1 = release(&p, "1.0.0", "one\n");
     let b2 = release(&p, "1.0.1", "two\n");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    let barrier = tempfile::tempdir().unwrap();
-    let mut children: Vec<_> = (0..8)
-        .map(|_| {
-            let mut cmd = Command::new(pipe_bin());
-            cmd.arg("-C")
-                .arg(p.path())
-                .args(["promote", &b2, "--to", "dev"]);
-            for (k, v) in server.env() {
-                cmd.env(k, v);
-            }
-            cmd.env("PIPE_TEST_BARRIER", barrier.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    while std::fs::read_dir(barrier.path()).unwrap().count() < 8 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    std::fs::write(barrier.path().join("go"), b"").unwrap();
-    let codes: Vec<i32> = children
-        .iter_mut()
-        .map(|c| c.wait().unwrap().code().unwrap_or(-1))
-        .collect();
+    let codes = race(&p, 8, &["promote", &b2, "--to", "dev"], &server.env());
     assert_eq!(
         codes.iter().filter(|c| **c == 0).count(),
         1,

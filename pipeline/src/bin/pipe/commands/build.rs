@@ -3,7 +3,7 @@
 
 use pipeline::Result;
 use pipeline::build::steps::StepStatus;
-use pipeline::store::{OpenOptions, Store, layout};
+use pipeline::store::layout;
 use serde_json::{Value, json};
 
 use super::human_bytes;
@@ -13,13 +13,7 @@ pub async fn run(cx: &Context) -> Result<()> {
     let p = cx.pipeline()?;
     let key = cx.signing_key()?;
     let url = cx.store_url(Some(&p))?;
-    let store = Store::open(
-        &url,
-        &OpenOptions {
-            unsafe_no_cas: cx.unsafe_no_cas,
-        },
-    )
-    .await?;
+    let store = cx.open_store(&url).await?;
     let spinner = cx.printer.spinner("building");
     let outcome = pipeline::build::build(&p, &store, &key).await;
     spinner.finish_and_clear();

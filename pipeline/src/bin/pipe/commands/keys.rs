@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use keys::{Algorithm, Encoding, GenerateOptions, Keyring, RotateOptions, SecretKey};
-use pipeline::store::{Body, Condition, OpenOptions, Store};
+use pipeline::store::{Body, Condition};
 use pipeline::{Error, Result};
 use serde_json::json;
 
@@ -250,13 +250,7 @@ async fn rotate(cx: &Context, args: &KeysRotate) -> Result<()> {
         }
         .as_ref(),
     )?;
-    let store = Store::open(
-        &url,
-        &OpenOptions {
-            unsafe_no_cas: cx.unsafe_no_cas,
-        },
-    )
-    .await?;
+    let store = cx.open_store(&url).await?;
     store
         .put(
             STORE_KEYRING,

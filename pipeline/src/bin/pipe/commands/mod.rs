@@ -12,7 +12,7 @@ pub mod verify;
 
 use pipeline::Result;
 use pipeline::model::{PIPELINE_FILE, Pipeline};
-use pipeline::store::StoreUrl;
+use pipeline::store::{OpenOptions, Store, StoreUrl};
 
 use crate::Context;
 
@@ -34,6 +34,17 @@ impl Context {
             .or_else(|| pipeline.and_then(|p| p.store.url.clone()))
             .unwrap_or_else(|| DEFAULT_STORE.to_string());
         StoreUrl::parse(&url, &self.dir)
+    }
+
+    /// Opens the store at `url` with the global options (`--unsafe-no-cas`).
+    pub async fn open_store(&self, url: &StoreUrl) -> Result<Store> {
+        Store::open(
+            url,
+            &OpenOptions {
+                unsafe_no_cas: self.unsafe_no_cas,
+            },
+        )
+        .await
     }
 
     /// True when the project directory has a `pipeline.toml`.

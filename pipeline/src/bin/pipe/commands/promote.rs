@@ -3,7 +3,7 @@
 
 use keys::Keyring;
 use pipeline::promote::{self, Request, SignedEntry, history, verify_chain};
-use pipeline::store::{OpenOptions, Store};
+use pipeline::store::Store;
 use pipeline::{Error, Result};
 use serde_json::json;
 
@@ -12,13 +12,7 @@ use crate::Context;
 async fn open(cx: &Context) -> Result<(pipeline::model::Pipeline, Store)> {
     let p = cx.pipeline()?;
     let url = cx.store_url(Some(&p))?;
-    let store = Store::open(
-        &url,
-        &OpenOptions {
-            unsafe_no_cas: cx.unsafe_no_cas,
-        },
-    )
-    .await?;
+    let store = cx.open_store(&url).await?;
     Ok((p, store))
 }
 

@@ -4,7 +4,6 @@
 use pipeline::Result;
 use pipeline::build::build_dir;
 use pipeline::publish::{Progress, publish};
-use pipeline::store::{OpenOptions, Store};
 use serde_json::json;
 
 use super::human_bytes;
@@ -22,13 +21,7 @@ pub async fn run(cx: &Context, build: Option<&str>) -> Result<()> {
     let p = cx.pipeline()?;
     let dir = build_dir(&cx.dir, build)?;
     let url = cx.store_url(Some(&p))?;
-    let store = Store::open(
-        &url,
-        &OpenOptions {
-            unsafe_no_cas: cx.unsafe_no_cas,
-        },
-    )
-    .await?;
+    let store = cx.open_store(&url).await?;
     let total: u64 = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.metadata().ok())

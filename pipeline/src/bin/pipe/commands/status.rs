@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use pipeline::Result;
-use pipeline::store::{OpenOptions, Store, layout};
+use pipeline::store::layout;
 use serde_json::{Value, json};
 
 use super::human_bytes;
@@ -23,13 +23,7 @@ pub async fn run(cx: &Context) -> Result<()> {
         None
     };
     let url = cx.store_url(pipeline.as_ref())?;
-    let store = Store::open(
-        &url,
-        &OpenOptions {
-            unsafe_no_cas: cx.unsafe_no_cas,
-        },
-    )
-    .await?;
+    let store = cx.open_store(&url).await?;
     let root = store.root().await?;
 
     let blobs = store.list(layout::BLOBS).await?;
