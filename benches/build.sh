@@ -13,6 +13,7 @@
 #   BENCH_WARMUP   untimed warm-up pairs for (a) and (b) (default 1; (c) has none)
 #   BENCH_BIG_MIB  payload of case (c) in MiB (default 500)
 #   BENCH_SMALL_N  packages in case (b) (default 500)
+#   BENCH_FORMATS  which formats to time, default "deb rpm"
 #   CARGO_TARGET_DIR  respected for the release build
 #   BENCH_PIPE     use this pipe binary instead of building one (script checks only)
 #
@@ -391,7 +392,7 @@ contents() {
 
 bench_case() {
   local c=$1 n=$2 warm=$3 fmt tool
-  for fmt in deb rpm; do
+  for fmt in ${BENCH_FORMATS:-deb rpm}; do
     fresh_copies "$c" "$fmt" $((n + warm))
     case $fmt in deb) tool=dpkg-deb-all ;; rpm) tool=rpmbuild-all ;; esac
     pair "$c-$fmt-cold" "$n" "$warm" "$W/bin/pipe-cold $c $fmt" "$W/bin/$tool $c"
