@@ -23,7 +23,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use repo_index::apt::{self, DebPackage, Entry, SuiteConfig};
-//! # let key: keys::SecretKey = todo!();
+//! # let key = keys::SecretKey::generate(&keys::GenerateOptions::new("Repo <repo@example.com>"))?;
 //! # let recorded: Vec<DebPackage> = vec![];
 //! # let previous: Option<apt::RenderedSuite> = None;
 //! # let store_root = std::path::Path::new(".pipe/store");
