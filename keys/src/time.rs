@@ -21,6 +21,25 @@ impl Timestamp {
         self.0
     }
 
+    /// RFC 2822 in UTC (`Tue, 14 Nov 2023 22:13:20 UTC`): the form of the
+    /// dates in apt's `Release`, which pipe signs alongside its own files.
+    pub fn to_rfc2822(self) -> String {
+        let days = (self.0 / 86_400) as i64;
+        let rem = self.0 % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        // 1970-01-01 was a Thursday.
+        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+        let month = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ][(m - 1) as usize];
+        format!(
+            "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} UTC",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
+    }
+
     /// The same instant as a [`SystemTime`].
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.0)
@@ -77,6 +96,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::Timestamp;
+
+    #[test]
+    fn rfc2822() {
+        assert_eq!(
+            Timestamp::from_unix(0).to_rfc2822(),
+            "Thu, 01 Jan 1970 00:00:00 UTC"
+        );
+        assert_eq!(
+            Timestamp::from_unix(1_700_000_000).to_rfc2822(),
+            "Tue, 14 Nov 2023 22:13:20 UTC"
+        );
+    }
 
     #[test]
     fn rfc3339() {
