@@ -22,6 +22,8 @@ pub struct Context {
     pub unsafe_no_cas: bool,
     pub json: bool,
     pub printer: Printer,
+    /// `pipeline.toml`, loaded and validated once, on first use.
+    pipeline: std::sync::OnceLock<pipeline::model::Pipeline>,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         unsafe_no_cas: cli.unsafe_no_cas,
         json: cli.json,
         printer,
+        pipeline: std::sync::OnceLock::new(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,10 +12,10 @@ use crate::Context;
 pub async fn run(cx: &Context) -> Result<()> {
     let p = cx.pipeline()?;
     let key = cx.signing_key()?;
-    let url = cx.store_url(Some(&p))?;
+    let url = cx.store_url(Some(p))?;
     let store = cx.open_store(&url).await?;
     let spinner = cx.printer.spinner("building");
-    let outcome = pipeline::build::build(&p, &store, &key).await;
+    let outcome = pipeline::build::build(p, &store, &key).await;
     spinner.finish_and_clear();
     let outcome = outcome?;
     let m = &outcome.manifest;

@@ -33,7 +33,7 @@ impl Context {
             return Ok(self.dir.join(p));
         }
         let configured = if self.has_pipeline() {
-            self.pipeline()?.signing.key
+            self.pipeline()?.signing.key.clone()
         } else {
             None
         };
@@ -242,14 +242,11 @@ async fn rotate(cx: &Context, args: &KeysRotate) -> Result<()> {
     let armored = ring.to_bytes(Encoding::Armored)?;
 
     // Publish first: if the store refuses, nothing local has changed yet.
-    let url = cx.store_url(
-        if cx.has_pipeline() {
-            Some(cx.pipeline()?)
-        } else {
-            None
-        }
-        .as_ref(),
-    )?;
+    let url = cx.store_url(if cx.has_pipeline() {
+        Some(cx.pipeline()?)
+    } else {
+        None
+    })?;
     let store = cx.open_store(&url).await?;
     store
         .put(

@@ -20,9 +20,14 @@ use crate::Context;
 pub const DEFAULT_STORE: &str = ".pipe/store";
 
 impl Context {
-    /// Loads and validates the project's `pipeline.toml`.
-    pub fn pipeline(&self) -> Result<Pipeline> {
-        Pipeline::load(&self.dir)
+    /// The project's `pipeline.toml`, loaded and validated on first use; the
+    /// commands and the helpers here (signing key, store URL) share it.
+    pub fn pipeline(&self) -> Result<&Pipeline> {
+        if let Some(p) = self.pipeline.get() {
+            return Ok(p);
+        }
+        let loaded = Pipeline::load(&self.dir)?;
+        Ok(self.pipeline.get_or_init(|| loaded))
     }
 
     /// The store to use: `--store`/`$PIPE_STORE`, else `[store] url`, else the

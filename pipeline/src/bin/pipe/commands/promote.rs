@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::Context;
 
-async fn open(cx: &Context) -> Result<(pipeline::model::Pipeline, Store)> {
+async fn open(cx: &Context) -> Result<(&pipeline::model::Pipeline, Store)> {
     let p = cx.pipeline()?;
-    let url = cx.store_url(Some(&p))?;
+    let url = cx.store_url(Some(p))?;
     let store = cx.open_store(&url).await?;
     Ok((p, store))
 }
@@ -34,7 +34,7 @@ pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -
         None => latest_build(cx)?,
     };
     let outcome = promote::promote(
-        &p,
+        p,
         &store,
         &key,
         &Request {
@@ -78,7 +78,7 @@ pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
             })?,
     };
     let outcome = promote::promote(
-        &p,
+        p,
         &store,
         &key,
         &Request {

@@ -20,7 +20,7 @@ impl Progress for Bar {
 pub async fn run(cx: &Context, build: Option<&str>) -> Result<()> {
     let p = cx.pipeline()?;
     let dir = build_dir(&cx.dir, build)?;
-    let url = cx.store_url(Some(&p))?;
+    let url = cx.store_url(Some(p))?;
     let store = cx.open_store(&url).await?;
     let total: u64 = std::fs::read_dir(&dir)
         .map(|rd| {

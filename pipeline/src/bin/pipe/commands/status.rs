@@ -22,7 +22,7 @@ pub async fn run(cx: &Context) -> Result<()> {
     } else {
         None
     };
-    let url = cx.store_url(pipeline.as_ref())?;
+    let url = cx.store_url(pipeline)?;
     let store = cx.open_store(&url).await?;
     let root = store.root().await?;
 

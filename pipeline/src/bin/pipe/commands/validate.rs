@@ -18,8 +18,8 @@ struct Planned {
 
 pub fn run(cx: &Context) -> Result<()> {
     let p = cx.pipeline()?;
-    let store = cx.store_url(Some(&p))?;
-    let planned = plan(&p);
+    let store = cx.store_url(Some(p))?;
+    let planned = plan(p);
     let inputs: Vec<(String, u64, u64)> = p
         .packages
         .values()
