@@ -264,18 +264,12 @@ pub async fn read_pointer(
     store: &Store,
     env: &str,
 ) -> Result<(Option<SignedEntry>, Option<Version>)> {
-    let key = pointer_key(env);
-    match store.get_bytes(&key).await? {
-        Some((bytes, version)) => {
-            let entry = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                url: store.url().to_string(),
-                key,
-                detail: format!("not a pointer: {e}"),
-            })?;
-            Ok((Some(entry), Some(version)))
-        }
-        None => Ok((None, None)),
-    }
+    Ok(
+        match store.get_json(&pointer_key(env), "a pointer").await? {
+            Some((entry, version)) => (Some(entry), Some(version)),
+            None => (None, None),
+        },
+    )
 }
 
 /// Every entry of `env`'s history, oldest first, including a head whose copy
@@ -284,15 +278,12 @@ pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
     let prefix = format!("envs/{env}/history/");
     let mut out = Vec::new();
     for meta in store.list(&prefix).await? {
-        let Some((bytes, _)) = store.get_bytes(&meta.key).await? else {
-            continue;
-        };
-        let entry: SignedEntry = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            url: store.url().to_string(),
-            key: meta.key.clone(),
-            detail: format!("not a history entry: {e}"),
-        })?;
-        out.push(entry);
+        if let Some((entry, _)) = store
+            .get_json::<SignedEntry>(&meta.key, "a history entry")
+            .await?
+        {
+            out.push(entry);
+        }
     }
     out.sort_by_key(|e| e.entry.seq);
     if let (Some(head), _) = read_pointer(store, env).await?

@@ -186,29 +186,17 @@ fn version_key(artifact: &str) -> String {
 }
 
 async fn read_version(store: &Store, key: &str) -> Result<Option<VersionRecord>> {
-    match store.get_bytes(key).await? {
-        Some((bytes, _)) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Corrupt {
-                url: store.url().to_string(),
-                key: key.to_string(),
-                detail: e.to_string(),
-            }),
-        None => Ok(None),
-    }
+    Ok(store
+        .get_json(key, "a version record")
+        .await?
+        .map(|(v, _)| v))
 }
 
 /// Reads a published build's manifest from the store.
 pub async fn published_manifest(store: &Store, build: &str) -> Result<Option<Manifest>> {
     let key = build_key(build, files::MANIFEST);
-    match store.get_bytes(&key).await? {
-        Some((bytes, _)) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Corrupt {
-                url: store.url().to_string(),
-                key,
-                detail: e.to_string(),
-            }),
-        None => Ok(None),
-    }
+    Ok(store
+        .get_json(&key, "a build manifest")
+        .await?
+        .map(|(m, _)| m))
 }

@@ -17,7 +17,7 @@ pub mod record;
 pub mod steps;
 pub mod verify;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -84,18 +84,17 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
         .map_err(|e| Error::io(&builds, e))?;
     let built = packages::build_packages(p, store, epoch, Some(key), staging.path()).await?;
 
-    let mut input_paths: BTreeSet<String> = BTreeSet::new();
-    for b in &built {
-        input_paths.extend(b.inputs.iter().cloned());
-    }
-    for s in &steps {
-        input_paths.extend(s.inputs.iter().cloned());
-    }
-    let mut inputs = Vec::with_capacity(input_paths.len());
-    for path in input_paths {
-        let blob = digest::hash_file(&p.dir.join(&path)).await?;
-        inputs.push(Input { path, blob });
-    }
+    // Every input was hashed (both digests) when its stage was keyed; the
+    // manifest takes those digests instead of reading the files again.
+    let inputs: Vec<Input> = built
+        .iter()
+        .flat_map(|b| &b.inputs)
+        .chain(steps.iter().flat_map(|s| &s.inputs))
+        .map(|i| (i.path.clone(), i.blob.clone()))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .map(|(path, blob)| Input { path, blob })
+        .collect();
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         build: String::new(),
@@ -236,14 +235,6 @@ fn builder_id() -> String {
 /// RFC 3339 UTC with second precision (as keys and signatures print times).
 pub fn rfc3339(t: SystemTime) -> String {
     keys::Timestamp::from(t).to_string()
-}
-
-/// The blake3 digest (hex) of a file's content, read in one streaming pass.
-pub(crate) fn blake3_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = blake3::Hasher::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
-    Ok(h.finalize().to_hex().to_string())
 }
 
 #[cfg(test)]

@@ -8,13 +8,15 @@
 //! stored, then recorded under `cache/stages/<key>.json`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::TOOL_VERSION;
+use super::record::Input;
 use crate::model::{Compression, Package, PackageFormat, Pipeline};
-use crate::store::{BlobRef, Body, Condition, Store};
+use crate::store::{BlobRef, Body, Condition, Store, digest};
 use crate::{Error, Result};
 
 /// One artifact of a build.
@@ -43,8 +45,9 @@ pub struct Built {
     pub cache_hit: bool,
     /// Seconds spent.
     pub seconds: f64,
-    /// The files that went into it, relative to the project directory.
-    pub inputs: Vec<String>,
+    /// The files that went into it (relative to the project directory), with
+    /// their digests.
+    pub inputs: Vec<Input>,
 }
 
 impl Built {
@@ -82,33 +85,56 @@ pub async fn build_packages(
     signer: Option<&keys::SecretKey>,
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
-    // Each writer already compresses on every core, and an xz encoder holds
-    // tens of MiB: running more writers than cores at once gains no speed
-    // and multiplies memory (500 packages at once peaked at 2 GiB).
+    let jobs: Vec<Arc<Job>> = p
+        .packages
+        .values()
+        .flat_map(|pkg| {
+            pkg.formats.iter().map(move |&format| {
+                Arc::new(Job {
+                    dir: p.dir.clone(),
+                    version: p.project.version.clone(),
+                    pkg: pkg.clone(),
+                    format,
+                    epoch,
+                    signer: signer.cloned(),
+                    out_dir: out_dir.to_path_buf(),
+                })
+            })
+        })
+        .collect();
+
+    // First every package is resolved and keyed, in parallel: bad input in
+    // any package (a vanished file, a symlink leaving the project) fails the
+    // build before anything is written to the store.
+    let mut resolving = tokio::task::JoinSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let job = job.clone();
+        resolving.spawn_blocking(move || (i, job.prepare()));
+    }
+    let mut prepared: Vec<Option<Prepared>> = jobs.iter().map(|_| None).collect();
+    while let Some(joined) = resolving.join_next().await {
+        let (i, result) = joined.expect("prepare task panicked");
+        prepared[i] = Some(result?);
+    }
+
+    // Then they are fetched or written. Each writer already compresses on
+    // every core, and an xz encoder holds tens of MiB: more writers than
+    // cores at once gains no speed and multiplies memory (500 packages at
+    // once peaked at 2 GiB).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
+    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
     let mut tasks = tokio::task::JoinSet::new();
-    for pkg in p.packages.values() {
-        for &format in &pkg.formats {
-            let job = Job {
-                dir: p.dir.clone(),
-                version: p.project.version.clone(),
-                pkg: pkg.clone(),
-                format,
-                epoch,
-                signer: signer.cloned(),
-                out_dir: out_dir.to_path_buf(),
-            };
-            let store = store.clone();
-            let permits = permits.clone();
-            tasks.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
-                job.run(&store).await
-            });
-        }
+    for (job, prepared) in jobs.into_iter().zip(prepared) {
+        let prepared = prepared.expect("every package was prepared");
+        let store = store.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            job.run(prepared, &store).await
+        });
     }
     let mut built = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -132,94 +158,74 @@ struct Job {
 struct Prepared {
     entries: Vec<stages::tree::Entry>,
     key: String,
-    inputs: Vec<String>,
+    inputs: Vec<Input>,
+    /// Time spent resolving and hashing.
+    seconds: f64,
 }
 
 impl Job {
-    async fn run(self, store: &Store) -> Result<Built> {
+    /// Fetches the artifact from the cache, or writes it and records it.
+    async fn run(self: Arc<Self>, prepared: Prepared, store: &Store) -> Result<Built> {
         let started = Instant::now();
         let name = artifact_name(&self.pkg, &self.version, self.format);
         let path = self.out_dir.join(&name);
-        let job = std::sync::Arc::new(self);
-        let prepared = {
-            let job = job.clone();
-            tokio::task::spawn_blocking(move || job.prepare())
-                .await
-                .expect("prepare task panicked")?
-        };
-        let component = format!("package {}", job.pkg.name);
-        let kind = match job.format {
-            PackageFormat::Deb => "deb",
-            PackageFormat::Rpm => "rpm",
-        };
+        let record_key = record_key(&prepared.key);
 
-        if let Some((bytes, _)) = store.get_bytes(&record_key(&prepared.key)).await? {
-            let record: StageRecord =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                    url: store.url().to_string(),
-                    key: record_key(&prepared.key),
-                    detail: format!("not a stage record: {e}"),
-                })?;
-            store.get_blob_to_file(&record.blob, &path).await?;
-            publishable(&path)?;
-            return Ok(Built {
-                artifact: Artifact {
-                    name,
-                    kind: kind.into(),
-                    component,
-                    blob: record.blob,
-                    cache_key: prepared.key,
-                },
-                path,
-                cache_hit: true,
-                seconds: started.elapsed().as_secs_f64(),
-                inputs: prepared.inputs,
-            });
-        }
-
-        {
-            let job = job.clone();
-            let entries = prepared.entries.clone();
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || job.write(entries, &path))
-                .await
-                .expect("package writer panicked")?;
-        }
-        publishable(&path)?;
-        let put = store.put_blob_file(&path).await?;
-        let record = StageRecord {
-            name: name.clone(),
-            blob: put.blob.clone(),
+        let cached = store
+            .get_json::<StageRecord>(&record_key, "a stage record")
+            .await?;
+        let (blob, cache_hit) = match cached {
+            Some((record, _)) => {
+                store.get_blob_to_file(&record.blob, &path).await?;
+                publishable(&path)?;
+                (record.blob, true)
+            }
+            None => {
+                let job = self.clone();
+                let entries = prepared.entries;
+                let out = path.clone();
+                tokio::task::spawn_blocking(move || job.write(entries, &out))
+                    .await
+                    .expect("package writer panicked")?;
+                publishable(&path)?;
+                let put = store.put_blob_file(&path).await?;
+                let record = StageRecord {
+                    name: name.clone(),
+                    blob: put.blob.clone(),
+                };
+                let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
+                match store
+                    .put(&record_key, Body::from_bytes(bytes), Condition::IfAbsent)
+                    .await
+                {
+                    Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                (put.blob, false)
+            }
         };
-        let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
-        match store
-            .put(
-                &record_key(&prepared.key),
-                Body::from_bytes(bytes),
-                Condition::IfAbsent,
-            )
-            .await
-        {
-            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
-        }
         Ok(Built {
             artifact: Artifact {
                 name,
-                kind: kind.into(),
-                component,
-                blob: put.blob,
+                kind: match self.format {
+                    PackageFormat::Deb => "deb",
+                    PackageFormat::Rpm => "rpm",
+                }
+                .into(),
+                component: format!("package {}", self.pkg.name),
+                blob,
                 cache_key: prepared.key,
             },
             path,
-            cache_hit: false,
-            seconds: started.elapsed().as_secs_f64(),
+            cache_hit,
+            seconds: prepared.seconds + started.elapsed().as_secs_f64(),
             inputs: prepared.inputs,
         })
     }
 
     /// Resolves the file tree and computes the cache key.
     fn prepare(&self) -> Result<Prepared> {
+        let started = Instant::now();
         let mappings: Vec<stages::tree::Mapping> = self
             .pkg
             .files
@@ -254,8 +260,15 @@ impl Job {
                 stages::tree::EntryKind::Dir => "dir".to_string(),
                 stages::tree::EntryKind::Symlink { target } => format!("symlink:{target}"),
                 stages::tree::EntryKind::File { src, .. } => {
-                    inputs.push(relative(&project, src));
-                    format!("file:{}", super::blake3_file(src)?)
+                    // Both digests now: the key needs blake3, the manifest
+                    // both, and the file is read once for the two.
+                    let blob = digest::hash_file_blocking(src)?;
+                    let content = format!("file:{}", blob.blake3);
+                    inputs.push(Input {
+                        path: relative(&project, src),
+                        blob,
+                    });
+                    content
                 }
             };
             field(
@@ -264,22 +277,23 @@ impl Job {
             );
         }
         for (which, script) in self.scripts() {
-            let path = self.dir.join(script);
-            inputs.push(script.to_string());
-            field(
-                "script",
-                format!("{which}\0{}", super::blake3_file(&path)?).as_bytes(),
-            );
+            let blob = digest::hash_file_blocking(&self.dir.join(script))?;
+            field("script", format!("{which}\0{}", blob.blake3).as_bytes());
+            inputs.push(Input {
+                path: script.to_string(),
+                blob,
+            });
         }
         if let (PackageFormat::Rpm, Some(key)) = (self.format, &self.signer) {
             field("signer", key.fingerprint().as_bytes());
         }
-        inputs.sort();
-        inputs.dedup();
+        inputs.sort_by(|a, b| a.path.cmp(&b.path));
+        inputs.dedup_by(|a, b| a.path == b.path);
         Ok(Prepared {
             entries,
             key: h.finalize().to_hex().to_string(),
             inputs,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 

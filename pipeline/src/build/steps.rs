@@ -18,9 +18,10 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 use super::TOOL_VERSION;
+use super::record::Input;
 use crate::error::StepFailure;
 use crate::model::{Pipeline, Step};
-use crate::store::{BlobRef, Body, Condition, Store};
+use crate::store::{BlobRef, Body, Condition, Store, digest};
 use crate::{Error, Result};
 
 /// `PATH` inside a step: the system directories only, so a step does not
@@ -44,8 +45,9 @@ pub struct StepOutcome {
     pub seconds: f64,
     /// The files it produced.
     pub outputs: Vec<OutputFile>,
-    /// The files its input globs matched, relative to the project directory.
-    pub inputs: Vec<String>,
+    /// The files its input globs matched (relative to the project directory)
+    /// with their digests, for the manifest.
+    pub inputs: Vec<Input>,
 }
 
 /// How a step's outputs came to be on disk.
@@ -99,17 +101,10 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
     let (key, inputs) = tokio::task::spawn_blocking(move || step_key(&dir, &owned, epoch))
         .await
         .expect("step key task panicked")?;
-    let record =
-        match store.get_bytes(&record_key(&key)).await? {
-            Some((bytes, _)) => Some(serde_json::from_slice::<StepRecord>(&bytes).map_err(
-                |e| Error::Corrupt {
-                    url: store.url().to_string(),
-                    key: record_key(&key),
-                    detail: format!("not a step record: {e}"),
-                },
-            )?),
-            None => None,
-        };
+    let record = store
+        .get_json::<StepRecord>(&record_key(&key), "a step record")
+        .await?
+        .map(|(record, _)| record);
 
     let (status, outputs) = match record {
         Some(record) if outputs_match(&p.dir, &record.outputs)? => {
@@ -241,7 +236,7 @@ fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
 
 /// The digest of everything that can change the step's outputs, and the
 /// input files it covers.
-fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<String>)> {
+fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)> {
     let mut h = blake3::Hasher::new();
     let mut field = |name: &str, value: &[u8]| {
         h.update(name.as_bytes());
@@ -258,16 +253,19 @@ fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<String>)
         field("output", out.as_bytes());
     }
     let files = input_files(dir, step)?;
-    for (rel, mode, digest) in &files {
-        field("input", format!("{rel}\0{mode:o}\0{digest}").as_bytes());
+    for f in &files {
+        field(
+            "input",
+            format!("{}\0{:o}\0{}", f.input.path, f.mode, f.key_digest).as_bytes(),
+        );
     }
-    let inputs = files.into_iter().map(|(rel, _, _)| rel).collect();
+    let inputs = files.into_iter().map(|f| f.input).collect();
     Ok((h.finalize().to_hex().to_string(), inputs))
 }
 
 /// Files matched by the step's input globs, sorted, with mode and digest.
 /// The step's own outputs are not its inputs.
-fn input_files(dir: &Path, step: &Step) -> Result<Vec<(String, u32, String)>> {
+fn input_files(dir: &Path, step: &Step) -> Result<Vec<InputFile>> {
     let matchers = matchers(step)?;
     let own: Vec<String> = step
         .outputs
@@ -323,17 +321,32 @@ fn input_files(dir: &Path, step: &Step) -> Result<Vec<(String, u32, String)>> {
     hits.into_iter()
         .map(|(rel, path)| {
             let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let digest = if meta.file_type().is_symlink() {
+            // The manifest records what the file holds (through a link); the
+            // key of a link is its target text, so retargeting it counts.
+            let blob = digest::hash_file_blocking(&path)?;
+            let key_digest = if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&path).map_err(|e| Error::io(&path, e))?;
                 blake3::hash(target.as_os_str().as_encoded_bytes())
                     .to_hex()
                     .to_string()
             } else {
-                super::blake3_file(&path)?
+                blob.blake3.clone()
             };
-            Ok((rel, meta.permissions().mode() & 0o7777, digest))
+            Ok(InputFile {
+                mode: meta.permissions().mode() & 0o7777,
+                key_digest,
+                input: Input { path: rel, blob },
+            })
         })
         .collect()
+}
+
+/// One file a step reads.
+struct InputFile {
+    mode: u32,
+    /// What the step key covers: the content digest, or a link's target.
+    key_digest: String,
+    input: Input,
 }
 
 /// Removes declared outputs, so nothing stale survives into a run or a
@@ -472,9 +485,17 @@ fn outputs_match(dir: &Path, outputs: &[OutputFile]) -> Result<bool> {
         if meta.len() != out.blob.size || meta.permissions().mode() & 0o7777 != out.mode {
             return Ok(false);
         }
-        if super::blake3_file(&path)? != out.blob.blake3 {
+        if blake3_file(&path)? != out.blob.blake3 {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// The blake3 digest (hex) of a file's content, read in one streaming pass.
+fn blake3_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(h.finalize().to_hex().to_string())
 }

@@ -37,41 +37,28 @@ pub struct Report {
 /// error; it names the file and what differed.
 pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
     let mut checks = Vec::new();
-    let read = |name: &str| -> Result<Vec<u8>> {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|e| Error::Verify {
-            what: name.to_string(),
-            detail: format!("cannot be read ({e}); a build is only trusted whole"),
-        })
+    // The manifest and the provenance: each read whole and its detached
+    // signature checked before anything in it is believed.
+    let mut signed = |name: &str, sig: &str| -> Result<(Vec<u8>, Verified)> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| Error::Verify {
+                what: name.to_string(),
+                detail: format!("cannot be read ({e}); a build is only trusted whole"),
+            })
+        };
+        let bytes = read(name)?;
+        let signer = verify_signature(keyring, name, &bytes, &read(sig)?)?;
+        checks.push(Check {
+            what: name.into(),
+            detail: format!(
+                "signature by {} made {}",
+                signer.fingerprint, signer.signed_at
+            ),
+        });
+        Ok((bytes, signer))
     };
-    let manifest_bytes = read(files::MANIFEST)?;
-    let signer = verify_signature(
-        keyring,
-        files::MANIFEST,
-        &manifest_bytes,
-        &read(files::MANIFEST_SIG)?,
-    )?;
-    checks.push(Check {
-        what: files::MANIFEST.into(),
-        detail: format!(
-            "signature by {} made {}",
-            signer.fingerprint, signer.signed_at
-        ),
-    });
-    let provenance_bytes = read(files::PROVENANCE)?;
-    let prov_signer = verify_signature(
-        keyring,
-        files::PROVENANCE,
-        &provenance_bytes,
-        &read(files::PROVENANCE_SIG)?,
-    )?;
-    checks.push(Check {
-        what: files::PROVENANCE.into(),
-        detail: format!(
-            "signature by {} made {}",
-            prov_signer.fingerprint, prov_signer.signed_at
-        ),
-    });
+    let (manifest_bytes, signer) = signed(files::MANIFEST, files::MANIFEST_SIG)?;
+    let (provenance_bytes, _) = signed(files::PROVENANCE, files::PROVENANCE_SIG)?;
 
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Verify {

@@ -56,20 +56,23 @@ pub fn hash_bytes(bytes: &[u8]) -> BlobRef {
 /// stall the async runtime.
 pub async fn hash_file(path: &Path) -> Result<BlobRef> {
     let path = path.to_path_buf();
-    spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let mut h = Hasher::new();
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = read_retrying(&mut file, &mut buf).map_err(|e| Error::io(&path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+    spawn_blocking(move || hash_file_blocking(&path)).await
+}
+
+/// Digests of a file, on the calling thread (for code already on a blocking
+/// thread).
+pub fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = read_retrying(&mut file, &mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
         }
-        Ok(h.finalize())
-    })
-    .await
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize())
 }
 
 /// Copies `reader` into a new temporary file in `dir` while hashing it, with

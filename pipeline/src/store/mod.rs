@@ -421,14 +421,12 @@ impl Store {
     /// The root object; `None` when nothing was ever written to the store.
     /// [`Error::StoreFormat`] when its format is newer than [`STORE_FORMAT`].
     pub async fn root(&self) -> Result<Option<StoreRoot>> {
-        let Some((bytes, _)) = self.backend().get_bytes(layout::ROOT).await? else {
+        let Some((root, _)) = self
+            .get_json::<StoreRoot>(layout::ROOT, "a pipe store root object")
+            .await?
+        else {
             return Ok(None);
         };
-        let root: StoreRoot = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            url: self.inner.url.to_string(),
-            key: layout::ROOT.to_string(),
-            detail: format!("not a pipe store root object: {e}"),
-        })?;
         if root.format > STORE_FORMAT {
             return Err(Error::StoreFormat {
                 url: self.inner.url.to_string(),
@@ -483,6 +481,25 @@ impl Store {
     pub async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         validate_key(key)?;
         self.backend().get_bytes(key).await
+    }
+
+    /// Reads a small JSON object pipe wrote (a record, a pointer); `None` if
+    /// the key does not exist, [`Error::Corrupt`] naming the key if it is not
+    /// `what` (e.g. "a pointer").
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<(T, Version)>> {
+        let Some((bytes, version)) = self.get_bytes(key).await? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            url: self.inner.url.to_string(),
+            key: key.to_string(),
+            detail: format!("not {what}: {e}"),
+        })?;
+        Ok(Some((value, version)))
     }
 
     /// The size and version of an object; `None` if the key does not exist.
