@@ -197,6 +197,11 @@ pub enum Error {
     #[error(transparent)]
     Stage(#[from] stages::Error),
 
+    /// A repository index could not be rendered or signed (a recorded
+    /// control text apt would misread, two files for one package version).
+    #[error(transparent)]
+    Index(#[from] repo_index::Error),
+
     /// Something signed or recorded does not match what is on disk or in the
     /// store: a tampered artifact, manifest or provenance.
     #[error("{what}: {detail}")]

@@ -4,9 +4,11 @@
 
 pub mod build;
 pub mod error;
+pub mod fault;
 pub mod model;
 pub mod promote;
 pub mod publish;
+pub mod repository;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ use crate::model::Pipeline;
 use crate::publish::published_manifest;
 use crate::store::{Body, Condition, Store, Version};
 use crate::{Error, Result};
+use crate::{fault, repository};
 
 /// One move of an environment's pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,30 +98,9 @@ pub struct Outcome {
     pub moved: bool,
     /// The build it pointed at before.
     pub previous_build: Option<String>,
-}
-
-/// A test hook: `PIPE_FAULT=<point>` makes the process exit at that point, as
-/// if killed, so tests can show a crash at every step leaves a store the next
-/// run repairs. `PIPE_TEST_BARRIER=<dir>` makes it wait before the
-/// compare-and-swap until `<dir>/go` exists, so tests can start N promotions
-/// at the same moment.
-fn fault_point(point: &str) {
-    if std::env::var("PIPE_FAULT").is_ok_and(|f| f == point) {
-        tracing::warn!("PIPE_FAULT: exiting at `{point}`");
-        std::process::exit(137);
-    }
-}
-
-fn barrier() {
-    let Ok(dir) = std::env::var("PIPE_TEST_BARRIER") else {
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
-    let _ = std::fs::write(dir.join(std::process::id().to_string()), b"");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !dir.join("go").exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    /// The apt and yum repositories regenerated for it; `None` when they
+    /// already listed the build.
+    pub repositories: Option<repository::Regenerated>,
 }
 
 /// Moves `req.env` to `req.build`, signing the entry with `key`.
@@ -177,10 +157,22 @@ pub async fn promote(
         && head.entry.build == req.build
         && req.action == "promote"
     {
+        // A promotion killed after moving the pointer left the repositories
+        // behind: finish its work.
+        let repositories = if repository::is_current(store, req.env, req.build).await? {
+            None
+        } else {
+            tracing::info!(
+                env = req.env,
+                "the repositories lag the pointer; regenerating"
+            );
+            Some(regenerate(p, store, key, req.env, req.build).await?)
+        };
         return Ok(Outcome {
             entry: head.entry.clone(),
             moved: false,
             previous_build: Some(head.entry.build.clone()),
+            repositories,
         });
     }
 
@@ -203,8 +195,8 @@ pub async fn promote(
     };
     let bytes = serde_json::to_vec_pretty(&signed).expect("serialises");
 
-    barrier();
-    fault_point("before-pointer");
+    fault::barrier();
+    fault::point("before-pointer");
     let cond = match &version {
         Some(v) => Condition::IfMatch(v.clone()),
         None => Condition::IfAbsent,
@@ -225,13 +217,34 @@ pub async fn promote(
         }
         Err(e) => return Err(e),
     }
-    fault_point("after-pointer");
+    fault::point("after-pointer");
     write_history_copy(store, &signed, &bytes).await?;
+    fault::point("after-history");
+    let repositories = Some(regenerate(p, store, key, req.env, req.build).await?);
     Ok(Outcome {
         entry,
         moved: true,
         previous_build: head.map(|h| h.entry.build),
+        repositories,
     })
+}
+
+/// [`repository::regenerate`], saying on failure that the pointer itself
+/// has moved and how to finish.
+async fn regenerate(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    env: &str,
+    build: &str,
+) -> Result<repository::Regenerated> {
+    repository::regenerate(p, store, key, env, build)
+        .await
+        .inspect_err(|e| {
+            tracing::error!(
+                "`{env}` points at `{build}`, but its repositories were not regenerated ({e}); `pipe refresh --env {env}` finishes the work"
+            );
+        })
 }
 
 async fn write_history_copy(store: &Store, signed: &SignedEntry, bytes: &[u8]) -> Result<()> {

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::files;
 use crate::build::record::Manifest;
-use crate::store::{BlobRef, Body, Condition, Store};
+use crate::repository;
+use crate::store::{BlobRef, Body, Condition, Store, digest::spawn_blocking};
 use crate::{Error, Result};
 
 /// Store key of a published build's file.
@@ -148,6 +149,36 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
                     });
                 }
             }
+            Err(e) => return Err(e),
+        }
+    }
+
+    // Each package once in the pool, where apt and yum clients fetch it: a
+    // copy made inside the store, never sent again.
+    for a in manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == "deb" || a.kind == "rpm")
+    {
+        store
+            .copy_if_absent(&a.blob.key(), &repository::pool_key(a))
+            .await?;
+    }
+    // What the repository indices need of each package, read from the local
+    // files now so that no promotion reads a package again.
+    let index_key = build_key(&manifest.build, repository::INDEX_FILE);
+    if store.head(&index_key).await?.is_none() {
+        let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
+        let index = spawn_blocking(move || repository::record(&dir_owned, &manifest_owned)).await?;
+        match store
+            .put(
+                &index_key,
+                Body::from_bytes(serde_json::to_vec(&index).expect("serialises")),
+                Condition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
     }

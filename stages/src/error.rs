@@ -132,6 +132,15 @@ pub enum Error {
         #[source]
         source: keys::Error,
     },
+    /// A package file that is not what its format says (reading, not
+    /// writing: a truncated or foreign `.deb`).
+    #[error("`{path}` is not a valid package: {reason}")]
+    BadPackage {
+        /// The package file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The `rpm` crate refused the package (a name or path it cannot carry).
     #[error("cannot build `{path}`: {source}")]
     Rpm {

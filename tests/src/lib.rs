@@ -3,5 +3,6 @@
 //! that misbehave on purpose) on 127.0.0.1.
 
 pub mod cli;
+pub mod consumers;
 pub mod proxy;
 pub mod s3;

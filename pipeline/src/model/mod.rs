@@ -35,6 +35,9 @@ pub struct Pipeline {
     pub signing: Signing,
     /// `[registry]`, when images are pushed somewhere.
     pub registry: Option<Registry>,
+    /// `[repository]`: how the apt and yum repositories of each environment
+    /// are labelled and how long their signatures hold.
+    pub repository: Repository,
     /// `[environments.NAME]`, in the order they are declared.
     pub environments: Vec<Environment>,
     /// `[steps.NAME]`, by name: static build work whose outputs packages use.
@@ -81,6 +84,22 @@ pub struct Registry {
     pub url: String,
     /// Plain HTTP, for a registry on loopback.
     pub insecure: bool,
+}
+
+/// `[repository]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repository {
+    /// apt `Origin` (default: the project name).
+    pub origin: String,
+    /// apt `Label` (default: the project name).
+    pub label: String,
+    /// How long a signed suite stays valid (`Valid-Until`, default 7 days);
+    /// `pipe refresh` re-signs before then.
+    pub valid_for: std::time::Duration,
+    /// How long index files of a replaced generation stay, so a client that
+    /// fetched the old `InRelease` or `repomd.xml` just before can still
+    /// fetch what it names (default 1 hour).
+    pub grace: std::time::Duration,
 }
 
 /// `[environments.NAME]`.

@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "store",
     "signing",
     "registry",
+    "repository",
     "environments",
     "steps",
     "packages",
@@ -33,6 +34,7 @@ const PROJECT_KEYS: &[&str] = &["name", "version", "source_date_epoch"];
 const STORE_KEYS: &[&str] = &["url"];
 const SIGNING_KEYS: &[&str] = &["key"];
 const REGISTRY_KEYS: &[&str] = &["url", "insecure"];
+const REPOSITORY_KEYS: &[&str] = &["origin", "label", "valid_for", "grace"];
 const ENVIRONMENT_KEYS: &[&str] = &["from"];
 const PACKAGE_KEYS: &[&str] = &[
     "summary",
@@ -111,6 +113,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
     let images = cx.images(&root, &mut package_refs);
     let machines = cx.machines(&root, &mut package_refs);
     let deploy = cx.deploy(&root);
+    let repository = cx.repository(&root, project.as_ref());
 
     for (name, span, owner) in package_refs {
         if !declared.contains(&name) {
@@ -144,6 +147,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
             store,
             signing,
             registry,
+            repository,
             environments,
             steps,
             packages,
@@ -507,6 +511,56 @@ impl Cx<'_> {
             return None;
         }
         Some(Registry { url, insecure })
+    }
+
+    fn repository(&mut self, root: &DeTable<'_>, project: Option<&Project>) -> Repository {
+        let name = project.map_or_else(|| "pipe".to_string(), |p| p.name.clone());
+        let mut repo = Repository {
+            origin: name.clone(),
+            label: name,
+            valid_for: std::time::Duration::from_secs(7 * 86_400),
+            grace: std::time::Duration::from_secs(3600),
+        };
+        let Some(t) = field(root, "repository").and_then(|(_, v)| self.table(v, "`repository`"))
+        else {
+            return repo;
+        };
+        self.check_keys(t, "`[repository]`", REPOSITORY_KEYS, None);
+        for (key, slot) in [("origin", &mut repo.origin), ("label", &mut repo.label)] {
+            let Some((_, v)) = field(t, key) else {
+                continue;
+            };
+            let what = format!("`repository.{key}`");
+            if let Some(s) = self.nonempty_string(v, &what) {
+                if s.contains(['\n', '\r']) {
+                    self.error(
+                        v.span(),
+                        format!("{what} spans lines"),
+                        Some("apt fields are one line".into()),
+                    );
+                } else {
+                    *slot = s;
+                }
+            }
+        }
+        for (key, slot) in [
+            ("valid_for", &mut repo.valid_for),
+            ("grace", &mut repo.grace),
+        ] {
+            let Some((_, v)) = field(t, key) else {
+                continue;
+            };
+            let what = format!("`repository.{key}`");
+            if let Some(s) = self.string(v, &what) {
+                match rules::duration(&s) {
+                    Ok(d) => *slot = d,
+                    Err((message, hint)) => {
+                        self.error(v.span(), format!("{what}: {message}"), Some(hint))
+                    }
+                }
+            }
+        }
+        repo
     }
 
     fn environments(&mut self, root: &DeTable<'_>) -> Vec<Environment> {

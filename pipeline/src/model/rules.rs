@@ -335,6 +335,31 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// A duration written as a count and a unit: `45s`, `30m`, `12h`, `7d`,
+/// `2w`, `1y`. Zero is refused: every duration pipe takes is a lifetime.
+pub fn duration(s: &str) -> Result<std::time::Duration, Violation> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let hint = || "write a count and a unit (s, m, h, d, w, y), e.g. `7d` or `12h`".to_string();
+    let n: u64 = n
+        .parse()
+        .map_err(|_| (format!("`{s}` is not a duration"), hint()))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return Err((format!("`{s}` has no known unit"), hint())),
+    };
+    if n == 0 {
+        return Err((format!("`{s}` is zero"), "give it a positive length".into()));
+    }
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| (format!("`{s}` is too long"), hint()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +459,14 @@ mod tests {
         assert_eq!(did_you_mean("zzz", ["summary", "license"]), None);
         assert_eq!(did_you_mean("dve", ["dev", "prod"]), Some("dev"));
         assert_eq!(did_you_mean("qcow", ["raw", "qcow2"]), Some("qcow2"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("7d").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(duration("90m").unwrap().as_secs(), 5400);
+        assert!(duration("0h").is_err());
+        assert!(duration("7").unwrap_err().0.contains("no known unit"));
+        assert!(duration("d").is_err());
     }
 }

@@ -168,6 +168,23 @@ impl Backend for LocalBackend {
         .await
     }
 
+    async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool> {
+        let (src, dst) = (self.path(from), self.path(to));
+        spawn_blocking(move || {
+            let parent = dst.parent().expect("a key has a parent: the store root");
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            // A link is atomic and fails if the target exists; objects are
+            // replaced by rename, never written in place, so sharing the
+            // inode never lets a later write reach the copy.
+            match std::fs::hard_link(&src, &dst) {
+                Ok(()) => sync_parent(&dst).map(|()| true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(Error::io(&src, e)),
+            }
+        })
+        .await
+    }
+
     fn spool_dir(&self) -> PathBuf {
         self.root.join(TMP)
     }

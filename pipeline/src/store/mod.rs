@@ -345,6 +345,11 @@ trait Backend: Send + Sync {
 
     async fn delete(&self, key: &str) -> Result<()>;
 
+    /// Makes `to` hold the bytes of `from` without sending them through this
+    /// process (a hard link; a server-side copy). `Ok(false)` when `to`
+    /// already exists, which is left as it is.
+    async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool>;
+
     /// A directory for temporary files; on the same filesystem as the store
     /// when there is one, so a spooled file can be moved into place.
     fn spool_dir(&self) -> PathBuf;
@@ -531,6 +536,16 @@ impl Store {
         validate_key(key)?;
         self.before_write().await?;
         self.backend().delete(key).await
+    }
+
+    /// Makes `to` an immutable copy of `from` (`to` must not be replaced
+    /// later), made inside the store: no byte passes through this process.
+    /// Returns `false` when `to` already existed and was left alone.
+    pub async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool> {
+        validate_key(from)?;
+        validate_key(to)?;
+        self.before_write().await?;
+        self.backend().copy_if_absent(from, to).await
     }
 
     /// Stores a file as a blob. Nothing is sent when the blob is already there.

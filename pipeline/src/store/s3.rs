@@ -482,6 +482,23 @@ impl Backend for S3Backend {
         Ok(())
     }
 
+    async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool> {
+        if self.head(to).await?.is_some() {
+            return Ok(false);
+        }
+        // Racing copiers of the same key copy the same immutable source, so
+        // the loser's overwrite changes no byte.
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(copy_source(&self.bucket, &self.full_key(from)))
+            .key(self.full_key(to))
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", to, e))?;
+        Ok(true)
+    }
+
     fn spool_dir(&self) -> PathBuf {
         std::env::temp_dir()
     }
@@ -532,6 +549,21 @@ impl Backend for S3Backend {
 
 /// ETags are compared as opaque strings, so one form is kept: quoted, as
 /// S3 sends them.
+/// `x-amz-copy-source` is URL-encoded: a `+` in a package version would
+/// otherwise be read as a space.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = format!("{bucket}/");
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn version(etag: Option<&str>) -> Version {
     let e = etag.unwrap_or_default();
     if e.starts_with('"') || e.starts_with("W/") {

@@ -17,6 +17,7 @@
 //! which is renamed into place last. On any error nothing is left behind.
 
 mod control;
+mod read;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use md5::{Digest, Md5};
 
 pub use self::control::version_from_project;
+pub use self::read::{DebReader, Member};
 pub use crate::compress::Compression;
 use crate::compress::{Encoder, default_threads};
 use crate::tarball::{TarEntry, TarKind, TarWriter};

@@ -72,6 +72,14 @@ pub enum Command {
         #[arg(long, value_name = "SEQ")]
         to: Option<u64>,
     },
+    /// Re-sign the apt and yum repositories of environments (default: all
+    /// with a pointer) with a new date, before `Valid-Until` passes; also
+    /// finishes a regeneration a killed promotion left undone.
+    Refresh {
+        /// The environment (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+    },
     /// An environment's signed, hash-chained history; checks the chain.
     History {
         /// The environment.
@@ -128,23 +136,7 @@ pub struct KeysGenerate {
 
 /// `30s`, `12h`, `90d`, `2y`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write e.g. `90d` or `2y`"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "y" => 365 * 86_400,
-        _ => return Err(format!("`{s}`: the unit must be one of s, m, h, d, w, y")),
-    };
-    if n == 0 {
-        return Err("a key must be valid for some time".into());
-    }
-    Ok(std::time::Duration::from_secs(n * secs))
+    pipeline::model::rules::duration(s).map_err(|(message, hint)| format!("{message}: {hint}"))
 }
 
 #[derive(Debug, clap::Args)]

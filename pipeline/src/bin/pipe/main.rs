@@ -72,6 +72,7 @@ fn main() -> ExitCode {
                 commands::promote::promote(&cx, build.as_deref(), &to, force).await
             }
             Command::Rollback { env, to } => commands::promote::rollback(&cx, &env, to).await,
+            Command::Refresh { env } => commands::promote::refresh(&cx, &env).await,
             Command::History { env, keyring } => {
                 commands::promote::show_history(&cx, &env, keyring.as_deref()).await
             }

@@ -3,6 +3,7 @@
 
 use keys::Keyring;
 use pipeline::promote::{self, Request, SignedEntry, history, verify_chain};
+use pipeline::repository::{self, Regenerated};
 use pipeline::store::Store;
 use pipeline::{Error, Result};
 use serde_json::json;
@@ -97,7 +98,7 @@ fn report(cx: &Context, outcome: &promote::Outcome) {
     let e = &outcome.entry;
     cx.printer.result(
         || {
-            if outcome.moved {
+            let mut s = if outcome.moved {
                 format!(
                     "{} {} → {} (entry {}, {}{})",
                     e.env,
@@ -109,10 +110,79 @@ fn report(cx: &Context, outcome: &promote::Outcome) {
                 )
             } else {
                 format!("{} already points at {} (entry {}); nothing changed", e.env, e.build, e.seq)
+            };
+            if let Some(r) = &outcome.repositories {
+                s.push('\n');
+                s.push_str(&describe(r));
             }
+            s
         },
-        || json!({ "ok": true, "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build }),
+        || json!({ "ok": true, "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build, "repositories": outcome.repositories }),
     );
+}
+
+/// One line per regenerated environment.
+fn describe(r: &Regenerated) -> String {
+    let views: Vec<&str> = [r.apt_suite.as_deref(), r.yum_repo.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    format!(
+        "  {}: {} packages in {} ({} files written, {} expired removed, {:.2} s){}",
+        r.env,
+        r.packages,
+        if views.is_empty() {
+            "no repository".to_string()
+        } else {
+            views.join(" and ")
+        },
+        r.written,
+        r.removed,
+        r.seconds,
+        r.valid_until
+            .as_deref()
+            .map(|v| format!(", valid until {v}"))
+            .unwrap_or_default()
+    )
+}
+
+/// `pipe refresh`: re-sign the repositories of `envs` (default: every
+/// environment with a pointer) with a new date.
+pub async fn refresh(cx: &Context, envs: &[String]) -> Result<()> {
+    let (p, store) = open(cx).await?;
+    let key = cx.signing_key()?;
+    let names: Vec<String> = if envs.is_empty() {
+        p.environments.iter().map(|e| e.name.clone()).collect()
+    } else {
+        for env in envs {
+            if !p.environments.iter().any(|e| &e.name == env) {
+                return Err(Error::Usage {
+                    message: format!("environment `{env}` is not declared in pipeline.toml"),
+                    hint: None,
+                });
+            }
+        }
+        envs.to_vec()
+    };
+    let mut done = Vec::new();
+    let mut skipped = Vec::new();
+    for env in &names {
+        match repository::refresh(p, &store, &key, env).await? {
+            Some(r) => done.push(r),
+            None => skipped.push(env.clone()),
+        }
+    }
+    cx.printer.result(
+        || {
+            let mut s: Vec<String> = done.iter().map(describe).collect();
+            for env in &skipped {
+                s.push(format!("  {env}: points at no build; nothing to sign"));
+            }
+            s.join("\n")
+        },
+        || json!({ "ok": true, "refreshed": done, "skipped": skipped }),
+    );
+    Ok(())
 }
 
 pub async fn show_history(

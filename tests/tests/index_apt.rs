@@ -3,13 +3,11 @@
 //! generation seen by the next update with the first one's by-hash files
 //! still served, and tampered indices or `InRelease` refused.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use pipe_e2e::consumers::*;
 use repo_index::apt::{self, DebPackage, Entry, RenderedSuite, SuiteConfig};
 
 /// Builds `NAME_VERSION_ARCH.deb` with `dpkg-deb --build` into `repo/pool`
@@ -47,87 +45,6 @@ fn build_deb(work: &Path, repo: &Path, name: &str, version: &str, arch: &str) ->
         md5: md5_hex(&bytes),
         sha1: None,
         sha256: sha256_hex(&bytes),
-    }
-}
-
-/// An apt configuration confined to `dir` (its own sources, state, cache,
-/// no system configuration parts, no locking, runs as the current user).
-struct Apt {
-    dir: PathBuf,
-    conf: PathBuf,
-}
-
-impl Apt {
-    fn new(dir: PathBuf, url: &str, keyring: &Path) -> Apt {
-        let empty = mkdir(dir.join("empty"));
-        for d in [
-            "state/lists/partial",
-            "cache/archives/partial",
-            "log",
-            "download",
-        ] {
-            mkdir(dir.join(d));
-        }
-        write(&dir.join("state/status"), "");
-        write(
-            &dir.join("sources.list"),
-            format!("deb [signed-by={}] {url} prod main\n", keyring.display()),
-        );
-        let conf = dir.join("apt.conf");
-        let e = empty.display();
-        let d = dir.display();
-        write(
-            &conf,
-            format!(
-                r#"Dir::Etc::Parts "{e}";
-Dir::Etc::SourceList "{d}/sources.list";
-Dir::Etc::SourceParts "{e}";
-Dir::Etc::Trusted "/dev/null";
-Dir::Etc::TrustedParts "{e}";
-Dir::Etc::Preferences "/dev/null";
-Dir::Etc::PreferencesParts "{e}";
-Dir::State "{d}/state";
-Dir::State::status "{d}/state/status";
-Dir::Cache "{d}/cache";
-Dir::Log "{d}/log";
-APT::Architecture "amd64";
-APT::Architectures {{ "amd64"; }};
-APT::Sandbox::User "root";
-Debug::NoLocking "1";
-Acquire::Languages "none";
-Acquire::Retries "0";
-Acquire::http::Proxy "DIRECT";
-"#
-            ),
-        );
-        Apt { dir, conf }
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("APT_CONFIG", &self.conf)
-            .env("LC_ALL", "C")
-            .current_dir(self.dir.join("download"));
-        c
-    }
-
-    fn update(&self) -> std::process::Output {
-        try_run(self.cmd("apt-get").args(["-q", "update"]))
-    }
-
-    /// `apt-get download NAME`; returns the downloaded file's name.
-    fn download(&self, name: &str) -> String {
-        let dl = self.dir.join("download");
-        for f in std::fs::read_dir(&dl).unwrap() {
-            std::fs::remove_file(f.unwrap().path()).unwrap();
-        }
-        run(self.cmd("apt-get").args(["-q", "download", name]));
-        let files: Vec<String> = std::fs::read_dir(&dl)
-            .unwrap()
-            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(files.len(), 1, "{files:?}");
-        files.into_iter().next().unwrap()
     }
 }
 
@@ -191,7 +108,7 @@ fn apt_get_reads_signed_suite_sees_new_generation_and_refuses_tampering() {
     );
 
     let server = HttpServer::start(&repo);
-    let apt = Apt::new(tmp.path().join("apt"), &server.url(), &keyring);
+    let apt = Apt::new(tmp.path().join("apt"), &server.url(), "prod", &keyring);
     let out = apt.update();
     let t = text(&out);
     assert!(
@@ -254,6 +171,7 @@ fn apt_get_reads_signed_suite_sees_new_generation_and_refuses_tampering() {
     let apt_t = Apt::new(
         tmp.path().join("apt-tampered"),
         &format!("{}tampered/", server.url()),
+        "prod",
         &keyring,
     );
     let out = apt_t.update();
@@ -283,6 +201,7 @@ fn apt_get_reads_signed_suite_sees_new_generation_and_refuses_tampering() {
     let apt_f = Apt::new(
         tmp.path().join("apt-forged"),
         &format!("{}forged/", server.url()),
+        "prod",
         &keyring,
     );
     let out = apt_f.update();

@@ -2,14 +2,12 @@
 //! 127.0.0.1 with `gpgcheck=1` and `repo_gpgcheck=1`; and the XML compared
 //! with what createrepo_c writes for the same packages.
 
-mod common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use pipe_e2e::consumers::*;
 use repo_index::yum::{
     self, ChangelogEntry, Dependency, FileKind, PackageXml, RenderedRepo, RepoConfig, RpmFile,
     RpmPackage,
@@ -314,62 +312,6 @@ fn xml_matches_createrepo_c_for_the_same_packages() {
             "{} open-checksum",
             d.kind
         );
-    }
-}
-
-/// dnf confined to a temp dir: its own config, repo file, cache, log,
-/// install root.
-struct Dnf {
-    dir: PathBuf,
-}
-
-impl Dnf {
-    fn new(dir: PathBuf, url: &str, key_asc: &Path) -> Dnf {
-        for d in ["root", "cache", "log", "repos.d", "persist"] {
-            mkdir(dir.join(d));
-        }
-        let d = dir.display();
-        write(
-            &dir.join("dnf.conf"),
-            format!(
-                "[main]\ngpgcheck=1\nrepo_gpgcheck=1\nreposdir={d}/repos.d\ncachedir={d}/cache\nlogdir={d}/log\npersistdir={d}/persist\nkeepcache=0\ninstall_weak_deps=0\nmetadata_expire=0\nskip_if_unavailable=0\n"
-            ),
-        );
-        write(
-            &dir.join("repos.d/pipe.repo"),
-            format!(
-                "[pipe]\nname=pipe\nbaseurl={url}\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\ngpgkey=file://{}\n",
-                key_asc.display()
-            ),
-        );
-        Dnf { dir }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let d = &self.dir;
-        try_run(
-            Command::new("dnf")
-                .arg("-c")
-                .arg(d.join("dnf.conf"))
-                .arg("--installroot")
-                .arg(d.join("root"))
-                .arg(format!("--setopt=reposdir={}", d.join("repos.d").display()))
-                .args([
-                    "--releasever=1",
-                    "--disablerepo=*",
-                    "--enablerepo=pipe",
-                    "-y",
-                ])
-                .args(args)
-                .env("LC_ALL", "C.UTF-8"),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let t = text(&out);
-        assert!(out.status.success(), "dnf {args:?}:\n{t}");
-        t
     }
 }
 

@@ -1,0 +1,702 @@
+//! The consumer views of each environment: the apt suite `dists/ENV` and the
+//! yum repository `yum/ENV`, regenerated from the environment's pointer.
+//!
+//! The store root is the repository root a web server (or the S3 endpoint)
+//! serves:
+//!
+//! - `pool/main/<l>/<package>/<artifact>`: every published package, once. It
+//!   is a hard link or server-side copy of the package's blob, made at
+//!   publish, so no promotion moves package bytes;
+//! - `dists/ENV/…`: the apt suite (`deb … ENV main`);
+//! - `yum/ENV/repodata/…`: the yum repository (`baseurl=…/yum/ENV`), whose
+//!   packages are named `../../pool/…`;
+//! - `builds/<id>/index.json`: what the indices need of every package of a
+//!   build (control stanza, rpm header fields, file list), recorded at
+//!   publish, so a regeneration reads no package;
+//! - `repo-state/ENV.json`: what the repositories of ENV were generated
+//!   from, and the index files of replaced generations with the time they
+//!   were replaced; they are deleted once the grace period has passed, so a
+//!   client that fetched the old `InRelease` a moment before still finds
+//!   every file it names.
+//!
+//! A regeneration writes content-addressed files first (apt `by-hash`, yum
+//! checksum-named data), then apt's plain index files, then the signed top
+//! files: a reader sees the old complete repository or the new one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use keys::SecretKey;
+use md5::{Digest, Md5};
+use repo_index::{PlannedFile, apt, yum};
+use serde::{Deserialize, Serialize};
+
+use crate::build::packages::Artifact;
+use crate::build::record::Manifest;
+use crate::model::Pipeline;
+use crate::publish::{build_key, published_manifest};
+use crate::store::{Body, Condition, Store, digest::spawn_blocking};
+use crate::{Error, Result, fault};
+
+/// `builds/<id>/index.json`.
+pub const INDEX_FILE: &str = "index.json";
+const INDEX_FORMAT: u32 = 1;
+/// The one apt component pipe publishes.
+pub const COMPONENT: &str = "main";
+
+/// What the indices need of every package of one build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildIndex {
+    /// Format of this record.
+    pub format: u32,
+    /// Every .deb.
+    pub debs: Vec<IndexedDeb>,
+    /// Every .rpm.
+    pub rpms: Vec<IndexedRpm>,
+}
+
+/// A .deb's rendered `Packages` stanza.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedDeb {
+    /// Artifact file name.
+    pub artifact: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// The stanza.
+    pub stanza: apt::Stanza,
+}
+
+/// An .rpm's rendered `primary`/`filelists`/`other` fragments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedRpm {
+    /// Artifact file name.
+    pub artifact: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// The fragments.
+    pub xml: yum::PackageXml,
+}
+
+/// Where an artifact lives in the pool, relative to the repository root:
+/// `pool/main/h/hello/hello_1.2.0_amd64.deb` (`lib` packages under their
+/// first four letters, as Debian's archive does).
+pub fn pool_key(artifact: &Artifact) -> String {
+    let package = artifact
+        .component
+        .strip_prefix("package ")
+        .unwrap_or(&artifact.component);
+    let fan = if package.starts_with("lib") && package.len() > 3 {
+        &package[..4]
+    } else {
+        package.get(..1).unwrap_or("_")
+    };
+    format!("pool/{COMPONENT}/{fan}/{package}/{}", artifact.name)
+}
+
+/// The yum repository of `env`, relative to the repository root.
+pub fn yum_dir(env: &str) -> String {
+    format!("yum/{env}")
+}
+
+fn state_key(env: &str) -> String {
+    format!("repo-state/{env}.json")
+}
+
+/// Records what the indices need of every package of the build in `dir`
+/// (a `.pipe/builds/<id>/` directory), reading each package's control or
+/// header, on all cores. Blocking.
+pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
+    let artifacts: Vec<&Artifact> = manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == "deb" || a.kind == "rpm")
+        .collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(artifacts.len().max(1));
+    let mut done: Vec<(usize, Result<Recorded>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(a) = artifacts.get(i) else { break };
+                        let path = dir.join(&a.name);
+                        out.push((i, record_one(&path, a, manifest.source_date_epoch)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("recording thread panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    let mut index = BuildIndex {
+        format: INDEX_FORMAT,
+        debs: Vec::new(),
+        rpms: Vec::new(),
+    };
+    for (_, r) in done {
+        match r? {
+            Recorded::Deb(d) => index.debs.push(d),
+            Recorded::Rpm(r) => index.rpms.push(*r),
+        }
+    }
+    Ok(index)
+}
+
+enum Recorded {
+    Deb(IndexedDeb),
+    Rpm(Box<IndexedRpm>),
+}
+
+fn record_one(path: &Path, a: &Artifact, file_time: u64) -> Result<Recorded> {
+    Ok(match a.kind.as_str() {
+        "deb" => Recorded::Deb(IndexedDeb {
+            artifact: a.name.clone(),
+            sha256: a.blob.sha256.clone(),
+            stanza: apt::render_stanza(&record_deb(path, a)?)?,
+        }),
+        _ => Recorded::Rpm(Box::new(IndexedRpm {
+            artifact: a.name.clone(),
+            sha256: a.blob.sha256.clone(),
+            xml: yum::render_package(&record_rpm(path, a, file_time)?)?,
+        })),
+    })
+}
+
+fn record_deb(path: &Path, a: &Artifact) -> Result<apt::DebPackage> {
+    let control = stages::deb::DebReader::open(path)?.control()?;
+    // apt checks MD5sum too; it is the one digest the store does not keep.
+    let mut md5 = Md5::new();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+    }
+    Ok(apt::DebPackage {
+        control,
+        filename: pool_key(a),
+        size: a.blob.size,
+        md5: hex::encode(md5.finalize()),
+        sha1: None,
+        sha256: a.blob.sha256.clone(),
+    })
+}
+
+fn record_rpm(path: &Path, a: &Artifact, file_time: u64) -> Result<yum::RpmPackage> {
+    let bad = |e: rpm::Error| {
+        Error::Stage(stages::Error::BadPackage {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    };
+    let meta = rpm::PackageMetadata::open(path).map_err(bad)?;
+    let text = |r: std::result::Result<&str, rpm::Error>| r.map(str::to_string).unwrap_or_default();
+    let deps = |r: std::result::Result<Vec<rpm::Dependency>, rpm::Error>| {
+        r.unwrap_or_default()
+            .into_iter()
+            .map(|d| yum::Dependency::new(d.name, d.flags.bits(), d.version))
+            .collect::<Vec<_>>()
+    };
+    let h = &meta.header;
+    let paths = meta.get_file_paths().map_err(bad)?;
+    let modes = h
+        .get_entry_data_as_u16_array(rpm::IndexTag::RPMTAG_FILEMODES)
+        .unwrap_or_default();
+    let flags = h
+        .get_entry_data_as_u32_array(rpm::IndexTag::RPMTAG_FILEFLAGS)
+        .unwrap_or_default();
+    let files = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| yum::RpmFile {
+            path: p.to_string_lossy().into_owned(),
+            kind: yum::FileKind::from_header(
+                modes.get(i).copied().unwrap_or(0o100644).into(),
+                flags.get(i).copied().unwrap_or(0),
+            ),
+        })
+        .collect();
+    let changelogs = meta
+        .get_changelog_entries()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| yum::ChangelogEntry {
+            author: c.name,
+            date: c.timestamp,
+            text: c.description,
+        })
+        .collect();
+    let sig = &meta.signature;
+    let archive_size = sig
+        .get_entry_data_as_u64(rpm::IndexSignatureTag::RPMSIGTAG_LONGARCHIVESIZE)
+        .or_else(|_| {
+            sig.get_entry_data_as_u32(rpm::IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE)
+                .map(u64::from)
+        })
+        .or_else(|_| h.get_entry_data_as_u64(rpm::IndexTag::RPMTAG_PAYLOADSIZE))
+        .or_else(|_| {
+            h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_PAYLOADSIZE)
+                .map(u64::from)
+        })
+        .unwrap_or(0);
+    let offsets = meta.get_package_segment_offsets();
+    Ok(yum::RpmPackage {
+        name: meta.get_name().map_err(bad)?.to_string(),
+        epoch: meta.get_epoch().map_or(0, u64::from),
+        version: meta.get_version().map_err(bad)?.to_string(),
+        release: meta.get_release().map_err(bad)?.to_string(),
+        arch: meta.get_arch().map_err(bad)?.to_string(),
+        summary: text(meta.get_summary()),
+        description: text(meta.get_description()),
+        url: meta
+            .get_url()
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
+        license: text(meta.get_license()),
+        vendor: text(meta.get_vendor()),
+        group: text(meta.get_group()),
+        packager: text(meta.get_packager()),
+        buildhost: text(meta.get_build_host()),
+        sourcerpm: text(meta.get_source_rpm()),
+        build_time: meta.get_build_time().unwrap_or(0),
+        file_time,
+        package_size: a.blob.size,
+        installed_size: meta.get_installed_size().unwrap_or(0),
+        archive_size,
+        header_start: offsets.header,
+        header_end: offsets.payload,
+        sha256: a.blob.sha256.clone(),
+        location_href: format!("../../{}", pool_key(a)),
+        location_base: None,
+        provides: deps(meta.get_provides()),
+        requires: deps(meta.get_requires()),
+        conflicts: deps(meta.get_conflicts()),
+        obsoletes: deps(meta.get_obsoletes()),
+        recommends: deps(meta.get_recommends()),
+        suggests: deps(meta.get_suggests()),
+        supplements: deps(meta.get_supplements()),
+        enhances: deps(meta.get_enhances()),
+        files,
+        changelogs,
+    })
+}
+
+/// What the repositories of an environment were last generated from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RepoState {
+    build: String,
+    generated_at: String,
+    /// Digests of each apt index (`main/binary-amd64`): plain, gz, xz.
+    apt: Vec<(String, [String; 3])>,
+    /// yum data files: kind, checksum, open checksum, open size.
+    yum: Vec<(String, String, String, u64)>,
+    /// Content-addressed files the current generation names.
+    current: BTreeSet<String>,
+    /// Content-addressed files of replaced generations: when they were
+    /// replaced (Unix seconds).
+    retired: BTreeMap<String, u64>,
+}
+
+/// What a regeneration did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Regenerated {
+    /// The environment.
+    pub env: String,
+    /// The build its repositories now list.
+    pub build: String,
+    /// `dists/ENV`, when the build has .debs.
+    pub apt_suite: Option<String>,
+    /// `yum/ENV`, when the build has .rpms.
+    pub yum_repo: Option<String>,
+    /// Packages listed.
+    pub packages: usize,
+    /// Files written.
+    pub written: usize,
+    /// Index files of earlier generations deleted after their grace period.
+    pub removed: usize,
+    /// `Valid-Until` of the apt suite (RFC 3339).
+    pub valid_until: Option<String>,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Regenerates the apt suite and yum repository of `env` so they list the
+/// packages of `build`, signed with `key`.
+pub async fn regenerate(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    env: &str,
+    build: &str,
+) -> Result<Regenerated> {
+    let started = Instant::now();
+    let manifest = published_manifest(store, build)
+        .await?
+        .ok_or_else(|| Error::Usage {
+            message: format!("build `{build}` is not published in {}", store.url()),
+            hint: Some("run `pipe publish` first".into()),
+        })?;
+    let index_key = build_key(build, INDEX_FILE);
+    let (index, _) = store
+        .get_json::<BuildIndex>(&index_key, "a build index")
+        .await?
+        .ok_or_else(|| Error::Usage {
+            message: format!("build `{build}` has no package index (`{index_key}`)"),
+            hint: Some("run `pipe publish` for the build again: it records the index".into()),
+        })?;
+    check_index(&index, &manifest, &index_key)?;
+    let state = store
+        .get_json::<RepoState>(&state_key(env), "a repository state")
+        .await?
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    // A refresh or repair lists the same packages: reuse the compressed
+    // indices instead of compressing them again.
+    let (prev_apt, prev_yum) = if state.build == build {
+        (
+            previous_apt(store, env, &state).await?,
+            previous_yum(store, env, &state).await?,
+        )
+    } else {
+        (None, None)
+    };
+
+    let now = SystemTime::now();
+    let repo = p.repository.clone();
+    let env_owned = env.to_string();
+    let key_owned = key.clone();
+    let rendered = spawn_blocking(move || {
+        render(
+            &env_owned, &repo, &index, &key_owned, now, prev_apt, prev_yum,
+        )
+    })
+    .await?;
+
+    // Content-addressed files first (in parallel: nothing names them yet),
+    // then the rest in plan order, the signed top files last.
+    let (named, rest): (Vec<&PlannedFile>, Vec<&PlannedFile>) =
+        rendered.files.iter().partition(|f| f.content_addressed);
+    let mut written = 0;
+    let existing: BTreeSet<&String> = state.current.iter().collect();
+    let fresh: Vec<&PlannedFile> = named
+        .into_iter()
+        .filter(|f| !existing.contains(&f.path))
+        .collect();
+    for f in &fresh {
+        fault::before_write(&f.path);
+    }
+    futures::future::try_join_all(fresh.iter().map(|f| async move {
+        match store
+            .put(
+                &f.path,
+                Body::from_bytes(f.bytes.to_vec()),
+                Condition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }))
+    .await?;
+    written += fresh.len();
+    for f in rest {
+        fault::before_write(&f.path);
+        store
+            .put(
+                &f.path,
+                Body::from_bytes(f.bytes.to_vec()),
+                Condition::Overwrite,
+            )
+            .await?;
+        written += 1;
+    }
+
+    // Files the new generation no longer names start their grace period;
+    // those whose grace period is over go.
+    let now_secs = unix_secs(now);
+    let current: BTreeSet<String> = rendered
+        .files
+        .iter()
+        .filter(|f| f.content_addressed)
+        .map(|f| f.path.clone())
+        .collect();
+    let mut retired = state.retired.clone();
+    for path in state.current.difference(&current) {
+        retired.entry(path.clone()).or_insert(now_secs);
+    }
+    retired.retain(|path, _| !current.contains(path));
+    let grace = p.repository.grace.as_secs();
+    let expired: Vec<String> = retired
+        .iter()
+        .filter(|(_, at)| **at + grace <= now_secs)
+        .map(|(path, _)| path.clone())
+        .collect();
+    let new_state = RepoState {
+        build: build.to_string(),
+        generated_at: crate::build::rfc3339(now),
+        apt: rendered.apt_digests,
+        yum: rendered.yum_digests,
+        current,
+        retired: retired
+            .into_iter()
+            .filter(|(path, _)| !expired.contains(path))
+            .collect(),
+    };
+    // The state is written before the deletions: a crash in between leaves
+    // files nobody names, never a state naming deleted files.
+    fault::before_write(&state_key(env));
+    store
+        .put(
+            &state_key(env),
+            Body::from_bytes(serde_json::to_vec_pretty(&new_state).expect("serialises")),
+            Condition::Overwrite,
+        )
+        .await?;
+    for path in &expired {
+        store.delete(path).await?;
+    }
+    Ok(Regenerated {
+        env: env.to_string(),
+        build: build.to_string(),
+        apt_suite: rendered.apt.then(|| format!("dists/{env}")),
+        yum_repo: rendered.yum.then(|| yum_dir(env)),
+        packages: rendered.packages,
+        written: written + 1,
+        removed: expired.len(),
+        valid_until: rendered
+            .apt
+            .then(|| crate::build::rfc3339(now + p.repository.valid_for)),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Regenerates `env` from its pointer with a new date and signature (so
+/// `Valid-Until` moves on). `None` when `env` points nowhere.
+pub async fn refresh(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    env: &str,
+) -> Result<Option<Regenerated>> {
+    let (head, _) = crate::promote::read_pointer(store, env).await?;
+    match head {
+        Some(head) => Ok(Some(
+            regenerate(p, store, key, env, &head.entry.build).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// True when the repositories of `env` list `build` (a promotion that
+/// found the pointer in place but was killed before regenerating checks
+/// this).
+pub async fn is_current(store: &Store, env: &str, build: &str) -> Result<bool> {
+    Ok(store
+        .get_json::<RepoState>(&state_key(env), "a repository state")
+        .await?
+        .is_some_and(|(s, _)| s.build == build))
+}
+
+/// Every indexed package must be an artifact of the signed manifest, with
+/// the same digest: the index is not signed itself.
+fn check_index(index: &BuildIndex, manifest: &Manifest, key: &str) -> Result<()> {
+    let digests: BTreeMap<&str, &str> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.name.as_str(), a.blob.sha256.as_str()))
+        .collect();
+    for (artifact, sha256) in index
+        .debs
+        .iter()
+        .map(|d| (&d.artifact, &d.sha256))
+        .chain(index.rpms.iter().map(|r| (&r.artifact, &r.sha256)))
+    {
+        if digests.get(artifact.as_str()) != Some(&sha256.as_str()) {
+            return Err(Error::Verify {
+                what: key.to_string(),
+                detail: format!(
+                    "lists `{artifact}` with sha256 {sha256}, which the build manifest does not ({})",
+                    digests.get(artifact.as_str()).unwrap_or(&"absent")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+struct Rendered {
+    files: Vec<PlannedFile>,
+    apt: bool,
+    yum: bool,
+    packages: usize,
+    apt_digests: Vec<(String, [String; 3])>,
+    yum_digests: Vec<(String, String, String, u64)>,
+}
+
+fn render(
+    env: &str,
+    repo: &crate::model::Repository,
+    index: &BuildIndex,
+    key: &SecretKey,
+    now: SystemTime,
+    prev_apt: Option<apt::RenderedSuite>,
+    prev_yum: Option<yum::RenderedRepo>,
+) -> Result<Rendered> {
+    let mut files = Vec::new();
+    let mut apt_digests = Vec::new();
+    let mut yum_digests = Vec::new();
+    if !index.debs.is_empty() {
+        let entries: Vec<apt::Entry> = index
+            .debs
+            .iter()
+            .map(|d| apt::Entry {
+                component: COMPONENT,
+                stanza: &d.stanza,
+            })
+            .collect();
+        let mut config = apt::SuiteConfig::new(env, now);
+        config.origin = repo.origin.clone();
+        config.label = repo.label.clone();
+        config.valid_for = repo.valid_for;
+        config.components = vec![COMPONENT.into()];
+        // Packages of architecture `all` are listed under every
+        // architecture; a suite of only those still needs one.
+        if index.debs.iter().all(|d| d.stanza.architecture == "all") {
+            config.architectures = vec!["amd64".into()];
+        }
+        let suite = apt::render_suite(&config, &entries, prev_apt.as_ref())?;
+        let signed = suite.sign(key, now)?;
+        apt_digests = suite
+            .indices
+            .iter()
+            .map(|s| {
+                (
+                    s.dir.clone(),
+                    [&s.plain, &s.gz, &s.xz].map(|b| sha256_hex(b)),
+                )
+            })
+            .collect();
+        files.extend(suite.write_plan(&signed).files);
+    }
+    if !index.rpms.is_empty() {
+        let config = yum::RepoConfig {
+            dir: yum_dir(env),
+            timestamp: now,
+        };
+        let xml: Vec<&yum::PackageXml> = index.rpms.iter().map(|r| &r.xml).collect();
+        let rendered = yum::render_repo(&config, &xml, prev_yum.as_ref())?;
+        let signature = rendered.sign(key, now)?;
+        yum_digests = rendered
+            .data
+            .iter()
+            .map(|d| {
+                (
+                    d.kind.to_string(),
+                    d.checksum.clone(),
+                    d.open_checksum.clone(),
+                    d.open_size,
+                )
+            })
+            .collect();
+        files.extend(rendered.write_plan(&signature).files);
+    }
+    Ok(Rendered {
+        files,
+        apt: !index.debs.is_empty(),
+        yum: !index.rpms.is_empty(),
+        packages: index.debs.len() + index.rpms.len(),
+        apt_digests,
+        yum_digests,
+    })
+}
+
+/// The last rendering of `env`'s suite, rebuilt from its by-hash files.
+async fn previous_apt(
+    store: &Store,
+    env: &str,
+    state: &RepoState,
+) -> Result<Option<apt::RenderedSuite>> {
+    let mut indices = Vec::new();
+    for (dir, digests) in &state.apt {
+        let mut parts: Vec<Arc<[u8]>> = Vec::new();
+        for d in digests {
+            let key = format!("dists/{env}/{dir}/by-hash/SHA256/{d}");
+            match store.get_bytes(&key).await? {
+                Some((bytes, _)) => parts.push(Arc::from(&bytes[..])),
+                None => return Ok(None),
+            }
+        }
+        let [plain, gz, xz]: [Arc<[u8]>; 3] = parts.try_into().expect("three parts");
+        indices.push(apt::IndexSet {
+            dir: dir.clone(),
+            plain,
+            gz,
+            xz,
+        });
+    }
+    Ok((!indices.is_empty()).then(|| apt::RenderedSuite {
+        suite_dir: format!("dists/{env}"),
+        release: String::new(),
+        indices,
+    }))
+}
+
+/// The last rendering of `env`'s yum data files.
+async fn previous_yum(
+    store: &Store,
+    env: &str,
+    state: &RepoState,
+) -> Result<Option<yum::RenderedRepo>> {
+    let mut data = Vec::new();
+    for (kind, checksum, open_checksum, open_size) in &state.yum {
+        let kind: &'static str = match kind.as_str() {
+            "primary" => "primary",
+            "filelists" => "filelists",
+            "other" => "other",
+            _ => return Ok(None),
+        };
+        let href = format!("repodata/{checksum}-{kind}.xml.gz");
+        let Some((gz, _)) = store.get_bytes(&format!("{}/{href}", yum_dir(env))).await? else {
+            return Ok(None);
+        };
+        data.push(yum::DataFile {
+            kind,
+            href,
+            gz: Arc::from(&gz[..]),
+            checksum: checksum.clone(),
+            open_checksum: open_checksum.clone(),
+            open_size: *open_size,
+        });
+    }
+    Ok((!data.is_empty()).then(|| yum::RenderedRepo {
+        dir: yum_dir(env),
+        data,
+        repomd: String::new(),
+    }))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
