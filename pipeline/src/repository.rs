@@ -388,33 +388,23 @@ pub async fn regenerate(
     .await?;
 
     // Content-addressed files first (in parallel: nothing names them yet),
-    // then the rest in plan order, the signed top files last.
+    // then the rest in plan order, the signed top files last. A
+    // content-addressed file that exists is written again all the same:
+    // same bytes for a reader, and a damaged copy is repaired.
     let (named, rest): (Vec<&PlannedFile>, Vec<&PlannedFile>) =
         rendered.files.iter().partition(|f| f.content_addressed);
-    let mut written = 0;
-    let existing: BTreeSet<&String> = state.current.iter().collect();
-    let fresh: Vec<&PlannedFile> = named
-        .into_iter()
-        .filter(|f| !existing.contains(&f.path))
-        .collect();
-    for f in &fresh {
+    for f in &named {
         fault::before_write(&f.path);
     }
-    futures::future::try_join_all(fresh.iter().map(|f| async move {
-        match store
-            .put(
-                &f.path,
-                Body::from_bytes(f.bytes.to_vec()),
-                Condition::IfAbsent,
-            )
-            .await
-        {
-            Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+    futures::future::try_join_all(named.iter().map(|f| {
+        store.put(
+            &f.path,
+            Body::from_bytes(f.bytes.to_vec()),
+            Condition::Overwrite,
+        )
     }))
     .await?;
-    written += fresh.len();
+    let mut written = named.len();
     for f in rest {
         fault::before_write(&f.path);
         store
@@ -637,9 +627,11 @@ async fn previous_apt(
         let mut parts: Vec<Arc<[u8]>> = Vec::new();
         for d in digests {
             let key = format!("dists/{env}/{dir}/by-hash/SHA256/{d}");
+            // Only bytes this pipe wrote are signed again: a file changed
+            // in the store since is not reused, and gets rewritten.
             match store.get_bytes(&key).await? {
-                Some((bytes, _)) => parts.push(Arc::from(&bytes[..])),
-                None => return Ok(None),
+                Some((bytes, _)) if sha256_hex(&bytes) == *d => parts.push(Arc::from(&bytes[..])),
+                _ => return Ok(None),
             }
         }
         let [plain, gz, xz]: [Arc<[u8]>; 3] = parts.try_into().expect("three parts");
@@ -672,7 +664,11 @@ async fn previous_yum(
             _ => return Ok(None),
         };
         let href = format!("repodata/{checksum}-{kind}.xml.gz");
-        let Some((gz, _)) = store.get_bytes(&format!("{}/{href}", yum_dir(env))).await? else {
+        let Some((gz, _)) = store
+            .get_bytes(&format!("{}/{href}", yum_dir(env)))
+            .await?
+            .filter(|(gz, _)| sha256_hex(gz) == *checksum)
+        else {
             return Ok(None);
         };
         data.push(yum::DataFile {

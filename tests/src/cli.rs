@@ -125,6 +125,29 @@ impl Project {
         self
     }
 
+    /// Sets `version` in `[project]`, then builds and publishes; returns
+    /// the build id.
+    pub fn release(&self, version: &str) -> String {
+        let toml = std::fs::read_to_string(self.path().join("pipeline.toml")).unwrap();
+        let toml: String = toml
+            .lines()
+            .map(|l| {
+                if l.starts_with("version = ") {
+                    format!("version = \"{version}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        self.write("pipeline.toml", &toml);
+        let build = self.pipe(&["--json", "build"]).expect_code(0).json()["build"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.pipe(&["publish", &build]).expect_code(0);
+        build
+    }
+
     /// Sets an environment variable for every later `pipe` run.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.into(), value.into()));

@@ -1,0 +1,495 @@
+//! The apt and yum repositories `pipe promote` writes per environment, read
+//! by real `apt-get` and `dnf` over HTTP on 127.0.0.1: served from the local
+//! store by a static web server, and straight from an S3 bucket by the S3
+//! server's own endpoint (anonymous read). Each sees the promoted build, the
+//! next promotion's build after that, refuses tampered indices, and a
+//! promotion killed before any of its writes leaves a repository apt accepts.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pipe_e2e::cli::Project;
+use pipe_e2e::consumers::{Apt, Dnf, HttpServer, mkdir, run, sha256_hex, text};
+use pipe_e2e::s3::MotoServer;
+
+const PIPELINE: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[repository]
+origin = "Demo"
+label = "Demo packages"
+valid_for = "3d"
+
+[environments.dev]
+[environments.prod]
+from = "dev"
+
+[packages.demo]
+summary = "Demo service"
+description = "Shows that apt and dnf read what pipe promotes."
+arch = "all"
+license = "MIT"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb", "rpm"]
+files = [
+  { src = "demo.txt", dst = "/usr/share/demo/demo.txt" },
+  { src = "demo.conf", dst = "/etc/demo/demo.conf", config = true },
+]
+"#;
+
+/// A project signing with RSA 3072 (what apt's gpgv, dnf and rpm all
+/// verify), and its public key exported for the consumers.
+fn project() -> (Project, PathBuf) {
+    let p = Project::new();
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n")
+        .write("demo.conf", "greeting=hello\n");
+    p.pipe(&[
+        "keys",
+        "generate",
+        "--uid",
+        "Demo Release <release@example.com>",
+        "--algo",
+        "rsa3072",
+    ])
+    .expect_code(0);
+    p.pipe(&["keys", "export", "--out", "release.asc"])
+        .expect_code(0);
+    let key = p.path().join("release.asc");
+    (p, key)
+}
+
+fn release(p: &Project, version: &str) -> String {
+    p.write("demo.txt", &format!("{version}\n"));
+    p.release(version)
+}
+
+/// `apt-get update` must succeed without a warning or error.
+fn apt_update_ok(apt: &Apt) {
+    let out = apt.update();
+    let t = text(&out);
+    assert!(
+        out.status.success() && !t.contains("W:") && !t.contains("E:"),
+        "apt-get update:\n{t}"
+    );
+}
+
+/// The version of `demo` apt would install.
+fn apt_candidate(apt: &Apt) -> String {
+    let out = run(apt.cmd("apt-cache").args(["policy", "demo"]));
+    let t = text(&out);
+    t.lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+        .unwrap_or_else(|| panic!("no candidate in:\n{t}"))
+        .to_string()
+}
+
+/// Downloads `demo` with apt-get (which checks size and SHA256 against the
+/// signed index) and returns the file's bytes.
+fn apt_fetch(apt: &Apt) -> Vec<u8> {
+    let name = apt.download("demo");
+    std::fs::read(apt.dir.join("download").join(name)).unwrap()
+}
+
+fn artifact(p: &Project, build: &str, suffix: &str) -> Vec<u8> {
+    let dir = p.path().join(".pipe/builds").join(build);
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.to_string_lossy().ends_with(suffix) {
+            return std::fs::read(path).unwrap();
+        }
+    }
+    panic!("no {suffix} in {}", dir.display());
+}
+
+/// Installs (or upgrades to) the newest `demo` with dnf, with gpgcheck and
+/// repo_gpgcheck, and returns the installed `/usr/share/demo/demo.txt`.
+fn dnf_install(dnf: &Dnf) -> String {
+    dnf.ok(&["makecache"]);
+    let installed = dnf.dir.join("root/usr/share/demo/demo.txt");
+    if installed.exists() {
+        dnf.ok(&["upgrade", "demo"]);
+    } else {
+        dnf.ok(&["install", "demo"]);
+    }
+    std::fs::read_to_string(installed).unwrap()
+}
+
+/// Every file an `InRelease` names by hash (`by-hash/SHA256/<digest>`
+/// under each index's directory), relative to the repository root.
+fn by_hash_paths(in_release: &str, suite: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_sha = false;
+    for line in in_release.lines() {
+        if line.starts_with("SHA256:") {
+            in_sha = true;
+            continue;
+        }
+        if !line.starts_with(' ') {
+            in_sha = false;
+        }
+        if in_sha {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (digest, name) = (f[0], f[2]);
+            let dir = Path::new(name).parent().unwrap().to_string_lossy();
+            out.push(format!("dists/{suite}/{dir}/by-hash/SHA256/{digest}"));
+        }
+    }
+    assert!(!out.is_empty(), "no SHA256 list in:\n{in_release}");
+    out
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+/// The `<data type="primary">` location named by a `repomd.xml`.
+fn primary_href(repomd: &str) -> String {
+    let at = repomd.find("<data type=\"primary\">").unwrap();
+    let rest = &repomd[at..];
+    let start = rest.find("href=\"").unwrap() + 6;
+    let end = rest[start..].find('"').unwrap();
+    rest[start..start + end].to_string()
+}
+
+#[test]
+fn local_store_apt_and_dnf_follow_promotions_and_refuse_tampering() {
+    let (p, key) = project();
+    let store = p.path().join(".pipe/store");
+    let b1 = release(&p, "1.0.0");
+    let out = p.pipe(&["--json", "promote", &b1, "--to", "dev"]);
+    out.expect_code(0);
+    let doc = out.json();
+    assert_eq!(doc["repositories"]["apt_suite"], "dists/dev");
+    assert_eq!(doc["repositories"]["yum_repo"], "yum/dev");
+
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+    let apt = Apt::new(tmp.path().join("apt"), &server.url(), "dev", &key);
+    apt_update_ok(&apt);
+    assert_eq!(apt_candidate(&apt), "1.0.0");
+    assert_eq!(apt_fetch(&apt), artifact(&p, &b1, ".deb"));
+    let dnf = Dnf::new(
+        tmp.path().join("dnf"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    assert_eq!(dnf_install(&dnf), "1.0.0\n");
+    let release_text = std::fs::read_to_string(store.join("dists/dev/Release")).unwrap();
+    for field in [
+        "Origin: Demo",
+        "Label: Demo packages",
+        "Suite: dev",
+        "Codename: dev",
+        "Architectures: amd64",
+        "Components: main",
+        "Acquire-By-Hash: yes",
+        "Valid-Until: ",
+    ] {
+        assert!(release_text.contains(field), "{field} in:\n{release_text}");
+    }
+
+    // The pool holds each package once; the suite names it there.
+    let packages =
+        std::fs::read_to_string(store.join("dists/dev/main/binary-amd64/Packages")).unwrap();
+    assert!(
+        packages.contains("Filename: pool/main/d/demo/demo_1.0.0_all.deb"),
+        "{packages}"
+    );
+
+    // A second build: the next update sees it; everything the previous
+    // InRelease named is still there for a client that fetched it just
+    // before.
+    let old_in_release = std::fs::read_to_string(store.join("dists/dev/InRelease")).unwrap();
+    let b2 = release(&p, "1.1.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    for path in by_hash_paths(&old_in_release, "dev") {
+        assert_eq!(
+            server.get(&path).0,
+            200,
+            "{path} of the previous generation"
+        );
+    }
+    // (A second apt: the first would ask with If-Modified-Since, which a
+    // web server with one-second timestamps can answer wrongly.)
+    let apt = Apt::new(tmp.path().join("apt-2"), &server.url(), "dev", &key);
+    apt_update_ok(&apt);
+    assert_eq!(apt_candidate(&apt), "1.1.0");
+    assert_eq!(apt_fetch(&apt), artifact(&p, &b2, ".deb"));
+    assert_eq!(dnf_install(&dnf), "1.1.0\n");
+
+    // pipe's own primary.xml says what createrepo_c says of the same .rpm.
+    compare_with_createrepo_c(&p, &b2, &store);
+
+    // prod takes builds from dev: the same pool files, its own suite.
+    p.pipe(&["promote", &b2, "--to", "prod"]).expect_code(0);
+    let apt_prod = Apt::new(tmp.path().join("apt-prod"), &server.url(), "prod", &key);
+    apt_update_ok(&apt_prod);
+    assert_eq!(apt_candidate(&apt_prod), "1.1.0");
+
+    // Tampering with the index apt reads (plain and by-hash alike): refused.
+    let in_release = std::fs::read_to_string(store.join("dists/dev/InRelease")).unwrap();
+    for path in by_hash_paths(&in_release, "dev")
+        .into_iter()
+        .chain(["dists/dev/main/binary-amd64/Packages".to_string()])
+    {
+        let file = store.join(&path);
+        let bytes = std::fs::read(&file).unwrap();
+        if bytes.starts_with(b"Package:") {
+            let forged = String::from_utf8(bytes)
+                .unwrap()
+                .replace("Version: 1.1.0", "Version: 9.9.9");
+            std::fs::write(&file, forged).unwrap();
+        } else {
+            std::fs::write(&file, b"not what was signed").unwrap();
+        }
+    }
+    let apt_t = Apt::new(tmp.path().join("apt-tampered"), &server.url(), "dev", &key);
+    let out = apt_t.update();
+    let t = text(&out);
+    assert!(
+        !out.status.success() || t.contains("E:") || t.contains("W:"),
+        "apt-get update accepted a tampered Packages:\n{t}"
+    );
+    assert!(
+        t.contains("Hash Sum mismatch") || t.contains("File has unexpected size"),
+        "{t}"
+    );
+
+    // Tampering with yum's primary.xml.gz and with repomd.xml: refused.
+    let repomd_path = store.join("yum/dev/repodata/repomd.xml");
+    let repomd = std::fs::read_to_string(&repomd_path).unwrap();
+    let primary = store.join("yum/dev").join(primary_href(&repomd));
+    let original_primary = std::fs::read(&primary).unwrap();
+    let forged = gunzip(&original_primary).replace("1.1.0", "9.9.9");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, forged.as_bytes()).unwrap();
+    std::fs::write(&primary, gz.finish().unwrap()).unwrap();
+    let dnf_t = Dnf::new(
+        tmp.path().join("dnf-tampered"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    let out = dnf_t.run(&["makecache"]);
+    assert!(
+        !out.status.success(),
+        "dnf accepted a tampered primary.xml.gz:\n{}",
+        text(&out)
+    );
+    std::fs::write(&primary, &original_primary).unwrap();
+    std::fs::write(&repomd_path, repomd.replace("<revision>", "<revision>1")).unwrap();
+    let out = Dnf::new(
+        tmp.path().join("dnf-tampered-repomd"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    )
+    .run(&["makecache"]);
+    assert!(
+        !out.status.success(),
+        "dnf accepted a tampered repomd.xml:\n{}",
+        text(&out)
+    );
+
+    // `pipe refresh` re-signs from the pointer and rewrites what was
+    // damaged: both clients accept the repository again.
+    let out = p.pipe(&["--json", "refresh", "--env", "dev"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["refreshed"][0]["build"], b2.as_str());
+    let apt_r = Apt::new(tmp.path().join("apt-repaired"), &server.url(), "dev", &key);
+    apt_update_ok(&apt_r);
+    assert_eq!(apt_candidate(&apt_r), "1.1.0");
+    Dnf::new(
+        tmp.path().join("dnf-repaired"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    )
+    .ok(&["makecache"]);
+}
+
+/// Runs createrepo_c on the build's .rpm and compares its `<package>`
+/// element with pipe's, but for the two fields that depend on where the
+/// file is (`location`) and when it was written (`time file`).
+fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mkdir(tmp.path().join("repo"));
+    std::fs::write(dir.join("demo.rpm"), artifact(p, build, ".rpm")).unwrap();
+    run(Command::new("createrepo_c")
+        .args(["--quiet", "--no-database"])
+        .arg(&dir));
+    let theirs_md = std::fs::read_to_string(dir.join("repodata/repomd.xml")).unwrap();
+    let theirs = gunzip(&std::fs::read(dir.join(primary_href(&theirs_md))).unwrap());
+    let ours_md = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    let ours = gunzip(&std::fs::read(store.join("yum/dev").join(primary_href(&ours_md))).unwrap());
+    let normalise = |xml: &str| -> String {
+        let start = xml.find("<package ").expect("a package");
+        let end = xml.rfind("</package>").unwrap();
+        xml[start..end]
+            .lines()
+            .filter(|l| !l.contains("<location ") && !l.contains("<time "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(normalise(&ours), normalise(&theirs));
+}
+
+#[test]
+fn s3_bucket_serves_apt_and_dnf_anonymously() {
+    let server = MotoServer::start();
+    let (mut p, key) = project();
+    for (k, v) in server.env() {
+        p.env(&k, &v);
+    }
+    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
+    // Public read on the bucket, as a real deployment grants it; clients
+    // below send no credentials at all.
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
+        server.bucket()
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            server
+                .client()
+                .put_bucket_policy()
+                .bucket(server.bucket())
+                .policy(policy)
+                .send(),
+        )
+        .unwrap();
+
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
+    let tmp = tempfile::tempdir().unwrap();
+    let apt = Apt::new(tmp.path().join("apt"), &base, "dev", &key);
+    apt_update_ok(&apt);
+    assert_eq!(apt_candidate(&apt), "1.0.0");
+    assert_eq!(apt_fetch(&apt), artifact(&p, &b1, ".deb"));
+    let dnf = Dnf::new(tmp.path().join("dnf"), &format!("{base}yum/dev"), &key);
+    assert_eq!(dnf_install(&dnf), "1.0.0\n");
+
+    let b2 = release(&p, "1.1.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    let apt = Apt::new(tmp.path().join("apt-2"), &base, "dev", &key);
+    apt_update_ok(&apt);
+    assert_eq!(apt_candidate(&apt), "1.1.0");
+    assert_eq!(dnf_install(&dnf), "1.1.0\n");
+
+    // Tampered Packages in the bucket: refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client();
+    let in_release = rt
+        .block_on(
+            client
+                .get_object()
+                .bucket(server.bucket())
+                .key("repo/dists/dev/InRelease")
+                .send(),
+        )
+        .unwrap();
+    let in_release = String::from_utf8(
+        rt.block_on(in_release.body.collect())
+            .unwrap()
+            .into_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for path in by_hash_paths(&in_release, "dev") {
+        rt.block_on(
+            client
+                .put_object()
+                .bucket(server.bucket())
+                .key(format!("repo/{path}"))
+                .body(b"Package: demo\nVersion: 9.9.9\n".to_vec().into())
+                .send(),
+        )
+        .unwrap();
+    }
+    let apt_t = Apt::new(tmp.path().join("apt-tampered"), &base, "dev", &key);
+    let out = apt_t.update();
+    let t = text(&out);
+    assert!(
+        t.contains("Hash Sum mismatch") || t.contains("File has unexpected size"),
+        "apt-get update accepted a tampered Packages from the bucket:\n{t}"
+    );
+}
+
+/// Kills `pipe promote` before each of its writes in turn (the pointer, the
+/// history copy, every repository file): after each crash `apt-get update`
+/// accepts the repository (the old generation or the new, never a mix), and
+/// the next `pipe promote` completes it.
+#[test]
+fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
+    let (mut p, key) = project();
+    let store = p.path().join(".pipe/store");
+    let b1 = release(&p, "1.0.0");
+    let b2 = release(&p, "1.1.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+
+    let mut points: Vec<String> = ["before-pointer", "after-pointer", "after-history"]
+        .map(String::from)
+        .to_vec();
+    points.extend((1..=40).map(|n| format!("write:{n}")));
+    let mut crashed = 0;
+    for (i, point) in points.iter().enumerate() {
+        p.env("PIPE_FAULT", point);
+        let out = p.pipe(&["promote", &b2, "--to", "dev"]);
+        p.env("PIPE_FAULT", "none");
+        if out.code == 0 {
+            // Past the last write: nothing left to interrupt.
+            assert!(point.starts_with("write:"), "{point} never fired");
+            break;
+        }
+        assert_eq!(out.code, 137, "{point}: {}", out.stderr);
+        crashed += 1;
+        // A fresh apt each time: apt asks with If-Modified-Since, and a file
+        // rewritten within the same second as the last fetch would look
+        // unchanged to a web server with one-second timestamps.
+        let fresh_apt = |what: &str| {
+            let apt = Apt::new(
+                tmp.path().join(format!("apt-{i}-{what}")),
+                &server.url(),
+                "dev",
+                &key,
+            );
+            apt_update_ok(&apt);
+            apt
+        };
+        let apt = fresh_apt("crashed");
+        let seen = apt_candidate(&apt);
+        assert!(seen == "1.0.0" || seen == "1.1.0", "{point}: {seen}");
+        assert_eq!(
+            sha256_hex(&apt_fetch(&apt)),
+            sha256_hex(&artifact(
+                &p,
+                if seen == "1.0.0" { &b1 } else { &b2 },
+                ".deb"
+            ))
+        );
+
+        // The next promotion finishes the work.
+        p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+        assert_eq!(
+            apt_candidate(&fresh_apt("repaired")),
+            "1.1.0",
+            "after repairing {point}"
+        );
+        // Back to the first build for the next round.
+        p.pipe(&["rollback", "--env", "dev"]).expect_code(0);
+        assert_eq!(apt_candidate(&fresh_apt("rolled-back")), "1.0.0");
+    }
+    assert!(crashed > 10, "only {crashed} crash points fired");
+    let ring = key.to_string_lossy().into_owned();
+    p.pipe(&["history", "dev", "--keyring", &ring])
+        .expect_code(0);
+}
