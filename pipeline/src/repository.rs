@@ -41,8 +41,8 @@ use crate::publish::{build_key, published_manifest};
 use crate::store::{Body, Condition, Store, digest::spawn_blocking};
 use crate::{Error, Result, fault};
 
-/// `builds/<id>/index.json`.
-pub const INDEX_FILE: &str = "index.json";
+/// `builds/<id>/index.json`, also in the local build directory.
+pub const INDEX_FILE: &str = crate::build::files::INDEX;
 const INDEX_FORMAT: u32 = 1;
 /// The one apt component pipe publishes.
 pub const COMPONENT: &str = "main";
@@ -105,9 +105,40 @@ fn state_key(env: &str) -> String {
     format!("repo-state/{env}.json")
 }
 
+/// One package's part of a [`BuildIndex`]. The package stage records it
+/// with the artifact (and caches it with the stage), so a build that reuses
+/// cached packages reads none of them again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Fragment {
+    /// A .deb.
+    Deb(IndexedDeb),
+    /// An .rpm.
+    Rpm(Box<IndexedRpm>),
+}
+
+impl BuildIndex {
+    /// The index of a build made of these packages, in their order.
+    pub fn from_fragments<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> BuildIndex {
+        let mut index = BuildIndex {
+            format: INDEX_FORMAT,
+            debs: Vec::new(),
+            rpms: Vec::new(),
+        };
+        for f in fragments {
+            match f {
+                Fragment::Deb(d) => index.debs.push(d.clone()),
+                Fragment::Rpm(r) => index.rpms.push((**r).clone()),
+            }
+        }
+        index
+    }
+}
+
 /// Records what the indices need of every package of the build in `dir`
 /// (a `.pipe/builds/<id>/` directory), reading each package's control or
-/// header, on all cores. Blocking.
+/// header, on all cores. Blocking. For builds made before the package stage
+/// recorded its [`Fragment`].
 pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
     let artifacts: Vec<&Artifact> = manifest
         .artifacts
@@ -118,7 +149,7 @@ pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(artifacts.len().max(1));
-    let mut done: Vec<(usize, Result<Recorded>)> = std::thread::scope(|scope| {
+    let mut done: Vec<(usize, Result<Fragment>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -127,7 +158,7 @@ pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(a) = artifacts.get(i) else { break };
                         let path = dir.join(&a.name);
-                        out.push((i, record_one(&path, a, manifest.source_date_epoch)));
+                        out.push((i, fragment(&path, a, manifest.source_date_epoch)));
                     }
                     out
                 })
@@ -139,33 +170,24 @@ pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
             .collect()
     });
     done.sort_by_key(|(i, _)| *i);
-    let mut index = BuildIndex {
-        format: INDEX_FORMAT,
-        debs: Vec::new(),
-        rpms: Vec::new(),
-    };
-    for (_, r) in done {
-        match r? {
-            Recorded::Deb(d) => index.debs.push(d),
-            Recorded::Rpm(r) => index.rpms.push(*r),
-        }
-    }
-    Ok(index)
+    let fragments = done
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BuildIndex::from_fragments(&fragments))
 }
 
-enum Recorded {
-    Deb(IndexedDeb),
-    Rpm(Box<IndexedRpm>),
-}
-
-fn record_one(path: &Path, a: &Artifact, file_time: u64) -> Result<Recorded> {
+/// What the indices need of the package `a` at `path` (a .deb's control
+/// text, an .rpm's header), rendered. `file_time` is the time yum lists for
+/// the file: the build's timestamp, so the index is reproducible. Blocking.
+pub fn fragment(path: &Path, a: &Artifact, file_time: u64) -> Result<Fragment> {
     Ok(match a.kind.as_str() {
-        "deb" => Recorded::Deb(IndexedDeb {
+        "deb" => Fragment::Deb(IndexedDeb {
             artifact: a.name.clone(),
             sha256: a.blob.sha256.clone(),
             stanza: apt::render_stanza(&record_deb(path, a)?)?,
         }),
-        _ => Recorded::Rpm(Box::new(IndexedRpm {
+        _ => Fragment::Rpm(Box::new(IndexedRpm {
             artifact: a.name.clone(),
             sha256: a.blob.sha256.clone(),
             xml: yum::render_package(&record_rpm(path, a, file_time)?)?,
