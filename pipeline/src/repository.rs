@@ -357,21 +357,29 @@ pub struct Regenerated {
     pub seconds: f64,
 }
 
-/// Regenerates the apt suite and yum repository of `env` so they list the
-/// packages of `build`, signed with `key`.
-pub async fn regenerate(
-    p: &Pipeline,
-    store: &Store,
-    key: &SecretKey,
-    env: &str,
-    build: &str,
-) -> Result<Regenerated> {
-    let started = Instant::now();
+/// A published build's manifest and package index, checked against each
+/// other: what a regeneration needs, loaded before a promotion moves the
+/// pointer so that a damaged index stops the promotion instead of leaving
+/// an environment whose repositories cannot follow it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The build id.
+    pub build: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its package index.
+    pub index: Arc<BuildIndex>,
+}
+
+/// Loads `build`'s manifest and index from the store. Errors when it is not
+/// published, and (exit 3) when the index names a package the manifest does
+/// not, or with another digest: the index itself is not signed.
+pub async fn load(store: &Store, build: &str) -> Result<Published> {
     let manifest = published_manifest(store, build)
         .await?
         .ok_or_else(|| Error::Usage {
             message: format!("build `{build}` is not published in {}", store.url()),
-            hint: Some("run `pipe publish` first".into()),
+            hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
         })?;
     let index_key = build_key(build, INDEX_FILE);
     let (index, _) = store
@@ -382,6 +390,25 @@ pub async fn regenerate(
             hint: Some("run `pipe publish` for the build again: it records the index".into()),
         })?;
     check_index(&index, &manifest, &index_key)?;
+    Ok(Published {
+        build: build.to_string(),
+        manifest,
+        index: Arc::new(index),
+    })
+}
+
+/// Regenerates the apt suite and yum repository of `env` so they list the
+/// packages of the published build, signed with `key`.
+pub async fn regenerate(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    env: &str,
+    published: &Published,
+) -> Result<Regenerated> {
+    let started = Instant::now();
+    let build = published.build.as_str();
+    let index = published.index.clone();
     let state = store
         .get_json::<RepoState>(&state_key(env), "a repository state")
         .await?
@@ -508,9 +535,10 @@ pub async fn refresh(
 ) -> Result<Option<Regenerated>> {
     let (head, _) = crate::promote::read_pointer(store, env).await?;
     match head {
-        Some(head) => Ok(Some(
-            regenerate(p, store, key, env, &head.entry.build).await?,
-        )),
+        Some(head) => {
+            let published = load(store, &head.entry.build).await?;
+            Ok(Some(regenerate(p, store, key, env, &published).await?))
+        }
         None => Ok(None),
     }
 }

@@ -189,9 +189,7 @@ impl Job {
             cache_key: prepared.key.clone(),
         };
         let fragment = |artifact: Artifact, path: PathBuf, epoch: u64| {
-            tokio::task::spawn_blocking(move || {
-                repository::fragment(&path, &artifact, epoch)
-            })
+            tokio::task::spawn_blocking(move || repository::fragment(&path, &artifact, epoch))
         };
 
         let cached = store
