@@ -196,6 +196,18 @@ fn local_store_apt_and_dnf_follow_promotions_and_refuse_tampering() {
         assert!(release_text.contains(field), "{field} in:\n{release_text}");
     }
 
+    // A web server running as another user can read everything it serves.
+    for path in [
+        "dists/dev/InRelease",
+        "yum/dev/repodata/repomd.xml",
+        "pool/main/d/demo/demo_1.0.0_all.deb",
+    ] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(store.join(path)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o044, 0o044, "{path} is mode {mode:o}");
+    }
+
     // The pool holds each package once; the suite names it there.
     let packages =
         std::fs::read_to_string(store.join("dists/dev/main/binary-amd64/Packages")).unwrap();
