@@ -62,6 +62,22 @@ fn project() -> (Project, PathBuf) {
     (p, key)
 }
 
+/// A project whose store is a prefix of a moto bucket that everyone may
+/// read, and the URL clients read it at.
+fn s3_project() -> (MotoServer, Project, PathBuf, String) {
+    let server = MotoServer::start();
+    let (mut p, key) = project();
+    for (k, v) in server.env() {
+        p.env(&k, &v);
+    }
+    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
+    // apt and dnf send no credentials: without this moto answers them 403,
+    // as S3 does.
+    server.allow_anonymous_read();
+    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
+    (server, p, key, base)
+}
+
 fn release(p: &Project, version: &str) -> String {
     p.write("demo.txt", &format!("{version}\n"));
     p.release(version)
@@ -353,19 +369,9 @@ fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
 
 #[test]
 fn s3_bucket_serves_apt_and_dnf_anonymously() {
-    let server = MotoServer::start();
-    let (mut p, key) = project();
-    for (k, v) in server.env() {
-        p.env(&k, &v);
-    }
-    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
-    // Clients below send no credentials at all: without this moto answers
-    // them 403, as S3 does.
-    server.allow_anonymous_read();
-
+    let (server, p, key, base) = s3_project();
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
     let tmp = tempfile::tempdir().unwrap();
     let apt = Apt::new(tmp.path().join("apt"), &base, "dev", &key);
     apt_update_ok(&apt);
@@ -434,14 +440,7 @@ fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
 /// The same on S3, the bucket read anonymously through the S3 endpoint.
 #[test]
 fn promotion_killed_at_every_write_on_s3_leaves_a_repository_apt_accepts() {
-    let server = MotoServer::start();
-    let (mut p, key) = project();
-    for (k, v) in server.env() {
-        p.env(&k, &v);
-    }
-    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
-    server.allow_anonymous_read();
-    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
+    let (_server, p, key, base) = s3_project();
     crash_at_every_write(p, &key, &base);
 }
 
