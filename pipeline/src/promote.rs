@@ -18,7 +18,6 @@ use keys::{Encoding, Keyring, SecretKey};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Pipeline;
-use crate::publish::published_manifest;
 use crate::store::{Body, Condition, Store, Version};
 use crate::{Error, Result};
 use crate::{fault, repository};
@@ -125,12 +124,7 @@ pub async fn promote(
                     .join(", ")
             )),
         })?;
-    if published_manifest(store, req.build).await?.is_none() {
-        return Err(Error::Usage {
-            message: format!("build `{}` is not published in {}", req.build, store.url()),
-            hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
-        });
-    }
+    let published = repository::load(store, req.build).await?;
     let (head, version) = read_pointer(store, req.env).await?;
     if let Some(head) = &head {
         repair_history(store, head).await?;
@@ -166,7 +160,7 @@ pub async fn promote(
                 env = req.env,
                 "the repositories lag the pointer; regenerating"
             );
-            Some(regenerate(p, store, key, req.env, req.build).await?)
+            Some(regenerate(p, store, key, req.env, &published).await?)
         };
         return Ok(Outcome {
             entry: head.entry.clone(),
@@ -220,7 +214,7 @@ pub async fn promote(
     fault::point("after-pointer");
     write_history_copy(store, &signed, &bytes).await?;
     fault::point("after-history");
-    let repositories = Some(regenerate(p, store, key, req.env, req.build).await?);
+    let repositories = Some(regenerate(p, store, key, req.env, &published).await?);
     Ok(Outcome {
         entry,
         moved: true,
@@ -236,9 +230,10 @@ async fn regenerate(
     store: &Store,
     key: &SecretKey,
     env: &str,
-    build: &str,
+    published: &repository::Published,
 ) -> Result<repository::Regenerated> {
-    repository::regenerate(p, store, key, env, build)
+    let build = &published.build;
+    repository::regenerate(p, store, key, env, published)
         .await
         .inspect_err(|e| {
             tracing::error!(

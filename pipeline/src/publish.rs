@@ -8,9 +8,11 @@
 
 use std::path::Path;
 
+use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::build::files;
+use crate::build::packages::Artifact;
 use crate::build::record::Manifest;
 use crate::repository;
 use crate::store::{BlobRef, Body, Condition, Store, digest::spawn_blocking};
@@ -62,6 +64,11 @@ pub trait Progress: Send + Sync {
     fn advance(&self, n: u64);
 }
 
+/// How many artifacts are checked or sent at once: store round trips
+/// overlap (S3 latency, a local store's small-file I/O), and a single
+/// upload already streams.
+const CONCURRENCY: usize = 16;
+
 /// Publishes the build in `dir` (a `.pipe/builds/<id>/` directory).
 pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Result<PublishReport> {
     let manifest_bytes = std::fs::read(dir.join(files::MANIFEST))
@@ -73,9 +80,16 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
         })?;
 
     // Refuse before writing anything: a version already published with other
-    // bytes.
-    for a in &manifest.artifacts {
-        if let Some(existing) = read_version(store, &version_key(&a.name)).await?
+    // bytes. An artifact whose version record names these bytes was
+    // published before, blob and pool copy included (both are written
+    // before the record), so it needs nothing more.
+    let existing: Vec<Option<VersionRecord>> = stream::iter(&manifest.artifacts)
+        .map(|a| async move { read_version(store, &version_key(&a.name)).await })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (a, existing) in manifest.artifacts.iter().zip(&existing) {
+        if let Some(existing) = existing
             && existing.blob.sha256 != a.blob.sha256
         {
             return Err(Error::Usage {
@@ -98,86 +112,48 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
         bytes_skipped: 0,
         newly_published: false,
     };
-    for a in &manifest.artifacts {
-        let path = dir.join(&a.name);
-        let put = store.put_blob_file(&path).await?;
-        if put.blob != a.blob {
-            return Err(Error::Verify {
-                what: a.name.clone(),
-                detail: format!(
-                    "the file differs from the manifest: expected sha256 {}, found {}",
-                    a.blob.sha256, put.blob.sha256
-                ),
-            });
-        }
-        progress.advance(a.blob.size);
-        if put.uploaded {
-            report.bytes_uploaded += a.blob.size;
+    let build = manifest.build.as_str();
+    let uploads: Vec<Uploaded> = stream::iter(manifest.artifacts.iter().zip(&existing))
+        .map(|(a, existing)| async move {
+            let uploaded = if existing.is_some() {
+                false
+            } else {
+                publish_artifact(dir, store, a, build).await?
+            };
+            progress.advance(a.blob.size);
+            Ok::<_, Error>(Uploaded {
+                name: a.name.clone(),
+                size: a.blob.size,
+                uploaded,
+            })
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    for u in uploads {
+        if u.uploaded {
+            report.bytes_uploaded += u.size;
         } else {
-            report.bytes_skipped += a.blob.size;
+            report.bytes_skipped += u.size;
         }
-        report.artifacts.push(Uploaded {
-            name: a.name.clone(),
-            size: a.blob.size,
-            uploaded: put.uploaded,
-        });
-    }
-    for a in &manifest.artifacts {
-        let record = VersionRecord {
-            artifact: a.name.clone(),
-            blob: a.blob.clone(),
-            build: manifest.build.clone(),
-        };
-        let key = version_key(&a.name);
-        match store
-            .put(
-                &key,
-                Body::from_bytes(serde_json::to_vec_pretty(&record).expect("serialises")),
-                Condition::IfAbsent,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(Error::AlreadyExists { .. }) => {
-                // Raced or published before: the same bytes are fine.
-                let existing = read_version(store, &key).await?.expect("exists");
-                if existing.blob.sha256 != a.blob.sha256 {
-                    return Err(Error::Conflict {
-                        key,
-                        expected: Some(a.blob.sha256.clone()),
-                        found: Some(existing.blob.sha256),
-                    });
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        report.artifacts.push(u);
     }
 
-    // Each package once in the pool, where apt and yum clients fetch it: a
-    // copy made inside the store, never sent again.
-    for a in manifest
-        .artifacts
-        .iter()
-        .filter(|a| a.kind == "deb" || a.kind == "rpm")
-    {
-        store
-            .copy_if_absent(&a.blob.key(), &repository::pool_key(a))
-            .await?;
-    }
-    // What the repository indices need of each package, read from the local
-    // files now so that no promotion reads a package again.
+    // What the repository indices need of each package: recorded by the
+    // build (or read from the packages now, for a build made before that),
+    // so that no promotion reads a package again.
     let index_key = build_key(&manifest.build, repository::INDEX_FILE);
     if store.head(&index_key).await?.is_none() {
-        let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
-        let index = spawn_blocking(move || repository::record(&dir_owned, &manifest_owned)).await?;
-        match store
-            .put(
-                &index_key,
-                Body::from_bytes(serde_json::to_vec(&index).expect("serialises")),
-                Condition::IfAbsent,
-            )
-            .await
-        {
+        let local = dir.join(files::INDEX);
+        let body = if local.exists() {
+            Body::from_file(local)
+        } else {
+            let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
+            let index =
+                spawn_blocking(move || repository::record(&dir_owned, &manifest_owned)).await?;
+            Body::from_bytes(serde_json::to_vec(&index).expect("serialises"))
+        };
+        match store.put(&index_key, body, Condition::IfAbsent).await {
             Ok(_) | Err(Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -208,6 +184,64 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
         }
     }
     Ok(report)
+}
+
+/// Stores one artifact not published before: its blob (unless the store
+/// has it), its copy in the pool, then its version record. True when bytes
+/// were sent.
+async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) -> Result<bool> {
+    let uploaded = match store.head(&a.blob.key()).await? {
+        Some(meta) if meta.size == a.blob.size => false,
+        _ => {
+            let put = store.put_blob_file(&dir.join(&a.name)).await?;
+            if put.blob != a.blob {
+                return Err(Error::Verify {
+                    what: a.name.clone(),
+                    detail: format!(
+                        "the file differs from the manifest: expected sha256 {}, found {}",
+                        a.blob.sha256, put.blob.sha256
+                    ),
+                });
+            }
+            put.uploaded
+        }
+    };
+    // Each package once in the pool, where apt and yum clients fetch it: a
+    // copy made inside the store, never sent again.
+    if a.kind == "deb" || a.kind == "rpm" {
+        store
+            .copy_if_absent(&a.blob.key(), &repository::pool_key(a))
+            .await?;
+    }
+    let record = VersionRecord {
+        artifact: a.name.clone(),
+        blob: a.blob.clone(),
+        build: build.to_string(),
+    };
+    let key = version_key(&a.name);
+    match store
+        .put(
+            &key,
+            Body::from_bytes(serde_json::to_vec_pretty(&record).expect("serialises")),
+            Condition::IfAbsent,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(Error::AlreadyExists { .. }) => {
+            // Raced with another publisher: the same bytes are fine.
+            let existing = read_version(store, &key).await?.expect("exists");
+            if existing.blob.sha256 != a.blob.sha256 {
+                return Err(Error::Conflict {
+                    key,
+                    expected: Some(a.blob.sha256.clone()),
+                    found: Some(existing.blob.sha256),
+                });
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(uploaded)
 }
 
 /// `packages/<artifact file name>.json`: the artifact name carries name,

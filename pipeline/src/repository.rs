@@ -41,8 +41,8 @@ use crate::publish::{build_key, published_manifest};
 use crate::store::{Body, Condition, Store, digest::spawn_blocking};
 use crate::{Error, Result, fault};
 
-/// `builds/<id>/index.json`.
-pub const INDEX_FILE: &str = "index.json";
+/// `builds/<id>/index.json`, also in the local build directory.
+pub const INDEX_FILE: &str = crate::build::files::INDEX;
 const INDEX_FORMAT: u32 = 1;
 /// The one apt component pipe publishes.
 pub const COMPONENT: &str = "main";
@@ -105,9 +105,40 @@ fn state_key(env: &str) -> String {
     format!("repo-state/{env}.json")
 }
 
+/// One package's part of a [`BuildIndex`]. The package stage records it
+/// with the artifact (and caches it with the stage), so a build that reuses
+/// cached packages reads none of them again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Fragment {
+    /// A .deb.
+    Deb(IndexedDeb),
+    /// An .rpm.
+    Rpm(Box<IndexedRpm>),
+}
+
+impl BuildIndex {
+    /// The index of a build made of these packages, in their order.
+    pub fn from_fragments<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> BuildIndex {
+        let mut index = BuildIndex {
+            format: INDEX_FORMAT,
+            debs: Vec::new(),
+            rpms: Vec::new(),
+        };
+        for f in fragments {
+            match f {
+                Fragment::Deb(d) => index.debs.push(d.clone()),
+                Fragment::Rpm(r) => index.rpms.push((**r).clone()),
+            }
+        }
+        index
+    }
+}
+
 /// Records what the indices need of every package of the build in `dir`
 /// (a `.pipe/builds/<id>/` directory), reading each package's control or
-/// header, on all cores. Blocking.
+/// header, on all cores. Blocking. For builds made before the package stage
+/// recorded its [`Fragment`].
 pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
     let artifacts: Vec<&Artifact> = manifest
         .artifacts
@@ -118,7 +149,7 @@ pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(artifacts.len().max(1));
-    let mut done: Vec<(usize, Result<Recorded>)> = std::thread::scope(|scope| {
+    let mut done: Vec<(usize, Result<Fragment>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -127,7 +158,7 @@ pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(a) = artifacts.get(i) else { break };
                         let path = dir.join(&a.name);
-                        out.push((i, record_one(&path, a, manifest.source_date_epoch)));
+                        out.push((i, fragment(&path, a, manifest.source_date_epoch)));
                     }
                     out
                 })
@@ -139,33 +170,24 @@ pub fn record(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
             .collect()
     });
     done.sort_by_key(|(i, _)| *i);
-    let mut index = BuildIndex {
-        format: INDEX_FORMAT,
-        debs: Vec::new(),
-        rpms: Vec::new(),
-    };
-    for (_, r) in done {
-        match r? {
-            Recorded::Deb(d) => index.debs.push(d),
-            Recorded::Rpm(r) => index.rpms.push(*r),
-        }
-    }
-    Ok(index)
+    let fragments = done
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BuildIndex::from_fragments(&fragments))
 }
 
-enum Recorded {
-    Deb(IndexedDeb),
-    Rpm(Box<IndexedRpm>),
-}
-
-fn record_one(path: &Path, a: &Artifact, file_time: u64) -> Result<Recorded> {
+/// What the indices need of the package `a` at `path` (a .deb's control
+/// text, an .rpm's header), rendered. `file_time` is the time yum lists for
+/// the file: the build's timestamp, so the index is reproducible. Blocking.
+pub fn fragment(path: &Path, a: &Artifact, file_time: u64) -> Result<Fragment> {
     Ok(match a.kind.as_str() {
-        "deb" => Recorded::Deb(IndexedDeb {
+        "deb" => Fragment::Deb(IndexedDeb {
             artifact: a.name.clone(),
             sha256: a.blob.sha256.clone(),
             stanza: apt::render_stanza(&record_deb(path, a)?)?,
         }),
-        _ => Recorded::Rpm(Box::new(IndexedRpm {
+        _ => Fragment::Rpm(Box::new(IndexedRpm {
             artifact: a.name.clone(),
             sha256: a.blob.sha256.clone(),
             xml: yum::render_package(&record_rpm(path, a, file_time)?)?,
@@ -335,21 +357,29 @@ pub struct Regenerated {
     pub seconds: f64,
 }
 
-/// Regenerates the apt suite and yum repository of `env` so they list the
-/// packages of `build`, signed with `key`.
-pub async fn regenerate(
-    p: &Pipeline,
-    store: &Store,
-    key: &SecretKey,
-    env: &str,
-    build: &str,
-) -> Result<Regenerated> {
-    let started = Instant::now();
+/// A published build's manifest and package index, checked against each
+/// other: what a regeneration needs, loaded before a promotion moves the
+/// pointer so that a damaged index stops the promotion instead of leaving
+/// an environment whose repositories cannot follow it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The build id.
+    pub build: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its package index.
+    pub index: Arc<BuildIndex>,
+}
+
+/// Loads `build`'s manifest and index from the store. Errors when it is not
+/// published, and (exit 3) when the index names a package the manifest does
+/// not, or with another digest: the index itself is not signed.
+pub async fn load(store: &Store, build: &str) -> Result<Published> {
     let manifest = published_manifest(store, build)
         .await?
         .ok_or_else(|| Error::Usage {
             message: format!("build `{build}` is not published in {}", store.url()),
-            hint: Some("run `pipe publish` first".into()),
+            hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
         })?;
     let index_key = build_key(build, INDEX_FILE);
     let (index, _) = store
@@ -360,6 +390,25 @@ pub async fn regenerate(
             hint: Some("run `pipe publish` for the build again: it records the index".into()),
         })?;
     check_index(&index, &manifest, &index_key)?;
+    Ok(Published {
+        build: build.to_string(),
+        manifest,
+        index: Arc::new(index),
+    })
+}
+
+/// Regenerates the apt suite and yum repository of `env` so they list the
+/// packages of the published build, signed with `key`.
+pub async fn regenerate(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    env: &str,
+    published: &Published,
+) -> Result<Regenerated> {
+    let started = Instant::now();
+    let build = published.build.as_str();
+    let index = published.index.clone();
     let state = store
         .get_json::<RepoState>(&state_key(env), "a repository state")
         .await?
@@ -486,9 +535,10 @@ pub async fn refresh(
 ) -> Result<Option<Regenerated>> {
     let (head, _) = crate::promote::read_pointer(store, env).await?;
     match head {
-        Some(head) => Ok(Some(
-            regenerate(p, store, key, env, &head.entry.build).await?,
-        )),
+        Some(head) => {
+            let published = load(store, &head.entry.build).await?;
+            Ok(Some(regenerate(p, store, key, env, &published).await?))
+        }
         None => Ok(None),
     }
 }

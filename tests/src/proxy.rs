@@ -5,6 +5,10 @@
 //!   cut, as when a server dies in the middle of an upload.
 //! - [`HeaderDroppingProxy`] forwards HTTP/1.1 but removes `If-Match` and
 //!   `If-None-Match` from requests: a server that ignores conditional writes.
+//! - [`ResponseLosingProxy`] forwards HTTP/1.1, but the first request with
+//!   `If-Match` that succeeds has its response never come back: the
+//!   connection is cut, as when a network drops a reply. The client retries
+//!   a write that already landed.
 //!
 //! Both run on plain threads and stop when dropped.
 
@@ -253,4 +257,103 @@ fn filter_requests(
         }
         std::io::copy(&mut (&mut reader).take(length), &mut server)?;
     }
+}
+
+/// An HTTP/1.1 proxy that loses the response to the first `If-Match`
+/// request (after the server has handled it).
+pub struct ResponseLosingProxy {
+    addr: SocketAddr,
+    conns: Arc<Conns>,
+    lost: Arc<AtomicU64>,
+}
+
+impl ResponseLosingProxy {
+    /// Proxies to `upstream`.
+    pub fn start(upstream: SocketAddr) -> ResponseLosingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let conns = Arc::new(Conns::default());
+        let lost = Arc::new(AtomicU64::new(0));
+        let (c, l) = (conns.clone(), lost.clone());
+        accept_loop(listener, conns.clone(), move |client| {
+            let Ok(server) = TcpStream::connect(upstream) else {
+                return;
+            };
+            c.track(&server);
+            let _ = relay_losing_one(client, server, &l);
+        });
+        ResponseLosingProxy { addr, conns, lost }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many responses were lost (0 or 1).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ResponseLosingProxy {
+    fn drop(&mut self) {
+        self.conns.stop();
+    }
+}
+
+/// Reads one HTTP message (head, then `Content-Length` bytes of body) from
+/// `from`; `None` at end of stream.
+fn read_message(from: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if from.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    from.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
+
+/// Request by request: forward, read the whole response, relay it, except
+/// for the first `If-Match` request that succeeded (while `lost` is 0),
+/// whose response is dropped with the connection.
+fn relay_losing_one(client: TcpStream, server: TcpStream, lost: &AtomicU64) -> std::io::Result<()> {
+    let mut to_client = client.try_clone()?;
+    let mut to_server = server.try_clone()?;
+    let mut from_client = BufReader::new(client);
+    let mut from_server = BufReader::new(server);
+    while let Some((head, body)) = read_message(&mut from_client)? {
+        to_server.write_all(head.as_bytes())?;
+        to_server.write_all(&body)?;
+        let Some((rhead, rbody)) = read_message(&mut from_server)? else {
+            break;
+        };
+        let conditional = head.to_ascii_lowercase().contains("\nif-match:");
+        let landed = rhead.starts_with("HTTP/1.1 2") || rhead.starts_with("HTTP/1.0 2");
+        if conditional
+            && landed
+            && lost
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            let _ = to_client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        to_client.write_all(rhead.as_bytes())?;
+        to_client.write_all(&rbody)?;
+    }
+    let _ = to_client.shutdown(Shutdown::Write);
+    Ok(())
 }

@@ -172,6 +172,26 @@ impl MotoServer {
         overrides_for(&self.endpoint())
     }
 
+    /// Grants everyone `s3:GetObject` on the bucket (a bucket policy, as a
+    /// public repository on S3 is set up), so clients that send no
+    /// credentials (apt-get, dnf) can read it.
+    pub fn allow_anonymous_read(&self) {
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
+            self.bucket
+        );
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(
+                self.client()
+                    .put_bucket_policy()
+                    .bucket(&self.bucket)
+                    .policy(policy)
+                    .send(),
+            )
+            .expect("put the bucket policy");
+    }
+
     /// A plain SDK client for this server, to look at or tamper with the
     /// bucket behind the store's back.
     pub fn client(&self) -> aws_sdk_s3::Client {

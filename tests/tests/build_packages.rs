@@ -221,6 +221,14 @@ fn same_inputs_in_two_directories_give_identical_bytes() {
     let ma = std::fs::read(Path::new(da["dir"].as_str().unwrap()).join("manifest.json")).unwrap();
     let mb = std::fs::read(Path::new(db["dir"].as_str().unwrap()).join("manifest.json")).unwrap();
     assert_eq!(ma, mb, "manifests are byte-identical");
+    let read = |d: &serde_json::Value| {
+        std::fs::read(Path::new(d["dir"].as_str().unwrap()).join("index.json")).unwrap()
+    };
+    let (ia, ib) = (read(&da), read(&db));
+    assert_eq!(ia, ib, "repository index records are byte-identical");
+    let index: serde_json::Value = serde_json::from_slice(&ia).unwrap();
+    assert_eq!(index["debs"].as_array().unwrap().len(), 2, "{index}");
+    assert_eq!(index["rpms"].as_array().unwrap().len(), 1, "{index}");
 }
 
 #[test]

@@ -432,3 +432,23 @@ fn relations_priority_and_compression_are_checked() {
     assert!(err.contains("unknown compression `bzip2`"), "{err}");
     assert!(err.contains("3 errors"), "{err}");
 }
+
+#[test]
+fn repository_durations_are_checked_where_they_are_written() {
+    let err = invalid(&format!(
+        "{VALID}\n[repository]\nvalid_for = \"a week\"\ngrace = \"0s\"\nlabel = \"two\\nlines\"\n"
+    ));
+    for expected in [
+        "error: `repository.valid_for`: `a week` is not a duration",
+        "= hint: write a count and a unit (s, m, h, d, w, y), e.g. `7d` or `12h`",
+        "error: `repository.grace`: `0s` is zero",
+        "error: `repository.label` spans lines",
+    ] {
+        assert!(err.contains(expected), "{expected} in:\n{err}");
+    }
+    let lines = VALID.lines().count();
+    assert!(
+        err.contains(&format!("pipeline.toml:{}:13", lines + 3)),
+        "the position of the bad value:\n{err}"
+    );
+}

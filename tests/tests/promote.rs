@@ -269,6 +269,13 @@ fn of_eight_concurrent_promotions_exactly_one_wins() {
         2,
         "one entry per successful promotion"
     );
+    // The winner regenerated the suite; no loser wrote an older one over it.
+    let packages = std::fs::read_to_string(
+        p.path()
+            .join(".pipe/store/dists/dev/main/binary-amd64/Packages"),
+    )
+    .unwrap();
+    assert!(packages.contains("Version: 1.0.1"), "{packages}");
 }
 
 #[test]

@@ -62,6 +62,22 @@ fn project() -> (Project, PathBuf) {
     (p, key)
 }
 
+/// A project whose store is a prefix of a moto bucket that everyone may
+/// read, and the URL clients read it at.
+fn s3_project() -> (MotoServer, Project, PathBuf, String) {
+    let server = MotoServer::start();
+    let (mut p, key) = project();
+    for (k, v) in server.env() {
+        p.env(&k, &v);
+    }
+    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
+    // apt and dnf send no credentials: without this moto answers them 403,
+    // as S3 does.
+    server.allow_anonymous_read();
+    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
+    (server, p, key, base)
+}
+
 fn release(p: &Project, version: &str) -> String {
     p.write("demo.txt", &format!("{version}\n"));
     p.release(version)
@@ -194,6 +210,18 @@ fn local_store_apt_and_dnf_follow_promotions_and_refuse_tampering() {
         "Valid-Until: ",
     ] {
         assert!(release_text.contains(field), "{field} in:\n{release_text}");
+    }
+
+    // A web server running as another user can read everything it serves.
+    for path in [
+        "dists/dev/InRelease",
+        "yum/dev/repodata/repomd.xml",
+        "pool/main/d/demo/demo_1.0.0_all.deb",
+    ] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(store.join(path)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o044, 0o044, "{path} is mode {mode:o}");
     }
 
     // The pool holds each package once; the suite names it there.
@@ -341,33 +369,9 @@ fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
 
 #[test]
 fn s3_bucket_serves_apt_and_dnf_anonymously() {
-    let server = MotoServer::start();
-    let (mut p, key) = project();
-    for (k, v) in server.env() {
-        p.env(&k, &v);
-    }
-    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
-    // Public read on the bucket, as a real deployment grants it; clients
-    // below send no credentials at all.
-    let policy = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
-        server.bucket()
-    );
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(
-            server
-                .client()
-                .put_bucket_policy()
-                .bucket(server.bucket())
-                .policy(policy)
-                .send(),
-        )
-        .unwrap();
-
+    let (server, p, key, base) = s3_project();
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
     let tmp = tempfile::tempdir().unwrap();
     let apt = Apt::new(tmp.path().join("apt"), &base, "dev", &key);
     apt_update_ok(&apt);
@@ -428,12 +432,22 @@ fn s3_bucket_serves_apt_and_dnf_anonymously() {
 /// the next `pipe promote` completes it.
 #[test]
 fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
-    let (mut p, key) = project();
-    let store = p.path().join(".pipe/store");
+    let (p, key) = project();
+    let server = HttpServer::start(&p.path().join(".pipe/store"));
+    crash_at_every_write(p, &key, &server.url());
+}
+
+/// The same on S3, the bucket read anonymously through the S3 endpoint.
+#[test]
+fn promotion_killed_at_every_write_on_s3_leaves_a_repository_apt_accepts() {
+    let (_server, p, key, base) = s3_project();
+    crash_at_every_write(p, &key, &base);
+}
+
+fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
     let b1 = release(&p, "1.0.0");
     let b2 = release(&p, "1.1.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    let server = HttpServer::start(&store);
     let tmp = tempfile::tempdir().unwrap();
 
     let mut points: Vec<String> = ["before-pointer", "after-pointer", "after-history"]
@@ -458,9 +472,9 @@ fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
         let fresh_apt = |what: &str| {
             let apt = Apt::new(
                 tmp.path().join(format!("apt-{i}-{what}")),
-                &server.url(),
+                base_url,
                 "dev",
-                &key,
+                key,
             );
             apt_update_ok(&apt);
             apt
@@ -492,4 +506,85 @@ fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
     let ring = key.to_string_lossy().into_owned();
     p.pipe(&["history", "dev", "--keyring", &ring])
         .expect_code(0);
+}
+
+/// The package index a build publishes is not signed itself: a promotion
+/// checks it against the signed manifest before it moves anything, and
+/// refuses a changed one with exit code 3.
+#[test]
+fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
+    let (p, _key) = project();
+    let store = p.path().join(".pipe/store");
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    let index_path = store.join(format!("builds/{b2}/index.json"));
+    let index = std::fs::read_to_string(&index_path).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&index).unwrap();
+    doc["debs"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
+    std::fs::write(&index_path, doc.to_string()).unwrap();
+
+    let before: Vec<(String, Vec<u8>)> = [
+        "envs/dev/pointer.json",
+        "dists/dev/InRelease",
+        "yum/dev/repodata/repomd.xml",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), std::fs::read(store.join(k)).unwrap()))
+    .collect();
+    let out = p.pipe(&["promote", &b2, "--to", "dev"]);
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains(&format!("builds/{b2}/index.json"))
+            && out.stderr.contains("demo_1.1.0_all.deb"),
+        "{}",
+        out.stderr
+    );
+    for (key, bytes) in before {
+        assert_eq!(
+            std::fs::read(store.join(&key)).unwrap(),
+            bytes,
+            "{key} changed"
+        );
+    }
+}
+
+/// Index files a new generation no longer names stay for the grace period
+/// (a client may hold the `InRelease` that names them), and go after it.
+#[test]
+fn replaced_index_files_stay_for_the_grace_period_then_go() {
+    let (p, _key) = project();
+    let store = p.path().join(".pipe/store");
+    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
+    p.write(
+        "pipeline.toml",
+        &toml.replace("valid_for = \"3d\"", "valid_for = \"3d\"\ngrace = \"2s\""),
+    );
+    let generation = |p: &Project, version: &str| -> (Vec<String>, String) {
+        let b = release(p, version);
+        p.pipe(&["promote", &b, "--to", "dev", "--force"])
+            .expect_code(0);
+        let in_release = std::fs::read_to_string(store.join("dists/dev/InRelease")).unwrap();
+        let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+        (
+            by_hash_paths(&in_release, "dev"),
+            format!("yum/dev/{}", primary_href(&repomd)),
+        )
+    };
+    let exists = |path: &str| store.join(path).exists();
+
+    let (apt1, yum1) = generation(&p, "1.0.0");
+    let (apt2, yum2) = generation(&p, "1.1.0");
+    for path in apt1.iter().chain([&yum1]) {
+        assert!(exists(path), "{path} went before its grace period ended");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (apt3, yum3) = generation(&p, "1.2.0");
+    for path in apt1.iter().chain([&yum1]) {
+        assert!(!exists(path), "{path} outlived its grace period");
+    }
+    // Replaced just now: still in its grace period.
+    for path in apt2.iter().chain([&yum2]).chain(&apt3).chain([&yum3]) {
+        assert!(exists(path), "{path}");
+    }
 }

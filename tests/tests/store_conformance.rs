@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pipe_e2e::proxy::{HeaderDroppingProxy, StoppingProxy};
+use pipe_e2e::proxy::{HeaderDroppingProxy, ResponseLosingProxy, StoppingProxy};
 use pipe_e2e::s3::{MotoServer, free_port, overrides_for};
 use pipeline::Error;
 use pipeline::store::{
@@ -774,6 +774,60 @@ async fn s3_server_ignoring_conditional_writes_is_refused() {
         .put("k2", Body::from_bytes(&b"y"[..]), Condition::IfAbsent)
         .await
         .unwrap();
+}
+
+/// A compare-and-swap that landed but whose response was lost: the SDK
+/// retries, the retry finds the condition no longer holds (412), and the
+/// store must see that the object holds exactly what it wrote and report
+/// success, not a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_compare_and_swap_whose_response_was_lost_succeeds() {
+    let moto = MotoServer::start();
+    let proxy = ResponseLosingProxy::start(moto.addr());
+    let store = Store::open_with(
+        &moto.store_url("p"),
+        &OpenOptions::default(),
+        &overrides_for(&proxy.endpoint()),
+    )
+    .await
+    .unwrap();
+    let v1 = store
+        .put("ptr", Body::from_bytes(&b"one"[..]), Condition::Overwrite)
+        .await
+        .unwrap();
+    store
+        .put(
+            "ptr",
+            Body::from_bytes(&b"two"[..]),
+            Condition::IfMatch(v1.clone()),
+        )
+        .await
+        .expect("the write landed; the lost response must not turn into a conflict");
+    assert_eq!(
+        proxy.lost(),
+        1,
+        "the proxy lost no response: the test proved nothing"
+    );
+    assert_eq!(
+        &store.get_bytes("ptr").await.unwrap().unwrap().0[..],
+        b"two"
+    );
+    // A real conflict stays one.
+    match store
+        .put(
+            "ptr",
+            Body::from_bytes(&b"three"[..]),
+            Condition::IfMatch(v1),
+        )
+        .await
+    {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        &store.get_bytes("ptr").await.unwrap().unwrap().0[..],
+        b"two"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -50,6 +50,9 @@ pub mod files {
     pub const PROVENANCE: &str = "provenance.json";
     /// Its detached armored signature.
     pub const PROVENANCE_SIG: &str = "provenance.json.asc";
+    /// What the apt and yum indices need of every package
+    /// ([`crate::repository::BuildIndex`]).
+    pub const INDEX: &str = "index.json";
 }
 
 /// What a build produced.
@@ -135,8 +138,13 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
     let provenance_sig =
         key.sign_detached(&provenance[..], SystemTime::now(), Encoding::Armored)?;
 
+    let index = serde_json::to_vec(&crate::repository::BuildIndex::from_fragments(
+        built.iter().map(|b| &b.index),
+    ))
+    .expect("index serialises");
     let stage = staging.path();
     for (name, bytes) in [
+        (files::INDEX, &index),
         (files::MANIFEST, &manifest_json),
         (files::MANIFEST_SIG, &manifest_sig),
         (files::PROVENANCE, &provenance),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::TOOL_VERSION;
 use super::record::Input;
 use crate::model::{Compression, Package, PackageFormat, Pipeline};
+use crate::repository::{self, Fragment};
 use crate::store::{BlobRef, Body, Condition, Store, digest};
 use crate::{Error, Result};
 
@@ -48,6 +49,8 @@ pub struct Built {
     /// The files that went into it (relative to the project directory), with
     /// their digests.
     pub inputs: Vec<Input>,
+    /// What the repository indices need of it.
+    pub index: Fragment,
 }
 
 impl Built {
@@ -62,6 +65,9 @@ impl Built {
 struct StageRecord {
     name: String,
     blob: BlobRef,
+    /// Absent in records of an older pipe: then read from the package.
+    #[serde(default)]
+    index: Option<Fragment>,
 }
 
 fn record_key(key: &str) -> String {
@@ -171,14 +177,36 @@ impl Job {
         let path = self.out_dir.join(&name);
         let record_key = record_key(&prepared.key);
 
+        let artifact = |blob: BlobRef| Artifact {
+            name: name.clone(),
+            kind: match self.format {
+                PackageFormat::Deb => "deb",
+                PackageFormat::Rpm => "rpm",
+            }
+            .into(),
+            component: format!("package {}", self.pkg.name),
+            blob,
+            cache_key: prepared.key.clone(),
+        };
+        let fragment = |artifact: Artifact, path: PathBuf, epoch: u64| {
+            tokio::task::spawn_blocking(move || repository::fragment(&path, &artifact, epoch))
+        };
+
         let cached = store
             .get_json::<StageRecord>(&record_key, "a stage record")
             .await?;
-        let (blob, cache_hit) = match cached {
+        let (artifact, index, cache_hit) = match cached {
             Some((record, _)) => {
                 store.get_blob_to_file(&record.blob, &path).await?;
                 publishable(&path)?;
-                (record.blob, true)
+                let artifact = artifact(record.blob);
+                let index = match record.index {
+                    Some(index) => index,
+                    None => fragment(artifact.clone(), path.clone(), self.epoch)
+                        .await
+                        .expect("index recorder panicked")?,
+                };
+                (artifact, index, true)
             }
             None => {
                 let job = self.clone();
@@ -189,9 +217,14 @@ impl Job {
                     .expect("package writer panicked")?;
                 publishable(&path)?;
                 let put = store.put_blob_file(&path).await?;
+                let artifact = artifact(put.blob.clone());
+                let index = fragment(artifact.clone(), path.clone(), self.epoch)
+                    .await
+                    .expect("index recorder panicked")?;
                 let record = StageRecord {
                     name: name.clone(),
-                    blob: put.blob.clone(),
+                    blob: put.blob,
+                    index: Some(index.clone()),
                 };
                 let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
                 match store
@@ -201,25 +234,16 @@ impl Job {
                     Ok(_) | Err(Error::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }
-                (put.blob, false)
+                (artifact, index, false)
             }
         };
         Ok(Built {
-            artifact: Artifact {
-                name,
-                kind: match self.format {
-                    PackageFormat::Deb => "deb",
-                    PackageFormat::Rpm => "rpm",
-                }
-                .into(),
-                component: format!("package {}", self.pkg.name),
-                blob,
-                cache_key: prepared.key,
-            },
+            artifact,
             path,
             cache_hit,
             seconds: prepared.seconds + started.elapsed().as_secs_f64(),
             inputs: prepared.inputs,
+            index,
         })
     }
 

@@ -260,7 +260,12 @@ fn open_existing(path: &Path) -> Result<Option<std::fs::File>> {
 /// Writes a body into a synced temporary file; returns it with its BLAKE3.
 fn write_temp(dir: &Path, body: BodyInner) -> Result<(tempfile::TempPath, String)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    // Readable by everyone (less the umask): a store is a publication, and
+    // the web server that serves its repositories runs as another user.
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
     let mut hasher = blake3::Hasher::new();
     let tmp_path = tmp.path().to_path_buf();
     match body {

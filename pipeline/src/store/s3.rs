@@ -427,7 +427,26 @@ impl Backend for S3Backend {
         match body.0 {
             BodyInner::Bytes(b) => {
                 let size = b.len() as u64;
-                self.put_object(key, ByteStream::from(b), size, &cond).await
+                match self
+                    .put_object(key, ByteStream::from(b.clone()), size, &cond)
+                    .await
+                {
+                    // The SDK retries a write whose response was lost; if the
+                    // first attempt landed, the retry's condition fails on
+                    // our own write. An object holding exactly our bytes
+                    // means that: compare-and-swap bodies (signed pointer
+                    // entries) are never written twice by two writers.
+                    Err(Error::Conflict { .. }) if matches!(cond, Condition::IfMatch(_)) => {
+                        match self.get_bytes(key).await? {
+                            Some((found, version)) if found == b => {
+                                tracing::debug!(%key, "a retried compare-and-swap found its own write");
+                                Ok(version)
+                            }
+                            _ => Err(Self::condition_failed(key, &cond)),
+                        }
+                    }
+                    other => other,
+                }
             }
             BodyInner::File(path) => self.put_file(key, &path, &cond).await,
             BodyInner::Temp(tmp, _) => self.put_file(key, &tmp, &cond).await,

@@ -112,6 +112,13 @@ url = ".pipe/store"                 # or "s3://bucket/prefix"; --store and $PIPE
 [signing]
 key = "keys/release.key"            # OpenPGP secret key; $PIPE_SIGNING_KEY overrides
 
+# The apt suite (dists/ENV) and yum repository (yum/ENV) of each environment,
+# written into the store on every promotion:
+# [repository]
+# origin = "{name}"                 # apt Origin and Label (default: the project name)
+# valid_for = "7d"                  # Valid-Until; re-sign with `pipe refresh` before then
+# grace = "1h"                      # how long replaced index files stay for clients mid-update
+
 # Environments, and the path a build takes through them.
 [environments.dev]
 [environments.staging]
