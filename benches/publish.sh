@@ -96,7 +96,8 @@ for case, n in keys:
 EOF
 }
 
-# `benches/publish.sh summary DIR`: the table of a kept (or interrupted) run.
+# `benches/publish.sh summary OUT_DIR`: the table of a kept (or interrupted)
+# run, from its output directory (BENCH_DIR/out-…).
 if [ "${1:-}" = summary ]; then
   cat "$2/header.txt" 2>/dev/null || true
   echo
@@ -136,10 +137,21 @@ fi
 W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pipe-publish-bench.XXXXXX")}
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
-[ -z "$(ls -A "$W")" ] || die "$W is not empty: give a fresh BENCH_DIR"
-mkdir -p "$W/in" "$W/runs" "$W/logs"
-echo "== work dir $W"
-times=$W/times.tsv # case size run side step seconds
+# A work dir of an earlier run is reused for its inputs (generated sources,
+# pipe builds) if the same pipe binary made them; every run's outputs go to a
+# new directory O.
+pipe_id="$("$pipe" --version) $(sha256sum <"$pipe" | cut -c1-16)"
+if [ -n "$(ls -A "$W")" ]; then
+  [ "$(cat "$W/in/pipe.id" 2>/dev/null)" = "$pipe_id" ] ||
+    die "$W holds no inputs of this pipe binary: give a fresh BENCH_DIR"
+  echo "== reusing the inputs in $W/in"
+fi
+mkdir -p "$W/in"
+echo "$pipe_id" >"$W/in/pipe.id"
+O=$W/out-$(date -u +%Y%m%dT%H%M%S)
+mkdir -p "$O/runs" "$O/logs"
+echo "== work dir $W, this run's outputs in $O"
+times=$O/times.tsv # case size run side step seconds
 : >"$times"
 
 moto_pid=
@@ -153,13 +165,17 @@ export LC_ALL=C SOURCE_DATE_EPOCH=1700000000 PIPE_ACTOR=bench
 
 # --- keys: the same kind (RSA 3072) on both sides -----------------------------
 echo "== keys"
-mkdir -p "$W/keys"
-(cd "$W" && "$pipe" -q keys generate --uid "Bench <bench@example.com>" --algo rsa3072 --out keys/release.key >/dev/null)
 export PIPE_SIGNING_KEY=$W/keys/release.key
+if [ ! -e "$PIPE_SIGNING_KEY" ]; then
+  mkdir -p "$W/keys"
+  (cd "$W" && "$pipe" -q keys generate --uid "Bench <bench@example.com>" --algo rsa3072 --out keys/release.key >/dev/null)
+fi
 export GNUPGHOME=$W/gnupg
-mkdir -m 0700 "$GNUPGHOME"
-gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
-  --quick-gen-key "Bench Anchor <anchor@example.com>" rsa3072 sign never 2>/dev/null
+if [ ! -d "$GNUPGHOME" ]; then
+  mkdir -m 0700 "$GNUPGHOME"
+  gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+    --quick-gen-key "Bench Anchor <anchor@example.com>" rsa3072 sign never 2>/dev/null
+fi
 gpg_key=$(gpg --list-keys --with-colons | awk -F: '/^fpr/ {print $10; exit}')
 [ -n "$gpg_key" ] || die "no gpg key made"
 
@@ -167,7 +183,7 @@ gpg_key=$(gpg --list-keys --with-colons | awk -F: '/^fpr/ {print $10; exit}')
 # step CASE SIZE RUN SIDE STEP CMD...: runs CMD (output to the run's log),
 # appends its wall time to $times.
 step() {
-  local c=$1 n=$2 r=$3 side=$4 name=$5 s e log=$W/logs/$1-$2-$3-$4.log
+  local c=$1 n=$2 r=$3 side=$4 name=$5 s e log=$O/logs/$1-$2-$3-$4.log
   shift 5
   s=$(date +%s%N)
   if ! "$@" >>"$log" 2>&1; then die "failed: $* (see $log)"; fi
@@ -202,7 +218,7 @@ check() {
     got=$(fetch "$6/$href" | zcat | grep -o 'packages="[0-9]*"' | tr -dc 0-9)
   fi
   if [ "$got" != "$5" ]; then
-    echo "MISMATCH $1 N=$2 run $3 $4: lists ${got:-nothing}, expected $5" | tee -a "$W/checks.txt"
+    echo "MISMATCH $1 N=$2 run $3 $4: lists ${got:-nothing}, expected $5" | tee -a "$O/checks.txt"
   fi
 }
 
@@ -214,8 +230,12 @@ need=$(
 need=$(printf '%s\n' $need | sort -nu)
 max=$(printf '%s\n' $need | tail -1)
 echo "== inputs: $max small packages (benches/gen.py small)"
-python3 "$here/gen.py" small "$W/in/src" "$max"
-chmod -R go-w "$W/in/src"
+if [ "$(cat "$W/in/src.count" 2>/dev/null || echo 0)" -lt "$max" ]; then
+  [ ! -e "$W/in/src" ] || die "$W/in/src holds fewer packages than $max: give a fresh BENCH_DIR"
+  python3 "$here/gen.py" small "$W/in/src" "$max"
+  chmod -R go-w "$W/in/src"
+  echo "$max" >"$W/in/src.count"
+fi
 
 declare -A build_id # "N-FMT" -> build id
 # project N FMT: builds the pipe project of the first N packages as FMT
@@ -223,6 +243,11 @@ declare -A build_id # "N-FMT" -> build id
 # package is built.
 project() {
   local n=$1 fmt=$2 p=$W/in/proj-$1-$2 base=$W/in/proj-$(($1 - 1))-$2
+  if [ -s "$p.build" ]; then # built by an earlier run of this pipe binary
+    build_id[$n-$fmt]=$(cat "$p.build")
+    return
+  fi
+  rm -rf "$p" "$W/in/pkgs-$n-$fmt" # an interrupted build
   if [ -d "$base/.pipe" ]; then
     cp -al "$base" "$p"
     rm -rf "$p/.pipe/builds" && cp -a "$base/.pipe/builds" "$p/.pipe/builds"
@@ -239,7 +264,8 @@ project() {
   echo "   built $n x $fmt in $((SECONDS - s)) s: ${build_id[$n-$fmt]}"
   # The bare packages, for the anchors (hard links: they only read them).
   mkdir -p "$W/in/pkgs-$n-$fmt"
-  ln "$p/.pipe/builds/${build_id[$n-$fmt]}"/*."$fmt" "$W/in/pkgs-$n-$fmt/"
+  find "$p/.pipe/builds/${build_id[$n-$fmt]}" -name "*.$fmt" -exec ln -t "$W/in/pkgs-$n-$fmt" {} +
+  echo "${build_id[$n-$fmt]}" >"$p.build"
 }
 echo "== pipe builds (untimed)"
 for n in $need; do
@@ -258,7 +284,7 @@ done
 pipe_side() {
   local c=$1 n=$2 r=$3 fmt=$4 store=$5 built=${6:-$2}
   local p=$W/in/proj-$built-$fmt id=${build_id[$built-$fmt]}
-  local out=$W/runs/$c-$n-$r-pipe
+  local out=$O/runs/$c-$n-$r-pipe
   mkdir -p "$out"
   step "$c" "$n" "$r" pipe publish "$pipe" -q -C "$p" --store "$store" publish "$id"
   step "$c" "$n" "$r" pipe promote sh -c '"$0" --json -C "$1" --store "$2" promote "$3" --to dev >"$4"' \
@@ -271,7 +297,7 @@ pipe_side() {
 
 # ftparchive_side CASE N RUN: the pool is a fresh directory of hard links.
 ftparchive_side() {
-  local c=$1 n=$2 r=$3 d=$W/runs/$1-$2-$3-ftparchive
+  local c=$1 n=$2 r=$3 d=$O/runs/$1-$2-$3-ftparchive
   mkdir -p "$d/pool/main" "$d/dists/dev/main/binary-amd64"
   cp -al "$W/in/pkgs-$n-deb/." "$d/pool/main/"
   local idx=dists/dev/main/binary-amd64
@@ -309,7 +335,7 @@ EOF
 
 # aptly_side CASE N RUN [s3]: repo create + add + publish (signed).
 aptly_side() {
-  local c=$1 n=$2 r=$3 where=${4:-} d=$W/runs/$1-$2-$3-aptly target=
+  local c=$1 n=$2 r=$3 where=${4:-} d=$O/runs/$1-$2-$3-aptly target=
   if [ "$where" = s3 ]; then
     aptly_conf "$d" "$c-$n-$r"
     target=s3:moto:
@@ -331,7 +357,7 @@ aptly_side() {
 # createrepo_side CASE N RUN: createrepo_c over a fresh directory of the
 # same .rpm files, and the detached signature of repomd.xml.
 createrepo_side() {
-  local c=$1 n=$2 r=$3 d=$W/runs/$1-$2-$3-createrepo
+  local c=$1 n=$2 r=$3 d=$O/runs/$1-$2-$3-createrepo
   mkdir -p "$d"
   cp -al "$W/in/pkgs-$n-rpm/." "$d/"
   step "$c" "$n" "$r" createrepo createrepo_c createrepo_c --no-database --quiet "$d"
@@ -344,7 +370,7 @@ start_moto() {
   [ -z "$moto_pid" ] || return 0
   local port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$venv_python" "$repo/tests/support/moto_server.py" -H 127.0.0.1 -p "$port" >"$W/logs/moto.log" 2>&1 &
+  "$venv_python" "$repo/tests/support/moto_server.py" -H 127.0.0.1 -p "$port" >"$O/logs/moto.log" 2>&1 &
   moto_pid=$!
   moto_endpoint=http://127.0.0.1:$port
   local i
@@ -364,7 +390,7 @@ case_apt() {
   local n=$1 r
   for ((r = 1; r <= $(runs_for "$n"); r++)); do
     echo "-- apt n=$n run $r"
-    pipe_side apt "$n" "$r" deb "$W/runs/apt-$n-$r-pipe/store"
+    pipe_side apt "$n" "$r" deb "$O/runs/apt-$n-$r-pipe/store"
     ftparchive_side apt "$n" "$r"
     aptly_side apt "$n" "$r"
   done
@@ -384,7 +410,7 @@ case_yum() {
   local n=$1 r
   for ((r = 1; r <= $(runs_for "$n"); r++)); do
     echo "-- yum n=$n run $r"
-    pipe_side yum "$n" "$r" rpm "$W/runs/yum-$n-$r-pipe/store"
+    pipe_side yum "$n" "$r" rpm "$O/runs/yum-$n-$r-pipe/store"
     createrepo_side yum "$n" "$r"
   done
 }
@@ -392,7 +418,7 @@ case_yum() {
 # The update case: each side's repository of N packages is made once
 # (untimed) and copied into a fresh directory for every run.
 case_update() {
-  local n=$update_n m=$((update_n + 1)) b=$W/in/update-base r fmt
+  local n=$update_n m=$((update_n + 1)) b=$O/update-base r fmt
   echo "-- update: base repositories of $n packages (untimed)"
   mkdir -p "$b"
   for fmt in deb rpm; do
@@ -405,7 +431,7 @@ case_update() {
     "${a[@]}" repo create -distribution=dev -component=main bench
     "${a[@]}" repo add bench "$W/in/pkgs-$n-deb"
     "${a[@]}" publish repo -batch -gpg-key="$gpg_key" -acquire-by-hash -skip-contents -architectures=amd64 bench
-  } >"$W/logs/update-base-aptly.log" 2>&1 || die "aptly base (see $W/logs/update-base-aptly.log)"
+  } >"$O/logs/update-base-aptly.log" 2>&1 || die "aptly base (see $O/logs/update-base-aptly.log)"
   mkdir -p "$b/createrepo"
   cp -al "$W/in/pkgs-$n-rpm/." "$b/createrepo/"
   createrepo_c --no-database --quiet "$b/createrepo" >/dev/null
@@ -418,18 +444,18 @@ case_update() {
   for ((r = 1; r <= update_runs; r++)); do
     echo "-- update n=$n run $r"
     for fmt in deb rpm; do
-      mkdir -p "$W/runs/update-$fmt-$n-$r-pipe"
-      cp -a "$b/pipe-$fmt" "$W/runs/update-$fmt-$n-$r-pipe/store"
-      pipe_side "update-$fmt" "$n" "$r" "$fmt" "$W/runs/update-$fmt-$n-$r-pipe/store" "$m"
+      mkdir -p "$O/runs/update-$fmt-$n-$r-pipe"
+      cp -a "$b/pipe-$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store"
+      pipe_side "update-$fmt" "$n" "$r" "$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store" "$m"
     done
-    local d=$W/runs/update-deb-$n-$r-aptly
+    local d=$O/runs/update-deb-$n-$r-aptly
     cp -a "$b/aptly" "$d"
     aptly_conf "$d"
     a=(aptly -config="$d/aptly.conf")
     step update-deb "$n" "$r" aptly repo-add "${a[@]}" repo add bench "$new_deb"
     step update-deb "$n" "$r" aptly publish-update "${a[@]}" publish update -batch -gpg-key="$gpg_key" -skip-contents dev
     check update-deb "$n" "$r" aptly "$m" "$d/root/public" deb
-    d=$W/runs/update-rpm-$n-$r-createrepo
+    d=$O/runs/update-rpm-$n-$r-createrepo
     cp -a "$b/createrepo" "$d"
     ln "$new_rpm" "$d/"
     step update-rpm "$n" "$r" createrepo createrepo_c createrepo_c --update --no-database --quiet "$d"
@@ -444,7 +470,7 @@ case_update() {
   echo "$("$pipe" --version 2>/dev/null || echo pipe) at $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!scripts' || echo ' + uncommitted changes')"
   echo "aptly $(aptly version | awk '{print $3}'), $(apt-ftparchive --version 2>/dev/null | head -1 || echo apt-ftparchive), createrepo_c $(createrepo_c --version | awk '{print $2}'), $(gpg --version | head -1)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-} | tee "$W/header.txt"
+} | tee "$O/header.txt"
 
 # Small sizes first, then the update, then the large sizes (the longest).
 sized_cases() {
@@ -459,14 +485,14 @@ sized_cases() {
 sized_cases small
 if has_case update; then case_update; fi
 sized_cases large
-echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$W/header.txt"
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$O/header.txt"
 
 echo
 echo "================ summary (median wall seconds; ratio < 1: pipe faster)"
-cat "$W/header.txt"
+cat "$O/header.txt"
 echo
-summarize "$times" | tee "$W/summary.md"
-if [ -s "$W/checks.txt" ]; then cat "$W/checks.txt"; else echo "checks: every side listed the packages it should"; fi
+summarize "$times" | tee "$O/summary.md"
+if [ -s "$O/checks.txt" ]; then cat "$O/checks.txt"; else echo "checks: every side listed the packages it should"; fi
 if [ "${BENCH_KEEP:-0}" = 1 ]; then
   echo "kept $W"
 else
