@@ -137,17 +137,16 @@ fi
 W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pipe-publish-bench.XXXXXX")}
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
-# A work dir of an earlier run is reused for its inputs (generated sources,
-# pipe builds) if the same pipe binary made them; every run's outputs go to a
-# new directory O.
-pipe_id="$("$pipe" --version) $(sha256sum <"$pipe" | cut -c1-16)"
+# A work dir of an earlier run is reused: its generated sources always (they
+# are seeded), its pipe builds (in/pipe-HASH/) when the same pipe binary made
+# them. Every run's outputs go to a new directory O.
+B=$W/in/pipe-$(sha256sum <"$pipe" | cut -c1-16)
 if [ -n "$(ls -A "$W")" ]; then
-  [ "$(cat "$W/in/pipe.id" 2>/dev/null)" = "$pipe_id" ] ||
-    die "$W holds no inputs of this pipe binary: give a fresh BENCH_DIR"
+  [ -d "$W/in" ] || die "$W is not empty and holds no inputs: give a fresh BENCH_DIR"
   echo "== reusing the inputs in $W/in"
 fi
-mkdir -p "$W/in"
-echo "$pipe_id" >"$W/in/pipe.id"
+mkdir -p "$B"
+"$pipe" --version >"$B/pipe.version"
 O=$W/out-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$O/runs" "$O/logs"
 echo "== work dir $W, this run's outputs in $O"
@@ -242,12 +241,12 @@ declare -A build_id # "N-FMT" -> build id
 # (untimed). The project of N+1 starts as a copy of N's, so only the new
 # package is built.
 project() {
-  local n=$1 fmt=$2 p=$W/in/proj-$1-$2 base=$W/in/proj-$(($1 - 1))-$2
+  local n=$1 fmt=$2 p=$B/proj-$1-$2 base=$B/proj-$(($1 - 1))-$2
   if [ -s "$p.build" ]; then # built by an earlier run of this pipe binary
     build_id[$n-$fmt]=$(cat "$p.build")
     return
   fi
-  rm -rf "$p" "$W/in/pkgs-$n-$fmt" # an interrupted build
+  rm -rf "$p" "$B/pkgs-$n-$fmt" # an interrupted build
   if [ -d "$base/.pipe" ]; then
     cp -al "$base" "$p"
     rm -rf "$p/.pipe/builds" && cp -a "$base/.pipe/builds" "$p/.pipe/builds"
@@ -263,8 +262,8 @@ project() {
   build_id[$n-$fmt]=$("$pipe" --json -q -C "$p" build | python3 -c 'import json, sys; print(json.load(sys.stdin)["build"])')
   echo "   built $n x $fmt in $((SECONDS - s)) s: ${build_id[$n-$fmt]}"
   # The bare packages, for the anchors (hard links: they only read them).
-  mkdir -p "$W/in/pkgs-$n-$fmt"
-  find "$p/.pipe/builds/${build_id[$n-$fmt]}" -name "*.$fmt" -exec ln -t "$W/in/pkgs-$n-$fmt" {} +
+  mkdir -p "$B/pkgs-$n-$fmt"
+  find "$p/.pipe/builds/${build_id[$n-$fmt]}" -name "*.$fmt" -exec ln -t "$B/pkgs-$n-$fmt" {} +
   echo "${build_id[$n-$fmt]}" >"$p.build"
 }
 echo "== pipe builds (untimed)"
@@ -283,7 +282,7 @@ done
 # BUILT packages (default N) into STORE.
 pipe_side() {
   local c=$1 n=$2 r=$3 fmt=$4 store=$5 built=${6:-$2}
-  local p=$W/in/proj-$built-$fmt id=${build_id[$built-$fmt]}
+  local p=$B/proj-$built-$fmt id=${build_id[$built-$fmt]}
   local out=$O/runs/$c-$n-$r-pipe
   mkdir -p "$out"
   step "$c" "$n" "$r" pipe publish "$pipe" -q -C "$p" --store "$store" publish "$id"
@@ -299,7 +298,7 @@ pipe_side() {
 ftparchive_side() {
   local c=$1 n=$2 r=$3 d=$O/runs/$1-$2-$3-ftparchive
   mkdir -p "$d/pool/main" "$d/dists/dev/main/binary-amd64"
-  cp -al "$W/in/pkgs-$n-deb/." "$d/pool/main/"
+  cp -al "$B/pkgs-$n-deb/." "$d/pool/main/"
   local idx=dists/dev/main/binary-amd64
   step "$c" "$n" "$r" ftparchive packages sh -c 'cd "$0" && apt-ftparchive packages pool >"$1/Packages"' "$d" "$idx"
   # The compressed indices pipe writes too: gzip -6, xz -1 (repo-index's levels).
@@ -344,7 +343,7 @@ aptly_side() {
   fi
   local a=(aptly -config="$d/aptly.conf")
   step "$c" "$n" "$r" aptly repo-create "${a[@]}" repo create -distribution=dev -component=main bench
-  step "$c" "$n" "$r" aptly repo-add "${a[@]}" repo add bench "$W/in/pkgs-$n-deb"
+  step "$c" "$n" "$r" aptly repo-add "${a[@]}" repo add bench "$B/pkgs-$n-deb"
   step "$c" "$n" "$r" aptly publish "${a[@]}" publish repo -batch -gpg-key="$gpg_key" \
     -acquire-by-hash -skip-contents -architectures=amd64 bench $target
   if [ "$where" = s3 ]; then
@@ -359,7 +358,7 @@ aptly_side() {
 createrepo_side() {
   local c=$1 n=$2 r=$3 d=$O/runs/$1-$2-$3-createrepo
   mkdir -p "$d"
-  cp -al "$W/in/pkgs-$n-rpm/." "$d/"
+  cp -al "$B/pkgs-$n-rpm/." "$d/"
   step "$c" "$n" "$r" createrepo createrepo_c createrepo_c --no-database --quiet "$d"
   step "$c" "$n" "$r" createrepo sign gpg --batch --yes --local-user "$gpg_key" \
     --detach-sign --armor "$d/repodata/repomd.xml"
@@ -422,24 +421,24 @@ case_update() {
   echo "-- update: base repositories of $n packages (untimed)"
   mkdir -p "$b"
   for fmt in deb rpm; do
-    "$pipe" -q -C "$W/in/proj-$n-$fmt" --store "$b/pipe-$fmt" publish "${build_id[$n-$fmt]}" >/dev/null
-    "$pipe" -q -C "$W/in/proj-$n-$fmt" --store "$b/pipe-$fmt" promote "${build_id[$n-$fmt]}" --to dev >/dev/null
+    "$pipe" -q -C "$B/proj-$n-$fmt" --store "$b/pipe-$fmt" publish "${build_id[$n-$fmt]}" >/dev/null
+    "$pipe" -q -C "$B/proj-$n-$fmt" --store "$b/pipe-$fmt" promote "${build_id[$n-$fmt]}" --to dev >/dev/null
   done
   aptly_conf "$b/aptly"
   local a=(aptly -config="$b/aptly/aptly.conf")
   {
     "${a[@]}" repo create -distribution=dev -component=main bench
-    "${a[@]}" repo add bench "$W/in/pkgs-$n-deb"
+    "${a[@]}" repo add bench "$B/pkgs-$n-deb"
     "${a[@]}" publish repo -batch -gpg-key="$gpg_key" -acquire-by-hash -skip-contents -architectures=amd64 bench
   } >"$O/logs/update-base-aptly.log" 2>&1 || die "aptly base (see $O/logs/update-base-aptly.log)"
   mkdir -p "$b/createrepo"
-  cp -al "$W/in/pkgs-$n-rpm/." "$b/createrepo/"
+  cp -al "$B/pkgs-$n-rpm/." "$b/createrepo/"
   createrepo_c --no-database --quiet "$b/createrepo" >/dev/null
   local new_deb new_rpm
   local name
   name=p$(printf %03d "$n") # gen.py's name of package number N
-  new_deb=$(ls "$W/in/pkgs-$m-deb/$name"_*.deb)
-  new_rpm=$(ls "$W/in/pkgs-$m-rpm/$name"-*.rpm)
+  new_deb=$(ls "$B/pkgs-$m-deb/$name"_*.deb)
+  new_rpm=$(ls "$B/pkgs-$m-rpm/$name"-*.rpm)
   sync
   for ((r = 1; r <= update_runs; r++)); do
     echo "-- update n=$n run $r"
@@ -472,19 +471,23 @@ case_update() {
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$O/header.txt"
 
-# Small sizes first, then the update, then the large sizes (the longest).
-sized_cases() {
+# The local cases at the small sizes first, then the update, then S3 at the
+# small sizes, then the large sizes: the longest last.
+sized_cases() { # small|large local|s3
   local n c
   for n in $sizes; do
     case $1 in small) [ "$n" -lt "$large" ] || continue ;; large) [ "$n" -ge "$large" ] || continue ;; esac
     for c in apt apt-s3 yum; do
+      case $2-$c in local-apt-s3 | s3-apt | s3-yum) continue ;; esac
       if has_case "$c"; then "case_$c" "$n"; fi
     done
   done
 }
-sized_cases small
+sized_cases small local
 if has_case update; then case_update; fi
-sized_cases large
+sized_cases small s3
+sized_cases large local
+sized_cases large s3
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$O/header.txt"
 
 echo
