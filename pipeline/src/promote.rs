@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use keys::{Encoding, Keyring, SecretKey};
 use serde::{Deserialize, Serialize};
 
+use crate::fault::{barrier, fault_point};
 use crate::model::Pipeline;
 use crate::publish::published_manifest;
 use crate::store::{Body, Condition, Store, Version};
@@ -97,30 +98,6 @@ pub struct Outcome {
     pub moved: bool,
     /// The build it pointed at before.
     pub previous_build: Option<String>,
-}
-
-/// A test hook: `PIPE_FAULT=<point>` makes the process exit at that point, as
-/// if killed, so tests can show a crash at every step leaves a store the next
-/// run repairs. `PIPE_TEST_BARRIER=<dir>` makes it wait before the
-/// compare-and-swap until `<dir>/go` exists, so tests can start N promotions
-/// at the same moment.
-fn fault_point(point: &str) {
-    if std::env::var("PIPE_FAULT").is_ok_and(|f| f == point) {
-        tracing::warn!("PIPE_FAULT: exiting at `{point}`");
-        std::process::exit(137);
-    }
-}
-
-fn barrier() {
-    let Ok(dir) = std::env::var("PIPE_TEST_BARRIER") else {
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
-    let _ = std::fs::write(dir.join(std::process::id().to_string()), b"");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !dir.join("go").exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// Moves `req.env` to `req.build`, signing the entry with `key`.

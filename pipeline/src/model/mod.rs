@@ -341,6 +341,12 @@ pub enum DiskFormat {
 pub struct Deploy {
     /// Files written at deploy time: absolute path to template text.
     pub files: BTreeMap<String, String>,
+    /// The packages a deploy installs, each declared; empty means every
+    /// package of the build.
+    pub packages: Vec<String>,
+    /// A command (`sh -c`, in the new release) run after the switch; when it
+    /// fails the switch is undone.
+    pub after: Option<String>,
 }
 
 impl Pipeline {
