@@ -224,26 +224,47 @@ pub async fn deploy(
 ) -> Result<Report> {
     let targets = absolute_targets(req.targets)?;
     let mut shared = Timings::default();
-    let resolved = resolve(p, store.as_ref(), req.env, req.keyring, &targets, &mut shared).await?;
+    let resolved = resolve(
+        p,
+        store.as_ref(),
+        req.env,
+        req.keyring,
+        &targets,
+        &mut shared,
+    )
+    .await?;
     let build = resolved.head.entry.build.clone();
     let rendered = render_files(p, req.env, &resolved, req.sets)?;
 
     // The cache of the first target holds the artifacts; the others get
     // hard links (or copies) of them, so each can redeploy offline.
     let cache = targets[0].join(CACHE_DIR);
-    let started = Instant::now();
-    let fetched = fetch_artifacts(store.as_ref().ok(), &cache, &resolved.selected).await?;
-    shared.fetch += started.elapsed().as_secs_f64();
-    fault_point("deploy-fetched");
-    let started = Instant::now();
-    verify_cached(&cache, &resolved.selected, &fetched).await?;
-    shared.verify += started.elapsed().as_secs_f64();
-    fault_point("deploy-verified");
-    for t in &targets {
-        save_cache(&t.join(CACHE_DIR), req.env, &resolved)?;
-        if t != &targets[0] {
+    // When every target already runs this build with this configuration,
+    // nothing is fetched or hashed: that is what makes a repeated deploy
+    // cheap. (Each target checks again under its lock.)
+    let config = target::config_digest(&rendered);
+    let needed = req.reset
+        || !targets
+            .iter()
+            .all(|t| target::is_current(t, &build, &config));
+    let fetched = if needed {
+        let started = Instant::now();
+        let fetched = fetch_artifacts(store.as_ref().ok(), &cache, &resolved.selected).await?;
+        shared.fetch += started.elapsed().as_secs_f64();
+        fault_point("deploy-fetched");
+        let started = Instant::now();
+        verify_cached(&cache, &resolved.selected, &fetched).await?;
+        shared.verify += started.elapsed().as_secs_f64();
+        fault_point("deploy-verified");
+        for t in &targets[1..] {
             share_blobs(&cache, &t.join(CACHE_DIR), &resolved.selected)?;
         }
+        fetched
+    } else {
+        Vec::new()
+    };
+    for t in &targets {
+        save_cache(&t.join(CACHE_DIR), req.env, &resolved)?;
     }
 
     let job = std::sync::Arc::new(target::Job {
@@ -258,6 +279,7 @@ pub async fn deploy(
         after: p.deploy.after.clone(),
         reset: req.reset,
         keep: req.keep.max(1),
+        artifacts_verified: needed,
         shared,
     });
     let mut running = tokio::task::JoinSet::new();
@@ -285,7 +307,10 @@ pub async fn deploy(
         signer: resolved.signed.signer,
         source: resolved.source,
         artifacts: fetched,
-        targets: reports.into_iter().map(|r| r.expect("every target reported")).collect(),
+        targets: reports
+            .into_iter()
+            .map(|r| r.expect("every target reported"))
+            .collect(),
     })
 }
 
@@ -388,7 +413,10 @@ fn absolute_targets(targets: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// True for failures that mean the store is unreachable rather than wrong:
 /// only these fall back to the cache.
 fn unreachable(e: &Error) -> bool {
-    matches!(e, Error::Unreachable { .. } | Error::S3 { .. } | Error::Io { .. })
+    matches!(
+        e,
+        Error::Unreachable { .. } | Error::S3 { .. } | Error::Io { .. }
+    )
 }
 
 async fn resolve(
@@ -415,7 +443,12 @@ async fn resolve(
     let started = Instant::now();
     let attempt: std::result::Result<(Read, Source), String> = match store {
         Ok(store) => match read_from_store(store, env).await {
-            Ok(r) => Ok((r, Source::Store { url: store.url().to_string() })),
+            Ok(r) => Ok((
+                r,
+                Source::Store {
+                    url: store.url().to_string(),
+                },
+            )),
             Err(e) if unreachable(&e) => Err(e.to_string()),
             Err(e) => return Err(e),
         },
@@ -434,7 +467,13 @@ async fn resolve(
             let mut found = None;
             for dir in targets.iter().map(|d| d.join(CACHE_DIR)) {
                 if let Some(r) = read_from_cache(&dir, env)? {
-                    found = Some((r, Source::Cache { dir, reason: reason.clone() }));
+                    found = Some((
+                        r,
+                        Source::Cache {
+                            dir,
+                            reason: reason.clone(),
+                        },
+                    ));
                     break;
                 }
             }
@@ -479,7 +518,11 @@ async fn resolve(
         });
     }
     t.verify += started.elapsed().as_secs_f64();
-    let selected = select(&signed.manifest.artifacts, &p.deploy.packages, &head.entry.build)?;
+    let selected = select(
+        &signed.manifest.artifacts,
+        &p.deploy.packages,
+        &head.entry.build,
+    )?;
     Ok(Resolved {
         head,
         history,
@@ -490,7 +533,11 @@ async fn resolve(
     })
 }
 
-type Read = (SignedEntry, Vec<SignedEntry>, BTreeMap<&'static str, Vec<u8>>);
+type Read = (
+    SignedEntry,
+    Vec<SignedEntry>,
+    BTreeMap<&'static str, Vec<u8>>,
+);
 
 async fn read_from_store(store: &Store, env: &str) -> Result<Read> {
     let (head, _) = read_pointer(store, env).await?;
@@ -600,8 +647,12 @@ fn select(
     for name in names {
         let Some(candidates) = by_package.get(name) else {
             return Err(Error::Usage {
-                message: format!("`[deploy] packages` names `{name}`, which build `{build}` does not contain"),
-                hint: Some("deploy a build that has it, or remove it from `[deploy] packages`".into()),
+                message: format!(
+                    "`[deploy] packages` names `{name}`, which build `{build}` does not contain"
+                ),
+                hint: Some(
+                    "deploy a build that has it, or remove it from `[deploy] packages`".into(),
+                ),
             });
         };
         let arch_of = |a: &Artifact| -> Option<(String, Format)> {
@@ -630,7 +681,11 @@ fn select(
                     ),
                     hint: Some(format!(
                         "its artifacts: {}",
-                        candidates.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                        candidates
+                            .iter()
+                            .map(|a| a.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 });
             }

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::unpack::{Format, Recorded, Unpacker, clean};
+use super::unpack::{Format, Recorded, Unpacker, clean, record_parents};
 use super::{CURRENT, LOG_FILE, RELEASE_RECORD, RELEASES, STATE_DIR, TargetReport, Timings};
 use crate::error::StepFailure;
 use crate::fault::{barrier, fault_point};
@@ -28,6 +28,9 @@ pub(super) struct Job {
     pub after: Option<String>,
     pub reset: bool,
     pub keep: usize,
+    /// False when the artifacts were not fetched and verified because every
+    /// target was current before the locks were taken.
+    pub artifacts_verified: bool,
     /// Resolve, fetch and verify, shared by all targets.
     pub shared: Timings,
 }
@@ -55,7 +58,13 @@ pub(super) fn current_build(dir: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-fn config_digest(rendered: &[(String, String)]) -> String {
+/// True when `dir` runs `build` with the configuration `config`.
+pub(super) fn is_current(dir: &Path, build: &str, config: &str) -> bool {
+    current_build(dir).as_deref() == Some(build)
+        && read_record(&dir.join(RELEASES).join(build)).is_some_and(|r| r.config == config)
+}
+
+pub(super) fn config_digest(rendered: &[(String, String)]) -> String {
     let mut h = blake3::Hasher::new();
     for (path, text) in rendered {
         h.update(path.as_bytes());
@@ -147,10 +156,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
     let config = config_digest(&job.rendered);
     let existing = read_record(&release);
     let is_current = previous.as_deref() == Some(job.build.as_str());
-    if !job.reset
-        && is_current
-        && existing.as_ref().is_some_and(|r| r.config == config)
-    {
+    if !job.reset && is_current && existing.as_ref().is_some_and(|r| r.config == config) {
         return Ok(TargetReport {
             dir: dir.to_path_buf(),
             action: "already current".into(),
@@ -160,6 +166,13 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
             rendered: job.rendered.iter().map(|(p, _)| p.clone()).collect(),
             pruned: Vec::new(),
             timings,
+        });
+    }
+    if !job.artifacts_verified {
+        return Err(Error::Conflict {
+            key: dir.join(CURRENT).display().to_string(),
+            expected: Some(job.build.clone()),
+            found: Some("another release, switched to by a concurrent deploy".into()),
         });
     }
     let action = match (job.reset, is_current) {
@@ -188,8 +201,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
             })
             .collect();
         for r in running {
-            r.join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            r.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         }
         Ok(())
     })?;
@@ -234,6 +246,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
             .map_err(|e| Error::io(&path, e))?;
+        record_parents(&mut entries, &rel);
         entries.insert(
             rel,
             Recorded::File {

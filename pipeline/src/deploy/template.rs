@@ -101,6 +101,13 @@ mod tests {
         let err = render("/etc/x.conf", "a={{ nope }}", &v).unwrap_err();
         assert!(err.to_string().contains("`/etc/x.conf`"), "{err}");
         assert!(err.to_string().contains("nope"), "{err}");
-        assert!(values([("env", ""), ("build", ""), ("version", "")], [], &[("env".into(), "x".into())]).is_err());
+        assert!(
+            values(
+                [("env", ""), ("build", ""), ("version", "")],
+                [],
+                &[("env".into(), "x".into())]
+            )
+            .is_err()
+        );
     }
 }

@@ -122,7 +122,8 @@ impl Unpacker {
         match format {
             Format::Deb => {
                 let data = deb_data(input).map_err(broken)?;
-                let mut archive = tar::Archive::new(decompressed(BufReader::new(data)).map_err(broken)?);
+                let mut archive =
+                    tar::Archive::new(decompressed(BufReader::new(data)).map_err(broken)?);
                 for entry in archive.entries().map_err(broken)? {
                     let mut entry = entry.map_err(broken)?;
                     let e = tar_entry(&entry).map_err(broken)?;
@@ -131,7 +132,8 @@ impl Unpacker {
             }
             Format::Rpm => {
                 let payload = rpm_payload(input).map_err(broken)?;
-                let mut cpio = decompressed(BufReader::with_capacity(CHUNK, payload)).map_err(broken)?;
+                let mut cpio =
+                    decompressed(BufReader::with_capacity(CHUNK, payload)).map_err(broken)?;
                 while let Some((e, size)) = cpio_header(&mut cpio).map_err(broken)? {
                     let mut data = (&mut cpio).take(size);
                     self.entry(name, e, &mut data)?;
@@ -184,7 +186,9 @@ impl Unpacker {
             match (&e.kind, st.entries.get(&path)) {
                 (Kind::Dir, Some(Recorded::Dir { .. })) => {}
                 (Kind::Other(what), _) => {
-                    return Err(refuse(format!("is a {what}; deploy unpacks files, directories and links only")));
+                    return Err(refuse(format!(
+                        "is a {what}; deploy unpacks files, directories and links only"
+                    )));
                 }
                 (_, Some(_)) => return Err(refuse("is written twice".into())),
                 _ => {}
@@ -204,9 +208,8 @@ impl Unpacker {
                     }
                 }
                 Kind::HardLink(target) => {
-                    let t = clean(target).map_err(|why| {
-                        refuse(format!("hard link to `{target}`: {why}"))
-                    })?;
+                    let t = clean(target)
+                        .map_err(|why| refuse(format!("hard link to `{target}`: {why}")))?;
                     match st.entries.get(&t) {
                         Some(r @ Recorded::File { .. }) => r.clone(),
                         _ => {
@@ -222,6 +225,7 @@ impl Unpacker {
                     blake3: String::new(),
                 },
             };
+            record_parents(&mut st.entries, &path);
             st.entries.insert(path.clone(), record.clone());
             record
         };
@@ -287,6 +291,16 @@ impl Unpacker {
         let mut st = self.state.lock().expect("unpack state poisoned");
         st.entries.insert(path, written);
         Ok(())
+    }
+}
+
+/// Records the directories above `path` that no entry named (they are
+/// created `0755`), so `--check` knows them.
+pub(crate) fn record_parents(entries: &mut BTreeMap<String, Recorded>, path: &str) {
+    for (i, _) in path.match_indices('/') {
+        entries
+            .entry(path[..i].to_string())
+            .or_insert(Recorded::Dir { mode: 0o755 });
     }
 }
 
@@ -430,7 +444,8 @@ fn deb_data<R: Read>(mut r: R) -> io::Result<io::Take<R>> {
             }
             other => other?,
         }
-        let field = |range: std::ops::Range<usize>| String::from_utf8_lossy(&h[range]).trim().to_string();
+        let field =
+            |range: std::ops::Range<usize>| String::from_utf8_lossy(&h[range]).trim().to_string();
         let name = field(0..16);
         let name = name.trim_end_matches('/');
         let size: u64 = field(48..58)
@@ -492,7 +507,8 @@ fn cpio_header(r: &mut impl Read) -> io::Result<Option<(Entry, u64)>> {
     if name.last() == Some(&0) {
         name.pop();
     }
-    let raw = String::from_utf8(name).map_err(|_| io::Error::other("an entry name is not UTF-8"))?;
+    let raw =
+        String::from_utf8(name).map_err(|_| io::Error::other("an entry name is not UTF-8"))?;
     if raw == "TRAILER!!!" {
         return Ok(None);
     }

@@ -1374,7 +1374,10 @@ impl Cx<'_> {
                 self.error(
                     pv.span(),
                     "`deploy.packages` is empty, so a deploy would install nothing",
-                    Some("name the packages to deploy, or remove the key to deploy every package".into()),
+                    Some(
+                        "name the packages to deploy, or remove the key to deploy every package"
+                            .into(),
+                    ),
                 );
             }
             let mut seen = BTreeSet::new();

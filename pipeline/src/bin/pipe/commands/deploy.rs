@@ -76,7 +76,10 @@ pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
     let report = deploy::deploy(p, store, &req).await;
     spinner.finish_and_clear();
     let report = report?;
-    cx.printer.result(|| human(&report), || json!({ "ok": true, "report": report }));
+    cx.printer.result(
+        || human(&report),
+        || json!({ "ok": true, "report": report }),
+    );
     Ok(())
 }
 
@@ -93,8 +96,16 @@ pub async fn fetch(cx: &Context, args: &FetchArgs) -> Result<()> {
         || {
             let mut s = String::new();
             for a in &report.artifacts {
-                let how = if a.cached { "already cached" } else { "fetched" };
-                s.push_str(&format!("{:<32} {:>10}  {how}, verified\n", a.name, human_bytes(a.size)));
+                let how = if a.cached {
+                    "already cached"
+                } else {
+                    "fetched"
+                };
+                s.push_str(&format!(
+                    "{:<32} {:>10}  {how}, verified\n",
+                    a.name,
+                    human_bytes(a.size)
+                ));
             }
             s.push_str(&format!(
                 "{} → {} ready in the cache of {} target(s){}\n{}\n",
@@ -126,7 +137,10 @@ fn check(cx: &Context, dirs: &[PathBuf]) -> Result<()> {
         .collect();
     if !differing.is_empty() {
         return Err(Error::Verify {
-            what: format!("{} path(s) differ from the deployed artifacts", differing.len()),
+            what: format!(
+                "{} path(s) differ from the deployed artifacts",
+                differing.len()
+            ),
             detail: format!("\n  {}", differing.join("\n  ")),
         });
     }
@@ -134,7 +148,13 @@ fn check(cx: &Context, dirs: &[PathBuf]) -> Result<()> {
         || {
             reports
                 .iter()
-                .map(|r| format!("{}: release {} matches what was deployed\n", r.dir.display(), r.build))
+                .map(|r| {
+                    format!(
+                        "{}: release {} matches what was deployed\n",
+                        r.dir.display(),
+                        r.build
+                    )
+                })
                 .collect()
         },
         || json!({ "ok": true, "checks": reports }),
@@ -169,8 +189,16 @@ pub fn timing_line(t: &Timings) -> String {
 fn human(r: &Report) -> String {
     let mut s = String::new();
     for a in &r.artifacts {
-        let how = if a.cached { "from the cache" } else { "fetched" };
-        s.push_str(&format!("{:<32} {:>10}  {how}, verified\n", a.name, human_bytes(a.size)));
+        let how = if a.cached {
+            "from the cache"
+        } else {
+            "fetched"
+        };
+        s.push_str(&format!(
+            "{:<32} {:>10}  {how}, verified\n",
+            a.name,
+            human_bytes(a.size)
+        ));
     }
     for t in &r.targets {
         let what = match t.action.as_str() {
@@ -188,7 +216,12 @@ fn human(r: &Report) -> String {
                 }
             ),
         };
-        s.push_str(&format!("{} {}: {what}\n{}\n", r.env, t.dir.display(), timing_line(&t.timings)));
+        s.push_str(&format!(
+            "{} {}: {what}\n{}\n",
+            r.env,
+            t.dir.display(),
+            timing_line(&t.timings)
+        ));
     }
     s.push_str(&format!(
         "signed by {}{}\n",
@@ -201,10 +234,19 @@ fn human(r: &Report) -> String {
 fn print_plan(cx: &Context, plan: &Plan) {
     cx.printer.result(
         || {
-            let mut s = format!("plan: {} → {}{}\n", plan.env, plan.build, source_note(&plan.source));
+            let mut s = format!(
+                "plan: {} → {}{}\n",
+                plan.env,
+                plan.build,
+                source_note(&plan.source)
+            );
             for a in &plan.artifacts {
                 let how = if a.cached { "in the cache" } else { "to fetch" };
-                s.push_str(&format!("  {:<32} {:>10}  {how}\n", a.name, human_bytes(a.size)));
+                s.push_str(&format!(
+                    "  {:<32} {:>10}  {how}\n",
+                    a.name,
+                    human_bytes(a.size)
+                ));
             }
             for path in plan.files.keys() {
                 s.push_str(&format!("  write {path}\n"));
