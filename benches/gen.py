@@ -3,6 +3,8 @@
 
   gen.py small DIR N     N small packages under DIR/{bin,etc,share}/pNNN
   gen.py big DIR MIB     MIB MiB of log-like text in DIR/share/big/logs/part-K.log
+  gen.py files DIR MIB N  N text files holding MIB MiB together, spread over
+                          4 packages: DIR/share/pK/dDD/fNNNNN.txt (deploy bench)
 """
 
 import os
@@ -86,6 +88,26 @@ def big(root, mib):
             f.truncate(per)
 
 
+def files(root, mib, count, packages=4):
+    rng = random.Random(9012)
+    # A pool of lines picked at random: realistic text, generated quickly.
+    pool = [text(rng, rng.randint(40, 160)).rstrip("\n") + "\n" for _ in range(8192)]
+    per = mib * 1024 * 1024 // count
+    for i in range(count):
+        d = f"{root}/share/p{i % packages}/d{(i // packages) // 100:02d}"
+        os.makedirs(d, exist_ok=True)
+        buf, n = [], 0
+        while n < per:
+            line = rng.choice(pool)
+            buf.append(line)
+            n += len(line)
+        with open(f"{d}/f{i:05d}.txt", "w") as f:
+            f.write("".join(buf)[:per])
+
+
 if __name__ == "__main__":
     what, root, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    {"small": small, "big": big}[what](root, arg)
+    if what == "files":
+        files(root, arg, int(sys.argv[4]))
+    else:
+        {"small": small, "big": big}[what](root, arg)

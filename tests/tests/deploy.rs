@@ -724,8 +724,11 @@ fn tar_entry(
     tar.append(&h, data).unwrap();
 }
 
+/// A tar entry to craft: name, type, mode, link target.
+type RawEntry<'a> = (&'a str, tar::EntryType, u32, &'a str);
+
 /// A .deb whose data.tar holds `entries` after a good file.
-fn hostile_deb(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
+fn hostile_deb(entries: &[RawEntry]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     tar_entry(
         &mut tar,
@@ -810,7 +813,7 @@ fn hostile_archives_are_refused_naming_the_entry() {
     s.deploy(&[]).expect_code(0);
     // Outside the target, next to it: where an escape would land.
     let outside: PathBuf = s.dir().join("releases");
-    let cases: Vec<(Vec<(&str, tar::EntryType, u32, &str)>, &str, &str)> = vec![
+    let cases: Vec<(Vec<RawEntry>, &str, &str)> = vec![
         (
             vec![("./../../escape", Regular, 0o644, "")],
             "./../../escape",
