@@ -38,23 +38,9 @@ n=${BENCH_N:-5}
 mib=${BENCH_MIB:-200}
 nfiles=${BENCH_FILES:-5000}
 
-if [ -n "${BENCH_PIPE:-}" ]; then
-  pipe=$BENCH_PIPE
-else
-  echo "== release build of pipe"
-  (cd "$repo" && cargo build --release -p pipeline --bin pipe) || die "cargo build failed"
-  target=${CARGO_TARGET_DIR:-$repo/target}
-  case $target in /*) ;; *) target=$repo/$target ;; esac
-  pipe=$target/release/pipe
-fi
-[ -x "$pipe" ] || die "no pipe binary at $pipe"
-
-W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pipe-deploy-bench.XXXXXX")}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-[ -z "$(ls -A "$W")" ] || die "$W is not empty: give a fresh BENCH_DIR"
-mkdir -p "$W/runs" "$W/times"
-echo "== work dir $W"
+. "$here/lib.sh"
+bench_pipe
+bench_workdir pipe-deploy-bench runs times
 export SOURCE_DATE_EPOCH=1700000000 LC_ALL=C
 
 # ms COMMAND...: runs it, prints its wall time in milliseconds.
@@ -95,12 +81,19 @@ files = [{ src = "share/p$k/", dst = "/srv/bench/p$k/" }]
 EOF
   done
 } >"$P/pipeline.toml"
-(cd "$P" && "$pipe" -q keys generate --uid "Bench <b@example.com>" --algo ed25519 >/dev/null)
+# prepare PROJECT RING ENV...: a key, a build, published, promoted through
+# ENV... in order, and the operator's keyring (not timed).
+prepare() {
+  local proj=$1 ring=$2 env
+  shift 2
+  (cd "$proj" && "$pipe" -q keys generate --uid "Bench <b@example.com>" --algo ed25519 >/dev/null)
+  "$pipe" -q -C "$proj" keys export --out "$ring"
+  "$pipe" -q -C "$proj" build
+  "$pipe" -q -C "$proj" publish
+  for env in "$@"; do "$pipe" -q -C "$proj" promote --to "$env"; done
+}
 echo "== building and publishing (not timed)"
-"$pipe" -q -C "$P" build
-"$pipe" -q -C "$P" publish
-"$pipe" -q -C "$P" promote --to prod
-"$pipe" -q -C "$P" keys export --out "$W/ring.asc"
+prepare "$P" "$W/ring.asc" prod
 # The same payload for tar: each .deb's data.tar.xz, taken out beforehand.
 mkdir -p "$W/tars"
 for deb in "$P"/.pipe/builds/"$(cat "$P/.pipe/builds/latest")"/*.deb; do
@@ -140,11 +133,7 @@ done
 E=$W/hello
 cp -r "$repo/examples/hello" "$E"
 rm -rf "$E/.pipe" "$E/build" "$E/keys"
-(cd "$E" && "$pipe" -q keys generate --uid "Bench <b@example.com>" --algo ed25519 >/dev/null)
-"$pipe" -q -C "$E" keys export --out "$W/hello-ring.asc"
-"$pipe" -q -C "$E" build
-"$pipe" -q -C "$E" publish
-for env in dev staging prod; do "$pipe" -q -C "$E" promote --to "$env"; done
+prepare "$E" "$W/hello-ring.asc" dev staging prod
 prebuilt() { "$pipe" -q -C "$E" deploy --env prod --keyring "$W/hello-ring.asc" --target "$1" --set port=8080; }
 # A fresh copy of the example with an empty store and cache: nothing prebuilt.
 at_deploy() {

@@ -94,25 +94,35 @@ impl Setup {
 
     /// `pipe deploy --env dev --target DIR --keyring RING --set port=80 EXTRA`.
     fn deploy(&self, extra: &[&str]) -> Run {
-        let dir = self.dir().to_str().unwrap();
-        let mut args = vec![
-            "deploy",
-            "--env",
-            "dev",
-            "--target",
-            dir,
-            "--keyring",
-            &self.ring,
-            "--set",
-            "port=80",
-        ];
+        let mut args = vec!["--set", "port=80"];
+        args.extend_from_slice(extra);
+        self.deploy_to(self.dir().to_str().unwrap(), &self.ring, &args)
+    }
+
+    /// `pipe deploy --env dev --target DIR --keyring RING EXTRA`.
+    fn deploy_to(&self, dir: &str, ring: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["deploy", "--env", "dev", "--target", dir, "--keyring", ring];
         args.extend_from_slice(extra);
         self.p.pipe(&args)
+    }
+
+    /// `pipe deploy --check --target DIR`.
+    fn check(&self, dir: &Path) -> Run {
+        self.p
+            .pipe(&["deploy", "--check", "--target", dir.to_str().unwrap()])
     }
 
     fn current(&self) -> Option<String> {
         current(self.dir())
     }
+}
+
+/// A keyring of another project's key (kept alive with its project).
+fn stranger_ring() -> (Project, String) {
+    let stranger = Project::new();
+    stranger.with_signing_key();
+    let ring = stranger.keyring();
+    (stranger, ring)
 }
 
 fn current(dir: &Path) -> Option<String> {
@@ -287,14 +297,12 @@ fn check_lists_changed_files_and_reset_restores_them() {
     let s = Setup::new(PIPELINE);
     s.release("1.0.0", "one\n");
     s.deploy(&[]).expect_code(0);
-    let dir = s.dir().to_str().unwrap();
-    s.p.pipe(&["deploy", "--check", "--target", dir])
-        .expect_code(0);
+    s.check(s.dir()).expect_code(0);
 
     std::fs::write(s.dir().join("current/usr/share/demo/demo.txt"), "edited\n").unwrap();
     std::fs::remove_file(s.dir().join("current/etc/demo/env.conf")).unwrap();
     std::fs::write(s.dir().join("current/usr/share/demo/extra"), "x").unwrap();
-    let run = s.p.pipe(&["deploy", "--check", "--target", dir]);
+    let run = s.check(s.dir());
     run.expect_code(3);
     for expected in [
         "usr/share/demo/demo.txt (modified)",
@@ -314,8 +322,7 @@ fn check_lists_changed_files_and_reset_restores_them() {
     // --reset re-creates the release from the artifacts.
     let reset = s.deploy(&["--json", "--reset"]).expect_code(0).json();
     assert_eq!(reset["report"]["targets"][0]["action"], "reset");
-    s.p.pipe(&["deploy", "--check", "--target", dir])
-        .expect_code(0);
+    s.check(s.dir()).expect_code(0);
     assert_eq!(read(s.dir(), "usr/share/demo/demo.txt"), "one\n");
     assert!(!s.dir().join("current/usr/share/demo/extra").exists());
     no_leftovers(s.dir());
@@ -334,9 +341,7 @@ fn rpm_only_packages_are_unpacked_from_the_cpio_payload() {
     );
     assert_eq!(read(s.dir(), "usr/share/demo/demo.txt"), "from rpm\n");
     assert_eq!(read(s.dir(), "usr/bin/demo"), "#!/bin/sh\necho demo\n");
-    let dir = s.dir().to_str().unwrap();
-    s.p.pipe(&["deploy", "--check", "--target", dir])
-        .expect_code(0);
+    s.check(s.dir()).expect_code(0);
 }
 
 #[test]
@@ -418,8 +423,7 @@ fn two_deploys_into_one_directory_run_one_after_the_other() {
         "the second waited for the first"
     );
     assert_eq!(s.current().as_deref(), Some(b1.as_str()));
-    s.p.pipe(&["deploy", "--check", "--target", &dir])
-        .expect_code(0);
+    s.check(s.dir()).expect_code(0);
     no_leftovers(s.dir());
 }
 
@@ -452,9 +456,7 @@ fn a_deploy_killed_at_any_step_leaves_the_old_release_live() {
         };
         assert_eq!(s.current().as_ref(), Some(live), "{point}");
         s.p.env("PIPE_FAULT", "none");
-        let dir = s.dir().to_str().unwrap();
-        s.p.pipe(&["deploy", "--check", "--target", dir])
-            .expect_code(0);
+        s.check(s.dir()).expect_code(0);
         // The next deploy finishes the job and cleans up.
         s.deploy(&[]).expect_code(0);
         assert_eq!(s.current().as_ref(), Some(&new), "{point}");
@@ -462,8 +464,7 @@ fn a_deploy_killed_at_any_step_leaves_the_old_release_live() {
             read(s.dir(), "usr/share/demo/demo.txt"),
             format!("v{}\n", i + 1)
         );
-        s.p.pipe(&["deploy", "--check", "--target", dir])
-            .expect_code(0);
+        s.check(s.dir()).expect_code(0);
         no_leftovers(s.dir());
         old = new;
     }
@@ -520,9 +521,7 @@ fn refused(s: &Setup, code: i32, message: &str, extra: &[&str]) {
     );
     assert_eq!(s.current(), before, "current changed");
     if before.is_some() {
-        let dir = s.dir().to_str().unwrap();
-        s.p.pipe(&["deploy", "--check", "--target", dir])
-            .expect_code(0);
+        s.check(s.dir()).expect_code(0);
     }
     no_leftovers(s.dir());
 }
@@ -552,15 +551,7 @@ fn refusals_name_the_reason_and_leave_current_alone() {
         "{}",
         run.stderr
     );
-    let run = s.p.pipe(&[
-        "deploy",
-        "--env",
-        "dev",
-        "--target",
-        dir,
-        "--keyring",
-        &s.ring,
-    ]);
+    let run = s.deploy_to(dir, &s.ring, &[]);
     run.expect_code(2);
     assert!(
         run.stderr
@@ -578,20 +569,8 @@ fn refusals_name_the_reason_and_leave_current_alone() {
     );
 
     // A keyring without the project key.
-    let stranger = Project::new();
-    stranger.with_signing_key();
-    let other_ring = stranger.keyring();
-    let run = s.p.pipe(&[
-        "deploy",
-        "--env",
-        "dev",
-        "--target",
-        dir,
-        "--keyring",
-        &other_ring,
-        "--set",
-        "port=80",
-    ]);
+    let (_stranger, other_ring) = stranger_ring();
+    let run = s.deploy_to(dir, &other_ring, &["--set", "port=80"]);
     run.expect_code(3);
     assert!(
         run.stderr.contains("history of `dev`, entry 1"),
@@ -923,9 +902,7 @@ fn hostile_archives_are_refused_naming_the_entry() {
             );
         }
     }
-    let dir = s.dir().to_str().unwrap();
-    s.p.pipe(&["deploy", "--check", "--target", dir])
-        .expect_code(0);
+    s.check(s.dir()).expect_code(0);
     // A harmless doctored archive (links inside, a hard link to a file
     // before it) deploys: the checks are not merely refusing everything.
     let fine = doctored_build(
@@ -979,17 +956,7 @@ fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
     assert_eq!(fetched.json()["report"]["artifacts"][0]["cached"], false);
     drop(server);
     s.p.env("AWS_MAX_ATTEMPTS", "1");
-    let run = s.p.pipe(&[
-        "deploy",
-        "--env",
-        "dev",
-        "--target",
-        o,
-        "--keyring",
-        &s.ring,
-        "--set",
-        "port=80",
-    ]);
+    let run = s.deploy_to(o, &s.ring, &["--set", "port=80"]);
     run.expect_code(0);
     assert!(run.stdout.contains("used the cache"), "{}", run.stdout);
     assert!(
@@ -1000,35 +967,16 @@ fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
     assert_eq!(current(offline.path()).as_deref(), Some(b1.as_str()));
     assert_eq!(read(offline.path(), "usr/share/demo/demo.txt"), "one\n");
     // The cache is still checked against the keyring: a stranger's is refused.
-    let stranger = Project::new();
-    stranger.with_signing_key();
-    let other = stranger.keyring();
-    let run = s.p.pipe(&[
-        "deploy",
-        "--env",
-        "dev",
-        "--target",
-        o,
-        "--keyring",
-        &other,
-        "--set",
-        "port=80",
-        "--reset",
-    ]);
+    let (_stranger, other) = stranger_ring();
+    let run = s.deploy_to(o, &other, &["--set", "port=80", "--reset"]);
     run.expect_code(3);
     // Nothing cached for a target that never fetched: a clear failure.
     let empty = tempfile::tempdir().unwrap();
-    let run = s.p.pipe(&[
-        "deploy",
-        "--env",
-        "dev",
-        "--target",
+    let run = s.deploy_to(
         empty.path().to_str().unwrap(),
-        "--keyring",
         &s.ring,
-        "--set",
-        "port=80",
-    ]);
+        &["--set", "port=80"],
+    );
     run.expect_code(2);
     assert!(
         run.stderr.contains("no target has `dev` in its cache"),

@@ -248,18 +248,7 @@ pub async fn deploy(
             .iter()
             .all(|t| target::is_current(t, &build, &config));
     let fetched = if needed {
-        let started = Instant::now();
-        let fetched = fetch_artifacts(store.as_ref().ok(), &cache, &resolved.selected).await?;
-        shared.fetch += started.elapsed().as_secs_f64();
-        fault_point("deploy-fetched");
-        let started = Instant::now();
-        verify_cached(&cache, &resolved.selected, &fetched).await?;
-        shared.verify += started.elapsed().as_secs_f64();
-        fault_point("deploy-verified");
-        for t in &targets[1..] {
-            share_blobs(&cache, &t.join(CACHE_DIR), &resolved.selected)?;
-        }
-        fetched
+        fetch_into_caches(store.as_ref().ok(), &targets, &resolved, &mut shared).await?
     } else {
         Vec::new()
     };
@@ -326,18 +315,9 @@ pub async fn fetch(
     let targets = absolute_targets(targets)?;
     let mut t = Timings::default();
     let resolved = resolve(p, store.as_ref(), env, keyring, &targets, &mut t).await?;
-    let cache = targets[0].join(CACHE_DIR);
-    let started = Instant::now();
-    let fetched = fetch_artifacts(store.as_ref().ok(), &cache, &resolved.selected).await?;
-    t.fetch += started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    verify_cached(&cache, &resolved.selected, &fetched).await?;
-    t.verify += started.elapsed().as_secs_f64();
+    let fetched = fetch_into_caches(store.as_ref().ok(), &targets, &resolved, &mut t).await?;
     for dir in &targets {
         save_cache(&dir.join(CACHE_DIR), env, &resolved)?;
-        if dir != &targets[0] {
-            share_blobs(&cache, &dir.join(CACHE_DIR), &resolved.selected)?;
-        }
     }
     Ok((
         Report {
@@ -427,19 +407,7 @@ async fn resolve(
     targets: &[PathBuf],
     t: &mut Timings,
 ) -> Result<Resolved> {
-    if !p.environments.iter().any(|e| e.name == env) {
-        return Err(Error::Usage {
-            message: format!("environment `{env}` is not declared in pipeline.toml"),
-            hint: Some(format!(
-                "declared: {}",
-                p.environments
-                    .iter()
-                    .map(|e| format!("`{}`", e.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        });
-    }
+    p.environment(env)?;
     let started = Instant::now();
     let attempt: std::result::Result<(Read, Source), String> = match store {
         Ok(store) => match read_from_store(store, env).await {
@@ -714,6 +682,29 @@ fn render_files(
         .iter()
         .map(|(path, text)| Ok((path.clone(), template::render(path, text, &values)?)))
         .collect()
+}
+
+/// Fetches the selected artifacts into the first target's cache, verifies
+/// them there, and links them into the other targets' caches.
+async fn fetch_into_caches(
+    store: Option<&Store>,
+    targets: &[PathBuf],
+    resolved: &Resolved,
+    t: &mut Timings,
+) -> Result<Vec<Fetched>> {
+    let cache = targets[0].join(CACHE_DIR);
+    let started = Instant::now();
+    let fetched = fetch_artifacts(store, &cache, &resolved.selected).await?;
+    t.fetch += started.elapsed().as_secs_f64();
+    fault_point("deploy-fetched");
+    let started = Instant::now();
+    verify_cached(&cache, &resolved.selected, &fetched).await?;
+    t.verify += started.elapsed().as_secs_f64();
+    fault_point("deploy-verified");
+    for dir in &targets[1..] {
+        share_blobs(&cache, &dir.join(CACHE_DIR), &resolved.selected)?;
+    }
+    Ok(fetched)
 }
 
 async fn fetch_artifacts(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use keys::Keyring;
-use pipeline::deploy::{self, Plan, Report, Request, Source, Timings};
+use pipeline::deploy::{self, Fetched, Plan, Report, Request, Source, Timings};
 use pipeline::store::Store;
 use pipeline::{Error, Result};
 use serde_json::json;
@@ -94,19 +94,7 @@ pub async fn fetch(cx: &Context, args: &FetchArgs) -> Result<()> {
     let (report, timings) = fetched?;
     cx.printer.result(
         || {
-            let mut s = String::new();
-            for a in &report.artifacts {
-                let how = if a.cached {
-                    "already cached"
-                } else {
-                    "fetched"
-                };
-                s.push_str(&format!(
-                    "{:<32} {:>10}  {how}, verified\n",
-                    a.name,
-                    human_bytes(a.size)
-                ));
-            }
+            let mut s = artifact_lines(&report.artifacts, "already cached");
             s.push_str(&format!(
                 "{} → {} ready in the cache of {} target(s){}\n{}\n",
                 report.env,
@@ -186,20 +174,24 @@ pub fn timing_line(t: &Timings) -> String {
     )
 }
 
+/// One line per artifact: name, size, whether it came from the cache
+/// (`cached` says how) or was fetched.
+fn artifact_lines(artifacts: &[Fetched], cached: &str) -> String {
+    artifacts
+        .iter()
+        .map(|a| {
+            let how = if a.cached { cached } else { "fetched" };
+            format!(
+                "{:<32} {:>10}  {how}, verified\n",
+                a.name,
+                human_bytes(a.size)
+            )
+        })
+        .collect()
+}
+
 fn human(r: &Report) -> String {
-    let mut s = String::new();
-    for a in &r.artifacts {
-        let how = if a.cached {
-            "from the cache"
-        } else {
-            "fetched"
-        };
-        s.push_str(&format!(
-            "{:<32} {:>10}  {how}, verified\n",
-            a.name,
-            human_bytes(a.size)
-        ));
-    }
+    let mut s = artifact_lines(&r.artifacts, "from the cache");
     for t in &r.targets {
         let what = match t.action.as_str() {
             "already current" => format!("already current at {}; nothing to do", r.build),
