@@ -109,24 +109,35 @@ pipe_cold() { "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --tar
 tar_cold() { for t in "$W"/tars/*.tar.xz; do tar -xJf "$t" -C "$1"; done; }
 fresh() { mktemp -d "$W/runs/$1-XXXXXX"; }
 
+# pairs OUT A A_DIR B B_DIR: one untimed warm-up pair, then N timed pairs
+# A B into OUT (ms per line); A_DIR and B_DIR print the fresh directory each
+# run gets, made before its clock starts.
+pairs() {
+  local out=$1 a=$2 adir=$3 b=$4 bdir=$5 x y
+  "$a" "$("$adir")"; "$b" "$("$bdir")"
+  : >"$out"
+  for _ in $(seq "$n"); do
+    x=$(ms "$a" "$("$adir")"); y=$(ms "$b" "$("$bdir")")
+    echo "$x $y" | tee -a "$out"
+  done
+}
+pipe_dir() { fresh pipe; }
+tar_dir() { fresh tar; }
+
 echo "== (d1) cold deploy vs tar -x, $n pairs (+1 warm-up)"
-mkdir -p "$W/runs/pipe-first" "$W/runs/tar-first"
-pipe_cold "$W/runs/pipe-first"; tar_cold "$W/runs/tar-first"
-: >"$W/times/d1"
-for _ in $(seq "$n"); do
-  a=$(ms pipe_cold "$(fresh pipe)"); b=$(ms tar_cold "$(fresh tar)")
-  echo "$a $b" | tee -a "$W/times/d1"
-done
+pairs "$W/times/d1" pipe_cold pipe_dir tar_cold tar_dir
+first_pipe=$(ls -d "$W"/runs/pipe-* | head -1)
+first_tar=$(ls -d "$W"/runs/tar-* | head -1)
 # Both sides unpacked the same files.
-diff <(cd "$W/runs/pipe-first/current" && find srv -type f | sort) <(cd "$W/runs/tar-first" && find srv -type f | sort) >/dev/null \
+diff <(cd "$first_pipe/current" && find srv -type f | sort) <(cd "$first_tar" && find srv -type f | sort) >/dev/null \
   || die "pipe and tar unpacked different files"
 
 echo "== (d2) already current, $((2 * n)) runs"
 : >"$W/times/d2"
 for _ in $(seq $((2 * n))); do
-  ms "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$W/runs/pipe-first" | tee -a "$W/times/d2"
+  ms "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | tee -a "$W/times/d2"
 done
-"$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$W/runs/pipe-first" | grep -q "already current" \
+"$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | grep -q "already current" \
   || die "the repeated deploy was not a no-op"
 
 # --- (d3) examples/hello: prebuilt vs build at deploy time -------------------
@@ -143,13 +154,9 @@ at_deploy() {
     "$pipe" -q -C "$c" deploy --env prod --keyring "$W/hello-ring.asc" --target "$c/target" --set port=8080
 }
 copy() { local c; c=$(fresh hello-build); cp -r "$E/." "$c/"; rm -rf "$c/.pipe" "$c/build"; echo "$c"; }
+pre_dir() { fresh hello-pre; }
 echo "== (d3) hello: prebuilt vs build at deploy time, $n pairs (+1 warm-up)"
-prebuilt "$(fresh hello-pre)"; at_deploy "$(copy)"
-: >"$W/times/d3"
-for _ in $(seq "$n"); do
-  a=$(ms prebuilt "$(fresh hello-pre)"); b=$(ms at_deploy "$(copy)")
-  echo "$a $b" | tee -a "$W/times/d3"
-done
+pairs "$W/times/d3" prebuilt pre_dir at_deploy copy
 
 # --- report -----------------------------------------------------------------
 ratio() { awk '{printf "%.3f\n", $1 / $2}' "$1" | median; }
