@@ -115,7 +115,10 @@ impl Unpacker {
                 .expect("checked"),
             false => Error::Verify {
                 what: name.to_string(),
-                detail: format!("not a readable {format:?} package: {e}"),
+                detail: format!(
+                    "not a readable {} package: {e}",
+                    if format == Format::Deb { ".deb" } else { ".rpm" }
+                ),
             },
         };
         let input = BufReader::with_capacity(CHUNK, input);
