@@ -15,6 +15,8 @@
 #   BENCH_KEEP=1   keep the work directory
 #   BENCH_N        timed pairs for (d1) and (d3) (default 5); (d2) runs 2*N times
 #   BENCH_MIB, BENCH_FILES   payload of (d1) (default 200 MiB, 5000 files)
+#   BENCH_TEXT     `words` (random words, default) or `pool` (repeated lines,
+#                  far more compressible): see gen.py
 #   BENCH_PIPE     use this pipe binary instead of a release build
 #   CARGO_TARGET_DIR  respected for the release build
 #
@@ -58,7 +60,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 P=$W/proj
 mkdir -p "$P"
 echo "== generating $mib MiB in $nfiles files"
-python3 "$here/gen.py" files "$P" "$mib" "$nfiles"
+python3 "$here/gen.py" files "$P" "$mib" "$nfiles" "${BENCH_TEXT:-words}"
 {
   cat <<EOF
 [project]
