@@ -17,7 +17,8 @@
 //! 4. **unpack**: the packages' payloads into `DIR/releases/.incoming-*`,
 //!    refusing hostile entries ([`unpack`]).
 //! 5. **configure**: the `[deploy] files` rendered for the environment, and
-//!    the release record (`.pipe-release.json`) `--check` compares against;
+//!    the release record (`.pipe-release.json`, and `.pipe-entries.json`,
+//!    what `--check` compares against);
 //!    then the directory is renamed to `DIR/releases/BUILD`.
 //! 6. **switch**: `DIR/current`, a symlink, replaced by rename; the optional
 //!    `[deploy] after` command runs, and its failure switches back.

@@ -35,7 +35,9 @@ pub(super) struct Job {
     pub shared: Timings,
 }
 
-/// `.pipe-release.json`: what a release was made from and holds.
+/// `.pipe-release.json`: what a release was made from. Small, so telling
+/// whether a release is current reads little; what it holds, path by path,
+/// is in [`RELEASE_ENTRIES`], which only `--check` reads.
 #[derive(Debug, Serialize, Deserialize)]
 struct ReleaseRecord {
     env: String,
@@ -45,8 +47,11 @@ struct ReleaseRecord {
     config: String,
     artifacts: Vec<String>,
     rendered: Vec<String>,
-    entries: BTreeMap<String, Recorded>,
+    entries: usize,
 }
+
+/// Every path of a release as unpacked and rendered, next to the record.
+const RELEASE_ENTRIES: &str = ".pipe-entries.json";
 
 /// The build `DIR/current` points at, if any.
 pub(super) fn current_build(dir: &Path) -> Option<String> {
@@ -162,7 +167,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
             action: "already current".into(),
             previous,
             release,
-            entries: existing.map_or(0, |r| r.entries.len()),
+            entries: existing.map_or(0, |r| r.entries),
             rendered: job.rendered.iter().map(|(p, _)| p.clone()).collect(),
             pruned: Vec::new(),
             timings,
@@ -262,14 +267,15 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         config,
         artifacts: job.artifacts.iter().map(|(n, _, _)| n.clone()).collect(),
         rendered: job.rendered.iter().map(|(p, _)| p.clone()).collect(),
-        entries,
+        entries: entries.len(),
     };
-    let record_path = incoming.path().join(RELEASE_RECORD);
-    fs::write(
-        &record_path,
-        serde_json::to_vec(&record).expect("serialises"),
-    )
-    .map_err(|e| Error::io(&record_path, e))?;
+    for (name, bytes) in [
+        (RELEASE_ENTRIES, serde_json::to_vec(&entries)),
+        (RELEASE_RECORD, serde_json::to_vec(&record)),
+    ] {
+        let path = incoming.path().join(name);
+        fs::write(&path, bytes.expect("serialises")).map_err(|e| Error::io(&path, e))?;
+    }
     timings.configure = started.elapsed().as_secs_f64();
     fault_point("deploy-configured");
 
@@ -313,7 +319,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         action: action.into(),
         previous,
         release,
-        entries: record.entries.len(),
+        entries: record.entries,
         rendered: record.rendered,
         pruned,
         timings,
@@ -491,10 +497,13 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         });
     };
     let release = dir.join(RELEASES).join(&build);
-    let record = read_record(&release).ok_or_else(|| Error::Verify {
-        what: release.join(RELEASE_RECORD).display().to_string(),
-        detail: "missing or unreadable; redeploy with `--reset`".into(),
-    })?;
+    let entries: BTreeMap<String, Recorded> = fs::read(release.join(RELEASE_ENTRIES))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| Error::Verify {
+            what: release.join(RELEASE_ENTRIES).display().to_string(),
+            detail: "missing or unreadable; redeploy with `--reset`".into(),
+        })?;
     let mut differences = Vec::new();
     let mut differ = |path: &str, what: &str| {
         differences.push(Difference {
@@ -502,7 +511,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             what: what.to_string(),
         })
     };
-    for (path, expected) in &record.entries {
+    for (path, expected) in &entries {
         let full = release.join(path);
         let Ok(meta) = fs::symlink_metadata(&full) else {
             differ(path, "missing");
@@ -549,7 +558,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             .expect("under the release")
             .to_string_lossy()
             .into_owned();
-        if rel != RELEASE_RECORD && !record.entries.contains_key(&rel) {
+        if rel != RELEASE_RECORD && rel != RELEASE_ENTRIES && !entries.contains_key(&rel) {
             differ(&rel, "added");
         }
     }

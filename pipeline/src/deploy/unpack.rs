@@ -117,7 +117,11 @@ impl Unpacker {
                 what: name.to_string(),
                 detail: format!(
                     "not a readable {} package: {e}",
-                    if format == Format::Deb { ".deb" } else { ".rpm" }
+                    if format == Format::Deb {
+                        ".deb"
+                    } else {
+                        ".rpm"
+                    }
                 ),
             },
         };
