@@ -984,3 +984,48 @@ fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
         run.stderr
     );
 }
+
+#[test]
+fn deploy_packages_selects_and_foreign_architectures_are_refused() {
+    let two = PIPELINE.replace(
+        "[deploy]\n",
+        "[packages.extra]\nsummary = \"Extra\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nformats = [\"deb\"]\nfiles = [{ src = \"demo.txt\", dst = \"/usr/share/extra/extra.txt\" }]\n\n[deploy]\npackages = [\"demo\"]\n",
+    );
+    let s = Setup::new(&two);
+    s.release("1.0.0", "one\n");
+    let doc = s.deploy(&["--json"]).expect_code(0).json();
+    let names: Vec<&str> = doc["report"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo_1.0.0_all.deb"], "{doc}");
+    assert!(s.dir().join("current/usr/share/demo/demo.txt").exists());
+    assert!(!s.dir().join("current/usr/share/extra").exists());
+
+    // Every package (no `[deploy] packages`) when the key is absent.
+    let all = Setup::new(&two.replace("packages = [\"demo\"]\n", ""));
+    all.release("1.0.0", "one\n");
+    all.deploy(&[]).expect_code(0);
+    assert!(all.dir().join("current/usr/share/extra/extra.txt").exists());
+
+    // A package built only for another architecture cannot be deployed here.
+    let foreign_arch = if std::env::consts::ARCH == "aarch64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let foreign =
+        Setup::new(&PIPELINE.replace("arch = \"all\"", &format!("arch = \"{foreign_arch}\"")));
+    foreign.release("1.0.0", "one\n");
+    let run = foreign.deploy(&[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("package `demo` of build")
+            && run.stderr.contains("has no artifact for this machine"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(foreign.current(), None);
+}
