@@ -116,21 +116,7 @@ pub async fn promote(
     key: &SecretKey,
     req: &Request<'_>,
 ) -> Result<Outcome> {
-    let env = p
-        .environments
-        .iter()
-        .find(|e| e.name == req.env)
-        .ok_or_else(|| Error::Usage {
-            message: format!("environment `{}` is not declared in pipeline.toml", req.env),
-            hint: Some(format!(
-                "declared: {}",
-                p.environments
-                    .iter()
-                    .map(|e| format!("`{}`", e.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        })?;
+    let env = p.environment(req.env)?;
     let published = repository::load(store, req.build).await?;
     let (head, version) = read_pointer(store, req.env).await?;
     if let Some(head) = &head {
