@@ -43,23 +43,9 @@ big_mib=${BENCH_BIG_MIB:-500}
 small_n=${BENCH_SMALL_N:-500}
 epoch=1700000000
 
-if [ -n "${BENCH_PIPE:-}" ]; then
-  pipe=$BENCH_PIPE # a pipe binary given (for checking this script); no build
-else
-  echo "== release build of pipe"
-  (cd "$repo" && cargo build --release -p pipeline --bin pipe) || die "cargo build failed"
-  target=${CARGO_TARGET_DIR:-$repo/target}
-  case $target in /*) ;; *) target=$repo/$target ;; esac
-  pipe=$target/release/pipe
-fi
-[ -x "$pipe" ] || die "no pipe binary at $pipe"
-
-W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pipe-bench.XXXXXX")}
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-[ -z "$(ls -A "$W")" ] || die "$W is not empty: give a fresh BENCH_DIR"
-mkdir -p "$W/in" "$W/runs" "$W/logs" "$W/times" "$W/bin"
-echo "== work dir $W"
+. "$here/lib.sh"
+bench_pipe
+bench_workdir pipe-bench in runs logs times bin
 
 # --- environment of every timed command -------------------------------------
 cat >"$W/bin/env.sh" <<EOF

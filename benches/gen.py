@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deterministic inputs for benches/build.sh and benches/publish.sh (seeded;
+"""Deterministic inputs for the benches (build.sh, publish.sh, deploy.sh; seeded;
 same bytes on every machine).
 
   gen.py small DIR N     N small packages under DIR/{bin,etc,share}/pNNN
@@ -9,6 +9,11 @@ same bytes on every machine).
                          same packages), formats ["deb", "rpm"]; environment
                          `dev`; $GEN_VERSION (default 1.2.0) and
                          $GEN_EPOCH (default 1700000000) set [project]
+  gen.py files DIR MIB N [words|pool]
+                          N text files holding MIB MiB together, spread over
+                          4 packages: DIR/share/pK/dDD/fNNNNN.txt (deploy bench);
+                          `words`: random words (xz about 1:3.5), `pool`:
+                          lines from a pool of 8192 (xz about 1:20)
 """
 
 import os
@@ -123,6 +128,30 @@ def toml(path, count):
         f.write("\n".join(out))
 
 
+def files(root, mib, count, kind="words", packages=4):
+    rng = random.Random(9012)
+    # `pool`: lines picked from a fixed pool (quick to make, very compressible).
+    pool = [text(rng, rng.randint(40, 160)).rstrip("\n") + "\n" for _ in range(8192)]
+    per = mib * 1024 * 1024 // count
+    for i in range(count):
+        d = f"{root}/share/p{i % packages}/d{(i // packages) // 100:02d}"
+        os.makedirs(d, exist_ok=True)
+        if kind == "words":
+            body = text(rng, per)
+        else:
+            buf, n = [], 0
+            while n < per:
+                line = rng.choice(pool)
+                buf.append(line)
+                n += len(line)
+            body = "".join(buf)[:per]
+        with open(f"{d}/f{i:05d}.txt", "w") as f:
+            f.write(body)
+
+
 if __name__ == "__main__":
     what, root, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    {"small": small, "big": big, "toml": toml}[what](root, arg)
+    if what == "files":
+        files(root, arg, int(sys.argv[4]), *sys.argv[5:6])
+    else:
+        {"small": small, "big": big, "toml": toml}[what](root, arg)

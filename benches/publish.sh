@@ -123,16 +123,8 @@ update_runs=${BENCH_UPDATE_RUNS:-3}
 has_case() { case " $cases " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 runs_for() { if [ "$1" -ge "$large" ]; then echo "$runs_large"; else echo "$runs_small"; fi; }
 
-if [ -n "${BENCH_PIPE:-}" ]; then
-  pipe=$BENCH_PIPE
-else
-  echo "== release build of pipe"
-  (cd "$repo" && cargo build --release --bin pipe) || die "cargo build failed"
-  target=${CARGO_TARGET_DIR:-$repo/target}
-  case $target in /*) ;; *) target=$repo/$target ;; esac
-  pipe=$target/release/pipe
-fi
-[ -x "$pipe" ] || die "no pipe binary at $pipe"
+. "$here/lib.sh"
+bench_pipe
 
 W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pipe-publish-bench.XXXXXX")}
 mkdir -p "$W"
@@ -466,7 +458,7 @@ case_update() {
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-  echo "$("$pipe" --version 2>/dev/null || echo pipe) at $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!scripts' || echo ' + uncommitted changes')"
+  echo "$("$pipe" --version 2>/dev/null || echo pipe): HEAD $(git -C "$repo" rev-parse --short HEAD), last change outside the benches $(git -C "$repo" log -1 --format=%h -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts')$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts' || echo ' + uncommitted changes')"
   echo "aptly $(aptly version | awk '{print $3}'), $(apt-ftparchive --version 2>/dev/null | head -1 || echo apt-ftparchive), createrepo_c $(createrepo_c --version | awk '{print $2}'), $(gpg --version | head -1)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$O/header.txt"

@@ -7,7 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh build
 cargo build --quiet -p pipeline --bin pipe
-pipe="$PWD/target/debug/pipe"
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$PWD/$target ;; esac
+pipe="$target/debug/pipe"
 example=examples/hello
 
 step() { printf '\n$ pipe %s\n' "$*" >&2; "$pipe" -C "$example" "$@"; }
@@ -26,3 +28,7 @@ step promote --to staging
 step promote --to prod
 step history prod --keyring release.asc
 step status
+# A deploy of prod into a local directory: verified against release.asc,
+# unpacked into .pipe/deploy/prod/releases/BUILD, switched via `current`;
+# it prints the time spent in each state.
+step deploy --env prod --target .pipe/deploy/prod --keyring release.asc --set port=8080

@@ -212,6 +212,21 @@ pub enum Error {
         detail: String,
     },
 
+    /// `[deploy] after` failed in a target; `current` was switched back.
+    #[error(
+        "`[deploy] after` in {} {failure}; `current` was switched back to {}",
+        target.display(),
+        restored.as_deref().unwrap_or("nothing (there was no release before)")
+    )]
+    After {
+        /// The target directory.
+        target: PathBuf,
+        /// How the command failed.
+        failure: StepFailure,
+        /// The build `current` points at again.
+        restored: Option<String>,
+    },
+
     /// The signing key cannot sign now (expired, revoked, not yet valid).
     #[error("cannot sign with the project key: {0}")]
     Signing(keys::Error),
@@ -318,6 +333,9 @@ impl Error {
             ),
             Error::Step { failure: StepFailure::MissingOutput { .. }, .. } => Some(
                 "make the command write it, or remove it from the step's `outputs`".into(),
+            ),
+            Error::After { .. } => Some(
+                "fix the command or the release and deploy again; the failed release was removed".into(),
             ),
             Error::Signing(_) => Some(
                 "make a new key with `pipe keys rotate` (or `pipe keys generate --out ...` and point `[signing] key` at it)"

@@ -1,18 +1,19 @@
-//! Test hooks for crash and race tests; inert unless their variable is set.
+//! Test hooks shared by every command that must survive a crash; inert
+//! unless their variable is set.
 //!
 //! `PIPE_FAULT=<point>` makes the process exit at that point, as if killed,
-//! so tests can show a crash at every step leaves a store the next run
-//! repairs. A point is a name (`before-pointer`) or `write:N`, the N-th
-//! (from 1) store write of a repository regeneration. `PIPE_TEST_BARRIER=<dir>`
-//! makes a promotion wait before its compare-and-swap until `<dir>/go`
-//! exists, so tests can start N promotions at the same moment.
+//! so tests can show a crash at every step leaves a state the next run
+//! repairs or finishes. A point is a name (`before-pointer`) or `write:N`,
+//! the N-th (from 1) store write of a repository regeneration.
+//! `PIPE_TEST_BARRIER=<dir>` makes a process wait until `<dir>/go` exists,
+//! so tests can start N processes at the same moment.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
-/// Exits with status 137 if `PIPE_FAULT` names `point`.
-pub fn point(point: &str) {
+/// Exits with status 137 (as a `SIGKILL` would) when `PIPE_FAULT` is `point`.
+pub(crate) fn point(point: &str) {
     if std::env::var("PIPE_FAULT").is_ok_and(|f| f == point) {
         tracing::warn!("PIPE_FAULT: exiting at `{point}`");
         std::process::exit(137);
@@ -20,7 +21,7 @@ pub fn point(point: &str) {
 }
 
 /// Counts one write; exits if `PIPE_FAULT` is `write:<this count>`.
-pub fn before_write(what: &str) {
+pub(crate) fn before_write(what: &str) {
     let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
     if std::env::var("PIPE_FAULT").is_ok_and(|f| f == format!("write:{n}")) {
         tracing::warn!("PIPE_FAULT: exiting before write {n} ({what})");
@@ -28,8 +29,9 @@ pub fn before_write(what: &str) {
     }
 }
 
-/// Waits for `<PIPE_TEST_BARRIER>/go`, after announcing this process there.
-pub fn barrier() {
+/// Announces this process in `$PIPE_TEST_BARRIER` (a file named by its pid)
+/// and waits, at most a minute, for `go` to appear there.
+pub(crate) fn barrier() {
     let Ok(dir) = std::env::var("PIPE_TEST_BARRIER") else {
         return;
     };

@@ -1,10 +1,11 @@
-//! The core of pipe: the `pipeline.toml` model and its validation, and the
-//! content-addressed store. The `pipe` binary is a thin layer over this crate.
+//! The core of pipe: the `pipeline.toml` model and its validation, the
+//! content-addressed store, publish, promote and deploy. The `pipe` binary is a thin layer over this crate.
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod deploy;
 pub mod error;
-pub mod fault;
+mod fault;
 pub mod model;
 pub mod promote;
 pub mod publish;

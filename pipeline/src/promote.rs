@@ -41,6 +41,13 @@ pub struct Entry {
     pub action: String,
     /// True when the promotion path was bypassed with `--force`.
     pub forced: bool,
+    /// Unique per promotion, so two promotions of the same build in the
+    /// same second never write byte-identical entries: a writer that finds
+    /// its exact bytes in the pointer knows the write was its own (S3
+    /// retries after a lost response rely on it). Absent in entries of an
+    /// older pipe.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
 }
 
 impl Entry {
@@ -109,21 +116,7 @@ pub async fn promote(
     key: &SecretKey,
     req: &Request<'_>,
 ) -> Result<Outcome> {
-    let env = p
-        .environments
-        .iter()
-        .find(|e| e.name == req.env)
-        .ok_or_else(|| Error::Usage {
-            message: format!("environment `{}` is not declared in pipeline.toml", req.env),
-            hint: Some(format!(
-                "declared: {}",
-                p.environments
-                    .iter()
-                    .map(|e| format!("`{}`", e.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        })?;
+    let env = p.environment(req.env)?;
     let published = repository::load(store, req.build).await?;
     let (head, version) = read_pointer(store, req.env).await?;
     if let Some(head) = &head {
@@ -179,6 +172,7 @@ pub async fn promote(
         at: crate::build::rfc3339(SystemTime::now()),
         action: req.action.to_string(),
         forced: req.force,
+        nonce: nonce(),
     };
     let signature = key
         .sign_detached(&entry.canonical()[..], SystemTime::now(), Encoding::Armored)
@@ -339,6 +333,19 @@ pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring
         previous = Some(e);
     }
     Ok(())
+}
+
+/// 16 hex digits no other promotion has: a digest of this process, the
+/// host and the time in nanoseconds.
+fn nonce() -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = blake3::Hasher::new();
+    h.update(&now.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(actor().as_bytes());
+    h.finalize().to_hex()[..16].to_string()
 }
 
 /// `$PIPE_ACTOR`, else `user@host`.

@@ -161,6 +161,58 @@ impl Project {
         run(cmd, &self.env)
     }
 
+    /// Exports the project's public keyring to `ring.asc` in the project and
+    /// returns its path (what an operator gives `--keyring`).
+    pub fn keyring(&self) -> String {
+        self.pipe(&["keys", "export", "--out", "ring.asc"])
+            .expect_code(0);
+        self.path().join("ring.asc").to_string_lossy().into_owned()
+    }
+
+    /// Starts `n` `pipe -C <project> ARGS` processes (with `env` added) that
+    /// each run until their barrier (`PIPE_TEST_BARRIER`), then releases them
+    /// together; returns their runs in start order.
+    pub fn race(&self, n: usize, args: &[&str], env: &[(String, String)]) -> Vec<Run> {
+        let barrier = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..n)
+            .map(|_| {
+                Command::new(pipe_bin())
+                    .arg("-C")
+                    .arg(self.path())
+                    .args(args)
+                    .envs(self.env.iter().map(|(k, v)| (k, v)))
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .env("PIPE_TEST_BARRIER", barrier.path())
+                    .env_remove("PIPE_STORE")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_dir(barrier.path()).unwrap().count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the processes never reached the barrier"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(barrier.path().join("go"), b"").unwrap();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                Run {
+                    code: out.status.code().unwrap_or(-1),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                }
+            })
+            .collect()
+    }
+
     /// Runs `pipe ARGS` with the project as the working directory (so paths in
     /// messages are relative, as a user sees them).
     pub fn pipe_here(&self, args: &[&str]) -> Run {

@@ -452,3 +452,49 @@ fn repository_durations_are_checked_where_they_are_written() {
         "the position of the bad value:\n{err}"
     );
 }
+
+#[test]
+fn deploy_section_packages_after_and_templates() {
+    let ok = format!(
+        "{VALID}\n[deploy]\npackages = [\"demo\"]\nafter = \"true\"\nfiles = {{ \"/etc/demo.conf\" = \"env={{{{ env }}}}\\n\" }}\n"
+    );
+    project(&ok).pipe(&["validate"]).expect_code(0);
+
+    // VALID has 24 lines, then a blank line, `[deploy]` and `packages` (27).
+    let err = invalid(&format!(
+        "{VALID}\n[deploy]\npackages = [\"dmeo\", \"demo\", \"demo\"]\nafter = \"\"\nfiles = {{ \"/etc/x\" = \"{{{{ nope\" }}\n"
+    ));
+    assert!(
+        err.contains("`[deploy]` names package `dmeo`, which is not declared"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `demo`?"), "{err}");
+    assert!(err.contains("pipeline.toml:27:13"), "{err}");
+    assert!(
+        err.contains("package `demo` is listed twice in `deploy.packages`"),
+        "{err}"
+    );
+    assert!(err.contains("`deploy.after` is empty"), "{err}");
+    assert!(
+        err.contains("template for `/etc/x`: `{{` is never closed"),
+        "{err}"
+    );
+    assert!(err.contains("4 errors in pipeline.toml"), "{err}");
+
+    let err = invalid(&format!("{VALID}\n[deploy]\npackages = []\nafter = 1\n"));
+    assert!(
+        err.contains("`deploy.packages` is empty, so a deploy would install nothing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`deploy.after` must be a string, found an integer"),
+        "{err}"
+    );
+
+    let err = invalid(&format!("{VALID}\n[deploy]\nafterwards = \"x\"\n"));
+    assert!(
+        err.contains("unknown key `afterwards` in `[deploy]`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `after`?"), "{err}");
+}

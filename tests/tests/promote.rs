@@ -3,9 +3,7 @@
 //! every move is a signed link in a chain, concurrent promotions have exactly
 //! one winner, and a promotion killed at any step is finished by the next.
 
-use std::process::{Command, Stdio};
-
-use pipe_e2e::cli::{Project, pipe_bin};
+use pipe_e2e::cli::Project;
 
 const PIPELINE: &str = r#"[project]
 name = "demo"
@@ -49,12 +47,6 @@ fn head(p: &Project, env: &str) -> serde_json::Value {
         .find(|e| e["name"] == env)
         .unwrap()["build"]
         .clone()
-}
-
-fn keyring(p: &Project) -> String {
-    p.pipe(&["keys", "export", "--out", "ring.asc"])
-        .expect_code(0);
-    p.path().join("ring.asc").to_string_lossy().into_owned()
 }
 
 #[test]
@@ -151,7 +143,7 @@ fn promotion_follows_the_declared_path_unless_forced() {
         .json();
     assert_eq!(forced["entry"]["forced"], true);
     let history = p
-        .pipe(&["--json", "history", "prod", "--keyring", &keyring(&p)])
+        .pipe(&["--json", "history", "prod", "--keyring", &p.keyring()])
         .expect_code(0)
         .json();
     assert_eq!(history["entries"][0]["entry"]["forced"], true);
@@ -181,7 +173,7 @@ fn history_is_a_signed_chain_and_rollback_appends_to_it() {
         .expect_code(0);
     assert!(head(&p, "dev").as_str().unwrap().starts_with(&b2));
 
-    let ring = keyring(&p);
+    let ring = p.keyring();
     let run = p.pipe(&["history", "dev", "--keyring", &ring]);
     run.expect_code(0);
     assert!(
@@ -212,35 +204,7 @@ fn history_is_a_signed_chain_and_rollback_appends_to_it() {
 /// Starts `n` `pipe promote` processes (with `env` added) that all read the
 /// pointer, then wait at a barrier, then race to replace it.
 fn race(p: &Project, n: usize, args: &[&str], env: &[(String, String)]) -> Vec<i32> {
-    let barrier = tempfile::tempdir().unwrap();
-    let mut children: Vec<_> = (0..n)
-        .map(|_| {
-            Command::new(pipe_bin())
-                .arg("-C")
-                .arg(p.path())
-                .args(args)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .env("PIPE_TEST_BARRIER", barrier.path())
-                .env_remove("PIPE_STORE")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_dir(barrier.path()).unwrap().count() < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "promotions never reached the barrier"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    std::fs::write(barrier.path().join("go"), b"").unwrap();
-    children
-        .iter_mut()
-        .map(|c| c.wait().unwrap().code().unwrap_or(-1))
-        .collect()
+    p.race(n, args, env).iter().map(|r| r.code).collect()
 }
 
 #[test]
@@ -261,7 +225,7 @@ fn of_eight_concurrent_promotions_exactly_one_wins() {
         "exit codes {codes:?}"
     );
     let doc = p
-        .pipe(&["--json", "history", "dev", "--keyring", &keyring(&p)])
+        .pipe(&["--json", "history", "dev", "--keyring", &p.keyring()])
         .expect_code(0)
         .json();
     assert_eq!(
@@ -307,7 +271,7 @@ fn a_promotion_killed_at_any_step_is_finished_by_the_next() {
         let mut p = p;
         p.env("PIPE_FAULT", "none");
         // Readable and consistent right after the crash.
-        let ring = keyring(&p);
+        let ring = p.keyring();
         p.pipe(&["history", "dev", "--keyring", &ring])
             .expect_code(0);
         // The next promotion completes.
@@ -367,7 +331,7 @@ fn on_s3_of_eight_concurrent_promotions_exactly_one_wins() {
         "exit codes {codes:?}"
     );
     let doc = p
-        .pipe(&["--json", "history", "dev", "--keyring", &keyring(&p)])
+        .pipe(&["--json", "history", "dev", "--keyring", &p.keyring()])
         .expect_code(0)
         .json();
     assert_eq!(doc["entries"].as_array().unwrap().len(), 2);

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::files;
 use super::record::Manifest;
-use crate::store::digest;
+use crate::store::{BlobRef, digest};
 use crate::{Error, Result};
 
 /// One check that passed.
@@ -33,15 +33,59 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
+/// A build's manifest whose signature, and whose provenance's signature and
+/// subjects, verified against a keyring.
+#[derive(Debug)]
+pub struct SignedBuild {
+    /// The manifest, believed.
+    pub manifest: Manifest,
+    /// Who signed it.
+    pub signer: Verified,
+    /// Every check made, in order.
+    pub checks: Vec<Check>,
+}
+
 /// Verifies the build in `dir` against `keyring`. The first failure is the
 /// error; it names the file and what differed.
 pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
+    let SignedBuild {
+        manifest,
+        signer,
+        mut checks,
+    } = verify_records(keyring, |name| {
+        std::fs::read(dir.join(name)).map_err(|e| e.to_string())
+    })?;
+    for a in &manifest.artifacts {
+        let path = dir.join(&a.name);
+        let actual = digest::hash_file(&path).await.map_err(|e| Error::Verify {
+            what: a.name.clone(),
+            detail: format!("cannot be read: {e}"),
+        })?;
+        checks.push(check_blob(&a.name, &a.blob, &actual)?);
+    }
+    Ok(Report {
+        build: manifest.build,
+        signer,
+        checks,
+    })
+}
+
+/// Verifies a build's records (the files of [`files`], each got by `read`,
+/// which says why it could not when it cannot): the signatures of the
+/// manifest and the provenance against `keyring`, that the manifest's
+/// content is the build it names, and that the provenance's subjects are the
+/// manifest's artifacts. Shared by `pipe verify` (a local build directory)
+/// and `pipe deploy` (a build in the store), so both trust the same things.
+pub fn verify_records(
+    keyring: &Keyring,
+    mut read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
+) -> Result<SignedBuild> {
     let mut checks = Vec::new();
     // The manifest and the provenance: each read whole and its detached
     // signature checked before anything in it is believed.
     let mut signed = |name: &str, sig: &str| -> Result<(Vec<u8>, Verified)> {
-        let read = |name: &str| {
-            std::fs::read(dir.join(name)).map_err(|e| Error::Verify {
+        let mut read = |name: &str| {
+            read(name).map_err(|e| Error::Verify {
                 what: name.to_string(),
                 detail: format!("cannot be read ({e}); a build is only trusted whole"),
             })
@@ -114,35 +158,33 @@ pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
         what: files::PROVENANCE.into(),
         detail: format!("{} subject(s) match the manifest", subjects.len()),
     });
-
-    for a in &manifest.artifacts {
-        let path = dir.join(&a.name);
-        let actual = digest::hash_file(&path).await.map_err(|e| Error::Verify {
-            what: a.name.clone(),
-            detail: format!("cannot be read: {e}"),
-        })?;
-        let compared = [
-            ("size", a.blob.size.to_string(), actual.size.to_string()),
-            ("sha256", a.blob.sha256.clone(), actual.sha256),
-            ("blake3", a.blob.blake3.clone(), actual.blake3),
-        ];
-        for (what, expected, found) in compared {
-            if expected != found {
-                return Err(Error::Verify {
-                    what: a.name.clone(),
-                    detail: format!("{what}: expected {expected}, found {found}"),
-                });
-            }
-        }
-        checks.push(Check {
-            what: a.name.clone(),
-            detail: format!("{} bytes, sha256 {}", a.blob.size, a.blob.sha256),
-        });
-    }
-    Ok(Report {
-        build: manifest.build,
+    Ok(SignedBuild {
+        manifest,
         signer,
         checks,
+    })
+}
+
+/// Compares an artifact's digests and size (`actual`) with what the manifest
+/// records (`expected`); the error names the artifact and the first field
+/// that differs.
+pub fn check_blob(name: &str, expected: &BlobRef, actual: &BlobRef) -> Result<Check> {
+    let compared = [
+        ("size", expected.size.to_string(), actual.size.to_string()),
+        ("sha256", expected.sha256.clone(), actual.sha256.clone()),
+        ("blake3", expected.blake3.clone(), actual.blake3.clone()),
+    ];
+    for (what, expected, found) in compared {
+        if expected != found {
+            return Err(Error::Verify {
+                what: name.to_string(),
+                detail: format!("{what}: expected {expected}, found {found}"),
+            });
+        }
+    }
+    Ok(Check {
+        what: name.to_string(),
+        detail: format!("{} bytes, sha256 {}", expected.size, expected.sha256),
     })
 }
 

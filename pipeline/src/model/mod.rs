@@ -360,9 +360,34 @@ pub enum DiskFormat {
 pub struct Deploy {
     /// Files written at deploy time: absolute path to template text.
     pub files: BTreeMap<String, String>,
+    /// The packages a deploy installs, each declared; empty means every
+    /// package of the build.
+    pub packages: Vec<String>,
+    /// A command (`sh -c`, in the new release) run after the switch; when it
+    /// fails the switch is undone.
+    pub after: Option<String>,
 }
 
 impl Pipeline {
+    /// The declared environment `name`; a usage error listing the declared
+    /// ones if there is none.
+    pub fn environment(&self, name: &str) -> Result<&Environment> {
+        self.environments
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| Error::Usage {
+                message: format!("environment `{name}` is not declared in pipeline.toml"),
+                hint: Some(format!(
+                    "declared: {}",
+                    self.environments
+                        .iter()
+                        .map(|e| format!("`{}`", e.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            })
+    }
+
     /// Reads and validates `pipeline.toml` in `dir`.
     pub fn load(dir: &Path) -> Result<Pipeline> {
         let file = dir.join(PIPELINE_FILE);

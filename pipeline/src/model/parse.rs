@@ -64,7 +64,7 @@ const FILE_KEYS: &[&str] = &["src", "dst", "mode", "config"];
 const SCRIPT_KEYS: &[&str] = &["preinst", "postinst", "prerm", "postrm"];
 const IMAGE_KEYS: &[&str] = &["base", "packages", "entrypoint", "env", "expose"];
 const MACHINE_KEYS: &[&str] = &["base", "packages", "post_install", "size", "formats"];
-const DEPLOY_KEYS: &[&str] = &["files"];
+const DEPLOY_KEYS: &[&str] = &["files", "packages", "after"];
 
 pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, Diagnostics> {
     let mut cx = Cx {
@@ -112,7 +112,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
     let mut package_refs = Vec::new();
     let images = cx.images(&root, &mut package_refs);
     let machines = cx.machines(&root, &mut package_refs);
-    let deploy = cx.deploy(&root);
+    let deploy = cx.deploy(&root, &mut package_refs);
     let repository = cx.repository(&root, project.as_ref());
 
     for (name, span, owner) in package_refs {
@@ -1416,12 +1416,41 @@ impl Cx<'_> {
         list.into_iter().map(|(p, _)| p).collect()
     }
 
-    fn deploy(&mut self, root: &DeTable<'_>) -> Deploy {
+    fn deploy(&mut self, root: &DeTable<'_>, refs: &mut Vec<(String, Span, String)>) -> Deploy {
         let mut out = Deploy::default();
         let Some(t) = field(root, "deploy").and_then(|(_, v)| self.table(v, "`deploy`")) else {
             return out;
         };
         self.check_keys(t, "`[deploy]`", DEPLOY_KEYS, None);
+        if let Some((_, pv)) = field(t, "packages") {
+            let list = self.string_list(pv, "`deploy.packages`");
+            if matches!(pv.get_ref(), DeValue::Array(a) if a.is_empty()) {
+                self.error(
+                    pv.span(),
+                    "`deploy.packages` is empty, so a deploy would install nothing",
+                    Some(
+                        "name the packages to deploy, or remove the key to deploy every package"
+                            .into(),
+                    ),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for (name, span) in list {
+                if !seen.insert(name.clone()) {
+                    self.error(
+                        span,
+                        format!("package `{name}` is listed twice in `deploy.packages`"),
+                        Some("remove the second mention".into()),
+                    );
+                    continue;
+                }
+                refs.push((name.clone(), span, "`[deploy]`".into()));
+                out.packages.push(name);
+            }
+        }
+        if let Some((_, av)) = field(t, "after") {
+            out.after = self.nonempty_string(av, "`deploy.after`");
+        }
         let Some(ft) = field(t, "files").and_then(|(_, v)| self.table(v, "`deploy.files`")) else {
             return out;
         };

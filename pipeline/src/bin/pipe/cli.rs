@@ -91,6 +91,13 @@ pub enum Command {
     /// Check a build's signed manifest and provenance, and every artifact's
     /// digests and size against them. Exit code 3 on any mismatch.
     Verify(VerifyArgs),
+    /// Deploy what an environment points at into target directories:
+    /// verified against your keyring, unpacked into `DIR/releases/BUILD`,
+    /// switched to atomically through `DIR/current`. Never builds.
+    Deploy(DeployArgs),
+    /// Fetch and verify what an environment points at into the targets'
+    /// caches (`DIR/.pipe/cache`), so a later deploy works offline.
+    Fetch(FetchArgs),
     /// The project's signing key and the public keyring consumers trust.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -174,4 +181,59 @@ pub struct VerifyArgs {
     /// elsewhere are never used.
     #[arg(long, value_name = "FILE")]
     pub keyring: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// The environment whose build to deploy.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// A target directory (repeat for several; deployed concurrently).
+    #[arg(long = "target", value_name = "DIR")]
+    pub targets: Vec<PathBuf>,
+    /// A file listing target directories, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub targets_file: Option<PathBuf>,
+    /// The public keyring to trust (from `pipe keys export`); keys found in
+    /// the store are never used.
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// A template value for `[deploy] files`: `--set port=8080` fills
+    /// `{{ port }}` (repeatable; `PIPE_VAR_port` in the environment too).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// Show what would be fetched and written; change nothing.
+    #[arg(long, conflicts_with_all = ["check", "reset"])]
+    pub plan: bool,
+    /// List files of the current release that differ from what was
+    /// deployed (exit 3 if any).
+    #[arg(long, conflicts_with = "reset")]
+    pub check: bool,
+    /// Re-create the release from the artifacts even if it is current,
+    /// restoring any file changed since.
+    #[arg(long)]
+    pub reset: bool,
+    /// Releases to keep per target, the current one included.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `NAME=VALUE`.
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
 }

@@ -66,6 +66,8 @@ fn main() -> ExitCode {
             Command::Status => commands::status::run(&cx).await,
             Command::Build => commands::build::run(&cx).await,
             Command::Keys(cmd) => commands::keys::run(&cx, &cmd).await,
+            Command::Deploy(args) => commands::deploy::deploy(&cx, &args).await,
+            Command::Fetch(args) => commands::deploy::fetch(&cx, &args).await,
             Command::Verify(args) => commands::verify::run(&cx, &args).await,
             Command::Publish { build } => commands::publish::run(&cx, build.as_deref()).await,
             Command::Promote { build, to, force } => {

@@ -2,6 +2,7 @@
 //! the printer a human and a JSON form.
 
 pub mod build;
+pub mod deploy;
 pub mod init;
 pub mod keys;
 pub mod promote;

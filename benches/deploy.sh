@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Deploy benchmark, three figures from one run:
+#   (d1) cold `pipe deploy` of a build whose packages hold 200 MiB in 5,000
+#        files, against `tar -x` of the same payload (the packages' data.tar.xz
+#        members, extracted from the same .deb files beforehand);
+#   (d2) `pipe deploy` when the build is already current;
+#   (d3) deploying examples/hello from its prebuilt artifact, against doing
+#        its build steps and packaging at deploy time (cold `pipe build` on an
+#        empty store + publish + promote + deploy).
+#
+#   benches/deploy.sh
+#
+# Environment:
+#   BENCH_DIR      work directory (default: a new mktemp -d); must be empty
+#   BENCH_KEEP=1   keep the work directory
+#   BENCH_N        timed pairs for (d1) and (d3) (default 5); (d2) runs 2*N times
+#   BENCH_MIB, BENCH_FILES   payload of (d1) (default 200 MiB, 5000 files)
+#   BENCH_TEXT     `words` (random words, default) or `pool` (repeated lines,
+#                  far more compressible): see gen.py
+#   BENCH_PIPE     use this pipe binary instead of a release build
+#   CARGO_TARGET_DIR  respected for the release build
+#
+# Timing: each run is a whole process timed from outside (date +%s%N). (d1)
+# and (d3) alternate A B A B after one untimed warm-up pair; the ratio is
+# taken pair by pair and the median quoted (< 1: pipe is faster). Every cold
+# deploy goes into a fresh directory with an empty cache (so it fetches from
+# the local store, verifies, unpacks and switches); every tar -x into a fresh
+# directory. Caches are not dropped (no root needed): both sides read the
+# same warm store files. Nothing is deleted between timed runs.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+die() { echo "bench: error: $*" >&2; exit 1; }
+for tool in tar xz ar python3 cargo; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+n=${BENCH_N:-5}
+mib=${BENCH_MIB:-200}
+nfiles=${BENCH_FILES:-5000}
+
+. "$here/lib.sh"
+bench_pipe
+bench_workdir pipe-deploy-bench runs times
+export SOURCE_DATE_EPOCH=1700000000 LC_ALL=C
+
+# ms COMMAND...: runs it, prints its wall time in milliseconds.
+ms() {
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null 2>"$W/last.err" || { cat "$W/last.err" >&2; die "failed: $*"; }
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000000))
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# --- (d1) inputs: 4 packages, MIB MiB in NFILES files ------------------------
+P=$W/proj
+mkdir -p "$P"
+echo "== generating $mib MiB in $nfiles files"
+python3 "$here/gen.py" files "$P" "$mib" "$nfiles" "${BENCH_TEXT:-words}"
+{
+  cat <<EOF
+[project]
+name = "bench"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[environments.prod]
+
+EOF
+  for k in 0 1 2 3; do
+    cat <<EOF
+[packages.bench-p$k]
+summary = "deploy benchmark payload $k"
+arch = "all"
+maintainer = "Bench <b@example.com>"
+formats = ["deb"]
+files = [{ src = "share/p$k/", dst = "/srv/bench/p$k/" }]
+
+EOF
+  done
+} >"$P/pipeline.toml"
+# prepare PROJECT RING ENV...: a key, a build, published, promoted through
+# ENV... in order, and the operator's keyring (not timed).
+prepare() {
+  local proj=$1 ring=$2 env
+  shift 2
+  (cd "$proj" && "$pipe" -q keys generate --uid "Bench <b@example.com>" --algo ed25519 >/dev/null)
+  "$pipe" -q -C "$proj" keys export --out "$ring"
+  "$pipe" -q -C "$proj" build
+  "$pipe" -q -C "$proj" publish
+  for env in "$@"; do "$pipe" -q -C "$proj" promote --to "$env"; done
+}
+echo "== building and publishing (not timed)"
+prepare "$P" "$W/ring.asc" prod
+# The same payload for tar: each .deb's data.tar.xz, taken out beforehand.
+mkdir -p "$W/tars"
+for deb in "$P"/.pipe/builds/"$(cat "$P/.pipe/builds/latest")"/*.deb; do
+  name=$(basename "$deb" .deb)
+  (cd "$W/tars" && ar p "$deb" data.tar.xz >"$name.data.tar.xz")
+done
+payload=$(du -sb "$P/share" | cut -f1)
+packed=$(cat "$W"/tars/*.tar.xz | wc -c)
+echo "payload $((payload / 1048576)) MiB in $(find "$P/share" -type f | wc -l) files; $((packed / 1048576)) MiB as data.tar.xz"
+
+# Each takes its own fresh directory (made before the clock starts).
+pipe_cold() { "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$1"; }
+tar_cold() { for t in "$W"/tars/*.tar.xz; do tar -xJf "$t" -C "$1"; done; }
+fresh() { mktemp -d "$W/runs/$1-XXXXXX"; }
+
+# pairs OUT A A_DIR B B_DIR: one untimed warm-up pair, then N timed pairs
+# A B into OUT (ms per line); A_DIR and B_DIR print the fresh directory each
+# run gets, made before its clock starts.
+pairs() {
+  local out=$1 a=$2 adir=$3 b=$4 bdir=$5 x y
+  "$a" "$("$adir")"; "$b" "$("$bdir")"
+  : >"$out"
+  for _ in $(seq "$n"); do
+    x=$(ms "$a" "$("$adir")"); y=$(ms "$b" "$("$bdir")")
+    echo "$x $y" | tee -a "$out"
+  done
+}
+pipe_dir() { fresh pipe; }
+tar_dir() { fresh tar; }
+
+echo "== (d1) cold deploy vs tar -x, $n pairs (+1 warm-up)"
+pairs "$W/times/d1" pipe_cold pipe_dir tar_cold tar_dir
+first_pipe=$(ls -d "$W"/runs/pipe-* | head -1)
+first_tar=$(ls -d "$W"/runs/tar-* | head -1)
+# Both sides unpacked the same files.
+diff <(cd "$first_pipe/current" && find srv -type f | sort) <(cd "$first_tar" && find srv -type f | sort) >/dev/null \
+  || die "pipe and tar unpacked different files"
+
+echo "== (d2) already current, $((2 * n)) runs"
+: >"$W/times/d2"
+for _ in $(seq $((2 * n))); do
+  ms "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | tee -a "$W/times/d2"
+done
+"$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | grep -q "already current" \
+  || die "the repeated deploy was not a no-op"
+
+# --- (d3) examples/hello: prebuilt vs build at deploy time -------------------
+E=$W/hello
+cp -r "$repo/examples/hello" "$E"
+rm -rf "$E/.pipe" "$E/build" "$E/keys"
+prepare "$E" "$W/hello-ring.asc" dev staging prod
+prebuilt() { "$pipe" -q -C "$E" deploy --env prod --keyring "$W/hello-ring.asc" --target "$1" --set port=8080; }
+# A fresh copy of the example with an empty store and cache: nothing prebuilt.
+at_deploy() {
+  local c=$1
+  "$pipe" -q -C "$c" build && "$pipe" -q -C "$c" publish &&
+    "$pipe" -q -C "$c" promote --to prod --force &&
+    "$pipe" -q -C "$c" deploy --env prod --keyring "$W/hello-ring.asc" --target "$c/target" --set port=8080
+}
+copy() { local c; c=$(fresh hello-build); cp -r "$E/." "$c/"; rm -rf "$c/.pipe" "$c/build"; echo "$c"; }
+pre_dir() { fresh hello-pre; }
+echo "== (d3) hello: prebuilt vs build at deploy time, $n pairs (+1 warm-up)"
+pairs "$W/times/d3" prebuilt pre_dir at_deploy copy
+
+# --- report -----------------------------------------------------------------
+ratio() { awk '{printf "%.3f\n", $1 / $2}' "$1" | median; }
+col() { awk "{print \$$2}" "$1" | median; }
+echo
+echo "== results (median of $n pairs; ms)"
+printf '(d1) cold deploy %s ms, tar -x %s ms, ratio pipe/tar %s\n' "$(col "$W/times/d1" 1)" "$(col "$W/times/d1" 2)" "$(ratio "$W/times/d1")"
+printf '(d2) already current: median %s ms, max %s ms\n' "$(median <"$W/times/d2")" "$(sort -n "$W/times/d2" | tail -1)"
+printf '(d3) hello prebuilt deploy %s ms, build+package+deploy %s ms, ratio %s\n' "$(col "$W/times/d3" 1)" "$(col "$W/times/d3" 2)" "$(ratio "$W/times/d3")"
+echo "state timings of one cold deploy (pipe's own figures):"
+"$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$W/runs/pipe-final" | grep -E "resolve|total"
+echo "tools: $(tar --version | head -1); $(xz --version | head -1)"
+if [ -z "${BENCH_KEEP:-}" ]; then
+  rm -rf "$W"
+else
+  echo "raw times in $W/times"
+fi

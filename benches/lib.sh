@@ -1,0 +1,30 @@
+# Shared by the bench scripts (sourced, after `repo` and `die` are set):
+# the pipe binary to time and a fresh work directory.
+
+# bench_pipe: $BENCH_PIPE, else a release build (respects $CARGO_TARGET_DIR).
+bench_pipe() {
+  if [ -n "${BENCH_PIPE:-}" ]; then
+    pipe=$BENCH_PIPE # a pipe binary given (for checking a script); no build
+  else
+    echo "== release build of pipe"
+    (cd "$repo" && cargo build --release -p pipeline --bin pipe) || die "cargo build failed"
+    local target=${CARGO_TARGET_DIR:-$repo/target}
+    case $target in /*) ;; *) target=$repo/$target ;; esac
+    pipe=$target/release/pipe
+  fi
+  [ -x "$pipe" ] || die "no pipe binary at $pipe"
+}
+
+# bench_workdir NAME SUBDIR...: $BENCH_DIR (which must be empty), else a new
+# mktemp -d; sets W (absolute) and makes the subdirectories.
+bench_workdir() {
+  local name=$1
+  shift
+  W=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/$name.XXXXXX")}
+  mkdir -p "$W"
+  W=$(cd "$W" && pwd)
+  [ -z "$(ls -A "$W")" ] || die "$W is not empty: give a fresh BENCH_DIR"
+  local d
+  for d in "$@"; do mkdir -p "$W/$d"; done
+  echo "== work dir $W"
+}

@@ -1,0 +1,579 @@
+//! Unpacking package payloads into a release directory, refusing anything
+//! that could write or point outside it.
+//!
+//! A `.deb` is read as an `ar` archive up to its `data.tar` member; an `.rpm`
+//! up to its payload (lead, signature header, main header skipped), a cpio
+//! "newc" archive. Both are streamed through the decompressor their first
+//! bytes name, entry by entry: no package is ever held in memory.
+//!
+//! Every entry is checked before anything is written: its name must be a
+//! relative path without `..`; no ancestor may be a symlink of this release
+//! (nothing is written through a link); hard links must name a regular file
+//! already unpacked; device nodes, FIFOs and setuid/setgid bits are refused
+//! (a build manifest records no such file). Symlink targets are checked once
+//! every package is unpacked, resolving through the release's other links, so
+//! a link cannot escape by way of another one (`d -> .`, `x -> d/../..`).
+//! A refusal names the artifact and the entry and is [`Error::Verify`] (exit
+//! 3); the caller removes the half-made release.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::digest::CHUNK;
+use crate::{Error, Result};
+
+/// An archive format deploy reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A Debian package: `data.tar` is unpacked.
+    Deb,
+    /// An RPM package: the cpio payload is unpacked.
+    Rpm,
+}
+
+/// What a release holds at one path, as unpacked; `pipe deploy --check`
+/// compares the disk against it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Recorded {
+    /// A regular file.
+    File {
+        /// Permission bits.
+        mode: u32,
+        /// Size in bytes.
+        size: u64,
+        /// blake3 (hex) of its content.
+        blake3: String,
+    },
+    /// A directory.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// The link's target, as archived.
+        target: String,
+    },
+}
+
+/// One archive entry, format-neutral.
+struct Entry {
+    /// The name as archived (for messages).
+    raw: String,
+    kind: Kind,
+    /// `st_mode` permission bits (including setuid/setgid/sticky).
+    mode: u32,
+}
+
+enum Kind {
+    File,
+    Dir,
+    Symlink(String),
+    HardLink(String),
+    /// Device node, FIFO, socket, or anything else: always refused.
+    Other(&'static str),
+}
+
+/// Shared by the packages of one release, unpacked in parallel: every path
+/// written so far and every symlink, so checks see the whole release.
+#[derive(Default)]
+struct State {
+    entries: BTreeMap<String, Recorded>,
+    links: HashMap<String, String>,
+}
+
+/// Unpacks packages into one release directory.
+pub struct Unpacker {
+    root: PathBuf,
+    state: Mutex<State>,
+}
+
+impl Unpacker {
+    /// An unpacker writing under `root` (an empty directory).
+    pub fn new(root: &Path) -> Unpacker {
+        Unpacker {
+            root: root.to_path_buf(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Unpacks the package `name` (an artifact file name, for messages) of
+    /// `format`, read from `input`. May run for several packages at once.
+    pub fn unpack(&self, name: &str, format: Format, input: impl Read) -> Result<()> {
+        let broken = |e: io::Error| match e.get_ref().is_some_and(|i| i.is::<Error>()) {
+            true => *e
+                .into_inner()
+                .expect("checked")
+                .downcast::<Error>()
+                .expect("checked"),
+            false => Error::Verify {
+                what: name.to_string(),
+                detail: format!(
+                    "not a readable {} package: {e}",
+                    if format == Format::Deb {
+                        ".deb"
+                    } else {
+                        ".rpm"
+                    }
+                ),
+            },
+        };
+        let input = BufReader::with_capacity(CHUNK, input);
+        match format {
+            Format::Deb => {
+                let data = deb_data(input).map_err(broken)?;
+                let mut archive =
+                    tar::Archive::new(decompressed(BufReader::new(data)).map_err(broken)?);
+                for entry in archive.entries().map_err(broken)? {
+                    let mut entry = entry.map_err(broken)?;
+                    let e = tar_entry(&entry).map_err(broken)?;
+                    self.entry(name, e, &mut entry)?;
+                }
+            }
+            Format::Rpm => {
+                let payload = rpm_payload(input).map_err(broken)?;
+                let mut cpio =
+                    decompressed(BufReader::with_capacity(CHUNK, payload)).map_err(broken)?;
+                while let Some((e, size)) = cpio_header(&mut cpio).map_err(broken)? {
+                    let mut data = (&mut cpio).take(size);
+                    self.entry(name, e, &mut data)?;
+                    io::copy(&mut data, &mut io::sink()).map_err(broken)?;
+                    skip(&mut cpio, pad4(size)).map_err(broken)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every symlink against the whole release and returns what was
+    /// unpacked, by path.
+    pub fn finish(self) -> Result<BTreeMap<String, Recorded>> {
+        let state = self.state.into_inner().expect("unpack state poisoned");
+        for (path, target) in &state.links {
+            if escapes(&state.links, path, target) {
+                return Err(refused(
+                    "the release",
+                    path,
+                    format!("symlink to `{target}` resolves outside the release"),
+                ));
+            }
+        }
+        Ok(state.entries)
+    }
+
+    fn entry(&self, artifact: &str, e: Entry, data: &mut dyn Read) -> Result<()> {
+        let refuse = |why: String| refused(artifact, &e.raw, why);
+        let path = clean(&e.raw).map_err(&refuse)?;
+        if path.is_empty() {
+            // `./`: the release directory itself.
+            return Ok(());
+        }
+        if e.mode & 0o6000 != 0 {
+            return Err(refuse(format!(
+                "mode {:04o} has the setuid or setgid bit, which no build manifest records",
+                e.mode & 0o7777
+            )));
+        }
+        let mode = e.mode & 0o1777;
+        let dest = self.root.join(&path);
+        let record = {
+            let mut st = self.state.lock().expect("unpack state poisoned");
+            if let Some(link) = ancestor_link(&st.links, &path) {
+                return Err(refuse(format!(
+                    "would be written through the symlink `{link}`"
+                )));
+            }
+            match (&e.kind, st.entries.get(&path)) {
+                (Kind::Dir, Some(Recorded::Dir { .. })) => {}
+                (Kind::Other(what), _) => {
+                    return Err(refuse(format!(
+                        "is a {what}; deploy unpacks files, directories and links only"
+                    )));
+                }
+                (_, Some(_)) => return Err(refuse("is written twice".into())),
+                _ => {}
+            }
+            // Reserve the path now, so a second package cannot race for it.
+            let record = match &e.kind {
+                Kind::Dir => Recorded::Dir { mode },
+                Kind::Symlink(target) => {
+                    if target.starts_with('/') {
+                        return Err(refuse(format!(
+                            "symlink to the absolute path `{target}` points outside the release"
+                        )));
+                    }
+                    st.links.insert(path.clone(), target.clone());
+                    Recorded::Symlink {
+                        target: target.clone(),
+                    }
+                }
+                Kind::HardLink(target) => {
+                    let t = clean(target)
+                        .map_err(|why| refuse(format!("hard link to `{target}`: {why}")))?;
+                    match st.entries.get(&t) {
+                        Some(r @ Recorded::File { .. }) => r.clone(),
+                        _ => {
+                            return Err(refuse(format!(
+                                "hard link to `{target}`, which is not a file unpacked before it in this release"
+                            )));
+                        }
+                    }
+                }
+                Kind::File | Kind::Other(_) => Recorded::File {
+                    mode,
+                    size: 0,
+                    blake3: String::new(),
+                },
+            };
+            record_parents(&mut st.entries, &path);
+            st.entries.insert(path.clone(), record.clone());
+            record
+        };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
+        }
+        let io_err = |err| Error::io(&dest, err);
+        let written = match (&e.kind, record) {
+            (Kind::Dir, record) => {
+                match fs::create_dir(&dest) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists && dest.is_dir() => {}
+                    Err(err) => return Err(io_err(err)),
+                }
+                fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(io_err)?;
+                record
+            }
+            (Kind::Symlink(target), record) => {
+                std::os::unix::fs::symlink(target, &dest).map_err(io_err)?;
+                record
+            }
+            (Kind::HardLink(target), record) => {
+                let t = self.root.join(clean(target).expect("checked above"));
+                fs::hard_link(&t, &dest).map_err(io_err)?;
+                record
+            }
+            (_, _) => {
+                // `create_new` (O_EXCL) never follows a symlink at `dest`.
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(io_err)?;
+                let mut hasher = blake3::Hasher::new();
+                let mut buf = vec![0u8; CHUNK];
+                let mut size = 0u64;
+                loop {
+                    let n = match data.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(err) => {
+                            return Err(Error::Verify {
+                                what: artifact.to_string(),
+                                detail: format!("entry `{}` cannot be read: {err}", e.raw),
+                            });
+                        }
+                    };
+                    hasher.update(&buf[..n]);
+                    file.write_all(&buf[..n]).map_err(io_err)?;
+                    size += n as u64;
+                }
+                file.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(io_err)?;
+                Recorded::File {
+                    mode,
+                    size,
+                    blake3: hasher.finalize().to_hex().to_string(),
+                }
+            }
+        };
+        let mut st = self.state.lock().expect("unpack state poisoned");
+        st.entries.insert(path, written);
+        Ok(())
+    }
+}
+
+/// Records the directories above `path` that no entry named (they are
+/// created `0755`), so `--check` knows them.
+pub(crate) fn record_parents(entries: &mut BTreeMap<String, Recorded>, path: &str) {
+    for (i, _) in path.match_indices('/') {
+        entries
+            .entry(path[..i].to_string())
+            .or_insert(Recorded::Dir { mode: 0o755 });
+    }
+}
+
+fn refused(artifact: &str, entry: &str, why: String) -> Error {
+    Error::Verify {
+        what: format!("{artifact}: entry `{entry}`"),
+        detail: format!("{why}; refused, nothing of this release was switched to"),
+    }
+}
+
+/// An archived name as a clean relative path (`a/b`), or why it is refused.
+/// `./` and `` (the top directory) give an empty path.
+pub(crate) fn clean(name: &str) -> std::result::Result<String, String> {
+    if name.starts_with('/') {
+        return Err("is an absolute path".into());
+    }
+    if name.contains('\0') || name.contains('\\') {
+        return Err("contains a NUL byte or `\\`".into());
+    }
+    let mut out = Vec::new();
+    for c in name.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err("has a `..` component".into()),
+            c => out.push(c),
+        }
+    }
+    Ok(out.join("/"))
+}
+
+/// The first ancestor of `path` that is a symlink of this release.
+fn ancestor_link<'a>(links: &HashMap<String, String>, path: &'a str) -> Option<&'a str> {
+    if links.is_empty() {
+        return None;
+    }
+    path.match_indices('/')
+        .map(|(i, _)| &path[..i])
+        .find(|prefix| links.contains_key(*prefix))
+}
+
+/// True when the symlink at `path` with `target` resolves, through the
+/// release's other links, to somewhere outside the release (or loops).
+fn escapes(links: &HashMap<String, String>, path: &str, target: &str) -> bool {
+    let mut at: Vec<&str> = path.split('/').collect();
+    at.pop();
+    let mut pending: VecDeque<&str> = target.split('/').collect();
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if at.pop().is_none() {
+                    return true;
+                }
+            }
+            name => {
+                at.push(name);
+                if let Some(t) = links.get(&at.join("/")) {
+                    hops += 1;
+                    if hops > 40 || t.starts_with('/') {
+                        return true;
+                    }
+                    at.pop();
+                    for c in t.split('/').rev() {
+                        pending.push_front(c);
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+fn tar_entry<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Entry> {
+    let raw = String::from_utf8(entry.path_bytes().into_owned())
+        .map_err(|_| io::Error::other("an entry name is not UTF-8"))?;
+    let h = entry.header();
+    let mode = h.mode()?;
+    let link = || -> io::Result<String> {
+        let bytes = entry
+            .link_name_bytes()
+            .ok_or_else(|| io::Error::other(format!("link `{raw}` has no target")))?;
+        String::from_utf8(bytes.into_owned())
+            .map_err(|_| io::Error::other(format!("the target of `{raw}` is not UTF-8")))
+    };
+    use tar::EntryType as T;
+    let kind = match h.entry_type() {
+        T::Regular | T::Continuous => Kind::File,
+        T::Directory => Kind::Dir,
+        T::Symlink => Kind::Symlink(link()?),
+        T::Link => Kind::HardLink(link()?),
+        T::Char => Kind::Other("character device"),
+        T::Block => Kind::Other("block device"),
+        T::Fifo => Kind::Other("FIFO"),
+        _ => Kind::Other("special entry"),
+    };
+    Ok(Entry { raw, kind, mode })
+}
+
+/// Wraps `r` in the decompressor its first bytes name (xz, zstd, gzip), or
+/// none.
+fn decompressed<'a, R: BufRead + 'a>(mut r: R) -> io::Result<Box<dyn Read + 'a>> {
+    let head = r.fill_buf()?;
+    Ok(if head.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        // Multithreaded: stages write xz in independent blocks.
+        Box::new(liblzma::bufread::XzDecoder::new_parallel(r))
+    } else if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
+    } else if head.starts_with(&[0x1F, 0x8B]) {
+        Box::new(flate2::bufread::GzDecoder::new(r))
+    } else {
+        Box::new(r)
+    })
+}
+
+fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+    let copied = io::copy(&mut r.take(n), &mut io::sink())?;
+    if copied != n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+fn pad4(n: u64) -> u64 {
+    (4 - n % 4) % 4
+}
+
+/// Reads an `ar` archive up to its `data.tar*` member and returns a reader of
+/// exactly that member.
+fn deb_data<R: Read>(mut r: R) -> io::Result<io::Take<R>> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != b"!<arch>\n" {
+        return Err(io::Error::other("not an ar archive"));
+    }
+    loop {
+        let mut h = [0u8; 60];
+        match r.read_exact(&mut h) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(io::Error::other("no data.tar member"));
+            }
+            other => other?,
+        }
+        let field =
+            |range: std::ops::Range<usize>| String::from_utf8_lossy(&h[range]).trim().to_string();
+        let name = field(0..16);
+        let name = name.trim_end_matches('/');
+        let size: u64 = field(48..58)
+            .parse()
+            .map_err(|_| io::Error::other(format!("ar member `{name}` has no valid size")))?;
+        if name.starts_with("data.tar") {
+            return Ok(r.take(size));
+        }
+        skip(&mut r, size + size % 2)?;
+    }
+}
+
+/// Skips an rpm's lead and headers and returns the reader at its payload.
+fn rpm_payload<R: Read>(mut r: R) -> io::Result<R> {
+    let mut lead = [0u8; 96];
+    r.read_exact(&mut lead)?;
+    if lead[..4] != [0xED, 0xAB, 0xEE, 0xDB] {
+        return Err(io::Error::other("not an rpm (bad lead)"));
+    }
+    // The signature header is padded to 8 bytes; the main header is not.
+    for pad in [true, false] {
+        let mut intro = [0u8; 16];
+        r.read_exact(&mut intro)?;
+        if intro[..3] != [0x8E, 0xAD, 0xE8] {
+            return Err(io::Error::other("not an rpm (bad header magic)"));
+        }
+        let n = u32::from_be_bytes(intro[8..12].try_into().expect("4 bytes")) as u64;
+        let size = u32::from_be_bytes(intro[12..16].try_into().expect("4 bytes")) as u64;
+        let len = 16 * n + size;
+        skip(&mut r, len)?;
+        if pad {
+            skip(&mut r, (8 - (16 + len) % 8) % 8)?;
+        }
+    }
+    Ok(r)
+}
+
+/// The next cpio "newc" entry and its data size; `None` at the trailer.
+fn cpio_header(r: &mut impl Read) -> io::Result<Option<(Entry, u64)>> {
+    let mut h = [0u8; 110];
+    r.read_exact(&mut h)?;
+    match &h[..6] {
+        b"070701" | b"070702" => {}
+        b"07070X" => {
+            return Err(io::Error::other(
+                "the payload is rpm's stripped cpio format (packages above 4 GiB), which deploy does not read yet",
+            ));
+        }
+        _ => return Err(io::Error::other("the payload is not a cpio newc archive")),
+    }
+    let field = |i: usize| -> io::Result<u64> {
+        let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap_or("");
+        u64::from_str_radix(s, 16).map_err(|_| io::Error::other("a cpio header field is not hex"))
+    };
+    let (mode, nlink, size, namesize) = (field(1)? as u32, field(4)?, field(6)?, field(11)?);
+    let mut name = vec![0u8; namesize as usize];
+    r.read_exact(&mut name)?;
+    skip(r, pad4(110 + namesize))?;
+    if name.last() == Some(&0) {
+        name.pop();
+    }
+    let raw =
+        String::from_utf8(name).map_err(|_| io::Error::other("an entry name is not UTF-8"))?;
+    if raw == "TRAILER!!!" {
+        return Ok(None);
+    }
+    let kind = match mode & 0o170000 {
+        0o100000 if nlink > 1 => Kind::Other("hard-linked file (not supported in rpm payloads)"),
+        0o100000 => Kind::File,
+        0o040000 => Kind::Dir,
+        0o120000 => {
+            let mut target = vec![0u8; size as usize];
+            r.read_exact(&mut target)?;
+            skip(r, pad4(size))?;
+            let target = String::from_utf8(target)
+                .map_err(|_| io::Error::other(format!("the target of `{raw}` is not UTF-8")))?;
+            return Ok(Some((
+                Entry {
+                    raw,
+                    kind: Kind::Symlink(target),
+                    mode,
+                },
+                0,
+            )));
+        }
+        0o020000 => Kind::Other("character device"),
+        0o060000 => Kind::Other("block device"),
+        0o010000 => Kind::Other("FIFO"),
+        _ => Kind::Other("special entry"),
+    };
+    Ok(Some((Entry { raw, kind, mode }, size)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cleaned_or_refused() {
+        assert_eq!(clean("./usr/bin/x").unwrap(), "usr/bin/x");
+        assert_eq!(clean("./").unwrap(), "");
+        assert!(clean("/etc/passwd").is_err());
+        assert!(clean("./a/../../b").is_err());
+        assert!(clean("a/..").is_err());
+    }
+
+    #[test]
+    fn links_escaping_through_other_links_are_found() {
+        let links: HashMap<String, String> = [("d", "."), ("x", "d/../etc"), ("ok", "usr/bin")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert!(!escapes(&links, "d", "."));
+        assert!(escapes(&links, "x", "d/../etc"));
+        assert!(!escapes(&links, "ok", "usr/bin"));
+        assert!(escapes(&links, "usr/a", "../../b"));
+        assert!(!escapes(&links, "usr/a", "../b"));
+        let looping: HashMap<String, String> = [("a", "b"), ("b", "a")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert!(escapes(&looping, "a", "b"));
+    }
+}
