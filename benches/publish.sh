@@ -377,32 +377,27 @@ start_moto() {
 }
 
 # --- the cases ------------------------------------------------------------------
-case_apt() {
-  local n=$1 r
+# sized_case CASE N: the runs of CASE at N packages, pipe first in each.
+sized_case() {
+  local c=$1 n=$2 r
+  [ "$c" != apt-s3 ] || start_moto
   for ((r = 1; r <= $(runs_for "$n"); r++)); do
-    echo "-- apt n=$n run $r"
-    pipe_side apt "$n" "$r" deb "$O/runs/apt-$n-$r-pipe/store"
-    ftparchive_side apt "$n" "$r"
-    aptly_side apt "$n" "$r"
-  done
-}
-
-case_apt-s3() {
-  local n=$1 r
-  start_moto
-  for ((r = 1; r <= $(runs_for "$n"); r++)); do
-    echo "-- apt-s3 n=$n run $r"
-    pipe_side apt-s3 "$n" "$r" deb "s3://pipe-bench/apt-s3-$n-$r"
-    aptly_side apt-s3 "$n" "$r" s3
-  done
-}
-
-case_yum() {
-  local n=$1 r
-  for ((r = 1; r <= $(runs_for "$n"); r++)); do
-    echo "-- yum n=$n run $r"
-    pipe_side yum "$n" "$r" rpm "$O/runs/yum-$n-$r-pipe/store"
-    createrepo_side yum "$n" "$r"
+    echo "-- $c n=$n run $r"
+    case $c in
+      apt)
+        pipe_side apt "$n" "$r" deb "$O/runs/apt-$n-$r-pipe/store"
+        ftparchive_side apt "$n" "$r"
+        aptly_side apt "$n" "$r"
+        ;;
+      apt-s3)
+        pipe_side apt-s3 "$n" "$r" deb "s3://pipe-bench/apt-s3-$n-$r"
+        aptly_side apt-s3 "$n" "$r" s3
+        ;;
+      yum)
+        pipe_side yum "$n" "$r" rpm "$O/runs/yum-$n-$r-pipe/store"
+        createrepo_side yum "$n" "$r"
+        ;;
+    esac
   done
 }
 
@@ -471,7 +466,7 @@ sized_cases() { # small|large local|s3
     case $1 in small) [ "$n" -lt "$large" ] || continue ;; large) [ "$n" -ge "$large" ] || continue ;; esac
     for c in apt apt-s3 yum; do
       case $2-$c in local-apt-s3 | s3-apt | s3-yum) continue ;; esac
-      if has_case "$c"; then "case_$c" "$n"; fi
+      if has_case "$c"; then sized_case "$c" "$n"; fi
     done
   done
 }
