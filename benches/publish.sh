@@ -11,7 +11,10 @@
 # BENCH_SIZES (default "2000 20000"):
 #   apt      local store: pipe publish + promote   vs  (A) apt-ftparchive packages + release
 #            + gpg --clearsign + gpg -abs over a pool of the same .debs, and (B) aptly repo
-#            create + repo add + publish repo (signed by gpg), fresh rootDir per run
+#            create + repo add + publish repo (signed by gpg), fresh rootDir per run.
+#            pipe twice: into a fresh store (every blob copied in), and into a copy of
+#            the build's own store, which holds the blobs already (build and publish
+#            sharing `[store] url`, the default); the yum case too
 #   apt-s3   the same on S3 (moto on 127.0.0.1): pipe --store s3://… vs aptly publishing to
 #            the same server through S3PublishEndpoints (apt-ftparchive has no S3 side)
 #   yum      local store, the same packages as .rpm: pipe publish + promote vs createrepo_c
@@ -72,25 +75,27 @@ med = st.median
 def brk(case, n, side):
     names = dict.fromkeys(k[3] for k in steps if k[:3] == (case, n, side))
     return ", ".join(f"{name} {med(steps[case, n, side, name]):.2f}" for name in names)
-print("| case | N | runs | pipe publish + promote (s) | anchor | anchor (s) | ratio pipe/anchor, median [min-max] |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+pipes = {"pipe": "fresh store", "pipe-shared": "the build's store"}
+print("| case | N | runs | pipe publish + promote into | pipe (s) | anchor | anchor (s) | ratio pipe/anchor, median [min-max] |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 keys = sorted({(c, n) for c, n, _, _ in total}, key=lambda k: (list(what).index(k[0]), k[1]))
 for case, n in keys:
-    runs = sorted({r for c, m, r, s in total if (c, m, s) == (case, n, "pipe")})
-    p = [total[case, n, r, "pipe"] for r in runs]
-    for a in anchors[case]:
-        both = [r for r in runs if (case, n, r, a) in total]
-        if not both:
-            continue
-        t = [total[case, n, r, a] for r in both]
-        ratios = [total[case, n, r, "pipe"] / total[case, n, r, a] for r in both]
-        print(f"| {what[case]} | {n:,} | {len(both)} | {med(p):.2f} | {tool[a]} | {med(t):.2f} | "
-              f"**{med(ratios):.3f}** [{min(ratios):.3f}-{max(ratios):.3f}] |")
+    for ps in pipes:
+        runs = sorted({r for c, m, r, s in total if (c, m, s) == (case, n, ps)})
+        for a in anchors[case]:
+            both = [r for r in runs if (case, n, r, a) in total]
+            if not both:
+                continue
+            p = [total[case, n, r, ps] for r in both]
+            t = [total[case, n, r, a] for r in both]
+            ratios = [x / y for x, y in zip(p, t)]
+            print(f"| {what[case]} | {n:,} | {len(both)} | {pipes[ps]} | {med(p):.2f} | {tool[a]} | {med(t):.2f} | "
+                  f"**{med(ratios):.3f}** [{min(ratios):.3f}-{max(ratios):.3f}] |")
 print()
 print("Steps, median seconds (pipe's `regenerate` is `repositories.seconds` of `pipe --json promote`, inside its promote):")
 print()
 for case, n in keys:
-    for side in ["pipe"] + anchors[case]:
+    for side in list(pipes) + anchors[case]:
         if (case, n, side) in {k[:3] for k in steps}:
             print(f"- {what[case]}, N={n:,}, {side}: {brk(case, n, side)}")
 EOF
@@ -270,20 +275,26 @@ for n in $need; do
 done
 
 # --- the sides ------------------------------------------------------------------
-# pipe_side CASE N RUN FMT STORE [BUILT]: publish + promote the build of
-# BUILT packages (default N) into STORE.
+# pipe_side SIDE CASE N RUN FMT STORE [BUILT]: publish + promote the build of
+# BUILT packages (default N) into STORE. STORE `build`: into a copy (hard
+# links) of the build's own store, which holds the package blobs already, as
+# when build and publish share `[store] url` (side `pipe-shared`).
 pipe_side() {
-  local c=$1 n=$2 r=$3 fmt=$4 store=$5 built=${6:-$2}
+  local side=$1 c=$2 n=$3 r=$4 fmt=$5 store=$6 built=${7:-$3}
   local p=$B/proj-$built-$fmt id=${build_id[$built-$fmt]}
-  local out=$O/runs/$c-$n-$r-pipe
+  local out=$O/runs/$c-$n-$r-$side
   mkdir -p "$out"
-  step "$c" "$n" "$r" pipe publish "$pipe" -q -C "$p" --store "$store" publish "$id"
-  step "$c" "$n" "$r" pipe promote sh -c '"$0" --json -C "$1" --store "$2" promote "$3" --to dev >"$4"' \
+  if [ "$store" = build ]; then
+    store=$out/store
+    cp -al "$p/.pipe/store" "$store"
+  fi
+  step "$c" "$n" "$r" "$side" publish "$pipe" -q -C "$p" --store "$store" publish "$id"
+  step "$c" "$n" "$r" "$side" promote sh -c '"$0" --json -C "$1" --store "$2" promote "$3" --to dev >"$4"' \
     "$pipe" "$p" "$store" "$id" "$out/promote.json"
   local root=$store
   [ "$fmt" = deb ] || root=$store/yum/dev
-  check "$c" "$n" "$r" pipe "$built" "$root" "$fmt"
-  note "$c" "$n" "$r" pipe regenerate "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["repositories"]["seconds"])' "$out/promote.json")"
+  check "$c" "$n" "$r" "$side" "$built" "$root" "$fmt"
+  note "$c" "$n" "$r" "$side" regenerate "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["repositories"]["seconds"])' "$out/promote.json")"
 }
 
 # ftparchive_side CASE N RUN: the pool is a fresh directory of hard links.
@@ -385,16 +396,18 @@ sized_case() {
     echo "-- $c n=$n run $r"
     case $c in
       apt)
-        pipe_side apt "$n" "$r" deb "$O/runs/apt-$n-$r-pipe/store"
+        pipe_side pipe apt "$n" "$r" deb "$O/runs/apt-$n-$r-pipe/store"
+        pipe_side pipe-shared apt "$n" "$r" deb build
         ftparchive_side apt "$n" "$r"
         aptly_side apt "$n" "$r"
         ;;
       apt-s3)
-        pipe_side apt-s3 "$n" "$r" deb "s3://pipe-bench/apt-s3-$n-$r"
+        pipe_side pipe apt-s3 "$n" "$r" deb "s3://pipe-bench/apt-s3-$n-$r"
         aptly_side apt-s3 "$n" "$r" s3
         ;;
       yum)
-        pipe_side yum "$n" "$r" rpm "$O/runs/yum-$n-$r-pipe/store"
+        pipe_side pipe yum "$n" "$r" rpm "$O/runs/yum-$n-$r-pipe/store"
+        pipe_side pipe-shared yum "$n" "$r" rpm build
         createrepo_side yum "$n" "$r"
         ;;
     esac
@@ -432,7 +445,7 @@ case_update() {
     for fmt in deb rpm; do
       mkdir -p "$O/runs/update-$fmt-$n-$r-pipe"
       cp -a "$b/pipe-$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store"
-      pipe_side "update-$fmt" "$n" "$r" "$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store" "$m"
+      pipe_side pipe "update-$fmt" "$n" "$r" "$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store" "$m"
     done
     local d=$O/runs/update-deb-$n-$r-aptly
     cp -a "$b/aptly" "$d"
