@@ -1029,3 +1029,34 @@ fn deploy_packages_selects_and_foreign_architectures_are_refused() {
     );
     assert_eq!(foreign.current(), None);
 }
+
+#[test]
+fn with_the_local_store_gone_a_fetched_build_deploys_from_the_cache() {
+    let s = Setup::new(PIPELINE);
+    let b1 = s.release("1.0.0", "one\n");
+    let dir = s.dir().to_str().unwrap();
+    s.p.pipe(&[
+        "fetch",
+        "--env",
+        "dev",
+        "--target",
+        dir,
+        "--keyring",
+        &s.ring,
+    ])
+    .expect_code(0);
+    let store = s.p.path().join(".pipe/store");
+    std::fs::rename(&store, s.p.path().join("store-elsewhere")).unwrap();
+    let run = s.deploy(&[]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("used the cache"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the store directory does not exist"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(s.current().as_deref(), Some(b1.as_str()));
+    s.check(s.dir()).expect_code(0);
+    let log = std::fs::read_to_string(s.dir().join(".pipe/deploys.jsonl")).unwrap();
+    assert!(log.contains("\"ok\":true"), "{log}");
+}

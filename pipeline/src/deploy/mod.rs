@@ -509,6 +509,19 @@ type Read = (
 );
 
 async fn read_from_store(store: &Store, env: &str) -> Result<Read> {
+    // A local store whose directory is gone (an unmounted share, a machine
+    // that only ever had a cache) cannot be reached; an empty one can.
+    if let crate::store::StoreUrl::Local(dir) = store.url()
+        && !dir.is_dir()
+    {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the store directory does not exist",
+            ),
+        ));
+    }
     let (head, _) = read_pointer(store, env).await?;
     let Some(head) = head else {
         return Err(Error::Usage {
