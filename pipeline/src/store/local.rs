@@ -274,11 +274,7 @@ fn open_existing(path: &Path) -> Result<Option<std::fs::File>> {
 }
 
 /// Writes a body into a synced temporary file; returns it with its BLAKE3.
-fn write_temp(
-    dir: &Path,
-    body: BodyInner,
-    durable: bool,
-) -> Result<(tempfile::TempPath, String)> {
+fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::TempPath, String)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Readable by everyone (less the umask): a store is a publication, and
     // the web server that serves its repositories runs as another user.

@@ -471,7 +471,12 @@ impl Store {
                 let json = serde_json::to_vec_pretty(&root).expect("the root object serialises");
                 match self
                     .backend()
-                    .put(layout::ROOT, Body::from_bytes(json), Condition::IfAbsent, true)
+                    .put(
+                        layout::ROOT,
+                        Body::from_bytes(json),
+                        Condition::IfAbsent,
+                        true,
+                    )
                     .await
                 {
                     Ok(_) => {
