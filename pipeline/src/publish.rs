@@ -112,6 +112,11 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
         bytes_skipped: 0,
         newly_published: false,
     };
+    // Blobs, pool copies, version records and the index are many objects
+    // that nothing names until the manifest: written without a flush each,
+    // then made durable together before the manifest goes in.
+    let batch = store.batch();
+    let store = &batch;
     let build = manifest.build.as_str();
     let uploads: Vec<Uploaded> = stream::iter(manifest.artifacts.iter().zip(&existing))
         .map(|(a, existing)| async move {
@@ -158,6 +163,8 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
             Err(e) => return Err(e),
         }
     }
+
+    store.flush().await?;
 
     // The signatures and provenance go in before the manifest: the manifest
     // is what makes a build visible.

@@ -106,6 +106,21 @@ impl Setup {
         self.p.pipe(&args)
     }
 
+    /// `pipe [--json] fetch --env dev --target DIR --keyring RING`.
+    fn fetch(&self, dir: &str, json: bool) -> Run {
+        let args = [
+            "--json",
+            "fetch",
+            "--env",
+            "dev",
+            "--target",
+            dir,
+            "--keyring",
+            &self.ring,
+        ];
+        self.p.pipe(if json { &args } else { &args[1..] })
+    }
+
     /// `pipe deploy --check --target DIR`.
     fn check(&self, dir: &Path) -> Run {
         self.p
@@ -606,15 +621,7 @@ fn refusals_name_the_reason_and_leave_current_alone() {
 
     // A tampered cache entry is hashed again and refused (then dropped).
     s.deploy(&["--plan"]).expect_code(0);
-    let p = s.p.pipe(&[
-        "fetch",
-        "--env",
-        "dev",
-        "--target",
-        dir,
-        "--keyring",
-        &s.ring,
-    ]);
+    let p = s.fetch(dir, false);
     p.expect_code(0);
     let cached = s.dir().join(".pipe/cache/blobs").join(&deb.blob.blake3);
     std::fs::write(&cached, &bad).unwrap();
@@ -952,16 +959,7 @@ fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
     // Fetch ahead into another target, then lose the store.
     let offline = tempfile::tempdir().unwrap();
     let o = offline.path().to_str().unwrap();
-    let fetched = s.p.pipe(&[
-        "--json",
-        "fetch",
-        "--env",
-        "dev",
-        "--target",
-        o,
-        "--keyring",
-        &s.ring,
-    ]);
+    let fetched = s.fetch(o, true);
     fetched.expect_code(0);
     assert_eq!(fetched.json()["report"]["artifacts"][0]["cached"], false);
     drop(server);
@@ -1038,4 +1036,26 @@ fn deploy_packages_selects_and_foreign_architectures_are_refused() {
         run.stderr
     );
     assert_eq!(foreign.current(), None);
+}
+
+#[test]
+fn with_the_local_store_gone_a_fetched_build_deploys_from_the_cache() {
+    let s = Setup::new(PIPELINE);
+    let b1 = s.release("1.0.0", "one\n");
+    let dir = s.dir().to_str().unwrap();
+    s.fetch(dir, false).expect_code(0);
+    let store = s.p.path().join(".pipe/store");
+    std::fs::rename(&store, s.p.path().join("store-elsewhere")).unwrap();
+    let run = s.deploy(&[]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("used the cache"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the store directory does not exist"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(s.current().as_deref(), Some(b1.as_str()));
+    s.check(s.dir()).expect_code(0);
+    let log = std::fs::read_to_string(s.dir().join(".pipe/deploys.jsonl")).unwrap();
+    assert!(log.contains("\"ok\":true"), "{log}");
 }

@@ -410,7 +410,7 @@ async fn resolve(
 ) -> Result<Resolved> {
     p.environment(env)?;
     let started = Instant::now();
-    let attempt: std::result::Result<(Read, Source), String> = match store {
+    let attempt: std::result::Result<(Records, Source), String> = match store {
         Ok(store) => match read_from_store(store, env).await {
             Ok(r) => Ok((
                 r,
@@ -502,13 +502,27 @@ async fn resolve(
     })
 }
 
-type Read = (
+/// A pointer, its history and the build's record files, as read.
+type Records = (
     SignedEntry,
     Vec<SignedEntry>,
     BTreeMap<&'static str, Vec<u8>>,
 );
 
-async fn read_from_store(store: &Store, env: &str) -> Result<Read> {
+async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
+    // A local store whose directory is gone (an unmounted share, a machine
+    // that only ever had a cache) cannot be reached; an empty one can.
+    if let crate::store::StoreUrl::Local(dir) = store.url()
+        && !dir.is_dir()
+    {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the store directory does not exist",
+            ),
+        ));
+    }
     let (head, _) = read_pointer(store, env).await?;
     let Some(head) = head else {
         return Err(Error::Usage {
@@ -527,7 +541,7 @@ async fn read_from_store(store: &Store, env: &str) -> Result<Read> {
     Ok((head, history, records))
 }
 
-fn read_from_cache(cache: &Path, env: &str) -> Result<Option<Read>> {
+fn read_from_cache(cache: &Path, env: &str) -> Result<Option<Records>> {
     let path = cache.join("envs").join(format!("{env}.json"));
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,

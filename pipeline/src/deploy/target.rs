@@ -286,7 +286,18 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
     if replaced {
         // Swapped in one step, so `current` never names a missing or
         // half-replaced directory; the old content is then removed.
-        exchange(&incoming, &release)?;
+        match exchange(&incoming, &release) {
+            Ok(()) => {}
+            // A filesystem without RENAME_EXCHANGE: two renames, with a
+            // moment in which `releases/BUILD` is missing.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                let old = releases.join(format!(".incoming-{}-replaced", job.build));
+                fs::rename(&release, &old).map_err(|e| Error::io(&release, e))?;
+                fs::rename(&incoming, &release).map_err(|e| Error::io(&release, e))?;
+                fs::rename(&old, &incoming).map_err(|e| Error::io(&old, e))?;
+            }
+            Err(e) => return Err(Error::io(&release, e)),
+        }
         let _ = fs::remove_dir_all(&incoming);
     } else {
         fs::rename(&incoming, &release).map_err(|e| Error::io(&release, e))?;
@@ -377,7 +388,7 @@ fn switch(dir: &Path, build: Option<&str>) -> Result<()> {
 }
 
 /// Atomically exchanges two directories (`renameat2(RENAME_EXCHANGE)`).
-fn exchange(a: &Path, b: &Path) -> Result<()> {
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let ca = CString::new(a.as_os_str().as_bytes()).expect("no NUL in a path");
@@ -396,7 +407,7 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     if r == 0 {
         Ok(())
     } else {
-        Err(Error::io(b, std::io::Error::last_os_error()))
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -117,7 +117,7 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
+    async fn put(&self, key: &str, body: Body, cond: Condition, durable: bool) -> Result<Version> {
         let tmp_dir = self.root.join(TMP);
         let (tmp, _blake3) = match body.0 {
             BodyInner::Temp(tmp, Some(b3)) if tmp.starts_with(&tmp_dir) => (tmp, b3),
@@ -127,12 +127,12 @@ impl Backend for LocalBackend {
             }
             other => {
                 let dir = tmp_dir.clone();
-                spawn_blocking(move || write_temp(&dir, other)).await?
+                spawn_blocking(move || write_temp(&dir, other, durable)).await?
             }
         };
         let root = self.root.clone();
         let key = key.to_string();
-        spawn_blocking(move || commit(&root, &key, tmp, cond)).await
+        spawn_blocking(move || commit(&root, &key, tmp, cond, durable)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -168,7 +168,7 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool> {
+    async fn copy_if_absent(&self, from: &str, to: &str, durable: bool) -> Result<bool> {
         let (src, dst) = (self.path(from), self.path(to));
         spawn_blocking(move || {
             let parent = dst.parent().expect("a key has a parent: the store root");
@@ -177,10 +177,26 @@ impl Backend for LocalBackend {
             // replaced by rename, never written in place, so sharing the
             // inode never lets a later write reach the copy.
             match std::fs::hard_link(&src, &dst) {
-                Ok(()) => sync_parent(&dst).map(|()| true),
+                Ok(()) if durable => sync_parent(&dst).map(|()| true),
+                Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
                 Err(e) => Err(Error::io(&src, e)),
             }
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let root = self.root.clone();
+        spawn_blocking(move || {
+            let dir = std::fs::File::open(&root).map_err(|e| Error::io(&root, e))?;
+            // One syncfs for the whole filesystem instead of a flush per
+            // object written through a batch handle.
+            let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+            if rc != 0 {
+                return Err(Error::io(&root, std::io::Error::last_os_error()));
+            }
+            Ok(())
         })
         .await
     }
@@ -258,7 +274,7 @@ fn open_existing(path: &Path) -> Result<Option<std::fs::File>> {
 }
 
 /// Writes a body into a synced temporary file; returns it with its BLAKE3.
-fn write_temp(dir: &Path, body: BodyInner) -> Result<(tempfile::TempPath, String)> {
+fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::TempPath, String)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Readable by everyone (less the umask): a store is a publication, and
     // the web server that serves its repositories runs as another user.
@@ -277,9 +293,11 @@ fn write_temp(dir: &Path, body: BodyInner) -> Result<(tempfile::TempPath, String
         BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
         BodyInner::Reader(_) => unreachable!("readers are spooled before"),
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(&tmp_path, e))?;
+    if durable {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&tmp_path, e))?;
+    }
     Ok((tmp.into_temp_path(), hasher.finalize().to_hex().to_string()))
 }
 
@@ -299,7 +317,13 @@ fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher
 }
 
 /// Moves a synced temporary file to `key` if `cond` holds.
-fn commit(root: &Path, key: &str, tmp: tempfile::TempPath, cond: Condition) -> Result<Version> {
+fn commit(
+    root: &Path,
+    key: &str,
+    tmp: tempfile::TempPath,
+    cond: Condition,
+    durable: bool,
+) -> Result<Version> {
     let path = root.join(key);
     // Renaming or linking keeps the inode and its modification time, so the
     // temporary file's version is the object's.
@@ -341,7 +365,9 @@ fn commit(root: &Path, key: &str, tmp: tempfile::TempPath, cond: Condition) -> R
             tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         }
     }
-    sync_parent(&path)?;
+    if durable {
+        sync_parent(&path)?;
+    }
     Ok(version)
 }
 

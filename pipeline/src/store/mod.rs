@@ -339,7 +339,9 @@ trait Backend: Send + Sync {
         Ok(self.head(key).await?.map(|m| m.size))
     }
 
-    async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version>;
+    /// `durable`: the object survives a power loss once this returns;
+    /// otherwise only once [`Backend::flush`] returns.
+    async fn put(&self, key: &str, body: Body, cond: Condition, durable: bool) -> Result<Version>;
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
@@ -348,7 +350,12 @@ trait Backend: Send + Sync {
     /// Makes `to` hold the bytes of `from` without sending them through this
     /// process (a hard link; a server-side copy). `Ok(false)` when `to`
     /// already exists, which is left as it is.
-    async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool>;
+    async fn copy_if_absent(&self, from: &str, to: &str, durable: bool) -> Result<bool>;
+
+    /// Makes every write so far durable.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// A directory for temporary files; on the same filesystem as the store
     /// when there is one, so a spooled file can be moved into place.
@@ -368,6 +375,9 @@ trait Backend: Send + Sync {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Writes through this handle are durable when they return; see
+    /// [`Store::batch`].
+    durable: bool,
 }
 
 struct Inner {
@@ -403,6 +413,7 @@ impl Store {
             }
         };
         let store = Store {
+            durable: true,
             inner: Arc::new(Inner {
                 url: url.clone(),
                 opts: opts.clone(),
@@ -460,7 +471,12 @@ impl Store {
                 let json = serde_json::to_vec_pretty(&root).expect("the root object serialises");
                 match self
                     .backend()
-                    .put(layout::ROOT, Body::from_bytes(json), Condition::IfAbsent)
+                    .put(
+                        layout::ROOT,
+                        Body::from_bytes(json),
+                        Condition::IfAbsent,
+                        true,
+                    )
                     .await
                 {
                     Ok(_) => {
@@ -518,7 +534,7 @@ impl Store {
     pub async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
         validate_key(key)?;
         self.before_write().await?;
-        self.backend().put(key, body, cond).await
+        self.backend().put(key, body, cond, self.durable).await
     }
 
     /// Every object whose key starts with `prefix`, sorted by key.
@@ -545,7 +561,25 @@ impl Store {
         validate_key(from)?;
         validate_key(to)?;
         self.before_write().await?;
-        self.backend().copy_if_absent(from, to).await
+        self.backend().copy_if_absent(from, to, self.durable).await
+    }
+
+    /// A handle on the same store whose writes skip the flush to disk each
+    /// one costs on a local store (30,000 small objects: 30,000 fsyncs).
+    /// For many objects nothing names yet; [`Store::flush`] then makes them
+    /// all durable at once, before anything that names them is written. A
+    /// killed process loses nothing either way; this is about power loss.
+    /// On S3 a write is durable when it returns, and nothing changes.
+    pub fn batch(&self) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            durable: false,
+        }
+    }
+
+    /// Makes every write made so far durable (see [`Store::batch`]).
+    pub async fn flush(&self) -> Result<()> {
+        self.backend().flush().await
     }
 
     /// Stores a file as a blob. Nothing is sent when the blob is already there.
@@ -582,7 +616,7 @@ impl Store {
             }
             None => Condition::IfAbsent,
         };
-        match self.backend().put(&key, body, cond).await {
+        match self.backend().put(&key, body, cond, self.durable).await {
             Ok(_) => {
                 tracing::debug!(%key, size = blob.size, "blob stored");
                 Ok(BlobPut {

@@ -423,7 +423,7 @@ impl Backend for S3Backend {
         }
     }
 
-    async fn put(&self, key: &str, body: Body, cond: Condition) -> Result<Version> {
+    async fn put(&self, key: &str, body: Body, cond: Condition, _durable: bool) -> Result<Version> {
         match body.0 {
             BodyInner::Bytes(b) => {
                 let size = b.len() as u64;
@@ -501,7 +501,7 @@ impl Backend for S3Backend {
         Ok(())
     }
 
-    async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool> {
+    async fn copy_if_absent(&self, from: &str, to: &str, _durable: bool) -> Result<bool> {
         if self.head(to).await?.is_some() {
             return Ok(false);
         }
