@@ -179,6 +179,8 @@ conformance!(
     put_if_absent_race,
     compare_and_swap_race,
     blob_put_twice_uploads_once,
+    copy_made_inside_the_store,
+    batch_writes_then_flush,
     corrupted_blob_detected,
     failing_stream_leaves_nothing,
     newer_format_refused,
@@ -519,6 +521,62 @@ async fn compare_and_swap_race(env: Env) {
         assert_eq!(now_version, version);
         assert!(value.starts_with(history.last().unwrap().as_str()));
         history.push(value);
+    }
+}
+
+/// A pool copy of a blob: made inside the store, the same bytes; a second
+/// copy to the same key is harmless.
+async fn copy_made_inside_the_store(env: Env) {
+    let store = env.open().await;
+    let data = pattern(300_000, 5);
+    let put = store.put_blob(&data[..]).await.unwrap();
+    let to = "pool/main/d/demo/demo_1.0.0~rc1+b2_all.deb";
+    assert!(store.copy_if_absent(&put.blob.key(), to).await.unwrap());
+    assert_eq!(read_all(&store, to).await, data);
+    store.copy_if_absent(&put.blob.key(), to).await.unwrap();
+    assert_eq!(read_all(&store, to).await, data);
+    assert_eq!(
+        env.raw_keys().await,
+        vec![put.blob.key(), layout::ROOT.to_string(), to.to_string()]
+    );
+    // A missing source is an error, and leaves nothing behind.
+    assert!(
+        store
+            .copy_if_absent("blobs/blake3/00/none", "pool/x")
+            .await
+            .is_err()
+    );
+    assert!(store.head("pool/x").await.unwrap().is_none());
+}
+
+/// Writes through a batch handle are visible at once to every handle, and
+/// `flush` succeeds.
+async fn batch_writes_then_flush(env: Env) {
+    let store = env.open().await;
+    let batch = store.batch();
+    for i in 0..20 {
+        batch
+            .put(
+                &format!("records/{i:02}.json"),
+                Body::from_bytes(format!("{{\"n\":{i}}}").into_bytes()),
+                Condition::IfAbsent,
+            )
+            .await
+            .unwrap();
+    }
+    batch.flush().await.unwrap();
+    assert_eq!(store.list("records/").await.unwrap().len(), 20);
+    assert_eq!(read_all(&store, "records/07.json").await, b"{\"n\":7}");
+    match batch
+        .put(
+            "records/07.json",
+            Body::from_bytes(&b"x"[..]),
+            Condition::IfAbsent,
+        )
+        .await
+    {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("a batch handle keeps the conditions: {other:?}"),
     }
 }
 

@@ -348,8 +348,8 @@ trait Backend: Send + Sync {
     async fn delete(&self, key: &str) -> Result<()>;
 
     /// Makes `to` hold the bytes of `from` without sending them through this
-    /// process (a hard link; a server-side copy). `Ok(false)` when `to`
-    /// already exists, which is left as it is.
+    /// process (a hard link; a server-side copy); see
+    /// [`Store::copy_if_absent`].
     async fn copy_if_absent(&self, from: &str, to: &str, durable: bool) -> Result<bool>;
 
     /// Makes every write so far durable.
@@ -556,7 +556,9 @@ impl Store {
 
     /// Makes `to` an immutable copy of `from` (`to` must not be replaced
     /// later), made inside the store: no byte passes through this process.
-    /// Returns `false` when `to` already existed and was left alone.
+    /// Returns `false` when `to` already existed and was left alone; on S3
+    /// an existing `to` is copied over (with the same bytes, as it is only
+    /// ever a copy of `from`) and the answer is always `true`.
     pub async fn copy_if_absent(&self, from: &str, to: &str) -> Result<bool> {
         validate_key(from)?;
         validate_key(to)?;

@@ -502,11 +502,9 @@ impl Backend for S3Backend {
     }
 
     async fn copy_if_absent(&self, from: &str, to: &str, _durable: bool) -> Result<bool> {
-        if self.head(to).await?.is_some() {
-            return Ok(false);
-        }
-        // Racing copiers of the same key copy the same immutable source, so
-        // the loser's overwrite changes no byte.
+        // No HEAD first: a round trip per package costs more than the rare
+        // copy over an existing target, which holds the same bytes (the
+        // source is immutable and `to` is only ever a copy of it).
         self.client
             .copy_object()
             .bucket(&self.bucket)
