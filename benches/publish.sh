@@ -288,6 +288,9 @@ pipe_side() {
     store=$out/store
     cp -al "$p/.pipe/store" "$store"
   fi
+  # publish ends with a syncfs, which would otherwise also flush what the
+  # untimed preparation left dirty.
+  sync
   step "$c" "$n" "$r" "$side" publish "$pipe" -q -C "$p" --store "$store" publish "$id"
   step "$c" "$n" "$r" "$side" promote sh -c '"$0" --json -C "$1" --store "$2" promote "$3" --to dev >"$4"' \
     "$pipe" "$p" "$store" "$id" "$out/promote.json"
@@ -445,6 +448,8 @@ case_update() {
     for fmt in deb rpm; do
       mkdir -p "$O/runs/update-$fmt-$n-$r-pipe"
       cp -a "$b/pipe-$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store"
+    done
+    for fmt in deb rpm; do
       pipe_side pipe "update-$fmt" "$n" "$r" "$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store" "$m"
     done
     local d=$O/runs/update-deb-$n-$r-aptly
