@@ -220,28 +220,7 @@ prep_b() {
   local src=$W/in/b/src i name
   mkdir -p "$src"
   python3 "$here/gen.py" small "$src" "$small_n"
-  {
-    echo '[project]'
-    echo 'name = "many"'
-    echo "version = \"$ver\""
-    echo "source_date_epoch = $epoch"
-    echo
-    for ((i = 0; i < small_n; i++)); do
-      name=p$(printf %03d "$i")
-      echo "[packages.$name]"
-      echo "summary = \"$name benchmark package\""
-      echo 'arch = "all"'
-      echo 'license = "MIT"'
-      echo 'maintainer = "Ops <ops@example.com>"'
-      echo 'formats = ["deb", "rpm"]'
-      echo 'files = ['
-      echo "  { src = \"bin/$name\", dst = \"/usr/bin/$name\", mode = \"0755\" },"
-      echo "  { src = \"etc/$name.conf\", dst = \"/etc/$name/$name.conf\", config = true },"
-      echo "  { src = \"share/$name/\", dst = \"/usr/share/$name/\" },"
-      echo ']'
-      echo
-    done
-  } >"$W/in/b/pipeline.toml"
+  GEN_VERSION=$ver GEN_EPOCH=$epoch python3 "$here/gen.py" toml "$W/in/b/pipeline.toml" "$small_n"
   pipe_projects b "$src" "$W/in/b/pipeline.toml"
   for ((i = 0; i < small_n; i++)); do
     name=p$(printf %03d "$i")

@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""Deterministic inputs for benches/build.sh (seeded; same bytes on every machine).
+"""Deterministic inputs for the benches (build.sh, publish.sh, deploy.sh; seeded;
+same bytes on every machine).
 
   gen.py small DIR N     N small packages under DIR/{bin,etc,share}/pNNN
   gen.py big DIR MIB     MIB MiB of log-like text in DIR/share/big/logs/part-K.log
+  gen.py toml FILE N     a pipeline.toml declaring the N packages of `small`
+                         (p000 ... in order, so the first N of N+1 are the
+                         same packages), formats ["deb", "rpm"]; environment
+                         `dev`; $GEN_VERSION (default 1.2.0) and
+                         $GEN_EPOCH (default 1700000000) set [project]
   gen.py files DIR MIB N [words|pool]
                           N text files holding MIB MiB together, spread over
                           4 packages: DIR/share/pK/dDD/fNNNNN.txt (deploy bench);
@@ -91,6 +97,37 @@ def big(root, mib):
             f.truncate(per)
 
 
+def toml(path, count):
+    """The pipeline.toml of `small`'s first `count` packages."""
+    out = [
+        "[project]",
+        'name = "many"',
+        f'version = "{os.environ.get("GEN_VERSION", "1.2.0")}"',
+        f"source_date_epoch = {os.environ.get('GEN_EPOCH', '1700000000')}",
+        "",
+        "[environments.dev]",
+        "",
+    ]
+    for i in range(count):
+        name = f"p{i:03d}"
+        out += [
+            f"[packages.{name}]",
+            f'summary = "{name} benchmark package"',
+            'arch = "all"',
+            'license = "MIT"',
+            'maintainer = "Ops <ops@example.com>"',
+            'formats = ["deb", "rpm"]',
+            "files = [",
+            f'  {{ src = "bin/{name}", dst = "/usr/bin/{name}", mode = "0755" }},',
+            f'  {{ src = "etc/{name}.conf", dst = "/etc/{name}/{name}.conf", config = true }},',
+            f'  {{ src = "share/{name}/", dst = "/usr/share/{name}/" }},',
+            "]",
+            "",
+        ]
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
 def files(root, mib, count, kind="words", packages=4):
     rng = random.Random(9012)
     # `pool`: lines picked from a fixed pool (quick to make, very compressible).
@@ -117,4 +154,4 @@ if __name__ == "__main__":
     if what == "files":
         files(root, arg, int(sys.argv[4]), *sys.argv[5:6])
     else:
-        {"small": small, "big": big}[what](root, arg)
+        {"small": small, "big": big, "toml": toml}[what](root, arg)

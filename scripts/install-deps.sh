@@ -5,6 +5,8 @@
 #   scripts/install-deps.sh build   C libraries the build needs (sequoia's nettle, libclang)
 #   scripts/install-deps.sh test    build + every server and consumer the tests run
 #   scripts/install-deps.sh moto    only the S3 server used by the tests (a Python venv)
+#   scripts/install-deps.sh bench   build + moto + the anchors of benches/publish.sh
+#                                   (aptly, apt-ftparchive, createrepo_c, gpg, rpm)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +15,7 @@ moto_version="5.2.5"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
 test_packages=(gnupg python3-venv rpm lintian apt-utils dnf createrepo-c)
+bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -47,5 +50,9 @@ case "${1:-test}" in
     apt_install "${build_packages[@]}" "${test_packages[@]}"
     install_moto
     ;;
-  *) echo "usage: $0 build|test|moto" >&2; exit 2 ;;
+  bench)
+    apt_install "${build_packages[@]}" "${bench_packages[@]}"
+    install_moto
+    ;;
+  *) echo "usage: $0 build|test|moto|bench" >&2; exit 2 ;;
 esac
