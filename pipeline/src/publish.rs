@@ -197,22 +197,17 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
 /// has it), its copy in the pool, then its version record. True when bytes
 /// were sent.
 async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) -> Result<bool> {
-    let uploaded = match store.head(&a.blob.key()).await? {
-        Some(meta) if meta.size == a.blob.size => false,
-        _ => {
-            let put = store.put_blob_file(&dir.join(&a.name)).await?;
-            if put.blob != a.blob {
-                return Err(Error::Verify {
-                    what: a.name.clone(),
-                    detail: format!(
-                        "the file differs from the manifest: expected sha256 {}, found {}",
-                        a.blob.sha256, put.blob.sha256
-                    ),
-                });
-            }
-            put.uploaded
-        }
-    };
+    let put = store.put_blob_file_as(&dir.join(&a.name), &a.blob).await?;
+    if put.blob != a.blob {
+        return Err(Error::Verify {
+            what: a.name.clone(),
+            detail: format!(
+                "the file differs from the manifest: expected sha256 {}, found {}",
+                a.blob.sha256, put.blob.sha256
+            ),
+        });
+    }
+    let uploaded = put.uploaded;
     // Each package once in the pool, where apt and yum clients fetch it: a
     // copy made inside the store, never sent again.
     if a.kind == "deb" || a.kind == "rpm" {

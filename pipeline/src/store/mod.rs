@@ -600,24 +600,59 @@ impl Store {
             .await
     }
 
+    /// Stores the file at `path` as the blob `expected` names, when the
+    /// digests are known beforehand (a build manifest lists them). The store
+    /// is asked first, so a blob already there costs one lookup and no read
+    /// of the file. Otherwise the file is hashed while nothing is written;
+    /// if it is not `expected`, nothing is stored and the returned `blob`
+    /// says what the file holds.
+    pub async fn put_blob_file_as(&self, path: &Path, expected: &BlobRef) -> Result<BlobPut> {
+        let Some(cond) = self.blob_write_condition(expected).await? else {
+            return Ok(BlobPut {
+                blob: expected.clone(),
+                uploaded: false,
+            });
+        };
+        let blob = digest::hash_file(path).await?;
+        if blob != *expected {
+            return Ok(BlobPut {
+                blob,
+                uploaded: false,
+            });
+        }
+        self.write_blob(blob, Body::from_file(path), cond).await
+    }
+
     async fn put_blob_body(&self, blob: BlobRef, body: Body) -> Result<BlobPut> {
+        match self.blob_write_condition(&blob).await? {
+            Some(cond) => self.write_blob(blob, body, cond).await,
+            None => Ok(BlobPut {
+                blob,
+                uploaded: false,
+            }),
+        }
+    }
+
+    /// How to write `blob`: `None` when the store already has it.
+    async fn blob_write_condition(&self, blob: &BlobRef) -> Result<Option<Condition>> {
         let key = blob.key();
         self.before_write().await?;
-        let cond = match self.backend().size(&key).await? {
+        Ok(match self.backend().size(&key).await? {
             Some(size) if size == blob.size => {
                 tracing::debug!(%key, "blob already stored");
-                return Ok(BlobPut {
-                    blob,
-                    uploaded: false,
-                });
+                None
             }
             Some(size) => {
                 // Content addressing makes the right bytes known: repair.
                 tracing::warn!(%key, size, expected = blob.size, "replacing a damaged blob");
-                Condition::Overwrite
+                Some(Condition::Overwrite)
             }
-            None => Condition::IfAbsent,
-        };
+            None => Some(Condition::IfAbsent),
+        })
+    }
+
+    async fn write_blob(&self, blob: BlobRef, body: Body, cond: Condition) -> Result<BlobPut> {
+        let key = blob.key();
         match self.backend().put(&key, body, cond, self.durable).await {
             Ok(_) => {
                 tracing::debug!(%key, size = blob.size, "blob stored");
