@@ -357,16 +357,14 @@ pub struct Regenerated {
     pub seconds: f64,
 }
 
-/// A published build's manifest and package index, checked against each
-/// other: what a regeneration needs, loaded before a promotion moves the
-/// pointer so that a damaged index stops the promotion instead of leaving
-/// an environment whose repositories cannot follow it.
+/// A published build's package index, checked against its manifest: what a
+/// regeneration needs, loaded before a promotion moves the pointer so that
+/// a damaged index stops the promotion instead of leaving an environment
+/// whose repositories cannot follow it.
 #[derive(Debug, Clone)]
 pub struct Published {
     /// The build id.
     pub build: String,
-    /// Its manifest.
-    pub manifest: Manifest,
     /// Its package index.
     pub index: Arc<BuildIndex>,
 }
@@ -392,7 +390,6 @@ pub async fn load(store: &Store, build: &str) -> Result<Published> {
     check_index(&index, &manifest, &index_key)?;
     Ok(Published {
         build: build.to_string(),
-        manifest,
         index: Arc::new(index),
     })
 }
