@@ -168,6 +168,18 @@ pub enum Error {
         detail: String,
     },
 
+    /// An object read whole from the store (a record, a pointer, a
+    /// manifest) is larger than pipe reads before checking it.
+    #[error("`{key}` in the store is {size} bytes, more than the {max} bytes pipe reads of it")]
+    TooLarge {
+        /// The store key.
+        key: String,
+        /// Its size, or the bytes read before stopping.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+
     /// A store key that pipe refuses to use (`..`, a leading `/`, an empty
     /// segment, a name the store reserves for itself).
     #[error("invalid store key `{key}`: {reason}")]
@@ -300,7 +312,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage { .. } | Error::StoreUrl { .. } => EXIT_USAGE,
-            Error::DigestMismatch { .. } | Error::Verify { .. } => EXIT_VERIFY,
+            Error::DigestMismatch { .. } | Error::Verify { .. } | Error::TooLarge { .. } => {
+                EXIT_VERIFY
+            }
             Error::Keys(e) if e.is_verification_failure() => EXIT_VERIFY,
             Error::Keys(keys::Error::Io { .. }) => EXIT_FAILURE,
             Error::Signing(_) => EXIT_USAGE,
@@ -327,6 +341,10 @@ impl Error {
                     .into(),
             ),
             Error::StoreFormat { .. } => Some("upgrade pipe to read this store".into()),
+            Error::TooLarge { .. } => Some(
+                "pipe never writes an object that large there: someone else did; remove it or restore it from a backup"
+                    .into(),
+            ),
             Error::Step { failure: StepFailure::NoInput { .. }, .. } => Some(
                 "fix the glob in the step's `inputs` (globs are relative to the directory holding pipeline.toml)"
                     .into(),

@@ -18,7 +18,7 @@ use keys::{Encoding, Keyring, SecretKey};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Pipeline;
-use crate::store::{Body, Condition, Store, Version};
+use crate::store::{Body, Condition, MAX_RECORD, Store, Version};
 use crate::{Error, Result};
 use crate::{fault, repository};
 
@@ -110,22 +110,31 @@ pub struct Outcome {
 }
 
 /// Moves `req.env` to `req.build`, signing the entry with `key`.
+///
+/// Nothing the store holds is believed before it verifies against
+/// `keyring`, the project's public keys: the build's records and package
+/// index ([`repository::load`]), the environment's history up to its
+/// pointer, and the history of the environment it takes builds from. A
+/// store someone else wrote to stops the promotion with exit 3 before
+/// anything is signed or written.
 pub async fn promote(
     p: &Pipeline,
     store: &Store,
     key: &SecretKey,
+    keyring: &Keyring,
     req: &Request<'_>,
 ) -> Result<Outcome> {
     let env = p.environment(req.env)?;
-    let published = repository::load(store, req.build).await?;
+    let published = repository::load(store, req.build, keyring).await?;
     let (head, version) = read_pointer(store, req.env).await?;
+    check_head(store, req.env, head.as_ref(), keyring).await?;
     if let Some(head) = &head {
         repair_history(store, head).await?;
     }
     if let Some(from) = &env.from
         && !req.force
         && req.action == "promote"
-        && !history(store, from)
+        && !verified_history(store, from, keyring)
             .await?
             .iter()
             .any(|e| e.entry.build == req.build)
@@ -194,6 +203,13 @@ pub async fn promote(
         .await
     {
         Ok(_) => {}
+        // A write whose response was lost and that was sent again finds
+        // its own bytes (the nonce makes them unique): it landed.
+        Err(Error::Conflict { .. } | Error::AlreadyExists { .. })
+            if landed(store, &pointer_key(req.env), &bytes).await? =>
+        {
+            tracing::debug!(env = req.env, "a retried pointer write found its own entry");
+        }
         Err(Error::Conflict { key, .. } | Error::AlreadyExists { key }) => {
             return Err(Error::Conflict {
                 key,
@@ -236,13 +252,40 @@ async fn regenerate(
         })
 }
 
+/// True when `key` holds exactly `bytes`.
+async fn landed(store: &Store, key: &str, bytes: &[u8]) -> Result<bool> {
+    Ok(store
+        .get_bytes_max(key, MAX_RECORD)
+        .await?
+        .is_some_and(|(found, _)| found == bytes))
+}
+
+/// Writes the history copy of `signed` (create-only). A copy already there
+/// must be the same entry: another one at that sequence number forks the
+/// history, and is an error naming both.
 async fn write_history_copy(store: &Store, signed: &SignedEntry, bytes: &[u8]) -> Result<()> {
     let key = history_key(&signed.entry.env, signed.entry.seq);
     match store
         .put(&key, Body::from_bytes(bytes.to_vec()), Condition::IfAbsent)
         .await
     {
-        Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
+        Ok(_) => Ok(()),
+        Err(Error::AlreadyExists { .. }) => {
+            let found = store
+                .get_json_max::<SignedEntry>(&key, "a history entry", MAX_RECORD)
+                .await?;
+            match found {
+                Some((found, _)) if found.entry == signed.entry => Ok(()),
+                found => Err(Error::Verify {
+                    what: key,
+                    detail: format!(
+                        "holds another entry (digest {}) than the pointer's (digest {}): the history is forked",
+                        found.map_or_else(|| "(unreadable)".into(), |(f, _)| f.entry.digest()),
+                        signed.entry.digest()
+                    ),
+                }),
+            }
+        }
         Err(e) => Err(e),
     }
 }
@@ -274,6 +317,76 @@ pub async fn read_pointer(
     )
 }
 
+/// `env`'s history, oldest first, verified against `keyring`: an unbroken
+/// chain from entry 1, every entry signed by a key of the keyring, ending at
+/// the pointer. Exit 3 otherwise.
+pub async fn verified_history(
+    store: &Store,
+    env: &str,
+    keyring: &Keyring,
+) -> Result<Vec<SignedEntry>> {
+    let entries = history(store, env).await?;
+    verify_chain(env, &entries, Some(keyring))?;
+    let (head, _) = read_pointer(store, env).await?;
+    check_head_is_last(env, head.as_ref(), &entries)?;
+    Ok(entries)
+}
+
+/// The pointer of `env`, once its history verifies against `keyring`.
+pub async fn verified_head(
+    store: &Store,
+    env: &str,
+    keyring: &Keyring,
+) -> Result<Option<SignedEntry>> {
+    Ok(verified_history(store, env, keyring).await?.pop())
+}
+
+/// Checks that `head` (the pointer as read) ends `env`'s history and that
+/// the history verifies against `keyring`.
+async fn check_head(
+    store: &Store,
+    env: &str,
+    head: Option<&SignedEntry>,
+    keyring: &Keyring,
+) -> Result<()> {
+    let entries = history(store, env).await?;
+    verify_chain(env, &entries, Some(keyring))?;
+    match (head, entries.last()) {
+        // Moved on since the pointer was read: a concurrent promotion.
+        (Some(h), Some(last)) if last.entry.seq > h.entry.seq => Err(Error::Conflict {
+            key: pointer_key(env),
+            expected: Some(format!("seq {} ({})", h.entry.seq, h.entry.build)),
+            found: Some(format!("seq {} ({})", last.entry.seq, last.entry.build)),
+        }),
+        _ => check_head_is_last(env, head, &entries),
+    }
+}
+
+fn check_head_is_last(
+    env: &str,
+    head: Option<&SignedEntry>,
+    entries: &[SignedEntry],
+) -> Result<()> {
+    match (head, entries.last()) {
+        (None, None) => Ok(()),
+        (Some(h), Some(last)) if h.entry == last.entry && h.signature == last.signature => Ok(()),
+        (Some(h), _) => Err(Error::Verify {
+            what: format!("pointer of `{env}`"),
+            detail: format!(
+                "entry {} ({}) is not the newest entry of the history",
+                h.entry.seq, h.entry.build
+            ),
+        }),
+        (None, Some(last)) => Err(Error::Verify {
+            what: format!("pointer of `{env}`"),
+            detail: format!(
+                "is missing, but the history goes up to entry {} ({})",
+                last.entry.seq, last.entry.build
+            ),
+        }),
+    }
+}
+
 /// Every entry of `env`'s history, oldest first, including a head whose copy
 /// a killed promotion left out.
 pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
@@ -281,7 +394,7 @@ pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
     let mut out = Vec::new();
     for meta in store.list(&prefix).await? {
         if let Some((entry, _)) = store
-            .get_json::<SignedEntry>(&meta.key, "a history entry")
+            .get_json_max::<SignedEntry>(&meta.key, "a history entry", MAX_RECORD)
             .await?
         {
             out.push(entry);

@@ -258,12 +258,3 @@ async fn read_version(store: &Store, key: &str) -> Result<Option<VersionRecord>>
         .await?
         .map(|(v, _)| v))
 }
-
-/// Reads a published build's manifest from the store.
-pub async fn published_manifest(store: &Store, build: &str) -> Result<Option<Manifest>> {
-    let key = build_key(build, files::MANIFEST);
-    Ok(store
-        .get_json(&key, "a build manifest")
-        .await?
-        .map(|(m, _)| m))
-}

@@ -29,16 +29,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
-use keys::SecretKey;
+use keys::{Keyring, SecretKey};
 use md5::{Digest, Md5};
 use repo_index::{PlannedFile, apt, yum};
 use serde::{Deserialize, Serialize};
 
 use crate::build::packages::Artifact;
 use crate::build::record::Manifest;
+use crate::build::verify::verify_records;
 use crate::model::Pipeline;
-use crate::publish::{build_key, published_manifest};
-use crate::store::{Body, Condition, Store, digest::spawn_blocking};
+use crate::publish::build_key;
+use crate::store::{Body, Condition, MAX_RECORD, Store, digest::spawn_blocking};
 use crate::{Error, Result, fault};
 
 /// `builds/<id>/index.json`, also in the local build directory.
@@ -369,29 +370,99 @@ pub struct Published {
     pub index: Arc<BuildIndex>,
 }
 
-/// Loads `build`'s manifest and index from the store. Errors when it is not
-/// published, and (exit 3) when the index names a package the manifest does
-/// not, or with another digest: the index itself is not signed.
-pub async fn load(store: &Store, build: &str) -> Result<Published> {
-    let manifest = published_manifest(store, build)
-        .await?
-        .ok_or_else(|| Error::Usage {
+/// Loads `build`'s signed records and package index from the store, and
+/// believes them only once they verify against `keyring` (the project's
+/// keys): the manifest and provenance signatures, the manifest's digest
+/// being the build id, the index's blake3 being the one the signed manifest
+/// names, and every indexed package being an artifact of the manifest with
+/// its digest, size and pool path. Anything else is exit 3, before a
+/// promotion, rollback or refresh signs anything. Errors (exit 2) when the
+/// build is not published.
+pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Published> {
+    let manifest_key = build_key(build, crate::build::files::MANIFEST);
+    if store.head(&manifest_key).await?.is_none() {
+        return Err(Error::Usage {
             message: format!("build `{build}` is not published in {}", store.url()),
             hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
-        })?;
+        });
+    }
+    let mut records = BTreeMap::new();
+    for name in RECORDS {
+        if let Some((bytes, _)) = store.get_bytes(&build_key(build, name)).await? {
+            records.insert(name, bytes);
+        }
+    }
+    let signed = verify_records(keyring, |name| {
+        records
+            .get(name)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| format!("`{}` is missing", build_key(build, name)))
+    })
+    .map_err(|e| in_store(e, build))?;
+    let manifest = signed.manifest;
+    if manifest.build != build {
+        return Err(Error::Verify {
+            what: manifest_key,
+            detail: format!(
+                "is signed, but for build `{}`, not `{build}`",
+                manifest.build
+            ),
+        });
+    }
     let index_key = build_key(build, INDEX_FILE);
-    let (index, _) = store
-        .get_json::<BuildIndex>(&index_key, "a build index")
+    let Some(bound) = &manifest.index else {
+        return Err(Error::Verify {
+            what: manifest_key,
+            detail: "names no package index digest (a build of an older pipe): nothing binds \
+                     `index.json` to what the key signed"
+                .into(),
+        });
+    };
+    let (bytes, _) = store
+        .get_bytes(&index_key)
         .await?
         .ok_or_else(|| Error::Usage {
             message: format!("build `{build}` has no package index (`{index_key}`)"),
             hint: Some("run `pipe publish` for the build again: it records the index".into()),
         })?;
+    let found = blake3::hash(&bytes).to_hex().to_string();
+    if found != *bound {
+        return Err(Error::Verify {
+            what: index_key,
+            detail: format!(
+                "blake3 {found}, but the signed manifest names {bound}: the index was changed after the build"
+            ),
+        });
+    }
+    let index: BuildIndex = serde_json::from_slice(&bytes).map_err(|e| Error::Verify {
+        what: index_key.clone(),
+        detail: format!("bound to the signed manifest, but not an index pipe reads: {e}"),
+    })?;
     check_index(&index, &manifest, &index_key)?;
     Ok(Published {
         build: build.to_string(),
         index: Arc::new(index),
     })
+}
+
+/// The records of a build [`load`] verifies.
+const RECORDS: [&str; 4] = [
+    crate::build::files::MANIFEST,
+    crate::build::files::MANIFEST_SIG,
+    crate::build::files::PROVENANCE,
+    crate::build::files::PROVENANCE_SIG,
+];
+
+/// A verification failure of a build's records, naming the build in the
+/// store.
+fn in_store(e: Error, build: &str) -> Error {
+    match e {
+        Error::Verify { what, detail } => Error::Verify {
+            what: format!("build `{build}` in the store, {what}"),
+            detail,
+        },
+        e => e,
+    }
 }
 
 /// Regenerates the apt suite and yum repository of `env` so they list the
@@ -407,7 +478,7 @@ pub async fn regenerate(
     let build = published.build.as_str();
     let index = published.index.clone();
     let state = store
-        .get_json::<RepoState>(&state_key(env), "a repository state")
+        .get_json_max::<RepoState>(&state_key(env), "a repository state", MAX_RECORD)
         .await?
         .map(|(s, _)| s)
         .unwrap_or_default();
@@ -472,7 +543,14 @@ pub async fn regenerate(
         .filter(|f| f.content_addressed)
         .map(|f| f.path.clone())
         .collect();
+    // The state is not signed: only files of this environment's own views
+    // are ever deleted, whatever it names.
+    let ours = |path: &str| {
+        path.starts_with(&format!("dists/{env}/"))
+            || path.starts_with(&format!("{}/repodata/", yum_dir(env)))
+    };
     let mut retired = state.retired.clone();
+    retired.retain(|path, _| ours(path));
     for path in state.current.difference(&current) {
         retired.entry(path.clone()).or_insert(now_secs);
     }
@@ -528,12 +606,12 @@ pub async fn refresh(
     p: &Pipeline,
     store: &Store,
     key: &SecretKey,
+    keyring: &Keyring,
     env: &str,
 ) -> Result<Option<Regenerated>> {
-    let (head, _) = crate::promote::read_pointer(store, env).await?;
-    match head {
+    match crate::promote::verified_head(store, env, keyring).await? {
         Some(head) => {
-            let published = load(store, &head.entry.build).await?;
+            let published = load(store, &head.entry.build, keyring).await?;
             Ok(Some(regenerate(p, store, key, env, &published).await?))
         }
         None => Ok(None),
@@ -681,7 +759,27 @@ async fn previous_apt(
                 _ => return Ok(None),
             }
         }
-        let [plain, gz, xz]: [Arc<[u8]>; 3] = parts.try_into().expect("three parts");
+        let [plain, gz, xz]: [Arc<[u8]>; 3] = match parts.try_into() {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        };
+        // The state that names these files is not signed: compressed bytes
+        // are signed again only if they decompress to the plain text, whose
+        // digest the new rendering must match to reuse it.
+        let (p2, g2, x2) = (plain.clone(), gz.clone(), xz.clone());
+        let same = spawn_blocking(move || {
+            Ok(decompresses_to(flate2::read::GzDecoder::new(&g2[..]), &p2)
+                && decompresses_to(liblzma::read::XzDecoder::new(&x2[..]), &p2))
+        })
+        .await?;
+        if !same {
+            tracing::warn!(
+                env,
+                dir,
+                "a compressed index in the store is not its plain text; compressing again"
+            );
+            return Ok(None);
+        }
         indices.push(apt::IndexSet {
             dir: dir.clone(),
             plain,
@@ -718,6 +816,25 @@ async fn previous_yum(
         else {
             return Ok(None);
         };
+        // Reused only if it decompresses to what the (unsigned) state says.
+        let (g2, open, open_len) = (gz.clone(), open_checksum.clone(), *open_size);
+        let same = spawn_blocking(move || {
+            let mut text = Vec::new();
+            let read = std::io::Read::read_to_end(
+                &mut std::io::Read::take(flate2::read::GzDecoder::new(&g2[..]), open_len + 1),
+                &mut text,
+            );
+            Ok(read.is_ok() && text.len() as u64 == open_len && sha256_hex(&text) == open)
+        })
+        .await?;
+        if !same {
+            tracing::warn!(
+                env,
+                kind,
+                "a yum data file in the store is not what its state says; compressing again"
+            );
+            return Ok(None);
+        }
         data.push(yum::DataFile {
             kind,
             href,
@@ -732,6 +849,17 @@ async fn previous_yum(
         data,
         repomd: String::new(),
     }))
+}
+
+/// True when `reader` yields exactly `plain` (reading at most one byte more).
+fn decompresses_to(reader: impl std::io::Read, plain: &[u8]) -> bool {
+    let mut out = Vec::with_capacity(plain.len());
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(reader, plain.len() as u64 + 1),
+        &mut out,
+    )
+    .is_ok()
+        && out == plain
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -2,6 +2,7 @@
 //! scratch projects, and starts real servers (an S3-compatible server, proxies
 //! that misbehave on purpose) on 127.0.0.1.
 
+pub mod attacker;
 pub mod cli;
 pub mod consumers;
 pub mod proxy;

@@ -508,9 +508,9 @@ fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
         .expect_code(0);
 }
 
-/// The package index a build publishes is not signed itself: a promotion
-/// checks it against the signed manifest before it moves anything, and
-/// refuses a changed one with exit code 3.
+/// The package index a build publishes is not signed itself, but the signed
+/// manifest names its digest: a promotion checks it before it moves
+/// anything, and refuses a changed one with exit code 3.
 #[test]
 fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let (p, _key) = project();
@@ -536,7 +536,7 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     out.expect_code(3);
     assert!(
         out.stderr.contains(&format!("builds/{b2}/index.json"))
-            && out.stderr.contains("demo_1.1.0_all.deb"),
+            && out.stderr.contains("the signed manifest names"),
         "{}",
         out.stderr
     );

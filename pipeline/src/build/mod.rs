@@ -98,6 +98,11 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
         .into_iter()
         .map(|(path, blob)| Input { path, blob })
         .collect();
+    // The package index first: the manifest names its digest.
+    let index = serde_json::to_vec(&crate::repository::BuildIndex::from_fragments(
+        built.iter().map(|b| &b.index),
+    ))
+    .expect("index serialises");
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         build: String::new(),
@@ -115,6 +120,7 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
                 key: s.key.clone(),
             })
             .collect(),
+        index: Some(blake3::hash(&index).to_hex().to_string()),
     }
     .seal();
 
@@ -138,10 +144,6 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
     let provenance_sig =
         key.sign_detached(&provenance[..], SystemTime::now(), Encoding::Armored)?;
 
-    let index = serde_json::to_vec(&crate::repository::BuildIndex::from_fragments(
-        built.iter().map(|b| &b.index),
-    ))
-    .expect("index serialises");
     let stage = staging.path();
     for (name, bytes) in [
         (files::INDEX, &index),

@@ -38,6 +38,12 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     /// Every build step, with its cache key.
     pub steps: Vec<StepSummary>,
+    /// blake3 (hex) of the build's `index.json`, the package metadata the
+    /// apt and yum indices are rendered from: the index is not signed
+    /// itself, this binds it to the signed manifest. Absent in builds of an
+    /// older pipe, which no promotion accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
 }
 
 /// One input file.

@@ -62,16 +62,20 @@ impl Backend for LocalBackend {
         }))
     }
 
-    async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+    async fn get_bytes(&self, key: &str, max: u64) -> Result<Option<(Bytes, Version)>> {
         let path = self.path(key);
+        let key = key.to_string();
         spawn_blocking(move || {
-            let Some(mut file) = open_existing(&path)? else {
+            let Some(file) = open_existing(&path)? else {
                 return Ok(None);
             };
             let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+            super::too_large(&key, meta.len(), max)?;
             let mut bytes = Vec::with_capacity(meta.len() as usize);
-            file.read_to_end(&mut bytes)
+            file.take(max.saturating_add(1))
+                .read_to_end(&mut bytes)
                 .map_err(|e| Error::io(&path, e))?;
+            super::too_large(&key, bytes.len() as u64, max)?;
             Ok(Some((bytes.into(), version_of(&meta))))
         })
         .await

@@ -309,21 +309,44 @@ pub struct StoreRoot {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The largest object [`Store::get_bytes`] reads whole: a build's manifest
+/// or package index (about 1.7 KiB per package) of a very large build.
+pub const MAX_READ: u64 = 512 << 20;
+/// The largest small record read whole: a pointer, a history entry, a
+/// cache or version record, a repository state.
+pub const MAX_RECORD: u64 = 16 << 20;
+
+fn too_large(key: &str, size: u64, max: u64) -> Result<()> {
+    if size > max {
+        return Err(Error::TooLarge {
+            key: key.to_string(),
+            size,
+            max,
+        });
+    }
+    Ok(())
+}
+
 /// The operations each backend provides. Keys given to a backend are already
 /// validated; the backend maps them onto its namespace.
 #[async_trait]
 trait Backend: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Object>>;
 
-    async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
-        let Some(mut obj) = self.get(key).await? else {
+    /// The whole object, refused once it is larger than `max` bytes
+    /// (whatever size the store claims: the read stops at `max + 1`).
+    async fn get_bytes(&self, key: &str, max: u64) -> Result<Option<(Bytes, Version)>> {
+        let Some(obj) = self.get(key).await? else {
             return Ok(None);
         };
-        let mut buf = Vec::with_capacity(obj.meta.size.min(1 << 24) as usize);
+        too_large(key, obj.meta.size, max)?;
+        let mut buf = Vec::with_capacity(obj.meta.size.min(max).min(1 << 24) as usize);
         obj.body
+            .take(max.saturating_add(1))
             .read_to_end(&mut buf)
             .await
             .map_err(|e| self.read_error(key, e))?;
+        too_large(key, buf.len() as u64, max)?;
         Ok(Some((buf.into(), obj.meta.version)))
     }
 
@@ -500,8 +523,16 @@ impl Store {
 
     /// Reads a (small) object whole; `None` if the key does not exist.
     pub async fn get_bytes(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        self.get_bytes_max(key, MAX_READ).await
+    }
+
+    /// [`Store::get_bytes`], refusing ([`Error::TooLarge`]) an object larger
+    /// than `max` bytes before reading more than `max + 1` of it: what a
+    /// store holds is not trusted until its signature is checked, and that
+    /// needs it in memory.
+    pub async fn get_bytes_max(&self, key: &str, max: u64) -> Result<Option<(Bytes, Version)>> {
         validate_key(key)?;
-        self.backend().get_bytes(key).await
+        self.backend().get_bytes(key, max).await
     }
 
     /// Reads a small JSON object pipe wrote (a record, a pointer); `None` if
@@ -512,7 +543,18 @@ impl Store {
         key: &str,
         what: &str,
     ) -> Result<Option<(T, Version)>> {
-        let Some((bytes, version)) = self.get_bytes(key).await? else {
+        self.get_json_max(key, what, MAX_READ).await
+    }
+
+    /// [`Store::get_json`] of an object at most `max` bytes long (a pointer,
+    /// a history entry, a cache record: [`MAX_RECORD`]).
+    pub async fn get_json_max<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        what: &str,
+        max: u64,
+    ) -> Result<Option<(T, Version)>> {
+        let Some((bytes, version)) = self.get_bytes_max(key, max).await? else {
             return Ok(None);
         };
         let value = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {

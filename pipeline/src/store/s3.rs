@@ -437,7 +437,7 @@ impl Backend for S3Backend {
                     // means that: compare-and-swap bodies (signed pointer
                     // entries) are never written twice by two writers.
                     Err(Error::Conflict { .. }) if matches!(cond, Condition::IfMatch(_)) => {
-                        match self.get_bytes(key).await? {
+                        match self.get_bytes(key, size).await? {
                             Some((found, version)) if found == b => {
                                 tracing::debug!(%key, "a retried compare-and-swap found its own write");
                                 Ok(version)

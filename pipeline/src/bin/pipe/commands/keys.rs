@@ -102,9 +102,16 @@ fn generate(cx: &Context, args: &KeysGenerate) -> Result<()> {
 /// The public keyring to hand consumers: the signing key, plus the keyring
 /// `rotate` left next to it (old keys stay trusted for what they signed).
 fn public_keyring(cx: &Context) -> Result<Keyring> {
-    let key = cx.signing_key()?;
+    project_keyring(&cx.signing_key()?, &cx.signing_key_path()?)
+}
+
+/// The project's keyring: the public part of `key` (loaded from
+/// `key_path`) and the keyring `rotate` left next to it. What promote,
+/// rollback and refresh verify the store against, never a keyring found in
+/// the store.
+pub fn project_keyring(key: &SecretKey, key_path: &Path) -> Result<Keyring> {
     let mut ring = key.public_keyring();
-    let local = local_keyring_path(&cx.signing_key_path()?);
+    let local = local_keyring_path(key_path);
     if local.exists() {
         ring.merge(&Keyring::load(&local)?)?;
     }

@@ -2,7 +2,7 @@
 //! environment's pointer.
 
 use keys::Keyring;
-use pipeline::promote::{self, Request, SignedEntry, history, verify_chain};
+use pipeline::promote::{self, Request, SignedEntry, history, verified_history, verify_chain};
 use pipeline::repository::{self, Regenerated};
 use pipeline::store::Store;
 use pipeline::{Error, Result};
@@ -17,6 +17,14 @@ async fn open(cx: &Context) -> Result<(&pipeline::model::Pipeline, Store)> {
     Ok((p, store))
 }
 
+/// The signing key and the project's keyring, which everything read from the
+/// store is verified against before anything is signed.
+fn signer(cx: &Context) -> Result<(keys::SecretKey, Keyring)> {
+    let key = cx.signing_key()?;
+    let ring = super::keys::project_keyring(&key, &cx.signing_key_path()?)?;
+    Ok((key, ring))
+}
+
 /// The latest local build, when no build is named.
 fn latest_build(cx: &Context) -> Result<String> {
     let dir = pipeline::build::build_dir(&cx.dir, None)?;
@@ -29,7 +37,7 @@ fn latest_build(cx: &Context) -> Result<String> {
 
 pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -> Result<()> {
     let (p, store) = open(cx).await?;
-    let key = cx.signing_key()?;
+    let (key, keyring) = signer(cx)?;
     let build = match build {
         Some(b) => b.to_string(),
         None => latest_build(cx)?,
@@ -38,6 +46,7 @@ pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -
         p,
         &store,
         &key,
+        &keyring,
         &Request {
             env: to,
             build: &build,
@@ -52,8 +61,10 @@ pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -
 
 pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
     let (p, store) = open(cx).await?;
-    let key = cx.signing_key()?;
-    let entries = history(&store, env).await?;
+    let (key, keyring) = signer(cx)?;
+    // Which build to go back to is read from the history: only a history
+    // the project's keys signed is believed.
+    let entries = verified_history(&store, env, &keyring).await?;
     let Some(head) = entries.last() else {
         return Err(Error::Usage {
             message: format!("environment `{env}` has no history to roll back"),
@@ -82,6 +93,7 @@ pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
         p,
         &store,
         &key,
+        &keyring,
         &Request {
             env,
             build: &target.entry.build.clone(),
@@ -150,7 +162,7 @@ fn describe(r: &Regenerated) -> String {
 /// environment with a pointer) with a new date.
 pub async fn refresh(cx: &Context, envs: &[String]) -> Result<()> {
     let (p, store) = open(cx).await?;
-    let key = cx.signing_key()?;
+    let (key, keyring) = signer(cx)?;
     let names: Vec<String> = if envs.is_empty() {
         p.environments.iter().map(|e| e.name.clone()).collect()
     } else {
@@ -167,7 +179,7 @@ pub async fn refresh(cx: &Context, envs: &[String]) -> Result<()> {
     let mut done = Vec::new();
     let mut skipped = Vec::new();
     for env in &names {
-        match repository::refresh(p, &store, &key, env).await? {
+        match repository::refresh(p, &store, &key, &keyring, env).await? {
             Some(r) => done.push(r),
             None => skipped.push(env.clone()),
         }

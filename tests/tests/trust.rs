@@ -1,0 +1,249 @@
+//! Someone who can write the store but holds no key (issue 12): whatever
+//! they plant, `pipe promote`, `pipe rollback` and `pipe refresh` sign
+//! nothing they did not verify, stop with exit 3, and leave every object of
+//! the store as it was. Each case runs on the local store and on S3.
+
+use std::collections::BTreeMap;
+
+use pipe_e2e::attacker::{Bucket, assert_unchanged, project_on};
+use pipe_e2e::cli::{Project, Run};
+
+const PIPELINE: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[environments.dev]
+[environments.prod]
+from = "dev"
+
+[packages.demo]
+summary = "Demo"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb"]
+files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
+"#;
+
+const RECORDS: [&str; 5] = [
+    "manifest.json",
+    "manifest.json.asc",
+    "provenance.json",
+    "provenance.json.asc",
+    "index.json",
+];
+
+fn release(p: &Project, version: &str) -> String {
+    p.write("demo.txt", &format!("{version}\n"));
+    p.release(version)
+}
+
+/// An attacker's own build of `demo` 1.0.0 (other bytes, their own key):
+/// the build directory.
+fn evil_build() -> (Project, std::path::PathBuf) {
+    let evil = Project::new();
+    evil.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "rm -rf /\n");
+    evil.with_signing_key();
+    let id = evil.pipe(&["--json", "build"]).expect_code(0).json()["build"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = evil.path().join(".pipe/builds").join(id);
+    (evil, dir)
+}
+
+/// Puts the store back as `orig` (the objects an attack changed or added).
+fn restore(bucket: &Bucket, orig: &BTreeMap<String, Vec<u8>>) {
+    let now = bucket.snapshot();
+    for (k, v) in &now {
+        match orig.get(k) {
+            None => bucket.delete(k),
+            Some(o) if o != v => bucket.write(k, o),
+            _ => {}
+        }
+    }
+    for (k, v) in orig {
+        if !now.contains_key(k) {
+            bucket.write(k, v);
+        }
+    }
+}
+
+/// Runs `args` against the attacked store: exit 3, the message contains
+/// `says`, and no object changed.
+#[track_caller]
+fn refused(p: &Project, bucket: &Bucket, args: &[&str], says: &str) -> Run {
+    let before = bucket.snapshot();
+    let out = p.pipe(args);
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains(says),
+        "`pipe {}` should say {says:?}:\n{}",
+        args.join(" "),
+        out.stderr
+    );
+    assert_unchanged(&before, &bucket.snapshot());
+    out
+}
+
+/// The attack of issue 12, then its variants: the records of the build a
+/// rollback goes back to are replaced (with an attacker's signed build
+/// naming an evil .deb uploaded to the pool, with an unsigned edit, with
+/// another build's genuine records, with an index alone), or the history is
+/// forged. Rollback, promote and refresh refuse each with exit 3 and change
+/// nothing; once the store is restored, the same rollback works.
+fn nothing_unsigned_is_signed(s3: bool) {
+    let (p, bucket, _server) = project_on(s3, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    p.pipe(&["promote", &b1, "--to", "prod"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    p.pipe(&["promote", &b2, "--to", "prod"]).expect_code(0);
+    let orig = bucket.snapshot();
+    let (_evil, evil_dir) = evil_build();
+    let deb = "demo_1.0.0_all.deb";
+    let pool = format!("pool/main/d/demo/{deb}");
+    let rec = |b: &str, f: &str| format!("builds/{b}/{f}");
+
+    // 1. The attacker's build, signed by the attacker's key, under b1's
+    // name, and the evil .deb in the pool where b1's was.
+    bucket.write(&pool, &std::fs::read(evil_dir.join(deb)).unwrap());
+    for f in RECORDS {
+        bucket.write(&rec(&b1, f), &std::fs::read(evil_dir.join(f)).unwrap());
+    }
+    refused(&p, &bucket, &["rollback", "--env", "prod"], "signature");
+    refused(&p, &bucket, &["promote", &b1, "--to", "dev"], "signature");
+    restore(&bucket, &orig);
+
+    // 2. The attacker's manifest and index, edited to name b1, under b1's
+    // own (genuine) signatures.
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(evil_dir.join("manifest.json")).unwrap()).unwrap();
+    m["build"] = b1.clone().into();
+    bucket.write(&pool, &std::fs::read(evil_dir.join(deb)).unwrap());
+    bucket.write(
+        &rec(&b1, "manifest.json"),
+        &serde_json::to_vec_pretty(&m).unwrap(),
+    );
+    bucket.write(
+        &rec(&b1, "index.json"),
+        &std::fs::read(evil_dir.join("index.json")).unwrap(),
+    );
+    refused(&p, &bucket, &["rollback", "--env", "prod"], "signature");
+    restore(&bucket, &orig);
+
+    // 3. b2's genuine, signed records under b1's name: signed by the
+    // project key, but not build b1.
+    for f in RECORDS {
+        bucket.write(&rec(&b1, f), &bucket.read(&rec(&b2, f)).unwrap());
+    }
+    refused(
+        &p,
+        &bucket,
+        &["rollback", "--env", "prod"],
+        &format!("for build `{b2}`, not `{b1}`"),
+    );
+    restore(&bucket, &orig);
+
+    // 4. Only the package index: a stanza naming the evil .deb, with the
+    // digests the attacker's build recorded for it.
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&bucket.read(&rec(&b1, "index.json")).unwrap()).unwrap();
+    let evil_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(evil_dir.join("index.json")).unwrap()).unwrap();
+    index["debs"][0]["stanza"] = evil_index["debs"][0]["stanza"].clone();
+    bucket.write(&pool, &std::fs::read(evil_dir.join(deb)).unwrap());
+    bucket.write(
+        &rec(&b1, "index.json"),
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    let out = refused(
+        &p,
+        &bucket,
+        &["rollback", "--env", "prod"],
+        "the index was changed after the build",
+    );
+    assert!(
+        out.stderr.contains(&rec(&b1, "index.json")),
+        "{}",
+        out.stderr
+    );
+    restore(&bucket, &orig);
+    // The same for the build prod points at now: refresh re-signs nothing.
+    bucket.write(
+        &rec(&b2, "index.json"),
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    refused(
+        &p,
+        &bucket,
+        &["refresh"],
+        "the index was changed after the build",
+    );
+    restore(&bucket, &orig);
+
+    // 5. A forged history: an unsigned entry 3 in prod pointing back at b1
+    // (what rollback reads to choose its target), pointer included.
+    let head: serde_json::Value =
+        serde_json::from_slice(&bucket.read("envs/prod/pointer.json").unwrap()).unwrap();
+    let mut forged = head.clone();
+    forged["entry"]["seq"] = 3.into();
+    forged["entry"]["build"] = b1.clone().into();
+    let forged = serde_json::to_vec_pretty(&forged).unwrap();
+    bucket.write("envs/prod/history/00000003.json", &forged);
+    bucket.write("envs/prod/pointer.json", &forged);
+    refused(
+        &p,
+        &bucket,
+        &["rollback", "--env", "prod"],
+        "history of `prod`",
+    );
+    refused(
+        &p,
+        &bucket,
+        &["refresh", "--env", "prod"],
+        "history of `prod`",
+    );
+    refused(
+        &p,
+        &bucket,
+        &["promote", &b1, "--to", "prod"],
+        "history of `prod`",
+    );
+    // dev's history is what allows a build into prod.
+    restore(&bucket, &orig);
+    bucket.write("envs/dev/pointer.json", &forged);
+    refused(
+        &p,
+        &bucket,
+        &["promote", &b1, "--to", "prod"],
+        "history of `dev`",
+    );
+    restore(&bucket, &orig);
+
+    // Restored, the rollback goes through and lists b1's own .deb.
+    assert_unchanged(&orig, &bucket.snapshot());
+    let out = p.pipe(&["--json", "rollback", "--env", "prod"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["entry"]["build"], b1.as_str());
+    let packages = bucket
+        .read("dists/prod/main/binary-amd64/Packages")
+        .unwrap();
+    let sha = pipe_e2e::consumers::sha256_hex(&bucket.read(&pool).unwrap());
+    assert!(
+        String::from_utf8_lossy(&packages).contains(&sha),
+        "the rollback lists b1's .deb"
+    );
+}
+
+#[test]
+fn nothing_unsigned_is_signed_on_a_local_store() {
+    nothing_unsigned_is_signed(false);
+}
+
+#[test]
+fn nothing_unsigned_is_signed_on_s3() {
+    nothing_unsigned_is_signed(true);
+}
