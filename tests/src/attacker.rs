@@ -58,6 +58,78 @@ pub fn project_on(
     }
 }
 
+/// Another checkout of `first` (the same `files`, the same signing key, as
+/// CI runners share it) whose store is the same: `first`'s local store, or
+/// the same S3 prefix.
+pub fn second_checkout(
+    first: &Project,
+    server: Option<&MotoServer>,
+    toml: &str,
+    files: &[(&str, &str)],
+) -> Project {
+    let mut p = Project::new();
+    p.write("pipeline.toml", toml);
+    for (path, contents) in files {
+        p.write(path, contents);
+    }
+    std::fs::create_dir_all(p.path().join("keys")).unwrap();
+    std::fs::copy(
+        first.path().join("keys/release.key"),
+        p.path().join("keys/release.key"),
+    )
+    .unwrap();
+    match server {
+        Some(server) => {
+            for (k, v) in server.env() {
+                p.env(&k, &v);
+            }
+            p.env("PIPE_STORE", &format!("s3://{}/store", server.bucket()));
+        }
+        None => {
+            let store = first.path().join(".pipe/store");
+            p.env("PIPE_STORE", store.to_str().unwrap());
+        }
+    }
+    p
+}
+
+/// An Ed25519 key that is not the project's: what an attacker signs with.
+pub fn attacker_key() -> keys::SecretKey {
+    let mut opts = keys::GenerateOptions::new("Mallory <mallory@example.invalid>");
+    opts.algorithm = keys::Algorithm::Ed25519;
+    keys::SecretKey::generate(&opts).expect("generate key")
+}
+
+/// A signed-record envelope around `payload`, signed by `key`.
+pub fn envelope(payload: &serde_json::Value, key: &keys::SecretKey) -> Vec<u8> {
+    let text = serde_json::to_string_pretty(payload).unwrap();
+    let sig = key
+        .sign_detached(
+            text.as_bytes(),
+            std::time::SystemTime::now(),
+            keys::Encoding::Armored,
+        )
+        .unwrap();
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "payload": text,
+        "signature": String::from_utf8(sig).unwrap(),
+    }))
+    .unwrap()
+}
+
+/// Uploads `bytes` as a content-addressed blob, as pipe would; returns its
+/// reference (`blake3`, `sha256`, `size`).
+pub fn plant_blob(bucket: &Bucket, bytes: &[u8]) -> serde_json::Value {
+    use sha2::Digest;
+    let b3 = blake3::hash(bytes).to_hex().to_string();
+    bucket.write(&format!("blobs/blake3/{}/{b3}", &b3[..2]), bytes);
+    serde_json::json!({
+        "blake3": b3,
+        "sha256": hex::encode(sha2::Sha256::digest(bytes)),
+        "size": bytes.len(),
+    })
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

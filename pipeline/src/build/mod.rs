@@ -11,6 +11,7 @@
 //! `provenance.json` and their `.asc` signatures) only when complete: it is
 //! assembled in a temporary directory beside it and renamed into place.
 
+pub mod cache;
 pub mod epoch;
 pub mod packages;
 pub mod record;
@@ -77,7 +78,9 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
     // A key that cannot sign now would fail the build at its very end; asking
     // for its signing key checks expiry and revocation without signing.
     key.signing_algorithm(started).map_err(Error::Signing)?;
-    let steps = steps::run_steps(p, store, epoch).await?;
+    // Cache records are believed only when this key signed them.
+    let sealer = cache::Sealer::new(key, epoch);
+    let steps = steps::run_steps(p, store, epoch, &sealer).await?;
 
     let builds = p.dir.join(BUILDS_DIR);
     std::fs::create_dir_all(&builds).map_err(|e| Error::io(&builds, e))?;
@@ -85,7 +88,8 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
         .prefix(".incoming-")
         .tempdir_in(&builds)
         .map_err(|e| Error::io(&builds, e))?;
-    let built = packages::build_packages(p, store, epoch, Some(key), staging.path()).await?;
+    let built =
+        packages::build_packages(p, store, epoch, Some(key), &sealer, staging.path()).await?;
 
     // Every input was hashed (both digests) when its stage was keyed; the
     // manifest takes those digests instead of reading the files again.

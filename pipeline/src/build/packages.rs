@@ -14,10 +14,11 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::TOOL_VERSION;
+use super::cache::{Lookup, Sealer};
 use super::record::Input;
 use crate::model::{Compression, Package, PackageFormat, Pipeline};
 use crate::repository::{self, Fragment};
-use crate::store::{BlobRef, Body, Condition, Store, digest};
+use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
 
 /// One artifact of a build.
@@ -61,7 +62,7 @@ impl Built {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct StageRecord {
     name: String,
     blob: BlobRef,
@@ -89,6 +90,7 @@ pub async fn build_packages(
     store: &Store,
     epoch: u64,
     signer: Option<&keys::SecretKey>,
+    sealer: &Sealer,
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
     let jobs: Vec<Arc<Job>> = p
@@ -103,6 +105,7 @@ pub async fn build_packages(
                     format,
                     epoch,
                     signer: signer.cloned(),
+                    sealer: sealer.clone(),
                     out_dir: out_dir.to_path_buf(),
                 })
             })
@@ -157,6 +160,7 @@ struct Job {
     format: PackageFormat,
     epoch: u64,
     signer: Option<keys::SecretKey>,
+    sealer: Sealer,
     out_dir: PathBuf,
 }
 
@@ -192,11 +196,13 @@ impl Job {
             tokio::task::spawn_blocking(move || repository::fragment(&path, &artifact, epoch))
         };
 
-        let cached = store
-            .get_json::<StageRecord>(&record_key, "a stage record")
+        let found = self
+            .sealer
+            .open::<StageRecord>(store, &record_key, "a stage record")
             .await?;
-        let (artifact, index, cache_hit) = match cached {
-            Some((record, _)) => {
+        let (artifact, index, cache_hit) = match &found {
+            Lookup::Trusted(record) => {
+                let record = record.clone();
                 store.get_blob_to_file(&record.blob, &path).await?;
                 publishable(&path)?;
                 let artifact = artifact(record.blob);
@@ -208,7 +214,7 @@ impl Job {
                 };
                 (artifact, index, true)
             }
-            None => {
+            Lookup::Missing | Lookup::Forged { .. } => {
                 let job = self.clone();
                 let entries = prepared.entries;
                 let out = path.clone();
@@ -226,14 +232,9 @@ impl Job {
                     blob: put.blob,
                     index: Some(index.clone()),
                 };
-                let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
-                match store
-                    .put(&record_key, Body::from_bytes(bytes), Condition::IfAbsent)
-                    .await
-                {
-                    Ok(_) | Err(Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e),
-                }
+                self.sealer
+                    .write(store, &record_key, &record, &found)
+                    .await?;
                 (artifact, index, false)
             }
         };

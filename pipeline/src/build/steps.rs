@@ -18,10 +18,11 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 use super::TOOL_VERSION;
+use super::cache::{Lookup, Sealer};
 use super::record::Input;
 use crate::error::StepFailure;
 use crate::model::{Pipeline, Step};
-use crate::store::{BlobRef, Body, Condition, Store, digest};
+use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
 
 /// `PATH` inside a step: the system directories only, so a step does not
@@ -86,29 +87,60 @@ fn record_key(key: &str) -> String {
 
 /// Runs every step of `p` in dependency order (a step that reads another's
 /// outputs runs after it), skipping those whose key is already built.
-pub async fn run_steps(p: &Pipeline, store: &Store, epoch: u64) -> Result<Vec<StepOutcome>> {
+/// Records are believed only when `sealer`'s keyring verifies them, and
+/// only within the step's declared outputs.
+pub async fn run_steps(
+    p: &Pipeline,
+    store: &Store,
+    epoch: u64,
+    sealer: &Sealer,
+) -> Result<Vec<StepOutcome>> {
     let mut outcomes = Vec::new();
     for step in order(p)? {
-        outcomes.push(run_step(p, step, store, epoch).await?);
+        outcomes.push(run_step(p, step, store, epoch, sealer).await?);
     }
     Ok(outcomes)
 }
 
-async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Result<StepOutcome> {
+async fn run_step(
+    p: &Pipeline,
+    step: &Step,
+    store: &Store,
+    epoch: u64,
+    sealer: &Sealer,
+) -> Result<StepOutcome> {
     let started = Instant::now();
     let dir = p.dir.clone();
     let owned = step.clone();
     let (key, inputs) = tokio::task::spawn_blocking(move || step_key(&dir, &owned, epoch))
         .await
-        .expect("step key task panicked")?;
-    let record = store
-        .get_json::<StepRecord>(&record_key(&key), "a step record")
-        .await?
-        .map(|(record, _)| record);
+        .map_err(|e| Error::Usage {
+            message: format!("keying step `{}` failed: {e}", step.name),
+            hint: None,
+        })??;
+    let mut found = sealer
+        .open::<StepRecord>(store, &record_key(&key), "a step record")
+        .await?;
+    if let Lookup::Trusted(record) = &found
+        && let Err(reason) = check_record(step, record)
+    {
+        tracing::warn!(
+            "ignoring the cache record `{}`: {reason}; running the step again",
+            record_key(&key)
+        );
+        found = Lookup::Forged {
+            reason,
+            version: crate::store::Version(String::new()),
+        };
+    }
+    let record = match &found {
+        Lookup::Trusted(record) => Some(record),
+        _ => None,
+    };
 
     let (status, outputs) = match record {
         Some(record) if outputs_match(&p.dir, &record.outputs)? => {
-            (StepStatus::UpToDate, record.outputs)
+            (StepStatus::UpToDate, record.outputs.clone())
         }
         Some(record) => {
             clear_outputs(&p.dir, step)?;
@@ -121,7 +153,7 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(out.mode))
                     .map_err(|e| Error::io(&path, e))?;
             }
-            (StepStatus::Restored, record.outputs)
+            (StepStatus::Restored, record.outputs.clone())
         }
         None => {
             clear_outputs(&p.dir, step)?;
@@ -136,20 +168,11 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
                 key: key.clone(),
                 outputs: outputs.clone(),
             };
-            let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
-            // Same key, same outputs: a racing machine that wrote it first wrote
-            // an equivalent record.
-            match store
-                .put(
-                    &record_key(&key),
-                    Body::from_bytes(bytes),
-                    Condition::IfAbsent,
-                )
-                .await
-            {
-                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            // Same key, same outputs: a racing machine that wrote it first
+            // wrote an equivalent record.
+            sealer
+                .write(store, &record_key(&key), &record, &found)
+                .await?;
             (StepStatus::Ran, outputs)
         }
     };
@@ -161,6 +184,34 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
         outputs,
         inputs,
     })
+}
+
+/// A signed record still only restores into the step's declared outputs,
+/// with permission bits only: a relative path of plain components under
+/// one of `step.outputs`, a mode within `0o777`.
+fn check_record(step: &Step, record: &StepRecord) -> std::result::Result<(), String> {
+    for out in &record.outputs {
+        let plain = Path::new(&out.path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        let declared = step.outputs.iter().any(|o| {
+            let o = o.trim_end_matches('/');
+            out.path == o || out.path.starts_with(&format!("{o}/"))
+        });
+        if out.path.is_empty() || !plain || !declared {
+            return Err(format!(
+                "it restores `{}`, which is not inside the step's declared outputs",
+                out.path
+            ));
+        }
+        if out.mode & !0o777 != 0 {
+            return Err(format!(
+                "it restores `{}` with mode {:o}: only permission bits (0777) are restored",
+                out.path, out.mode
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Steps in an order where each comes after the steps whose outputs its
@@ -458,7 +509,7 @@ async fn store_outputs(p: &Pipeline, step: &Step, store: &Store) -> Result<Vec<O
             .map_err(|e| Error::io(&path, e))?
             .permissions()
             .mode()
-            & 0o7777;
+            & 0o777;
         let put = store.put_blob_file(&path).await?;
         let rel = path
             .strip_prefix(&p.dir)
@@ -482,7 +533,7 @@ fn outputs_match(dir: &Path, outputs: &[OutputFile]) -> Result<bool> {
         let Ok(meta) = std::fs::metadata(&path) else {
             return Ok(false);
         };
-        if meta.len() != out.blob.size || meta.permissions().mode() & 0o7777 != out.mode {
+        if meta.len() != out.blob.size || meta.permissions().mode() & 0o777 != out.mode {
             return Ok(false);
         }
         if blake3_file(&path)? != out.blob.blake3 {
