@@ -72,6 +72,149 @@ pub struct SignedEntry {
     pub signature: String,
 }
 
+/// A signed statement that an environment's head is a given entry, valid
+/// until a time (TUF's timestamp role, with the project key): it binds the
+/// head so a store that keeps serving an old one is noticed once the
+/// statement expires. `pipe promote` writes it, `pipe refresh` renews it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// The environment.
+    pub env: String,
+    /// The head's sequence number.
+    pub seq: u64,
+    /// The head's digest ([`Entry::digest`]).
+    pub head: String,
+    /// Unix seconds after which deploy refuses the head.
+    pub expires: u64,
+    /// The same, RFC 3339, for people.
+    pub expires_at: String,
+}
+
+impl Freshness {
+    /// The bytes that are signed: compact JSON, fields in declaration order.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A [`Freshness`] and its detached armored signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedFreshness {
+    /// The statement.
+    pub freshness: Freshness,
+    /// Armored OpenPGP signature over [`Freshness::canonical`].
+    pub signature: String,
+}
+
+/// Store key of an environment's signed freshness statement.
+pub fn freshness_key(env: &str) -> String {
+    format!("envs/{env}/timestamp.json")
+}
+
+/// Signs and writes that `head` is `env`'s head until `valid_for` from now.
+pub async fn stamp(
+    store: &Store,
+    key: &SecretKey,
+    head: &Entry,
+    valid_for: std::time::Duration,
+) -> Result<SignedFreshness> {
+    let now = SystemTime::now();
+    let until = now.checked_add(valid_for).ok_or_else(|| Error::Usage {
+        message: format!(
+            "a head validity of {} s ends after the year 9999",
+            valid_for.as_secs()
+        ),
+        hint: Some("shorten `[repository] head_valid_for`".into()),
+    })?;
+    let freshness = Freshness {
+        env: head.env.clone(),
+        seq: head.seq,
+        head: head.digest(),
+        expires: unix_secs(until),
+        expires_at: crate::build::rfc3339(until),
+    };
+    let signature = key
+        .sign_detached(&freshness.canonical()[..], now, Encoding::Armored)
+        .map_err(Error::Signing)?;
+    let signed = SignedFreshness {
+        freshness,
+        signature: String::from_utf8_lossy(&signature).into_owned(),
+    };
+    let bytes = serde_json::to_vec_pretty(&signed).unwrap_or_default();
+    store
+        .put(
+            &freshness_key(&head.env),
+            Body::from_bytes(bytes),
+            Condition::Overwrite,
+        )
+        .await?;
+    Ok(signed)
+}
+
+/// The freshness statement of `env`, as the store has it.
+pub async fn read_freshness(store: &Store, env: &str) -> Result<Option<SignedFreshness>> {
+    Ok(store
+        .get_json_max(&freshness_key(env), "a freshness statement", MAX_RECORD)
+        .await?
+        .map(|(f, _)| f))
+}
+
+/// Checks that `signed` is signed by a key of `keyring`, is about `head`,
+/// and has not expired at `now` (unless `allow_expired`). Exit 3 otherwise.
+pub fn verify_freshness(
+    head: &Entry,
+    signed: Option<&SignedFreshness>,
+    keyring: &Keyring,
+    now: SystemTime,
+    allow_expired: bool,
+) -> Result<()> {
+    let what = format!("freshness of `{}` ({})", head.env, freshness_key(&head.env));
+    let Some(signed) = signed else {
+        if allow_expired {
+            return Ok(());
+        }
+        return Err(Error::Verify {
+            what,
+            detail: "missing: nothing says the head is current (`pipe refresh` signs one; `--allow-expired` deploys without)".into(),
+        });
+    };
+    keyring
+        .verify_detached(
+            &signed.freshness.canonical()[..],
+            signed.signature.as_bytes(),
+            None,
+        )
+        .map_err(|e| Error::Verify {
+            what: what.clone(),
+            detail: format!("signature: {e}"),
+        })?;
+    let f = &signed.freshness;
+    if f.env != head.env || f.seq != head.seq || f.head != head.digest() {
+        return Err(Error::Verify {
+            what,
+            detail: format!(
+                "vouches for entry {} of `{}` ({}), but the head is entry {} ({})",
+                f.seq,
+                f.env,
+                f.head,
+                head.seq,
+                head.digest()
+            ),
+        });
+    }
+    let now_secs = unix_secs(now);
+    if now_secs >= f.expires && !allow_expired {
+        return Err(Error::Verify {
+            what,
+            detail: format!(
+                "expired at {}: the store may be serving an old head (`pipe refresh` renews it; `--allow-expired` deploys anyway)",
+                f.expires_at
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Store key of an environment's pointer.
 pub fn pointer_key(env: &str) -> String {
     format!("envs/{env}/pointer.json")
@@ -153,8 +296,20 @@ pub async fn promote(
         && head.entry.build == req.build
         && req.action == "promote"
     {
-        // A promotion killed after moving the pointer left the repositories
-        // behind: finish its work.
+        // A promotion killed after moving the pointer left the freshness
+        // statement and the repositories behind: finish its work.
+        let fresh = read_freshness(store, req.env).await?;
+        if verify_freshness(
+            &head.entry,
+            fresh.as_ref(),
+            keyring,
+            SystemTime::now(),
+            false,
+        )
+        .is_err()
+        {
+            stamp(store, key, &head.entry, p.repository.head_valid_for).await?;
+        }
         let repositories = if repository::is_current(store, req.env, req.build).await? {
             None
         } else {
@@ -224,6 +379,7 @@ pub async fn promote(
     fault::point("after-pointer");
     write_history_copy(store, &signed, &bytes).await?;
     fault::point("after-history");
+    stamp(store, key, &entry, p.repository.head_valid_for).await?;
     let repositories = Some(regenerate(p, store, key, req.env, &published).await?);
     Ok(Outcome {
         entry,
@@ -459,6 +615,12 @@ fn nonce() -> String {
     h.update(&std::process::id().to_le_bytes());
     h.update(actor().as_bytes());
     h.finalize().to_hex()[..16].to_string()
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `$PIPE_ACTOR`, else `user@host`.

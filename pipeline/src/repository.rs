@@ -612,6 +612,8 @@ pub async fn refresh(
     match crate::promote::verified_head(store, env, keyring).await? {
         Some(head) => {
             let published = load(store, &head.entry.build, keyring).await?;
+            // The head is re-signed with a new expiry, like the suite.
+            crate::promote::stamp(store, key, &head.entry, p.repository.head_valid_for).await?;
             Ok(Some(regenerate(p, store, key, env, &published).await?))
         }
         None => Ok(None),

@@ -771,10 +771,17 @@ fn doctored_build(s: &Setup, build: &str, n: usize, deb: &[u8]) -> String {
     let a = &mut m.artifacts[0];
     a.name = format!("demo_6.6.{n}_all.deb");
     a.blob = hash_bytes(deb);
+    // The manifest names its package index's digest, as a build does.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join(&m.artifacts[0].name), deb).unwrap();
+    let index =
+        serde_json::to_vec(&pipeline::repository::record(scratch.path(), &m).unwrap()).unwrap();
+    m.index = Some(blake3::hash(&index).to_hex().to_string());
     let m = m.seal();
     let dir = builds.join(&m.build);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(&m.artifacts[0].name), deb).unwrap();
+    std::fs::write(dir.join("index.json"), &index).unwrap();
     let run = RunFacts {
         invocation_id: "doctored".into(),
         started_on: "2026-01-01T00:00:00Z".into(),

@@ -44,7 +44,10 @@ use crate::build::packages::Artifact;
 use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
 use crate::model::Pipeline;
-use crate::promote::{SignedEntry, history, read_pointer, verify_chain};
+use crate::promote::{
+    SignedEntry, SignedFreshness, history, read_freshness, read_pointer, verify_chain,
+    verify_freshness,
+};
 use crate::publish::build_key;
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
@@ -87,7 +90,41 @@ pub struct Request<'a> {
     pub reset: bool,
     /// Releases to keep per target (the current one included).
     pub keep: usize,
+    /// What to accept that rollback and freeze protection refuses.
+    pub trust: Trust,
 }
+
+/// Exceptions to rollback and freeze protection, each an explicit flag.
+///
+/// Each target remembers the newest head it verified per environment
+/// (`DIR/.pipe/trusted/ENV.json`: sequence number and entry digest). A head
+/// with a lower sequence number, or a history that does not pass through
+/// the remembered entry, is a store serving an older or another history:
+/// refused unless `allow_downgrade`. The head must be vouched for by a
+/// signed, unexpired freshness statement ([`crate::promote::Freshness`]):
+/// a store that keeps serving an old head is refused once it expires,
+/// unless `allow_expired`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trust {
+    /// `--allow-downgrade`: accept a head older than, or not descending
+    /// from, the one a target verified last.
+    pub allow_downgrade: bool,
+    /// `--allow-expired`: accept a head whose freshness statement expired
+    /// or is missing.
+    pub allow_expired: bool,
+}
+
+/// What a target remembers of the newest head it verified.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Remembered {
+    env: String,
+    seq: u64,
+    digest: String,
+    build: String,
+}
+
+/// Under a target: the remembered heads, one file per environment.
+const TRUSTED_DIR: &str = ".pipe/trusted";
 
 /// Seconds spent in each state.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -203,6 +240,7 @@ pub struct Plan {
 struct Resolved {
     head: SignedEntry,
     history: Vec<SignedEntry>,
+    freshness: Option<SignedFreshness>,
     records: BTreeMap<&'static str, Vec<u8>>,
     signed: SignedBuild,
     source: Source,
@@ -210,11 +248,14 @@ struct Resolved {
     selected: Vec<(Artifact, Format)>,
 }
 
-/// What a cache keeps of an environment: its verified pointer and history.
+/// What a cache keeps of an environment: its verified pointer, history and
+/// freshness statement.
 #[derive(Serialize, Deserialize)]
 struct CachedEnv {
     head: SignedEntry,
     history: Vec<SignedEntry>,
+    #[serde(default)]
+    freshness: Option<SignedFreshness>,
 }
 
 /// Deploys what `req.env` points at into every target.
@@ -230,6 +271,7 @@ pub async fn deploy(
         store.as_ref(),
         req.env,
         req.keyring,
+        req.trust,
         &targets,
         &mut shared,
     )
@@ -255,6 +297,7 @@ pub async fn deploy(
     };
     for t in &targets {
         save_cache(&t.join(CACHE_DIR), req.env, &resolved)?;
+        remember(t, &resolved.head)?;
     }
 
     let job = std::sync::Arc::new(target::Job {
@@ -312,13 +355,15 @@ pub async fn fetch(
     env: &str,
     targets: &[PathBuf],
     keyring: &Keyring,
+    trust: Trust,
 ) -> Result<(Report, Timings)> {
     let targets = absolute_targets(targets)?;
     let mut t = Timings::default();
-    let resolved = resolve(p, store.as_ref(), env, keyring, &targets, &mut t).await?;
+    let resolved = resolve(p, store.as_ref(), env, keyring, trust, &targets, &mut t).await?;
     let fetched = fetch_into_caches(store.as_ref().ok(), &targets, &resolved, &mut t).await?;
     for dir in &targets {
         save_cache(&dir.join(CACHE_DIR), env, &resolved)?;
+        remember(dir, &resolved.head)?;
     }
     Ok((
         Report {
@@ -342,7 +387,16 @@ pub async fn plan(
 ) -> Result<Plan> {
     let targets = absolute_targets(req.targets)?;
     let mut t = Timings::default();
-    let resolved = resolve(p, store.as_ref(), req.env, req.keyring, &targets, &mut t).await?;
+    let resolved = resolve(
+        p,
+        store.as_ref(),
+        req.env,
+        req.keyring,
+        req.trust,
+        &targets,
+        &mut t,
+    )
+    .await?;
     let files = render_files(p, req.env, &resolved, req.sets)?
         .into_iter()
         .collect();
@@ -405,6 +459,7 @@ async fn resolve(
     store: std::result::Result<&Store, &Error>,
     env: &str,
     keyring: &Keyring,
+    trust: Trust,
     targets: &[PathBuf],
     t: &mut Timings,
 ) -> Result<Resolved> {
@@ -429,7 +484,7 @@ async fn resolve(
             });
         }
     };
-    let ((head, history, records), source) = match attempt {
+    let ((head, history, records, freshness), source) = match attempt {
         Ok(r) => r,
         Err(reason) => {
             tracing::warn!("the store cannot be reached ({reason}); using the cache");
@@ -471,6 +526,16 @@ async fn resolve(
             });
         }
     }
+    verify_freshness(
+        &head.entry,
+        freshness.as_ref(),
+        keyring,
+        std::time::SystemTime::now(),
+        trust.allow_expired,
+    )?;
+    for dir in targets {
+        check_remembered(dir, &head, &history, trust.allow_downgrade)?;
+    }
     let signed = verify_records(keyring, |name| {
         records
             .get(name)
@@ -495,6 +560,7 @@ async fn resolve(
     Ok(Resolved {
         head,
         history,
+        freshness,
         records,
         signed,
         source,
@@ -502,11 +568,13 @@ async fn resolve(
     })
 }
 
-/// A pointer, its history and the build's record files, as read.
+/// A pointer, its history, the build's record files and the pointer's
+/// freshness statement, as read.
 type Records = (
     SignedEntry,
     Vec<SignedEntry>,
     BTreeMap<&'static str, Vec<u8>>,
+    Option<SignedFreshness>,
 );
 
 async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
@@ -538,7 +606,8 @@ async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
             records.insert(name, bytes.to_vec());
         }
     }
-    Ok((head, history, records))
+    let freshness = read_freshness(store, env).await?;
+    Ok((head, history, records, freshness))
 }
 
 fn read_from_cache(cache: &Path, env: &str) -> Result<Option<Records>> {
@@ -559,7 +628,12 @@ fn read_from_cache(cache: &Path, env: &str) -> Result<Option<Records>> {
             records.insert(name, b);
         }
     }
-    Ok(Some((cached.head, cached.history, records)))
+    Ok(Some((
+        cached.head,
+        cached.history,
+        records,
+        cached.freshness,
+    )))
 }
 
 /// Keeps what was verified, so a later deploy can run without the store.
@@ -571,10 +645,82 @@ fn save_cache(cache: &Path, env: &str, r: &Resolved) -> Result<()> {
     let cached = CachedEnv {
         head: r.head.clone(),
         history: r.history.clone(),
+        freshness: r.freshness.clone(),
     };
     write_atomic(
         &cache.join("envs").join(format!("{env}.json")),
         &serde_json::to_vec_pretty(&cached).expect("serialises"),
+    )
+}
+
+/// Refuses (exit 3) a verified `head` that is older than the one `target`
+/// remembers for its environment, or whose `history` does not pass through
+/// it, unless `allow_downgrade`.
+fn check_remembered(
+    target: &Path,
+    head: &SignedEntry,
+    history: &[SignedEntry],
+    allow_downgrade: bool,
+) -> Result<()> {
+    let env = &head.entry.env;
+    let path = target.join(TRUSTED_DIR).join(format!("{env}.json"));
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let known: Remembered = serde_json::from_slice(&bytes).map_err(|e| Error::Verify {
+        what: path.display().to_string(),
+        detail: format!("not a remembered head: {e}"),
+    })?;
+    let problem = if head.entry.seq < known.seq {
+        Some(format!(
+            "the store serves entry {} ({}), older than entry {} ({}) this target verified before",
+            head.entry.seq, head.entry.build, known.seq, known.build
+        ))
+    } else {
+        let at = usize::try_from(known.seq)
+            .ok()
+            .and_then(|s| s.checked_sub(1));
+        match at.and_then(|i| history.get(i)) {
+            Some(e) if e.entry.digest() == known.digest => None,
+            found => Some(format!(
+                "the history does not extend the entry {} ({}, digest {}) this target verified before: entry {} there has digest {}",
+                known.seq,
+                known.build,
+                known.digest,
+                known.seq,
+                found.map_or_else(|| "(none)".to_string(), |e| e.entry.digest())
+            )),
+        }
+    };
+    match problem {
+        Some(detail) if !allow_downgrade => Err(Error::Verify {
+            what: format!("head of `{env}` for {}", target.display()),
+            detail: format!(
+                "{detail}; a rollback is a new entry (`pipe rollback`), and `--allow-downgrade` accepts this one"
+            ),
+        }),
+        Some(detail) => {
+            tracing::warn!("{detail}; accepted (--allow-downgrade)");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Records `head` as the newest head `target` verified.
+fn remember(target: &Path, head: &SignedEntry) -> Result<()> {
+    let e = &head.entry;
+    let known = Remembered {
+        env: e.env.clone(),
+        seq: e.seq,
+        digest: e.digest(),
+        build: e.build.clone(),
+    };
+    write_atomic(
+        &target.join(TRUSTED_DIR).join(format!("{}.json", e.env)),
+        &serde_json::to_vec_pretty(&known).unwrap_or_default(),
     )
 }
 

@@ -100,6 +100,11 @@ pub struct Repository {
     /// fetched the old `InRelease` or `repomd.xml` just before can still
     /// fetch what it names (default 1 hour).
     pub grace: std::time::Duration,
+    /// How long the signed statement that an environment's head is current
+    /// (`envs/ENV/timestamp.json`) stays valid: deploy refuses a head whose
+    /// statement expired, so a store that keeps serving an old head is
+    /// noticed. `pipe promote` and `pipe refresh` sign it (default 7 days).
+    pub head_valid_for: std::time::Duration,
 }
 
 /// `[environments.NAME]`.

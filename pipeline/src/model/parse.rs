@@ -34,7 +34,7 @@ const PROJECT_KEYS: &[&str] = &["name", "version", "source_date_epoch"];
 const STORE_KEYS: &[&str] = &["url"];
 const SIGNING_KEYS: &[&str] = &["key"];
 const REGISTRY_KEYS: &[&str] = &["url", "insecure"];
-const REPOSITORY_KEYS: &[&str] = &["origin", "label", "valid_for", "grace"];
+const REPOSITORY_KEYS: &[&str] = &["origin", "label", "valid_for", "grace", "head_valid_for"];
 const ENVIRONMENT_KEYS: &[&str] = &["from"];
 const PACKAGE_KEYS: &[&str] = &[
     "summary",
@@ -520,6 +520,7 @@ impl Cx<'_> {
             label: name,
             valid_for: std::time::Duration::from_secs(7 * 86_400),
             grace: std::time::Duration::from_secs(3600),
+            head_valid_for: std::time::Duration::from_secs(7 * 86_400),
         };
         let Some(t) = field(root, "repository").and_then(|(_, v)| self.table(v, "`repository`"))
         else {
@@ -546,6 +547,7 @@ impl Cx<'_> {
         for (key, slot) in [
             ("valid_for", &mut repo.valid_for),
             ("grace", &mut repo.grace),
+            ("head_valid_for", &mut repo.head_valid_for),
         ] {
             let Some((_, v)) = field(t, key) else {
                 continue;

@@ -355,10 +355,19 @@ pub fn duration(s: &str) -> Result<std::time::Duration, Violation> {
     if n == 0 {
         return Err((format!("`{s}` is zero"), "give it a positive length".into()));
     }
-    n.checked_mul(secs)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| (format!("`{s}` is too long"), hint()))
+    // Added to the current time and written as a date: at most 100 years,
+    // so no later sum overflows.
+    match n.checked_mul(secs) {
+        Some(total) if total <= MAX_DURATION_SECS => Ok(std::time::Duration::from_secs(total)),
+        _ => Err((
+            format!("`{s}` is too long"),
+            "at most 100 years (`100y`)".into(),
+        )),
+    }
 }
+
+/// The longest duration `pipeline.toml` accepts.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
 
 #[cfg(test)]
 mod tests {
@@ -468,5 +477,14 @@ mod tests {
         assert!(duration("0h").is_err());
         assert!(duration("7").unwrap_err().0.contains("no known unit"));
         assert!(duration("d").is_err());
+        assert_eq!(duration("100y").unwrap().as_secs(), MAX_DURATION_SECS);
+        assert!(duration("101y").unwrap_err().0.contains("too long"));
+        assert!(duration("99999999999999999999d").is_err());
+        assert!(
+            duration("18446744073709551615s")
+                .unwrap_err()
+                .0
+                .contains("too long")
+        );
     }
 }

@@ -198,6 +198,14 @@ pub struct TargetArgs {
     /// the store are never used.
     #[arg(long, value_name = "FILE")]
     pub keyring: Option<PathBuf>,
+    /// Accept a head older than, or not descending from, the one a target
+    /// verified last (the store serves an older or another history).
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Accept a head whose signed freshness statement expired or is
+    /// missing (`pipe refresh` renews it).
+    #[arg(long)]
+    pub allow_expired: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -37,6 +37,13 @@ fn targets(cx: &Context, t: &TargetArgs) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+fn trust(t: &TargetArgs) -> deploy::Trust {
+    deploy::Trust {
+        allow_downgrade: t.allow_downgrade,
+        allow_expired: t.allow_expired,
+    }
+}
+
 fn required<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
     v.as_ref().ok_or_else(|| Error::Usage {
         message: format!("`{flag}` is required"),
@@ -65,6 +72,7 @@ pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
         sets: &args.sets,
         reset: args.reset,
         keep: args.keep as usize,
+        trust: trust(&args.target),
     };
     let store = store(cx).await?;
     if args.plan {
@@ -89,7 +97,15 @@ pub async fn fetch(cx: &Context, args: &FetchArgs) -> Result<()> {
     let env = required(&args.target.env, "--env")?;
     let keyring = Keyring::load(&cx.dir.join(required(&args.target.keyring, "--keyring")?))?;
     let spinner = cx.printer.spinner("fetching");
-    let fetched = deploy::fetch(p, store(cx).await?, env, &dirs, &keyring).await;
+    let fetched = deploy::fetch(
+        p,
+        store(cx).await?,
+        env,
+        &dirs,
+        &keyring,
+        trust(&args.target),
+    )
+    .await;
     spinner.finish_and_clear();
     let (report, timings) = fetched?;
     cx.printer.result(
