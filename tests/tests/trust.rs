@@ -409,3 +409,191 @@ fn forged_cache_records_are_never_restored_from_a_local_store() {
 fn forged_cache_records_are_never_restored_from_s3() {
     forged_cache_records_are_never_restored(true);
 }
+
+/// The build `current` points at in `target`.
+fn current(target: &std::path::Path) -> Option<String> {
+    std::fs::read_link(target.join("current"))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+fn deploy(p: &Project, target: &std::path::Path, ring: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "deploy",
+        "--env",
+        "dev",
+        "--target",
+        target.to_str().unwrap(),
+        "--keyring",
+        ring,
+    ];
+    args.extend_from_slice(extra);
+    p.pipe(&args)
+}
+
+/// `args` refused with exit 3 saying `says`; neither the store nor the
+/// target's `current` changed.
+#[track_caller]
+fn deploy_refused(p: &Project, bucket: &Bucket, target: &std::path::Path, ring: &str, says: &str) {
+    let before = bucket.snapshot();
+    let was = current(target);
+    let out = deploy(p, target, ring, &[]);
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains(says),
+        "should say {says:?}:\n{}",
+        out.stderr
+    );
+    assert_eq!(current(target), was, "`current` moved");
+    assert_unchanged(&before, &bucket.snapshot());
+}
+
+/// Rollback protection (issue 12, point 3): a target remembers the newest
+/// head it verified. A store serving an older head with a truncated history
+/// (and the freshness statement that vouched for it then), or another
+/// history signed by the same key (copied from a second store), is refused
+/// with exit 3 unless `--allow-downgrade`; `pipe rollback`, a new and
+/// higher entry, deploys normally.
+fn deploy_refuses_older_or_foreign_heads(s3: bool) {
+    let (p, bucket, server) = project_on(s3, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let ring = p.keyring();
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let fresh1 = bucket.read("envs/dev/timestamp.json").unwrap();
+    let b2 = release(&p, "1.1.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    deploy(&p, t, &ring, &[]).expect_code(0);
+    assert_eq!(current(t).as_deref(), Some(b2.as_str()));
+    let orig = bucket.snapshot();
+
+    // An older head: entry 1 as the pointer, entry 2 gone, entry 1's
+    // freshness statement replayed. Every signature is genuine.
+    bucket.write(
+        "envs/dev/pointer.json",
+        &bucket.read("envs/dev/history/00000001.json").unwrap(),
+    );
+    bucket.delete("envs/dev/history/00000002.json");
+    bucket.write("envs/dev/timestamp.json", &fresh1);
+    deploy_refused(&p, &bucket, t, &ring, "older than entry 2");
+    let out = deploy(&p, t, &ring, &["--allow-downgrade"]);
+    out.expect_code(0);
+    assert_eq!(current(t).as_deref(), Some(b1.as_str()));
+    // Restored, the store's history extends what the target now
+    // remembers (entry 1): it deploys.
+    restore(&bucket, &orig);
+    deploy(&p, t, &ring, &[]).expect_code(0);
+    assert_eq!(current(t).as_deref(), Some(b2.as_str()));
+
+    // Another history signed by the same key: a second store where dev
+    // went through b1 and b2 too, copied over this one's.
+    let (other_url, other) = match &server {
+        Some(server) => (
+            format!("s3://{}/other", server.bucket()),
+            Bucket::S3 {
+                client: server.client(),
+                bucket: server.bucket().to_string(),
+                prefix: "other".into(),
+            },
+        ),
+        None => {
+            let dir = p.path().join("other-store");
+            (dir.to_str().unwrap().to_string(), Bucket::Local(dir))
+        }
+    };
+    for b in [&b1, &b2] {
+        p.pipe(&["--store", &other_url, "publish", b])
+            .expect_code(0);
+        p.pipe(&["--store", &other_url, "promote", b, "--to", "dev"])
+            .expect_code(0);
+    }
+    for (key, bytes) in other.snapshot() {
+        if key.starts_with("envs/dev/") {
+            bucket.write(&key, &bytes);
+        }
+    }
+    deploy_refused(&p, &bucket, t, &ring, "does not extend the entry 2");
+    deploy(&p, t, &ring, &["--allow-downgrade"]).expect_code(0);
+    restore(&bucket, &orig);
+    // The target now remembers the other store's entry 2: this store's
+    // history is the foreign one for it, until accepted explicitly.
+    deploy_refused(&p, &bucket, t, &ring, "does not extend the entry 2");
+    deploy(&p, t, &ring, &["--allow-downgrade"]).expect_code(0);
+
+    // A rollback is a new entry: it deploys without any flag.
+    p.pipe(&["rollback", "--env", "dev"]).expect_code(0);
+    deploy(&p, t, &ring, &[]).expect_code(0);
+    assert_eq!(current(t).as_deref(), Some(b1.as_str()));
+}
+
+#[test]
+fn deploy_refuses_older_or_foreign_heads_from_a_local_store() {
+    deploy_refuses_older_or_foreign_heads(false);
+}
+
+#[test]
+fn deploy_refuses_older_or_foreign_heads_from_s3() {
+    deploy_refuses_older_or_foreign_heads(true);
+}
+
+/// Freeze protection (issue 12, point 3): a head is vouched for by a
+/// signed freshness statement that expires (`[repository] head_valid_for`).
+/// A store that keeps serving it past then is refused with exit 3 unless
+/// `--allow-expired`; so is a statement edited to last longer, or missing;
+/// `pipe refresh` renews it.
+fn deploy_refuses_expired_heads(s3: bool) {
+    let toml = PIPELINE.replace(
+        "[environments.dev]",
+        "[repository]\nhead_valid_for = \"6s\"\n\n[environments.dev]",
+    );
+    let (p, bucket, _server) = project_on(s3, &toml, &[("demo.txt", "1.0.0\n")]);
+    let ring = p.keyring();
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    deploy(&p, t, &ring, &[]).expect_code(0);
+    let fresh: serde_json::Value =
+        serde_json::from_slice(&bucket.read("envs/dev/timestamp.json").unwrap()).unwrap();
+    let expires = fresh["freshness"]["expires"].as_u64().unwrap();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= expires
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    deploy_refused(&p, &bucket, t, &ring, "expired at");
+    deploy(&p, t, &ring, &["--allow-expired"]).expect_code(0);
+    let orig = bucket.snapshot();
+
+    // Edited to last a year longer: the signature no longer covers it.
+    let mut forged = fresh.clone();
+    forged["freshness"]["expires"] = (expires + 365 * 86_400).into();
+    bucket.write(
+        "envs/dev/timestamp.json",
+        &serde_json::to_vec(&forged).unwrap(),
+    );
+    deploy_refused(&p, &bucket, t, &ring, "signature");
+    // Missing.
+    bucket.delete("envs/dev/timestamp.json");
+    deploy_refused(&p, &bucket, t, &ring, "missing");
+    restore(&bucket, &orig);
+
+    // Renewed by refresh: deploys without a flag.
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    deploy(&p, t, &ring, &["--reset"]).expect_code(0);
+    assert_eq!(current(t).as_deref(), Some(b1.as_str()));
+}
+
+#[test]
+fn deploy_refuses_expired_heads_from_a_local_store() {
+    deploy_refuses_expired_heads(false);
+}
+
+#[test]
+fn deploy_refuses_expired_heads_from_s3() {
+    deploy_refuses_expired_heads(true);
+}
