@@ -638,3 +638,67 @@ fn actor() -> String {
         .unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OpenOptions, StoreUrl};
+
+    fn entry(seq: u64, build: &str) -> SignedEntry {
+        SignedEntry {
+            entry: Entry {
+                seq,
+                env: "dev".into(),
+                build: build.into(),
+                previous: None,
+                actor: "test".into(),
+                at: "2026-01-01T00:00:00Z".into(),
+                action: "promote".into(),
+                forced: false,
+                nonce: build.into(),
+            },
+            signature: String::new(),
+        }
+    }
+
+    /// A history copy already there with another entry is a fork: an
+    /// error naming both digests, and the copy is left as found.
+    #[tokio::test]
+    async fn a_history_copy_with_other_bytes_is_an_error_naming_both_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &StoreUrl::Local(dir.path().join("store")),
+            &OpenOptions::default(),
+        )
+        .await
+        .unwrap();
+        let theirs = entry(2, "b-theirs");
+        let theirs_bytes = serde_json::to_vec_pretty(&theirs).unwrap();
+        write_history_copy(&store, &theirs, &theirs_bytes)
+            .await
+            .unwrap();
+        // The same entry again is fine (a repaired or retried copy).
+        write_history_copy(&store, &theirs, &theirs_bytes)
+            .await
+            .unwrap();
+        let ours = entry(2, "b-ours");
+        let err = write_history_copy(&store, &ours, &serde_json::to_vec_pretty(&ours).unwrap())
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.exit_code(), crate::error::EXIT_VERIFY, "{text}");
+        assert!(
+            text.contains(&theirs.entry.digest()) && text.contains(&ours.entry.digest()),
+            "{text}"
+        );
+        assert_eq!(
+            &store
+                .get_bytes(&history_key("dev", 2))
+                .await
+                .unwrap()
+                .unwrap()
+                .0[..],
+            &theirs_bytes[..]
+        );
+    }
+}

@@ -260,7 +260,8 @@ fn filter_requests(
 }
 
 /// An HTTP/1.1 proxy that loses the response to the first `If-Match`
-/// request (after the server has handled it).
+/// request (after the server has handled it), or the first request with
+/// another header and path ([`ResponseLosingProxy::start_matching`]).
 pub struct ResponseLosingProxy {
     addr: SocketAddr,
     conns: Arc<Conns>,
@@ -268,8 +269,20 @@ pub struct ResponseLosingProxy {
 }
 
 impl ResponseLosingProxy {
-    /// Proxies to `upstream`.
+    /// Proxies to `upstream`, losing the first successful `If-Match`
+    /// response.
     pub fn start(upstream: SocketAddr) -> ResponseLosingProxy {
+        Self::start_matching(upstream, "if-match", "")
+    }
+
+    /// Proxies to `upstream`, losing the response to the first successful
+    /// request that has `header` (lowercase, e.g. `if-none-match`) and
+    /// whose request line contains `path`.
+    pub fn start_matching(
+        upstream: SocketAddr,
+        header: &'static str,
+        path: &'static str,
+    ) -> ResponseLosingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let conns = Arc::new(Conns::default());
@@ -280,7 +293,7 @@ impl ResponseLosingProxy {
                 return;
             };
             c.track(&server);
-            let _ = relay_losing_one(client, server, &l);
+            let _ = relay_losing_one(client, server, &l, header, path);
         });
         ResponseLosingProxy { addr, conns, lost }
     }
@@ -329,7 +342,13 @@ fn read_message(from: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Stri
 /// Request by request: forward, read the whole response, relay it, except
 /// for the first `If-Match` request that succeeded (while `lost` is 0),
 /// whose response is dropped with the connection.
-fn relay_losing_one(client: TcpStream, server: TcpStream, lost: &AtomicU64) -> std::io::Result<()> {
+fn relay_losing_one(
+    client: TcpStream,
+    server: TcpStream,
+    lost: &AtomicU64,
+    header: &str,
+    path: &str,
+) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut to_server = server.try_clone()?;
     let mut from_client = BufReader::new(client);
@@ -340,7 +359,9 @@ fn relay_losing_one(client: TcpStream, server: TcpStream, lost: &AtomicU64) -> s
         let Some((rhead, rbody)) = read_message(&mut from_server)? else {
             break;
         };
-        let conditional = head.to_ascii_lowercase().contains("\nif-match:");
+        let request_line = head.lines().next().unwrap_or_default();
+        let conditional = head.to_ascii_lowercase().contains(&format!("\n{header}:"))
+            && request_line.contains(path);
         let landed = rhead.starts_with("HTTP/1.1 2") || rhead.starts_with("HTTP/1.0 2");
         if conditional
             && landed

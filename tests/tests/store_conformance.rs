@@ -888,6 +888,92 @@ async fn s3_compare_and_swap_whose_response_was_lost_succeeds() {
     );
 }
 
+/// The same for a create-only write (`If-None-Match: *`): the retry finds
+/// the object, and the store reads it back: our bytes, written after we sent
+/// them, are the success they were. An object that was there before, or
+/// holds other bytes, stays a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_create_if_absent_whose_response_was_lost_succeeds() {
+    let moto = MotoServer::start();
+    let proxy = ResponseLosingProxy::start_matching(moto.addr(), "if-none-match", "/new");
+    let store = Store::open_with(
+        &moto.store_url("p"),
+        &OpenOptions::default(),
+        &overrides_for(&proxy.endpoint()),
+    )
+    .await
+    .unwrap();
+    store
+        .put("new", Body::from_bytes(&b"one"[..]), Condition::IfAbsent)
+        .await
+        .expect("the write landed; the lost response must not turn into `already exists`");
+    assert_eq!(
+        proxy.lost(),
+        1,
+        "the proxy lost no response: the test proved nothing"
+    );
+    assert_eq!(
+        &store.get_bytes("new").await.unwrap().unwrap().0[..],
+        b"one"
+    );
+    for body in [&b"two"[..], &b"one"[..]] {
+        if body == b"one" {
+            // Written before this request: not ours.
+            tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        }
+        match store
+            .put("new", Body::from_bytes(body), Condition::IfAbsent)
+            .await
+        {
+            Err(Error::AlreadyExists { .. }) => {}
+            other => panic!("expected `already exists`, got {other:?}"),
+        }
+    }
+}
+
+/// A local key's version tokens never repeat (issue 12): many replacements
+/// of the same size, in quick succession, even with the same content, each
+/// get a new one, and a compare-and-swap against an earlier token fails. (An
+/// S3 ETag is a digest of the content: the same bytes again give the same
+/// token, which for a compare-and-swap is the same state.)
+async fn versions_never_repeat(env: Env) {
+    let store = env.open().await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut first = None;
+    for i in 0..200u32 {
+        let v = store
+            .put(
+                "ptr",
+                Body::from_bytes(format!("{:08}", i % 2).into_bytes()),
+                Condition::Overwrite,
+            )
+            .await
+            .unwrap();
+        assert!(
+            seen.insert(v.0.clone()),
+            "version {v:?} came back at write {i}"
+        );
+        assert_eq!(store.head("ptr").await.unwrap().unwrap().version, v);
+        first.get_or_insert(v);
+    }
+    match store
+        .put(
+            "ptr",
+            Body::from_bytes(&b"00000000"[..]),
+            Condition::IfMatch(first.unwrap()),
+        )
+        .await
+    {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_versions_never_repeat() {
+    versions_never_repeat(Env::local()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_unreachable_endpoint_is_named() {
     let endpoint = format!("http://127.0.0.1:{}", free_port());

@@ -260,6 +260,42 @@ fn version_of(meta: &std::fs::Metadata) -> Version {
     Version(blake3::hash(identity.as_bytes()).to_hex()[..32].to_string())
 }
 
+/// Makes the replacement `tmp` of the object at `path` carry a later
+/// modification time than the object, and returns its version. Called
+/// under the key's lock: a key's versions (device, inode, size, mtime)
+/// then never repeat, even when a freed inode is reused for an object of
+/// the same size within one clock tick: the mtime is a generation counter.
+fn later_than_current(tmp: &Path, path: &Path) -> Result<Version> {
+    use std::os::unix::fs::MetadataExt;
+    let mut meta = std::fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?;
+    let Ok(current) = std::fs::metadata(path) else {
+        return Ok(version_of(&meta));
+    };
+    let stamp = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec());
+    let (secs, nanos) = stamp(&current);
+    // A filesystem keeping whole seconds drops the nanosecond: then a
+    // second later.
+    for step in [
+        std::time::Duration::from_nanos(1),
+        std::time::Duration::from_secs(1),
+    ] {
+        if stamp(&meta) > (secs, nanos) {
+            break;
+        }
+        let (Ok(secs), Ok(nanos)) = (u64::try_from(secs), u32::try_from(nanos)) else {
+            break;
+        };
+        let next = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos) + step;
+        std::fs::File::options()
+            .write(true)
+            .open(tmp)
+            .and_then(|f| f.set_modified(next))
+            .map_err(|e| Error::io(tmp, e))?;
+        meta = std::fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?;
+    }
+    Ok(version_of(&meta))
+}
+
 fn is_missing(e: &std::io::Error) -> bool {
     // NotADirectory: a key below what is a file, e.g. `a/b` when `a` is one.
     matches!(
@@ -331,7 +367,7 @@ fn commit(
     let path = root.join(key);
     // Renaming or linking keeps the inode and its modification time, so the
     // temporary file's version is the object's.
-    let version = version_of(&std::fs::metadata(&tmp).map_err(|e| Error::io(&tmp, e))?);
+    let mut version = version_of(&std::fs::metadata(&tmp).map_err(|e| Error::io(&tmp, e))?);
     let parent = path.parent().expect("a key has a parent: the store root");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     match cond {
@@ -351,6 +387,7 @@ fn commit(
         }
         Condition::Overwrite => {
             let _lock = lock_key(root, key)?;
+            version = later_than_current(&tmp, &path)?;
             tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         }
         Condition::IfMatch(expected) => {
@@ -366,6 +403,7 @@ fn commit(
                     found: found.map(|v| v.0),
                 });
             }
+            version = later_than_current(&tmp, &path)?;
             tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         }
     }

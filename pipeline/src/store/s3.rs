@@ -220,6 +220,47 @@ impl S3Backend {
         self.put_object(key, body, size, cond).await
     }
 
+    /// The object at `key` (at most `max` bytes) if it was last modified at
+    /// or after `since`, less the second S3's `Last-Modified` rounds to.
+    async fn get_created_since(
+        &self,
+        key: &str,
+        max: u64,
+        since: std::time::SystemTime,
+    ) -> Result<Option<(bytes::Bytes, Version)>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => return Ok(None),
+            Err(e) => return Err(self.error("GetObject", key, e)),
+        };
+        let modified = out
+            .last_modified()
+            .and_then(|t| u64::try_from(t.secs()).ok())
+            .unwrap_or(0);
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if modified + 1 < since {
+            return Ok(None);
+        }
+        let version = version(out.e_tag());
+        let mut buf = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut tokio::io::AsyncReadExt::take(out.body.into_async_read(), max.saturating_add(1)),
+            &mut buf,
+        )
+        .await
+        .map_err(|e| self.read_error(key, e))?;
+        Ok((buf.len() as u64 <= max).then(|| (buf.into(), version)))
+    }
+
     async fn put_object(
         &self,
         key: &str,
@@ -427,6 +468,7 @@ impl Backend for S3Backend {
         match body.0 {
             BodyInner::Bytes(b) => {
                 let size = b.len() as u64;
+                let started = std::time::SystemTime::now();
                 match self
                     .put_object(key, ByteStream::from(b.clone()), size, &cond)
                     .await
@@ -440,6 +482,18 @@ impl Backend for S3Backend {
                         match self.get_bytes(key, size).await? {
                             Some((found, version)) if found == b => {
                                 tracing::debug!(%key, "a retried compare-and-swap found its own write");
+                                Ok(version)
+                            }
+                            _ => Err(Self::condition_failed(key, &cond)),
+                        }
+                    }
+                    // The same for a create-only write: the object holds
+                    // our bytes and appeared after we sent them (an object
+                    // that was there before is reported as such).
+                    Err(Error::AlreadyExists { .. }) if matches!(cond, Condition::IfAbsent) => {
+                        match self.get_created_since(key, size, started).await? {
+                            Some((found, version)) if found == b => {
+                                tracing::debug!(%key, "a retried create-only write found its own write");
                                 Ok(version)
                             }
                             _ => Err(Self::condition_failed(key, &cond)),
