@@ -597,3 +597,76 @@ fn deploy_refuses_expired_heads_from_a_local_store() {
 fn deploy_refuses_expired_heads_from_s3() {
     deploy_refuses_expired_heads(true);
 }
+
+/// Bounded input (issue 12, point 5): a timestamp past what an rpm can
+/// carry and a validity that would overflow a date are positioned
+/// configuration errors (exit 2), from `pipeline.toml` or the environment,
+/// not a panic at build or promote time.
+#[test]
+fn out_of_range_times_are_positioned_errors() {
+    let p = Project::new();
+    p.write("demo.txt", "x\n");
+    p.write(
+        "pipeline.toml",
+        &PIPELINE
+            .replace("source_date_epoch = 1700000000", "source_date_epoch = 99999999999")
+            .replace(
+                "[environments.dev]",
+                "[repository]\nvalid_for = \"99999999999999d\"\nhead_valid_for = \"101y\"\n\n[environments.dev]",
+            ),
+    );
+    let out = p.pipe(&["validate"]);
+    out.expect_code(2);
+    for says in [
+        "pipeline.toml:4:",
+        "2106",
+        "pipeline.toml:7:",
+        "pipeline.toml:8:",
+        "too long",
+    ] {
+        assert!(
+            out.stderr.contains(says),
+            "{says:?} not in:\n{}",
+            out.stderr
+        );
+    }
+
+    let mut p = Project::new();
+    p.write("demo.txt", "x\n");
+    p.write(
+        "pipeline.toml",
+        &PIPELINE.replace("source_date_epoch = 1700000000\n", ""),
+    );
+    p.with_signing_key();
+    p.env("SOURCE_DATE_EPOCH", "18446744073709551615");
+    let out = p.pipe(&["build"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("2106"), "{}", out.stderr);
+}
+
+/// A variable that is not UTF-8 in deploy's environment is no template
+/// value, and no panic.
+#[test]
+fn a_non_utf8_environment_variable_does_not_stop_a_deploy() {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, _bucket, _server) = project_on(false, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let ring = p.keyring();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let target = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(pipe_e2e::cli::pipe_bin())
+        .arg("-C")
+        .arg(p.path())
+        .args(["deploy", "--env", "dev", "--keyring", &ring, "--target"])
+        .arg(target.path())
+        .env("PIPE_VAR_broken", std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .env_remove("PIPE_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(current(target.path()).as_deref(), Some(b1.as_str()));
+}

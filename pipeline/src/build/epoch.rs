@@ -7,6 +7,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::model::Pipeline;
+use crate::model::rules::MAX_EPOCH;
 use crate::{Error, Result};
 
 /// Where the timestamp came from.
@@ -28,9 +29,16 @@ pub fn source_date_epoch(p: &Pipeline) -> Result<(u64, EpochSource)> {
     if let Some(t) = p.project.source_date_epoch {
         return Ok((t, EpochSource::PipelineToml));
     }
-    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+    if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        let v = v.to_string_lossy();
         return match v.trim().parse::<u64>() {
-            Ok(t) => Ok((t, EpochSource::Environment)),
+            Ok(t) if t <= MAX_EPOCH => Ok((t, EpochSource::Environment)),
+            Ok(_) => Err(Error::Usage {
+                message: format!(
+                    "SOURCE_DATE_EPOCH=`{v}` is after {MAX_EPOCH} (2106-02-07), the last date an rpm can carry"
+                ),
+                hint: Some("set it to seconds since 1970-01-01 UTC".into()),
+            }),
             Err(_) => Err(Error::Usage {
                 message: format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
                 hint: Some(
@@ -40,7 +48,7 @@ pub fn source_date_epoch(p: &Pipeline) -> Result<(u64, EpochSource)> {
             }),
         };
     }
-    if let Some(t) = last_commit_time(&p.dir) {
+    if let Some(t) = last_commit_time(&p.dir).filter(|t| *t <= MAX_EPOCH) {
         return Ok((t, EpochSource::GitCommit));
     }
     Err(Error::Usage {

@@ -835,7 +835,10 @@ fn render_files(
             ("build", &r.head.entry.build),
             ("version", &r.signed.manifest.version),
         ],
-        std::env::vars(),
+        // `vars()` panics on a variable that is not UTF-8; such a variable
+        // is no template value.
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
         sets,
     )?;
     p.deploy

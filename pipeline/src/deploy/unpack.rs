@@ -431,6 +431,10 @@ fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The longest entry name or link target read from a payload (Linux's
+/// `PATH_MAX`).
+const MAX_PATH: u64 = 4096;
+
 fn pad4(n: u64) -> u64 {
     (4 - n % 4) % 4
 }
@@ -479,8 +483,12 @@ fn rpm_payload<R: Read>(mut r: R) -> io::Result<R> {
         if intro[..3] != [0x8E, 0xAD, 0xE8] {
             return Err(io::Error::other("not an rpm (bad header magic)"));
         }
-        let n = u32::from_be_bytes(intro[8..12].try_into().expect("4 bytes")) as u64;
-        let size = u32::from_be_bytes(intro[12..16].try_into().expect("4 bytes")) as u64;
+        let n = u64::from(u32::from_be_bytes([
+            intro[8], intro[9], intro[10], intro[11],
+        ]));
+        let size = u64::from(u32::from_be_bytes([
+            intro[12], intro[13], intro[14], intro[15],
+        ]));
         let len = 16 * n + size;
         skip(&mut r, len)?;
         if pad {
@@ -508,6 +516,13 @@ fn cpio_header(r: &mut impl Read) -> io::Result<Option<(Entry, u64)>> {
         u64::from_str_radix(s, 16).map_err(|_| io::Error::other("a cpio header field is not hex"))
     };
     let (mode, nlink, size, namesize) = (field(1)? as u32, field(4)?, field(6)?, field(11)?);
+    // Names and link targets are paths: a larger one is hostile, and would
+    // otherwise be allocated whole (up to 4 GiB) before anything is checked.
+    if namesize > MAX_PATH {
+        return Err(io::Error::other(format!(
+            "a cpio entry name of {namesize} bytes (at most {MAX_PATH})"
+        )));
+    }
     let mut name = vec![0u8; namesize as usize];
     r.read_exact(&mut name)?;
     skip(r, pad4(110 + namesize))?;
@@ -524,6 +539,11 @@ fn cpio_header(r: &mut impl Read) -> io::Result<Option<(Entry, u64)>> {
         0o100000 => Kind::File,
         0o040000 => Kind::Dir,
         0o120000 => {
+            if size > MAX_PATH {
+                return Err(io::Error::other(format!(
+                    "the symlink `{raw}` has a target of {size} bytes (at most {MAX_PATH})"
+                )));
+            }
             let mut target = vec![0u8; size as usize];
             r.read_exact(&mut target)?;
             skip(r, pad4(size))?;
@@ -575,5 +595,24 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         assert!(escapes(&looping, "a", "b"));
+    }
+
+    /// A cpio header announcing a 4 GiB name or link target is refused
+    /// before anything is allocated (issue 12).
+    #[test]
+    fn huge_cpio_names_and_links_are_refused() {
+        let header = |mode: u32, size: u32, namesize: u32| {
+            let mut h = b"070701".to_vec();
+            for v in [0, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, namesize, 0] {
+                h.extend_from_slice(format!("{v:08x}").as_bytes());
+            }
+            h
+        };
+        let err = cpio_header(&mut &header(0o100644, 0, u32::MAX)[..]).unwrap_err();
+        assert!(err.to_string().contains("at most 4096"), "{err}");
+        let mut link = header(0o120777, u32::MAX, 4);
+        link.extend_from_slice(b"abc\0");
+        let err = cpio_header(&mut &link[..]).unwrap_err();
+        assert!(err.to_string().contains("at most 4096"), "{err}");
     }
 }

@@ -412,7 +412,18 @@ impl Cx<'_> {
         let source_date_epoch = field(t, "source_date_epoch").and_then(|(_, v)| {
             let n = self.integer(v, "`project.source_date_epoch`")?;
             match u64::try_from(n) {
-                Ok(n) => Some(n),
+                Ok(n) if n <= rules::MAX_EPOCH => Some(n),
+                Ok(_) => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "`project.source_date_epoch` {n} is after {} (2106-02-07), the last date an rpm can carry",
+                            rules::MAX_EPOCH
+                        ),
+                        Some("give seconds since 1970-01-01 UTC".into()),
+                    );
+                    None
+                }
                 Err(_) => {
                     self.error(
                         v.span(),

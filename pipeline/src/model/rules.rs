@@ -366,6 +366,9 @@ pub fn duration(s: &str) -> Result<std::time::Duration, Violation> {
     }
 }
 
+/// The latest build timestamp: rpm headers keep times in 32 unsigned bits.
+pub const MAX_EPOCH: u64 = u32::MAX as u64;
+
 /// The longest duration `pipeline.toml` accepts.
 pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
 

@@ -410,6 +410,9 @@ impl Read for HashingReader {
     }
 }
 
+/// The largest `ar` member: its size is ten decimal digits.
+pub const AR_MAX_MEMBER: u64 = 9_999_999_999;
+
 /// One `ar` member as dpkg-deb writes it: name padded with spaces (no
 /// trailing `/`), the package's date, uid and gid 0, mode 100644, data
 /// padded to an even length with `\n`.
@@ -420,11 +423,24 @@ fn ar_member(
     data: &mut impl Read,
     len: u64,
 ) -> io::Result<()> {
+    // The header's fields are fixed-width decimal: a value too wide would
+    // shift every field after it and make an archive dpkg misreads.
+    if name.len() > 16 || mtime > 999_999_999_999 || len > AR_MAX_MEMBER {
+        return Err(io::Error::other(format!(
+            "ar member `{name}` cannot be written: {len} bytes (at most {AR_MAX_MEMBER}), date {mtime}, name of {} bytes (at most 16)",
+            name.len()
+        )));
+    }
     let header = format!(
         "{name:<16}{mtime:<12}{:<6}{:<6}{:<8}{len:<10}`\n",
         0, 0, "100644"
     );
-    debug_assert_eq!(header.len(), 60);
+    if header.len() != 60 {
+        return Err(io::Error::other(format!(
+            "ar member `{name}`: a {}-byte header",
+            header.len()
+        )));
+    }
     w.write_all(header.as_bytes())?;
     let copied = io::copy(&mut data.take(len), w)?;
     if copied != len {
@@ -437,4 +453,24 @@ fn ar_member(
         w.write_all(b"\n")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod ar_tests {
+    use super::*;
+
+    /// A member whose size needs eleven digits is an error, not a header
+    /// whose fields slide (issue 12).
+    #[test]
+    fn an_oversized_ar_member_is_an_error() {
+        let mut out = Vec::new();
+        let err =
+            ar_member(&mut out, "data.tar.xz", 0, &mut &b""[..], AR_MAX_MEMBER + 1).unwrap_err();
+        assert!(err.to_string().contains("at most 9999999999"), "{err}");
+        assert!(out.is_empty(), "nothing written");
+        let err = ar_member(&mut out, "x", 1 << 50, &mut &b""[..], 0).unwrap_err();
+        assert!(err.to_string().contains("date"), "{err}");
+        ar_member(&mut out, "debian-binary", 0, &mut &b"2.0\n"[..], 4).unwrap();
+        assert_eq!(out.len(), 64);
+    }
 }
