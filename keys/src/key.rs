@@ -371,8 +371,11 @@ impl SecretKey {
     ///    shows the new key signed by the old one);
     /// 3. if `opts.retire_old`, the old primary key issues a key revocation
     ///    (type 0x20) with reason "Key is superseded" and the message
-    ///    `superseded by <new fingerprint>`, dated `T`. It is a *soft*
-    ///    revocation: signatures the old key made before `T` stay valid.
+    ///    `superseded by <new fingerprint>`, dated one second after `T`.
+    ///    It is a *soft* revocation: signatures the old key made up to `T`
+    ///    stay valid, including those of the very second of the rotation
+    ///    (OpenPGP dates signatures to the second, and the old key signs
+    ///    nothing after it is rotated).
     ///    It goes into the returned keyring only; the old key file is not
     ///    touched (signatures it makes after `T` fail verification against
     ///    the new keyring with [`Error::KeyRevoked`]);
@@ -426,7 +429,7 @@ impl SecretKey {
             let message = format!("superseded by {}", new_key.fingerprint());
             let revocation = CertRevocationBuilder::new()
                 .set_reason_for_revocation(ReasonForRevocation::KeySuperseded, message.as_bytes())
-                .and_then(|b| b.set_signature_creation_time(t))
+                .and_then(|b| b.set_signature_creation_time(t + std::time::Duration::from_secs(1)))
                 .and_then(|b| b.build(&mut signer, &self.unlocked, None))
                 .map_err(Error::openpgp)?;
             old_public = insert(old_public, vec![revocation.into()])?;

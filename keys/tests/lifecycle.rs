@@ -137,7 +137,18 @@ fn rotation() {
         revoked.reason,
         format!("Key is superseded: superseded by {new_fpr}")
     );
-    assert_eq!(revoked.at, Some(Timestamp::from_unix(rotated_at)));
+    // Dated a second after the rotation: what the old key signed in the
+    // rotation's own second stays valid (issue 12).
+    assert_eq!(revoked.at, Some(Timestamp::from_unix(rotated_at + 1)));
+    let same_second = old
+        .sign_detached(DATA, at(rotated_at), Encoding::Binary)
+        .unwrap();
+    assert_eq!(
+        ring.verify_detached(DATA, &same_second, None)
+            .unwrap()
+            .fingerprint,
+        old_fpr
+    );
     assert_eq!(infos[1].certified_by, [old_fpr.as_str()]);
     assert!(infos[1].revoked.is_none());
     assert_eq!(new.info().certified_by, [old_fpr.as_str()]);
@@ -177,7 +188,7 @@ fn rotation() {
                 reason.contains(&format!("superseded by {new_fpr}")),
                 "{reason}"
             );
-            assert_eq!(*at, Some(Timestamp::from_unix(rotated_at)));
+            assert_eq!(*at, Some(Timestamp::from_unix(rotated_at + 1)));
             assert_eq!(*signed_at, Timestamp::from_unix(rotated_at + 60));
         }
         other => panic!("expected KeyRevoked, got {other:?}"),
@@ -185,7 +196,7 @@ fn rotation() {
     assert_eq!(
         err.to_string(),
         format!(
-            "key {old_fpr} is revoked since 2023-11-15T22:13:20Z (Key is superseded: superseded by \
+            "key {old_fpr} is revoked since 2023-11-15T22:13:21Z (Key is superseded: superseded by \
              {new_fpr}); the signature is dated 2023-11-15T22:14:20Z"
         )
     );

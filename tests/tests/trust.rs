@@ -670,3 +670,34 @@ fn a_non_utf8_environment_variable_does_not_stop_a_deploy() {
     );
     assert_eq!(current(target.path()).as_deref(), Some(b1.as_str()));
 }
+
+/// Revocation in the same second (issue 12, point 7): a promotion and a
+/// `pipe keys rotate --retire` right after it leave a history whose
+/// signatures verify with the new keyring, and a deploy that accepts it.
+#[test]
+fn a_key_retired_in_the_second_of_a_promotion_still_vouches_for_it() {
+    let (p, _bucket, _server) = project_on(false, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let b1 = release(&p, "1.0.0");
+    let promoted = p.pipe(&["--json", "promote", &b1, "--to", "dev"]);
+    promoted.expect_code(0);
+    p.pipe(&["keys", "rotate", "--retire"]).expect_code(0);
+    let at = promoted.json()["entry"]["at"].as_str().unwrap().to_string();
+    let ring = p.keyring();
+    p.pipe(&["history", "dev", "--keyring", &ring])
+        .expect_code(0);
+    // The revocation is dated after the rotation's second: once it is in
+    // force, it still does not reach back to the promotion.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let list = p.pipe(&["--json", "keys", "list"]).expect_code(0).json();
+    let revoked_at = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|k| k["revoked"]["at"].as_str().map(str::to_string))
+        .expect("the old key is retired");
+    assert!(revoked_at > at, "revoked {revoked_at}, promoted {at}");
+    p.pipe(&["history", "dev", "--keyring", &ring])
+        .expect_code(0);
+    let target = tempfile::tempdir().unwrap();
+    deploy(&p, target.path(), &ring, &[]).expect_code(0);
+}
