@@ -24,7 +24,8 @@ pub struct KeyInfo {
     pub created: Timestamp,
     /// Expiry time, if the key expires (as of now).
     pub expires: Option<Timestamp>,
-    /// The revocation, if the key is revoked (as of now).
+    /// The revocation, if the key is revoked (as of now, or within the
+    /// next minute: a rotation's revocation takes effect a second after it).
     pub revoked: Option<RevocationInfo>,
     /// Whether secret key material is present.
     pub secret: bool,
@@ -76,7 +77,14 @@ pub(crate) fn key_info(cert: &Cert) -> KeyInfo {
             .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
             .collect(),
     };
-    let revoked = match cert.revocation_status(POLICY, None) {
+    // A rotation dates its revocation a second after itself: one about to
+    // take effect is shown as well.
+    let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let status = match cert.revocation_status(POLICY, None) {
+        RevocationStatus::NotAsFarAsWeKnow => cert.revocation_status(POLICY, soon),
+        now => now,
+    };
+    let revoked = match status {
         RevocationStatus::Revoked(revs) => revs.first().map(|r| RevocationInfo {
             at: r.signature_creation_time().map(Timestamp::from),
             reason: r
