@@ -99,6 +99,11 @@ fn another_checkout_sharing_the_store_restores_instead_of_running() {
             "keys/release.key",
             &std::fs::read_to_string(first.path().join("keys/release.key")).unwrap(),
         );
+    std::fs::set_permissions(
+        second.path().join("keys/release.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     assert_eq!(status(&second), "restored");
     assert_eq!(
         runs(&second),

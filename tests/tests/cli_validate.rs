@@ -352,9 +352,29 @@ fn init_writes_a_valid_starter_and_never_overwrites() {
     assert!(written.contains("[environments.prod]"), "{written}");
     assert_eq!(
         std::fs::read_to_string(p.path().join(".gitignore")).unwrap(),
-        "target/\n# pipe's local store and caches\n.pipe/\n"
+        "target/\n# pipe's local store and caches\n.pipe/\n# the project's secret signing key: never in git\n/keys/\n"
     );
     p.pipe(&["validate"]).expect_code(0);
+    // A first `git add .` does not take the secret key along.
+    p.with_signing_key();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(p.path())
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    let staged = git(&["status", "--porcelain"]);
+    assert!(staged.contains("pipeline.toml"), "{staged}");
+    assert!(
+        !staged.contains("keys/"),
+        "the secret key is staged:\n{staged}"
+    );
 
     p.write("pipeline.toml", "# mine\n");
     let again = p.pipe(&["init"]);

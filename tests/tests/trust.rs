@@ -701,3 +701,70 @@ fn a_key_retired_in_the_second_of_a_promotion_still_vouches_for_it() {
     let target = tempfile::tempdir().unwrap();
     deploy(&p, target.path(), &ring, &[]).expect_code(0);
 }
+
+/// Setuid, setgid and world-writable modes (issue 12, point 7): refused at
+/// validate, positioned, unless the package says `allow_special_modes =
+/// true`; deploy follows the same rule from the operator's pipeline.toml.
+#[test]
+fn special_modes_need_the_package_to_say_so() {
+    let files = [("demo.txt", "1.0.0\n"), ("su.sh", "#!/bin/sh\n")];
+    let special = PIPELINE.replace(
+        "files = [{ src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" }]",
+        "files = [\n  { src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" },\n  { src = \"su.sh\", dst = \"/usr/bin/demo-su\", mode = \"4755\" },\n  { src = \"su.sh\", dst = \"/usr/bin/demo-sg\", mode = \"2755\" },\n  { src = \"su.sh\", dst = \"/var/demo-drop\", mode = \"0666\" },\n]",
+    );
+    let (p, _bucket, _server) = project_on(false, PIPELINE, &files);
+    p.write("pipeline.toml", &special);
+    let out = p.pipe(&["validate"]);
+    out.expect_code(2);
+    for says in [
+        "pipeline.toml:17:53",
+        "sets the setuid bit",
+        "pipeline.toml:18:53",
+        "sets the setgid bit",
+        "pipeline.toml:19:51",
+        "sets the world-writable bit",
+        "allow_special_modes = true",
+    ] {
+        assert!(
+            out.stderr.contains(says),
+            "{says:?} not in:\n{}",
+            out.stderr
+        );
+    }
+    p.pipe(&["build"]).expect_code(2);
+
+    let allowed = special.replace(
+        "formats = [\"deb\"]",
+        "formats = [\"deb\"]\nallow_special_modes = true",
+    );
+    p.write("pipeline.toml", &allowed);
+    p.pipe(&["validate"]).expect_code(0);
+    let ring = p.keyring();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    // An operator whose pipeline.toml does not allow it: refused.
+    let operator = tempfile::tempdir().unwrap();
+    let strict = special
+        .replace("mode = \"4755\"", "mode = \"0755\"")
+        .replace("mode = \"2755\"", "mode = \"0755\"")
+        .replace("mode = \"0666\"", "mode = \"0644\"");
+    p.write("pipeline.toml", &strict);
+    let out = deploy(&p, operator.path(), &ring, &[]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("allow_special_modes"), "{}", out.stderr);
+    assert_eq!(current(operator.path()), None);
+    // One that allows it: the modes are kept.
+    p.write("pipeline.toml", &allowed);
+    deploy(&p, operator.path(), &ring, &[]).expect_code(0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |rel: &str| {
+        std::fs::metadata(operator.path().join("current").join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("usr/bin/demo-su"), 0o4755);
+    assert_eq!(mode("usr/bin/demo-sg"), 0o2755);
+    assert_eq!(mode("var/demo-drop"), 0o666);
+}

@@ -306,7 +306,15 @@ pub async fn deploy(
         artifacts: resolved
             .selected
             .iter()
-            .map(|(a, f)| (a.name.clone(), *f, cache.join(blob_file(&a.blob))))
+            .map(|(a, f)| {
+                // The operator's pipeline.toml decides, as validate does.
+                let special = a
+                    .component
+                    .strip_prefix("package ")
+                    .and_then(|n| p.packages.get(n))
+                    .is_some_and(|pkg| pkg.allow_special_modes);
+                (a.name.clone(), *f, special, cache.join(blob_file(&a.blob)))
+            })
             .collect(),
         rendered,
         after: p.deploy.after.clone(),

@@ -22,7 +22,8 @@ pub(super) struct Job {
     pub env: String,
     pub build: String,
     /// Artifact name, format, verified file in the cache.
-    pub artifacts: Vec<(String, Format, PathBuf)>,
+    /// Name, format, whether its package allows special modes, cached file.
+    pub artifacts: Vec<(String, Format, bool, PathBuf)>,
     /// `[deploy] files`, rendered: absolute path, content.
     pub rendered: Vec<(String, String)>,
     pub after: Option<String>,
@@ -197,11 +198,11 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         let running: Vec<_> = job
             .artifacts
             .iter()
-            .map(|(name, format, file)| {
+            .map(|(name, format, special, file)| {
                 let unpacker = &unpacker;
                 s.spawn(move || -> Result<()> {
                     let f = fs::File::open(file).map_err(|e| Error::io(file, e))?;
-                    unpacker.unpack(name, *format, f)
+                    unpacker.unpack(name, *format, *special, f)
                 })
             })
             .collect();
@@ -265,7 +266,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         env: job.env.clone(),
         build: job.build.clone(),
         config,
-        artifacts: job.artifacts.iter().map(|(n, _, _)| n.clone()).collect(),
+        artifacts: job.artifacts.iter().map(|(n, _, _, _)| n.clone()).collect(),
         rendered: job.rendered.iter().map(|(p, _)| p.clone()).collect(),
         entries: entries.len(),
     };

@@ -106,7 +106,17 @@ impl Unpacker {
 
     /// Unpacks the package `name` (an artifact file name, for messages) of
     /// `format`, read from `input`. May run for several packages at once.
-    pub fn unpack(&self, name: &str, format: Format, input: impl Read) -> Result<()> {
+    ///
+    /// `special_modes`: the package's `allow_special_modes`; without it a
+    /// setuid, setgid or world-writable entry is refused, as validate
+    /// refuses such a `mode` in `pipeline.toml`.
+    pub fn unpack(
+        &self,
+        name: &str,
+        format: Format,
+        special_modes: bool,
+        input: impl Read,
+    ) -> Result<()> {
         let broken = |e: io::Error| match e.get_ref().is_some_and(|i| i.is::<Error>()) {
             true => *e
                 .into_inner()
@@ -134,7 +144,7 @@ impl Unpacker {
                 for entry in archive.entries().map_err(broken)? {
                     let mut entry = entry.map_err(broken)?;
                     let e = tar_entry(&entry).map_err(broken)?;
-                    self.entry(name, e, &mut entry)?;
+                    self.entry(name, e, special_modes, &mut entry)?;
                 }
             }
             Format::Rpm => {
@@ -143,7 +153,7 @@ impl Unpacker {
                     decompressed(BufReader::with_capacity(CHUNK, payload)).map_err(broken)?;
                 while let Some((e, size)) = cpio_header(&mut cpio).map_err(broken)? {
                     let mut data = (&mut cpio).take(size);
-                    self.entry(name, e, &mut data)?;
+                    self.entry(name, e, special_modes, &mut data)?;
                     io::copy(&mut data, &mut io::sink()).map_err(broken)?;
                     skip(&mut cpio, pad4(size)).map_err(broken)?;
                 }
@@ -168,20 +178,36 @@ impl Unpacker {
         Ok(state.entries)
     }
 
-    fn entry(&self, artifact: &str, e: Entry, data: &mut dyn Read) -> Result<()> {
+    fn entry(
+        &self,
+        artifact: &str,
+        e: Entry,
+        special_modes: bool,
+        data: &mut dyn Read,
+    ) -> Result<()> {
         let refuse = |why: String| refused(artifact, &e.raw, why);
         let path = clean(&e.raw).map_err(&refuse)?;
         if path.is_empty() {
             // `./`: the release directory itself.
             return Ok(());
         }
-        if e.mode & 0o6000 != 0 {
+        let world_writable = e.mode & 0o002 != 0 && !matches!(e.kind, Kind::Symlink(_));
+        if (e.mode & 0o6000 != 0 || world_writable) && !special_modes {
             return Err(refuse(format!(
-                "mode {:04o} has the setuid or setgid bit, which no build manifest records",
-                e.mode & 0o7777
+                "mode {:04o} has the {} bit, which the package does not allow (`allow_special_modes`)",
+                e.mode & 0o7777,
+                if world_writable {
+                    "world-writable"
+                } else {
+                    "setuid or setgid"
+                }
             )));
         }
-        let mode = e.mode & 0o1777;
+        let mode = if special_modes {
+            e.mode & 0o7777
+        } else {
+            e.mode & 0o1777
+        };
         let dest = self.root.join(&path);
         let record = {
             let mut st = self.state.lock().expect("unpack state poisoned");

@@ -199,6 +199,9 @@ pub struct Package {
     pub files: Vec<FileEntry>,
     /// Maintainer scripts.
     pub scripts: Scripts,
+    /// `allow_special_modes = true`: a `mode` may set the setuid, setgid or
+    /// world-writable bit (refused otherwise, at validate and at deploy).
+    pub allow_special_modes: bool,
 }
 
 /// One `files` entry of a package.

@@ -57,6 +57,7 @@ const PACKAGE_KEYS: &[&str] = &[
     "formats",
     "files",
     "scripts",
+    "allow_special_modes",
 ];
 const STEP_KEYS: &[&str] = &["run", "inputs", "outputs", "env"];
 const PRIORITIES: &[&str] = &["required", "important", "standard", "optional", "extra"];
@@ -981,8 +982,11 @@ impl Cx<'_> {
                 None
             }
         };
+        let allow_special_modes = field(t, "allow_special_modes")
+            .and_then(|(_, v)| self.boolean(v, &at("allow_special_modes")))
+            .unwrap_or(false);
         let files = match field(t, "files") {
-            Some((_, fv)) => self.files(fv, &name),
+            Some((_, fv)) => self.files(fv, &name, allow_special_modes),
             None => Vec::new(),
         };
         let scripts = match field(t, "scripts") {
@@ -1004,6 +1008,7 @@ impl Cx<'_> {
             formats,
             files,
             scripts,
+            allow_special_modes,
         })
     }
 
@@ -1031,7 +1036,7 @@ impl Cx<'_> {
         None
     }
 
-    fn files(&mut self, v: &Value<'_>, package: &str) -> Vec<FileEntry> {
+    fn files(&mut self, v: &Value<'_>, package: &str, special_modes: bool) -> Vec<FileEntry> {
         let what = format!("`packages.{package}.files`");
         let Some(items) = self.array(v, &what) else {
             return Vec::new();
@@ -1097,6 +1102,23 @@ impl Cx<'_> {
             };
             let mode = field(t, "mode").and_then(|(_, mv)| match mv.get_ref() {
                 DeValue::String(m) => match rules::octal_mode(m) {
+                    Ok(m) if !special_modes && (m & 0o6000 != 0 || m & 0o002 != 0) => {
+                        let bit = if m & 0o4000 != 0 {
+                            "setuid"
+                        } else if m & 0o2000 != 0 {
+                            "setgid"
+                        } else {
+                            "world-writable"
+                        };
+                        self.error(
+                            mv.span(),
+                            format!("mode `{m:04o}` in package `{package}` sets the {bit} bit"),
+                            Some(format!(
+                                "apt and dnf would install it so for every user: drop the bit, or if it is meant, set `allow_special_modes = true` in [packages.{package}] (deploy then allows it too)"
+                            )),
+                        );
+                        None
+                    }
                     Ok(m) => Some(m),
                     Err(violation) => {
                         self.violation(mv.span(), violation);

@@ -39,15 +39,23 @@ pub fn run(cx: &Context) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io(&gitignore, e)),
     };
-    let ignored = existing
-        .lines()
-        .any(|l| matches!(l.trim(), ".pipe" | ".pipe/" | "/.pipe" | "/.pipe/"));
+    let has = |names: [&str; 4]| existing.lines().any(|l| names.contains(&l.trim()));
+    let pipe_ignored = has([".pipe", ".pipe/", "/.pipe", "/.pipe/"]);
+    // The secret signing key is written to `keys/` (`pipe keys generate`):
+    // never committed by a first `git add .`.
+    let keys_ignored = has(["keys", "keys/", "/keys", "/keys/"]);
+    let ignored = pipe_ignored && keys_ignored;
     if !ignored {
         let mut add = String::new();
         if !existing.is_empty() && !existing.ends_with('\n') {
             add.push('\n');
         }
-        add.push_str("# pipe's local store and caches\n.pipe/\n");
+        if !pipe_ignored {
+            add.push_str("# pipe's local store and caches\n.pipe/\n");
+        }
+        if !keys_ignored {
+            add.push_str("# the project's secret signing key: never in git\n/keys/\n");
+        }
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -60,7 +68,10 @@ pub fn run(cx: &Context) -> Result<()> {
         || {
             let mut s = format!("wrote {} for project `{name}`\n", file.display());
             if !ignored {
-                s.push_str(&format!("added `.pipe/` to {}\n", gitignore.display()));
+                s.push_str(&format!(
+                    "added `.pipe/` and `/keys/` (the secret signing key) to {}\n",
+                    gitignore.display()
+                ));
             }
             s.push_str("next: declare a package in it, then run `pipe validate`");
             s

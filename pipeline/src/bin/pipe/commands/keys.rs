@@ -52,8 +52,34 @@ impl Context {
                 ),
             });
         }
-        Ok(SecretKey::load(&path, passphrase().as_deref())?)
+        let key = SecretKey::load(&path, passphrase().as_deref())?;
+        private_file(&path)?;
+        Ok(key)
     }
+}
+
+/// Refuses a secret key file that group or others may read or write, as
+/// ssh does: whoever can read it signs as the project.
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Usage {
+            message: format!(
+                "the secret key {} is accessible by group or others (mode {:o}, expected 600)",
+                path.display(),
+                mode & 0o7777
+            ),
+            hint: Some(format!(
+                "`chmod 600 {}`, and make sure it was never readable by anyone else",
+                path.display()
+            )),
+        });
+    }
+    Ok(())
 }
 
 fn passphrase() -> Option<String> {
