@@ -191,7 +191,8 @@ impl Unpacker {
             // `./`: the release directory itself.
             return Ok(());
         }
-        let world_writable = e.mode & 0o002 != 0 && !matches!(e.kind, Kind::Symlink(_));
+        let world_writable =
+            e.mode & 0o002 != 0 && matches!(e.kind, Kind::File | Kind::Dir | Kind::HardLink(_));
         if (e.mode & 0o6000 != 0 || world_writable) && !special_modes {
             return Err(refuse(format!(
                 "mode {:04o} has the {} bit, which the package does not allow (`allow_special_modes`)",
