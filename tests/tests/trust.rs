@@ -768,3 +768,120 @@ fn special_modes_need_the_package_to_say_so() {
     assert_eq!(mode("usr/bin/demo-sg"), 0o2755);
     assert_eq!(mode("var/demo-drop"), 0o666);
 }
+
+/// No secret in any output (issue 12, point 7): with a passphrase, an S3
+/// secret access key and the secret key file's material planted, every
+/// command of a release's day, verbose, in text and `--json`, and its
+/// failures (a wrong passphrase, an unreachable endpoint, a key file open to
+/// others, a wrong keyring) print none of them.
+#[test]
+fn no_secret_reaches_any_output() {
+    const PASSPHRASE: &str = "planted-passphrase-7c1e9d";
+    const AWS_SECRET: &str = "planted-aws-secret-55d0e1b2";
+    let server = pipe_e2e::s3::MotoServer::start();
+    let p = Project::new();
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "1.0.0\n");
+    let mut env: Vec<(String, String)> = server.env();
+    env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), AWS_SECRET.into()));
+    env.push((
+        "PIPE_STORE".into(),
+        format!("s3://{}/store", server.bucket()),
+    ));
+    env.push(("PIPE_SIGNING_PASSPHRASE".into(), PASSPHRASE.into()));
+    let mut printed = String::new();
+    let mut run = |args: Vec<String>, extra: &[(&str, &str)], code: i32| {
+        let out = std::process::Command::new(pipe_e2e::cli::pipe_bin())
+            .arg("-C")
+            .arg(p.path())
+            .args(&args)
+            .env_remove("PIPE_LOG")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "$ pipe {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        printed.push_str(&text);
+        text
+    };
+    let a = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
+    run(
+        a(&[
+            "-vv",
+            "keys",
+            "generate",
+            "--uid",
+            "R <r@example.com>",
+            "--algo",
+            "ed25519",
+        ]),
+        &[],
+        0,
+    );
+    let key_file = std::fs::read_to_string(p.path().join("keys/release.key")).unwrap();
+    let material: Vec<String> = key_file
+        .lines()
+        .filter(|l| l.len() >= 40 && !l.contains(':') && !l.starts_with("-----"))
+        .map(|l| l[..40].to_string())
+        .collect();
+    assert!(!material.is_empty(), "{key_file}");
+    let build = {
+        let out = run(a(&["--json", "build"]), &[], 0);
+        let json = &out[out.find('{').unwrap()..];
+        let doc: serde_json::Value =
+            serde_json::from_str(&json[..json.rfind('}').unwrap() + 1]).unwrap();
+        doc["build"].as_str().unwrap().to_string()
+    };
+    run(a(&["keys", "export", "--out", "ring.asc"]), &[], 0);
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path().to_str().unwrap();
+    for json in [&["-vv"][..], &["-vv", "--json"][..]] {
+        let with = |args: &[&str]| -> Vec<String> {
+            json.iter().chain(args).map(|s| s.to_string()).collect()
+        };
+        run(with(&["build"]), &[], 0);
+        run(with(&["publish", &build]), &[], 0);
+        run(with(&["promote", &build, "--to", "dev"]), &[], 0);
+        run(with(&["refresh"]), &[], 0);
+        run(with(&["history", "dev", "--keyring", "ring.asc"]), &[], 0);
+        run(with(&["status"]), &[], 0);
+        run(with(&["verify", &build, "--keyring", "ring.asc"]), &[], 0);
+        let deploy = ["deploy", "--env", "dev", "--target", t, "--keyring"];
+        run(with(&[&deploy[..], &["ring.asc"]].concat()), &[], 0);
+        run(with(&["keys", "list"]), &[], 0);
+        // Failures.
+        run(with(&["build"]), &[("PIPE_SIGNING_PASSPHRASE", "wrong")], 2);
+        run(
+            with(&["publish", &build]),
+            &[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+                ("AWS_MAX_ATTEMPTS", "1"),
+            ],
+            1,
+        );
+        run(with(&[&deploy[..], &["demo.txt"]].concat()), &[], 2);
+    }
+    std::fs::set_permissions(
+        p.path().join("keys/release.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = run(a(&["-vv", "build"]), &[], 2);
+    assert!(out.contains("chmod 600"), "{out}");
+    for secret in [PASSPHRASE, AWS_SECRET]
+        .into_iter()
+        .chain(material.iter().map(String::as_str))
+    {
+        assert!(
+            !printed.contains(secret),
+            "`{secret}` was printed:\n{printed}"
+        );
+    }
+}
