@@ -1,229 +1,21 @@
-//! Environment pointers and their signed, hash-chained history.
+//! `pipe promote` and `pipe rollback`: move an environment's pointer, then
+//! regenerate its consumer views.
 //!
-//! An environment's pointer (`envs/<env>/pointer.json`) *is* its newest
-//! history entry, signed. A promotion replaces it with one compare-and-swap:
-//! that write is the commit point, so of two concurrent promotions exactly one
-//! wins and the other has written nothing. The entry is then copied to
-//! `envs/<env>/history/<seq>.json`; a process killed before the copy leaves
-//! the pointer ahead of the copies, and the next promotion (or `pipe history`)
-//! writes the missing copy first.
-//!
-//! Each entry names the digest of the entry before it, so the history is a
-//! chain: removing, reordering or editing an entry breaks it, and every entry
-//! is signed by the project key.
+//! The pointer write (a compare-and-swap, [`history::put_pointer`]) is the
+//! commit point: of two concurrent promotions exactly one wins and the other
+//! has written nothing. Then the history copy, then every view
+//! ([`crate::views::run`]); a view that fails is reported and does not undo
+//! the pointer (`pipe refresh` completes it).
 
-use std::time::SystemTime;
-
-use keys::{Encoding, Keyring, SecretKey};
-use serde::{Deserialize, Serialize};
+use keys::{Keyring, SecretKey};
+use serde::Serialize;
 
 use crate::model::Pipeline;
-use crate::store::{Body, Condition, MAX_RECORD, Store, Version};
-use crate::{Error, Result};
-use crate::{fault, repository};
-
-/// One move of an environment's pointer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Position in the environment's history, from 1.
-    pub seq: u64,
-    /// The environment.
-    pub env: String,
-    /// The build it points at from now on.
-    pub build: String,
-    /// blake3 (hex) of the previous entry's canonical bytes; `None` for the first.
-    pub previous: Option<String>,
-    /// Who moved it: `$PIPE_ACTOR`, else `user@host`.
-    pub actor: String,
-    /// When (RFC 3339, UTC).
-    pub at: String,
-    /// `promote` or `rollback`.
-    pub action: String,
-    /// True when the promotion path was bypassed with `--force`.
-    pub forced: bool,
-    /// Unique per promotion, so two promotions of the same build in the
-    /// same second never write byte-identical entries: a writer that finds
-    /// its exact bytes in the pointer knows the write was its own (S3
-    /// retries after a lost response rely on it). Absent in entries of an
-    /// older pipe.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub nonce: String,
-}
-
-impl Entry {
-    /// The bytes that are signed and chained: compact JSON, fields in
-    /// declaration order.
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("entry serialises")
-    }
-
-    /// The digest the next entry names as `previous`.
-    pub fn digest(&self) -> String {
-        blake3::hash(&self.canonical()).to_hex().to_string()
-    }
-}
-
-/// An entry and its detached armored signature over [`Entry::canonical`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignedEntry {
-    /// The entry.
-    pub entry: Entry,
-    /// Armored OpenPGP signature.
-    pub signature: String,
-}
-
-/// A signed statement that an environment's head is a given entry, valid
-/// until a time (TUF's timestamp role, with the project key): it binds the
-/// head so a store that keeps serving an old one is noticed once the
-/// statement expires. `pipe promote` writes it, `pipe refresh` renews it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Freshness {
-    /// The environment.
-    pub env: String,
-    /// The head's sequence number.
-    pub seq: u64,
-    /// The head's digest ([`Entry::digest`]).
-    pub head: String,
-    /// Unix seconds after which deploy refuses the head.
-    pub expires: u64,
-    /// The same, RFC 3339, for people.
-    pub expires_at: String,
-}
-
-impl Freshness {
-    /// The bytes that are signed: compact JSON, fields in declaration order.
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// A [`Freshness`] and its detached armored signature.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignedFreshness {
-    /// The statement.
-    pub freshness: Freshness,
-    /// Armored OpenPGP signature over [`Freshness::canonical`].
-    pub signature: String,
-}
-
-/// Store key of an environment's signed freshness statement.
-pub fn freshness_key(env: &str) -> String {
-    format!("envs/{env}/timestamp.json")
-}
-
-/// Signs and writes that `head` is `env`'s head until `valid_for` from now.
-pub async fn stamp(
-    store: &Store,
-    key: &SecretKey,
-    head: &Entry,
-    valid_for: std::time::Duration,
-) -> Result<SignedFreshness> {
-    let now = SystemTime::now();
-    let until = now.checked_add(valid_for).ok_or_else(|| Error::Usage {
-        message: format!(
-            "a head validity of {} s ends after the year 9999",
-            valid_for.as_secs()
-        ),
-        hint: Some("shorten `[repository] head_valid_for`".into()),
-    })?;
-    let freshness = Freshness {
-        env: head.env.clone(),
-        seq: head.seq,
-        head: head.digest(),
-        expires: unix_secs(until),
-        expires_at: crate::build::rfc3339(until),
-    };
-    let signature = key
-        .sign_detached(&freshness.canonical()[..], now, Encoding::Armored)
-        .map_err(Error::Signing)?;
-    let signed = SignedFreshness {
-        freshness,
-        signature: String::from_utf8_lossy(&signature).into_owned(),
-    };
-    let bytes = serde_json::to_vec_pretty(&signed).unwrap_or_default();
-    store
-        .put(
-            &freshness_key(&head.env),
-            Body::from_bytes(bytes),
-            Condition::Overwrite,
-        )
-        .await?;
-    Ok(signed)
-}
-
-/// The freshness statement of `env`, as the store has it.
-pub async fn read_freshness(store: &Store, env: &str) -> Result<Option<SignedFreshness>> {
-    Ok(store
-        .get_json_max(&freshness_key(env), "a freshness statement", MAX_RECORD)
-        .await?
-        .map(|(f, _)| f))
-}
-
-/// Checks that `signed` is signed by a key of `keyring`, is about `head`,
-/// and has not expired at `now` (unless `allow_expired`). Exit 3 otherwise.
-pub fn verify_freshness(
-    head: &Entry,
-    signed: Option<&SignedFreshness>,
-    keyring: &Keyring,
-    now: SystemTime,
-    allow_expired: bool,
-) -> Result<()> {
-    let what = format!("freshness of `{}` ({})", head.env, freshness_key(&head.env));
-    let Some(signed) = signed else {
-        if allow_expired {
-            return Ok(());
-        }
-        return Err(Error::Verify {
-            what,
-            detail: "missing: nothing says the head is current (`pipe refresh` signs one; `--allow-expired` deploys without)".into(),
-        });
-    };
-    keyring
-        .verify_detached(
-            &signed.freshness.canonical()[..],
-            signed.signature.as_bytes(),
-            None,
-        )
-        .map_err(|e| Error::Verify {
-            what: what.clone(),
-            detail: format!("signature: {e}"),
-        })?;
-    let f = &signed.freshness;
-    if f.env != head.env || f.seq != head.seq || f.head != head.digest() {
-        return Err(Error::Verify {
-            what,
-            detail: format!(
-                "vouches for entry {} of `{}` ({}), but the head is entry {} ({})",
-                f.seq,
-                f.env,
-                f.head,
-                head.seq,
-                head.digest()
-            ),
-        });
-    }
-    let now_secs = unix_secs(now);
-    if now_secs >= f.expires && !allow_expired {
-        return Err(Error::Verify {
-            what,
-            detail: format!(
-                "expired at {}: the store may be serving an old head (`pipe refresh` renews it; `--allow-expired` deploys anyway)",
-                f.expires_at
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Store key of an environment's pointer.
-pub fn pointer_key(env: &str) -> String {
-    format!("envs/{env}/pointer.json")
-}
-
-/// Store key of a history entry.
-pub fn history_key(env: &str, seq: u64) -> String {
-    format!("envs/{env}/history/{seq:08}.json")
-}
+use crate::records::history::{self, read_pointer, repair_history};
+use crate::records::{Action, Entry, SignedEntry, index};
+use crate::store::Store;
+use crate::views::{self, Mode, Regenerated};
+use crate::{Error, Result, fault};
 
 /// What a promotion asks for.
 #[derive(Debug, Clone)]
@@ -234,8 +26,8 @@ pub struct Request<'a> {
     pub build: &'a str,
     /// Bypass the `from` rule (recorded in the entry).
     pub force: bool,
-    /// `promote` or `rollback`.
-    pub action: &'a str,
+    /// Promote or rollback.
+    pub action: Action,
 }
 
 /// What a promotion did.
@@ -247,19 +39,19 @@ pub struct Outcome {
     pub moved: bool,
     /// The build it pointed at before.
     pub previous_build: Option<String>,
-    /// The apt and yum repositories regenerated for it; `None` when they
-    /// already listed the build.
-    pub repositories: Option<repository::Regenerated>,
+    /// The views regenerated for it; `None` when they all showed it already.
+    pub repositories: Option<Regenerated>,
 }
 
-/// Moves `req.env` to `req.build`, signing the entry with `key`.
+/// Moves `req.env` to `req.build`, signing the entry with `key`, then
+/// regenerates the environment's views.
 ///
 /// Nothing the store holds is believed before it verifies against
 /// `keyring`, the project's public keys: the build's records and package
-/// index ([`repository::load`]), the environment's history up to its
-/// pointer, and the history of the environment it takes builds from. A
-/// store someone else wrote to stops the promotion with exit 3 before
-/// anything is signed or written.
+/// index ([`index::load`]), the environment's history up to its pointer,
+/// and the history of the environment it takes builds from. A store
+/// someone else wrote to stops the promotion with exit 3 before anything is
+/// signed or written.
 pub async fn promote(
     p: &Pipeline,
     store: &Store,
@@ -268,16 +60,16 @@ pub async fn promote(
     req: &Request<'_>,
 ) -> Result<Outcome> {
     let env = p.environment(req.env)?;
-    let published = repository::load(store, req.build, keyring).await?;
+    let published = index::load(store, req.build, keyring).await?;
     let (head, version) = read_pointer(store, req.env).await?;
-    check_head(store, req.env, head.as_ref(), keyring).await?;
+    history::check_head(store, req.env, head.as_ref(), keyring).await?;
     if let Some(head) = &head {
         repair_history(store, head).await?;
     }
     if let Some(from) = &env.from
         && !req.force
-        && req.action == "promote"
-        && !verified_history(store, from, keyring)
+        && req.action == Action::Promote
+        && !history::verified_history(store, from, keyring)
             .await?
             .iter()
             .any(|e| e.entry.build == req.build)
@@ -294,30 +86,28 @@ pub async fn promote(
     }
     if let Some(head) = &head
         && head.entry.build == req.build
-        && req.action == "promote"
+        && req.action == Action::Promote
     {
-        // A promotion killed after moving the pointer left the freshness
-        // statement and the repositories behind: finish its work.
-        let fresh = read_freshness(store, req.env).await?;
-        if verify_freshness(
+        // A promotion killed after moving the pointer (or a view that
+        // failed) left the freshness statement or views behind: finish
+        // their work.
+        let fresh = history::read_freshness(store, req.env).await?;
+        if history::verify_freshness(
             &head.entry,
             fresh.as_ref(),
             keyring,
-            SystemTime::now(),
+            std::time::SystemTime::now(),
             false,
         )
         .is_err()
         {
-            stamp(store, key, &head.entry, p.repository.head_valid_for).await?;
+            history::stamp(store, key, &head.entry, p.repository.head_valid_for).await?;
         }
-        let repositories = if repository::is_current(store, req.env, req.build).await? {
+        let repositories = if views::all_current(store, req.env, head.entry.seq).await? {
             None
         } else {
-            tracing::info!(
-                env = req.env,
-                "the repositories lag the pointer; regenerating"
-            );
-            Some(regenerate(p, store, key, req.env, &published).await?)
+            tracing::info!(env = req.env, "views lag the pointer; regenerating");
+            Some(views::run(p, store, key, head, &published, Mode::IfBehind).await?)
         };
         return Ok(Outcome {
             entry: head.entry.clone(),
@@ -327,322 +117,88 @@ pub async fn promote(
         });
     }
 
-    let entry = Entry {
-        seq: head.as_ref().map_or(1, |h| h.entry.seq + 1),
-        env: req.env.to_string(),
-        build: req.build.to_string(),
-        previous: head.as_ref().map(|h| h.entry.digest()),
-        actor: actor(),
-        at: crate::build::rfc3339(SystemTime::now()),
-        action: req.action.to_string(),
-        forced: req.force,
-        nonce: nonce(),
-    };
-    let signature = key
-        .sign_detached(&entry.canonical()[..], SystemTime::now(), Encoding::Armored)
-        .map_err(Error::Signing)?;
-    let signed = SignedEntry {
-        entry: entry.clone(),
-        signature: String::from_utf8(signature).expect("armor is ASCII"),
-    };
-    let bytes = serde_json::to_vec_pretty(&signed).expect("serialises");
-
+    let signed = Entry::next(head.as_ref(), req.env, req.build, req.action, req.force).sign(key)?;
     fault::barrier();
     fault::point("before-pointer");
-    let cond = match &version {
-        Some(v) => Condition::IfMatch(v.clone()),
-        None => Condition::IfAbsent,
-    };
-    match store
-        .put(&pointer_key(req.env), Body::from_bytes(bytes.clone()), cond)
-        .await
-    {
-        Ok(_) => {}
-        // A write whose response was lost and that was sent again finds
-        // its own bytes (the nonce makes them unique): it landed.
-        Err(Error::Conflict { .. } | Error::AlreadyExists { .. })
-            if landed(store, &pointer_key(req.env), &bytes).await? =>
-        {
-            tracing::debug!(env = req.env, "a retried pointer write found its own entry");
-        }
-        Err(Error::Conflict { key, .. } | Error::AlreadyExists { key }) => {
-            return Err(Error::Conflict {
-                key,
-                expected: head
-                    .as_ref()
-                    .map(|h| format!("seq {} ({})", h.entry.seq, h.entry.build)),
-                found: Some("a newer entry written by a concurrent promotion".into()),
-            });
-        }
-        Err(e) => return Err(e),
-    }
+    history::put_pointer(store, &signed, head.as_ref(), version.as_ref()).await?;
     fault::point("after-pointer");
-    write_history_copy(store, &signed, &bytes).await?;
+    history::write_history_copy(store, &signed).await?;
     fault::point("after-history");
-    stamp(store, key, &entry, p.repository.head_valid_for).await?;
-    let repositories = Some(regenerate(p, store, key, req.env, &published).await?);
+    history::stamp(store, key, &signed.entry, p.repository.head_valid_for).await?;
+    let repositories = Some(views::run(p, store, key, &signed, &published, Mode::IfBehind).await?);
     Ok(Outcome {
-        entry,
+        entry: signed.entry,
         moved: true,
         previous_build: head.map(|h| h.entry.build),
         repositories,
     })
 }
 
-/// [`repository::regenerate`], saying on failure that the pointer itself
-/// has moved and how to finish.
-async fn regenerate(
+/// The entry `pipe rollback` moves back to: entry `to` when given, else the
+/// newest entry that points somewhere else than the head.
+pub fn rollback_target<'a>(
+    env: &str,
+    entries: &'a [SignedEntry],
+    to: Option<u64>,
+) -> Result<&'a SignedEntry> {
+    let Some(head) = entries.last() else {
+        return Err(Error::Usage {
+            message: format!("environment `{env}` has no history to roll back"),
+            hint: Some(format!("promote a build to `{env}` first")),
+        });
+    };
+    match to {
+        Some(seq) => entries
+            .iter()
+            .find(|e| e.entry.seq == seq)
+            .ok_or_else(|| Error::Usage {
+                message: format!("`{env}` has no history entry {seq}"),
+                hint: Some(format!("`pipe history {env}` lists them")),
+            }),
+        None => entries
+            .iter()
+            .rev()
+            .find(|e| e.entry.build != head.entry.build)
+            .ok_or_else(|| Error::Usage {
+                message: format!("`{env}` has only ever pointed at {}", head.entry.build),
+                hint: None,
+            }),
+    }
+}
+
+/// Rolls `env` back (see [`rollback_target`]): a promotion to an earlier
+/// entry's build, recorded as a rollback.
+///
+/// Which build to go back to is read from the history: only a history the
+/// project's keys signed ([`history::verified_history`]) is believed.
+pub async fn rollback(
     p: &Pipeline,
     store: &Store,
     key: &SecretKey,
+    keyring: &Keyring,
     env: &str,
-    published: &repository::Published,
-) -> Result<repository::Regenerated> {
-    let build = &published.build;
-    repository::regenerate(p, store, key, env, published)
-        .await
-        .inspect_err(|e| {
-            tracing::error!(
-                "`{env}` points at `{build}`, but its repositories were not regenerated ({e}); `pipe refresh --env {env}` finishes the work"
-            );
-        })
-}
-
-/// True when `key` holds exactly `bytes`.
-async fn landed(store: &Store, key: &str, bytes: &[u8]) -> Result<bool> {
-    Ok(store
-        .get_bytes_max(key, MAX_RECORD)
-        .await?
-        .is_some_and(|(found, _)| found == bytes))
-}
-
-/// Writes the history copy of `signed` (create-only). A copy already there
-/// must be the same entry: another one at that sequence number forks the
-/// history, and is an error naming both.
-async fn write_history_copy(store: &Store, signed: &SignedEntry, bytes: &[u8]) -> Result<()> {
-    let key = history_key(&signed.entry.env, signed.entry.seq);
-    match store
-        .put(&key, Body::from_bytes(bytes.to_vec()), Condition::IfAbsent)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(Error::AlreadyExists { .. }) => {
-            let found = store
-                .get_json_max::<SignedEntry>(&key, "a history entry", MAX_RECORD)
-                .await?;
-            match found {
-                Some((found, _)) if found.entry == signed.entry => Ok(()),
-                found => Err(Error::Verify {
-                    what: key,
-                    detail: format!(
-                        "holds another entry (digest {}) than the pointer's (digest {}): the history is forked",
-                        found.map_or_else(|| "(unreadable)".into(), |(f, _)| f.entry.digest()),
-                        signed.entry.digest()
-                    ),
-                }),
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes the head's history copy if a killed promotion left it out.
-async fn repair_history(store: &Store, head: &SignedEntry) -> Result<()> {
-    if store
-        .head(&history_key(&head.entry.env, head.entry.seq))
-        .await?
-        .is_none()
-    {
-        tracing::info!(env = %head.entry.env, seq = head.entry.seq, "repairing the history copy of the current entry");
-        let bytes = serde_json::to_vec_pretty(head).expect("serialises");
-        write_history_copy(store, head, &bytes).await?;
-    }
-    Ok(())
-}
-
-/// The pointer of `env` and its version token, if it has one.
-pub async fn read_pointer(
-    store: &Store,
-    env: &str,
-) -> Result<(Option<SignedEntry>, Option<Version>)> {
-    Ok(
-        match store.get_json(&pointer_key(env), "a pointer").await? {
-            Some((entry, version)) => (Some(entry), Some(version)),
-            None => (None, None),
+    to: Option<u64>,
+) -> Result<Outcome> {
+    let entries = history::verified_history(store, env, keyring).await?;
+    let build = rollback_target(env, &entries, to)?.entry.build.clone();
+    promote(
+        p,
+        store,
+        key,
+        keyring,
+        &Request {
+            env,
+            build: &build,
+            force: false,
+            action: Action::Rollback,
         },
     )
-}
-
-/// `env`'s history, oldest first, verified against `keyring`: an unbroken
-/// chain from entry 1, every entry signed by a key of the keyring, ending at
-/// the pointer. Exit 3 otherwise.
-pub async fn verified_history(
-    store: &Store,
-    env: &str,
-    keyring: &Keyring,
-) -> Result<Vec<SignedEntry>> {
-    let entries = history(store, env).await?;
-    verify_chain(env, &entries, Some(keyring))?;
-    let (head, _) = read_pointer(store, env).await?;
-    check_head_is_last(env, head.as_ref(), &entries)?;
-    Ok(entries)
-}
-
-/// The pointer of `env`, once its history verifies against `keyring`.
-pub async fn verified_head(
-    store: &Store,
-    env: &str,
-    keyring: &Keyring,
-) -> Result<Option<SignedEntry>> {
-    Ok(verified_history(store, env, keyring).await?.pop())
-}
-
-/// Checks that `head` (the pointer as read) ends `env`'s history and that
-/// the history verifies against `keyring`.
-async fn check_head(
-    store: &Store,
-    env: &str,
-    head: Option<&SignedEntry>,
-    keyring: &Keyring,
-) -> Result<()> {
-    let entries = history(store, env).await?;
-    verify_chain(env, &entries, Some(keyring))?;
-    match (head, entries.last()) {
-        // Moved on since the pointer was read: a concurrent promotion.
-        (Some(h), Some(last)) if last.entry.seq > h.entry.seq => Err(Error::Conflict {
-            key: pointer_key(env),
-            expected: Some(format!("seq {} ({})", h.entry.seq, h.entry.build)),
-            found: Some(format!("seq {} ({})", last.entry.seq, last.entry.build)),
-        }),
-        _ => check_head_is_last(env, head, &entries),
-    }
-}
-
-fn check_head_is_last(
-    env: &str,
-    head: Option<&SignedEntry>,
-    entries: &[SignedEntry],
-) -> Result<()> {
-    match (head, entries.last()) {
-        (None, None) => Ok(()),
-        (Some(h), Some(last)) if h.entry == last.entry && h.signature == last.signature => Ok(()),
-        (Some(h), _) => Err(Error::Verify {
-            what: format!("pointer of `{env}`"),
-            detail: format!(
-                "entry {} ({}) is not the newest entry of the history",
-                h.entry.seq, h.entry.build
-            ),
-        }),
-        (None, Some(last)) => Err(Error::Verify {
-            what: format!("pointer of `{env}`"),
-            detail: format!(
-                "is missing, but the history goes up to entry {} ({})",
-                last.entry.seq, last.entry.build
-            ),
-        }),
-    }
-}
-
-/// Every entry of `env`'s history, oldest first, including a head whose copy
-/// a killed promotion left out.
-pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
-    let prefix = format!("envs/{env}/history/");
-    let mut out = Vec::new();
-    for meta in store.list(&prefix).await? {
-        if let Some((entry, _)) = store
-            .get_json_max::<SignedEntry>(&meta.key, "a history entry", MAX_RECORD)
-            .await?
-        {
-            out.push(entry);
-        }
-    }
-    out.sort_by_key(|e| e.entry.seq);
-    if let (Some(head), _) = read_pointer(store, env).await?
-        && out
-            .last()
-            .is_none_or(|last| last.entry.seq < head.entry.seq)
-    {
-        out.push(head);
-    }
-    Ok(out)
-}
-
-/// Checks the chain (sequence numbers, `previous` digests, environment
-/// names) and, with a keyring, every signature. Returns the first break.
-pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring>) -> Result<()> {
-    let mut previous: Option<&Entry> = None;
-    for (i, signed) in entries.iter().enumerate() {
-        let e = &signed.entry;
-        let broken = |detail: String| Error::Verify {
-            what: format!("history of `{env}`, entry {}", e.seq),
-            detail,
-        };
-        if e.seq != i as u64 + 1 {
-            return Err(broken(format!(
-                "expected sequence number {}, found {}",
-                i + 1,
-                e.seq
-            )));
-        }
-        if e.env != env {
-            return Err(broken(format!("belongs to environment `{}`", e.env)));
-        }
-        let expected = previous.map(Entry::digest);
-        if e.previous != expected {
-            return Err(broken(format!(
-                "names previous entry {}, but the entry before it has digest {}",
-                e.previous.as_deref().unwrap_or("(none)"),
-                expected.as_deref().unwrap_or("(none)")
-            )));
-        }
-        if let Some(ring) = keyring {
-            ring.verify_detached(&e.canonical()[..], signed.signature.as_bytes(), None)
-                .map_err(|err| broken(format!("signature: {err}")))?;
-        }
-        previous = Some(e);
-    }
-    Ok(())
-}
-
-/// 16 hex digits no other promotion has: a digest of this process, the
-/// host and the time in nanoseconds.
-fn nonce() -> String {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut h = blake3::Hasher::new();
-    h.update(&now.to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(actor().as_bytes());
-    h.finalize().to_hex()[..16].to_string()
-}
-
-/// Seconds since the Unix epoch (0 before it).
-pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `$PIPE_ACTOR`, else `user@host`.
-fn actor() -> String {
-    if let Ok(a) = std::env::var("PIPE_ACTOR")
-        && !a.is_empty()
-    {
-        return a;
-    }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host}")
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{OpenOptions, StoreUrl};
 
     fn entry(seq: u64, build: &str) -> SignedEntry {
         SignedEntry {
@@ -651,54 +207,23 @@ mod tests {
                 env: "dev".into(),
                 build: build.into(),
                 previous: None,
-                actor: "test".into(),
+                actor: "t".into(),
                 at: "2026-01-01T00:00:00Z".into(),
                 action: "promote".into(),
                 forced: false,
-                nonce: build.into(),
+                nonce: String::new(),
             },
             signature: String::new(),
         }
     }
 
-    /// A history copy already there with another entry is a fork: an
-    /// error naming both digests, and the copy is left as found.
-    #[tokio::test]
-    async fn a_history_copy_with_other_bytes_is_an_error_naming_both_digests() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &StoreUrl::Local(dir.path().join("store")),
-            &OpenOptions::default(),
-        )
-        .await
-        .unwrap();
-        let theirs = entry(2, "b-theirs");
-        let theirs_bytes = serde_json::to_vec_pretty(&theirs).unwrap();
-        write_history_copy(&store, &theirs, &theirs_bytes)
-            .await
-            .unwrap();
-        // The same entry again is fine (a repaired or retried copy).
-        write_history_copy(&store, &theirs, &theirs_bytes)
-            .await
-            .unwrap();
-        let ours = entry(2, "b-ours");
-        let err = write_history_copy(&store, &ours, &serde_json::to_vec_pretty(&ours).unwrap())
-            .await
-            .unwrap_err();
-        let text = err.to_string();
-        assert_eq!(err.exit_code(), crate::error::EXIT_VERIFY, "{text}");
-        assert!(
-            text.contains(&theirs.entry.digest()) && text.contains(&ours.entry.digest()),
-            "{text}"
-        );
-        assert_eq!(
-            &store
-                .get_bytes(&history_key("dev", 2))
-                .await
-                .unwrap()
-                .unwrap()
-                .0[..],
-            &theirs_bytes[..]
-        );
+    #[test]
+    fn rollback_picks_the_newest_other_build_or_the_named_entry() {
+        let h = [entry(1, "a"), entry(2, "b"), entry(3, "b")];
+        assert_eq!(rollback_target("dev", &h, None).unwrap().entry.seq, 1);
+        assert_eq!(rollback_target("dev", &h, Some(2)).unwrap().entry.seq, 2);
+        assert!(rollback_target("dev", &h, Some(9)).is_err());
+        assert!(rollback_target("dev", &h[..1], None).is_err());
+        assert!(rollback_target("dev", &[], None).is_err());
     }
 }

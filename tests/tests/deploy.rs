@@ -599,7 +599,11 @@ fn refusals_name_the_reason_and_leave_current_alone() {
         &std::fs::read(store.join(format!("builds/{b2}/manifest.json"))).unwrap(),
     )
     .unwrap();
-    let deb = manifest.artifacts.iter().find(|a| a.kind == "deb").unwrap();
+    let deb = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.kind == pipeline::artifact::ArtifactKind::Deb)
+        .unwrap();
     let blob = store.join(format!(
         "blobs/blake3/{}/{}",
         &deb.blob.blake3[..2],
@@ -767,15 +771,22 @@ fn doctored_build(s: &Setup, build: &str, n: usize, deb: &[u8]) -> String {
     let mut m: Manifest =
         serde_json::from_slice(&std::fs::read(builds.join(build).join("manifest.json")).unwrap())
             .unwrap();
-    m.artifacts.retain(|a| a.kind == "deb");
+    m.artifacts
+        .retain(|a| a.kind == pipeline::artifact::ArtifactKind::Deb);
     let a = &mut m.artifacts[0];
     a.name = format!("demo_6.6.{n}_all.deb");
     a.blob = hash_bytes(deb);
     // The manifest names its package index's digest, as a build does.
     let scratch = tempfile::tempdir().unwrap();
     std::fs::write(scratch.path().join(&m.artifacts[0].name), deb).unwrap();
-    let index =
-        serde_json::to_vec(&pipeline::repository::record(scratch.path(), &m).unwrap()).unwrap();
+    let a = &m.artifacts[0];
+    let fragment = pipeline::kinds::of(a.kind)
+        .describe(&scratch.path().join(&a.name), a, m.source_date_epoch)
+        .unwrap();
+    let index = serde_json::to_vec(&pipeline::records::BuildIndex::from_fragments(
+        fragment.iter(),
+    ))
+    .unwrap();
     m.index = Some(blake3::hash(&index).to_hex().to_string());
     let m = m.seal();
     let dir = builds.join(&m.build);

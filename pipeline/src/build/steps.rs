@@ -15,15 +15,15 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use globset::{GlobBuilder, GlobMatcher};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::TOOL_VERSION;
-use super::cache::{Lookup, Sealer};
-use super::record::Input;
 use crate::error::StepFailure;
 use crate::model::{Pipeline, Step};
-use crate::store::{BlobRef, Store, digest};
-use crate::{Error, Result};
+use crate::records::Input;
+use crate::records::cache::{Lookup, Sealer, StepRecord};
+use crate::store::{Store, digest, layout};
+use crate::{Error, Result, records};
 
 /// `PATH` inside a step: the system directories only, so a step does not
 /// depend on whoever happens to run the build. A step that needs more sets
@@ -63,43 +63,43 @@ pub enum StepStatus {
     UpToDate,
 }
 
-/// One file a step produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputFile {
-    /// Path relative to the project directory.
-    pub path: String,
-    /// Permission bits.
-    pub mode: u32,
-    /// The stored content.
-    pub blob: BlobRef,
-}
+pub use crate::records::cache::OutputFile;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct StepRecord {
-    step: String,
-    key: String,
-    outputs: Vec<OutputFile>,
-}
-
-fn record_key(key: &str) -> String {
-    format!("cache/steps/{key}.json")
-}
-
-/// Runs every step of `p` in dependency order (a step that reads another's
-/// outputs runs after it), skipping those whose key is already built.
-/// Records are believed only when `sealer`'s keyring verifies them, and
-/// only within the step's declared outputs.
+/// Runs the steps named by `order` (the plan's order: a step that reads
+/// another's outputs runs after it), skipping those whose key is already
+/// built. Records are believed only when `sealer`'s keyring verifies them,
+/// and only within the step's declared outputs.
 pub async fn run_steps(
     p: &Pipeline,
+    order: &[&str],
     store: &Store,
     epoch: u64,
     sealer: &Sealer,
 ) -> Result<Vec<StepOutcome>> {
     let mut outcomes = Vec::new();
-    for step in order(p)? {
+    for name in order {
+        let step = p.steps.get(*name).ok_or_else(|| Error::Usage {
+            message: format!("the plan names step `{name}`, which pipeline.toml does not declare"),
+            hint: Some("make the plan again from this pipeline.toml".into()),
+        })?;
         outcomes.push(run_step(p, step, store, epoch, sealer).await?);
     }
     Ok(outcomes)
+}
+
+/// Every step in run order with the steps whose outputs it reads.
+pub(crate) fn dependencies(p: &Pipeline) -> Result<Vec<(String, Vec<String>)>> {
+    let (order, deps) = order(p)?;
+    Ok(order
+        .into_iter()
+        .map(|s| {
+            let after = deps[s.name.as_str()]
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            (s.name.clone(), after)
+        })
+        .collect())
 }
 
 async fn run_step(
@@ -112,35 +112,23 @@ async fn run_step(
     let started = Instant::now();
     let dir = p.dir.clone();
     let owned = step.clone();
-    let (key, inputs) = tokio::task::spawn_blocking(move || step_key(&dir, &owned, epoch))
+    let (key, inputs) = tokio::task::spawn_blocking(move || key(&dir, &owned, epoch))
         .await
-        .map_err(|e| Error::Usage {
-            message: format!("keying step `{}` failed: {e}", step.name),
-            hint: None,
-        })??;
-    let mut found = sealer
-        .open::<StepRecord>(store, &record_key(&key), "a step record")
-        .await?;
+        .expect("step key task panicked")?;
+    let mut found = records::cache::step(store, &key, sealer).await?;
     if let Lookup::Trusted(record) = &found
         && let Err(reason) = check_record(step, record)
     {
-        tracing::warn!(
-            "ignoring the cache record `{}`: {reason}; running the step again",
-            record_key(&key)
-        );
-        found = Lookup::Forged {
-            reason,
-            version: crate::store::Version(String::new()),
-        };
+        found = records::cache::forged(&layout::step_record(&key), reason, None);
     }
     let record = match &found {
-        Lookup::Trusted(record) => Some(record),
+        Lookup::Trusted(record) => Some(record.clone()),
         _ => None,
     };
 
     let (status, outputs) = match record {
         Some(record) if outputs_match(&p.dir, &record.outputs)? => {
-            (StepStatus::UpToDate, record.outputs.clone())
+            (StepStatus::UpToDate, record.outputs)
         }
         Some(record) => {
             clear_outputs(&p.dir, step)?;
@@ -153,7 +141,7 @@ async fn run_step(
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(out.mode))
                     .map_err(|e| Error::io(&path, e))?;
             }
-            (StepStatus::Restored, record.outputs.clone())
+            (StepStatus::Restored, record.outputs)
         }
         None => {
             clear_outputs(&p.dir, step)?;
@@ -168,11 +156,7 @@ async fn run_step(
                 key: key.clone(),
                 outputs: outputs.clone(),
             };
-            // Same key, same outputs: a racing machine that wrote it first
-            // wrote an equivalent record.
-            sealer
-                .write(store, &record_key(&key), &record, &found)
-                .await?;
+            records::cache::put_step(store, &record, sealer, &found).await?;
             (StepStatus::Ran, outputs)
         }
     };
@@ -216,7 +200,8 @@ fn check_record(step: &Step, record: &StepRecord) -> std::result::Result<(), Str
 
 /// Steps in an order where each comes after the steps whose outputs its
 /// inputs match.
-fn order(p: &Pipeline) -> Result<Vec<&Step>> {
+#[allow(clippy::type_complexity)]
+fn order(p: &Pipeline) -> Result<(Vec<&Step>, BTreeMap<&str, BTreeSet<&str>>)> {
     let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for step in p.steps.values() {
         let matchers = matchers(step)?;
@@ -263,7 +248,7 @@ fn order(p: &Pipeline) -> Result<Vec<&Step>> {
         }
         done.extend(ready);
     }
-    Ok(done)
+    Ok((done, deps))
 }
 
 fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
@@ -287,12 +272,10 @@ fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
 
 /// The digest of everything that can change the step's outputs, and the
 /// input files it covers.
-fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)> {
-    let mut h = blake3::Hasher::new();
+pub(crate) fn key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)> {
+    let mut h = super::key::KeyBuilder::new();
     let mut field = |name: &str, value: &[u8]| {
-        h.update(name.as_bytes());
-        h.update(&(value.len() as u64).to_le_bytes());
-        h.update(value);
+        h.field(name, value);
     };
     field("tool", TOOL_VERSION.as_bytes());
     field("run", step.run.as_bytes());
@@ -311,7 +294,7 @@ fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)>
         );
     }
     let inputs = files.into_iter().map(|f| f.input).collect();
-    Ok((h.finalize().to_hex().to_string(), inputs))
+    Ok((h.finish(), inputs))
 }
 
 /// Files matched by the step's input globs, sorted, with mode and digest.

@@ -39,16 +39,16 @@ use std::time::Instant;
 use keys::{Keyring, Verified};
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::{Artifact, ArtifactKind};
 use crate::build::files;
-use crate::build::packages::Artifact;
 use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
 use crate::model::Pipeline;
-use crate::promote::{
-    SignedEntry, SignedFreshness, history, read_freshness, read_pointer, verify_chain,
-    verify_freshness,
+use crate::records::SignedEntry;
+use crate::records::history::{
+    SignedFreshness, history, read_freshness, read_pointer, verify_chain, verify_freshness,
 };
-use crate::publish::build_key;
+use crate::records::manifest::build_key;
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
 pub use target::{CheckReport, Difference, check};
@@ -310,7 +310,7 @@ pub async fn deploy(
                 // The operator's pipeline.toml decides, as validate does.
                 let special = a
                     .component
-                    .strip_prefix("package ")
+                    .package()
                     .and_then(|n| p.packages.get(n))
                     .is_some_and(|pkg| pkg.allow_special_modes);
                 (a.name.clone(), *f, special, cache.join(blob_file(&a.blob)))
@@ -771,7 +771,7 @@ fn select(
     let arches = host_arches();
     let mut by_package: BTreeMap<&str, Vec<&Artifact>> = BTreeMap::new();
     for a in artifacts {
-        if let Some(name) = a.component.strip_prefix("package ") {
+        if let Some(name) = a.component.package() {
             by_package.entry(name).or_default().push(a);
         }
     }
@@ -793,12 +793,12 @@ fn select(
             });
         };
         let arch_of = |a: &Artifact| -> Option<(String, Format)> {
-            if let Some(stem) = a.name.strip_suffix(".deb") {
-                Some((stem.rsplit('_').next()?.to_string(), Format::Deb))
-            } else {
-                let stem = a.name.strip_suffix(".rpm")?;
-                Some((stem.rsplit('.').next()?.to_string(), Format::Rpm))
-            }
+            let arch = crate::kinds::of(a.kind).deploy_arch(a)?;
+            let format = match a.kind {
+                ArtifactKind::Deb => Format::Deb,
+                ArtifactKind::Rpm => Format::Rpm,
+            };
+            Some((arch, format))
         };
         let mut fitting: Vec<(&Artifact, Format)> = candidates
             .iter()

@@ -201,6 +201,8 @@ pub struct Package {
     pub scripts: Scripts,
     /// `allow_special_modes = true`: a `mode` may set the setuid, setgid or
     /// world-writable bit (refused otherwise, at validate and at deploy).
+    /// Left out of the section's serialisation (its cache key) when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_special_modes: bool,
 }
 

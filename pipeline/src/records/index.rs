@@ -1,0 +1,217 @@
+//! The package index of a build: `builds/<id>/index.json`, what the consumer
+//! views need of every artifact (a .deb's `Packages` stanza, an .rpm's
+//! `primary`/`filelists`/`other` fragments), recorded when the artifact is
+//! built so that no promotion reads an artifact again. The index is not
+//! signed itself: the signed manifest names its digest, which [`load`]
+//! checks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use repo_index::{apt, yum};
+use serde::{Deserialize, Serialize};
+
+use keys::Keyring;
+
+use super::manifest::{Manifest, build_key, files};
+use crate::build::verify::verify_records;
+use crate::store::Store;
+use crate::{Error, Result};
+
+const INDEX_FORMAT: u32 = 1;
+
+/// What the views need of every artifact of one build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildIndex {
+    /// Format of this record.
+    pub format: u32,
+    /// Every .deb.
+    pub debs: Vec<IndexedDeb>,
+    /// Every .rpm.
+    pub rpms: Vec<IndexedRpm>,
+}
+
+/// A .deb's rendered `Packages` stanza.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedDeb {
+    /// Artifact file name.
+    pub artifact: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// The stanza.
+    pub stanza: apt::Stanza,
+}
+
+/// An .rpm's rendered `primary`/`filelists`/`other` fragments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedRpm {
+    /// Artifact file name.
+    pub artifact: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// The fragments.
+    pub xml: yum::PackageXml,
+}
+
+/// One artifact's part of a [`BuildIndex`], made by its kind
+/// ([`crate::kinds::Kind::describe`]) and cached with its stage record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Fragment {
+    /// A .deb.
+    Deb(IndexedDeb),
+    /// An .rpm.
+    Rpm(Box<IndexedRpm>),
+}
+
+impl BuildIndex {
+    /// The index of a build made of these artifacts, in their order.
+    pub fn from_fragments<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> BuildIndex {
+        let mut index = BuildIndex {
+            format: INDEX_FORMAT,
+            debs: Vec::new(),
+            rpms: Vec::new(),
+        };
+        for f in fragments {
+            match f {
+                Fragment::Deb(d) => index.debs.push(d.clone()),
+                Fragment::Rpm(r) => index.rpms.push((**r).clone()),
+            }
+        }
+        index
+    }
+
+    /// Every indexed artifact with its sha256.
+    fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.debs
+            .iter()
+            .map(|d| (d.artifact.as_str(), d.sha256.as_str()))
+            .chain(
+                self.rpms
+                    .iter()
+                    .map(|r| (r.artifact.as_str(), r.sha256.as_str())),
+            )
+    }
+}
+
+/// A published build: its manifest and its package index, checked against
+/// each other. What the views need, loaded before a promotion moves the
+/// pointer so that a damaged index stops the promotion instead of leaving
+/// an environment whose views cannot follow it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The build id.
+    pub build: String,
+    /// Its package index.
+    pub index: Arc<BuildIndex>,
+}
+
+/// Loads `build`'s signed records and package index from the store, and
+/// believes them only once they verify against `keyring` (the project's
+/// keys): the manifest and provenance signatures, the manifest's digest
+/// being the build id, the index's blake3 being the one the signed manifest
+/// names, and every indexed artifact being one of the manifest's with its
+/// digest. Anything else is exit 3, before a promotion, rollback or refresh
+/// signs anything. Errors (exit 2) when the build is not published.
+pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Published> {
+    let manifest_key = build_key(build, files::MANIFEST);
+    if store.head(&manifest_key).await?.is_none() {
+        return Err(Error::Usage {
+            message: format!("build `{build}` is not published in {}", store.url()),
+            hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
+        });
+    }
+    let mut records = BTreeMap::new();
+    for name in RECORDS {
+        if let Some((bytes, _)) = store.get_bytes(&build_key(build, name)).await? {
+            records.insert(name, bytes);
+        }
+    }
+    let signed = verify_records(keyring, |name| {
+        records
+            .get(name)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| format!("`{}` is missing", build_key(build, name)))
+    })
+    .map_err(|e| match e {
+        Error::Verify { what, detail } => Error::Verify {
+            what: format!("build `{build}` in the store, {what}"),
+            detail,
+        },
+        e => e,
+    })?;
+    let manifest = signed.manifest;
+    if manifest.build != build {
+        return Err(Error::Verify {
+            what: manifest_key,
+            detail: format!(
+                "is signed, but for build `{}`, not `{build}`",
+                manifest.build
+            ),
+        });
+    }
+    let index_key = build_key(build, files::INDEX);
+    let Some(bound) = &manifest.index else {
+        return Err(Error::Verify {
+            what: manifest_key,
+            detail: "names no package index digest (a build of an older pipe): nothing binds \
+                     `index.json` to what the key signed; build and publish it again"
+                .into(),
+        });
+    };
+    let (bytes, _) = store
+        .get_bytes(&index_key)
+        .await?
+        .ok_or_else(|| Error::Usage {
+            message: format!("build `{build}` has no package index (`{index_key}`)"),
+            hint: Some("run `pipe publish` for the build again: it records the index".into()),
+        })?;
+    let found = blake3::hash(&bytes).to_hex().to_string();
+    if found != *bound {
+        return Err(Error::Verify {
+            what: index_key,
+            detail: format!(
+                "blake3 {found}, but the signed manifest names {bound}: the index was changed after the build"
+            ),
+        });
+    }
+    let index: BuildIndex = serde_json::from_slice(&bytes).map_err(|e| Error::Verify {
+        what: index_key.clone(),
+        detail: format!("bound to the signed manifest, but not an index pipe reads: {e}"),
+    })?;
+    check(&index, &manifest, &index_key)?;
+    Ok(Published {
+        build: build.to_string(),
+        index: Arc::new(index),
+    })
+}
+
+/// The records of a build [`load`] verifies.
+const RECORDS: [&str; 4] = [
+    files::MANIFEST,
+    files::MANIFEST_SIG,
+    files::PROVENANCE,
+    files::PROVENANCE_SIG,
+];
+
+/// Every indexed artifact must be an artifact of the signed manifest, with
+/// the same digest: the index is not signed itself.
+fn check(index: &BuildIndex, manifest: &Manifest, key: &str) -> Result<()> {
+    let digests: BTreeMap<&str, &str> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.name.as_str(), a.blob.sha256.as_str()))
+        .collect();
+    for (artifact, sha256) in index.entries() {
+        if digests.get(artifact) != Some(&sha256) {
+            return Err(Error::Verify {
+                what: key.to_string(),
+                detail: format!(
+                    "lists `{artifact}` with sha256 {sha256}, which the build manifest does not ({})",
+                    digests.get(artifact).unwrap_or(&"absent")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
