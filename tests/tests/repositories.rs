@@ -204,7 +204,8 @@ fn local_store_apt_and_dnf_follow_promotions_and_refuse_tampering() {
         "Label: Demo packages",
         "Suite: dev",
         "Codename: dev",
-        "Architectures: amd64",
+        // Packages of `all` only: every architecture clients run.
+        "Architectures: amd64 arm64 armhf i386 ppc64el s390x riscv64",
         "Components: main",
         "Acquire-By-Hash: yes",
         "Valid-Until: ",

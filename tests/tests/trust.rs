@@ -885,3 +885,93 @@ fn no_secret_reaches_any_output() {
         );
     }
 }
+
+/// `--json` stays one document when `[deploy] after` prints (issue 12,
+/// point 8): its standard output and error go to stderr; a failing
+/// command's error keeps a bounded tail of what it printed.
+#[test]
+fn deploy_json_is_one_document_whatever_after_prints() {
+    let toml = format!(
+        "{PIPELINE}\n[deploy]\nafter = \"echo to-stdout; echo to-stderr >&2; test -f $PIPE_RELEASE/fail && {{ yes padding | head -c 3000000; echo last-words >&2; exit 5; }}; true\"\n"
+    );
+    let (p, _bucket, _server) = project_on(false, &toml, &[("demo.txt", "1.0.0\n")]);
+    let ring = p.keyring();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let target = tempfile::tempdir().unwrap();
+    let out = deploy(&p, target.path(), &ring, &["--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["ok"], true);
+    assert!(
+        out.stderr.contains("to-stdout") && out.stderr.contains("to-stderr"),
+        "{}",
+        out.stderr
+    );
+
+    // A failure: the error names the command's last words, and stdout is
+    // still one (error) document.
+    let b2 = release(&p, "1.1.0");
+    p.write("demo.txt", "x\n");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    let after_fail = toml.replace(
+        "test -f $PIPE_RELEASE/fail",
+        &format!("test \\\"$PIPE_BUILD\\\" = \\\"{b2}\\\""),
+    );
+    p.write("pipeline.toml", &after_fail);
+    let out = deploy(&p, target.path(), &ring, &["--json"]);
+    out.expect_code(1);
+    let doc = out.json();
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert!(doc.to_string().contains("last-words"), "{doc}");
+    assert!(doc.to_string().len() < 100_000, "the tail is bounded");
+}
+
+/// A suite whose packages are all `Architecture: all` lists the
+/// architectures its clients run: by default every one pipe builds for,
+/// else `[repository] architectures` (checked, positioned).
+#[test]
+fn suites_of_all_packages_list_the_architectures_clients_use() {
+    let (p, bucket, _server) = project_on(false, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let release_file = String::from_utf8(bucket.read("dists/dev/Release").unwrap()).unwrap();
+    let archs = release_file
+        .lines()
+        .find_map(|l| l.strip_prefix("Architectures: "))
+        .unwrap()
+        .to_string();
+    for arch in [
+        "amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x",
+    ] {
+        assert!(archs.split(' ').any(|a| a == arch), "{arch} not in {archs}");
+    }
+    assert!(
+        bucket
+            .read("dists/dev/main/binary-arm64/Packages")
+            .is_some()
+    );
+
+    let custom = PIPELINE.replace(
+        "[environments.dev]",
+        "[repository]\narchitectures = [\"arm64\", \"riscv64\"]\n\n[environments.dev]",
+    );
+    p.write("pipeline.toml", &custom);
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    let release_file = String::from_utf8(bucket.read("dists/dev/Release").unwrap()).unwrap();
+    assert!(
+        release_file.contains("Architectures: arm64 riscv64\n"),
+        "{release_file}"
+    );
+
+    p.write(
+        "pipeline.toml",
+        &custom.replace("\"riscv64\"]", "\"m68k\"]"),
+    );
+    let out = p.pipe(&["validate"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("pipeline.toml:7:") && out.stderr.contains("`m68k`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -446,7 +446,18 @@ fn prune(releases: &Path, live: &str, keep: usize) -> Vec<String> {
     pruned
 }
 
-/// Runs `[deploy] after` in the new release; its output goes to stderr.
+/// pipe's standard error, for a child's standard output (null if it cannot
+/// be duplicated).
+fn stderr_handle() -> Stdio {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+/// Runs `[deploy] after` in the new release; its output (standard output
+/// too) goes to stderr.
 fn run_after(cmd: &str, dir: &Path, job: &Job) -> std::result::Result<(), StepFailure> {
     let release = dir.join(CURRENT);
     let mut child = Command::new("sh")
@@ -458,19 +469,36 @@ fn run_after(cmd: &str, dir: &Path, job: &Job) -> std::result::Result<(), StepFa
         .env("PIPE_TARGET", dir)
         .env("PIPE_RELEASE", dir.join(RELEASES).join(&job.build))
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
+        // Standard output is pipe's: `--json` promises one document there.
+        // The command's output goes to stderr instead.
+        .stdout(stderr_handle())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(StepFailure::Spawn)?;
-    let mut stderr = String::new();
+    // Its stderr is passed on as it comes, keeping only a bounded tail for
+    // the error: a chatty command cannot fill memory.
+    const TAIL: usize = 64 * 1024;
+    let mut kept: Vec<u8> = Vec::new();
     if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match e.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), chunk);
+            kept.extend_from_slice(chunk);
+            if kept.len() > 2 * TAIL {
+                kept.drain(..kept.len() - TAIL);
+            }
+        }
     }
-    eprint!("{stderr}");
     let status = child.wait().map_err(StepFailure::Spawn)?;
     if status.success() {
         return Ok(());
     }
+    let stderr = String::from_utf8_lossy(&kept);
     let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
     Err(StepFailure::Exited {
         code: status.code(),

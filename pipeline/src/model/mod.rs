@@ -105,6 +105,10 @@ pub struct Repository {
     /// statement expired, so a store that keeps serving an old head is
     /// noticed. `pipe promote` and `pipe refresh` sign it (default 7 days).
     pub head_valid_for: std::time::Duration,
+    /// The architectures an apt suite whose packages are all `Architecture:
+    /// all` lists (an apt client skips a suite that does not list its own).
+    /// Default: every architecture pipe builds for but `all`.
+    pub architectures: Vec<Arch>,
 }
 
 /// `[environments.NAME]`.

@@ -34,7 +34,14 @@ const PROJECT_KEYS: &[&str] = &["name", "version", "source_date_epoch"];
 const STORE_KEYS: &[&str] = &["url"];
 const SIGNING_KEYS: &[&str] = &["key"];
 const REGISTRY_KEYS: &[&str] = &["url", "insecure"];
-const REPOSITORY_KEYS: &[&str] = &["origin", "label", "valid_for", "grace", "head_valid_for"];
+const REPOSITORY_KEYS: &[&str] = &[
+    "origin",
+    "label",
+    "valid_for",
+    "grace",
+    "head_valid_for",
+    "architectures",
+];
 const ENVIRONMENT_KEYS: &[&str] = &["from"];
 const PACKAGE_KEYS: &[&str] = &[
     "summary",
@@ -533,6 +540,7 @@ impl Cx<'_> {
             valid_for: std::time::Duration::from_secs(7 * 86_400),
             grace: std::time::Duration::from_secs(3600),
             head_valid_for: std::time::Duration::from_secs(7 * 86_400),
+            architectures: Arch::ALL.into_iter().filter(|a| *a != Arch::All).collect(),
         };
         let Some(t) = field(root, "repository").and_then(|(_, v)| self.table(v, "`repository`"))
         else {
@@ -554,6 +562,37 @@ impl Cx<'_> {
                 } else {
                     *slot = s;
                 }
+            }
+        }
+        if let Some((_, v)) = field(t, "architectures") {
+            let mut archs = Vec::new();
+            for (name, span) in self.string_list(v, "`repository.architectures`") {
+                match Arch::ALL.iter().find(|a| a.deb() == name && **a != Arch::All) {
+                    Some(a) if !archs.contains(a) => archs.push(*a),
+                    Some(_) => {}
+                    None => self.error(
+                        span,
+                        format!("`repository.architectures`: `{name}` is not an architecture apt knows here"),
+                        Some(format!(
+                            "use Debian's names: {}",
+                            Arch::ALL
+                                .iter()
+                                .filter(|a| **a != Arch::All)
+                                .map(|a| format!("`{}`", a.deb()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    ),
+                }
+            }
+            if archs.is_empty() {
+                self.error(
+                    v.span(),
+                    "`repository.architectures` is empty",
+                    Some("list at least one, e.g. `[\"amd64\", \"arm64\"]`".into()),
+                );
+            } else {
+                repo.architectures = archs;
             }
         }
         for (key, slot) in [

@@ -64,9 +64,14 @@ impl View for AptSuite {
             config.valid_for = repo.valid_for;
             config.components = vec![layout::APT_COMPONENT.into()];
             // Packages of architecture `all` are listed under every
-            // architecture; a suite of only those still needs one.
+            // architecture; a suite of only those lists the ones its
+            // clients run (an arm64 apt skips a suite of amd64 only).
             if index.debs.iter().all(|d| d.stanza.architecture == "all") {
-                config.architectures = vec!["amd64".into()];
+                config.architectures = repo
+                    .architectures
+                    .iter()
+                    .map(|a| a.deb().to_string())
+                    .collect();
             }
             let suite = apt::render_suite(&config, &entries, previous.as_ref())?;
             let signed = suite.sign(&key, now)?;
