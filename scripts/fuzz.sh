@@ -18,11 +18,11 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^pipe-fuzz$')
 fi
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # One build for every target (the first `run` would build them one by one).
-cargo +nightly fuzz build --fuzz-dir fuzz -O "${targets[@]:0:1}" >/dev/null
 cargo +nightly fuzz build --fuzz-dir fuzz -O
 for t in "${targets[@]}"; do
     mkdir -p "$scratch/$t"

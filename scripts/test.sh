@@ -13,3 +13,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # another package's tests.
 cargo build --workspace --bins
 cargo test --workspace
+# Every fuzz target briefly over its checked-in corpus (nightly; a crash
+# fails the run and leaves the input in fuzz/artifacts/).
+scripts/fuzz.sh "${PIPE_FUZZ_SECONDS:-10}"

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
-use crate::store::{BlobRef, Body, Condition, Store, layout};
+use crate::store::{BlobRef, Body, Condition, MAX_RECORD, Store, layout};
 use crate::{Error, Result};
 
 /// What a package name, version, architecture and format stand for, once
@@ -23,7 +23,7 @@ pub struct VersionRecord {
 /// The version record of artifact `name`, if it was published.
 pub async fn read(store: &Store, name: &str) -> Result<Option<VersionRecord>> {
     Ok(store
-        .get_json(&layout::version_record(name), "a version record")
+        .get_json_max(&layout::version_record(name), "a version record", MAX_RECORD)
         .await?
         .map(|(v, _)| v))
 }
@@ -48,12 +48,14 @@ pub async fn put(store: &Store, a: &Artifact, build: &str) -> Result<()> {
     {
         Ok(_) => Ok(()),
         Err(Error::AlreadyExists { .. }) => {
-            let existing = read(store, &a.name).await?.expect("exists");
-            if existing.blob.sha256 != a.blob.sha256 {
+            // Gone again by now (deleted behind our back): a conflict,
+            // not a panic.
+            let found = read(store, &a.name).await?.map(|e| e.blob.sha256);
+            if found.as_deref() != Some(a.blob.sha256.as_str()) {
                 return Err(Error::Conflict {
                     key,
                     expected: Some(a.blob.sha256.clone()),
-                    found: Some(existing.blob.sha256),
+                    found,
                 });
             }
             Ok(())
