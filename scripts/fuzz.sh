@@ -7,9 +7,10 @@
 #   scripts/fuzz.sh 20 deb_reader unpack_rpm
 #
 # A crash stops the script with libFuzzer's report and the input under
-# fuzz/artifacts/TARGET/; copy it into a regression test (see
-# pipeline/src/deploy/unpack.rs `fuzz_regressions`) before fixing it. New
-# inputs libFuzzer finds go to a scratch corpus, not the checked-in one.
+# fuzz/artifacts/TARGET/; make it a regression test next to the parser (as
+# `huge_cpio_names_and_links_are_refused` in pipeline/src/deploy/unpack.rs)
+# before fixing it. New inputs libFuzzer finds go to a scratch corpus, not
+# the checked-in one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
