@@ -53,6 +53,18 @@ impl Context {
         .await
     }
 
+    /// `pipeline.toml` for a command that reads only the store: loaded when
+    /// there is one, or when no `--store` says where the store is (then it
+    /// is required); `None` in a directory without one when `--store` is
+    /// given.
+    pub fn pipeline_if_any(&self) -> Result<Option<&Pipeline>> {
+        if self.has_pipeline() || self.store_override.is_none() {
+            Ok(Some(self.pipeline()?))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// True when the project directory has a `pipeline.toml`.
     pub fn has_pipeline(&self) -> bool {
         self.dir.join(PIPELINE_FILE).exists()
