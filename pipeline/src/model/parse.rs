@@ -71,6 +71,8 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
         diags: Diagnostics::new(file, source),
         dir,
         step_outputs: Vec::new(),
+        step_globs: Vec::new(),
+        sections: BTreeMap::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
@@ -102,6 +104,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
                 .map(|o| (o.trim_end_matches('/').to_string(), s.name.clone()))
         })
         .collect();
+    cx.check_step_globs();
     let packages = cx.packages(&root);
     // Names as declared, even where the package itself has errors, so a
     // broken package does not also make every reference to it an error.
@@ -154,6 +157,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
             images,
             machines,
             deploy,
+            sections: cx.sections,
         }),
         _ => Err(cx.finish()),
     }
@@ -165,6 +169,10 @@ struct Cx<'a> {
     /// Every declared step output (without a trailing `/`) and its step:
     /// package files may come from them, so they need not exist before a build.
     step_outputs: Vec<(String, String)>,
+    /// Every step input glob: step, glob, where it is written.
+    step_globs: Vec<(String, String, Span)>,
+    /// Where `[images.NAME]` and `[machines.NAME]` are declared.
+    sections: BTreeMap<String, Position>,
 }
 
 impl Cx<'_> {
@@ -670,6 +678,56 @@ impl Cx<'_> {
         envs
     }
 
+    /// A step input glob that matches no file, and cannot match another
+    /// step's outputs either, fails the build; say so now, at the glob.
+    fn check_step_globs(&mut self) {
+        let globs = std::mem::take(&mut self.step_globs);
+        let mut files: Option<Vec<String>> = None;
+        for (step, glob, span) in globs {
+            let Ok(m) = globset::GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .build()
+                .map(|g| g.compile_matcher())
+            else {
+                self.error(
+                    span,
+                    format!("input `{glob}` of step `{step}` is not a valid glob"),
+                    Some("`*` matches within a directory, `**` across directories".into()),
+                );
+                continue;
+            };
+            let from_a_step = self.step_outputs.iter().any(|(out, s)| {
+                s != &step && (m.is_match(out) || glob.starts_with(&format!("{out}/")))
+            });
+            if from_a_step {
+                continue;
+            }
+            let own: Vec<&str> = self
+                .step_outputs
+                .iter()
+                .filter(|(_, s)| *s == step)
+                .map(|(o, _)| o.as_str())
+                .collect();
+            let files = files.get_or_insert_with(|| project_files(self.dir));
+            let matched = files.iter().any(|f| {
+                m.is_match(f)
+                    && !own
+                        .iter()
+                        .any(|o| f == o || f.starts_with(&format!("{o}/")))
+            });
+            if !matched {
+                self.error(
+                    span,
+                    format!("input `{glob}` of step `{step}` matches no file"),
+                    Some(format!(
+                        "globs are relative to the directory holding pipeline.toml ({}); a build would stop here",
+                        shown_dir(self.dir)
+                    )),
+                );
+            }
+        }
+    }
+
     /// The step whose declared output is `src` or contains it.
     fn step_producing(&self, src: &str) -> Option<String> {
         let src = src.trim_end_matches('/');
@@ -715,7 +773,10 @@ impl Cx<'_> {
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|(g, span)| match rules::relative_path(&g) {
-                    Ok(()) => Some(g),
+                    Ok(()) => {
+                        self.step_globs.push((name.clone(), g.clone(), span));
+                        Some(g)
+                    }
                     Err(violation) => {
                         self.violation(span, violation);
                         None
@@ -1032,6 +1093,14 @@ impl Cx<'_> {
             self.check_keys(t, &format!("an entry of {what}"), FILE_KEYS, None);
             let src = match field(t, "src") {
                 Some((_, sv)) => self.nonempty_string(sv, "`src`").and_then(|src| {
+                    if let Err((message, _)) = rules::relative_path(&src) {
+                        self.error(
+                            sv.span(),
+                            format!("`src`: {message}"),
+                            Some("package files come from the project: `src` is relative to the directory holding pipeline.toml and stays inside it".into()),
+                        );
+                        return None;
+                    }
                     if let Some(step) = self.step_producing(&src) {
                         return Some((src.clone(), src.ends_with('/'), sv.span(), Some(step)));
                     }
@@ -1116,6 +1185,30 @@ impl Cx<'_> {
             let (Some((src, is_dir, src_span, from_step)), Some(dst)) = (src, dst) else {
                 continue;
             };
+            // What the build will do with it, now: the same resolution the
+            // package stage makes (links leaving the project, names that
+            // are not UTF-8 or hold a newline, FIFOs and devices).
+            if from_step.is_none()
+                && let Err(e) = stages::tree::resolve(
+                    self.dir,
+                    &[stages::tree::Mapping {
+                        src: src.clone().into(),
+                        dst: dst.clone(),
+                        mode: None,
+                        config: false,
+                    }],
+                    0,
+                )
+            {
+                self.error(
+                    src_span.clone(),
+                    format!("`src` `{src}` cannot be packaged: {e}"),
+                    Some(
+                        "a build would stop here; fix or remove the file, or leave it out of `src`"
+                            .into(),
+                    ),
+                );
+            }
             if config && is_dir {
                 self.error(
                     src_span.clone(),
@@ -1183,6 +1276,8 @@ impl Cx<'_> {
         };
         for (key, v) in t {
             let name = key.get_ref().to_string();
+            let at = self.diags.position(&key.span());
+            self.sections.insert(format!("images.{name}"), at);
             if let Err(violation) = rules::image_name(&name) {
                 self.violation(key.span(), violation);
             }
@@ -1285,6 +1380,8 @@ impl Cx<'_> {
         };
         for (key, v) in t {
             let name = key.get_ref().to_string();
+            let at = self.diags.position(&key.span());
+            self.sections.insert(format!("machines.{name}"), at);
             if let Err(violation) = rules::simple_name("machine", &name) {
                 self.violation(key.span(), violation);
             }
@@ -1487,6 +1584,27 @@ impl Cx<'_> {
 
 /// Checks `{{ name }}` placeholders are closed and name an identifier. Which
 /// names exist is only known at deploy time (`--set`, `PIPE_VAR_*`).
+/// Every file under `dir` (relative, `/`-separated), as a step's inputs see
+/// them: pipe's own state and git's left out.
+fn project_files(dir: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            !(e.depth() == 1 && (name == ".pipe" || name == ".git"))
+        })
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_type().is_dir())
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 fn template_syntax(text: &str) -> Result<(), rules::Violation> {
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
