@@ -14,6 +14,8 @@ pub mod model;
 pub mod promote;
 pub mod publish;
 pub mod records;
+pub mod rotate;
+pub mod status;
 pub mod store;
 pub mod views;
 
