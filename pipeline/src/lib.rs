@@ -17,6 +17,7 @@ pub mod records;
 pub mod rotate;
 pub mod status;
 pub mod store;
+pub mod template;
 pub mod views;
 
 pub use error::{Error, Result};

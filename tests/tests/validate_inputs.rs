@@ -148,3 +148,19 @@ fn validate_warns_about_sections_not_built_yet_with_their_line() {
     let json = p.pipe(&["--json", "validate"]).expect_code(0).json();
     assert!(json["plan"]["not_built"][0]["line"].as_u64().is_some());
 }
+
+/// `[store] url` is checked by the same parser `--store` goes through: a
+/// prefix that `--store` refuses is refused in the file too, with its
+/// position.
+#[test]
+fn the_store_url_in_the_file_follows_the_store_url_parser() {
+    let p = Project::new();
+    let toml = "[project]\nname = \"demo\"\nversion = \"1.0.0\"\n\n[store]\nurl = \"s3://ok-bucket/a/../b\"\n";
+    p.write("pipeline.toml", toml);
+    let run = p.pipe_here(&["validate"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("pipeline.toml:6:7"), "{}", run.stderr);
+    assert!(run.stderr.contains("prefix"), "{}", run.stderr);
+    let flag = p.pipe(&["--store", "s3://ok-bucket/a/../b", "status"]);
+    flag.expect_code(2);
+}

@@ -468,7 +468,7 @@ impl Cx<'_> {
         if let Some((_, v)) = field(t, "url")
             && let Some(url) = self.nonempty_string(v, "`store.url`")
         {
-            if let Err(violation) = store_url(&url) {
+            if let Err(violation) = store_url(&url, self.dir) {
                 self.violation(v.span(), violation);
             }
             out.url = Some(url);
@@ -1568,7 +1568,7 @@ impl Cx<'_> {
             let Some(text) = self.string(v, &format!("`deploy.files.\"{path}\"`")) else {
                 continue;
             };
-            if let Err((message, hint)) = template_syntax(&text) {
+            if let Err((message, hint)) = crate::template::parse(&text).map_err(|e| e.explain()) {
                 self.error(
                     v.span(),
                     format!("template for `{path}`: {message}"),
@@ -1605,55 +1605,16 @@ fn project_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn template_syntax(text: &str) -> Result<(), rules::Violation> {
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            return Err((
-                "`{{` is never closed".into(),
-                "close the placeholder with `}}`".into(),
-            ));
-        };
-        let name = after[..close].trim();
-        let valid = !name.is_empty()
-            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err((
-                format!("`{{{{{}}}}}` is not a placeholder", &after[..close]),
-                "placeholders are a name in double braces, e.g. `{{ env }}`".into(),
-            ));
-        }
-        rest = &after[close + 2..];
-    }
-    Ok(())
-}
-
-/// `s3://bucket[/prefix]` or a directory path.
-fn store_url(url: &str) -> Result<(), rules::Violation> {
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let bucket = rest.split('/').next().unwrap_or("");
-        let ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if !ok {
-            return Err((
-                format!("`{bucket}` is not a valid S3 bucket name"),
-                "bucket names are 3 to 63 lowercase letters, digits, `-` and `.`".into(),
-            ));
-        }
-        return Ok(());
-    }
-    if let Some((scheme, _)) = url.split_once("://") {
-        return Err((
-            format!("store URLs with `{scheme}://` are not supported"),
+/// The one store-URL parser decides ([`crate::store::StoreUrl::parse`]).
+fn store_url(url: &str, dir: &Path) -> Result<(), rules::Violation> {
+    match crate::store::StoreUrl::parse(url, dir) {
+        Ok(_) => Ok(()),
+        Err(Error::StoreUrl { reason, .. }) => Err((
+            format!("`{url}` is not a store URL: {reason}"),
             "use a directory path (default `.pipe/store`) or `s3://bucket/prefix`".into(),
-        ));
+        )),
+        Err(e) => Err((e.to_string(), String::new())),
     }
-    Ok(())
 }
 
 fn field<'t, 'i>(t: &'t DeTable<'i>, key: &str) -> Option<(&'t Key<'i>, &'t Value<'i>)> {
