@@ -180,6 +180,55 @@ impl Cx<'_> {
         self.diags.error(span, message, hint);
     }
 
+    /// The value of a rule's check, or `None` with the violation recorded at
+    /// `span`: the one place a rule's verdict becomes a diagnostic.
+    fn checked<T>(&mut self, span: Span, verdict: Result<T, rules::Violation>) -> Option<T> {
+        match verdict {
+            Ok(v) => Some(v),
+            Err(violation) => {
+                self.violation(span, violation);
+                None
+            }
+        }
+    }
+
+    /// `key` of table `t`, or `None` with "missing `key` in SECTION"
+    /// recorded at `at` (the section's span) and `hint`.
+    fn required<'t, 'i>(
+        &mut self,
+        t: &'t DeTable<'i>,
+        key: &str,
+        at: Span,
+        section: &str,
+        hint: &str,
+    ) -> Option<&'t Value<'i>> {
+        match field(t, key) {
+            Some((_, v)) => Some(v),
+            None => {
+                self.error(
+                    at,
+                    format!("missing `{key}` in {section}"),
+                    Some(hint.to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings, each checked by `rule`; those that fail are
+    /// recorded and left out.
+    fn checked_list(
+        &mut self,
+        v: &Value<'_>,
+        what: &str,
+        rule: impl Fn(&str) -> Result<(), rules::Violation>,
+    ) -> Vec<(String, Span)> {
+        self.string_list(v, what)
+            .into_iter()
+            .filter(|(item, span)| self.checked(span.clone(), rule(item)).is_some())
+            .collect()
+    }
+
     fn violation(&mut self, span: Span, (message, hint): rules::Violation) {
         self.error(span, message, Some(hint));
     }
@@ -389,13 +438,8 @@ impl Cx<'_> {
         self.check_keys(t, "`[project]`", PROJECT_KEYS, None);
         let name = match field(t, "name") {
             Some((_, v)) => self.nonempty_string(v, "`project.name`").and_then(|n| {
-                match rules::simple_name("project", &n) {
-                    Ok(()) => Some(n),
-                    Err(violation) => {
-                        self.violation(v.span(), violation);
-                        None
-                    }
-                }
+                let verdict = rules::simple_name("project", &n);
+                self.checked(v.span(), verdict).map(|()| n)
             }),
             None => {
                 self.error(
@@ -450,13 +494,8 @@ impl Cx<'_> {
             );
             return None;
         };
-        match rules::version(s) {
-            Ok(()) => Some(s.to_string()),
-            Err(violation) => {
-                self.violation(v.span(), violation);
-                None
-            }
-        }
+        self.checked(v.span(), rules::version(s))
+            .map(|()| s.to_string())
     }
 
     fn store(&mut self, root: &DeTable<'_>) -> StoreSection {
@@ -757,46 +796,30 @@ impl Cx<'_> {
             };
             self.check_keys(st, &format!("`[steps.{name}]`"), STEP_KEYS, None);
             let at = |k: &str| format!("`steps.{name}.{k}`");
-            let run = match field(st, "run") {
-                Some((_, rv)) => self.nonempty_string(rv, &at("run")),
-                None => {
-                    self.error(
-                        v.span(),
-                        format!("missing `run` in `[steps.{name}]`"),
-                        Some("add the command to run, e.g. `run = \"make\"`".into()),
-                    );
-                    None
-                }
-            };
+            let run = self
+                .required(
+                    st,
+                    "run",
+                    v.span(),
+                    &format!("`[steps.{name}]`"),
+                    "add the command to run, e.g. `run = \"make\"`",
+                )
+                .and_then(|rv| self.nonempty_string(rv, &at("run")));
             let inputs: Vec<String> = field(st, "inputs")
-                .map(|(_, iv)| self.string_list(iv, &at("inputs")))
+                .map(|(_, iv)| self.checked_list(iv, &at("inputs"), rules::relative_path))
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(g, span)| match rules::relative_path(&g) {
-                    Ok(()) => {
-                        self.step_globs.push((name.clone(), g.clone(), span));
-                        Some(g)
-                    }
-                    Err(violation) => {
-                        self.violation(span, violation);
-                        None
-                    }
+                .map(|(g, span)| {
+                    self.step_globs.push((name.clone(), g.clone(), span));
+                    g
                 })
                 .collect();
-            let outputs: Vec<String> = match field(st, "outputs") {
-                Some((_, ov)) => self
-                    .string_list(ov, &at("outputs"))
-                    .into_iter()
-                    .filter_map(|(o, span)| match rules::relative_path(&o) {
-                        Ok(()) => Some(o),
-                        Err(violation) => {
-                            self.violation(span, violation);
-                            None
-                        }
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
+            let outputs: Vec<String> = field(st, "outputs")
+                .map(|(_, ov)| self.checked_list(ov, &at("outputs"), rules::relative_path))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(o, _)| o)
+                .collect();
             if outputs.is_empty() {
                 self.error(v.span(), format!("`[steps.{name}]` declares no `outputs`"),
                     Some("list the files the step writes, e.g. `outputs = [\"build/hello\"]`: only declared outputs are cached and packaged".into()));
@@ -949,16 +972,10 @@ impl Cx<'_> {
         });
         let relation = |cx: &mut Self, k: &str| -> Vec<String> {
             field(t, k)
-                .map(|(_, dv)| cx.string_list(dv, &at(k)))
+                .map(|(_, dv)| cx.checked_list(dv, &at(k), rules::relation))
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(d, span)| match rules::relation(&d) {
-                    Ok(()) => Some(d),
-                    Err(violation) => {
-                        cx.violation(span, violation);
-                        None
-                    }
-                })
+                .map(|(d, _)| d)
                 .collect()
         };
         let relations = Relations {
@@ -1018,17 +1035,15 @@ impl Cx<'_> {
                 None => Compression::default(),
             },
         };
-        let arch = match field(t, "arch") {
-            Some((_, av)) => self.arch(av, &at("arch")),
-            None => {
-                self.error(
-                    v.span(),
-                    format!("missing `arch` in {section}"),
-                    Some("add `arch = \"amd64\"`, or `arch = \"all\"` for architecture-independent packages".into()),
-                );
-                None
-            }
-        };
+        let arch = self
+            .required(
+                t,
+                "arch",
+                v.span(),
+                &section,
+                "add `arch = \"amd64\"`, or `arch = \"all\"` for architecture-independent packages",
+            )
+            .and_then(|av| self.arch(av, &at("arch")));
         let files = match field(t, "files") {
             Some((_, fv)) => self.files(fv, &name),
             None => Vec::new(),
@@ -1152,13 +1167,7 @@ impl Cx<'_> {
                 }
             };
             let mode = field(t, "mode").and_then(|(_, mv)| match mv.get_ref() {
-                DeValue::String(m) => match rules::octal_mode(m) {
-                    Ok(m) => Some(m),
-                    Err(violation) => {
-                        self.violation(mv.span(), violation);
-                        None
-                    }
-                },
+                DeValue::String(m) => self.checked(mv.span(), rules::octal_mode(m)),
                 DeValue::Integer(i) => {
                     self.error(
                         mv.span(),
