@@ -34,10 +34,7 @@ impl View for AptSuite {
     async fn regenerate(&self, cx: &Context<'_>) -> Result<Generated> {
         let index = cx.published.index.clone();
         if index.debs.is_empty() {
-            return Ok(Generated {
-                keep: cx.prior.clone(),
-                ..Default::default()
-            });
+            return Ok(Generated::unchanged(cx));
         }
         let (prior, same_build): (Kept, bool) = files::prior(cx);
         // A refresh or repair lists the same packages: reuse the compressed
