@@ -742,19 +742,25 @@ fn special_modes_need_the_package_to_say_so() {
     let ring = p.keyring();
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    // An operator whose pipeline.toml does not allow it: refused.
+    // The signed manifest records the permission, and deploy follows it
+    // (a package without it has such entries refused: deploy.rs,
+    // `hostile_archives_are_refused_naming_the_entry`).
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            p.path()
+                .join(".pipe/builds")
+                .join(&b1)
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["deploy"]["special_modes"],
+        serde_json::json!(["demo"])
+    );
     let operator = tempfile::tempdir().unwrap();
-    let strict = special
-        .replace("mode = \"4755\"", "mode = \"0755\"")
-        .replace("mode = \"2755\"", "mode = \"0755\"")
-        .replace("mode = \"0666\"", "mode = \"0644\"");
-    p.write("pipeline.toml", &strict);
-    let out = deploy(&p, operator.path(), &ring, &[]);
-    out.expect_code(3);
-    assert!(out.stderr.contains("allow_special_modes"), "{}", out.stderr);
-    assert_eq!(current(operator.path()), None);
-    // One that allows it: the modes are kept.
-    p.write("pipeline.toml", &allowed);
+    // The modes are kept.
     deploy(&p, operator.path(), &ring, &[]).expect_code(0);
     use std::os::unix::fs::PermissionsExt;
     let mode = |rel: &str| {

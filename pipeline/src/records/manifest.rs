@@ -50,12 +50,58 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     /// Every build step, with its cache key.
     pub steps: Vec<StepSummary>,
+    /// `[deploy]` of the `pipeline.toml` the build was made from: what
+    /// `pipe deploy` installs and writes, signed with the rest, so a deploy
+    /// needs no checkout and deploys nothing nobody signed. Absent (empty)
+    /// in manifests of an older pipe.
+    #[serde(default, skip_serializing_if = "DeploySpec::is_empty")]
+    pub deploy: DeploySpec,
     /// blake3 (hex) of the build's `index.json`, the metadata the consumer
     /// views are rendered from: the index is not signed itself, this binds
     /// it to the signed manifest. Absent in builds of an older pipe, which
     /// no promotion accepts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<String>,
+}
+
+/// The `[deploy]` section as a build records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploySpec {
+    /// Files written at deploy time: absolute path to template text.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, String>,
+    /// The packages a deploy installs; empty means every package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// A command run after the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The packages whose `mode`s may set the setuid, setgid or
+    /// world-writable bit (`allow_special_modes`); deploy refuses such an
+    /// entry of any other package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_modes: Vec<String>,
+}
+
+impl DeploySpec {
+    /// True when the section says nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+            && self.packages.is_empty()
+            && self.after.is_none()
+            && self.special_modes.is_empty()
+    }
+}
+
+impl From<&crate::model::Deploy> for DeploySpec {
+    fn from(d: &crate::model::Deploy) -> Self {
+        DeploySpec {
+            files: d.files.clone(),
+            packages: d.packages.clone(),
+            after: d.after.clone(),
+            special_modes: Vec::new(),
+        }
+    }
 }
 
 /// One input file.

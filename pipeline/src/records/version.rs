@@ -23,7 +23,11 @@ pub struct VersionRecord {
 /// The version record of artifact `name`, if it was published.
 pub async fn read(store: &Store, name: &str) -> Result<Option<VersionRecord>> {
     Ok(store
-        .get_json_max(&layout::version_record(name), "a version record", MAX_RECORD)
+        .get_json_max(
+            &layout::version_record(name),
+            "a version record",
+            MAX_RECORD,
+        )
         .await?
         .map(|(v, _)| v))
 }
