@@ -292,7 +292,7 @@ pub async fn run(
 
 /// True when every view of `env` shows entry `seq` and none is being
 /// regenerated.
-pub async fn all_current(store: &Store, env: &str, seq: u64) -> Result<bool> {
+pub(crate) async fn all_current(store: &Store, env: &str, seq: u64) -> Result<bool> {
     for kind in ViewKind::ALL {
         let (s, _) = state::read(store, env, kind.name()).await?;
         if s.seq != seq || s.claim.is_some() {
