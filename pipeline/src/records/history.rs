@@ -115,7 +115,7 @@ impl Entry {
             build: build.to_string(),
             previous: head.map(|h| h.entry.digest()),
             actor: actor(),
-            at: crate::build::rfc3339(SystemTime::now()),
+            at: keys::Timestamp::from(SystemTime::now()).to_string(),
             action: action.name().to_string(),
             forced,
             nonce: nonce(),
