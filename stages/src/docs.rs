@@ -40,8 +40,18 @@ impl Docs {
     ) -> std::io::Result<Vec<crate::tree::Generated>> {
         let doc = format!("/usr/share/doc/{package}");
         Ok(vec![
-            write_generated(dir, "copyright", format!("{doc}/copyright"), self.copyright.as_bytes())?,
-            write_generated(dir, "changelog.gz", format!("{doc}/changelog.gz"), &self.changelog.debian_gz())?,
+            write_generated(
+                dir,
+                "copyright",
+                format!("{doc}/copyright"),
+                self.copyright.as_bytes(),
+            )?,
+            write_generated(
+                dir,
+                "changelog.gz",
+                format!("{doc}/changelog.gz"),
+                &self.changelog.debian_gz(),
+            )?,
         ])
     }
 
@@ -102,46 +112,107 @@ pub struct Copyright {
 /// `/usr/share/common-licenses`: SPDX identifier (and Debian short name) to
 /// the file name there and the license's title.
 const COMMON_LICENSES: &[(&[&str], &str, &str)] = &[
-    (&["Apache-2.0"], "Apache-2.0", "the Apache License, Version 2.0"),
-    (&["Artistic-1.0", "Artistic"], "Artistic", "the Artistic License"),
-    (&["CC0-1.0"], "CC0-1.0", "the Creative Commons CC0 1.0 Universal license"),
     (
-        &["GFDL-1.2", "GFDL-1.2-only", "GFDL-1.2-or-later", "GFDL-1.2+"],
+        &["Apache-2.0"],
+        "Apache-2.0",
+        "the Apache License, Version 2.0",
+    ),
+    (
+        &["Artistic-1.0", "Artistic"],
+        "Artistic",
+        "the Artistic License",
+    ),
+    (
+        &["CC0-1.0"],
+        "CC0-1.0",
+        "the Creative Commons CC0 1.0 Universal license",
+    ),
+    (
+        &[
+            "GFDL-1.2",
+            "GFDL-1.2-only",
+            "GFDL-1.2-or-later",
+            "GFDL-1.2+",
+        ],
         "GFDL-1.2",
         "the GNU Free Documentation License, Version 1.2",
     ),
     (
-        &["GFDL-1.3", "GFDL-1.3-only", "GFDL-1.3-or-later", "GFDL-1.3+"],
+        &[
+            "GFDL-1.3",
+            "GFDL-1.3-only",
+            "GFDL-1.3-or-later",
+            "GFDL-1.3+",
+        ],
         "GFDL-1.3",
         "the GNU Free Documentation License, Version 1.3",
     ),
     (
-        &["GPL-2", "GPL-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-2+", "GPL-2.0+"],
+        &[
+            "GPL-2",
+            "GPL-2.0",
+            "GPL-2.0-only",
+            "GPL-2.0-or-later",
+            "GPL-2+",
+            "GPL-2.0+",
+        ],
         "GPL-2",
         "the GNU General Public License, Version 2",
     ),
     (
-        &["GPL-3", "GPL-3.0", "GPL-3.0-only", "GPL-3.0-or-later", "GPL-3+", "GPL-3.0+"],
+        &[
+            "GPL-3",
+            "GPL-3.0",
+            "GPL-3.0-only",
+            "GPL-3.0-or-later",
+            "GPL-3+",
+            "GPL-3.0+",
+        ],
         "GPL-3",
         "the GNU General Public License, Version 3",
     ),
     (
-        &["LGPL-2", "LGPL-2.0", "LGPL-2.0-only", "LGPL-2.0-or-later", "LGPL-2+"],
+        &[
+            "LGPL-2",
+            "LGPL-2.0",
+            "LGPL-2.0-only",
+            "LGPL-2.0-or-later",
+            "LGPL-2+",
+        ],
         "LGPL-2",
         "the GNU Library General Public License, Version 2",
     ),
     (
-        &["LGPL-2.1", "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-2.1+"],
+        &[
+            "LGPL-2.1",
+            "LGPL-2.1-only",
+            "LGPL-2.1-or-later",
+            "LGPL-2.1+",
+        ],
         "LGPL-2.1",
         "the GNU Lesser General Public License, Version 2.1",
     ),
     (
-        &["LGPL-3", "LGPL-3.0", "LGPL-3.0-only", "LGPL-3.0-or-later", "LGPL-3+"],
+        &[
+            "LGPL-3",
+            "LGPL-3.0",
+            "LGPL-3.0-only",
+            "LGPL-3.0-or-later",
+            "LGPL-3+",
+        ],
         "LGPL-3",
         "the GNU Lesser General Public License, Version 3",
     ),
-    (&["MPL-1.1"], "MPL-1.1", "the Mozilla Public License, Version 1.1"),
-    (&["MPL-2.0"], "MPL-2.0", "the Mozilla Public License, Version 2.0"),
+    (
+        &["MPL-1.1"],
+        "MPL-1.1",
+        "the Mozilla Public License, Version 1.1",
+    ),
+    (
+        &["MPL-2.0"],
+        "MPL-2.0",
+        "the Mozilla Public License, Version 2.0",
+    ),
 ];
 
 impl Copyright {
@@ -190,7 +261,10 @@ impl Copyright {
 fn continuation(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
     let start = lines.iter().position(|l| !l.is_empty()).unwrap_or(0);
-    let end = lines.iter().rposition(|l| !l.is_empty()).map_or(0, |e| e + 1);
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |e| e + 1);
     let mut out = String::new();
     for line in &lines[start..end] {
         if line.is_empty() || *line == "." {
@@ -336,7 +410,10 @@ impl Changelog {
 }
 
 fn normalise_newlines(text: &str) -> String {
-    let mut out: String = text.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    let mut out: String = text
+        .lines()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
     while out.ends_with("\n\n") {
         out.pop();
     }
@@ -419,10 +496,7 @@ fn parse_debian(text: &str) -> Result<Vec<ChangelogEntry>, ChangelogError> {
                 return Err(err("a change line outside an entry".into()));
             };
             let body = line.trim();
-            match body
-                .strip_prefix("* ")
-                .or_else(|| body.strip_prefix("- "))
-            {
+            match body.strip_prefix("* ").or_else(|| body.strip_prefix("- ")) {
                 Some(item) => changes.push(item.trim().to_string()),
                 None => match changes.last_mut() {
                     // A continuation line of the item above, or a
@@ -456,7 +530,10 @@ fn parse_simple(author: &str, text: &str) -> Result<Vec<ChangelogEntry>, Changel
         let trimmed = line.trim_end();
         if let Some(heading) = trimmed.strip_prefix("## ") {
             let heading = heading.trim();
-            if heading.trim_matches(['[', ']']).eq_ignore_ascii_case("unreleased") {
+            if heading
+                .trim_matches(['[', ']'])
+                .eq_ignore_ascii_case("unreleased")
+            {
                 skipping = true;
                 continue;
             }
@@ -470,9 +547,8 @@ fn parse_simple(author: &str, text: &str) -> Result<Vec<ChangelogEntry>, Changel
                 })?;
             let version = version.trim().trim_matches(['[', ']']).to_string();
             let date = date.trim().trim_end_matches(')');
-            let time = parse_ymd(date).ok_or_else(|| {
-                err(format!("`{date}` is not a date written `YYYY-MM-DD`"))
-            })?;
+            let time = parse_ymd(date)
+                .ok_or_else(|| err(format!("`{date}` is not a date written `YYYY-MM-DD`")))?;
             if version.is_empty() || version.contains(char::is_whitespace) {
                 return Err(err(format!("`{version}` is not a version")));
             }
@@ -490,10 +566,7 @@ fn parse_simple(author: &str, text: &str) -> Result<Vec<ChangelogEntry>, Changel
         }
         let entry = entries.last_mut().expect("not skipping: an entry is open");
         let body = trimmed.trim_start();
-        match body
-            .strip_prefix("- ")
-            .or_else(|| body.strip_prefix("* "))
-        {
+        match body.strip_prefix("- ").or_else(|| body.strip_prefix("* ")) {
             Some(item) => entry.changes.push(item.trim().to_string()),
             None if trimmed.starts_with(char::is_whitespace) && !entry.changes.is_empty() => {
                 let last = entry.changes.last_mut().expect("checked");
@@ -563,7 +636,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// `Tue, 14 Nov 2023 22:13:20 +0000`, in UTC.

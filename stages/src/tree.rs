@@ -668,7 +668,10 @@ mod tests {
         };
         let out = with_generated(
             &entries,
-            &[g("/usr/share/doc/x/copyright"), g("/usr/share/doc/x/changelog.gz")],
+            &[
+                g("/usr/share/doc/x/copyright"),
+                g("/usr/share/doc/x/changelog.gz"),
+            ],
             1,
         );
         let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();

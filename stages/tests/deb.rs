@@ -268,12 +268,19 @@ fn dpkg_deb_reads_every_compression_with_fields_modes_owners_links_dirs() {
                 "usr/share/hello/sub/data.txt"
             ]
         );
-        assert!(md5sums.starts_with(&format!("{}  usr/bin/hello\n", md5("bin/hello"))));
+        assert!(md5sums.starts_with(&format!(
+            "{:x}  usr/bin/hello\n",
+            md5_of(&root.path().join("bin/hello"))
+        )));
         // Every digest is right: md5sum checks them against the unpacked files.
         let unpacked = tempfile::tempdir().unwrap();
         run(
             "dpkg-deb",
-            &["-x", deb.to_str().unwrap(), unpacked.path().to_str().unwrap()],
+            &[
+                "-x",
+                deb.to_str().unwrap(),
+                unpacked.path().to_str().unwrap(),
+            ],
         );
         fs::write(unpacked.path().join("md5sums"), &md5sums).unwrap();
         let check = Command::new("md5sum")
@@ -381,7 +388,9 @@ fn dpkg_installs_into_a_scratch_root_registers_conffile_runs_postinst() {
     assert!(
         fs::read_to_string(installed.join("usr/share/doc/hello/copyright"))
             .unwrap()
-            .starts_with("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n")
+            .starts_with(
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+            )
     );
 
     // Purging removes every directory the package created (the postinst's
@@ -399,7 +408,12 @@ fn dpkg_installs_into_a_scratch_root_registers_conffile_runs_postinst() {
             "hello",
         ],
     );
-    for gone in ["etc/hello", "usr/share/hello", "usr/share/doc/hello", "usr/bin/hello"] {
+    for gone in [
+        "etc/hello",
+        "usr/share/hello",
+        "usr/share/doc/hello",
+        "usr/bin/hello",
+    ] {
         assert!(!installed.join(gone).exists(), "{gone} is left after purge");
     }
 }

@@ -536,7 +536,11 @@ fn rpm_installs_it_into_a_root_and_runs_the_scripts() {
     let installed = rpm_ok(&["--root", r, "--dbpath", "/db", "-q", "hello"]);
     assert_eq!(installed.trim(), "hello-1.2.0-1.x86_64");
     // The directories it creates are its own; those of the base system not.
-    for dir in ["/etc/hello", "/usr/share/hello/sub", "/usr/share/licenses/hello"] {
+    for dir in [
+        "/etc/hello",
+        "/usr/share/hello/sub",
+        "/usr/share/licenses/hello",
+    ] {
         let owner = rpm_ok(&["--root", r, "--dbpath", "/db", "-qf", dir]);
         assert_eq!(owner.trim(), "hello-1.2.0-1.x86_64", "rpm -qf {dir}");
     }
@@ -545,7 +549,10 @@ fn rpm_installs_it_into_a_root_and_runs_the_scripts() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("not owned by any package"), "rpm -qf /usr/bin: {said}");
+    assert!(
+        said.contains("not owned by any package"),
+        "rpm -qf /usr/bin: {said}"
+    );
 
     // Removal runs %preun/%postun and keeps a changed config file.
     fs::write(root.join("etc/hello/hello.conf"), "port=9090\n").unwrap();

@@ -30,8 +30,8 @@ pub use self::control::version_from_project;
 pub use self::read::{DebReader, Member};
 pub use crate::compress::Compression;
 use crate::compress::{Encoder, default_threads};
-use crate::tarball::{TarEntry, TarKind, TarWriter};
 use crate::docs::Docs;
+use crate::tarball::{TarEntry, TarKind, TarWriter};
 use crate::tree::{Entry, EntryKind};
 use crate::{Error, Result};
 
@@ -214,8 +214,12 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
     let entries = crate::tree::with_generated(&pkg.entries, &generated, pkg.mtime);
 
     let mut data_file = tempfile::tempfile_in(dir).map_err(wr)?;
-    let summary = write_data(pkg, &entries, compress(BufWriter::new(&mut data_file)).map_err(wr)?)
-        .map_err(|e| e.into_error(out))?;
+    let summary = write_data(
+        pkg,
+        &entries,
+        compress(BufWriter::new(&mut data_file)).map_err(wr)?,
+    )
+    .map_err(|e| e.into_error(out))?;
 
     let control_text = control::render(pkg, summary.installed_size_kib);
     let mut ctl = TarWriter::new(compress_vec(Vec::new()).map_err(wr)?);

@@ -164,10 +164,8 @@ pub(super) fn write(
             header.get_entry_data_as_u16_array(IndexTag::RPMTAG_FILERDEVS)?,
         )
     };
-    let by_path: HashMap<&str, &EntryKind> = entries
-        .iter()
-        .map(|e| (e.path.as_str(), &e.kind))
-        .collect();
+    let by_path: HashMap<&str, &EntryKind> =
+        entries.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
 
     let file = BufWriter::with_capacity(1 << 20, out);
     // The same multithreaded xz encoder as the .deb: a fixed block size makes
