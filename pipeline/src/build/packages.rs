@@ -300,6 +300,20 @@ impl Job {
                 format!("{}\0{:o}\0{}\0{content}", e.path, e.mode, e.config).as_bytes(),
             );
         }
+        // The documentation files are inputs like the scripts.
+        let docs = &self.pkg.docs;
+        for (which, file) in [
+            ("license_file", &docs.license_file),
+            ("changelog", &docs.changelog),
+        ] {
+            let Some(file) = file else { continue };
+            let blob = digest::hash_file_blocking(&self.dir.join(file))?;
+            field("doc", format!("{which}\0{}", blob.blake3).as_bytes());
+            inputs.push(Input {
+                path: file.to_string(),
+                blob,
+            });
+        }
         for (which, script) in self.scripts() {
             let blob = digest::hash_file_blocking(&self.dir.join(script))?;
             field("script", format!("{which}\0{}", blob.blake3).as_bytes());
@@ -369,6 +383,52 @@ impl Job {
         }
     }
 
+    /// The copyright file and changelog (see [`crate::model::PackageDocs`]).
+    fn docs(&self) -> Result<stages::docs::Docs> {
+        let pkg = &self.pkg;
+        let read = |rel: &str| -> Result<String> {
+            let path = self.dir.join(rel);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            String::from_utf8(bytes).map_err(|_| Error::Usage {
+                message: format!("`{rel}` is not UTF-8 text"),
+                hint: Some("package metadata is text: convert the file to UTF-8".into()),
+            })
+        };
+        // The maintainer, or the package when an rpm-only package names none.
+        let author = pkg.maintainer.clone().unwrap_or_else(|| pkg.name.clone());
+        let holder = pkg.docs.copyright.clone().unwrap_or_else(|| {
+            let who = author.split('<').next().unwrap_or(&author).trim();
+            format!("{} {who}", stages::docs::year(self.epoch))
+        });
+        let copyright = stages::docs::Copyright {
+            name: pkg.name.clone(),
+            contact: pkg.maintainer.clone(),
+            source: pkg.homepage.clone(),
+            holder,
+            license: pkg.license.clone(),
+            text: pkg.docs.license_file.as_deref().map(read).transpose()?,
+        }
+        .render();
+        let changelog = match &pkg.docs.changelog {
+            Some(rel) => {
+                let text = read(rel)?;
+                stages::docs::Changelog::parse(&pkg.name, &self.version, &author, &text).map_err(
+                    |e| Error::Usage {
+                        message: format!("changelog `{rel}`: {e}"),
+                        hint: Some("run `pipe validate` for the details".into()),
+                    },
+                )?
+            }
+            None => {
+                stages::docs::Changelog::generated(&pkg.name, &self.version, &author, self.epoch)
+            }
+        };
+        Ok(stages::docs::Docs {
+            copyright,
+            changelog,
+        })
+    }
+
     fn write_deb(&self, entries: Vec<stages::tree::Entry>, out: &Path) -> Result<()> {
         let pkg = &self.pkg;
         let deb = stages::deb::DebPackage {
@@ -384,6 +444,7 @@ impl Job {
             homepage: pkg.homepage.clone(),
             entries,
             scripts: self.stage_scripts(),
+            docs: Some(self.docs()?),
             mtime: self.epoch,
         };
         let compression = match pkg.compression {
@@ -414,9 +475,11 @@ impl Job {
             license: pkg.license.clone(),
             packager: pkg.maintainer.clone(),
             url: pkg.homepage.clone(),
+            group: pkg.group.clone(),
             relations: self.relations(),
             entries,
             scripts: self.stage_scripts(),
+            docs: Some(self.docs()?),
             mtime: self.epoch,
         };
         stages::rpm::write_rpm(&rpm, self.signer.as_ref(), out)?;

@@ -58,9 +58,10 @@ pub const RELEASE: &str = "1";
 /// machine (the name openSUSE's reproducible builds use).
 pub const BUILD_HOST: &str = "reproducible";
 
-/// `GROUP` when the package sets none: what rpmbuild writes for a spec
-/// without `Group:`.
-pub const DEFAULT_GROUP: &str = "Unspecified";
+/// `GROUP` when the package sets none. Not rpmbuild's `Unspecified`, which
+/// rpmlint reports as a missing tag (`no-group-tag`): the group of the
+/// old Red Hat list that fits a service or tool deployed by pipe.
+pub const DEFAULT_GROUP: &str = "Applications/System";
 
 /// A package to build.
 #[derive(Clone, Debug)]
