@@ -8,8 +8,13 @@
 //!   is a hard link or server-side copy of the package's blob, made at
 //!   publish, so no promotion moves package bytes;
 //! - `dists/ENV/…`: the apt suite (`deb … ENV main`);
-//! - `yum/ENV/repodata/…`: the yum repository (`baseurl=…/yum/ENV`), whose
-//!   packages are named `../../pool/…`;
+//! - `yum/ENV/repodata/…`: the yum repository (`baseurl=…/yum/ENV`);
+//! - `yum/ENV/Packages/<l>/<artifact>`: every package that repository
+//!   lists, under its base URL, so a mirror that copies a repository by its
+//!   base URL (`dnf reposync`, Pulp, Artifactory) gets all of it. Each is a
+//!   hard link or server-side copy of the package's blob, made when the
+//!   package is new to the environment; like replaced index files, one the
+//!   environment no longer lists goes after the grace period;
 //! - `builds/<id>/index.json`: what the indices need of every package of a
 //!   build (control stanza, rpm header fields, file list), recorded at
 //!   publish, so a regeneration reads no package;
@@ -29,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
+use futures::{StreamExt, TryStreamExt};
 use keys::SecretKey;
 use md5::{Digest, Md5};
 use repo_index::{PlannedFile, apt, yum};
@@ -99,6 +105,17 @@ pub fn pool_key(artifact: &Artifact) -> String {
 /// The yum repository of `env`, relative to the repository root.
 pub fn yum_dir(env: &str) -> String {
     format!("yum/{env}")
+}
+
+/// Where a yum repository lists the .rpm `artifact`, relative to its base
+/// URL: `Packages/h/hello-1.2.0-1.x86_64.rpm` (the layout of Fedora's
+/// repositories).
+pub fn yum_package_href(artifact: &str) -> String {
+    let fan = artifact
+        .chars()
+        .next()
+        .map_or('_', |c| c.to_ascii_lowercase());
+    format!("Packages/{fan}/{artifact}")
 }
 
 fn state_key(env: &str) -> String {
@@ -303,7 +320,7 @@ fn record_rpm(path: &Path, a: &Artifact, file_time: u64) -> Result<yum::RpmPacka
         header_start: offsets.header,
         header_end: offsets.payload,
         sha256: a.blob.sha256.clone(),
-        location_href: format!("../../{}", pool_key(a)),
+        location_href: yum_package_href(&a.name),
         location_base: None,
         provides: deps(meta.get_provides()),
         requires: deps(meta.get_requires()),
@@ -347,6 +364,9 @@ pub struct Regenerated {
     pub yum_repo: Option<String>,
     /// Packages listed.
     pub packages: usize,
+    /// Packages new to the yum repository, linked (local) or copied inside
+    /// the store (S3) under its base URL.
+    pub linked: usize,
     /// Files written.
     pub written: usize,
     /// Index files of earlier generations deleted after their grace period.
@@ -367,6 +387,9 @@ pub struct Published {
     pub build: String,
     /// Its package index.
     pub index: Arc<BuildIndex>,
+    /// The blob key of every .rpm, by artifact name, from the signed
+    /// manifest: what the yum repository's package copies are made from.
+    pub rpm_blobs: Arc<BTreeMap<String, String>>,
 }
 
 /// Loads `build`'s manifest and index from the store. Errors when it is not
@@ -388,9 +411,16 @@ pub async fn load(store: &Store, build: &str) -> Result<Published> {
             hint: Some("run `pipe publish` for the build again: it records the index".into()),
         })?;
     check_index(&index, &manifest, &index_key)?;
+    let rpm_blobs = manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == "rpm")
+        .map(|a| (a.name.clone(), a.blob.key()))
+        .collect();
     Ok(Published {
         build: build.to_string(),
         index: Arc::new(index),
+        rpm_blobs: Arc::new(rpm_blobs),
     })
 }
 
@@ -433,6 +463,10 @@ pub async fn regenerate(
     })
     .await?;
 
+    // The packages the yum repository lists, under its base URL: before
+    // any index names them.
+    let packages = place_packages(store, env, published, &state).await?;
+
     // Content-addressed files first (in parallel: nothing names them yet),
     // then the rest in plan order, the signed top files last. A
     // content-addressed file that exists is written again all the same:
@@ -471,6 +505,7 @@ pub async fn regenerate(
         .iter()
         .filter(|f| f.content_addressed)
         .map(|f| f.path.clone())
+        .chain(packages.keys)
         .collect();
     let mut retired = state.retired.clone();
     for path in state.current.difference(&current) {
@@ -513,6 +548,7 @@ pub async fn regenerate(
         apt_suite: rendered.apt.then(|| format!("dists/{env}")),
         yum_repo: rendered.yum.then(|| yum_dir(env)),
         packages: rendered.packages,
+        linked: packages.linked,
         written: written + 1,
         removed: expired.len(),
         valid_until: rendered
@@ -636,7 +672,15 @@ fn render(
             dir: yum_dir(env),
             timestamp: now,
         };
-        let xml: Vec<&yum::PackageXml> = index.rpms.iter().map(|r| &r.xml).collect();
+        // Listed where this repository has them, whatever location the
+        // recorded fragment names (builds published by an older pipe name
+        // the shared pool).
+        let located = index
+            .rpms
+            .iter()
+            .map(|r| r.xml.with_location(&yum_package_href(&r.artifact)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let xml: Vec<&yum::PackageXml> = located.iter().collect();
         let rendered = yum::render_repo(&config, &xml, prev_yum.as_ref())?;
         let signature = rendered.sign(key, now)?;
         yum_digests = rendered
@@ -661,6 +705,59 @@ fn render(
         apt_digests,
         yum_digests,
     })
+}
+
+/// The packages a regeneration placed under the yum repository.
+struct Placed {
+    /// Every package key the repository lists.
+    keys: Vec<String>,
+    /// How many were new to it.
+    linked: usize,
+}
+
+/// How many package copies are made at once.
+const PLACE_CONCURRENCY: usize = 16;
+
+/// Makes every .rpm of `published` reachable under `env`'s yum repository
+/// (`yum/ENV/Packages/<l>/<artifact>`), as a copy made inside the store
+/// from its blob (a hard link locally, a server-side copy on S3): no byte
+/// passes through this process. Only packages new to the environment are
+/// copied; a regeneration of the build the environment already lists (a
+/// refresh, a repair) checks every one, so a deleted copy comes back.
+async fn place_packages(
+    store: &Store,
+    env: &str,
+    published: &Published,
+    state: &RepoState,
+) -> Result<Placed> {
+    let repair = state.build == published.build;
+    let mut linked = 0;
+    let mut keys = Vec::new();
+    let mut todo = Vec::new();
+    for r in &published.index.rpms {
+        let key = format!("{}/{}", yum_dir(env), yum_package_href(&r.artifact));
+        let new = !state.current.contains(&key);
+        if new {
+            linked += 1;
+        }
+        if repair || new {
+            let blob = published.rpm_blobs.get(&r.artifact).ok_or_else(|| Error::Verify {
+                what: build_key(&published.build, INDEX_FILE),
+                detail: format!("lists `{}`, which the build manifest does not", r.artifact),
+            })?;
+            todo.push((blob.clone(), key.clone()));
+        }
+        keys.push(key);
+    }
+    futures::stream::iter(todo)
+        .map(|(blob, key)| async move {
+            fault::before_write(&key);
+            store.copy_if_absent(&blob, &key).await
+        })
+        .buffer_unordered(PLACE_CONCURRENCY)
+        .try_collect::<Vec<bool>>()
+        .await?;
+    Ok(Placed { keys, linked })
 }
 
 /// The last rendering of `env`'s suite, rebuilt from its by-hash files.
