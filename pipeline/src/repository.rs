@@ -741,10 +741,13 @@ async fn place_packages(
             linked += 1;
         }
         if repair || new {
-            let blob = published.rpm_blobs.get(&r.artifact).ok_or_else(|| Error::Verify {
-                what: build_key(&published.build, INDEX_FILE),
-                detail: format!("lists `{}`, which the build manifest does not", r.artifact),
-            })?;
+            let blob = published
+                .rpm_blobs
+                .get(&r.artifact)
+                .ok_or_else(|| Error::Verify {
+                    what: build_key(&published.build, INDEX_FILE),
+                    detail: format!("lists `{}`, which the build manifest does not", r.artifact),
+                })?;
             todo.push((blob.clone(), key.clone()));
         }
         keys.push(key);

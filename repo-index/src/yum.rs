@@ -217,15 +217,22 @@ impl PackageXml {
     /// Errors ([`Error::BadInput`]) on an `href` that is not a relative path
     /// below the base URL, or a fragment without a `<location>` element.
     pub fn with_location(&self, href: &str) -> Result<PackageXml> {
-        let who = format!("{}-{}-{}.{}", self.nevra.0, self.nevra.3, self.nevra.4, self.nevra.1);
+        let who = format!(
+            "{}-{}-{}.{}",
+            self.nevra.0, self.nevra.3, self.nevra.4, self.nevra.1
+        );
         if href.is_empty()
             || href.starts_with('/')
             || href.contains(|c: char| c.is_control())
-            || href.split('/').any(|p| p == ".." || p == "." || p.is_empty())
+            || href
+                .split('/')
+                .any(|p| p == ".." || p == "." || p.is_empty())
         {
             return Err(Error::BadInput {
                 what: who,
-                detail: format!("location href must be a relative path below the repository, got {href:?}"),
+                detail: format!(
+                    "location href must be a relative path below the repository, got {href:?}"
+                ),
             });
         }
         const START: &str = "\n  <location ";

@@ -522,7 +522,10 @@ fn documentation_settings_are_checked_where_they_are_written() {
     assert!(run.stderr.contains("pipeline.toml:13:13"), "{}", run.stderr);
     // A line the simple list format does not know, named by its line.
     let p = project(&with("changelog = \"CHANGES.md\""));
-    p.write("CHANGES.md", "## 1.0.0 - 2023-01-01\n- Fine.\nloose prose\n");
+    p.write(
+        "CHANGES.md",
+        "## 1.0.0 - 2023-01-01\n- Fine.\nloose prose\n",
+    );
     let run = p.pipe_here(&["validate"]);
     run.expect_code(2);
     assert!(
@@ -540,7 +543,8 @@ fn documentation_settings_are_checked_where_they_are_written() {
     let run = p.pipe_here(&["validate"]);
     run.expect_code(2);
     assert!(
-        run.stderr.contains("changelog `debian/changelog` line 5: `yesterday` is not a date"),
+        run.stderr
+            .contains("changelog `debian/changelog` line 5: `yesterday` is not a date"),
         "{}",
         run.stderr
     );
@@ -548,7 +552,10 @@ fn documentation_settings_are_checked_where_they_are_written() {
     let err = invalid(&with(
         "license_file = \"LICENSE\"\ncopyright = \"2023 A\\n2024 B\"\ngroup = \"\"",
     ));
-    assert!(err.contains("`license_file` `LICENSE` does not exist"), "{err}");
+    assert!(
+        err.contains("`license_file` `LICENSE` does not exist"),
+        "{err}"
+    );
     assert!(err.contains("pipeline.toml:13:16"), "{err}");
     assert!(
         err.contains("`packages.demo.copyright` spans several lines"),

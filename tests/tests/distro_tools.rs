@@ -7,11 +7,13 @@
 //! A lint error fails the test unless the test project's own content causes
 //! it; each such tag is named below with the reason.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pipe_e2e::cli::Project;
-use pipe_e2e::consumers::{run, text};
+use pipe_e2e::consumers::{Dnf, HttpServer, mkdir, run, text};
+use pipe_e2e::s3::MotoServer;
 
 /// The two-package project: `shop`, a service (a program, a conffile in
 /// `/etc/shop`, data in `/usr/share/shop/…`, a postinst, a changelog in
@@ -101,9 +103,9 @@ fn shop() -> Project {
     p
 }
 
-/// Builds `p` with an RSA key (what rpm on every distribution verifies) and
-/// returns the build directory and the exported public key.
-fn build(p: &Project) -> (PathBuf, PathBuf) {
+/// Gives `p` an RSA signing key (what rpm and apt on every distribution
+/// verify); returns its public key, armored and as a binary keyring.
+fn keys(p: &Project) -> (PathBuf, PathBuf) {
     p.pipe(&[
         "keys",
         "generate",
@@ -115,6 +117,15 @@ fn build(p: &Project) -> (PathBuf, PathBuf) {
     .expect_code(0);
     p.pipe(&["keys", "export", "--out", "release.asc"])
         .expect_code(0);
+    p.pipe(&["keys", "export", "--binary", "--out", "release.gpg"])
+        .expect_code(0);
+    (p.path().join("release.asc"), p.path().join("release.gpg"))
+}
+
+/// Builds `p` with an RSA key and returns the build directory and the
+/// exported public key.
+fn build(p: &Project) -> (PathBuf, PathBuf) {
+    keys(p);
     let build = p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
         .as_str()
         .unwrap()
@@ -337,4 +348,310 @@ fn lintian_and_rpmlint_report_no_error_on_a_service_and_a_data_package() {
         copyright.contains("Files: *\nCopyright: 2021-2023 Example Shop Ltd\nLicense: Apache-2.0\n On Debian systems, the complete text of the Apache License, Version 2.0\n can be found in \"/usr/share/common-licenses/Apache-2.0\".\n"),
         "{copyright}"
     );
+}
+
+/// Builds and publishes `version` of the shop; its changelog gains an
+/// entry for it first.
+fn shop_release(p: &Project, version: &str) -> String {
+    if version != "2.3.1" {
+        p.write(
+            "debian/changelog",
+            &format!(
+                "shop ({version}) unstable; urgency=medium\n\n  * Next release.\n\n -- Shop Team <shop@example.org>  Wed, 15 Nov 2023 10:00:00 +0000\n\n{CHANGELOG}"
+            ),
+        );
+    }
+    p.release(version)
+}
+
+/// The artifacts of `build` ending in `suffix`: file name → bytes.
+fn artifacts(p: &Project, build: &str, suffix: &str) -> BTreeMap<String, Vec<u8>> {
+    files_ending(&p.path().join(".pipe/builds").join(build), suffix)
+        .into_iter()
+        .map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&f).unwrap())
+        })
+        .collect()
+}
+
+/// Every file under `dir`, by path relative to it.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// `aptly mirror create` + `aptly mirror update` of suite `env` at `url`,
+/// trusting only `keyring`; returns the mirrored .deb files by name.
+fn aptly_mirror(work: &Path, url: &str, env: &str, keyring: &Path) -> BTreeMap<String, Vec<u8>> {
+    let root = mkdir(work.join("aptly"));
+    let conf = work.join("aptly.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"rootDir": "{}", "architectures": ["amd64"], "gpgDisableVerify": false, "gpgProvider": "gpg", "downloadConcurrency": 2}}"#,
+            root.display()
+        ),
+    )
+    .unwrap();
+    let aptly = |args: &[&str]| {
+        let mut cmd = Command::new("aptly");
+        cmd.env("HOME", work)
+            .arg(format!("-config={}", conf.display()))
+            .args(args);
+        text(&run(&mut cmd))
+    };
+    let keyring_arg = format!("-keyring={}", keyring.display());
+    let created = aptly(&["mirror", "create", &keyring_arg, "mirror", url, env, "main"]);
+    assert!(created.contains("Good signature"), "{created}");
+    aptly(&["mirror", "update", &keyring_arg, "mirror"]);
+    // aptly's pool names a file `<digest prefix>_<file name>`.
+    tree(&root.join("pool"))
+        .into_iter()
+        .map(|(rel, bytes)| {
+            let name = rel.rsplit('/').next().unwrap();
+            let name = name.split_once('_').map_or(name, |(_, n)| n).to_string();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// `dnf reposync --download-metadata` of the yum repository at `url`
+/// (with `repo_gpgcheck`, trusting only `key`); returns every file it
+/// wrote, by path relative to the repository.
+fn reposync(work: &Path, url: &str, key: &Path) -> BTreeMap<String, Vec<u8>> {
+    let dnf = Dnf::new(work.join("dnf"), url, key);
+    let out = work.join("reposync");
+    let t = dnf.ok(&[
+        "reposync",
+        "--download-metadata",
+        "-p",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!t.contains("outside of download path"), "{t}");
+    tree(&out.join("pipe"))
+}
+
+/// The `location href`s of a `repomd.xml`.
+fn repomd_hrefs(repomd: &str) -> Vec<String> {
+    repomd
+        .split("<location href=\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+/// What reposync wrote is exactly the repository: `repomd.xml`, its
+/// signature, the data files it names, and every .rpm of `build` under
+/// `Packages/`, each byte for byte what `published` (a path under
+/// `yum/ENV/`) returns and the build's artifact.
+fn assert_mirrors_yum(
+    mirrored: &BTreeMap<String, Vec<u8>>,
+    rpms: &BTreeMap<String, Vec<u8>>,
+    published: impl Fn(&str) -> Vec<u8>,
+) {
+    let repomd = String::from_utf8(mirrored["repodata/repomd.xml"].clone()).unwrap();
+    let mut expected: Vec<String> = ["repodata/repomd.xml", "repodata/repomd.xml.asc"]
+        .map(String::from)
+        .into_iter()
+        .chain(repomd_hrefs(&repomd))
+        .chain(rpms.keys().map(|n| format!("Packages/{}/{n}", &n[..1])))
+        .collect();
+    expected.sort();
+    let got: Vec<&String> = mirrored.keys().collect();
+    assert_eq!(got, expected.iter().collect::<Vec<_>>());
+    for (path, bytes) in mirrored {
+        assert!(
+            *bytes == published(path),
+            "{path} differs from the published file"
+        );
+    }
+    for (name, bytes) in rpms {
+        let path = format!("Packages/{}/{name}", &name[..1]);
+        assert!(
+            mirrored[&path] == *bytes,
+            "{path} differs from the build's {name}"
+        );
+    }
+}
+
+#[test]
+fn aptly_and_reposync_mirror_an_environment_from_the_local_store() {
+    let p = shop();
+    p.write(
+        "pipeline.toml",
+        &format!("{SHOP}\n[repository]\ngrace = \"2s\"\n"),
+    );
+    let (key_asc, key_gpg) = keys(&p);
+    let b1 = shop_release(&p, "2.3.1");
+    let promoted = p
+        .pipe(&["--json", "promote", &b1, "--to", "dev"])
+        .expect_code(0)
+        .json();
+    assert_eq!(promoted["repositories"]["linked"], 2, "{promoted}");
+    let store = p.path().join(".pipe/store");
+    let server = HttpServer::start(&store);
+    let work = tempfile::tempdir().unwrap();
+
+    // apt: aptly mirrors the suite whole.
+    let debs = aptly_mirror(
+        &mkdir(work.path().join("a1")),
+        &server.url(),
+        "dev",
+        &key_gpg,
+    );
+    assert_eq!(debs, artifacts(&p, &b1, ".deb"));
+
+    // yum: reposync mirrors the repository whole, and the packages are
+    // hard links of their blobs (a promotion copies no byte).
+    let yum = store.join("yum/dev");
+    let rpms = artifacts(&p, &b1, ".rpm");
+    let mirrored = reposync(
+        &mkdir(work.path().join("y1")),
+        &format!("{}yum/dev", server.url()),
+        &key_asc,
+    );
+    assert_mirrors_yum(&mirrored, &rpms, |path| {
+        std::fs::read(yum.join(path)).unwrap()
+    });
+    let blobs = tree(&store.join("blobs"));
+    for name in rpms.keys() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(yum.join(format!("Packages/{}/{name}", &name[..1]))).unwrap();
+        assert!(meta.nlink() >= 2, "{name} is not a hard link");
+        let blob = blobs
+            .iter()
+            .find(|(_, b)| **b == rpms[name])
+            .expect("its blob")
+            .0;
+        assert_eq!(
+            std::fs::metadata(store.join("blobs").join(blob))
+                .unwrap()
+                .ino(),
+            meta.ino(),
+            "{name} is not a link of its blob"
+        );
+    }
+
+    // The next build: its packages join, the old ones stay for the grace
+    // period (a client that read the old repomd.xml still finds them), then
+    // go with the next regeneration.
+    let b2 = shop_release(&p, "2.4.0");
+    let promoted = p
+        .pipe(&["--json", "promote", &b2, "--to", "dev"])
+        .expect_code(0)
+        .json();
+    assert_eq!(promoted["repositories"]["linked"], 2, "{promoted}");
+    let old: Vec<PathBuf> = rpms
+        .keys()
+        .map(|n| yum.join(format!("Packages/{}/{n}", &n[..1])))
+        .collect();
+    assert!(
+        old.iter().all(|f| f.exists()),
+        "old packages removed before the grace period"
+    );
+    let rpms2 = artifacts(&p, &b2, ".rpm");
+    let mirrored = reposync(
+        &mkdir(work.path().join("y2")),
+        &format!("{}yum/dev", server.url()),
+        &key_asc,
+    );
+    assert_mirrors_yum(&mirrored, &rpms2, |path| {
+        std::fs::read(yum.join(path)).unwrap()
+    });
+    let debs = aptly_mirror(
+        &mkdir(work.path().join("a2")),
+        &server.url(),
+        "dev",
+        &key_gpg,
+    );
+    assert_eq!(debs, artifacts(&p, &b2, ".deb"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // A refresh lists the same packages: nothing new is linked.
+    let refreshed = p
+        .pipe(&["--json", "refresh", "--env", "dev"])
+        .expect_code(0)
+        .json();
+    assert_eq!(refreshed["refreshed"][0]["linked"], 0, "{refreshed}");
+    assert!(
+        old.iter().all(|f| !f.exists()),
+        "old packages outlived the grace period"
+    );
+    let mirrored = reposync(
+        &mkdir(work.path().join("y3")),
+        &format!("{}yum/dev", server.url()),
+        &key_asc,
+    );
+    assert_mirrors_yum(&mirrored, &rpms2, |path| {
+        std::fs::read(yum.join(path)).unwrap()
+    });
+}
+
+#[test]
+fn aptly_and_reposync_mirror_an_environment_from_an_s3_bucket() {
+    let server = MotoServer::start();
+    let mut p = shop();
+    for (k, v) in server.env() {
+        p.env(&k, &v);
+    }
+    p.env("PIPE_STORE", &format!("s3://{}/repo", server.bucket()));
+    // aptly and dnf send no credentials: the bucket is readable by anyone,
+    // as a bucket serving a repository is.
+    server.allow_anonymous_read();
+    let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
+    let (key_asc, key_gpg) = keys(&p);
+    let b1 = shop_release(&p, "2.3.1");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let work = tempfile::tempdir().unwrap();
+
+    let debs = aptly_mirror(&mkdir(work.path().join("a")), &base, "dev", &key_gpg);
+    assert_eq!(debs, artifacts(&p, &b1, ".deb"));
+
+    let get = |path: &str| -> Vec<u8> {
+        run(Command::new("curl")
+            .args(["-sSf", "-o", "-"])
+            .arg(format!("{base}yum/dev/{path}")))
+        .stdout
+    };
+    let rpms = artifacts(&p, &b1, ".rpm");
+    let mirrored = reposync(
+        &mkdir(work.path().join("y")),
+        &format!("{base}yum/dev"),
+        &key_asc,
+    );
+    assert_mirrors_yum(&mirrored, &rpms, get);
+
+    // prod gets the build after dev: its own copies, made in the bucket.
+    let promoted = p
+        .pipe(&["--json", "promote", &b1, "--to", "prod"])
+        .expect_code(0)
+        .json();
+    assert_eq!(promoted["repositories"]["linked"], 2, "{promoted}");
+    let mirrored = reposync(
+        &mkdir(work.path().join("y-prod")),
+        &format!("{base}yum/prod"),
+        &key_asc,
+    );
+    assert_mirrors_yum(&mirrored, &rpms, |path| {
+        run(Command::new("curl")
+            .args(["-sSf", "-o", "-"])
+            .arg(format!("{base}yum/prod/{path}")))
+        .stdout
+    });
 }

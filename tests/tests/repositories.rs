@@ -347,7 +347,14 @@ fn local_store_apt_and_dnf_follow_promotions_and_refuse_tampering() {
 fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = mkdir(tmp.path().join("repo"));
-    std::fs::write(dir.join("demo.rpm"), artifact(p, build, ".rpm")).unwrap();
+    // Where pipe lists it: under the repository, `Packages/<l>/<file>`.
+    let name = format!("demo-{}-1.noarch.rpm", build.split('-').next().unwrap());
+    mkdir(dir.join("Packages/d"));
+    std::fs::write(
+        dir.join("Packages/d").join(&name),
+        artifact(p, build, ".rpm"),
+    )
+    .unwrap();
     run(Command::new("createrepo_c")
         .args(["--quiet", "--no-database"])
         .arg(&dir));
@@ -360,11 +367,15 @@ fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
         let end = xml.rfind("</package>").unwrap();
         xml[start..end]
             .lines()
-            .filter(|l| !l.contains("<location ") && !l.contains("<time "))
+            .filter(|l| !l.contains("<time "))
             .collect::<Vec<_>>()
             .join("\n")
     };
     assert_eq!(normalise(&ours), normalise(&theirs));
+    assert!(
+        ours.contains(&format!("<location href=\"Packages/d/{name}\"/>")),
+        "{ours}"
+    );
 }
 
 #[test]
