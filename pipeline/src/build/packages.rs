@@ -61,6 +61,10 @@ impl Built {
     }
 }
 
+/// Changes when the package stages start writing other contents for the
+/// same inputs, so no cached package of the earlier kind is reused.
+const CONTENTS: &str = "docs-1";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct StageRecord {
     name: String,
@@ -271,6 +275,10 @@ impl Job {
             h.update(value);
         };
         field("tool", TOOL_VERSION.as_bytes());
+        // What the stages add of their own (the copyright file, the
+        // changelog, rpm directory ownership), for pipes of one version
+        // built from different sources.
+        field("contents", CONTENTS.as_bytes());
         field("format", format!("{:?}", self.format).as_bytes());
         field("version", self.version.as_bytes());
         field("epoch", self.epoch.to_string().as_bytes());
