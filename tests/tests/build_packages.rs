@@ -298,7 +298,10 @@ fn the_cache_rebuilds_exactly_what_changed() {
     );
     let fifth = build(&p);
     assert_eq!(artifact(&fifth, "alpha_2.0.1_amd64.deb")["cache"], "miss");
-    assert_eq!(artifact(&fifth, "alpha-2.0.1-1.x86_64.rpm")["cache"], "miss");
+    assert_eq!(
+        artifact(&fifth, "alpha-2.0.1-1.x86_64.rpm")["cache"],
+        "miss"
+    );
     assert_eq!(artifact(&fifth, "beta_2.0.1_all.deb")["cache"], "hit");
     p.write("LICENSE", "Permission is granted, still.\n");
     let sixth = build(&p);

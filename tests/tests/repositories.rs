@@ -438,9 +438,10 @@ fn s3_bucket_serves_apt_and_dnf_anonymously() {
 }
 
 /// Kills `pipe promote` before each of its writes in turn (the pointer, the
-/// history copy, every repository file): after each crash `apt-get update`
-/// accepts the repository (the old generation or the new, never a mix), and
-/// the next `pipe promote` completes it.
+/// history copy, every package copy and repository file): after each crash
+/// `apt-get update` accepts the repository (the old generation or the new,
+/// never a mix), the yum repository names only packages it has, and the
+/// next `pipe promote` completes it.
 #[test]
 fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
     let (p, key) = project();
@@ -453,6 +454,46 @@ fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
 fn promotion_killed_at_every_write_on_s3_leaves_a_repository_apt_accepts() {
     let (_server, p, key, base) = s3_project();
     crash_at_every_write(p, &key, &base);
+}
+
+/// GET `url` with curl: (HTTP status, body).
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let out = run(Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+        .arg(url));
+    let body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
+    let code = String::from_utf8_lossy(&body[split + 1..]).parse().unwrap();
+    (code, body[..split].to_vec())
+}
+
+/// The yum repository of `env` names only packages that are there, under
+/// its base URL, with the digest it states.
+fn assert_yum_complete(base_url: &str, env: &str, point: &str) {
+    let repo = format!("{base_url}yum/{env}/");
+    let (code, repomd) = http_get(&format!("{repo}repodata/repomd.xml"));
+    assert_eq!(code, 200, "{point}: repomd.xml");
+    let repomd = String::from_utf8(repomd).unwrap();
+    let (code, primary) = http_get(&format!("{repo}{}", primary_href(&repomd)));
+    assert_eq!(code, 200, "{point}: primary");
+    let primary = gunzip(&primary);
+    let packages: Vec<&str> = primary.split("<package type=\"rpm\">").skip(1).collect();
+    assert!(!packages.is_empty(), "{point}: {primary}");
+    for p in packages {
+        let field = |start: &str| p.split(start).nth(1).unwrap().split('"').next().unwrap();
+        let href = field("<location href=\"");
+        assert!(href.starts_with("Packages/"), "{point}: {href}");
+        let digest = p
+            .split("pkgid=\"YES\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        let (code, rpm) = http_get(&format!("{repo}{href}"));
+        assert_eq!(code, 200, "{point}: {href} is named but not there");
+        assert_eq!(sha256_hex(&rpm), digest, "{point}: {href}");
+    }
 }
 
 fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
@@ -491,6 +532,7 @@ fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
             apt
         };
         let apt = fresh_apt("crashed");
+        assert_yum_complete(base_url, "dev", point);
         let seen = apt_candidate(&apt);
         assert!(seen == "1.0.0" || seen == "1.1.0", "{point}: {seen}");
         assert_eq!(
