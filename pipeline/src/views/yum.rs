@@ -1,0 +1,213 @@
+//! The yum repository of an environment, `yum/ENV`: `repodata/` with
+//! checksum-named `primary`, `filelists` and `other`, and `repomd.xml` with
+//! its detached signature; and `Packages/<l>/<artifact>`, every package it
+//! lists, under its base URL, so a mirror that copies a repository by its
+//! base URL (`dnf reposync`, Pulp, Artifactory) gets all of it.
+//!
+//! Each package is a copy made inside the store from its blob (a hard link
+//! locally, a server-side copy on S3): no byte passes through pipe. It is
+//! made when the package is new to the environment, before any index names
+//! it; one the environment no longer lists follows the grace period like a
+//! replaced index file.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use repo_index::yum;
+use serde::{Deserialize, Serialize};
+
+use super::files::{self, Generation};
+use super::{Context, Generated, View, ViewKind, unix_secs};
+use crate::records::Published;
+use crate::store::{Store, digest::spawn_blocking, layout};
+use crate::{Error, Result, fault};
+
+/// The yum repository view.
+pub(super) struct YumRepository;
+
+/// What the repository keeps between generations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Kept {
+    /// Data files: kind, checksum, open checksum, open size.
+    data: Vec<(String, String, String, u64)>,
+    #[serde(flatten)]
+    generation: Generation,
+}
+
+#[async_trait]
+impl View for YumRepository {
+    fn kind(&self) -> ViewKind {
+        ViewKind::YumRepository
+    }
+
+    async fn regenerate(&self, cx: &Context<'_>) -> Result<Generated> {
+        let index = cx.published.index.clone();
+        if index.rpms.is_empty() {
+            return Ok(Generated {
+                keep: cx.prior.clone(),
+                ..Default::default()
+            });
+        }
+        let prior: Kept = serde_json::from_value(cx.prior.clone()).unwrap_or_default();
+        // The packages first: before any index names them.
+        let placed = place_packages(
+            cx.store,
+            cx.env,
+            cx.published,
+            &prior.generation,
+            cx.prior_build == cx.published.build,
+        )
+        .await?;
+        let previous = if cx.prior_build == cx.published.build {
+            previous(cx.store, cx.env, &prior).await?
+        } else {
+            None
+        };
+        let (env, key, now) = (cx.env.to_string(), cx.key.clone(), cx.now);
+        let (planned, data) = spawn_blocking(move || {
+            let config = yum::RepoConfig {
+                dir: layout::yum_repo(&env),
+                timestamp: now,
+            };
+            // Listed where this repository has them, whatever location the
+            // recorded fragment names (builds published by an earlier pipe
+            // name the shared pool, `../../pool/...`).
+            let located = index
+                .rpms
+                .iter()
+                .map(|r| r.xml.with_location(&layout::yum_package_href(&r.artifact)))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let xml: Vec<&yum::PackageXml> = located.iter().collect();
+            let rendered = yum::render_repo(&config, &xml, previous.as_ref())?;
+            let signature = rendered.sign(&key, now)?;
+            let data = rendered
+                .data
+                .iter()
+                .map(|d| {
+                    (
+                        d.kind.to_string(),
+                        d.checksum.clone(),
+                        d.open_checksum.clone(),
+                        d.open_size,
+                    )
+                })
+                .collect::<Vec<_>>();
+            Ok((rendered.write_plan(&signature).files, data))
+        })
+        .await?;
+        let written = files::write(cx.store, &planned).await?;
+        let current: BTreeSet<String> = planned
+            .iter()
+            .filter(|f| f.content_addressed)
+            .map(|f| f.path.clone())
+            .chain(placed.keys)
+            .collect();
+        let (generation, expired) = files::next_named(
+            &prior.generation,
+            current,
+            unix_secs(cx.now),
+            cx.pipeline.repository.grace.as_secs(),
+        );
+        Ok(Generated {
+            location: Some(layout::yum_repo(cx.env)),
+            packages: cx.published.index.rpms.len(),
+            linked: placed.linked,
+            written,
+            removed: expired.len(),
+            valid_until: None,
+            keep: serde_json::to_value(Kept { data, generation }).expect("serialises"),
+            delete_after: expired,
+        })
+    }
+}
+
+/// The packages a regeneration placed under the repository.
+struct Placed {
+    /// The key of every package the repository lists.
+    keys: Vec<String>,
+    /// How many were new to it.
+    linked: usize,
+}
+
+/// How many package copies are made at once.
+const PLACE_CONCURRENCY: usize = 16;
+
+/// Makes every .rpm of `published` reachable under `env`'s repository, as a
+/// copy made inside the store from its blob (named by the signed manifest).
+/// Only packages the prior generation did not list are copied; a
+/// regeneration of the build shown already (`repair`: a refresh, a
+/// completion) checks every one, so a deleted copy comes back.
+async fn place_packages(
+    store: &Store,
+    env: &str,
+    published: &Published,
+    prior: &Generation,
+    repair: bool,
+) -> Result<Placed> {
+    let mut linked = 0;
+    let mut keys = Vec::new();
+    let mut todo = Vec::new();
+    for r in &published.index.rpms {
+        let key = layout::yum_file(env, &layout::yum_package_href(&r.artifact));
+        let new = !prior.current.contains(&key);
+        if new {
+            linked += 1;
+        }
+        if new || repair {
+            let blob = published
+                .rpm_blobs
+                .get(&r.artifact)
+                .ok_or_else(|| Error::Verify {
+                    what: layout::build_file(&published.build, crate::records::files::INDEX),
+                    detail: format!("lists `{}`, which the build manifest does not", r.artifact),
+                })?;
+            todo.push((blob.clone(), key.clone()));
+        }
+        keys.push(key);
+    }
+    futures::stream::iter(todo)
+        .map(|(blob, key)| async move {
+            fault::before_write(&key);
+            store.copy_if_absent(&blob, &key).await
+        })
+        .buffer_unordered(PLACE_CONCURRENCY)
+        .try_collect::<Vec<bool>>()
+        .await?;
+    Ok(Placed { keys, linked })
+}
+
+/// The last rendering of `env`'s yum data files.
+async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<yum::RenderedRepo>> {
+    let mut data = Vec::new();
+    for (kind, checksum, open_checksum, open_size) in &kept.data {
+        let kind: &'static str = match kind.as_str() {
+            "primary" => "primary",
+            "filelists" => "filelists",
+            "other" => "other",
+            _ => return Ok(None),
+        };
+        let href = format!("repodata/{checksum}-{kind}.xml.gz");
+        let Some((gz, _)) = store
+            .get_bytes(&layout::yum_file(env, &href))
+            .await?
+            .filter(|(gz, _)| super::sha256_hex(gz) == *checksum)
+        else {
+            return Ok(None);
+        };
+        data.push(yum::DataFile {
+            kind,
+            href,
+            gz: Arc::from(&gz[..]),
+            checksum: checksum.clone(),
+            open_checksum: open_checksum.clone(),
+            open_size: *open_size,
+        });
+    }
+    Ok((!data.is_empty()).then(|| yum::RenderedRepo {
+        dir: layout::yum_repo(env),
+        data,
+        repomd: String::new(),
+    }))
+}
