@@ -311,19 +311,19 @@ fn dpkg_installs_into_a_scratch_root_registers_conffile_runs_postinst() {
     let admin_arg = format!("--admindir={}", admin.display());
     // Scripts run chrootless, on the host, with DPKG_ROOT naming the root:
     // the scratch root has no shell to chroot into.
-    run(
-        "dpkg",
-        &[
-            &root_arg,
-            &admin_arg,
+    let dpkg = |action: &[&str]| {
+        let mut args = vec![
+            root_arg.as_str(),
+            admin_arg.as_str(),
             "--log=/dev/null",
             "--force-script-chrootless",
             "--force-not-root",
             "--force-depends",
-            "-i",
-            deb.to_str().unwrap(),
-        ],
-    );
+        ];
+        args.extend_from_slice(action);
+        run("dpkg", &args)
+    };
+    dpkg(&["-i", deb.to_str().unwrap()]);
     let installed = sys.path();
     let mode = |p: &str| {
         fs::symlink_metadata(installed.join(p))
@@ -396,18 +396,7 @@ fn dpkg_installs_into_a_scratch_root_registers_conffile_runs_postinst() {
     // Purging removes every directory the package created (the postinst's
     // /var/lib/hello is its own to clean up), and keeps those of the system.
     fs::remove_dir_all(installed.join("var/lib/hello")).unwrap();
-    run(
-        "dpkg",
-        &[
-            &root_arg,
-            &admin_arg,
-            "--log=/dev/null",
-            "--force-script-chrootless",
-            "--force-not-root",
-            "--purge",
-            "hello",
-        ],
-    );
+    dpkg(&["--purge", "hello"]);
     for gone in [
         "etc/hello",
         "usr/share/hello",
