@@ -13,6 +13,7 @@ use std::process::Command;
 
 use pipe_e2e::cli::Project;
 use pipe_e2e::consumers::{Dnf, HttpServer, mkdir, run, text};
+use pipe_e2e::proxy::StoppingProxy;
 use pipe_e2e::s3::MotoServer;
 
 /// The two-package project: `shop`, a service (a program, a conffile in
@@ -615,9 +616,34 @@ fn aptly_and_reposync_mirror_an_environment_from_an_s3_bucket() {
     // as a bucket serving a repository is.
     server.allow_anonymous_read();
     let base = format!("{}/{}/repo/", server.endpoint(), server.bucket());
+    // 4 MiB that xz cannot shrink in the data package, so package bytes
+    // would show in what a promotion sends.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(p.path().join("static/noise.bin"), &noise).unwrap();
     let (key_asc, key_gpg) = keys(&p);
     let b1 = shop_release(&p, "2.3.1");
-    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    // Promotions go through a proxy that counts what pipe sends: the
+    // package copies are made by the S3 server, not sent.
+    let proxy = StoppingProxy::start(server.addr(), u64::MAX);
+    p.env("AWS_ENDPOINT_URL", &proxy.endpoint());
+    let promoted = p
+        .pipe(&["--json", "promote", &b1, "--to", "dev"])
+        .expect_code(0)
+        .json();
+    assert_eq!(promoted["repositories"]["linked"], 2, "{promoted}");
+    let sent = proxy.upstream_bytes();
+    assert!(
+        sent < 1 << 20,
+        "the promotion sent {sent} bytes: package bytes went through pipe"
+    );
     let work = tempfile::tempdir().unwrap();
 
     let debs = aptly_mirror(&mkdir(work.path().join("a")), &base, "dev", &key_gpg);
