@@ -669,6 +669,11 @@ fn aptly_and_reposync_mirror_an_environment_from_an_s3_bucket() {
         .expect_code(0)
         .json();
     assert_eq!(promoted["repositories"]["linked"], 2, "{promoted}");
+    let sent_prod = proxy.upstream_bytes() - sent;
+    assert!(
+        sent_prod < 1 << 20,
+        "the promotion to prod sent {sent_prod} bytes: package bytes went through pipe"
+    );
     let mirrored = reposync(
         &mkdir(work.path().join("y-prod")),
         &format!("{base}yum/prod"),
