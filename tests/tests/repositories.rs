@@ -641,3 +641,46 @@ fn replaced_index_files_stay_for_the_grace_period_then_go() {
         assert!(exists(path), "{path}");
     }
 }
+
+/// The location a yum repository lists a package at is the repository's:
+/// a package index in the store (not signed itself) that names another
+/// location, outside the repository, does not get it into the signed
+/// `primary.xml`, and the package stays reachable where dnf looks.
+#[test]
+fn a_forged_location_in_the_build_index_is_not_signed() {
+    let (p, key) = project();
+    let store = p.path().join(".pipe/store");
+    let b1 = release(&p, "1.0.0");
+    let index_path = store.join(format!("builds/{b1}/index.json"));
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    let primary = doc["rpms"][0]["xml"]["primary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let href = "Packages/d/demo-1.0.0-1.noarch.rpm";
+    assert!(
+        primary.contains(&format!("<location href=\"{href}\"/>")),
+        "{primary}"
+    );
+    doc["rpms"][0]["xml"]["primary"] =
+        serde_json::Value::String(primary.replace(href, "../../../evil/demo-1.0.0-1.noarch.rpm"));
+    std::fs::write(&index_path, doc.to_string()).unwrap();
+
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    let listed = gunzip(&std::fs::read(store.join("yum/dev").join(primary_href(&repomd))).unwrap());
+    assert!(!listed.contains("evil"), "{listed}");
+    assert!(
+        listed.contains(&format!("<location href=\"{href}\"/>")),
+        "{listed}"
+    );
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+    let dnf = Dnf::new(
+        tmp.path().join("dnf"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    assert_eq!(dnf_install(&dnf), "1.0.0\n");
+}
