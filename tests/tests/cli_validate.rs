@@ -59,8 +59,10 @@ fn valid_project_summarises_the_build() {
         "project demo 1.0.0",
         "demo_1.0.0_amd64.deb",
         "demo-1.0.0-1.x86_64.rpm",
-        "warning: [images.demo] is declared, but OCI images are not built yet",
-        "warning: [machines.box] is declared, but machine images are not built yet",
+        "warning: [images.demo] at line ",
+        "is declared, but OCI images are not built yet",
+        "warning: [machines.box] at line ",
+        "is declared, but machine images are not built yet",
         "environments: dev, prod (from dev)",
         "package demo: 2 input file(s)",
     ] {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use repo_index::PlannedFile;
 use serde::{Deserialize, Serialize};
 
+use super::{Context, unix_secs};
 use crate::store::{Body, Condition, Store};
 use crate::{Result, fault};
 
@@ -53,27 +54,12 @@ pub(super) async fn write(store: &Store, files: &[PlannedFile]) -> Result<usize>
     Ok(written)
 }
 
-/// The generation after `prior` when `files` are written at `now`: files the
-/// new generation no longer names start their grace period; those whose
-/// grace period is over are returned, to be deleted once the state no
-/// longer names them.
+/// The generation after `prior` when it names `current` at `now` (its
+/// content-addressed files, and other immutable objects such as package
+/// copies): what the new generation no longer names starts its grace
+/// period; what is past it is returned, to be deleted once the state no
+/// longer names it.
 pub(super) fn next(
-    prior: &Generation,
-    files: &[PlannedFile],
-    now: u64,
-    grace: u64,
-) -> (Generation, Vec<String>) {
-    let current: BTreeSet<String> = files
-        .iter()
-        .filter(|f| f.content_addressed)
-        .map(|f| f.path.clone())
-        .collect();
-    next_named(prior, current, now, grace)
-}
-
-/// [`next`] for a generation that names `current` (content-addressed files
-/// and other immutable objects, such as package copies).
-pub(super) fn next_named(
     prior: &Generation,
     current: BTreeSet<String>,
     now: u64,
@@ -91,4 +77,48 @@ pub(super) fn next_named(
         .collect();
     retired.retain(|path, _| !expired.contains(path));
     (Generation { current, retired }, expired)
+}
+
+/// Writes a generation of index files for `cx` and works out the next
+/// [`Generation`]: (files written, the generation, files to delete once the
+/// state no longer names them).
+pub(super) async fn publish(
+    cx: &Context<'_>,
+    prior: &Generation,
+    files: &[PlannedFile],
+) -> Result<(usize, Generation, Vec<String>)> {
+    publish_with(cx, prior, files, Vec::new()).await
+}
+
+/// [`publish`] for a generation that also names `also`: immutable objects
+/// written before its files (the yum repository's package copies), which
+/// follow the grace period like its content-addressed files.
+pub(super) async fn publish_with(
+    cx: &Context<'_>,
+    prior: &Generation,
+    files: &[PlannedFile],
+    also: Vec<String>,
+) -> Result<(usize, Generation, Vec<String>)> {
+    let written = write(cx.store, files).await?;
+    let current: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.content_addressed)
+        .map(|f| f.path.clone())
+        .chain(also)
+        .collect();
+    let (generation, expired) = next(
+        prior,
+        current,
+        unix_secs(cx.now),
+        cx.pipeline.repository.grace.as_secs(),
+    );
+    Ok((written, generation, expired))
+}
+
+/// What a view kept last time, when this regeneration shows the same build
+/// (a refresh or a repair can reuse its compressed indices); `T::default()`
+/// and `false` otherwise or when it cannot be read.
+pub(super) fn prior<T: serde::de::DeserializeOwned + Default>(cx: &Context<'_>) -> (T, bool) {
+    let kept = serde_json::from_value(cx.prior.clone()).unwrap_or_default();
+    (kept, cx.prior_build == cx.published.build)
 }

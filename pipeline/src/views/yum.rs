@@ -10,7 +10,6 @@
 //! it; one the environment no longer lists follows the grace period like a
 //! replaced index file.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,7 +18,7 @@ use repo_index::yum;
 use serde::{Deserialize, Serialize};
 
 use super::files::{self, Generation};
-use super::{Context, Generated, View, ViewKind, unix_secs};
+use super::{Context, Generated, View, ViewKind};
 use crate::records::Published;
 use crate::store::{Store, digest::spawn_blocking, layout};
 use crate::{Error, Result, fault};
@@ -45,22 +44,19 @@ impl View for YumRepository {
     async fn regenerate(&self, cx: &Context<'_>) -> Result<Generated> {
         let index = cx.published.index.clone();
         if index.rpms.is_empty() {
-            return Ok(Generated {
-                keep: cx.prior.clone(),
-                ..Default::default()
-            });
+            return Ok(Generated::unchanged(cx));
         }
-        let prior: Kept = serde_json::from_value(cx.prior.clone()).unwrap_or_default();
+        let (prior, same_build): (Kept, bool) = files::prior(cx);
         // The packages first: before any index names them.
         let placed = place_packages(
             cx.store,
             cx.env,
             cx.published,
             &prior.generation,
-            cx.prior_build == cx.published.build,
+            same_build,
         )
         .await?;
-        let previous = if cx.prior_build == cx.published.build {
+        let previous = if same_build {
             previous(cx.store, cx.env, &prior).await?
         } else {
             None
@@ -97,19 +93,8 @@ impl View for YumRepository {
             Ok((rendered.write_plan(&signature).files, data))
         })
         .await?;
-        let written = files::write(cx.store, &planned).await?;
-        let current: BTreeSet<String> = planned
-            .iter()
-            .filter(|f| f.content_addressed)
-            .map(|f| f.path.clone())
-            .chain(placed.keys)
-            .collect();
-        let (generation, expired) = files::next_named(
-            &prior.generation,
-            current,
-            unix_secs(cx.now),
-            cx.pipeline.repository.grace.as_secs(),
-        );
+        let (written, generation, expired) =
+            files::publish_with(cx, &prior.generation, &planned, placed.keys).await?;
         Ok(Generated {
             location: Some(layout::yum_repo(cx.env)),
             packages: cx.published.index.rpms.len(),
