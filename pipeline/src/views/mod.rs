@@ -112,6 +112,8 @@ pub struct Generated {
     pub location: Option<String>,
     /// Artifacts listed.
     pub packages: usize,
+    /// Packages new to the view, copied inside the store under it.
+    pub linked: usize,
     /// Objects written.
     pub written: usize,
     /// Files of earlier generations deleted after their grace period.
@@ -199,6 +201,9 @@ pub struct Regenerated {
     pub yum_repo: Option<String>,
     /// Artifacts listed, over every view.
     pub packages: usize,
+    /// Packages new to a view, copied inside the store under it (the yum
+    /// repository's `Packages/`).
+    pub linked: usize,
     /// Objects written.
     pub written: usize,
     /// Expired files removed.
@@ -282,6 +287,7 @@ pub async fn run(
         apt_suite: done(ViewKind::AptSuite).and_then(|g| g.location.clone()),
         yum_repo: done(ViewKind::YumRepository).and_then(|g| g.location.clone()),
         packages: all_done.iter().map(|g| g.packages).sum(),
+        linked: all_done.iter().map(|g| g.linked).sum(),
         written: all_done.iter().map(|g| g.written).sum(),
         removed: all_done.iter().map(|g| g.removed).sum(),
         valid_until: done(ViewKind::AptSuite).and_then(|g| g.valid_until.clone()),
