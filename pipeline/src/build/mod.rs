@@ -29,8 +29,7 @@ use keys::{Encoding, SecretKey};
 use crate::kinds::StageContext;
 use crate::model::Pipeline;
 use crate::records::cache::Sealer;
-use crate::records::manifest::DeploySpec;
-use crate::records::{BuildIndex, Input, MANIFEST_FORMAT, Manifest, StepSummary};
+use crate::records::{BuildIndex, DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary};
 use crate::store::{Store, digest};
 use crate::{Error, Result};
 use artifacts::Built;
@@ -171,13 +170,15 @@ pub async fn execute(
             })
             .collect(),
         deploy: DeploySpec {
+            files: p.deploy.files.clone(),
+            packages: p.deploy.packages.clone(),
+            after: p.deploy.after.clone(),
             special_modes: p
                 .packages
                 .values()
                 .filter(|pkg| pkg.allow_special_modes)
                 .map(|pkg| pkg.name.clone())
                 .collect(),
-            ..(&p.deploy).into()
         },
         index: Some(blake3::hash(&index).to_hex().to_string()),
     }

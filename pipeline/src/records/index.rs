@@ -104,6 +104,9 @@ pub struct Published {
     pub build: String,
     /// Its package index.
     pub index: Arc<BuildIndex>,
+    /// The blob key of every .rpm, by artifact name, from the signed
+    /// manifest: what the yum repository's package copies are made from.
+    pub rpm_blobs: Arc<BTreeMap<String, String>>,
 }
 
 /// Loads `build`'s signed records and package index from the store, and
@@ -180,9 +183,16 @@ pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Publi
         detail: format!("bound to the signed manifest, but not an index pipe reads: {e}"),
     })?;
     check(&index, &manifest, &index_key)?;
+    let rpm_blobs = manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == crate::artifact::ArtifactKind::Rpm)
+        .map(|a| (a.name.clone(), a.blob.key()))
+        .collect();
     Ok(Published {
         build: build.to_string(),
         index: Arc::new(index),
+        rpm_blobs: Arc::new(rpm_blobs),
     })
 }
 
