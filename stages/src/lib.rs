@@ -9,6 +9,7 @@
 mod compress;
 pub mod deb;
 mod error;
+pub mod oci;
 mod tarball;
 pub mod tree;
 
