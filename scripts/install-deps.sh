@@ -14,7 +14,10 @@ venv="$root/.pipe-dev/venv"
 moto_version="5.2.5"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
-test_packages=(gnupg python3-venv rpm lintian apt-utils dnf createrepo-c)
+test_packages=(gnupg python3-venv rpm lintian apt-utils dnf createrepo-c
+  # OCI images: the registry the tests start, the clients that read what
+  # pipe writes, htpasswd for the registry's basic auth, zstd for tar.
+  docker-registry skopeo podman umoci zstd apache2-utils)
 bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

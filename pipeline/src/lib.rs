@@ -9,6 +9,7 @@ mod fault;
 pub mod model;
 pub mod promote;
 pub mod publish;
+pub mod registry;
 pub mod repository;
 pub mod store;
 

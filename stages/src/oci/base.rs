@@ -252,7 +252,7 @@ fn read_oci_manifest(ar: Archive, digest: String) -> Result<BaseImage> {
             offset: m.offset,
             size: m.size,
             member,
-            media_type: layer_media_type(&ar, &d.media_type().to_string())?,
+            media_type: layer_media_type(&ar, d.media_type().as_ref())?,
             digest: Some(digest),
             diff_id: diff_id.clone(),
         });

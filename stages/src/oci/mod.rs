@@ -595,3 +595,88 @@ impl Read for HashingReader {
         Ok(n)
     }
 }
+
+/// Canonical JSON (object keys sorted, no whitespace): how every manifest,
+/// index and configuration the stage writes is serialised.
+pub fn canonical_json(value: &impl serde::Serialize) -> Vec<u8> {
+    json::to_vec(value)
+}
+
+/// The manifest of an OCI artifact (an image manifest with `artifactType`,
+/// the empty configuration and one layer, the payload) attached to
+/// `subject` (the image-spec 1.1 way to attach signatures and provenance).
+pub fn artifact_manifest(
+    artifact_type: &str,
+    empty_config: &BlobRef,
+    payload: &BlobRef,
+    subject: &BlobRef,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let d = |b: &BlobRef| serde_json::json!({"mediaType": b.media_type, "digest": b.digest, "size": b.size});
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "artifactType": artifact_type,
+        "config": d(empty_config),
+        "layers": [d(payload)],
+        "subject": d(subject),
+    });
+    if !annotations.is_empty() {
+        m["annotations"] = serde_json::json!(annotations);
+    }
+    json::to_vec(&m)
+}
+
+/// One entry of a referrers index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    /// The artifact manifest's digest.
+    pub digest: String,
+    /// Its size.
+    pub size: u64,
+    /// Its `artifactType`.
+    pub artifact_type: String,
+    /// Its annotations (copied into the index, as the spec asks).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The referrers index (tag schema `sha256-<hex>`) with `entry` added to
+/// `existing`; `None` when `existing` lists it already. Entries of other
+/// artifacts are kept as they are.
+pub fn referrers_index(
+    existing: Option<&[u8]>,
+    entry: &Referrer,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let mut manifests: Vec<serde_json::Value> = match existing {
+        None => Vec::new(),
+        Some(bytes) => {
+            let v: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| format!("the referrers index is not JSON: {e}"))?;
+            v.get("manifests")
+                .and_then(|m| m.as_array())
+                .cloned()
+                .ok_or("the referrers index lists no `manifests`")?
+        }
+    };
+    if manifests
+        .iter()
+        .any(|m| m.get("digest").and_then(|d| d.as_str()) == Some(entry.digest.as_str()))
+    {
+        return Ok(None);
+    }
+    let mut d = serde_json::json!({
+        "mediaType": MEDIA_MANIFEST,
+        "digest": entry.digest,
+        "size": entry.size,
+        "artifactType": entry.artifact_type,
+    });
+    if !entry.annotations.is_empty() {
+        d["annotations"] = serde_json::json!(entry.annotations);
+    }
+    manifests.push(d);
+    Ok(Some(json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": manifests,
+    }))))
+}
