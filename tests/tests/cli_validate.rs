@@ -277,6 +277,35 @@ fn images_and_machines_must_name_declared_packages() {
 }
 
 #[test]
+fn image_keys_are_checked() {
+    // Every key of `[images.NAME]` accepted (what they do: tests/tests/image.rs).
+    let p = project(&VALID.replace(
+        "[images.demo]\npackages = [\"demo\"]",
+        "[images.demo]\npackages = [\"demo\"]\nbase = \"docker-archive:rootfs.tar\"\ncmd = [\"--serve\"]\nworkdir = \"/srv\"\nuser = \"1000\"\nlabels = { team = \"ops\" }\ncompression = \"zstd\"",
+    ));
+    let run = p.pipe(&["--json", "validate"]);
+    run.expect_code(0);
+    let out = run.stdout.clone();
+    assert!(
+        out.contains("image demo on docker-archive:rootfs.tar + demo"),
+        "{out}"
+    );
+    let err = invalid(&VALID.replace(
+        "[images.demo]\npackages = [\"demo\"]",
+        "[images.demo]\npackages = [\"demo\"]\nbase = \"tarball:x.tar\"\nworkdir = \"srv\"\ncompression = \"xz\"",
+    ));
+    for want in [
+        "unknown image base `tarball:x.tar`",
+        "docker-archive:path/to/saved.tar",
+        "`workdir` `srv` is not an absolute path",
+        "unknown layer compression `xz`",
+        "pipeline.toml:2",
+    ] {
+        assert!(err.contains(want), "{want} in {err}");
+    }
+}
+
+#[test]
 fn environments_from_unknown_or_cyclic() {
     let err = invalid(&VALID.replace("from = \"dev\"", "from = \"dve\""));
     assert!(

@@ -110,7 +110,8 @@ fn plan(p: &Pipeline) -> Vec<Planned> {
     for img in p.images.values() {
         let base = match &img.base {
             ImageBase::Scratch => "scratch".to_string(),
-            ImageBase::OciArchive(path) => path.clone(),
+            ImageBase::OciArchive(path) => format!("oci-archive:{path}"),
+            ImageBase::DockerArchive(path) => format!("docker-archive:{path}"),
         };
         let mut from = format!("image {} on {base}", img.name);
         if !img.packages.is_empty() {
