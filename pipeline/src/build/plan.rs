@@ -122,16 +122,12 @@ impl Plan {
             .collect();
         let artifacts = kinds::all().flat_map(|k| k.nodes(p)).collect();
         let not_built = p
-            .images
+            .machines
             .keys()
             .map(|n| NotBuilt {
-                section: format!("images.{n}"),
-                reason: "OCI images are not built yet".into(),
-            })
-            .chain(p.machines.keys().map(|n| NotBuilt {
                 section: format!("machines.{n}"),
                 reason: "machine images are not built yet".into(),
-            }))
+            })
             .collect();
         Ok(Plan {
             project: p.project.name.clone(),

@@ -211,6 +211,22 @@ pub fn sha256_of(bytes: &[u8]) -> String {
     sha256_string(Sha256::digest(bytes))
 }
 
+/// Reads the base (index, manifest and configuration only; layers are
+/// checked when [`build_image`] copies them): what it is named by and how
+/// many layers it gives. `None` for `scratch`. A base that is not an image
+/// is an error.
+pub fn inspect_base(base: &Base, architecture: &str) -> Result<Option<BaseInfo>> {
+    let b = match base {
+        Base::Scratch => return Ok(None),
+        Base::OciArchive(p) => base::read_base(p, base::ArchiveKind::Oci, architecture)?,
+        Base::DockerArchive(p) => base::read_base(p, base::ArchiveKind::Docker, architecture)?,
+    };
+    Ok(Some(BaseInfo {
+        digest: b.digest,
+        layers: b.layers.len(),
+    }))
+}
+
 /// Builds `spec` into blobs in `dir` (created if missing), one file per blob
 /// named by its hex digest. Files appear only complete (temporary file,
 /// then rename); a blob already there is kept.
