@@ -124,8 +124,14 @@ mod tests {
 
     #[test]
     fn kinds_and_components_keep_their_manifest_spelling() {
-        assert_eq!(serde_json::to_string(&ArtifactKind::Deb).unwrap(), "\"deb\"");
-        assert_eq!(serde_json::to_string(&ArtifactKind::Rpm).unwrap(), "\"rpm\"");
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::Deb).unwrap(),
+            "\"deb\""
+        );
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::Rpm).unwrap(),
+            "\"rpm\""
+        );
         for k in ArtifactKind::ALL {
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }

@@ -140,8 +140,7 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
             Body::from_file(local)
         } else {
             let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
-            let index =
-                spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
+            let index = spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
             Body::from_bytes(serde_json::to_vec(&index).expect("serialises"))
         };
         match store.put(&index_key, body, Condition::IfAbsent).await {

@@ -14,10 +14,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::steps;
+use crate::Result;
 use crate::artifact::{ArtifactKind, Component};
 use crate::kinds::{self, StageContext};
 use crate::model::Pipeline;
-use crate::Result;
 
 /// What a build of one `pipeline.toml` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +196,10 @@ impl Plan {
             ));
         }
         for n in &self.not_built {
-            s.push_str(&format!("  warning: [{}] {}; nothing is built for it\n", n.section, n.reason));
+            s.push_str(&format!(
+                "  warning: [{}] {}; nothing is built for it\n",
+                n.section, n.reason
+            ));
         }
         s
     }

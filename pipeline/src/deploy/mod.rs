@@ -39,8 +39,8 @@ use std::time::Instant;
 use keys::{Keyring, Verified};
 use serde::{Deserialize, Serialize};
 
-use crate::build::files;
 use crate::artifact::{Artifact, ArtifactKind};
+use crate::build::files;
 use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
 use crate::model::Pipeline;

@@ -87,8 +87,12 @@ pub trait Kind: Send + Sync {
 
     /// What the consumer views need of the output `artifact` at `path`
     /// (`None`: nothing). Blocking. `file_time` is the build's timestamp.
-    fn describe(&self, path: &Path, artifact: &Artifact, file_time: u64)
-    -> Result<Option<Fragment>>;
+    fn describe(
+        &self,
+        path: &Path,
+        artifact: &Artifact,
+        file_time: u64,
+    ) -> Result<Option<Fragment>>;
 
     /// Where publish copies `artifact` inside the store for consumers that
     /// fetch it by path; `None` when it is only a blob.
