@@ -29,7 +29,8 @@ pub enum ArtifactKind {
 
 impl ArtifactKind {
     /// Every kind, in the order a plan lists them.
-    pub const ALL: [ArtifactKind; 3] = [ArtifactKind::Deb, ArtifactKind::Rpm, ArtifactKind::OciImage];
+    pub const ALL: [ArtifactKind; 3] =
+        [ArtifactKind::Deb, ArtifactKind::Rpm, ArtifactKind::OciImage];
 
     /// The name manifests, plans and `--json` output use.
     pub fn name(self) -> &'static str {

@@ -480,8 +480,7 @@ async fn provenance_is_attached_and_found_through_the_referrers_tag() {
             "hello",
             &img.manifest,
             "application/vnd.in-toto+json",
-            statement,
-            "application/vnd.in-toto+json",
+            &[(&statement[..], "application/vnd.in-toto+json")],
             &ann,
         )
         .await
@@ -492,8 +491,7 @@ async fn provenance_is_attached_and_found_through_the_referrers_tag() {
             "hello",
             &img.manifest,
             "application/vnd.in-toto+json",
-            statement,
-            "application/vnd.in-toto+json",
+            &[(&statement[..], "application/vnd.in-toto+json")],
             &ann,
         )
         .await

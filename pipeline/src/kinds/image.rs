@@ -176,7 +176,10 @@ impl Kind for OciImage {
         let mut layers = Vec::new();
         for name in &img.packages {
             let pkg = p.packages.get(name).ok_or_else(|| Error::Usage {
-                message: format!("image `{}` names package `{name}`, which is not declared", img.name),
+                message: format!(
+                    "image `{}` names package `{name}`, which is not declared",
+                    img.name
+                ),
                 hint: None,
             })?;
             // The package's tree, keyed as its .deb keys it (paths, modes,
@@ -198,7 +201,10 @@ impl Kind for OciImage {
             "org.opencontainers.image.created".to_string(),
             keys::Timestamp::from_unix(cx.epoch).to_string(),
         );
-        labels.insert("org.opencontainers.image.title".to_string(), img.name.clone());
+        labels.insert(
+            "org.opencontainers.image.title".to_string(),
+            img.name.clone(),
+        );
         if let Some(rev) = git(&cx.dir, &["rev-parse", "HEAD"]) {
             labels.insert("org.opencontainers.image.revision".to_string(), rev);
         }

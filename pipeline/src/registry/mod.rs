@@ -19,6 +19,7 @@
 //! content.
 
 pub mod auth;
+mod push;
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -35,6 +36,9 @@ use tokio::io::AsyncRead;
 use tokio::sync::Mutex;
 
 pub use self::auth::{CredentialSources, Credentials};
+pub use self::push::{
+    ImagePublished, PROVENANCE_TYPE, SeedReport, TagMoved, move_tags, publish_build, seed,
+};
 use crate::error::RegistryFailure;
 use crate::{Error, Result};
 
@@ -457,8 +461,7 @@ impl Registry {
         name: &str,
         subject: &BlobRef,
         artifact_type: &str,
-        payload: &[u8],
-        payload_type: &str,
+        payloads: &[(&[u8], &str)],
         annotations: &std::collections::BTreeMap<String, String>,
     ) -> Result<String> {
         let empty = BlobRef {
@@ -466,20 +469,23 @@ impl Registry {
             digest: stages::oci::sha256_of(b"{}"),
             size: 2,
         };
-        let layer = BlobRef {
-            media_type: payload_type.into(),
-            digest: stages::oci::sha256_of(payload),
-            size: payload.len() as u64,
-        };
-        let source = MemSource(vec![
-            (empty.digest.clone(), Bytes::from_static(b"{}")),
-            (layer.digest.clone(), Bytes::copy_from_slice(payload)),
-        ]);
-        for b in [&empty, &layer] {
+        let mut source = vec![(empty.digest.clone(), Bytes::from_static(b"{}"))];
+        let mut layers = Vec::new();
+        for (payload, media_type) in payloads {
+            let layer = BlobRef {
+                media_type: media_type.to_string(),
+                digest: stages::oci::sha256_of(payload),
+                size: payload.len() as u64,
+            };
+            source.push((layer.digest.clone(), Bytes::copy_from_slice(payload)));
+            layers.push(layer);
+        }
+        let source = MemSource(source);
+        for b in std::iter::once(&empty).chain(&layers) {
             self.push_blob(name, b, &source, &[], &NoProgress).await?;
         }
         let manifest =
-            stages::oci::artifact_manifest(artifact_type, &empty, &layer, subject, annotations);
+            stages::oci::artifact_manifest(artifact_type, &empty, &layers, subject, annotations);
         let digest = stages::oci::sha256_of(&manifest);
         self.put_manifest(name, &digest, &manifest, stages::oci::MEDIA_MANIFEST)
             .await?;

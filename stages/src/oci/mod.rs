@@ -593,6 +593,12 @@ pub fn write_layout(
         w.flush().map_err(wr)?;
         total
     };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(wr)?;
+    }
     tmp.as_file().sync_all().map_err(wr)?;
     tmp.persist(out).map_err(|e| wr(e.error))?;
     Ok(total)
@@ -624,7 +630,7 @@ pub fn canonical_json(value: &impl serde::Serialize) -> Vec<u8> {
 pub fn artifact_manifest(
     artifact_type: &str,
     empty_config: &BlobRef,
-    payload: &BlobRef,
+    payloads: &[BlobRef],
     subject: &BlobRef,
     annotations: &BTreeMap<String, String>,
 ) -> Vec<u8> {
@@ -634,7 +640,7 @@ pub fn artifact_manifest(
         "mediaType": MEDIA_MANIFEST,
         "artifactType": artifact_type,
         "config": d(empty_config),
-        "layers": [d(payload)],
+        "layers": payloads.iter().map(d).collect::<Vec<_>>(),
         "subject": d(subject),
     });
     if !annotations.is_empty() {

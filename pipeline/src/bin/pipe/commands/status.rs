@@ -65,12 +65,27 @@ pub async fn run(cx: &Context) -> Result<()> {
         })
         .unwrap_or_default();
     local_builds.sort();
+    // Each environment's images, by digest, as consumers name them:
+    // `HOST/NAMESPACE/NAME@sha256:…` (needs `[registry]`).
+    let registry = pipeline.and_then(|p| p.registry.as_ref());
     let mut pointers = Vec::new();
     for (name, from) in &envs {
         let (head, _) = pipeline::records::history::read_pointer(&store, name).await?;
+        let mut images = Vec::new();
+        if let Some(h) = &head
+            && let Ok(published) = pipeline::records::index::load(&store, &h.entry.build).await
+        {
+            for i in &published.index.images {
+                let digest = format!("sha256:{}", i.sha256);
+                images.push(match registry {
+                    Some(r) => format!("{}/{}@{digest}", r.url.trim_end_matches('/'), i.image),
+                    None => format!("{}@{digest}", i.image),
+                });
+            }
+        }
         let build =
             head.map(|h| format!("{} (entry {}, {})", h.entry.build, h.entry.seq, h.entry.at));
-        pointers.push((name.clone(), from.clone(), build));
+        pointers.push((name.clone(), from.clone(), build, images));
     }
 
     cx.printer.result(
@@ -96,10 +111,13 @@ pub async fn run(cx: &Context) -> Result<()> {
                 s.push_str("environments: none declared\n");
             } else {
                 s.push_str("environments:\n");
-                for (name, from, build) in &pointers {
+                for (name, from, build, images) in &pointers {
                     let from = from.as_ref().map(|f| format!("(from {f})")).unwrap_or_default();
                     let build = build.as_deref().unwrap_or("no build yet");
                     s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
+                    for i in images {
+                        s.push_str(&format!("  {:<12} image {i}\n", ""));
+                    }
                 }
             }
             s
@@ -112,7 +130,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                 "builds": builds,
                 "local_builds": local_builds,
                 "latest": latest,
-                "environments": pointers.iter().map(|(n, f, b)| json!({"name": n, "from": f, "build": b})).collect::<Vec<Value>>(),
+                "environments": pointers.iter().map(|(n, f, b, i)| json!({"name": n, "from": f, "build": b, "images": i})).collect::<Vec<Value>>(),
             })
         },
     );
