@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh build   C libraries the build needs (sequoia's nettle, libclang)
 #   scripts/install-deps.sh test    build + every server and consumer the tests run
 #   scripts/install-deps.sh moto    only the S3 server used by the tests (a Python venv)
+#   scripts/install-deps.sh registry  only the OCI registry the example pushes to (docker-registry)
 #   scripts/install-deps.sh bench   build + moto + the anchors of benches/publish.sh
 #                                   (aptly, apt-ftparchive, createrepo_c, gpg, rpm)
 set -euo pipefail
@@ -49,6 +50,7 @@ install_moto() {
 case "${1:-test}" in
   build) apt_install "${build_packages[@]}" ;;
   moto) install_moto ;;
+  registry) apt_install docker-registry ;;
   test)
     apt_install "${build_packages[@]}" "${test_packages[@]}"
     install_moto
@@ -57,5 +59,5 @@ case "${1:-test}" in
     apt_install "${build_packages[@]}" "${bench_packages[@]}"
     install_moto
     ;;
-  *) echo "usage: $0 build|test|moto|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|moto|registry|bench" >&2; exit 2 ;;
 esac
