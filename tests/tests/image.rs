@@ -476,3 +476,66 @@ fn a_base_that_is_not_an_image_fails_the_build() {
     );
     assert!(!Path::new(&p.path().join(".pipe/builds/latest")).exists());
 }
+
+#[test]
+fn the_base_is_an_input_of_the_image() {
+    // A base: an image pipe built, re-exported by skopeo as an OCI layout
+    // and as a `docker save` archive.
+    let base_project = project("127.0.0.1:9");
+    let (bid, _) = build(&base_project);
+    let p = project("127.0.0.1:9");
+    let oci = p.path().join("base.oci.tar");
+    let docker = p.path().join("base.docker.tar");
+    skopeo(&[
+        "copy",
+        &tarball(&base_project, &bid),
+        &format!("oci-archive:{}", oci.display()),
+    ]);
+    skopeo(&[
+        "copy",
+        &tarball(&base_project, &bid),
+        &format!("docker-archive:{}:base:1", docker.display()),
+    ]);
+    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
+    let with_base = |base: &str| {
+        p.write(
+            "pipeline.toml",
+            &toml.replace(
+                "[images.web]\n",
+                &format!("[images.web]\nbase = \"{base}\"\n"),
+            ),
+        );
+        let (id, j) = build(&p);
+        let (_, digest) = image_manifest(&p, &id);
+        let layers = inspect(&tarball(&p, &id), &[])["Layers"]
+            .as_array()
+            .unwrap()
+            .len();
+        (id, digest, layers, j)
+    };
+    let (id1, d1, layers1, j1) = with_base("oci-archive:base.oci.tar");
+    assert_eq!(layers1, 4, "the base's two layers, then ours");
+    // The base is a resolved dependency of the provenance.
+    let prov = std::fs::read_to_string(build_dir(&p, &id1).join("provenance.json")).unwrap();
+    assert!(prov.contains("file:base.oci.tar"), "{prov}");
+    let _ = j1;
+    // Another base: another image.
+    let (_, d2, layers2, _) = with_base("docker-archive:base.docker.tar");
+    assert_eq!(layers2, 4);
+    assert_ne!(
+        d1, d2,
+        "skopeo's docker archive has other layer bytes (uncompressed)"
+    );
+    // Back to the first base: the same image as before, from the cache.
+    let (_, d3, _, j3) = with_base("oci-archive:base.oci.tar");
+    assert_eq!(d3, d1);
+    assert!(
+        j3["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "oci-image")
+            .all(|a| a["cache"] == "hit"),
+        "{j3}"
+    );
+}
