@@ -109,13 +109,17 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `umoci unpack` of `oci_dir:tag` into `bundle`; returns the root
-/// filesystem.
-pub fn umoci_unpack(oci_dir: &Path, tag: &str, bundle: &Path) -> PathBuf {
+/// The image `reference` (`oci-archive:FILE`, ...) copied by skopeo into an
+/// OCI directory under `work` and unpacked there by `umoci unpack`; returns
+/// the root filesystem.
+pub fn umoci_unpack(reference: &str, work: &Path) -> PathBuf {
+    let oci = work.join("oci");
+    skopeo(&["copy", reference, &format!("oci:{}:t", oci.display())]);
+    let bundle = work.join("bundle");
     run(Command::new("umoci").args([
         "unpack",
         "--image",
-        &format!("{}:{tag}", oci_dir.display()),
+        &format!("{}:t", oci.display()),
         &bundle.display().to_string(),
     ]));
     bundle.join("rootfs")

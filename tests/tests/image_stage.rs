@@ -170,13 +170,7 @@ fn layout_tarball_is_read_by_skopeo_umoci_and_podman() {
 
     // skopeo copies it into an OCI directory; umoci unpacks exactly the
     // packages' files, with their modes, owned by root.
-    let oci_dir = out.path().join("oci");
-    skopeo(&[
-        "copy",
-        &archive(&tar),
-        &format!("oci:{}:t", oci_dir.display()),
-    ]);
-    let rootfs = umoci_unpack(&oci_dir, "t", &out.path().join("bundle"));
+    let rootfs = umoci_unpack(&archive(&tar), out.path());
     let got = listing(&rootfs);
     let kinds: BTreeMap<&str, &str> = got
         .iter()
@@ -397,13 +391,7 @@ fn oci_archive_and_docker_archive_bases_come_first() {
         // Our entrypoint and cmd replace the base's.
         assert_eq!(config["config"]["Cmd"], serde_json::json!(["--serve"]));
         assert_eq!(config["history"].as_array().unwrap().len(), 3, "{config}");
-        let oci_dir = out.path().join("oci");
-        skopeo(&[
-            "copy",
-            &archive(&tar),
-            &format!("oci:{}:t", oci_dir.display()),
-        ]);
-        let rootfs = umoci_unpack(&oci_dir, "t", &out.path().join("bundle"));
+        let rootfs = umoci_unpack(&archive(&tar), out.path());
         let got = listing(&rootfs);
         assert_eq!(got["etc/os-release"].1, b"ID=base\n", "{base:?}");
         assert_eq!(got["usr/bin/hello"].0, "f0755");

@@ -96,6 +96,29 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Pushes `img` as `name:tag`.
+async fn push_with(
+    reg: &Registry,
+    img: &BuiltImage,
+    name: &str,
+    tag: &str,
+    mount_from: &[String],
+    progress: &dyn PushProgress,
+) -> pipeline::Result<pipeline::registry::PushReport> {
+    reg.push_image(
+        &ImagePush {
+            name,
+            tag,
+            blobs: &ImageBlobs::from(img),
+            manifest: &manifest_bytes(img),
+            source: &DirSource(img.dir.clone()),
+            mount_from,
+        },
+        progress,
+    )
+    .await
+}
+
 fn anonymous() -> CredentialSources {
     CredentialSources::default()
 }
@@ -110,19 +133,9 @@ async fn push(
     name: &str,
     tag: &str,
 ) -> pipeline::registry::PushReport {
-    reg.push_image(
-        &ImagePush {
-            name,
-            tag,
-            blobs: &ImageBlobs::from(img),
-            manifest: &manifest_bytes(img),
-            source: &DirSource(img.dir.clone()),
-            mount_from: &[],
-        },
-        &NoProgress,
-    )
-    .await
-    .unwrap()
+    push_with(reg, img, name, tag, &[], &NoProgress)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,20 +177,16 @@ async fn blobs_the_registry_has_are_not_uploaded_again() {
             self.0.lock().unwrap().push((blob.digest.clone(), outcome));
         }
     }
-    let r2 = reg
-        .push_image(
-            &ImagePush {
-                name: "world",
-                tag: "b1",
-                blobs: &ImageBlobs::from(&img2),
-                manifest: &manifest_bytes(&img2),
-                source: &DirSource(img2.dir.clone()),
-                mount_from: &["hello".to_string()],
-            },
-            &Record(&outcomes),
-        )
-        .await
-        .unwrap();
+    let r2 = push_with(
+        &reg,
+        &img2,
+        "world",
+        "b1",
+        &["hello".to_string()],
+        &Record(&outcomes),
+    )
+    .await
+    .unwrap();
     let outcomes = outcomes.into_inner().unwrap();
     assert!(
         outcomes.contains(&(img.layers[0].digest.clone(), BlobOutcome::Mounted)),
@@ -210,18 +219,7 @@ async fn large_layers_go_up_in_chunks_with_progress() {
         bytes: AtomicU64::new(0),
         calls: AtomicU64::new(0),
     };
-    let r = reg
-        .push_image(
-            &ImagePush {
-                name: "big",
-                tag: "b1",
-                blobs: &ImageBlobs::from(&img),
-                manifest: &manifest_bytes(&img),
-                source: &DirSource(img.dir.clone()),
-                mount_from: &[],
-            },
-            &count,
-        )
+    let r = push_with(&reg, &img, "big", "b1", &[], &count)
         .await
         .unwrap();
     assert_eq!(count.bytes.load(Ordering::SeqCst), r.bytes_uploaded);
@@ -292,18 +290,7 @@ async fn credentials_come_from_an_auth_file_and_missing_ones_are_named() {
 
     // No credentials: refused, the error names registry, image and cause.
     let reg = Registry::new(&url, true, &anonymous()).unwrap();
-    let err = reg
-        .push_image(
-            &ImagePush {
-                name: "hello",
-                tag: "b1",
-                blobs: &ImageBlobs::from(&img),
-                manifest: &manifest_bytes(&img),
-                source: &DirSource(img.dir.clone()),
-                mount_from: &[],
-            },
-            &NoProgress,
-        )
+    let err = push_with(&reg, &img, "hello", "b1", &[], &NoProgress)
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -371,18 +358,7 @@ async fn push_result(
     reg: &Registry,
     img: &BuiltImage,
 ) -> pipeline::Result<pipeline::registry::PushReport> {
-    reg.push_image(
-        &ImagePush {
-            name: "hello",
-            tag: "b1",
-            blobs: &ImageBlobs::from(img),
-            manifest: &manifest_bytes(img),
-            source: &DirSource(img.dir.clone()),
-            mount_from: &[],
-        },
-        &NoProgress,
-    )
-    .await
+    push_with(reg, img, "hello", "b1", &[], &NoProgress).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
