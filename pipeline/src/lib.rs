@@ -15,7 +15,10 @@ pub mod promote;
 pub mod publish;
 pub mod records;
 pub mod registry;
+pub mod rotate;
+pub mod status;
 pub mod store;
+pub mod template;
 pub mod views;
 
 pub use error::{Error, Result};

@@ -60,7 +60,8 @@ fn valid_project_summarises_the_build() {
         "demo_1.0.0_amd64.deb",
         "demo-1.0.0-1.x86_64.rpm",
         "oci-image demo.oci.tar",
-        "warning: [machines.box] is declared, but machine images are not built yet",
+        "warning: [machines.box] at line ",
+        "is declared, but machine images are not built yet",
         "environments: dev, prod (from dev)",
         "package demo: 2 input file(s)",
     ] {
