@@ -20,7 +20,9 @@ pub async fn run(cx: &Context) -> Result<()> {
         &st.local_builds,
         &st.latest,
     );
-    let pointers: Vec<(String, Option<String>, Option<String>, Vec<String>)> = st
+    // Name, `from`, build line, images.
+    type Pointer = (String, Option<String>, Option<String>, Vec<String>);
+    let pointers: Vec<Pointer> = st
         .environments
         .iter()
         .map(|e| {
