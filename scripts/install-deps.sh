@@ -15,7 +15,7 @@ venv="$root/.pipe-dev/venv"
 moto_version="5.2.5"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
-test_packages=(gnupg python3-venv rpm lintian apt-utils dnf createrepo-c
+test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf-plugins-core createrepo-c aptly
   # OCI images: the registry the tests start, the clients that read what
   # pipe writes, htpasswd for the registry's basic auth, zstd for tar.
   docker-registry skopeo podman umoci zstd apache2-utils)

@@ -115,7 +115,7 @@ fn describe(r: &Regenerated) -> String {
         .flatten()
         .collect();
     format!(
-        "  {}: {} packages in {} ({} files written, {} expired removed, {:.2} s){}",
+        "  {}: {} packages in {} ({} files written, {} packages linked, {} expired removed, {:.2} s){}",
         r.env,
         r.packages,
         if views.is_empty() {
@@ -124,6 +124,7 @@ fn describe(r: &Regenerated) -> String {
             views.join(" and ")
         },
         r.written,
+        r.linked,
         r.removed,
         r.seconds,
         r.valid_until
