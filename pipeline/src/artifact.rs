@@ -22,17 +22,22 @@ pub enum ArtifactKind {
     Deb,
     /// An RPM package (`.rpm`).
     Rpm,
+    /// An OCI image: its manifest, configuration and layers, one artifact
+    /// each (see [`crate::kinds`]'s image kind).
+    OciImage,
 }
 
 impl ArtifactKind {
     /// Every kind, in the order a plan lists them.
-    pub const ALL: [ArtifactKind; 2] = [ArtifactKind::Deb, ArtifactKind::Rpm];
+    pub const ALL: [ArtifactKind; 3] =
+        [ArtifactKind::Deb, ArtifactKind::Rpm, ArtifactKind::OciImage];
 
     /// The name manifests, plans and `--json` output use.
     pub fn name(self) -> &'static str {
         match self {
             ArtifactKind::Deb => "deb",
             ArtifactKind::Rpm => "rpm",
+            ArtifactKind::OciImage => "oci-image",
         }
     }
 }
@@ -50,13 +55,15 @@ impl fmt::Display for ArtifactKind {
 pub enum Component {
     /// `[packages.NAME]`.
     Package(String),
+    /// `[images.NAME]`.
+    Image(String),
 }
 
 impl Component {
     /// The section's name (`hello` of `[packages.hello]`).
     pub fn name(&self) -> &str {
         match self {
-            Component::Package(n) => n,
+            Component::Package(n) | Component::Image(n) => n,
         }
     }
 
@@ -64,6 +71,7 @@ impl Component {
     pub fn package(&self) -> Option<&str> {
         match self {
             Component::Package(n) => Some(n),
+            Component::Image(_) => None,
         }
     }
 }
@@ -72,6 +80,7 @@ impl fmt::Display for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Component::Package(n) => write!(f, "package {n}"),
+            Component::Image(n) => write!(f, "image {n}"),
         }
     }
 }
@@ -87,8 +96,9 @@ impl<'de> Deserialize<'de> for Component {
         let s = String::deserialize(d)?;
         match s.split_once(' ') {
             Some(("package", name)) if !name.is_empty() => Ok(Component::Package(name.into())),
+            Some(("image", name)) if !name.is_empty() => Ok(Component::Image(name.into())),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown component `{s}` (expected `package NAME`)"
+                "unknown component `{s}` (expected `package NAME` or `image NAME`)"
             ))),
         }
     }

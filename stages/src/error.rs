@@ -141,6 +141,33 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    // ---- OCI image stage (`crate::oci`) ----
+    /// A base that is not an OCI image-layout or `docker save` archive, or
+    /// one whose index, manifest or configuration cannot be read.
+    #[error(
+        "base image `{path}` is not an image: {reason}\nhint: give an OCI image-layout tarball (`skopeo copy IMAGE oci-archive:FILE`) or a `docker save` tarball (`docker-archive:FILE`)"
+    )]
+    BadBaseImage {
+        /// The base tarball.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A blob of a base image whose bytes do not match the digest its
+    /// manifest gives.
+    #[error(
+        "base image `{path}`: blob `{name}` does not match its digest: expected {expected}, found {found}\nhint: the tarball is corrupt or was edited; export the base again"
+    )]
+    BlobMismatch {
+        /// The base tarball.
+        path: PathBuf,
+        /// The blob's name in the tarball.
+        name: String,
+        /// The digest the manifest (or the configuration) gives.
+        expected: String,
+        /// The digest of the bytes found.
+        found: String,
+    },
     /// The `rpm` crate refused the package (a name or path it cannot carry).
     #[error("cannot build `{path}`: {source}")]
     Rpm {

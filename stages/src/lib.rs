@@ -10,6 +10,7 @@ mod compress;
 pub mod deb;
 pub mod docs;
 mod error;
+pub mod oci;
 mod tarball;
 pub mod tree;
 

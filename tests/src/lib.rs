@@ -4,5 +4,7 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod oci;
 pub mod proxy;
+pub mod registry;
 pub mod s3;

@@ -142,14 +142,11 @@ impl Plan {
                 reason: reason.into(),
             }
         };
-        let not_built =
-            p.images
-                .keys()
-                .map(|n| not_built(format!("images.{n}"), "OCI images are not built yet"))
-                .chain(p.machines.keys().map(|n| {
-                    not_built(format!("machines.{n}"), "machine images are not built yet")
-                }))
-                .collect();
+        let not_built = p
+            .machines
+            .keys()
+            .map(|n| not_built(format!("machines.{n}"), "machine images are not built yet"))
+            .collect();
         Ok(Plan {
             project: p.project.name.clone(),
             version: p.project.version.clone(),
@@ -170,7 +167,13 @@ impl Plan {
         for a in self.artifacts.iter_mut().filter(|a| {
             a.after_steps.is_empty() && (cx.signer.is_some() || !kinds::of(a.kind).signs())
         }) {
-            a.cache_key = Some(kinds::of(a.kind).prepare(p, cx, a)?.key);
+            let prepared = kinds::of(a.kind).prepare(p, cx, a)?;
+            // A kind that knows its outputs only from its inputs (an image's
+            // layers) names them now.
+            if let Some(outputs) = prepared.outputs {
+                a.outputs = outputs;
+            }
+            a.cache_key = Some(prepared.key);
         }
         Ok(self)
     }

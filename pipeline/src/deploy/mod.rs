@@ -626,6 +626,8 @@ fn select(
             let format = match a.kind {
                 ArtifactKind::Deb => Format::Deb,
                 ArtifactKind::Rpm => Format::Rpm,
+                // deploy_arch is None for images: never reached.
+                ArtifactKind::OciImage => return None,
             };
             Some((arch, format))
         };

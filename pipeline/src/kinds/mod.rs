@@ -20,6 +20,7 @@
 //! ([`crate::build::plan`]): an output is a file, a blob, an entry.
 
 mod deb;
+mod image;
 mod package;
 mod rpm;
 
@@ -54,6 +55,10 @@ pub struct Prepared {
     pub inputs: Vec<Input>,
     /// Whatever the kind resolved that [`Kind::write`] needs (a file tree).
     pub work: Box<dyn Any + Send>,
+    /// The outputs, when only the inputs tell how many there are (an
+    /// image: one per layer, and the base's layers are known once the base
+    /// is read); `None`: the node's.
+    pub outputs: Option<Vec<String>>,
 }
 
 /// One artifact kind.
@@ -100,6 +105,20 @@ pub trait Kind: Send + Sync {
         false
     }
 
+    /// Makes derived files from the node's outputs once they are all in
+    /// `out_dir` (built or restored from the cache): files of the build
+    /// directory that are not artifacts themselves, because they can be
+    /// made again from them (an image's layout tarball). Blocking.
+    fn assemble(
+        &self,
+        _p: &Pipeline,
+        _node: &ArtifactNode,
+        _outputs: &[Artifact],
+        _out_dir: &Path,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// The architecture `artifact` installs on (Debian's or rpm's name),
     /// when `pipe deploy` installs artifacts of this kind; `None` otherwise.
     fn deploy_arch(&self, artifact: &Artifact) -> Option<String>;
@@ -110,6 +129,7 @@ pub fn of(kind: ArtifactKind) -> &'static dyn Kind {
     match kind {
         ArtifactKind::Deb => &deb::Deb,
         ArtifactKind::Rpm => &rpm::Rpm,
+        ArtifactKind::OciImage => &image::OciImage,
     }
 }
 

@@ -21,6 +21,7 @@ pub(super) fn format_of(kind: ArtifactKind) -> PackageFormat {
     match kind {
         ArtifactKind::Deb => PackageFormat::Deb,
         ArtifactKind::Rpm => PackageFormat::Rpm,
+        ArtifactKind::OciImage => unreachable!("images are not packages"),
     }
 }
 
@@ -239,6 +240,7 @@ pub(super) fn prepare(
         key: key.finish(),
         inputs,
         work: Box::new(entries),
+        outputs: None,
     })
 }
 

@@ -25,6 +25,22 @@ pub struct BuildIndex {
     pub debs: Vec<IndexedDeb>,
     /// Every .rpm.
     pub rpms: Vec<IndexedRpm>,
+    /// Every OCI image (by its manifest artifact).
+    #[serde(default)]
+    pub images: Vec<IndexedImage>,
+}
+
+/// An OCI image of the build: the artifact that is its manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedImage {
+    /// The image name (`[images.NAME]`).
+    pub image: String,
+    /// The manifest's artifact name.
+    pub artifact: String,
+    /// SHA-256 of the manifest, as in the build manifest: the image digest.
+    pub sha256: String,
+    /// The manifest's blob in the store.
+    pub blob: crate::store::BlobRef,
 }
 
 /// A .deb's rendered `Packages` stanza.
@@ -58,6 +74,8 @@ pub enum Fragment {
     Deb(IndexedDeb),
     /// An .rpm.
     Rpm(Box<IndexedRpm>),
+    /// An OCI image's manifest.
+    Image(IndexedImage),
 }
 
 impl BuildIndex {
@@ -67,11 +85,13 @@ impl BuildIndex {
             format: INDEX_FORMAT,
             debs: Vec::new(),
             rpms: Vec::new(),
+            images: Vec::new(),
         };
         for f in fragments {
             match f {
                 Fragment::Deb(d) => index.debs.push(d.clone()),
                 Fragment::Rpm(r) => index.rpms.push((**r).clone()),
+                Fragment::Image(i) => index.images.push(i.clone()),
             }
         }
         index
@@ -86,6 +106,11 @@ impl BuildIndex {
                 self.rpms
                     .iter()
                     .map(|r| (r.artifact.as_str(), r.sha256.as_str())),
+            )
+            .chain(
+                self.images
+                    .iter()
+                    .map(|i| (i.artifact.as_str(), i.sha256.as_str())),
             )
     }
 }

@@ -108,6 +108,17 @@ pub enum Command {
     Keys(KeysCommand),
     /// Show what the store holds: builds, and what each environment points at.
     Status,
+    /// The OCI registry of `[registry]`.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Fill the registry from the store alone: every published build's
+    /// images under the build id (with their provenance), and every
+    /// environment's tags. What the registry has costs one request per tag.
+    Seed,
 }
 
 #[derive(Debug, Subcommand)]
