@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod machine;
 pub mod proxy;
 pub mod s3;
