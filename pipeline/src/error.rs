@@ -87,6 +87,18 @@ pub enum Error {
         found: Option<String>,
     },
 
+    /// The pointer moved, but some consumer views of the environment were
+    /// not regenerated.
+    #[error("`{env}` points at `{build}`, but {} of its views failed: {}", failed.len(), failed.join("; "))]
+    Views {
+        /// The environment.
+        env: String,
+        /// The build it points at.
+        build: String,
+        /// `view: error`, per failed view.
+        failed: Vec<String>,
+    },
+
     /// Bytes read back from the store do not hash to the key they are stored
     /// under, or are not the recorded size.
     #[error("`{key}` is corrupt: expected {expected}, got {actual}")]
@@ -322,6 +334,9 @@ impl Error {
             Error::Conflict { .. } => {
                 Some("someone else changed it first; look at the new state and retry".into())
             }
+            Error::Views { env, .. } => Some(format!(
+                "the pointer stays where it moved; `pipe refresh --env {env}` regenerates the views"
+            )),
             Error::DigestMismatch { .. } => Some(
                 "the stored bytes were changed or damaged; republish the build that wrote them"
                     .into(),

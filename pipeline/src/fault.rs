@@ -6,7 +6,9 @@
 //! repairs or finishes. A point is a name (`before-pointer`) or `write:N`,
 //! the N-th (from 1) store write of a repository regeneration.
 //! `PIPE_TEST_BARRIER=<dir>` makes a process wait until `<dir>/go` exists,
-//! so tests can start N processes at the same moment.
+//! so tests can start N processes at the same moment. `PIPE_TEST_HOLD=
+//! <point>=<dir>` stops one process at a named point until the test lets it
+//! go ([`hold`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,5 +42,25 @@ pub(crate) fn barrier() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !dir.join("go").exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// When `PIPE_TEST_HOLD` is `<point>=<dir>`, announces reaching `point` (the
+/// file `<dir>/<point>.reached`, a `:` in the point written `-`) and waits,
+/// at most a minute, for `<dir>/<point>.go`, so a test can run another
+/// process in between.
+pub(crate) fn hold(point: &str) {
+    let Ok(spec) = std::env::var("PIPE_TEST_HOLD") else {
+        return;
+    };
+    let Some(dir) = spec.strip_prefix(point).and_then(|r| r.strip_prefix('=')) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let name = point.replace(':', "-");
+    let _ = std::fs::write(dir.join(format!("{name}.reached")), b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dir.join(format!("{name}.go")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

@@ -1,15 +1,20 @@
-//! The core of pipe: the `pipeline.toml` model and its validation, the
-//! content-addressed store, publish, promote and deploy. The `pipe` binary is a thin layer over this crate.
+//! The core of pipe: the `pipeline.toml` model and its validation, the build
+//! plan, the content-addressed store and its records, publish, promote, the
+//! consumer views and deploy. The `pipe` binary is a thin layer over this
+//! crate.
 #![deny(missing_docs)]
 
+pub mod artifact;
 pub mod build;
 pub mod deploy;
 pub mod error;
 mod fault;
+pub mod kinds;
 pub mod model;
 pub mod promote;
 pub mod publish;
-pub mod repository;
+pub mod records;
 pub mod store;
+pub mod views;
 
 pub use error::{Error, Result};

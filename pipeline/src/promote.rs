@@ -1,86 +1,21 @@
-//! Environment pointers and their signed, hash-chained history.
+//! `pipe promote` and `pipe rollback`: move an environment's pointer, then
+//! regenerate its consumer views.
 //!
-//! An environment's pointer (`envs/<env>/pointer.json`) *is* its newest
-//! history entry, signed. A promotion replaces it with one compare-and-swap:
-//! that write is the commit point, so of two concurrent promotions exactly one
-//! wins and the other has written nothing. The entry is then copied to
-//! `envs/<env>/history/<seq>.json`; a process killed before the copy leaves
-//! the pointer ahead of the copies, and the next promotion (or `pipe history`)
-//! writes the missing copy first.
-//!
-//! Each entry names the digest of the entry before it, so the history is a
-//! chain: removing, reordering or editing an entry breaks it, and every entry
-//! is signed by the project key.
+//! The pointer write (a compare-and-swap, [`history::put_pointer`]) is the
+//! commit point: of two concurrent promotions exactly one wins and the other
+//! has written nothing. Then the history copy, then every view
+//! ([`crate::views::run`]); a view that fails is reported and does not undo
+//! the pointer (`pipe refresh` completes it).
 
-use std::time::SystemTime;
-
-use keys::{Encoding, Keyring, SecretKey};
-use serde::{Deserialize, Serialize};
+use keys::SecretKey;
+use serde::Serialize;
 
 use crate::model::Pipeline;
-use crate::store::{Body, Condition, Store, Version};
-use crate::{Error, Result};
-use crate::{fault, repository};
-
-/// One move of an environment's pointer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Position in the environment's history, from 1.
-    pub seq: u64,
-    /// The environment.
-    pub env: String,
-    /// The build it points at from now on.
-    pub build: String,
-    /// blake3 (hex) of the previous entry's canonical bytes; `None` for the first.
-    pub previous: Option<String>,
-    /// Who moved it: `$PIPE_ACTOR`, else `user@host`.
-    pub actor: String,
-    /// When (RFC 3339, UTC).
-    pub at: String,
-    /// `promote` or `rollback`.
-    pub action: String,
-    /// True when the promotion path was bypassed with `--force`.
-    pub forced: bool,
-    /// Unique per promotion, so two promotions of the same build in the
-    /// same second never write byte-identical entries: a writer that finds
-    /// its exact bytes in the pointer knows the write was its own (S3
-    /// retries after a lost response rely on it). Absent in entries of an
-    /// older pipe.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub nonce: String,
-}
-
-impl Entry {
-    /// The bytes that are signed and chained: compact JSON, fields in
-    /// declaration order.
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("entry serialises")
-    }
-
-    /// The digest the next entry names as `previous`.
-    pub fn digest(&self) -> String {
-        blake3::hash(&self.canonical()).to_hex().to_string()
-    }
-}
-
-/// An entry and its detached armored signature over [`Entry::canonical`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignedEntry {
-    /// The entry.
-    pub entry: Entry,
-    /// Armored OpenPGP signature.
-    pub signature: String,
-}
-
-/// Store key of an environment's pointer.
-pub fn pointer_key(env: &str) -> String {
-    format!("envs/{env}/pointer.json")
-}
-
-/// Store key of a history entry.
-pub fn history_key(env: &str, seq: u64) -> String {
-    format!("envs/{env}/history/{seq:08}.json")
-}
+use crate::records::history::{self, history, read_pointer, repair_history};
+use crate::records::{Action, Entry, SignedEntry, index};
+use crate::store::Store;
+use crate::views::{self, Mode, Regenerated};
+use crate::{Error, Result, fault};
 
 /// What a promotion asks for.
 #[derive(Debug, Clone)]
@@ -91,8 +26,8 @@ pub struct Request<'a> {
     pub build: &'a str,
     /// Bypass the `from` rule (recorded in the entry).
     pub force: bool,
-    /// `promote` or `rollback`.
-    pub action: &'a str,
+    /// Promote or rollback.
+    pub action: Action,
 }
 
 /// What a promotion did.
@@ -104,12 +39,12 @@ pub struct Outcome {
     pub moved: bool,
     /// The build it pointed at before.
     pub previous_build: Option<String>,
-    /// The apt and yum repositories regenerated for it; `None` when they
-    /// already listed the build.
-    pub repositories: Option<repository::Regenerated>,
+    /// The views regenerated for it; `None` when they all showed it already.
+    pub repositories: Option<Regenerated>,
 }
 
-/// Moves `req.env` to `req.build`, signing the entry with `key`.
+/// Moves `req.env` to `req.build`, signing the entry with `key`, then
+/// regenerates the environment's views.
 pub async fn promote(
     p: &Pipeline,
     store: &Store,
@@ -117,14 +52,14 @@ pub async fn promote(
     req: &Request<'_>,
 ) -> Result<Outcome> {
     let env = p.environment(req.env)?;
-    let published = repository::load(store, req.build).await?;
+    let published = index::load(store, req.build).await?;
     let (head, version) = read_pointer(store, req.env).await?;
     if let Some(head) = &head {
         repair_history(store, head).await?;
     }
     if let Some(from) = &env.from
         && !req.force
-        && req.action == "promote"
+        && req.action == Action::Promote
         && !history(store, from)
             .await?
             .iter()
@@ -142,18 +77,15 @@ pub async fn promote(
     }
     if let Some(head) = &head
         && head.entry.build == req.build
-        && req.action == "promote"
+        && req.action == Action::Promote
     {
-        // A promotion killed after moving the pointer left the repositories
-        // behind: finish its work.
-        let repositories = if repository::is_current(store, req.env, req.build).await? {
+        // A promotion killed after moving the pointer (or a view that
+        // failed) left views behind: finish their work.
+        let repositories = if views::all_current(store, req.env, head.entry.seq).await? {
             None
         } else {
-            tracing::info!(
-                env = req.env,
-                "the repositories lag the pointer; regenerating"
-            );
-            Some(regenerate(p, store, key, req.env, &published).await?)
+            tracing::info!(env = req.env, "views lag the pointer; regenerating");
+            Some(views::run(p, store, key, head, &published, Mode::IfBehind).await?)
         };
         return Ok(Outcome {
             entry: head.entry.clone(),
@@ -163,203 +95,107 @@ pub async fn promote(
         });
     }
 
-    let entry = Entry {
-        seq: head.as_ref().map_or(1, |h| h.entry.seq + 1),
-        env: req.env.to_string(),
-        build: req.build.to_string(),
-        previous: head.as_ref().map(|h| h.entry.digest()),
-        actor: actor(),
-        at: crate::build::rfc3339(SystemTime::now()),
-        action: req.action.to_string(),
-        forced: req.force,
-        nonce: nonce(),
-    };
-    let signature = key
-        .sign_detached(&entry.canonical()[..], SystemTime::now(), Encoding::Armored)
-        .map_err(Error::Signing)?;
-    let signed = SignedEntry {
-        entry: entry.clone(),
-        signature: String::from_utf8(signature).expect("armor is ASCII"),
-    };
-    let bytes = serde_json::to_vec_pretty(&signed).expect("serialises");
-
+    let signed = Entry::next(head.as_ref(), req.env, req.build, req.action, req.force).sign(key)?;
     fault::barrier();
     fault::point("before-pointer");
-    let cond = match &version {
-        Some(v) => Condition::IfMatch(v.clone()),
-        None => Condition::IfAbsent,
-    };
-    match store
-        .put(&pointer_key(req.env), Body::from_bytes(bytes.clone()), cond)
-        .await
-    {
-        Ok(_) => {}
-        Err(Error::Conflict { key, .. } | Error::AlreadyExists { key }) => {
-            return Err(Error::Conflict {
-                key,
-                expected: head
-                    .as_ref()
-                    .map(|h| format!("seq {} ({})", h.entry.seq, h.entry.build)),
-                found: Some("a newer entry written by a concurrent promotion".into()),
-            });
-        }
-        Err(e) => return Err(e),
-    }
+    history::put_pointer(store, &signed, head.as_ref(), version.as_ref()).await?;
     fault::point("after-pointer");
-    write_history_copy(store, &signed, &bytes).await?;
+    history::write_history_copy(store, &signed).await?;
     fault::point("after-history");
-    let repositories = Some(regenerate(p, store, key, req.env, &published).await?);
+    let repositories = Some(views::run(p, store, key, &signed, &published, Mode::IfBehind).await?);
     Ok(Outcome {
-        entry,
+        entry: signed.entry,
         moved: true,
         previous_build: head.map(|h| h.entry.build),
         repositories,
     })
 }
 
-/// [`repository::regenerate`], saying on failure that the pointer itself
-/// has moved and how to finish.
-async fn regenerate(
+/// The entry `pipe rollback` moves back to: entry `to` when given, else the
+/// newest entry that points somewhere else than the head.
+pub fn rollback_target<'a>(
+    env: &str,
+    entries: &'a [SignedEntry],
+    to: Option<u64>,
+) -> Result<&'a SignedEntry> {
+    let Some(head) = entries.last() else {
+        return Err(Error::Usage {
+            message: format!("environment `{env}` has no history to roll back"),
+            hint: Some(format!("promote a build to `{env}` first")),
+        });
+    };
+    match to {
+        Some(seq) => entries
+            .iter()
+            .find(|e| e.entry.seq == seq)
+            .ok_or_else(|| Error::Usage {
+                message: format!("`{env}` has no history entry {seq}"),
+                hint: Some(format!("`pipe history {env}` lists them")),
+            }),
+        None => entries
+            .iter()
+            .rev()
+            .find(|e| e.entry.build != head.entry.build)
+            .ok_or_else(|| Error::Usage {
+                message: format!("`{env}` has only ever pointed at {}", head.entry.build),
+                hint: None,
+            }),
+    }
+}
+
+/// Rolls `env` back (see [`rollback_target`]): a promotion to an earlier
+/// entry's build, recorded as a rollback.
+pub async fn rollback(
     p: &Pipeline,
     store: &Store,
     key: &SecretKey,
     env: &str,
-    published: &repository::Published,
-) -> Result<repository::Regenerated> {
-    let build = &published.build;
-    repository::regenerate(p, store, key, env, published)
-        .await
-        .inspect_err(|e| {
-            tracing::error!(
-                "`{env}` points at `{build}`, but its repositories were not regenerated ({e}); `pipe refresh --env {env}` finishes the work"
-            );
-        })
-}
-
-async fn write_history_copy(store: &Store, signed: &SignedEntry, bytes: &[u8]) -> Result<()> {
-    let key = history_key(&signed.entry.env, signed.entry.seq);
-    match store
-        .put(&key, Body::from_bytes(bytes.to_vec()), Condition::IfAbsent)
-        .await
-    {
-        Ok(_) | Err(Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes the head's history copy if a killed promotion left it out.
-async fn repair_history(store: &Store, head: &SignedEntry) -> Result<()> {
-    if store
-        .head(&history_key(&head.entry.env, head.entry.seq))
-        .await?
-        .is_none()
-    {
-        tracing::info!(env = %head.entry.env, seq = head.entry.seq, "repairing the history copy of the current entry");
-        let bytes = serde_json::to_vec_pretty(head).expect("serialises");
-        write_history_copy(store, head, &bytes).await?;
-    }
-    Ok(())
-}
-
-/// The pointer of `env` and its version token, if it has one.
-pub async fn read_pointer(
-    store: &Store,
-    env: &str,
-) -> Result<(Option<SignedEntry>, Option<Version>)> {
-    Ok(
-        match store.get_json(&pointer_key(env), "a pointer").await? {
-            Some((entry, version)) => (Some(entry), Some(version)),
-            None => (None, None),
+    to: Option<u64>,
+) -> Result<Outcome> {
+    let entries = history(store, env).await?;
+    let build = rollback_target(env, &entries, to)?.entry.build.clone();
+    promote(
+        p,
+        store,
+        key,
+        &Request {
+            env,
+            build: &build,
+            force: false,
+            action: Action::Rollback,
         },
     )
+    .await
 }
 
-/// Every entry of `env`'s history, oldest first, including a head whose copy
-/// a killed promotion left out.
-pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
-    let prefix = format!("envs/{env}/history/");
-    let mut out = Vec::new();
-    for meta in store.list(&prefix).await? {
-        if let Some((entry, _)) = store
-            .get_json::<SignedEntry>(&meta.key, "a history entry")
-            .await?
-        {
-            out.push(entry);
-        }
-    }
-    out.sort_by_key(|e| e.entry.seq);
-    if let (Some(head), _) = read_pointer(store, env).await?
-        && out
-            .last()
-            .is_none_or(|last| last.entry.seq < head.entry.seq)
-    {
-        out.push(head);
-    }
-    Ok(out)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Checks the chain (sequence numbers, `previous` digests, environment
-/// names) and, with a keyring, every signature. Returns the first break.
-pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring>) -> Result<()> {
-    let mut previous: Option<&Entry> = None;
-    for (i, signed) in entries.iter().enumerate() {
-        let e = &signed.entry;
-        let broken = |detail: String| Error::Verify {
-            what: format!("history of `{env}`, entry {}", e.seq),
-            detail,
-        };
-        if e.seq != i as u64 + 1 {
-            return Err(broken(format!(
-                "expected sequence number {}, found {}",
-                i + 1,
-                e.seq
-            )));
+    fn entry(seq: u64, build: &str) -> SignedEntry {
+        SignedEntry {
+            entry: Entry {
+                seq,
+                env: "dev".into(),
+                build: build.into(),
+                previous: None,
+                actor: "t".into(),
+                at: "2026-01-01T00:00:00Z".into(),
+                action: "promote".into(),
+                forced: false,
+                nonce: String::new(),
+            },
+            signature: String::new(),
         }
-        if e.env != env {
-            return Err(broken(format!("belongs to environment `{}`", e.env)));
-        }
-        let expected = previous.map(Entry::digest);
-        if e.previous != expected {
-            return Err(broken(format!(
-                "names previous entry {}, but the entry before it has digest {}",
-                e.previous.as_deref().unwrap_or("(none)"),
-                expected.as_deref().unwrap_or("(none)")
-            )));
-        }
-        if let Some(ring) = keyring {
-            ring.verify_detached(&e.canonical()[..], signed.signature.as_bytes(), None)
-                .map_err(|err| broken(format!("signature: {err}")))?;
-        }
-        previous = Some(e);
     }
-    Ok(())
-}
 
-/// 16 hex digits no other promotion has: a digest of this process, the
-/// host and the time in nanoseconds.
-fn nonce() -> String {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut h = blake3::Hasher::new();
-    h.update(&now.to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(actor().as_bytes());
-    h.finalize().to_hex()[..16].to_string()
-}
-
-/// `$PIPE_ACTOR`, else `user@host`.
-fn actor() -> String {
-    if let Ok(a) = std::env::var("PIPE_ACTOR")
-        && !a.is_empty()
-    {
-        return a;
+    #[test]
+    fn rollback_picks_the_newest_other_build_or_the_named_entry() {
+        let h = [entry(1, "a"), entry(2, "b"), entry(3, "b")];
+        assert_eq!(rollback_target("dev", &h, None).unwrap().entry.seq, 1);
+        assert_eq!(rollback_target("dev", &h, Some(2)).unwrap().entry.seq, 2);
+        assert!(rollback_target("dev", &h, Some(9)).is_err());
+        assert!(rollback_target("dev", &h[..1], None).is_err());
+        assert!(rollback_target("dev", &[], None).is_err());
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host}")
 }

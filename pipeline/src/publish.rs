@@ -9,19 +9,15 @@
 use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt, stream};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::build::files;
-use crate::build::packages::Artifact;
-use crate::build::record::Manifest;
-use crate::repository;
-use crate::store::{BlobRef, Body, Condition, Store, digest::spawn_blocking};
+use crate::artifact::Artifact;
+use crate::kinds;
+use crate::records::manifest::{build_key, parse_manifest};
+use crate::records::version::{self, VersionRecord};
+use crate::records::{BuildIndex, Fragment, Manifest, files};
+use crate::store::{Body, Condition, Store, digest::spawn_blocking};
 use crate::{Error, Result};
-
-/// Store key of a published build's file.
-pub fn build_key(build: &str, file: &str) -> String {
-    format!("builds/{build}/{file}")
-}
 
 /// What one artifact's upload did.
 #[derive(Debug, Clone, Serialize)]
@@ -49,15 +45,6 @@ pub struct PublishReport {
     pub newly_published: bool,
 }
 
-/// What a package name, version, architecture and format stand for, once
-/// published.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct VersionRecord {
-    artifact: String,
-    blob: BlobRef,
-    build: String,
-}
-
 /// Reports progress in bytes; the CLI turns it into a progress bar.
 pub trait Progress: Send + Sync {
     /// `n` more bytes handled (uploaded or found present).
@@ -73,18 +60,17 @@ const CONCURRENCY: usize = 16;
 pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Result<PublishReport> {
     let manifest_bytes = std::fs::read(dir.join(files::MANIFEST))
         .map_err(|e| Error::io(dir.join(files::MANIFEST), e))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Verify {
-            what: dir.join(files::MANIFEST).display().to_string(),
-            detail: format!("not a build manifest: {e}"),
-        })?;
+    let manifest = parse_manifest(
+        &manifest_bytes,
+        &dir.join(files::MANIFEST).display().to_string(),
+    )?;
 
     // Refuse before writing anything: a version already published with other
     // bytes. An artifact whose version record names these bytes was
     // published before, blob and pool copy included (both are written
     // before the record), so it needs nothing more.
     let existing: Vec<Option<VersionRecord>> = stream::iter(&manifest.artifacts)
-        .map(|a| async move { read_version(store, &version_key(&a.name)).await })
+        .map(|a| async move { version::read(store, &a.name).await })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -147,7 +133,7 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
     // What the repository indices need of each package: recorded by the
     // build (or read from the packages now, for a build made before that),
     // so that no promotion reads a package again.
-    let index_key = build_key(&manifest.build, repository::INDEX_FILE);
+    let index_key = build_key(&manifest.build, files::INDEX);
     if store.head(&index_key).await?.is_none() {
         let local = dir.join(files::INDEX);
         let body = if local.exists() {
@@ -155,7 +141,7 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
         } else {
             let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
             let index =
-                spawn_blocking(move || repository::record(&dir_owned, &manifest_owned)).await?;
+                spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
             Body::from_bytes(serde_json::to_vec(&index).expect("serialises"))
         };
         match store.put(&index_key, body, Condition::IfAbsent).await {
@@ -210,60 +196,50 @@ async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) 
     let uploaded = put.uploaded;
     // Each package once in the pool, where apt and yum clients fetch it: a
     // copy made inside the store, never sent again.
-    if a.kind == "deb" || a.kind == "rpm" {
-        store
-            .copy_if_absent(&a.blob.key(), &repository::pool_key(a))
-            .await?;
+    if let Some(pool) = kinds::of(a.kind).pool_key(a) {
+        store.copy_if_absent(&a.blob.key(), &pool).await?;
     }
-    let record = VersionRecord {
-        artifact: a.name.clone(),
-        blob: a.blob.clone(),
-        build: build.to_string(),
-    };
-    let key = version_key(&a.name);
-    match store
-        .put(
-            &key,
-            Body::from_bytes(serde_json::to_vec_pretty(&record).expect("serialises")),
-            Condition::IfAbsent,
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(Error::AlreadyExists { .. }) => {
-            // Raced with another publisher: the same bytes are fine.
-            let existing = read_version(store, &key).await?.expect("exists");
-            if existing.blob.sha256 != a.blob.sha256 {
-                return Err(Error::Conflict {
-                    key,
-                    expected: Some(a.blob.sha256.clone()),
-                    found: Some(existing.blob.sha256),
-                });
-            }
-        }
-        Err(e) => return Err(e),
-    }
+    version::put(store, a, build).await?;
     Ok(uploaded)
 }
 
-/// `packages/<artifact file name>.json`: the artifact name carries name,
-/// version, architecture and format.
-fn version_key(artifact: &str) -> String {
-    format!("packages/{artifact}.json")
-}
-
-async fn read_version(store: &Store, key: &str) -> Result<Option<VersionRecord>> {
-    Ok(store
-        .get_json(key, "a version record")
-        .await?
-        .map(|(v, _)| v))
-}
-
-/// Reads a published build's manifest from the store.
-pub async fn published_manifest(store: &Store, build: &str) -> Result<Option<Manifest>> {
-    let key = build_key(build, files::MANIFEST);
-    Ok(store
-        .get_json(&key, "a build manifest")
-        .await?
-        .map(|(m, _)| m))
+/// Records what the views need of every artifact of the build in `dir` (a
+/// `.pipe/builds/<id>/` directory), reading each one, on all cores.
+/// Blocking. For builds made before the stages recorded their [`Fragment`].
+fn describe_build(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let artifacts = &manifest.artifacts;
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(artifacts.len().max(1));
+    let mut done: Vec<(usize, Result<Option<Fragment>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(a) = artifacts.get(i) else { break };
+                        let path = dir.join(&a.name);
+                        out.push((
+                            i,
+                            kinds::of(a.kind).describe(&path, a, manifest.source_date_epoch),
+                        ));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("recording thread panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    let fragments = done
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BuildIndex::from_fragments(fragments.iter().flatten()))
 }

@@ -11,24 +11,30 @@
 //! `provenance.json` and their `.asc` signatures) only when complete: it is
 //! assembled in a temporary directory beside it and renamed into place.
 
+pub mod artifacts;
 pub mod epoch;
-pub mod packages;
+pub mod key;
+pub mod plan;
 pub mod record;
 pub mod steps;
 pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use keys::{Encoding, SecretKey};
 
+use crate::kinds::StageContext;
 use crate::model::Pipeline;
+use crate::records::{BuildIndex, Input, MANIFEST_FORMAT, Manifest, StepSummary};
 use crate::store::{Store, digest};
 use crate::{Error, Result};
+use artifacts::Built;
 use epoch::EpochSource;
-use packages::Built;
-use record::{Input, MANIFEST_FORMAT, Manifest, RunFacts, StepSummary};
+use plan::Plan;
+use record::RunFacts;
 use steps::StepOutcome;
 
 /// Folded into every cache key, so a new pipe never reuses an old pipe's
@@ -40,20 +46,7 @@ pub const BUILDS_DIR: &str = ".pipe/builds";
 /// The file in [`BUILDS_DIR`] naming the newest build.
 pub const LATEST: &str = "latest";
 
-/// File names inside a build directory.
-pub mod files {
-    /// The manifest.
-    pub const MANIFEST: &str = "manifest.json";
-    /// Its detached armored signature.
-    pub const MANIFEST_SIG: &str = "manifest.json.asc";
-    /// The in-toto statement with the SLSA provenance.
-    pub const PROVENANCE: &str = "provenance.json";
-    /// Its detached armored signature.
-    pub const PROVENANCE_SIG: &str = "provenance.json.asc";
-    /// What the apt and yum indices need of every package
-    /// ([`crate::repository::BuildIndex`]).
-    pub const INDEX: &str = "index.json";
-}
+pub use crate::records::files;
 
 /// What a build produced.
 #[derive(Debug)]
@@ -70,14 +63,60 @@ pub struct BuildOutcome {
     pub built: Vec<Built>,
 }
 
-/// Builds everything `p` declares, signing with `key`.
+/// The plan of `p` with every key that can be known before anything runs
+/// ([`Plan::keyed`]), as `pipe build --plan` shows it and [`execute`] runs
+/// it. Reads and hashes the inputs.
+pub async fn plan(p: &Pipeline, key: Option<&SecretKey>) -> Result<(Plan, EpochSource)> {
+    let (epoch, source) = epoch::source_date_epoch(p)?;
+    let cx = StageContext {
+        dir: p.dir.clone(),
+        epoch,
+        signer: key.cloned(),
+    };
+    let plan = Plan::new(p)?;
+    let p = p.clone();
+    let plan = tokio::task::spawn_blocking(move || plan.keyed(&p, &cx))
+        .await
+        .expect("planning task panicked")?;
+    Ok((plan, source))
+}
+
+/// Builds everything `p` declares, signing with `key`: makes the plan and
+/// executes it.
 pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<BuildOutcome> {
+    let plan = Plan::new(p)?;
+    execute(p, &plan, store, key).await
+}
+
+/// Executes `plan` (made from `p`), signing with `key`: exactly its steps,
+/// in its order, then exactly its artifact nodes; a key the plan knew must
+/// not have changed.
+pub async fn execute(
+    p: &Pipeline,
+    plan: &Plan,
+    store: &Store,
+    key: &SecretKey,
+) -> Result<BuildOutcome> {
     let started = SystemTime::now();
     let (epoch, epoch_source) = epoch::source_date_epoch(p)?;
     // A key that cannot sign now would fail the build at its very end; asking
     // for its signing key checks expiry and revocation without signing.
     key.signing_algorithm(started).map_err(Error::Signing)?;
-    let steps = steps::run_steps(p, store, epoch).await?;
+    let order: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    let steps = steps::run_steps(p, &order, store, epoch).await?;
+    for (planned, ran) in plan.steps.iter().zip(&steps) {
+        if let Some(k) = &planned.cache_key
+            && *k != ran.key
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "the inputs of step `{}` changed since the plan was made (planned key {k}, now {})",
+                    ran.name, ran.key
+                ),
+                hint: Some("make the plan again: `pipe build` plans and builds in one go".into()),
+            });
+        }
+    }
 
     let builds = p.dir.join(BUILDS_DIR);
     std::fs::create_dir_all(&builds).map_err(|e| Error::io(&builds, e))?;
@@ -85,7 +124,13 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
         .prefix(".incoming-")
         .tempdir_in(&builds)
         .map_err(|e| Error::io(&builds, e))?;
-    let built = packages::build_packages(p, store, epoch, Some(key), staging.path()).await?;
+    let cx = StageContext {
+        dir: p.dir.clone(),
+        epoch,
+        signer: Some(key.clone()),
+    };
+    let shared = Arc::new(p.clone());
+    let built = artifacts::build_artifacts(&shared, plan, store, &cx, staging.path()).await?;
 
     // Every input was hashed (both digests) when its stage was keyed; the
     // manifest takes those digests instead of reading the files again.
@@ -122,7 +167,7 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
     let manifest_sig = key
         .sign_detached(
             &manifest_json[..],
-            packages::signature_time(epoch, key),
+            artifacts::signature_time(epoch, key),
             Encoding::Armored,
         )
         .map_err(Error::Signing)?;
@@ -138,8 +183,8 @@ pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<Build
     let provenance_sig =
         key.sign_detached(&provenance[..], SystemTime::now(), Encoding::Armored)?;
 
-    let index = serde_json::to_vec(&crate::repository::BuildIndex::from_fragments(
-        built.iter().map(|b| &b.index),
+    let index = serde_json::to_vec(&BuildIndex::from_fragments(
+        built.iter().filter_map(|b| b.index.as_ref()),
     ))
     .expect("index serialises");
     let stage = staging.path();

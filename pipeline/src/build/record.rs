@@ -1,83 +1,12 @@
-//! What a build leaves behind besides its artifacts: a manifest (what was
-//! built, from what, with which digests) and an in-toto statement carrying a
-//! SLSA v1 provenance predicate (how and when), both signed.
-//!
-//! The manifest holds nothing that varies between two builds of the same
-//! inputs, so it is byte-identical too and its digest names the build. The
-//! provenance records the run (an invocation id, start and finish times), so
-//! it differs per run by design.
+//! The provenance of a build: an in-toto statement carrying a SLSA v1
+//! provenance predicate (how and when), signed. It records the run (an
+//! invocation id, start and finish times), so it differs per run by design;
+//! the manifest it describes is a record ([`crate::records::Manifest`]).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::TOOL_VERSION;
-use super::packages::Artifact;
-use crate::store::BlobRef;
-
-/// `manifest.json` of a build.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Manifest format version.
-    pub format: u32,
-    /// The build id: `VERSION-` and the first 16 hex digits of the blake3
-    /// digest of this manifest with `build` empty.
-    pub build: String,
-    /// Project name.
-    pub project: String,
-    /// Project version.
-    pub version: String,
-    /// Every timestamp in the artifacts.
-    pub source_date_epoch: u64,
-    /// The pipe that built it.
-    pub tool: String,
-    /// Digests of `pipeline.toml`.
-    pub pipeline: BlobRef,
-    /// Every artifact.
-    pub artifacts: Vec<Artifact>,
-    /// Every input file, relative to the project directory, with its digests.
-    pub inputs: Vec<Input>,
-    /// Every build step, with its cache key.
-    pub steps: Vec<StepSummary>,
-}
-
-/// One input file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Input {
-    /// Path relative to the project directory.
-    pub path: String,
-    /// Its digests.
-    pub blob: BlobRef,
-}
-
-/// A build step as the manifest records it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepSummary {
-    /// Step name.
-    pub name: String,
-    /// Its cache key.
-    pub key: String,
-}
-
-/// The manifest format this pipe writes.
-pub const MANIFEST_FORMAT: u32 = 1;
-
-impl Manifest {
-    /// Fills in `build` from the digest of everything else.
-    pub fn seal(mut self) -> Manifest {
-        self.build = String::new();
-        let digest = blake3::hash(&self.to_json());
-        self.build = format!("{}-{}", self.version, &digest.to_hex()[..16]);
-        self
-    }
-
-    /// The canonical bytes: pretty JSON, fields in declaration order, a final
-    /// newline.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        v.push(b'\n');
-        v
-    }
-}
+pub use crate::records::{Input, MANIFEST_FORMAT, Manifest, StepSummary};
 
 /// Facts about one run of `pipe build`, for the provenance.
 #[derive(Debug, Clone)]
@@ -107,8 +36,8 @@ pub fn provenance(m: &Manifest, run: &RunFacts) -> Value {
         .iter()
         .map(|i| json!({ "uri": format!("file:{}", i.path), "digest": { "sha256": i.blob.sha256, "blake3": i.blob.blake3 } }))
         .collect();
-    let components: Vec<&str> = {
-        let mut c: Vec<&str> = m.artifacts.iter().map(|a| a.component.as_str()).collect();
+    let components: Vec<String> = {
+        let mut c: Vec<String> = m.artifacts.iter().map(|a| a.component.to_string()).collect();
         c.dedup();
         c
     };

@@ -15,14 +15,15 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use globset::{GlobBuilder, GlobMatcher};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::TOOL_VERSION;
-use super::record::Input;
+use crate::records::Input;
 use crate::error::StepFailure;
 use crate::model::{Pipeline, Step};
-use crate::store::{BlobRef, Body, Condition, Store, digest};
-use crate::{Error, Result};
+use crate::records::cache::StepRecord;
+use crate::store::{Store, digest};
+use crate::{Error, Result, records};
 
 /// `PATH` inside a step: the system directories only, so a step does not
 /// depend on whoever happens to run the build. A step that needs more sets
@@ -62,49 +63,48 @@ pub enum StepStatus {
     UpToDate,
 }
 
-/// One file a step produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputFile {
-    /// Path relative to the project directory.
-    pub path: String,
-    /// Permission bits.
-    pub mode: u32,
-    /// The stored content.
-    pub blob: BlobRef,
-}
+pub use crate::records::cache::OutputFile;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct StepRecord {
-    step: String,
-    key: String,
-    outputs: Vec<OutputFile>,
-}
-
-fn record_key(key: &str) -> String {
-    format!("cache/steps/{key}.json")
-}
-
-/// Runs every step of `p` in dependency order (a step that reads another's
-/// outputs runs after it), skipping those whose key is already built.
-pub async fn run_steps(p: &Pipeline, store: &Store, epoch: u64) -> Result<Vec<StepOutcome>> {
+/// Runs the steps named by `order` (the plan's order: a step that reads
+/// another's outputs runs after it), skipping those whose key is already
+/// built.
+pub async fn run_steps(
+    p: &Pipeline,
+    order: &[&str],
+    store: &Store,
+    epoch: u64,
+) -> Result<Vec<StepOutcome>> {
     let mut outcomes = Vec::new();
-    for step in order(p)? {
+    for name in order {
+        let step = p.steps.get(*name).ok_or_else(|| Error::Usage {
+            message: format!("the plan names step `{name}`, which pipeline.toml does not declare"),
+            hint: Some("make the plan again from this pipeline.toml".into()),
+        })?;
         outcomes.push(run_step(p, step, store, epoch).await?);
     }
     Ok(outcomes)
+}
+
+/// Every step in run order with the steps whose outputs it reads.
+pub(crate) fn dependencies(p: &Pipeline) -> Result<Vec<(String, Vec<String>)>> {
+    let (order, deps) = order(p)?;
+    Ok(order
+        .into_iter()
+        .map(|s| {
+            let after = deps[s.name.as_str()].iter().map(|d| d.to_string()).collect();
+            (s.name.clone(), after)
+        })
+        .collect())
 }
 
 async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Result<StepOutcome> {
     let started = Instant::now();
     let dir = p.dir.clone();
     let owned = step.clone();
-    let (key, inputs) = tokio::task::spawn_blocking(move || step_key(&dir, &owned, epoch))
+    let (key, inputs) = tokio::task::spawn_blocking(move || key(&dir, &owned, epoch))
         .await
         .expect("step key task panicked")?;
-    let record = store
-        .get_json::<StepRecord>(&record_key(&key), "a step record")
-        .await?
-        .map(|(record, _)| record);
+    let record = records::cache::step(store, &key).await?;
 
     let (status, outputs) = match record {
         Some(record) if outputs_match(&p.dir, &record.outputs)? => {
@@ -136,20 +136,7 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
                 key: key.clone(),
                 outputs: outputs.clone(),
             };
-            let bytes = serde_json::to_vec_pretty(&record).expect("record serialises");
-            // Same key, same outputs: a racing machine that wrote it first wrote
-            // an equivalent record.
-            match store
-                .put(
-                    &record_key(&key),
-                    Body::from_bytes(bytes),
-                    Condition::IfAbsent,
-                )
-                .await
-            {
-                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            records::cache::put_step(store, &record).await?;
             (StepStatus::Ran, outputs)
         }
     };
@@ -165,7 +152,8 @@ async fn run_step(p: &Pipeline, step: &Step, store: &Store, epoch: u64) -> Resul
 
 /// Steps in an order where each comes after the steps whose outputs its
 /// inputs match.
-fn order(p: &Pipeline) -> Result<Vec<&Step>> {
+#[allow(clippy::type_complexity)]
+fn order(p: &Pipeline) -> Result<(Vec<&Step>, BTreeMap<&str, BTreeSet<&str>>)> {
     let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for step in p.steps.values() {
         let matchers = matchers(step)?;
@@ -212,7 +200,7 @@ fn order(p: &Pipeline) -> Result<Vec<&Step>> {
         }
         done.extend(ready);
     }
-    Ok(done)
+    Ok((done, deps))
 }
 
 fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
@@ -236,12 +224,10 @@ fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
 
 /// The digest of everything that can change the step's outputs, and the
 /// input files it covers.
-fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)> {
-    let mut h = blake3::Hasher::new();
+pub(crate) fn key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)> {
+    let mut h = super::key::KeyBuilder::new();
     let mut field = |name: &str, value: &[u8]| {
-        h.update(name.as_bytes());
-        h.update(&(value.len() as u64).to_le_bytes());
-        h.update(value);
+        h.field(name, value);
     };
     field("tool", TOOL_VERSION.as_bytes());
     field("run", step.run.as_bytes());
@@ -260,7 +246,7 @@ fn step_key(dir: &Path, step: &Step, epoch: u64) -> Result<(String, Vec<Input>)>
         );
     }
     let inputs = files.into_iter().map(|f| f.input).collect();
-    Ok((h.finalize().to_hex().to_string(), inputs))
+    Ok((h.finish(), inputs))
 }
 
 /// Files matched by the step's input globs, sorted, with mode and digest.

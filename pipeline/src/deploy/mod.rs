@@ -40,12 +40,13 @@ use keys::{Keyring, Verified};
 use serde::{Deserialize, Serialize};
 
 use crate::build::files;
-use crate::build::packages::Artifact;
+use crate::artifact::{Artifact, ArtifactKind};
 use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
 use crate::model::Pipeline;
-use crate::promote::{SignedEntry, history, read_pointer, verify_chain};
-use crate::publish::build_key;
+use crate::records::SignedEntry;
+use crate::records::history::{history, read_pointer, verify_chain};
+use crate::records::manifest::build_key;
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
 pub use target::{CheckReport, Difference, check};
@@ -617,7 +618,7 @@ fn select(
     let arches = host_arches();
     let mut by_package: BTreeMap<&str, Vec<&Artifact>> = BTreeMap::new();
     for a in artifacts {
-        if let Some(name) = a.component.strip_prefix("package ") {
+        if let Some(name) = a.component.package() {
             by_package.entry(name).or_default().push(a);
         }
     }
@@ -639,12 +640,12 @@ fn select(
             });
         };
         let arch_of = |a: &Artifact| -> Option<(String, Format)> {
-            if let Some(stem) = a.name.strip_suffix(".deb") {
-                Some((stem.rsplit('_').next()?.to_string(), Format::Deb))
-            } else {
-                let stem = a.name.strip_suffix(".rpm")?;
-                Some((stem.rsplit('.').next()?.to_string(), Format::Rpm))
-            }
+            let arch = crate::kinds::of(a.kind).deploy_arch(a)?;
+            let format = match a.kind {
+                ArtifactKind::Deb => Format::Deb,
+                ArtifactKind::Rpm => Format::Rpm,
+            };
+            Some((arch, format))
         };
         let mut fitting: Vec<(&Artifact, Format)> = candidates
             .iter()

@@ -44,7 +44,12 @@ pub enum Command {
     /// Check `pipeline.toml` and summarise what would be built.
     Validate,
     /// Run the build steps and build every artifact whose inputs changed.
-    Build,
+    Build {
+        /// Print the build plan (steps, artifact nodes, their inputs,
+        /// outputs and cache keys) and run nothing.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Upload a build (default: the latest) into the store; blobs already
     /// there are skipped.
     Publish {

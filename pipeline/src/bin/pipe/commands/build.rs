@@ -9,13 +9,30 @@ use serde_json::{Value, json};
 use super::human_bytes;
 use crate::Context;
 
-pub async fn run(cx: &Context) -> Result<()> {
+pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
     let p = cx.pipeline()?;
+    if plan_only {
+        // Without a key the plan still shows everything but the keys of
+        // artifacts signed inside (rpm).
+        let key = cx.signing_key().ok();
+        let (plan, epoch_source) = pipeline::build::plan(p, key.as_ref()).await?;
+        cx.printer.result(
+            || plan.render(),
+            || json!({ "ok": true, "plan": plan, "source_date_epoch_from": epoch_source }),
+        );
+        return Ok(());
+    }
     let key = cx.signing_key()?;
+    // The same plan without the keys: executing computes each key as the
+    // node runs, and hashing every input twice would double a build's reads.
+    let plan = pipeline::build::plan::Plan::new(p)?;
+    for n in &plan.not_built {
+        tracing::warn!("[{}] is declared, but {}: this build makes nothing for it", n.section, n.reason);
+    }
     let url = cx.store_url(Some(p))?;
     let store = cx.open_store(&url).await?;
     let spinner = cx.printer.spinner("building");
-    let outcome = pipeline::build::build(p, &store, &key).await;
+    let outcome = pipeline::build::execute(p, &plan, &store, &key).await;
     spinner.finish_and_clear();
     let outcome = outcome?;
     let m = &outcome.manifest;

@@ -2,8 +2,10 @@
 //! environment's pointer.
 
 use keys::Keyring;
-use pipeline::promote::{self, Request, SignedEntry, history, verify_chain};
-use pipeline::repository::{self, Regenerated};
+use pipeline::promote::{self, Request};
+use pipeline::records::history::{history, verify_chain};
+use pipeline::records::{Action, SignedEntry};
+use pipeline::views::{self, Regenerated, ViewOutcome};
 use pipeline::store::Store;
 use pipeline::{Error, Result};
 use serde_json::json;
@@ -42,59 +44,23 @@ pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -
             env: to,
             build: &build,
             force,
-            action: "promote",
+            action: Action::Promote,
         },
     )
     .await?;
-    report(cx, &outcome);
-    Ok(())
+    report(cx, &outcome)
 }
 
 pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
     let (p, store) = open(cx).await?;
     let key = cx.signing_key()?;
-    let entries = history(&store, env).await?;
-    let Some(head) = entries.last() else {
-        return Err(Error::Usage {
-            message: format!("environment `{env}` has no history to roll back"),
-            hint: Some(format!("promote a build to `{env}` first")),
-        });
-    };
-    let target = match to {
-        Some(seq) => entries
-            .iter()
-            .find(|e| e.entry.seq == seq)
-            .ok_or_else(|| Error::Usage {
-                message: format!("`{env}` has no history entry {seq}"),
-                hint: Some(format!("`pipe history {env}` lists them")),
-            })?,
-        // The newest entry that points somewhere else than now.
-        None => entries
-            .iter()
-            .rev()
-            .find(|e| e.entry.build != head.entry.build)
-            .ok_or_else(|| Error::Usage {
-                message: format!("`{env}` has only ever pointed at {}", head.entry.build),
-                hint: None,
-            })?,
-    };
-    let outcome = promote::promote(
-        p,
-        &store,
-        &key,
-        &Request {
-            env,
-            build: &target.entry.build.clone(),
-            force: false,
-            action: "rollback",
-        },
-    )
-    .await?;
-    report(cx, &outcome);
-    Ok(())
+    let outcome = promote::rollback(p, &store, &key, env, to).await?;
+    report(cx, &outcome)
 }
 
-fn report(cx: &Context, outcome: &promote::Outcome) {
+/// Prints the outcome; a view that failed makes the command fail (exit 1)
+/// after the report, the pointer staying where it moved.
+fn report(cx: &Context, outcome: &promote::Outcome) -> Result<()> {
     let e = &outcome.entry;
     cx.printer.result(
         || {
@@ -117,11 +83,32 @@ fn report(cx: &Context, outcome: &promote::Outcome) {
             }
             s
         },
-        || json!({ "ok": true, "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build, "repositories": outcome.repositories }),
+        || json!({ "ok": outcome.repositories.as_ref().is_none_or(|r| r.failed().next().is_none()), "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build, "repositories": outcome.repositories }),
     );
+    match &outcome.repositories {
+        Some(r) => views_failed(r),
+        None => Ok(()),
+    }
 }
 
-/// One line per regenerated environment.
+/// The error for views that failed, if any.
+fn views_failed(r: &Regenerated) -> Result<()> {
+    let failed: Vec<String> = r
+        .failed()
+        .map(|(v, e)| format!("{}: {e}", v.name()))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Views {
+        env: r.env.clone(),
+        build: r.build.clone(),
+        failed,
+    })
+}
+
+/// One line per regenerated environment, and one per view that did not
+/// regenerate.
 fn describe(r: &Regenerated) -> String {
     let views: Vec<&str> = [r.apt_suite.as_deref(), r.yum_repo.as_deref()]
         .into_iter()
@@ -143,7 +130,21 @@ fn describe(r: &Regenerated) -> String {
             .as_deref()
             .map(|v| format!(", valid until {v}"))
             .unwrap_or_default()
-    )
+    ) + &r
+        .views
+        .iter()
+        .filter_map(|v| match &v.outcome {
+            ViewOutcome::Superseded { seq } => Some(format!(
+                "\n  {} view: a newer entry ({seq}) is shown already; nothing written",
+                v.view.name()
+            )),
+            ViewOutcome::Failed { error } => Some(format!(
+                "\n  {} view: FAILED: {error}",
+                v.view.name()
+            )),
+            _ => None,
+        })
+        .collect::<String>()
 }
 
 /// `pipe refresh`: re-sign the repositories of `envs` (default: every
@@ -167,7 +168,7 @@ pub async fn refresh(cx: &Context, envs: &[String]) -> Result<()> {
     let mut done = Vec::new();
     let mut skipped = Vec::new();
     for env in &names {
-        match repository::refresh(p, &store, &key, env).await? {
+        match views::refresh(p, &store, &key, env).await? {
             Some(r) => done.push(r),
             None => skipped.push(env.clone()),
         }
@@ -180,9 +181,9 @@ pub async fn refresh(cx: &Context, envs: &[String]) -> Result<()> {
             }
             s.join("\n")
         },
-        || json!({ "ok": true, "refreshed": done, "skipped": skipped }),
+        || json!({ "ok": done.iter().all(|r| r.failed().next().is_none()), "refreshed": done, "skipped": skipped }),
     );
-    Ok(())
+    done.iter().try_for_each(views_failed)
 }
 
 pub async fn show_history(

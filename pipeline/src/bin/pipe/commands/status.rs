@@ -78,7 +78,7 @@ pub async fn run(cx: &Context) -> Result<()> {
     local_builds.sort();
     let mut pointers = Vec::new();
     for (name, from) in &envs {
-        let (head, _) = pipeline::promote::read_pointer(&store, name).await?;
+        let (head, _) = pipeline::records::history::read_pointer(&store, name).await?;
         let build =
             head.map(|h| format!("{} (entry {}, {})", h.entry.build, h.entry.seq, h.entry.at));
         pointers.push((name.clone(), from.clone(), build));

@@ -3,23 +3,16 @@
 use std::path::Path;
 
 use pipeline::Result;
-use pipeline::model::{DiskFormat, ImageBase, PackageFormat, Pipeline};
+use pipeline::build::plan::Plan;
 use serde_json::{Value, json};
 
 use super::human_bytes;
 use crate::Context;
 
-/// One artifact a build would produce.
-struct Planned {
-    kind: &'static str,
-    from: String,
-    file: String,
-}
-
 pub fn run(cx: &Context) -> Result<()> {
     let p = cx.pipeline()?;
     let store = cx.store_url(Some(p))?;
-    let planned = plan(p);
+    let plan = Plan::new(p)?;
     let inputs: Vec<(String, u64, u64)> = p
         .packages
         .values()
@@ -49,13 +42,24 @@ pub fn run(cx: &Context) -> Result<()> {
                 p.project.name,
                 p.project.version
             );
-            if planned.is_empty() {
+            let outputs: Vec<_> = plan.outputs().collect();
+            if outputs.is_empty() {
                 s.push_str("nothing to build yet: declare a [packages.NAME] section\n");
             } else {
-                s.push_str(&format!("a build would produce {} artifact(s):\n", planned.len()));
-                for a in &planned {
-                    s.push_str(&format!("  {:<8} {:<40} from {}\n", a.kind, a.file, a.from));
+                if !plan.steps.is_empty() {
+                    s.push_str(&format!(
+                        "a build runs {} step(s): {}\n",
+                        plan.steps.len(),
+                        plan.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
                 }
+                s.push_str(&format!("a build would produce {} artifact(s):\n", outputs.len()));
+                for (node, file) in &outputs {
+                    s.push_str(&format!("  {:<8} {:<40} from {}\n", node.kind, file, node.component));
+                }
+            }
+            for n in &plan.not_built {
+                s.push_str(&format!("warning: [{}] is declared, but {}: a build makes nothing for it\n", n.section, n.reason));
             }
             for (name, files, bytes) in &inputs {
                 s.push_str(&format!(
@@ -76,7 +80,8 @@ pub fn run(cx: &Context) -> Result<()> {
                 "ok": true,
                 "file": p.file,
                 "project": p.project,
-                "artifacts": planned.iter().map(|a| json!({"kind": a.kind, "file": a.file, "from": a.from})).collect::<Vec<Value>>(),
+                "artifacts": plan.outputs().map(|(n, file)| json!({"kind": n.kind, "file": file, "from": n.component})).collect::<Vec<Value>>(),
+                "plan": plan,
                 "inputs": inputs.iter().map(|(n, f, b)| json!({"package": n, "files": f, "bytes": b})).collect::<Vec<Value>>(),
                 "environments": p.promotion_order().iter().map(|e| json!({"name": e.name, "from": e.from})).collect::<Vec<Value>>(),
                 "store": store.to_string(),
@@ -84,63 +89,6 @@ pub fn run(cx: &Context) -> Result<()> {
         },
     );
     Ok(())
-}
-
-/// The artifacts a build of `p` produces, with the file names the build
-/// stages give them (Debian and RPM naming conventions).
-fn plan(p: &Pipeline) -> Vec<Planned> {
-    let mut out = Vec::new();
-    let v = &p.project.version;
-    for pkg in p.packages.values() {
-        for f in &pkg.formats {
-            let (kind, file) = match f {
-                PackageFormat::Deb => ("deb", format!("{}_{}_{}.deb", pkg.name, v, pkg.arch.deb())),
-                PackageFormat::Rpm => (
-                    "rpm",
-                    format!("{}-{}-1.{}.rpm", pkg.name, v, pkg.arch.rpm()),
-                ),
-            };
-            out.push(Planned {
-                kind,
-                from: format!("package {}", pkg.name),
-                file,
-            });
-        }
-    }
-    for img in p.images.values() {
-        let base = match &img.base {
-            ImageBase::Scratch => "scratch".to_string(),
-            ImageBase::OciArchive(path) => path.clone(),
-        };
-        let mut from = format!("image {} on {base}", img.name);
-        if !img.packages.is_empty() {
-            from.push_str(&format!(" + {}", img.packages.join(", ")));
-        }
-        out.push(Planned {
-            kind: "oci",
-            from,
-            file: format!("{}.oci.tar", img.name),
-        });
-    }
-    for m in p.machines.values() {
-        let mut from = format!("machine {} on {}", m.name, m.base_rootfs);
-        if !m.packages.is_empty() {
-            from.push_str(&format!(" + {}", m.packages.join(", ")));
-        }
-        from.push_str(&format!(", {} disk", human_bytes(m.size)));
-        for f in &m.formats {
-            let ext = match f {
-                DiskFormat::Raw => "raw",
-                DiskFormat::Qcow2 => "qcow2",
-            };
-            out.push(Planned {
-                kind: "disk",
-                from: from.clone(),
-                file: format!("{}.{ext}", m.name),
-            });
-        }
-    }
-    out
 }
 
 /// Files and bytes under `path` (a file or a directory, recursively).

@@ -1,0 +1,225 @@
+//! The artifact nodes of a plan: each fetched from the cache or written by
+//! its kind ([`crate::kinds`]), all in parallel.
+//!
+//! What is generic to every kind lives here: an output is a file, stored as
+//! one blob and listed as one manifest entry; a node's outputs are recorded
+//! under `cache/stages/<key>.json` after every blob they name, so a second
+//! machine sharing the store restores them instead of rebuilding.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::plan::{ArtifactNode, Plan};
+use crate::artifact::Artifact;
+use crate::kinds::{self, Prepared, StageContext};
+use crate::model::Pipeline;
+use crate::records::cache::{StageOutput, StageRecord};
+use crate::records::{Fragment, Input};
+use crate::store::{BlobRef, Store};
+use crate::{Error, Result, records};
+
+/// An artifact and how this build obtained it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The artifact.
+    pub artifact: Artifact,
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// True when it came from the cache rather than being built.
+    pub cache_hit: bool,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// The files that went into it (relative to the project directory), with
+    /// their digests.
+    pub inputs: Vec<Input>,
+    /// What the consumer views need of it.
+    pub index: Option<Fragment>,
+}
+
+impl Built {
+    /// Where the artifact is in the finished build directory `dir` (`path`
+    /// points into the directory the build was assembled in).
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.artifact.name)
+    }
+}
+
+/// Builds (or fetches from the cache) every artifact node of `plan`, in
+/// parallel, into `out_dir`.
+pub async fn build_artifacts(
+    p: &Arc<Pipeline>,
+    plan: &Plan,
+    store: &Store,
+    cx: &StageContext,
+    out_dir: &Path,
+) -> Result<Vec<Built>> {
+    // First every node is resolved and keyed, in parallel: bad input in any
+    // (a vanished file, a symlink leaving the project) fails the build
+    // before anything is written to the store.
+    let mut resolving = tokio::task::JoinSet::new();
+    for (i, node) in plan.artifacts.iter().enumerate() {
+        let (p, cx, node) = (p.clone(), cx.clone(), node.clone());
+        resolving.spawn_blocking(move || {
+            let started = Instant::now();
+            let prepared = kinds::of(node.kind).prepare(&p, &cx, &node);
+            (i, prepared, started.elapsed().as_secs_f64())
+        });
+    }
+    let mut prepared: Vec<Option<(Prepared, f64)>> = plan.artifacts.iter().map(|_| None).collect();
+    while let Some(joined) = resolving.join_next().await {
+        let (i, result, seconds) = joined.expect("prepare task panicked");
+        let result = result?;
+        let node = &plan.artifacts[i];
+        if let Some(planned) = &node.cache_key
+            && *planned != result.key
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "the inputs of `{}` changed since the plan was made (planned key {planned}, now {})",
+                    node.id, result.key
+                ),
+                hint: Some("make the plan again: `pipe build` plans and builds in one go".into()),
+            });
+        }
+        prepared[i] = Some((result, seconds));
+    }
+
+    // Then they are fetched or written. Each package writer already
+    // compresses on every core, and an xz encoder holds tens of MiB: more
+    // writers than cores at once gains no speed and multiplies memory (500
+    // packages at once peaked at 2 GiB).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (node, prepared) in plan.artifacts.iter().zip(prepared) {
+        let (prepared, seconds) = prepared.expect("every node was prepared");
+        let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
+        let out_dir = out_dir.to_path_buf();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            run_node(p, cx, node, prepared, seconds, &store, &out_dir).await
+        });
+    }
+    let mut built = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        built.extend(joined.expect("artifact task panicked")?);
+    }
+    built.sort_by(|a, b| a.artifact.name.cmp(&b.artifact.name));
+    Ok(built)
+}
+
+/// Fetches the node's outputs from the cache, or writes, stores and records
+/// them.
+async fn run_node(
+    p: Arc<Pipeline>,
+    cx: StageContext,
+    node: ArtifactNode,
+    prepared: Prepared,
+    prepare_seconds: f64,
+    store: &Store,
+    out_dir: &Path,
+) -> Result<Vec<Built>> {
+    let started = Instant::now();
+    let kind = kinds::of(node.kind);
+    let key = prepared.key.clone();
+    let inputs = prepared.inputs.clone();
+    let artifact = |name: &str, blob: BlobRef| Artifact {
+        name: name.to_string(),
+        kind: node.kind,
+        component: node.component.clone(),
+        blob,
+        cache_key: key.clone(),
+    };
+    let describe = |a: Artifact, path: PathBuf, epoch: u64| {
+        tokio::task::spawn_blocking(move || kinds::of(a.kind).describe(&path, &a, epoch))
+    };
+
+    let mut out = Vec::new();
+    let cache_hit;
+    match records::cache::stage(store, &key).await? {
+        Some(record) if record.outputs().count() == node.outputs.len() => {
+            cache_hit = true;
+            for (i, (name, blob)) in record.outputs().enumerate() {
+                let path = out_dir.join(name);
+                store.get_blob_to_file(blob, &path).await?;
+                publishable(&path)?;
+                let a = artifact(name, blob.clone());
+                // The main output's view metadata is cached with the record;
+                // a record of an older pipe lacks it: read the artifact.
+                let index = match (i, &record.index) {
+                    (0, Some(index)) => Some(index.clone()),
+                    _ => describe(a.clone(), path.clone(), cx.epoch)
+                        .await
+                        .expect("describe task panicked")?,
+                };
+                out.push((a, path, index));
+            }
+        }
+        _ => {
+            cache_hit = false;
+            {
+                let (p, cx, node, out_dir) = (p.clone(), cx.clone(), node.clone(), out_dir.to_path_buf());
+                tokio::task::spawn_blocking(move || kind.write(&p, &cx, &node, prepared, &out_dir))
+                    .await
+                    .expect("artifact writer panicked")?;
+            }
+            for name in &node.outputs {
+                let path = out_dir.join(name);
+                publishable(&path)?;
+                let put = store.put_blob_file(&path).await?;
+                let a = artifact(name, put.blob);
+                let index = describe(a.clone(), path.clone(), cx.epoch)
+                    .await
+                    .expect("describe task panicked")?;
+                out.push((a, path, index));
+            }
+            let (first, rest) = out.split_first().expect("a node has an output");
+            let record = StageRecord {
+                name: first.0.name.clone(),
+                blob: first.0.blob.clone(),
+                index: first.2.clone(),
+                more: rest
+                    .iter()
+                    .map(|(a, _, _)| StageOutput {
+                        name: a.name.clone(),
+                        blob: a.blob.clone(),
+                    })
+                    .collect(),
+            };
+            records::cache::put_stage(store, &key, &record).await?;
+        }
+    }
+    let seconds = prepare_seconds + started.elapsed().as_secs_f64();
+    Ok(out
+        .into_iter()
+        .map(|(artifact, path, index)| Built {
+            artifact,
+            path,
+            cache_hit,
+            seconds,
+            inputs: inputs.clone(),
+            index,
+        })
+        .collect())
+}
+
+/// When a signature made for a build is dated: the build's timestamp, so
+/// signatures are reproducible, but never before the key existed (a key
+/// cannot sign before its creation).
+pub fn signature_time(epoch: u64, key: &keys::SecretKey) -> SystemTime {
+    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    at.max(key.created())
+}
+
+/// Artifacts are world-readable like any package in a repository; the
+/// temporary files they were written through are private.
+fn publishable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,116 @@
+//! A build's manifest: what was built, from what, with which digests;
+//! signed.
+//!
+//! The manifest holds nothing that varies between two builds of the same
+//! inputs, so it is byte-identical too and its digest names the build.
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+use crate::store::{BlobRef, Store, layout};
+use crate::{Error, Result};
+
+/// File names inside a build directory (`.pipe/builds/<id>/`) and under a
+/// published build's prefix ([`layout::build_file`]).
+pub mod files {
+    /// The manifest.
+    pub const MANIFEST: &str = "manifest.json";
+    /// Its detached armored signature.
+    pub const MANIFEST_SIG: &str = "manifest.json.asc";
+    /// The in-toto statement with the SLSA provenance.
+    pub const PROVENANCE: &str = "provenance.json";
+    /// Its detached armored signature.
+    pub const PROVENANCE_SIG: &str = "provenance.json.asc";
+    /// What the consumer views need of every artifact
+    /// ([`crate::records::BuildIndex`]).
+    pub const INDEX: &str = "index.json";
+}
+
+/// `manifest.json` of a build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// The build id: `VERSION-` and the first 16 hex digits of the blake3
+    /// digest of this manifest with `build` empty.
+    pub build: String,
+    /// Project name.
+    pub project: String,
+    /// Project version.
+    pub version: String,
+    /// Every timestamp in the artifacts.
+    pub source_date_epoch: u64,
+    /// The pipe that built it.
+    pub tool: String,
+    /// Digests of `pipeline.toml`.
+    pub pipeline: BlobRef,
+    /// Every artifact.
+    pub artifacts: Vec<Artifact>,
+    /// Every input file, relative to the project directory, with its digests.
+    pub inputs: Vec<Input>,
+    /// Every build step, with its cache key.
+    pub steps: Vec<StepSummary>,
+}
+
+/// One input file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Input {
+    /// Path relative to the project directory.
+    pub path: String,
+    /// Its digests.
+    pub blob: BlobRef,
+}
+
+/// A build step as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    /// Step name.
+    pub name: String,
+    /// Its cache key.
+    pub key: String,
+}
+
+/// The manifest format this pipe writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+impl Manifest {
+    /// Fills in `build` from the digest of everything else.
+    pub fn seal(mut self) -> Manifest {
+        self.build = String::new();
+        let digest = blake3::hash(&self.to_json());
+        self.build = format!("{}-{}", self.version, &digest.to_hex()[..16]);
+        self
+    }
+
+    /// The canonical bytes: pretty JSON, fields in declaration order, a final
+    /// newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        v.push(b'\n');
+        v
+    }
+}
+
+
+/// Store key of a published build's file.
+pub fn build_key(build: &str, file: &str) -> String {
+    layout::build_file(build, file)
+}
+
+/// Reads a published build's manifest from the store (not verified: callers
+/// that act on it check its signature or check what they read against it).
+pub async fn published_manifest(store: &Store, build: &str) -> Result<Option<Manifest>> {
+    let key = build_key(build, files::MANIFEST);
+    Ok(store
+        .get_json(&key, "a build manifest")
+        .await?
+        .map(|(m, _)| m))
+}
+
+/// Parses a manifest's bytes; `what` names where they came from.
+pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Verify {
+        what: what.to_string(),
+        detail: format!("not a build manifest: {e}"),
+    })
+}

@@ -1,0 +1,26 @@
+//! Every record pipe writes to the store, and how it is read back: the one
+//! owner of records. Keys come from [`crate::store::layout`]; no other module
+//! formats one.
+//!
+//! | record | key | written by |
+//! | --- | --- | --- |
+//! | [`Manifest`] (+ provenance, signatures) | `builds/<id>/…` | build, publish |
+//! | [`BuildIndex`] | `builds/<id>/index.json` | build, publish |
+//! | [`cache::StepRecord`], [`cache::StageRecord`] | `cache/steps/…`, `cache/stages/…` | build |
+//! | [`version::VersionRecord`] | `packages/<artifact>.json` | publish |
+//! | [`SignedEntry`] (pointer, history) | `envs/<env>/…` | promote, rollback |
+//! | [`view::ViewState`] | `views/<env>/<view>.json` | the views |
+//!
+//! Dependencies point one way: `publish`, `promote` and `views` use this
+//! module; it uses only the store.
+
+pub mod cache;
+pub mod history;
+pub mod index;
+pub mod manifest;
+pub mod version;
+pub mod view;
+
+pub use history::{Action, Entry, SignedEntry};
+pub use index::{BuildIndex, Fragment, IndexedDeb, IndexedRpm, Published};
+pub use manifest::{Input, MANIFEST_FORMAT, Manifest, StepSummary, files};

@@ -1,0 +1,83 @@
+//! What the views that write index files into the store share: the write
+//! order that keeps a reader on the old complete generation or the new one,
+//! and the grace period of replaced files.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use repo_index::PlannedFile;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Body, Condition, Store};
+use crate::{Result, fault};
+
+/// The content-addressed files of the current generation and of replaced
+/// ones (with when they were replaced, Unix seconds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Generation {
+    /// Named by the current generation.
+    pub current: BTreeSet<String>,
+    /// Named by replaced generations only.
+    pub retired: BTreeMap<String, u64>,
+}
+
+/// Writes `files`: content-addressed files first (in parallel: nothing names
+/// them yet), then the rest in plan order, the signed top files last. A
+/// content-addressed file that exists is written again all the same: same
+/// bytes for a reader, and a damaged copy is repaired. Returns the count.
+pub(super) async fn write(store: &Store, files: &[PlannedFile]) -> Result<usize> {
+    let (named, rest): (Vec<&PlannedFile>, Vec<&PlannedFile>) =
+        files.iter().partition(|f| f.content_addressed);
+    for f in &named {
+        fault::before_write(&f.path);
+    }
+    futures::future::try_join_all(named.iter().map(|f| {
+        store.put(
+            &f.path,
+            Body::from_bytes(f.bytes.to_vec()),
+            Condition::Overwrite,
+        )
+    }))
+    .await?;
+    let mut written = named.len();
+    for f in rest {
+        fault::before_write(&f.path);
+        store
+            .put(
+                &f.path,
+                Body::from_bytes(f.bytes.to_vec()),
+                Condition::Overwrite,
+            )
+            .await?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// The generation after `prior` when `files` are written at `now`: files the
+/// new generation no longer names start their grace period; those whose
+/// grace period is over are returned, to be deleted once the state no
+/// longer names them.
+pub(super) fn next(
+    prior: &Generation,
+    files: &[PlannedFile],
+    now: u64,
+    grace: u64,
+) -> (Generation, Vec<String>) {
+    let current: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.content_addressed)
+        .map(|f| f.path.clone())
+        .collect();
+    let mut retired = prior.retired.clone();
+    for path in prior.current.difference(&current) {
+        retired.entry(path.clone()).or_insert(now);
+    }
+    retired.retain(|path, _| !current.contains(path));
+    let expired: Vec<String> = retired
+        .iter()
+        .filter(|(_, at)| **at + grace <= now)
+        .map(|(path, _)| path.clone())
+        .collect();
+    retired.retain(|path, _| !expired.contains(path));
+    (Generation { current, retired }, expired)
+}

@@ -1,0 +1,474 @@
+//! The consumer views of each environment, regenerated from its pointer
+//! through one interface, [`View`]: the apt suite `dists/ENV` and the yum
+//! repository `yum/ENV` today; a registry tag and a machine-image pointer
+//! are the next two.
+//!
+//! [`run`] runs every view after a pointer moved (promote, rollback) and for
+//! `pipe refresh`. The pointer is the commit point: a view that fails is
+//! reported ([`ViewOutcome::Failed`]) and does not undo it; the next
+//! `pipe refresh` (or promotion of the same build) completes it.
+//!
+//! **Invariant: an older view is never written over a newer one.** Each view
+//! of each environment has a state record (`views/ENV/VIEW.json`,
+//! [`crate::records::view`]) naming the history entry it shows. Every write
+//! of it is conditional on the version read, and a regeneration goes:
+//! 1. read the state; if it shows a newer entry than ours, stop
+//!    ([`ViewOutcome::Superseded`]); if another live regeneration holds a
+//!    claim on it, wait for it to finish;
+//! 2. claim it (a conditional write of the state with our claim): of two
+//!    racing regenerations exactly one gets the claim, the other starts
+//!    again at 1;
+//! 3. write the view's files;
+//! 4. write the state with our entry and no claim, conditional on the
+//!    version of our claim.
+//!
+//! A claim whose process is gone (same host, no such pid) or that is older
+//! than [`CLAIM_LEASE`] is stale and may be taken: a killed regeneration
+//! does not block the next one.
+
+mod apt;
+mod files;
+mod yum;
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use keys::SecretKey;
+use serde::Serialize;
+
+use crate::model::Pipeline;
+use crate::records::view::{self as state, Claim, ViewState};
+use crate::records::{Published, SignedEntry, history, index};
+use crate::store::{Store, Version};
+use crate::{Error, Result, fault};
+
+/// How long a claim on a view holds when its process cannot be checked
+/// (another host).
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// How long a regeneration waits for another one of the same view to
+/// finish before giving up with a conflict.
+const CLAIM_WAIT: Duration = Duration::from_secs(120);
+
+/// A kind of consumer view. Its [`name`](ViewKind::name) names its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViewKind {
+    /// The apt suite `dists/ENV`.
+    AptSuite,
+    /// The yum repository `yum/ENV`.
+    YumRepository,
+}
+
+impl ViewKind {
+    /// Every view, in the order they are regenerated.
+    pub const ALL: [ViewKind; 2] = [ViewKind::AptSuite, ViewKind::YumRepository];
+
+    /// The view's name (`apt`, `yum`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewKind::AptSuite => "apt",
+            ViewKind::YumRepository => "yum",
+        }
+    }
+}
+
+/// The implementation of `kind`.
+pub fn of(kind: ViewKind) -> &'static dyn View {
+    match kind {
+        ViewKind::AptSuite => &apt::AptSuite,
+        ViewKind::YumRepository => &yum::YumRepository,
+    }
+}
+
+/// What a view is given to regenerate.
+pub struct Context<'a> {
+    /// The project's configuration (`[repository]`, `[registry]`, ...).
+    pub pipeline: &'a Pipeline,
+    /// The store.
+    pub store: &'a Store,
+    /// The key that signs what the view signs.
+    pub key: &'a SecretKey,
+    /// The environment.
+    pub env: &'a str,
+    /// The entry the view must show.
+    pub head: &'a SignedEntry,
+    /// The build it names, its index checked against its manifest.
+    pub published: &'a Published,
+    /// What the view kept from its last generation (`Null` for none), and
+    /// the build that generation showed.
+    pub prior: &'a serde_json::Value,
+    /// The build the prior generation showed ("" for none).
+    pub prior_build: &'a str,
+    /// The time of this regeneration.
+    pub now: SystemTime,
+}
+
+/// What one view did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Generated {
+    /// Where consumers find it (`dists/dev`), `None` when the build has
+    /// nothing for this view.
+    pub location: Option<String>,
+    /// Artifacts listed.
+    pub packages: usize,
+    /// Objects written.
+    pub written: usize,
+    /// Files of earlier generations deleted after their grace period.
+    pub removed: usize,
+    /// When its signature stops being valid (RFC 3339), if it expires.
+    pub valid_until: Option<String>,
+    /// What to keep for the next generation.
+    #[serde(skip)]
+    pub keep: serde_json::Value,
+    /// Store objects to delete once the new state is written (files of
+    /// replaced generations whose grace period is over).
+    #[serde(skip)]
+    pub delete_after: Vec<String>,
+}
+
+/// A consumer view of an environment.
+///
+/// A view may write into the store or talk to something outside it (a
+/// registry); either way it must leave its consumers with the old complete
+/// view or the new one, never a mix, and may fail on its own: [`run`]
+/// reports its error and goes on with the other views.
+#[async_trait]
+pub trait View: Send + Sync {
+    /// Which view this is.
+    fn kind(&self) -> ViewKind;
+
+    /// Makes the view show `cx.published`. A build with nothing for this
+    /// view leaves it as it is and returns a [`Generated`] without location.
+    async fn regenerate(&self, cx: &Context<'_>) -> Result<Generated>;
+}
+
+/// How one view's regeneration ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum ViewOutcome {
+    /// Regenerated.
+    Done(Generated),
+    /// Already showing the entry (a promotion that found nothing to do).
+    Current,
+    /// A newer entry's generation is there; nothing written.
+    Superseded {
+        /// The entry it shows.
+        seq: u64,
+    },
+    /// Failed; the pointer stays where it is.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// One view's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewResult {
+    /// The view.
+    pub view: ViewKind,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: ViewOutcome,
+}
+
+/// Every view's result for one environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Regenerated {
+    /// The environment.
+    pub env: String,
+    /// The build the views follow.
+    pub build: String,
+    /// The history entry.
+    pub seq: u64,
+    /// `dists/ENV`, when the build has .debs and the suite was written.
+    pub apt_suite: Option<String>,
+    /// `yum/ENV`, when the build has .rpms and the repository was written.
+    pub yum_repo: Option<String>,
+    /// Artifacts listed, over every view.
+    pub packages: usize,
+    /// Objects written.
+    pub written: usize,
+    /// Expired files removed.
+    pub removed: usize,
+    /// `Valid-Until` of the apt suite.
+    pub valid_until: Option<String>,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Each view.
+    pub views: Vec<ViewResult>,
+}
+
+impl Regenerated {
+    /// The views that failed.
+    pub fn failed(&self) -> impl Iterator<Item = (ViewKind, &str)> {
+        self.views.iter().filter_map(|v| match &v.outcome {
+            ViewOutcome::Failed { error } => Some((v.view, error.as_str())),
+            _ => None,
+        })
+    }
+}
+
+/// When to regenerate a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only views that do not show the entry yet (promote, rollback).
+    IfBehind,
+    /// Every view, signed anew (refresh).
+    Always,
+}
+
+/// Regenerates every view of `head.entry.env` to show `head`. Never fails
+/// because a view failed: each view's result is in the report.
+pub async fn run(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    head: &SignedEntry,
+    published: &Published,
+    mode: Mode,
+) -> Result<Regenerated> {
+    let started = std::time::Instant::now();
+    let mut views = Vec::new();
+    for kind in ViewKind::ALL {
+        let outcome = match run_one(p, store, key, head, published, kind, mode).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(
+                    env = %head.entry.env,
+                    view = kind.name(),
+                    "`{}` points at `{}`, but its {} view was not regenerated ({e}); `pipe refresh --env {}` finishes the work",
+                    head.entry.env, head.entry.build, kind.name(), head.entry.env
+                );
+                ViewOutcome::Failed {
+                    error: e.to_string(),
+                }
+            }
+        };
+        views.push(ViewResult {
+            view: kind,
+            outcome,
+        });
+    }
+    let done = |k: ViewKind| {
+        views.iter().find_map(|v| match (&v.outcome, v.view == k) {
+            (ViewOutcome::Done(g), true) => Some(g),
+            _ => None,
+        })
+    };
+    let all_done: Vec<&Generated> = views
+        .iter()
+        .filter_map(|v| match &v.outcome {
+            ViewOutcome::Done(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    Ok(Regenerated {
+        env: head.entry.env.clone(),
+        build: head.entry.build.clone(),
+        seq: head.entry.seq,
+        apt_suite: done(ViewKind::AptSuite).and_then(|g| g.location.clone()),
+        yum_repo: done(ViewKind::YumRepository).and_then(|g| g.location.clone()),
+        packages: all_done.iter().map(|g| g.packages).sum(),
+        written: all_done.iter().map(|g| g.written).sum(),
+        removed: all_done.iter().map(|g| g.removed).sum(),
+        valid_until: done(ViewKind::AptSuite).and_then(|g| g.valid_until.clone()),
+        seconds: started.elapsed().as_secs_f64(),
+        views,
+    })
+}
+
+/// True when every view of `env` shows entry `seq` and none is being
+/// regenerated.
+pub async fn all_current(store: &Store, env: &str, seq: u64) -> Result<bool> {
+    for kind in ViewKind::ALL {
+        let (s, _) = state::read(store, env, kind.name()).await?;
+        if s.seq != seq || s.claim.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Regenerates every view of `env` from its pointer with a new date and
+/// signature (so `Valid-Until` moves on). `None` when `env` points nowhere.
+pub async fn refresh(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    env: &str,
+) -> Result<Option<Regenerated>> {
+    let (head, _) = history::read_pointer(store, env).await?;
+    fault::hold("refresh-read-pointer");
+    match head {
+        Some(head) => {
+            let published = index::load(store, &head.entry.build).await?;
+            Ok(Some(
+                run(p, store, key, &head, &published, Mode::Always).await?,
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn run_one(
+    p: &Pipeline,
+    store: &Store,
+    key: &SecretKey,
+    head: &SignedEntry,
+    published: &Published,
+    kind: ViewKind,
+    mode: Mode,
+) -> Result<ViewOutcome> {
+    let env = head.entry.env.as_str();
+    let seq = head.entry.seq;
+    let view = kind.name();
+    let claim = Claim {
+        seq,
+        owner: owner_id(),
+        host: host(),
+        pid: std::process::id(),
+        since: unix_secs(SystemTime::now()),
+    };
+    let deadline = std::time::Instant::now() + CLAIM_WAIT;
+    // 1 and 2: read, then claim by a conditional write.
+    let (prior, claimed): (ViewState, Version) = loop {
+        let (current, version) = state::read(store, env, view).await?;
+        if current.seq > seq {
+            return Ok(ViewOutcome::Superseded { seq: current.seq });
+        }
+        if let Some(other) = &current.claim
+            && other.seq > seq
+            && is_live(other)
+        {
+            // A newer regeneration is under way: it will show a newer entry.
+            return Ok(ViewOutcome::Superseded { seq: other.seq });
+        }
+        if let Some(other) = &current.claim
+            && is_live(other)
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Conflict {
+                    key: crate::store::layout::view_state(env, view),
+                    expected: Some(format!("no regeneration of the {view} view under way")),
+                    found: Some(format!(
+                        "one by pid {} on {} since {} s",
+                        other.pid,
+                        other.host,
+                        unix_secs(SystemTime::now()).saturating_sub(other.since)
+                    )),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if mode == Mode::IfBehind
+            && current.claim.is_none()
+            && current.seq == seq
+            && current.build == head.entry.build
+        {
+            return Ok(ViewOutcome::Current);
+        }
+        let mut claiming = current.clone();
+        claiming.claim = Some(claim.clone());
+        match state::put(store, env, view, &claiming, version.as_ref()).await {
+            Ok(v) => break (current, v),
+            Err(Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    fault::hold(&format!("view-claimed:{view}"));
+
+    // 3: the view's files.
+    let cx = Context {
+        pipeline: p,
+        store,
+        key,
+        env,
+        head,
+        published,
+        prior: &prior.data,
+        prior_build: &prior.build,
+        now: SystemTime::now(),
+    };
+    let result = of(kind).regenerate(&cx).await;
+
+    // 4: our entry, or on failure the prior state, without our claim.
+    let next = match &result {
+        Ok(g) => ViewState {
+            seq,
+            build: head.entry.build.clone(),
+            generated_at: crate::build::rfc3339(cx.now),
+            claim: None,
+            data: g.keep.clone(),
+        },
+        Err(_) => ViewState {
+            claim: None,
+            ..prior.clone()
+        },
+    };
+    match state::put(store, env, view, &next, Some(&claimed)).await {
+        Ok(_) => {}
+        Err(Error::Conflict { .. }) => {
+            return Err(Error::Conflict {
+                key: crate::store::layout::view_state(env, view),
+                expected: Some(format!("our claim (entry {seq})")),
+                found: Some("the claim was taken over as stale; the regeneration that took it owns the view now".into()),
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    let generated = result?;
+    // Expired files go only once the state no longer names them: a crash in
+    // between leaves files nobody names, never a state naming deleted files.
+    for key in &generated.delete_after {
+        store.delete(key).await?;
+    }
+    Ok(ViewOutcome::Done(generated))
+}
+
+/// True when the claim's process may still be running.
+fn is_live(c: &Claim) -> bool {
+    let age = unix_secs(SystemTime::now()).saturating_sub(c.since);
+    if c.host == host() {
+        c.owner == owner_id() || std::path::Path::new(&format!("/proc/{}", c.pid)).exists()
+    } else {
+        age < CLAIM_LEASE.as_secs()
+    }
+}
+
+/// This process, uniquely enough to tell two pipes apart.
+fn owner_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut h = blake3::Hasher::new();
+        h.update(&std::process::id().to_le_bytes());
+        h.update(
+            &SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                .to_le_bytes(),
+        );
+        h.update(host().as_bytes());
+        h.finalize().to_hex()[..16].to_string()
+    })
+    .clone()
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
