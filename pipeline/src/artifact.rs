@@ -22,17 +22,25 @@ pub enum ArtifactKind {
     Deb,
     /// An RPM package (`.rpm`).
     Rpm,
+    /// A baked machine disk image (`NAME.raw`, `NAME.qcow2`) and its bake
+    /// record (`NAME.bake.json`).
+    MachineImage,
 }
 
 impl ArtifactKind {
     /// Every kind, in the order a plan lists them.
-    pub const ALL: [ArtifactKind; 2] = [ArtifactKind::Deb, ArtifactKind::Rpm];
+    pub const ALL: [ArtifactKind; 3] = [
+        ArtifactKind::Deb,
+        ArtifactKind::Rpm,
+        ArtifactKind::MachineImage,
+    ];
 
     /// The name manifests, plans and `--json` output use.
     pub fn name(self) -> &'static str {
         match self {
             ArtifactKind::Deb => "deb",
             ArtifactKind::Rpm => "rpm",
+            ArtifactKind::MachineImage => "machine-image",
         }
     }
 }
@@ -50,13 +58,15 @@ impl fmt::Display for ArtifactKind {
 pub enum Component {
     /// `[packages.NAME]`.
     Package(String),
+    /// `[machines.NAME]`.
+    Machine(String),
 }
 
 impl Component {
     /// The section's name (`hello` of `[packages.hello]`).
     pub fn name(&self) -> &str {
         match self {
-            Component::Package(n) => n,
+            Component::Package(n) | Component::Machine(n) => n,
         }
     }
 
@@ -64,6 +74,7 @@ impl Component {
     pub fn package(&self) -> Option<&str> {
         match self {
             Component::Package(n) => Some(n),
+            Component::Machine(_) => None,
         }
     }
 }
@@ -72,6 +83,7 @@ impl fmt::Display for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Component::Package(n) => write!(f, "package {n}"),
+            Component::Machine(n) => write!(f, "machine {n}"),
         }
     }
 }
@@ -87,8 +99,9 @@ impl<'de> Deserialize<'de> for Component {
         let s = String::deserialize(d)?;
         match s.split_once(' ') {
             Some(("package", name)) if !name.is_empty() => Ok(Component::Package(name.into())),
+            Some(("machine", name)) if !name.is_empty() => Ok(Component::Machine(name.into())),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown component `{s}` (expected `package NAME`)"
+                "unknown component `{s}` (expected `package NAME` or `machine NAME`)"
             ))),
         }
     }
@@ -115,8 +128,14 @@ mod tests {
 
     #[test]
     fn kinds_and_components_keep_their_manifest_spelling() {
-        assert_eq!(serde_json::to_string(&ArtifactKind::Deb).unwrap(), "\"deb\"");
-        assert_eq!(serde_json::to_string(&ArtifactKind::Rpm).unwrap(), "\"rpm\"");
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::Deb).unwrap(),
+            "\"deb\""
+        );
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::Rpm).unwrap(),
+            "\"rpm\""
+        );
         for k in ArtifactKind::ALL {
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }
@@ -125,6 +144,12 @@ mod tests {
         let back: Component = serde_json::from_str("\"package hello\"").unwrap();
         assert_eq!(back, c);
         assert!(serde_json::from_str::<Component>("\"thing hello\"").is_err());
+        let m: Component = serde_json::from_str("\"machine web\"").unwrap();
+        assert_eq!(m, Component::Machine("web".into()));
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::MachineImage).unwrap(),
+            "\"machine-image\""
+        );
         assert!(serde_json::from_str::<ArtifactKind>("\"oci\"").is_err());
     }
 }

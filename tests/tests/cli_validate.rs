@@ -72,7 +72,11 @@ fn valid_project_summarises_the_build() {
     }
     // Nothing is promised that a build will not make.
     for absent in ["demo.oci.tar", "box.raw", "box.qcow2"] {
-        assert!(!run.stdout.contains(absent), "{absent} listed in:\n{}", run.stdout);
+        assert!(
+            !run.stdout.contains(absent),
+            "{absent} listed in:\n{}",
+            run.stdout
+        );
     }
     let json = p.pipe(&["--json", "validate"]).expect_code(0).json();
     assert_eq!(json["ok"], true);
@@ -92,7 +96,11 @@ fn the_example_project_is_valid() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("warning: [machines.web]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("warning: [machines.web]"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("web.qcow2"), "{}", run.stdout);
     assert!(
         run.stdout

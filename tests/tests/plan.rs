@@ -100,10 +100,7 @@ fn larger() -> Project {
 
 /// Nothing a plan may leave behind: no build, no store, no step output.
 fn assert_nothing_ran(p: &Project, step_outputs: &[&str]) {
-    for path in [".pipe/builds", ".pipe/store"]
-        .iter()
-        .chain(step_outputs)
-    {
+    for path in [".pipe/builds", ".pipe/store"].iter().chain(step_outputs) {
         assert!(
             !p.path().join(path).exists(),
             "`pipe build --plan` wrote {path}"
@@ -149,7 +146,13 @@ fn a_larger_plan() {
     assert!(pos("gen") < pos("compile"), "{order:?}");
     assert_eq!(plan["steps"][pos("compile")]["after"][0], "gen");
     assert!(plan["steps"][pos("compile")]["cache_key"].is_null());
-    assert_eq!(plan["steps"][pos("gen")]["cache_key"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        plan["steps"][pos("gen")]["cache_key"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
     let node = |id: &str| {
         plan["artifacts"]
             .as_array()
@@ -160,11 +163,17 @@ fn a_larger_plan() {
             .clone()
     };
     assert_eq!(node("deb fleet-agent")["after_steps"][0], "compile");
-    assert_eq!(node("deb fleet-data")["cache_key"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        node("deb fleet-data")["cache_key"].as_str().unwrap().len(),
+        64
+    );
     // Without the signing key an rpm's key cannot be known (it covers the
     // key's fingerprint).
     assert!(node("rpm libfleet")["cache_key"].is_null());
-    assert_eq!(node("rpm libfleet")["outputs"][0], "libfleet-3.1.4-1.aarch64.rpm");
+    assert_eq!(
+        node("rpm libfleet")["outputs"][0],
+        "libfleet-3.1.4-1.aarch64.rpm"
+    );
     // Nothing is promised for what is not built.
     let sections: Vec<&str> = plan["not_built"]
         .as_array()
@@ -192,7 +201,10 @@ fn build_executes_exactly_the_plan() {
         .map(|a| {
             (
                 a["outputs"][0].as_str().unwrap().to_string(),
-                a["cache_key"].as_str().expect("keyed with the key").to_string(),
+                a["cache_key"]
+                    .as_str()
+                    .expect("keyed with the key")
+                    .to_string(),
             )
         })
         .collect();
@@ -246,9 +258,21 @@ fn validate_summarises_the_plan() {
     let p = larger();
     let run = p.pipe(&["validate"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("a build runs 3 step(s)"), "{}", run.stdout);
-    assert!(run.stdout.contains("a build would produce 6 artifact(s)"), "{}", run.stdout);
-    assert!(run.stdout.contains("warning: [images.fleet]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("a build runs 3 step(s)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("a build would produce 6 artifact(s)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("warning: [images.fleet]"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains(".oci.tar"), "{}", run.stdout);
     let json = p.pipe(&["--json", "validate"]).expect_code(0).json();
     assert_eq!(json["artifacts"].as_array().unwrap().len(), 6);

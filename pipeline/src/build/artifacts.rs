@@ -163,7 +163,8 @@ async fn run_node(
         _ => {
             cache_hit = false;
             {
-                let (p, cx, node, out_dir) = (p.clone(), cx.clone(), node.clone(), out_dir.to_path_buf());
+                let (p, cx, node, out_dir) =
+                    (p.clone(), cx.clone(), node.clone(), out_dir.to_path_buf());
                 tokio::task::spawn_blocking(move || kind.write(&p, &cx, &node, prepared, &out_dir))
                     .await
                     .expect("artifact writer panicked")?;

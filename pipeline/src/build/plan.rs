@@ -14,10 +14,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::steps;
+use crate::Result;
 use crate::artifact::{ArtifactKind, Component};
 use crate::kinds::{self, StageContext};
 use crate::model::Pipeline;
-use crate::Result;
 
 /// What a build of one `pipeline.toml` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +84,19 @@ pub enum PlanInput {
         /// Destination.
         dst: String,
     },
-    /// A maintainer script.
+    /// A machine's base root filesystem tarball.
+    Rootfs {
+        /// Path relative to the project directory.
+        path: String,
+    },
+    /// A package of the build, installed into a machine image (its key is
+    /// part of the machine's).
+    Package {
+        /// The package name.
+        name: String,
+    },
+    /// A maintainer script, or a machine's post-install script
+    /// (`which = "post_install"`).
     Script {
         /// `postinst`, ...
         which: String,
@@ -128,10 +140,6 @@ impl Plan {
                 section: format!("images.{n}"),
                 reason: "OCI images are not built yet".into(),
             })
-            .chain(p.machines.keys().map(|n| NotBuilt {
-                section: format!("machines.{n}"),
-                reason: "machine images are not built yet".into(),
-            }))
             .collect();
         Ok(Plan {
             project: p.project.name.clone(),
@@ -200,7 +208,10 @@ impl Plan {
             ));
         }
         for n in &self.not_built {
-            s.push_str(&format!("  warning: [{}] {}; nothing is built for it\n", n.section, n.reason));
+            s.push_str(&format!(
+                "  warning: [{}] {}; nothing is built for it\n",
+                n.section, n.reason
+            ));
         }
         s
     }

@@ -37,7 +37,11 @@ pub fn provenance(m: &Manifest, run: &RunFacts) -> Value {
         .map(|i| json!({ "uri": format!("file:{}", i.path), "digest": { "sha256": i.blob.sha256, "blake3": i.blob.blake3 } }))
         .collect();
     let components: Vec<String> = {
-        let mut c: Vec<String> = m.artifacts.iter().map(|a| a.component.to_string()).collect();
+        let mut c: Vec<String> = m
+            .artifacts
+            .iter()
+            .map(|a| a.component.to_string())
+            .collect();
         c.dedup();
         c
     };

@@ -18,9 +18,9 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::Serialize;
 
 use super::TOOL_VERSION;
-use crate::records::Input;
 use crate::error::StepFailure;
 use crate::model::{Pipeline, Step};
+use crate::records::Input;
 use crate::records::cache::StepRecord;
 use crate::store::{Store, digest};
 use crate::{Error, Result, records};
@@ -91,7 +91,10 @@ pub(crate) fn dependencies(p: &Pipeline) -> Result<Vec<(String, Vec<String>)>> {
     Ok(order
         .into_iter()
         .map(|s| {
-            let after = deps[s.name.as_str()].iter().map(|d| d.to_string()).collect();
+            let after = deps[s.name.as_str()]
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
             (s.name.clone(), after)
         })
         .collect())

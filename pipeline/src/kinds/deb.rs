@@ -115,4 +115,3 @@ fn record_deb(path: &Path, a: &Artifact) -> Result<apt::DebPackage> {
         sha256: a.blob.sha256.clone(),
     })
 }
-

@@ -20,6 +20,7 @@
 //! ([`crate::build::plan`]): an output is a file, a blob, an entry.
 
 mod deb;
+mod machine;
 mod package;
 mod rpm;
 
@@ -32,6 +33,7 @@ use crate::build::plan::ArtifactNode;
 use crate::model::Pipeline;
 use crate::records::{Fragment, Input};
 
+pub use machine::{bake_record_name, image_name};
 pub use package::artifact_name;
 
 /// What building one artifact node needs besides the model.
@@ -82,8 +84,12 @@ pub trait Kind: Send + Sync {
 
     /// What the consumer views need of the output `artifact` at `path`
     /// (`None`: nothing). Blocking. `file_time` is the build's timestamp.
-    fn describe(&self, path: &Path, artifact: &Artifact, file_time: u64)
-    -> Result<Option<Fragment>>;
+    fn describe(
+        &self,
+        path: &Path,
+        artifact: &Artifact,
+        file_time: u64,
+    ) -> Result<Option<Fragment>>;
 
     /// Where publish copies `artifact` inside the store for consumers that
     /// fetch it by path; `None` when it is only a blob.
@@ -96,6 +102,14 @@ pub trait Kind: Send + Sync {
         false
     }
 
+    /// True when an artifact's file name stands for one content forever
+    /// (`packages/<artifact>.json`, create-only: a package version is never
+    /// reused). Machine images are named by machine, not version, and are
+    /// found through the build's manifest and the machine pointer instead.
+    fn versioned(&self) -> bool {
+        true
+    }
+
     /// The architecture `artifact` installs on (Debian's or rpm's name),
     /// when `pipe deploy` installs artifacts of this kind; `None` otherwise.
     fn deploy_arch(&self, artifact: &Artifact) -> Option<String>;
@@ -106,6 +120,7 @@ pub fn of(kind: ArtifactKind) -> &'static dyn Kind {
     match kind {
         ArtifactKind::Deb => &deb::Deb,
         ArtifactKind::Rpm => &rpm::Rpm,
+        ArtifactKind::MachineImage => &machine::MachineImage,
     }
 }
 

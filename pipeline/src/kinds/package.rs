@@ -21,6 +21,7 @@ pub(super) fn format_of(kind: ArtifactKind) -> PackageFormat {
     match kind {
         ArtifactKind::Deb => PackageFormat::Deb,
         ArtifactKind::Rpm => PackageFormat::Rpm,
+        ArtifactKind::MachineImage => unreachable!("a machine image is not a package kind"),
     }
 }
 

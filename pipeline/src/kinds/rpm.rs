@@ -176,4 +176,3 @@ fn record_rpm(path: &Path, a: &Artifact, file_time: u64) -> Result<yum::RpmPacka
         changelogs,
     })
 }
-

@@ -25,6 +25,27 @@ pub struct BuildIndex {
     pub debs: Vec<IndexedDeb>,
     /// Every .rpm.
     pub rpms: Vec<IndexedRpm>,
+    /// Every machine disk image (absent in indexes written before machines).
+    #[serde(default)]
+    pub machines: Vec<IndexedMachine>,
+}
+
+/// A machine disk image: what the machine pointer of an environment says
+/// about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexedMachine {
+    /// Artifact file name (`web.raw`).
+    pub artifact: String,
+    /// The machine (`web` of `[machines.web]`).
+    pub machine: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// BLAKE3 of the file: its blob's name.
+    pub blake3: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// A .deb's rendered `Packages` stanza.
@@ -58,6 +79,8 @@ pub enum Fragment {
     Deb(IndexedDeb),
     /// An .rpm.
     Rpm(Box<IndexedRpm>),
+    /// A machine disk image.
+    Machine(IndexedMachine),
 }
 
 impl BuildIndex {
@@ -67,11 +90,13 @@ impl BuildIndex {
             format: INDEX_FORMAT,
             debs: Vec::new(),
             rpms: Vec::new(),
+            machines: Vec::new(),
         };
         for f in fragments {
             match f {
                 Fragment::Deb(d) => index.debs.push(d.clone()),
                 Fragment::Rpm(r) => index.rpms.push((**r).clone()),
+                Fragment::Machine(m) => index.machines.push(m.clone()),
             }
         }
         index
@@ -86,6 +111,11 @@ impl BuildIndex {
                 self.rpms
                     .iter()
                     .map(|r| (r.artifact.as_str(), r.sha256.as_str())),
+            )
+            .chain(
+                self.machines
+                    .iter()
+                    .map(|m| (m.artifact.as_str(), m.sha256.as_str())),
             )
     }
 }

@@ -91,7 +91,6 @@ impl Manifest {
     }
 }
 
-
 /// Store key of a published build's file.
 pub fn build_key(build: &str, file: &str) -> String {
     layout::build_file(build, file)

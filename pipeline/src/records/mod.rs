@@ -22,5 +22,5 @@ pub mod version;
 pub mod view;
 
 pub use history::{Action, Entry, SignedEntry};
-pub use index::{BuildIndex, Fragment, IndexedDeb, IndexedRpm, Published};
+pub use index::{BuildIndex, Fragment, IndexedDeb, IndexedMachine, IndexedRpm, Published};
 pub use manifest::{Input, MANIFEST_FORMAT, Manifest, StepSummary, files};

@@ -123,6 +123,21 @@ mod tests {
             apt_by_hash("dev", "main/binary-all", "ff"),
             "dists/dev/main/binary-all/by-hash/SHA256/ff"
         );
-        assert_eq!(yum_file("dev", "repodata/x.xml.gz"), "yum/dev/repodata/x.xml.gz");
+        assert_eq!(
+            yum_file("dev", "repodata/x.xml.gz"),
+            "yum/dev/repodata/x.xml.gz"
+        );
     }
+}
+
+/// The signed pointer to the machine image `machine` promoted to `env`:
+/// what an autoscaler reads (`machines/NAME/ENV.json`).
+pub fn machine_pointer(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json")
+}
+
+/// The same pointer clearsigned (`machines/NAME/ENV.json.asc`): one object,
+/// so a reader never pairs a new document with an old signature.
+pub fn machine_pointer_signed(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json.asc")
 }

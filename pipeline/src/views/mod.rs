@@ -28,7 +28,10 @@
 
 mod apt;
 mod files;
+mod machine;
 mod yum;
+
+pub use machine::{MachinePointerDoc, PointedImage, PointedProvenance};
 
 use std::time::{Duration, SystemTime};
 
@@ -58,17 +61,24 @@ pub enum ViewKind {
     AptSuite,
     /// The yum repository `yum/ENV`.
     YumRepository,
+    /// The machine-image pointers `machines/NAME/ENV.json`.
+    MachinePointer,
 }
 
 impl ViewKind {
     /// Every view, in the order they are regenerated.
-    pub const ALL: [ViewKind; 2] = [ViewKind::AptSuite, ViewKind::YumRepository];
+    pub const ALL: [ViewKind; 3] = [
+        ViewKind::AptSuite,
+        ViewKind::YumRepository,
+        ViewKind::MachinePointer,
+    ];
 
     /// The view's name (`apt`, `yum`).
     pub fn name(self) -> &'static str {
         match self {
             ViewKind::AptSuite => "apt",
             ViewKind::YumRepository => "yum",
+            ViewKind::MachinePointer => "machines",
         }
     }
 }
@@ -78,6 +88,7 @@ pub fn of(kind: ViewKind) -> &'static dyn View {
     match kind {
         ViewKind::AptSuite => &apt::AptSuite,
         ViewKind::YumRepository => &yum::YumRepository,
+        ViewKind::MachinePointer => &machine::MachinePointer,
     }
 }
 

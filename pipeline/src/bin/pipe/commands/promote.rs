@@ -5,8 +5,8 @@ use keys::Keyring;
 use pipeline::promote::{self, Request};
 use pipeline::records::history::{history, verify_chain};
 use pipeline::records::{Action, SignedEntry};
-use pipeline::views::{self, Regenerated, ViewOutcome};
 use pipeline::store::Store;
+use pipeline::views::{self, Regenerated, ViewOutcome};
 use pipeline::{Error, Result};
 use serde_json::json;
 
@@ -138,10 +138,9 @@ fn describe(r: &Regenerated) -> String {
                 "\n  {} view: a newer entry ({seq}) is shown already; nothing written",
                 v.view.name()
             )),
-            ViewOutcome::Failed { error } => Some(format!(
-                "\n  {} view: FAILED: {error}",
-                v.view.name()
-            )),
+            ViewOutcome::Failed { error } => {
+                Some(format!("\n  {} view: FAILED: {error}", v.view.name()))
+            }
             _ => None,
         })
         .collect::<String>()
