@@ -213,12 +213,63 @@ impl Project {
             .collect()
     }
 
+    /// Starts `pipe -C <project> ARGS` (with `env` added) in the background.
+    pub fn start(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let child = Command::new(pipe_bin())
+            .arg("-C")
+            .arg(self.path())
+            .args(args)
+            .env_remove("PIPE_STORE")
+            .env_remove("PIPE_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pipe");
+        Running(child)
+    }
+
     /// Runs `pipe ARGS` with the project as the working directory (so paths in
     /// messages are relative, as a user sees them).
     pub fn pipe_here(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(pipe_bin());
         cmd.current_dir(self.path()).args(args);
         run(cmd, &self.env)
+    }
+}
+
+/// A `pipe` process started with [`Project::start`].
+pub struct Running(std::process::Child);
+
+impl Running {
+    /// True once the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.0.try_wait().expect("poll pipe").is_some()
+    }
+
+    /// Waits for the process and returns what it did.
+    pub fn wait(self) -> Run {
+        let out = self.0.wait_with_output().expect("wait for pipe");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Waits (at most a minute) until `path` exists.
+pub fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

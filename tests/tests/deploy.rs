@@ -599,7 +599,11 @@ fn refusals_name_the_reason_and_leave_current_alone() {
         &std::fs::read(store.join(format!("builds/{b2}/manifest.json"))).unwrap(),
     )
     .unwrap();
-    let deb = manifest.artifacts.iter().find(|a| a.kind == "deb").unwrap();
+    let deb = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.kind == pipeline::artifact::ArtifactKind::Deb)
+        .unwrap();
     let blob = store.join(format!(
         "blobs/blake3/{}/{}",
         &deb.blob.blake3[..2],
@@ -767,7 +771,8 @@ fn doctored_build(s: &Setup, build: &str, n: usize, deb: &[u8]) -> String {
     let mut m: Manifest =
         serde_json::from_slice(&std::fs::read(builds.join(build).join("manifest.json")).unwrap())
             .unwrap();
-    m.artifacts.retain(|a| a.kind == "deb");
+    m.artifacts
+        .retain(|a| a.kind == pipeline::artifact::ArtifactKind::Deb);
     let a = &mut m.artifacts[0];
     a.name = format!("demo_6.6.{n}_all.deb");
     a.blob = hash_bytes(deb);

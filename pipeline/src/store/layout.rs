@@ -13,6 +13,23 @@ pub const BLOBS: &str = "blobs/blake3/";
 /// trusts a key found in the store).
 pub const KEYRING: &str = "keys/keyring.asc";
 
+/// The prefix every published build is under (`builds/<id>/...`).
+pub const BUILDS: &str = "builds/";
+
+/// The prefix every environment's pointer and history is under
+/// (`envs/<env>/...`).
+pub const ENVS: &str = "envs/";
+
+/// The build a key under [`BUILDS`] belongs to.
+pub fn build_of(key: &str) -> Option<&str> {
+    key.strip_prefix(BUILDS)?.split('/').next()
+}
+
+/// The environment a key under [`ENVS`] belongs to.
+pub fn env_of(key: &str) -> Option<&str> {
+    key.strip_prefix(ENVS)?.split('/').next()
+}
+
 /// The one apt component pipe publishes.
 pub const APT_COMPONENT: &str = "main";
 
@@ -43,17 +60,17 @@ pub fn version_record(artifact: &str) -> String {
 /// `builds/<id>/<file>`: a published build's manifest, provenance, their
 /// signatures and its package index.
 pub fn build_file(build: &str, file: &str) -> String {
-    format!("builds/{build}/{file}")
+    format!("{BUILDS}{build}/{file}")
 }
 
 /// `envs/<env>/pointer.json`: an environment's newest signed history entry.
 pub fn pointer(env: &str) -> String {
-    format!("envs/{env}/pointer.json")
+    format!("{ENVS}{env}/pointer.json")
 }
 
 /// The prefix every history entry of `env` is under.
 pub fn history_prefix(env: &str) -> String {
-    format!("envs/{env}/history/")
+    format!("{ENVS}{env}/history/")
 }
 
 /// `envs/<env>/history/<seq>.json`, `seq` zero-padded to 8 digits so keys
@@ -119,6 +136,8 @@ mod tests {
         assert_eq!(pool("libfoo", "l.deb"), "pool/main/libf/libfoo/l.deb");
         assert_eq!(pool("lib", "l.deb"), "pool/main/l/lib/l.deb");
         assert_eq!(view_state("dev", "apt"), "views/dev/apt.json");
+        assert_eq!(build_of(&build_file("b-1", "manifest.json")), Some("b-1"));
+        assert_eq!(env_of(&pointer("prod")), Some("prod"));
         assert_eq!(
             apt_by_hash("dev", "main/binary-all", "ff"),
             "dists/dev/main/binary-all/by-hash/SHA256/ff"

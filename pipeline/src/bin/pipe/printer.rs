@@ -70,7 +70,9 @@ impl Printer {
             text.push_str(&format!("\n  hint: {hint}"));
         }
         eprintln!("{text}");
-        if self.json {
+        // Views that failed after the pointer moved: the command's own
+        // document (`"ok": false`, each view's error) is already out.
+        if self.json && !matches!(err, Error::Views { .. }) {
             let mut doc = json!({
                 "ok": false,
                 "error": {

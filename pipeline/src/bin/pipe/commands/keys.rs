@@ -14,7 +14,7 @@ use crate::cli::{KeysCommand, KeysExport, KeysGenerate, KeysRotate};
 /// Where the project's key lives when `pipeline.toml` does not say.
 const DEFAULT_KEY: &str = "keys/release.key";
 /// The public keyring published in the store by `pipe keys rotate`.
-pub const STORE_KEYRING: &str = "keys/keyring.asc";
+pub const STORE_KEYRING: &str = pipeline::store::layout::KEYRING;
 
 pub async fn run(cx: &Context, cmd: &KeysCommand) -> Result<()> {
     match cmd {

@@ -10,11 +10,6 @@ use serde_json::{Value, json};
 use super::human_bytes;
 use crate::Context;
 
-/// Where builds and environment pointers live in the store. Publishing and
-/// promotion write them; status only reads.
-const BUILDS: &str = "builds/";
-const ENVS: &str = "envs/";
-
 pub async fn run(cx: &Context) -> Result<()> {
     // Without a pipeline.toml, status still reports on an explicit store.
     let pipeline = if cx.has_pipeline() || cx.store_override.is_none() {
@@ -29,16 +24,10 @@ pub async fn run(cx: &Context) -> Result<()> {
     let blobs = store.list(layout::BLOBS).await?;
     let blob_bytes: u64 = blobs.iter().map(|b| b.size).sum();
     let builds: BTreeSet<String> = store
-        .list(BUILDS)
+        .list(layout::BUILDS)
         .await?
         .iter()
-        .filter_map(|o| {
-            o.key
-                .strip_prefix(BUILDS)?
-                .split('/')
-                .next()
-                .map(str::to_string)
-        })
+        .filter_map(|o| layout::build_of(&o.key).map(str::to_string))
         .collect();
 
     // Declared environments first, in promotion order; then any the store
@@ -52,8 +41,8 @@ pub async fn run(cx: &Context) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    for o in store.list(ENVS).await? {
-        if let Some(name) = o.key.strip_prefix(ENVS).and_then(|k| k.split('/').next())
+    for o in store.list(layout::ENVS).await? {
+        if let Some(name) = layout::env_of(&o.key)
             && !envs.iter().any(|(n, _)| n == name)
         {
             envs.push((name.to_string(), None));

@@ -1,0 +1,232 @@
+//! The consumer views of an environment run after its pointer moved, each
+//! through one interface, and regenerations of one environment are
+//! serialised by conditional writes on each view's state
+//! (`views/ENV/VIEW.json`): a refresh racing a promotion never writes an
+//! older view over a newer one. Two real processes, stopped at named points
+//! (`PIPE_TEST_HOLD`) so the interleaving is the one under test.
+
+use std::path::Path;
+
+use pipe_e2e::cli::{Project, wait_for};
+
+const PIPELINE: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[environments.dev]
+
+[packages.demo]
+summary = "Demo"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+license = "MIT"
+formats = ["deb", "rpm"]
+files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
+"#;
+
+fn project() -> Project {
+    let p = Project::new();
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n");
+    p.with_signing_key();
+    p
+}
+
+fn release(p: &Project, version: &str) -> String {
+    p.write("demo.txt", &format!("{version}\n"));
+    p.release(version)
+}
+
+/// The state of `view` of dev: (entry, build, claimed).
+fn state(p: &Project, view: &str) -> (u64, String, bool) {
+    let path = p.path().join(format!(".pipe/store/views/dev/{view}.json"));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    (
+        s["seq"].as_u64().unwrap(),
+        s["build"].as_str().unwrap().to_string(),
+        !s["claim"].is_null(),
+    )
+}
+
+/// The version the apt suite and the yum repository of dev list.
+fn listed(p: &Project) -> (String, String) {
+    let store = p.path().join(".pipe/store");
+    let packages =
+        std::fs::read_to_string(store.join("dists/dev/main/binary-amd64/Packages")).unwrap();
+    let version = packages
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .unwrap()
+        .to_string();
+    let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    (version, repomd)
+}
+
+fn hold(dir: &Path, point: &str) -> String {
+    format!("{point}={}", dir.display())
+}
+
+/// A refresh that read the pointer (entry 1) before a promotion moved it
+/// (entry 2) and regenerated the views finds the newer views when it comes
+/// to write, and writes nothing.
+#[test]
+fn a_refresh_racing_a_promotion_never_writes_an_older_view() {
+    let p = project();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    let holds = tempfile::tempdir().unwrap();
+
+    let refresh = p.start(
+        &["--json", "refresh", "--env", "dev"],
+        &[(
+            "PIPE_TEST_HOLD",
+            &hold(holds.path(), "refresh-read-pointer"),
+        )],
+    );
+    wait_for(&holds.path().join("refresh-read-pointer.reached"));
+    // The refresh holds entry 1; the promotion moves dev to entry 2 and
+    // regenerates every view.
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
+    let (version, repomd) = listed(&p);
+    assert_eq!(version, "1.1.0");
+
+    std::fs::write(holds.path().join("refresh-read-pointer.go"), b"").unwrap();
+    let out = refresh.wait();
+    out.expect_code(0);
+    let doc = out.json();
+    let views = doc["refreshed"][0]["views"].as_array().unwrap();
+    assert_eq!(views.len(), 2, "{doc}");
+    for v in views {
+        assert_eq!(v["status"], "superseded", "{doc}");
+        assert_eq!(v["seq"], 2, "{doc}");
+    }
+    // Nothing older was written over the promotion's views.
+    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
+    assert_eq!(state(&p, "yum"), (2, b2.clone(), false));
+    let (version_after, repomd_after) = listed(&p);
+    assert_eq!(version_after, "1.1.0");
+    assert_eq!(repomd_after, repomd, "repomd.xml was rewritten");
+}
+
+/// A refresh that starts while a promotion is regenerating (it holds the
+/// claim on the apt view) waits for it, then regenerates after it: the two
+/// never write the same view at once, and the last word is the newest.
+#[test]
+fn a_refresh_waits_for_a_promotion_regenerating_the_same_view() {
+    let p = project();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    let holds = tempfile::tempdir().unwrap();
+
+    let promote = p.start(
+        &["--json", "promote", &b2, "--to", "dev"],
+        &[("PIPE_TEST_HOLD", &hold(holds.path(), "view-claimed:apt"))],
+    );
+    wait_for(&holds.path().join("view-claimed-apt.reached"));
+    // The promotion moved the pointer and claimed the apt view, but has
+    // written none of its files yet.
+    assert_eq!(state(&p, "apt"), (1, b1.clone(), true));
+    let mut refresh = p.start(&["--json", "refresh", "--env", "dev"], &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !refresh.exited(),
+        "the refresh did not wait for the promotion's claim"
+    );
+    assert_eq!(state(&p, "apt"), (1, b1.clone(), true));
+
+    std::fs::write(holds.path().join("view-claimed-apt.go"), b"").unwrap();
+    let promoted = promote.wait();
+    promoted.expect_code(0);
+    let refreshed = refresh.wait();
+    refreshed.expect_code(0);
+    let doc = refreshed.json();
+    for v in doc["refreshed"][0]["views"].as_array().unwrap() {
+        assert_eq!(v["status"], "done", "{doc}");
+    }
+    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
+    assert_eq!(state(&p, "yum"), (2, b2.clone(), false));
+    assert_eq!(listed(&p).0, "1.1.0");
+}
+
+/// A claim left by a killed process does not block the next regeneration.
+#[test]
+fn a_claim_left_by_a_killed_promotion_is_taken_over() {
+    let mut p = project();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    p.env("PIPE_FAULT", "write:1");
+    let out = p.pipe(&["promote", &b2, "--to", "dev"]);
+    assert_eq!(out.code, 137, "{}", out.stderr);
+    p.env("PIPE_FAULT", "none");
+    assert_eq!(state(&p, "apt"), (1, b1.clone(), true));
+    let started = std::time::Instant::now();
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    assert!(started.elapsed().as_secs() < 30, "waited for a dead claim");
+    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
+    assert_eq!(listed(&p).0, "1.1.0");
+}
+
+/// A view that fails is reported (exit 1, naming it and `pipe refresh`),
+/// does not undo the pointer nor stop the other views, and `pipe refresh`
+/// completes it.
+#[test]
+fn a_failed_view_keeps_the_pointer_and_refresh_completes_it() {
+    let p = project();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    // The yum repository cannot be written: a file stands where its
+    // directory goes.
+    let yum = p.path().join(".pipe/store/yum/dev");
+    std::fs::rename(&yum, p.path().join("yum-dev-moved")).unwrap();
+    std::fs::write(&yum, b"in the way").unwrap();
+
+    let out = p.pipe(&["--json", "promote", &b2, "--to", "dev"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("pipe refresh --env dev"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("yum"), "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["moved"], true, "{doc}");
+    let views = doc["repositories"]["views"].as_array().unwrap();
+    assert_eq!(views[0]["view"], "apt-suite");
+    assert_eq!(views[0]["status"], "done");
+    assert_eq!(views[1]["view"], "yum-repository");
+    assert_eq!(views[1]["status"], "failed");
+    // The pointer stays; apt follows it; yum's state still names entry 1.
+    let status = p.pipe(&["--json", "status"]).expect_code(0).json();
+    let dev = status["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "dev")
+        .unwrap()
+        .clone();
+    assert!(dev["build"].as_str().unwrap().starts_with(&b2), "{status}");
+    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
+    assert_eq!(state(&p, "yum"), (1, b1.clone(), false));
+
+    std::fs::remove_file(&yum).unwrap();
+    std::fs::rename(p.path().join("yum-dev-moved"), &yum).unwrap();
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    assert_eq!(state(&p, "yum"), (2, b2.clone(), false));
+    let (_, repomd) = listed(&p);
+    let primary = repomd
+        .split("href=\"")
+        .find_map(|s| {
+            s.split('"')
+                .next()
+                .filter(|h| h.ends_with("-primary.xml.gz"))
+        })
+        .unwrap()
+        .to_string();
+    assert!(p.path().join(".pipe/store/yum/dev").join(&primary).exists());
+}
