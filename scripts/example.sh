@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh build
+scripts/install-deps.sh machine
 cargo build --quiet -p pipeline --bin pipe
 target=${CARGO_TARGET_DIR:-target}
 case $target in /*) ;; *) target=$PWD/$target ;; esac
@@ -13,6 +14,20 @@ pipe="$target/debug/pipe"
 example=examples/hello
 
 step() { printf '\n$ pipe %s\n' "$*" >&2; "$pipe" -C "$example" "$@"; }
+
+# The machine image's base, a Debian root filesystem, is made once (not in git);
+# the tests' cached copy is reused when there is one.
+base=$example/vendor/rootfs.tar.gz
+cached=.pipe-dev/cache/debian-bookworm-essential-v1.tar.gz
+if [ ! -e "$base" ]; then
+  if [ -e "$cached" ]; then
+    cp "$cached" "$base"
+  else
+    printf '\n$ mmdebstrap --variant=essential --mode=root bookworm %s\n' "$base" >&2
+    mmdebstrap --variant=essential --mode=root --quiet bookworm "$base.partial.tar.gz"
+    mv "$base.partial.tar.gz" "$base"
+  fi
+fi
 
 step validate
 # The project's signing key is made once and kept out of git (keys/ is ignored).
@@ -32,3 +47,7 @@ step status
 # unpacked into .pipe/deploy/prod/releases/BUILD, switched via `current`;
 # it prints the time spent in each state.
 step deploy --env prod --target .pipe/deploy/prod --keyring release.asc --set port=8080
+# The machine image promoted to prod, verified, with the cloud-init seed that
+# writes prod's deploy-time files at first boot; the signed pointer an
+# autoscaler reads is .pipe/store/machines/web/prod.json(.asc).
+step deploy --env prod --machine web --out .pipe/deploy/prod-machine --keyring release.asc --set port=8080

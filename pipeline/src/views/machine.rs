@@ -170,7 +170,8 @@ impl View for MachinePointer {
         }
         Ok(Generated {
             location: Some(format!("machines/*/{}.json", cx.env)),
-            packages: index.machines.len(),
+            // Images are not packages; the count is of packages listed.
+            packages: 0,
             written,
             removed: delete_after.len(),
             valid_until: None,

@@ -133,6 +133,17 @@ fn describe(r: &Regenerated) -> String {
     ) + &r
         .views
         .iter()
+        .filter_map(|v| match (&v.outcome, v.view) {
+            (ViewOutcome::Done(g), pipeline::views::ViewKind::MachinePointer) => g
+                .location
+                .as_ref()
+                .map(|l| format!("\n  machine image pointers: {l} (signed: .json.asc)")),
+            _ => None,
+        })
+        .collect::<String>()
+        + &r
+        .views
+        .iter()
         .filter_map(|v| match &v.outcome {
             ViewOutcome::Superseded { seq } => Some(format!(
                 "\n  {} view: a newer entry ({seq}) is shown already; nothing written",
