@@ -98,8 +98,11 @@ impl Project {
         copy_dir(&workspace_root().join("examples").join(name), p.path());
         let base = p.path().join("vendor/rootfs.tar.gz");
         if name == "hello" && !base.exists() {
-            std::fs::copy(workspace_root().join("tests/support/skeleton-rootfs.tar.gz"), &base)
-                .unwrap();
+            std::fs::copy(
+                workspace_root().join("tests/support/skeleton-rootfs.tar.gz"),
+                &base,
+            )
+            .unwrap();
         }
         p
     }

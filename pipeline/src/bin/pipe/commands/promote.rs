@@ -141,20 +141,19 @@ fn describe(r: &Regenerated) -> String {
             _ => None,
         })
         .collect::<String>()
-        + &r
-        .views
-        .iter()
-        .filter_map(|v| match &v.outcome {
-            ViewOutcome::Superseded { seq } => Some(format!(
-                "\n  {} view: a newer entry ({seq}) is shown already; nothing written",
-                v.view.name()
-            )),
-            ViewOutcome::Failed { error } => {
-                Some(format!("\n  {} view: FAILED: {error}", v.view.name()))
-            }
-            _ => None,
-        })
-        .collect::<String>()
+        + &r.views
+            .iter()
+            .filter_map(|v| match &v.outcome {
+                ViewOutcome::Superseded { seq } => Some(format!(
+                    "\n  {} view: a newer entry ({seq}) is shown already; nothing written",
+                    v.view.name()
+                )),
+                ViewOutcome::Failed { error } => {
+                    Some(format!("\n  {} view: FAILED: {error}", v.view.name()))
+                }
+                _ => None,
+            })
+            .collect::<String>()
 }
 
 /// `pipe refresh`: re-sign the repositories of `envs` (default: every
