@@ -481,3 +481,49 @@ fn machine_deploy_refuses_an_unknown_machine_and_an_unpromoted_env() {
     assert!(r.stderr.contains("points at no build"), "{}", r.stderr);
     assert!(!p.path().join("o/web.raw").exists());
 }
+
+#[test]
+fn baking_as_another_user_than_root_says_it_needs_root() {
+    let p = Project::new();
+    p.write(
+        "pipeline.toml",
+        r#"[project]
+name = "norooot"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[signing]
+key = "keys/release.key"
+
+[packages.unused]
+summary = "A package"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb"]
+files = [{ src = "a.txt", dst = "/usr/share/unused/a.txt" }]
+
+[machines.box]
+base = "rootfs:tiny-rootfs.tar"
+size = "16M"
+"#,
+    );
+    p.write("a.txt", "a\n");
+    pipe_e2e::machine::tiny_base(p.path());
+    p.with_signing_key();
+    // Everything readable by `nobody`, the project writable.
+    run(Command::new("chmod").args(["-R", "a+rwX"]).arg(p.path()));
+    let out = pipe_e2e::consumers::try_run(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(pipe_e2e::cli::pipe_bin())
+            .arg("-C")
+            .arg(p.path())
+            .arg("build")
+            .env_remove("PIPE_STORE"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs root, and pipe is not running as root"), "{stderr}");
+    assert!(stderr.contains("hint: run the build as root"), "{stderr}");
+    assert!(!p.path().join(".pipe/builds").read_dir().map(|mut d| d.any(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.'))).unwrap_or(false));
+}
