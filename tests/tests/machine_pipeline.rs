@@ -523,7 +523,16 @@ size = "16M"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("needs root, and pipe is not running as root"), "{stderr}");
+    assert!(
+        stderr.contains("needs root, and pipe is not running as root"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint: run the build as root"), "{stderr}");
-    assert!(!p.path().join(".pipe/builds").read_dir().map(|mut d| d.any(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.'))).unwrap_or(false));
+    assert!(
+        !p.path()
+            .join(".pipe/builds")
+            .read_dir()
+            .map(|mut d| d.any(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')))
+            .unwrap_or(false)
+    );
 }

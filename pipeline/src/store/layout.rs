@@ -118,6 +118,18 @@ pub fn yum_file(env: &str, href: &str) -> String {
     format!("{}/{href}", yum_repo(env))
 }
 
+/// The signed pointer to the machine image `machine` promoted to `env`:
+/// what an autoscaler reads (`machines/NAME/ENV.json`).
+pub fn machine_pointer(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json")
+}
+
+/// The same pointer clearsigned (`machines/NAME/ENV.json.asc`): one object,
+/// so a reader never pairs a new document with an old signature.
+pub fn machine_pointer_signed(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json.asc")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,16 +159,4 @@ mod tests {
             "yum/dev/repodata/x.xml.gz"
         );
     }
-}
-
-/// The signed pointer to the machine image `machine` promoted to `env`:
-/// what an autoscaler reads (`machines/NAME/ENV.json`).
-pub fn machine_pointer(machine: &str, env: &str) -> String {
-    format!("machines/{machine}/{env}.json")
-}
-
-/// The same pointer clearsigned (`machines/NAME/ENV.json.asc`): one object,
-/// so a reader never pairs a new document with an old signature.
-pub fn machine_pointer_signed(machine: &str, env: &str) -> String {
-    format!("machines/{machine}/{env}.json.asc")
 }
