@@ -536,3 +536,83 @@ size = "16M"
             .unwrap_or(false)
     );
 }
+
+/// An rpm base: the package pipe built as .rpm is installed with `rpm
+/// --root`, and the image's own rpm database lists it.
+#[test]
+fn an_rpm_base_gets_the_rpm_installed_and_its_database_knows_it() {
+    let p = Project::new();
+    p.write(
+        "pipeline.toml",
+        r#"[project]
+name = "hello"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[signing]
+key = "keys/release.key"
+
+[packages.hello]
+summary = "Hello"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["rpm"]
+files = [{ src = "hello.txt", dst = "/usr/share/hello/hello.txt" }]
+
+[machines.box]
+base = "rootfs:rpm-base.tar.gz"
+packages = ["hello"]
+size = "32M"
+formats = ["raw"]
+"#,
+    );
+    p.write("hello.txt", "hello from an rpm\n");
+    // A small root with an empty rpm database at /var/lib/rpm.
+    let root = p.path().join("rpm-root");
+    for d in ["etc", "usr/bin", "var/lib", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    std::fs::write(root.join("usr/bin/sh"), "#!not a shell\n").unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    run(Command::new("rpm").arg("--root").arg(&root).args([
+        "--dbpath",
+        "/var/lib/rpm",
+        "--initdb",
+    ]));
+    run(Command::new("tar")
+        .args(["--numeric-owner", "-czf"])
+        .arg(p.path().join("rpm-base.tar.gz"))
+        .arg("-C")
+        .arg(&root)
+        .arg("."));
+    std::fs::remove_dir_all(&root).unwrap();
+    p.with_signing_key();
+    let b = build(&p);
+    let dir = PathBuf::from(b["dir"].as_str().unwrap());
+    let raw = dir.join("box.raw");
+    assert_images_sound(Some(&raw), None);
+    assert_eq!(
+        debugfs_cat(&raw, "/usr/share/hello/hello.txt").unwrap(),
+        b"hello from an rpm\n"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("box.bake.json")).unwrap()).unwrap();
+    assert_eq!(record["package_manager"], "rpm");
+    // The image's database, copied out with debugfs, read by rpm.
+    let dump = p.path().join("rpmdb-out");
+    std::fs::create_dir(&dump).unwrap();
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump /var/lib/rpm {}", dump.display()))
+        .arg(&raw));
+    let q = run(Command::new("rpm")
+        .arg("--dbpath")
+        .arg(dump.join("rpm"))
+        .args(["-q", "hello"]));
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout).trim(),
+        "hello-1.0.0-1.noarch"
+    );
+}

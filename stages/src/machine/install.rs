@@ -9,7 +9,8 @@
 //!   that refuses service starts is in place while they run, as
 //!   debootstrap does.
 //! - An rpm base (`var/lib/rpm` or `usr/lib/sysimage/rpm`): `rpm --root
-//!   ROOT --install`, with `--nosignature` (pipe verified the packages
+//!   ROOT --dbpath DB --install` (the base's own database, whatever the
+//!   host's macros say: Debian's rpm defaults to `~/.rpmdb`), with `--nosignature` (pipe verified the packages
 //!   against the project's keyring before the bake; the base's rpm database
 //!   does not know that key).
 //! - A base with neither: packages cannot be registered anywhere, so a
@@ -44,6 +45,17 @@ pub(crate) fn detect(root: &Path) -> Option<PackageManager> {
         Some(PackageManager::Rpm)
     } else {
         None
+    }
+}
+
+/// Where the base keeps its rpm database, inside the root:
+/// `/usr/lib/sysimage/rpm` (rpm 4.16 and later) when it exists, else the
+/// traditional `/var/lib/rpm`.
+pub(crate) fn rpm_dbpath(root: &Path) -> &'static str {
+    if std::fs::symlink_metadata(root.join("usr/lib/sysimage/rpm")).is_ok_and(|m| m.is_dir()) {
+        "/usr/lib/sysimage/rpm"
+    } else {
+        "/var/lib/rpm"
     }
 }
 
@@ -84,8 +96,12 @@ pub(crate) fn packages(
         }
         PackageManager::Rpm => {
             let mut c = Command::new(tools.path(Tool::Rpm));
+            // The base's own database, named explicitly: the host's rpm
+            // macros may put it elsewhere (Debian's rpm uses ~/.rpmdb).
             c.arg("--root")
                 .arg(root)
+                .arg("--dbpath")
+                .arg(rpm_dbpath(root))
                 .args(["--nosignature", "--install"]);
             c
         }
