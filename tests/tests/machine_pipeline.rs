@@ -616,3 +616,103 @@ formats = ["raw"]
         "hello-1.0.0-1.noarch"
     );
 }
+
+/// Someone who can write the store but holds no key: a swapped provenance
+/// is not signed into the machine pointer, and a swapped image is not
+/// deployed.
+#[test]
+fn a_tampered_store_gets_nothing_into_the_pointer_or_the_deployed_image() {
+    let mut p = Project::new();
+    p.write(
+        "pipeline.toml",
+        r#"[project]
+name = "tamper"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[signing]
+key = "keys/release.key"
+
+[environments.dev]
+
+[packages.unused]
+summary = "A package"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb"]
+files = [{ src = "a.txt", dst = "/usr/share/unused/a.txt" }]
+
+[machines.box]
+base = "rootfs:tiny-rootfs.tar"
+size = "16M"
+formats = ["raw"]
+
+[deploy]
+files = { "/etc/box.conf" = "env={{ env }}\n" }
+"#,
+    );
+    p.write("a.txt", "a\n");
+    pipe_e2e::machine::tiny_base(p.path());
+    p.with_signing_key();
+    p.env("PIPE_VAR_unused", "1");
+    let keyring = p.keyring();
+    let b = build(&p);
+    let id = b["build"].as_str().unwrap().to_string();
+    p.pipe(&["publish", &id]).expect_code(0);
+    let store = p.path().join(".pipe/store");
+
+    // A provenance rewritten in the store: the pointer view refuses it.
+    let prov = store.join(format!("builds/{id}/provenance.json"));
+    let original = std::fs::read(&prov).unwrap();
+    std::fs::write(
+        &prov,
+        String::from_utf8_lossy(&original).replace("\"builder\"", "\"bu1lder\""),
+    )
+    .unwrap();
+    let r = p.pipe(&["promote", &id, "--to", "dev"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("machines"), "{}", r.stderr);
+    assert!(
+        !store.join("machines/box/dev.json.asc").exists(),
+        "a pointer was signed over a forged provenance"
+    );
+    assert!(!store.join("machines/box/dev.json").exists());
+    std::fs::write(&prov, &original).unwrap();
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    let doc = pointer_of(&p, &keyring, "box", "dev");
+    assert_eq!(doc["build"], id.as_str());
+
+    // An image blob replaced in the store: deploy refuses it, leaves nothing.
+    let blob = store.join(doc["images"]["raw"]["key"].as_str().unwrap());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1 << 20] ^= 0xff;
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::write(&blob, bytes).unwrap();
+    let r = p.pipe(&[
+        "deploy",
+        "--env",
+        "dev",
+        "--machine",
+        "box",
+        "--out",
+        "out",
+        "--keyring",
+        &keyring,
+    ]);
+    r.expect_code(3);
+    assert!(
+        !p.path().join("out/box.raw").exists(),
+        "a tampered image was left in the output"
+    );
+    assert!(!p.path().join("out/seed").exists());
+}
+
+fn pointer_of(p: &Project, keyring: &str, machine: &str, env: &str) -> serde_json::Value {
+    let signed = std::fs::read(
+        p.path()
+            .join(format!(".pipe/store/machines/{machine}/{env}.json.asc")),
+    )
+    .unwrap();
+    let ring = keys::Keyring::load(Path::new(keyring)).unwrap();
+    serde_json::from_slice(&ring.verify_clearsigned(&signed, None).unwrap().1).unwrap()
+}
