@@ -215,3 +215,48 @@ pub fn assert_images_sound(raw: Option<&Path>, qcow2: Option<&Path>) {
         assert_eq!(v["format"], "qcow2", "{v}");
     }
 }
+
+/// A project around [`tiny_base`]: `[project]` NAME 1.0.0, the signing key,
+/// `[environments.dev]`, one package no machine lists (`unused`, a .deb) and
+/// then `rest` (the `[machines.*]` and `[deploy]` sections, with `base =
+/// "rootfs:tiny-rootfs.tar"`). The key is generated.
+pub fn tiny_project(name: &str, store: Option<&str>, rest: &str) -> crate::cli::Project {
+    let p = crate::cli::Project::new();
+    let store = store
+        .map(|s| format!("[store]\nurl = \"{s}\"\n\n"))
+        .unwrap_or_default();
+    p.write(
+        "pipeline.toml",
+        &format!(
+            r#"[project]
+name = "{name}"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+{store}[signing]
+key = "keys/release.key"
+
+[environments.dev]
+
+[packages.unused]
+summary = "A package no machine lists"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb"]
+files = [{{ src = "a.txt", dst = "/usr/share/unused/a.txt" }}]
+
+{rest}"#
+        ),
+    );
+    p.write("a.txt", "a\n");
+    tiny_base(p.path());
+    p
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut h).unwrap();
+    hex::encode(h.finalize())
+}

@@ -12,8 +12,7 @@
 
 use std::path::Path;
 
-use pipe_e2e::cli::Project;
-use pipe_e2e::machine::{assert_images_sound, debugfs_cat, tiny_base};
+use pipe_e2e::machine::{assert_images_sound, debugfs_cat, tiny_project};
 
 const LIMIT_MIB: i64 = 200;
 const GIB: u64 = 1 << 30;
@@ -22,42 +21,18 @@ const GIB: u64 = 1 << 30;
 fn a_two_gib_image_is_built_published_to_s3_promoted_and_deployed_in_bounded_memory() {
     let server = pipe_e2e::s3::MotoServer::start();
     let store = format!("s3://{}/machines-test", server.bucket());
-    let mut p = Project::new();
-    p.write(
-        "pipeline.toml",
-        &format!(
-            r#"[project]
-name = "big"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[store]
-url = "{store}"
-
-[signing]
-key = "keys/release.key"
-
-[environments.dev]
-
-[packages.unused]
-summary = "A package no machine lists"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{{ src = "a.txt", dst = "/usr/share/unused/a.txt" }}]
-
-[machines.big]
+    let mut p = tiny_project(
+        "big",
+        Some(&store),
+        r#"[machines.big]
 base = "rootfs:tiny-rootfs.tar"
 size = "2G"
 formats = ["raw", "qcow2"]
 
 [deploy]
-files = {{ "/etc/big.conf" = "env={{{{ env }}}}\n" }}
-"#
-        ),
+files = { "/etc/big.conf" = "env={{ env }}\n" }
+"#,
     );
-    p.write("a.txt", "a\n");
-    tiny_base(p.path());
     for (k, v) in server.env() {
         p.env(&k, &v);
     }

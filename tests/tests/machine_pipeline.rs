@@ -11,7 +11,9 @@ use std::process::Command;
 
 use pipe_e2e::cli::Project;
 use pipe_e2e::consumers::run;
-use pipe_e2e::machine::{assert_images_sound, debian_base, debugfs_cat, debugfs_stat};
+use pipe_e2e::machine::{
+    assert_images_sound, debian_base, debugfs_cat, debugfs_stat, sha256_file, tiny_project,
+};
 
 const BAKE: &str = "#!/bin/sh
 set -e
@@ -105,13 +107,6 @@ fn artifact<'a>(b: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .iter()
         .find(|a| a["name"] == name)
         .unwrap_or_else(|| panic!("no {name} in {b}"))
-}
-
-fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut h).unwrap();
-    hex::encode(h.finalize())
 }
 
 fn pointer(p: &Project, keyring: &str, env: &str) -> serde_json::Value {
@@ -484,31 +479,11 @@ fn machine_deploy_refuses_an_unknown_machine_and_an_unpromoted_env() {
 
 #[test]
 fn baking_as_another_user_than_root_says_it_needs_root() {
-    let p = Project::new();
-    p.write(
-        "pipeline.toml",
-        r#"[project]
-name = "norooot"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[signing]
-key = "keys/release.key"
-
-[packages.unused]
-summary = "A package"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{ src = "a.txt", dst = "/usr/share/unused/a.txt" }]
-
-[machines.box]
-base = "rootfs:tiny-rootfs.tar"
-size = "16M"
-"#,
+    let p = tiny_project(
+        "noroot",
+        None,
+        "[machines.box]\nbase = \"rootfs:tiny-rootfs.tar\"\nsize = \"16M\"\n",
     );
-    p.write("a.txt", "a\n");
-    pipe_e2e::machine::tiny_base(p.path());
     p.with_signing_key();
     // Everything readable by `nobody`, the project writable.
     run(Command::new("chmod").args(["-R", "a+rwX"]).arg(p.path()));
@@ -622,27 +597,10 @@ formats = ["raw"]
 /// deployed.
 #[test]
 fn a_tampered_store_gets_nothing_into_the_pointer_or_the_deployed_image() {
-    let mut p = Project::new();
-    p.write(
-        "pipeline.toml",
-        r#"[project]
-name = "tamper"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[signing]
-key = "keys/release.key"
-
-[environments.dev]
-
-[packages.unused]
-summary = "A package"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{ src = "a.txt", dst = "/usr/share/unused/a.txt" }]
-
-[machines.box]
+    let mut p = tiny_project(
+        "tamper",
+        None,
+        r#"[machines.box]
 base = "rootfs:tiny-rootfs.tar"
 size = "16M"
 formats = ["raw"]
@@ -651,8 +609,6 @@ formats = ["raw"]
 files = { "/etc/box.conf" = "env={{ env }}\n" }
 "#,
     );
-    p.write("a.txt", "a\n");
-    pipe_e2e::machine::tiny_base(p.path());
     p.with_signing_key();
     p.env("PIPE_VAR_unused", "1");
     let keyring = p.keyring();
