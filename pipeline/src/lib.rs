@@ -14,7 +14,10 @@ pub mod model;
 pub mod promote;
 pub mod publish;
 pub mod records;
+pub mod rotate;
+pub mod status;
 pub mod store;
+pub mod template;
 pub mod views;
 
 pub use error::{Error, Result};

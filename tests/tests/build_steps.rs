@@ -158,15 +158,18 @@ fn a_missing_output_or_an_empty_glob_is_an_error() {
         run.stderr
     );
 
+    // A glob that matches nothing is caught when pipeline.toml is read
+    // (as `pipe validate` does), with its position: exit 2.
     p.write("pipeline.toml", &toml.replace("src/*.txt", "src/*.c"));
     let run = p.pipe(&["build"]);
-    run.expect_code(1);
+    run.expect_code(2);
     assert!(
         run.stderr
-            .contains("step `compile` input `src/*.c` matches no file"),
+            .contains("input `src/*.c` of step `compile` matches no file"),
         "{}",
         run.stderr
     );
+    assert!(run.stderr.contains("pipeline.toml:"), "{}", run.stderr);
 }
 
 #[test]

@@ -224,7 +224,15 @@ fn build_executes_exactly_the_plan() {
         .collect();
     planned.sort();
 
-    let built = p.pipe(&["--json", "build"]).expect_code(0).json();
+    let run = p.pipe(&["--json", "build"]);
+    run.expect_code(0);
+    // The build says what it does not make, naming the section and line.
+    assert!(
+        run.stderr.contains("[images.fleet] at line "),
+        "[images.fleet] not in:\n{}",
+        run.stderr
+    );
+    let built = run.json();
     let mut names: Vec<String> = built["artifacts"]
         .as_array()
         .unwrap()

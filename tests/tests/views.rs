@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use pipe_e2e::cli::{Project, wait_for};
+use pipe_e2e::s3::MotoServer;
 
 const PIPELINE: &str = r#"[project]
 name = "demo"
@@ -33,6 +34,37 @@ fn project() -> Project {
     p
 }
 
+/// The same project with its store in a moto bucket.
+fn s3_project(server: &MotoServer) -> Project {
+    let mut p = Project::new();
+    for (k, v) in server.env() {
+        p.env(&k, &v);
+    }
+    p.env("PIPE_STORE", &format!("s3://{}/store", server.bucket()));
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n");
+    p.with_signing_key();
+    p
+}
+
+/// Reads `key` of the store: the local default store, or the bucket.
+fn read_key(p: &Project, s3: Option<&MotoServer>, key: &str) -> Vec<u8> {
+    match s3 {
+        None => std::fs::read(p.path().join(".pipe/store").join(key)).unwrap(),
+        Some(server) => tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let out = server
+                .client()
+                .get_object()
+                .bucket(server.bucket())
+                .key(format!("store/{key}"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e}"));
+            out.body.collect().await.unwrap().into_bytes().to_vec()
+        }),
+    }
+}
+
 fn release(p: &Project, version: &str) -> String {
     p.write("demo.txt", &format!("{version}\n"));
     p.release(version)
@@ -40,8 +72,12 @@ fn release(p: &Project, version: &str) -> String {
 
 /// The state of `view` of dev: (entry, build, claimed).
 fn state(p: &Project, view: &str) -> (u64, String, bool) {
-    let path = p.path().join(format!(".pipe/store/views/dev/{view}.json"));
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state_in(p, None, view)
+}
+
+fn state_in(p: &Project, s3: Option<&MotoServer>, view: &str) -> (u64, String, bool) {
+    let bytes = read_key(p, s3, &format!("views/dev/{view}.json"));
+    let s: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     (
         s["seq"].as_u64().unwrap(),
         s["build"].as_str().unwrap().to_string(),
@@ -51,15 +87,18 @@ fn state(p: &Project, view: &str) -> (u64, String, bool) {
 
 /// The version the apt suite and the yum repository of dev list.
 fn listed(p: &Project) -> (String, String) {
-    let store = p.path().join(".pipe/store");
+    listed_in(p, None)
+}
+
+fn listed_in(p: &Project, s3: Option<&MotoServer>) -> (String, String) {
     let packages =
-        std::fs::read_to_string(store.join("dists/dev/main/binary-amd64/Packages")).unwrap();
+        String::from_utf8(read_key(p, s3, "dists/dev/main/binary-amd64/Packages")).unwrap();
     let version = packages
         .lines()
         .find_map(|l| l.strip_prefix("Version: "))
         .unwrap()
         .to_string();
-    let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    let repomd = String::from_utf8(read_key(p, s3, "yum/dev/repodata/repomd.xml")).unwrap();
     (version, repomd)
 }
 
@@ -72,10 +111,23 @@ fn hold(dir: &Path, point: &str) -> String {
 /// to write, and writes nothing.
 #[test]
 fn a_refresh_racing_a_promotion_never_writes_an_older_view() {
-    let p = project();
-    let b1 = release(&p, "1.0.0");
+    refresh_racing_a_promotion(&project(), None);
+}
+
+/// The same on S3, where the state's conditional writes are `If-Match` and
+/// `If-None-Match` on PutObject.
+#[test]
+fn a_refresh_racing_a_promotion_never_writes_an_older_view_on_s3() {
+    let server = MotoServer::start();
+    refresh_racing_a_promotion(&s3_project(&server), Some(&server));
+}
+
+fn refresh_racing_a_promotion(p: &Project, s3: Option<&MotoServer>) {
+    let state = |p: &Project, view: &str| state_in(p, s3, view);
+    let listed = |p: &Project| listed_in(p, s3);
+    let b1 = release(p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
-    let b2 = release(&p, "1.1.0");
+    let b2 = release(p, "1.1.0");
     let holds = tempfile::tempdir().unwrap();
 
     let refresh = p.start(
@@ -89,8 +141,8 @@ fn a_refresh_racing_a_promotion_never_writes_an_older_view() {
     // The refresh holds entry 1; the promotion moves dev to entry 2 and
     // regenerates every view.
     p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
-    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
-    let (version, repomd) = listed(&p);
+    assert_eq!(state(p, "apt"), (2, b2.clone(), false));
+    let (version, repomd) = listed(p);
     assert_eq!(version, "1.1.0");
 
     std::fs::write(holds.path().join("refresh-read-pointer.go"), b"").unwrap();
@@ -104,9 +156,9 @@ fn a_refresh_racing_a_promotion_never_writes_an_older_view() {
         assert_eq!(v["seq"], 2, "{doc}");
     }
     // Nothing older was written over the promotion's views.
-    assert_eq!(state(&p, "apt"), (2, b2.clone(), false));
-    assert_eq!(state(&p, "yum"), (2, b2.clone(), false));
-    let (version_after, repomd_after) = listed(&p);
+    assert_eq!(state(p, "apt"), (2, b2.clone(), false));
+    assert_eq!(state(p, "yum"), (2, b2.clone(), false));
+    let (version_after, repomd_after) = listed(p);
     assert_eq!(version_after, "1.1.0");
     assert_eq!(repomd_after, repomd, "repomd.xml was rewritten");
 }

@@ -160,6 +160,7 @@ pub async fn execute(
                 key: s.key.clone(),
             })
             .collect(),
+        deploy: (&p.deploy).into(),
     }
     .seal();
 

@@ -112,6 +112,10 @@ pub struct NotBuilt {
     pub section: String,
     /// Why.
     pub reason: String,
+    /// Where it is declared in `pipeline.toml` (1-based line), when known.
+    pub line: Option<usize>,
+    /// And column.
+    pub column: Option<usize>,
 }
 
 impl Plan {
@@ -133,13 +137,19 @@ impl Plan {
             })
             .collect();
         let artifacts = kinds::all().flat_map(|k| k.nodes(p)).collect();
+        let not_built = |section: String, reason: &str| {
+            let at = p.sections.get(&section);
+            NotBuilt {
+                line: at.map(|a| a.line),
+                column: at.map(|a| a.column),
+                section,
+                reason: reason.into(),
+            }
+        };
         let not_built = p
             .images
             .keys()
-            .map(|n| NotBuilt {
-                section: format!("images.{n}"),
-                reason: "OCI images are not built yet".into(),
-            })
+            .map(|n| not_built(format!("images.{n}"), "OCI images are not built yet"))
             .collect();
         Ok(Plan {
             project: p.project.name.clone(),
@@ -208,12 +218,23 @@ impl Plan {
             ));
         }
         for n in &self.not_built {
-            s.push_str(&format!(
-                "  warning: [{}] {}; nothing is built for it\n",
-                n.section, n.reason
-            ));
+            s.push_str(&format!("  {}\n", n.warning()));
         }
         s
+    }
+}
+
+impl NotBuilt {
+    /// `warning: [images.hello] (line 52) ...`.
+    pub fn warning(&self) -> String {
+        let at = match (self.line, self.column) {
+            (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
+            _ => String::new(),
+        };
+        format!(
+            "warning: [{}]{at} is declared, but {}: a build makes nothing for it",
+            self.section, self.reason
+        )
     }
 }
 

@@ -18,7 +18,6 @@ use stages::machine::seed::{self, Seed, SeedFile, SeedImage};
 
 use super::{Timings, render_files, resolve, target};
 use crate::artifact::{ArtifactKind, Component};
-use crate::model::Pipeline;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -76,28 +75,13 @@ pub struct MachineReport {
 /// Fetches and verifies `req.machine`'s images of the build `req.env`
 /// points at, and writes the seed.
 pub async fn deploy_machine(
-    p: &Pipeline,
     store: std::result::Result<Store, Error>,
     req: &MachineRequest<'_>,
 ) -> Result<MachineReport> {
-    if !p.machines.contains_key(req.machine) {
-        return Err(Error::Usage {
-            message: format!("machine `{}` is not declared in pipeline.toml", req.machine),
-            hint: Some(format!(
-                "declared machines: {}",
-                if p.machines.is_empty() {
-                    "none".to_string()
-                } else {
-                    p.machines.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
-            )),
-        });
-    }
     let store = store?;
     let out = std::path::absolute(req.out).map_err(|e| Error::io(req.out, e))?;
     let mut t = Timings::default();
     let resolved = resolve(
-        p,
         Ok(&store),
         req.env,
         req.keyring,
@@ -141,7 +125,7 @@ pub async fn deploy_machine(
         });
     }
 
-    let rendered = render_files(p, req.env, &resolved, req.sets)?;
+    let rendered = render_files(req.env, &resolved, req.sets)?;
     let config = target::config_digest(&rendered);
     let instance_id = format!(
         "pipe-{}-{}-{}-{}",

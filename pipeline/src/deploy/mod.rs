@@ -44,7 +44,6 @@ use crate::artifact::{Artifact, ArtifactKind};
 use crate::build::files;
 use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
-use crate::model::Pipeline;
 use crate::records::SignedEntry;
 use crate::records::history::{history, read_pointer, verify_chain};
 use crate::records::manifest::build_key;
@@ -221,24 +220,12 @@ struct CachedEnv {
 }
 
 /// Deploys what `req.env` points at into every target.
-pub async fn deploy(
-    p: &Pipeline,
-    store: std::result::Result<Store, Error>,
-    req: &Request<'_>,
-) -> Result<Report> {
+pub async fn deploy(store: std::result::Result<Store, Error>, req: &Request<'_>) -> Result<Report> {
     let targets = absolute_targets(req.targets)?;
     let mut shared = Timings::default();
-    let resolved = resolve(
-        p,
-        store.as_ref(),
-        req.env,
-        req.keyring,
-        &targets,
-        &mut shared,
-    )
-    .await?;
+    let resolved = resolve(store.as_ref(), req.env, req.keyring, &targets, &mut shared).await?;
     let build = resolved.head.entry.build.clone();
-    let rendered = render_files(p, req.env, &resolved, req.sets)?;
+    let rendered = render_files(req.env, &resolved, req.sets)?;
 
     // The cache of the first target holds the artifacts; the others get
     // hard links (or copies) of them, so each can redeploy offline.
@@ -269,7 +256,7 @@ pub async fn deploy(
             .map(|(a, f)| (a.name.clone(), *f, cache.join(blob_file(&a.blob))))
             .collect(),
         rendered,
-        after: p.deploy.after.clone(),
+        after: resolved.signed.manifest.deploy.after.clone(),
         reset: req.reset,
         keep: req.keep.max(1),
         artifacts_verified: needed,
@@ -310,7 +297,6 @@ pub async fn deploy(
 /// `pipe fetch`: resolves, verifies and downloads into the first target's
 /// cache (linked into the others) without touching any release.
 pub async fn fetch(
-    p: &Pipeline,
     store: std::result::Result<Store, Error>,
     env: &str,
     targets: &[PathBuf],
@@ -318,7 +304,7 @@ pub async fn fetch(
 ) -> Result<(Report, Timings)> {
     let targets = absolute_targets(targets)?;
     let mut t = Timings::default();
-    let resolved = resolve(p, store.as_ref(), env, keyring, &targets, &mut t).await?;
+    let resolved = resolve(store.as_ref(), env, keyring, &targets, &mut t).await?;
     let fetched = fetch_into_caches(store.as_ref().ok(), &targets, &resolved, &mut t).await?;
     for dir in &targets {
         save_cache(&dir.join(CACHE_DIR), env, &resolved)?;
@@ -338,15 +324,11 @@ pub async fn fetch(
 
 /// `pipe deploy --plan`: resolves and verifies, and says what would be
 /// fetched and written. Writes nothing.
-pub async fn plan(
-    p: &Pipeline,
-    store: std::result::Result<Store, Error>,
-    req: &Request<'_>,
-) -> Result<Plan> {
+pub async fn plan(store: std::result::Result<Store, Error>, req: &Request<'_>) -> Result<Plan> {
     let targets = absolute_targets(req.targets)?;
     let mut t = Timings::default();
-    let resolved = resolve(p, store.as_ref(), req.env, req.keyring, &targets, &mut t).await?;
-    let files = render_files(p, req.env, &resolved, req.sets)?
+    let resolved = resolve(store.as_ref(), req.env, req.keyring, &targets, &mut t).await?;
+    let files = render_files(req.env, &resolved, req.sets)?
         .into_iter()
         .collect();
     let cache = targets[0].join(CACHE_DIR);
@@ -404,14 +386,12 @@ fn unreachable(e: &Error) -> bool {
 }
 
 async fn resolve(
-    p: &Pipeline,
     store: std::result::Result<&Store, &Error>,
     env: &str,
     keyring: &Keyring,
     targets: &[PathBuf],
     t: &mut Timings,
 ) -> Result<Resolved> {
-    p.environment(env)?;
     let started = Instant::now();
     let attempt: std::result::Result<(Records, Source), String> = match store {
         Ok(store) => match read_from_store(store, env).await {
@@ -490,9 +470,11 @@ async fn resolve(
         });
     }
     t.verify += started.elapsed().as_secs_f64();
+    // What to install and write comes from the signed build, never from
+    // the deploy host's own files.
     let selected = select(
         &signed.manifest.artifacts,
-        &p.deploy.packages,
+        &signed.manifest.deploy.packages,
         &head.entry.build,
     )?;
     Ok(Resolved {
@@ -683,7 +665,6 @@ fn select(
 }
 
 fn render_files(
-    p: &Pipeline,
     env: &str,
     r: &Resolved,
     sets: &[(String, String)],
@@ -697,7 +678,9 @@ fn render_files(
         std::env::vars(),
         sets,
     )?;
-    p.deploy
+    r.signed
+        .manifest
+        .deploy
         .files
         .iter()
         .map(|(path, text)| Ok((path.clone(), template::render(path, text, &values)?)))

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::template::{Piece, is_name, parse};
 use crate::{Error, Result};
 
 /// Names a template always has; `--set` may not redefine them.
@@ -27,9 +28,7 @@ pub fn values(
         }
     }
     for (k, v) in sets {
-        let valid = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !is_name(k) {
             return Err(Error::Usage {
                 message: format!("`--set {k}=...`: `{k}` is not a template name"),
                 hint: Some("names are letters, digits and `_`, as in `{{ port }}`".into()),
@@ -52,33 +51,33 @@ pub fn values(
 /// Renders `text` (the template of `file`) with `values`; an unknown name is
 /// a usage error naming the file and the name.
 pub fn render(file: &str, text: &str, values: &BTreeMap<String, String>) -> Result<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or_else(|| Error::Usage {
-            message: format!("template for `{file}`: `{{{{` is never closed"),
-            hint: None,
-        })?;
-        let name = after[..close].trim();
-        match values.get(name) {
-            Some(v) => out.push_str(v),
-            None => {
-                return Err(Error::Usage {
-                    message: format!(
-                        "template for `{file}` uses `{{{{ {name} }}}}`, which has no value"
-                    ),
-                    hint: Some(format!(
-                        "pass `--set {name}=VALUE` or set `PIPE_VAR_{name}`; known: {}",
-                        values.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )),
-                });
-            }
+    let pieces = parse(text).map_err(|e| {
+        let (message, hint) = e.explain();
+        Error::Usage {
+            message: format!("template for `{file}`: {message}"),
+            hint: Some(hint),
         }
-        rest = &after[close + 2..];
+    })?;
+    let mut out = String::with_capacity(text.len());
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Name(name) => match values.get(name) {
+                Some(v) => out.push_str(v),
+                None => {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "template for `{file}` uses `{{{{ {name} }}}}`, which has no value"
+                        ),
+                        hint: Some(format!(
+                            "pass `--set {name}=VALUE` or set `PIPE_VAR_{name}`; known: {}",
+                            values.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )),
+                    });
+                }
+            },
+        }
     }
-    out.push_str(rest);
     Ok(out)
 }
 

@@ -438,30 +438,18 @@ fn pad4(n: u64) -> u64 {
 /// Reads an `ar` archive up to its `data.tar*` member and returns a reader of
 /// exactly that member.
 fn deb_data<R: Read>(mut r: R) -> io::Result<io::Take<R>> {
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)?;
-    if &magic != b"!<arch>\n" {
-        return Err(io::Error::other("not an ar archive"));
-    }
+    use stages::deb::{ArHeader, ar_header, ar_magic};
+    ar_magic(&mut r).map_err(io::Error::other)?;
+    let mut at = 8u64;
     loop {
-        let mut h = [0u8; 60];
-        match r.read_exact(&mut h) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(io::Error::other("no data.tar member"));
-            }
-            other => other?,
-        }
-        let field =
-            |range: std::ops::Range<usize>| String::from_utf8_lossy(&h[range]).trim().to_string();
-        let name = field(0..16);
-        let name = name.trim_end_matches('/');
-        let size: u64 = field(48..58)
-            .parse()
-            .map_err(|_| io::Error::other(format!("ar member `{name}` has no valid size")))?;
+        let Some(ArHeader { name, size }) = ar_header(&mut r, at).map_err(io::Error::other)? else {
+            return Err(io::Error::other("no data.tar member"));
+        };
         if name.starts_with("data.tar") {
             return Ok(r.take(size));
         }
         skip(&mut r, size + size % 2)?;
+        at += 60 + size + size % 2;
     }
 }
 

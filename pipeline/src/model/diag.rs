@@ -27,6 +27,15 @@ pub struct Diagnostic {
     span: Span,
 }
 
+/// A place in `pipeline.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+}
+
 /// Every problem found in one `pipeline.toml`, with the source needed to show
 /// them.
 #[derive(Debug, Clone)]
@@ -56,6 +65,12 @@ impl Diagnostics {
             hint,
             span,
         });
+    }
+
+    /// Where `span` starts: 1-based line and column.
+    pub fn position(&self, span: &Span) -> Position {
+        let (line, column) = line_column(&self.source, span.start);
+        Position { line, column }
     }
 
     /// The file the problems are in.

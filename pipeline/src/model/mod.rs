@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use diag::{Diagnostic, Diagnostics, Span};
+pub use diag::{Diagnostic, Diagnostics, Position, Span};
 
 use crate::{Error, Result};
 
@@ -50,6 +50,9 @@ pub struct Pipeline {
     pub machines: BTreeMap<String, Machine>,
     /// `[deploy]`.
     pub deploy: Deploy,
+    /// Where each `[images.NAME]` and `[machines.NAME]` section is declared
+    /// (`images.hello` → line and column), for messages about them.
+    pub sections: BTreeMap<String, Position>,
 }
 
 /// `[project]`.

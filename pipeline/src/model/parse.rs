@@ -71,6 +71,8 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
         diags: Diagnostics::new(file, source),
         dir,
         step_outputs: Vec::new(),
+        step_globs: Vec::new(),
+        sections: BTreeMap::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
@@ -102,6 +104,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
                 .map(|o| (o.trim_end_matches('/').to_string(), s.name.clone()))
         })
         .collect();
+    cx.check_step_globs();
     let packages = cx.packages(&root);
     // Names as declared, even where the package itself has errors, so a
     // broken package does not also make every reference to it an error.
@@ -154,6 +157,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
             images,
             machines,
             deploy,
+            sections: cx.sections,
         }),
         _ => Err(cx.finish()),
     }
@@ -165,11 +169,64 @@ struct Cx<'a> {
     /// Every declared step output (without a trailing `/`) and its step:
     /// package files may come from them, so they need not exist before a build.
     step_outputs: Vec<(String, String)>,
+    /// Every step input glob: step, glob, where it is written.
+    step_globs: Vec<(String, String, Span)>,
+    /// Where `[images.NAME]` and `[machines.NAME]` are declared.
+    sections: BTreeMap<String, Position>,
 }
 
 impl Cx<'_> {
     fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
         self.diags.error(span, message, hint);
+    }
+
+    /// The value of a rule's check, or `None` with the violation recorded at
+    /// `span`: the one place a rule's verdict becomes a diagnostic.
+    fn checked<T>(&mut self, span: Span, verdict: Result<T, rules::Violation>) -> Option<T> {
+        match verdict {
+            Ok(v) => Some(v),
+            Err(violation) => {
+                self.violation(span, violation);
+                None
+            }
+        }
+    }
+
+    /// `key` of table `t`, or `None` with "missing `key` in SECTION"
+    /// recorded at `at` (the section's span) and `hint`.
+    fn required<'t, 'i>(
+        &mut self,
+        t: &'t DeTable<'i>,
+        key: &str,
+        at: Span,
+        section: &str,
+        hint: &str,
+    ) -> Option<&'t Value<'i>> {
+        match field(t, key) {
+            Some((_, v)) => Some(v),
+            None => {
+                self.error(
+                    at,
+                    format!("missing `{key}` in {section}"),
+                    Some(hint.to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings, each checked by `rule`; those that fail are
+    /// recorded and left out.
+    fn checked_list(
+        &mut self,
+        v: &Value<'_>,
+        what: &str,
+        rule: impl Fn(&str) -> Result<(), rules::Violation>,
+    ) -> Vec<(String, Span)> {
+        self.string_list(v, what)
+            .into_iter()
+            .filter(|(item, span)| self.checked(span.clone(), rule(item)).is_some())
+            .collect()
     }
 
     fn violation(&mut self, span: Span, (message, hint): rules::Violation) {
@@ -381,13 +438,8 @@ impl Cx<'_> {
         self.check_keys(t, "`[project]`", PROJECT_KEYS, None);
         let name = match field(t, "name") {
             Some((_, v)) => self.nonempty_string(v, "`project.name`").and_then(|n| {
-                match rules::simple_name("project", &n) {
-                    Ok(()) => Some(n),
-                    Err(violation) => {
-                        self.violation(v.span(), violation);
-                        None
-                    }
-                }
+                let verdict = rules::simple_name("project", &n);
+                self.checked(v.span(), verdict).map(|()| n)
             }),
             None => {
                 self.error(
@@ -442,13 +494,8 @@ impl Cx<'_> {
             );
             return None;
         };
-        match rules::version(s) {
-            Ok(()) => Some(s.to_string()),
-            Err(violation) => {
-                self.violation(v.span(), violation);
-                None
-            }
-        }
+        self.checked(v.span(), rules::version(s))
+            .map(|()| s.to_string())
     }
 
     fn store(&mut self, root: &DeTable<'_>) -> StoreSection {
@@ -460,7 +507,7 @@ impl Cx<'_> {
         if let Some((_, v)) = field(t, "url")
             && let Some(url) = self.nonempty_string(v, "`store.url`")
         {
-            if let Err(violation) = store_url(&url) {
+            if let Err(violation) = store_url(&url, self.dir) {
                 self.violation(v.span(), violation);
             }
             out.url = Some(url);
@@ -670,6 +717,56 @@ impl Cx<'_> {
         envs
     }
 
+    /// A step input glob that matches no file, and cannot match another
+    /// step's outputs either, fails the build; say so now, at the glob.
+    fn check_step_globs(&mut self) {
+        let globs = std::mem::take(&mut self.step_globs);
+        let mut files: Option<Vec<String>> = None;
+        for (step, glob, span) in globs {
+            let Ok(m) = globset::GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .build()
+                .map(|g| g.compile_matcher())
+            else {
+                self.error(
+                    span,
+                    format!("input `{glob}` of step `{step}` is not a valid glob"),
+                    Some("`*` matches within a directory, `**` across directories".into()),
+                );
+                continue;
+            };
+            let from_a_step = self.step_outputs.iter().any(|(out, s)| {
+                s != &step && (m.is_match(out) || glob.starts_with(&format!("{out}/")))
+            });
+            if from_a_step {
+                continue;
+            }
+            let own: Vec<&str> = self
+                .step_outputs
+                .iter()
+                .filter(|(_, s)| *s == step)
+                .map(|(o, _)| o.as_str())
+                .collect();
+            let files = files.get_or_insert_with(|| project_files(self.dir));
+            let matched = files.iter().any(|f| {
+                m.is_match(f)
+                    && !own
+                        .iter()
+                        .any(|o| f == o || f.starts_with(&format!("{o}/")))
+            });
+            if !matched {
+                self.error(
+                    span,
+                    format!("input `{glob}` of step `{step}` matches no file"),
+                    Some(format!(
+                        "globs are relative to the directory holding pipeline.toml ({}); a build would stop here",
+                        shown_dir(self.dir)
+                    )),
+                );
+            }
+        }
+    }
+
     /// The step whose declared output is `src` or contains it.
     fn step_producing(&self, src: &str) -> Option<String> {
         let src = src.trim_end_matches('/');
@@ -699,43 +796,30 @@ impl Cx<'_> {
             };
             self.check_keys(st, &format!("`[steps.{name}]`"), STEP_KEYS, None);
             let at = |k: &str| format!("`steps.{name}.{k}`");
-            let run = match field(st, "run") {
-                Some((_, rv)) => self.nonempty_string(rv, &at("run")),
-                None => {
-                    self.error(
-                        v.span(),
-                        format!("missing `run` in `[steps.{name}]`"),
-                        Some("add the command to run, e.g. `run = \"make\"`".into()),
-                    );
-                    None
-                }
-            };
+            let run = self
+                .required(
+                    st,
+                    "run",
+                    v.span(),
+                    &format!("`[steps.{name}]`"),
+                    "add the command to run, e.g. `run = \"make\"`",
+                )
+                .and_then(|rv| self.nonempty_string(rv, &at("run")));
             let inputs: Vec<String> = field(st, "inputs")
-                .map(|(_, iv)| self.string_list(iv, &at("inputs")))
+                .map(|(_, iv)| self.checked_list(iv, &at("inputs"), rules::relative_path))
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(g, span)| match rules::relative_path(&g) {
-                    Ok(()) => Some(g),
-                    Err(violation) => {
-                        self.violation(span, violation);
-                        None
-                    }
+                .map(|(g, span)| {
+                    self.step_globs.push((name.clone(), g.clone(), span));
+                    g
                 })
                 .collect();
-            let outputs: Vec<String> = match field(st, "outputs") {
-                Some((_, ov)) => self
-                    .string_list(ov, &at("outputs"))
-                    .into_iter()
-                    .filter_map(|(o, span)| match rules::relative_path(&o) {
-                        Ok(()) => Some(o),
-                        Err(violation) => {
-                            self.violation(span, violation);
-                            None
-                        }
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
+            let outputs: Vec<String> = field(st, "outputs")
+                .map(|(_, ov)| self.checked_list(ov, &at("outputs"), rules::relative_path))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(o, _)| o)
+                .collect();
             if outputs.is_empty() {
                 self.error(v.span(), format!("`[steps.{name}]` declares no `outputs`"),
                     Some("list the files the step writes, e.g. `outputs = [\"build/hello\"]`: only declared outputs are cached and packaged".into()));
@@ -888,16 +972,10 @@ impl Cx<'_> {
         });
         let relation = |cx: &mut Self, k: &str| -> Vec<String> {
             field(t, k)
-                .map(|(_, dv)| cx.string_list(dv, &at(k)))
+                .map(|(_, dv)| cx.checked_list(dv, &at(k), rules::relation))
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(d, span)| match rules::relation(&d) {
-                    Ok(()) => Some(d),
-                    Err(violation) => {
-                        cx.violation(span, violation);
-                        None
-                    }
-                })
+                .map(|(d, _)| d)
                 .collect()
         };
         let relations = Relations {
@@ -957,17 +1035,15 @@ impl Cx<'_> {
                 None => Compression::default(),
             },
         };
-        let arch = match field(t, "arch") {
-            Some((_, av)) => self.arch(av, &at("arch")),
-            None => {
-                self.error(
-                    v.span(),
-                    format!("missing `arch` in {section}"),
-                    Some("add `arch = \"amd64\"`, or `arch = \"all\"` for architecture-independent packages".into()),
-                );
-                None
-            }
-        };
+        let arch = self
+            .required(
+                t,
+                "arch",
+                v.span(),
+                &section,
+                "add `arch = \"amd64\"`, or `arch = \"all\"` for architecture-independent packages",
+            )
+            .and_then(|av| self.arch(av, &at("arch")));
         let files = match field(t, "files") {
             Some((_, fv)) => self.files(fv, &name),
             None => Vec::new(),
@@ -1032,6 +1108,14 @@ impl Cx<'_> {
             self.check_keys(t, &format!("an entry of {what}"), FILE_KEYS, None);
             let src = match field(t, "src") {
                 Some((_, sv)) => self.nonempty_string(sv, "`src`").and_then(|src| {
+                    if let Err((message, _)) = rules::relative_path(&src) {
+                        self.error(
+                            sv.span(),
+                            format!("`src`: {message}"),
+                            Some("package files come from the project: `src` is relative to the directory holding pipeline.toml and stays inside it".into()),
+                        );
+                        return None;
+                    }
                     if let Some(step) = self.step_producing(&src) {
                         return Some((src.clone(), src.ends_with('/'), sv.span(), Some(step)));
                     }
@@ -1083,13 +1167,7 @@ impl Cx<'_> {
                 }
             };
             let mode = field(t, "mode").and_then(|(_, mv)| match mv.get_ref() {
-                DeValue::String(m) => match rules::octal_mode(m) {
-                    Ok(m) => Some(m),
-                    Err(violation) => {
-                        self.violation(mv.span(), violation);
-                        None
-                    }
-                },
+                DeValue::String(m) => self.checked(mv.span(), rules::octal_mode(m)),
                 DeValue::Integer(i) => {
                     self.error(
                         mv.span(),
@@ -1116,6 +1194,30 @@ impl Cx<'_> {
             let (Some((src, is_dir, src_span, from_step)), Some(dst)) = (src, dst) else {
                 continue;
             };
+            // What the build will do with it, now: the same resolution the
+            // package stage makes (links leaving the project, names that
+            // are not UTF-8 or hold a newline, FIFOs and devices).
+            if from_step.is_none()
+                && let Err(e) = stages::tree::resolve(
+                    self.dir,
+                    &[stages::tree::Mapping {
+                        src: src.clone().into(),
+                        dst: dst.clone(),
+                        mode: None,
+                        config: false,
+                    }],
+                    0,
+                )
+            {
+                self.error(
+                    src_span.clone(),
+                    format!("`src` `{src}` cannot be packaged: {e}"),
+                    Some(
+                        "a build would stop here; fix or remove the file, or leave it out of `src`"
+                            .into(),
+                    ),
+                );
+            }
             if config && is_dir {
                 self.error(
                     src_span.clone(),
@@ -1183,6 +1285,8 @@ impl Cx<'_> {
         };
         for (key, v) in t {
             let name = key.get_ref().to_string();
+            let at = self.diags.position(&key.span());
+            self.sections.insert(format!("images.{name}"), at);
             if let Err(violation) = rules::image_name(&name) {
                 self.violation(key.span(), violation);
             }
@@ -1285,6 +1389,8 @@ impl Cx<'_> {
         };
         for (key, v) in t {
             let name = key.get_ref().to_string();
+            let at = self.diags.position(&key.span());
+            self.sections.insert(format!("machines.{name}"), at);
             if let Err(violation) = rules::simple_name("machine", &name) {
                 self.violation(key.span(), violation);
             }
@@ -1471,7 +1577,7 @@ impl Cx<'_> {
             let Some(text) = self.string(v, &format!("`deploy.files.\"{path}\"`")) else {
                 continue;
             };
-            if let Err((message, hint)) = template_syntax(&text) {
+            if let Err((message, hint)) = crate::template::parse(&text).map_err(|e| e.explain()) {
                 self.error(
                     v.span(),
                     format!("template for `{path}`: {message}"),
@@ -1487,55 +1593,37 @@ impl Cx<'_> {
 
 /// Checks `{{ name }}` placeholders are closed and name an identifier. Which
 /// names exist is only known at deploy time (`--set`, `PIPE_VAR_*`).
-fn template_syntax(text: &str) -> Result<(), rules::Violation> {
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            return Err((
-                "`{{` is never closed".into(),
-                "close the placeholder with `}}`".into(),
-            ));
-        };
-        let name = after[..close].trim();
-        let valid = !name.is_empty()
-            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err((
-                format!("`{{{{{}}}}}` is not a placeholder", &after[..close]),
-                "placeholders are a name in double braces, e.g. `{{ env }}`".into(),
-            ));
-        }
-        rest = &after[close + 2..];
-    }
-    Ok(())
+/// Every file under `dir` (relative, `/`-separated), as a step's inputs see
+/// them: pipe's own state and git's left out.
+fn project_files(dir: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            !(e.depth() == 1 && (name == ".pipe" || name == ".git"))
+        })
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_type().is_dir())
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_str()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
-/// `s3://bucket[/prefix]` or a directory path.
-fn store_url(url: &str) -> Result<(), rules::Violation> {
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let bucket = rest.split('/').next().unwrap_or("");
-        let ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if !ok {
-            return Err((
-                format!("`{bucket}` is not a valid S3 bucket name"),
-                "bucket names are 3 to 63 lowercase letters, digits, `-` and `.`".into(),
-            ));
-        }
-        return Ok(());
-    }
-    if let Some((scheme, _)) = url.split_once("://") {
-        return Err((
-            format!("store URLs with `{scheme}://` are not supported"),
+/// The one store-URL parser decides ([`crate::store::StoreUrl::parse`]).
+fn store_url(url: &str, dir: &Path) -> Result<(), rules::Violation> {
+    match crate::store::StoreUrl::parse(url, dir) {
+        Ok(_) => Ok(()),
+        Err(Error::StoreUrl { reason, .. }) => Err((
+            format!("`{url}` is not a store URL: {reason}"),
             "use a directory path (default `.pipe/store`) or `s3://bucket/prefix`".into(),
-        ));
+        )),
+        Err(e) => Err((e.to_string(), String::new())),
     }
-    Ok(())
 }
 
 fn field<'t, 'i>(t: &'t DeTable<'i>, key: &str) -> Option<(&'t Key<'i>, &'t Value<'i>)> {

@@ -50,6 +50,43 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     /// Every build step, with its cache key.
     pub steps: Vec<StepSummary>,
+    /// `[deploy]` of the `pipeline.toml` the build was made from: what
+    /// `pipe deploy` installs and writes, signed with the rest, so a deploy
+    /// needs no checkout and deploys nothing nobody signed. Absent (empty)
+    /// in manifests of an older pipe.
+    #[serde(default, skip_serializing_if = "DeploySpec::is_empty")]
+    pub deploy: DeploySpec,
+}
+
+/// The `[deploy]` section as a build records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploySpec {
+    /// Files written at deploy time: absolute path to template text.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, String>,
+    /// The packages a deploy installs; empty means every package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// A command run after the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+impl DeploySpec {
+    /// True when the section says nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.packages.is_empty() && self.after.is_none()
+    }
+}
+
+impl From<&crate::model::Deploy> for DeploySpec {
+    fn from(d: &crate::model::Deploy) -> Self {
+        DeploySpec {
+            files: d.files.clone(),
+            packages: d.packages.clone(),
+            after: d.after.clone(),
+        }
+    }
 }
 
 /// One input file.

@@ -23,4 +23,4 @@ pub mod view;
 
 pub use history::{Action, Entry, SignedEntry};
 pub use index::{BuildIndex, Fragment, IndexedDeb, IndexedMachine, IndexedRpm, Published};
-pub use manifest::{Input, MANIFEST_FORMAT, Manifest, StepSummary, files};
+pub use manifest::{DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary, files};

@@ -83,9 +83,12 @@ impl StoreUrl {
             }
             let valid_char =
                 |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-            if !(3..=63).contains(&bucket.len()) || !bucket.chars().all(valid_char) {
+            if !(3..=63).contains(&bucket.len())
+                || !bucket.chars().all(valid_char)
+                || !bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            {
                 return Err(bad(
-                    "a bucket name is 3 to 63 characters: lowercase letters, digits, `-` and `.`",
+                    "a bucket name is 3 to 63 characters: lowercase letters, digits, `-` and `.`, starting with a letter or digit",
                 ));
             }
             let prefix = prefix.trim_end_matches('/');
@@ -899,7 +902,14 @@ mod tests {
             StoreUrl::parse("s3://my-bucket", base).unwrap().to_string(),
             "s3://my-bucket"
         );
-        for bad in ["", "s3://", "s3://B", "s3://ok-bucket/a/../b", "gs://x/y"] {
+        for bad in [
+            "",
+            "s3://",
+            "s3://B",
+            "s3://-bucket",
+            "s3://ok-bucket/a/../b",
+            "gs://x/y",
+        ] {
             assert!(
                 matches!(StoreUrl::parse(bad, base), Err(Error::StoreUrl { .. })),
                 "{bad}"

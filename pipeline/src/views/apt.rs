@@ -9,7 +9,7 @@ use repo_index::apt;
 use serde::{Deserialize, Serialize};
 
 use super::files::{self, Generation};
-use super::{Context, Generated, View, ViewKind, unix_secs};
+use super::{Context, Generated, View, ViewKind};
 use crate::Result;
 use crate::store::{Store, digest::spawn_blocking, layout};
 
@@ -34,15 +34,12 @@ impl View for AptSuite {
     async fn regenerate(&self, cx: &Context<'_>) -> Result<Generated> {
         let index = cx.published.index.clone();
         if index.debs.is_empty() {
-            return Ok(Generated {
-                keep: cx.prior.clone(),
-                ..Default::default()
-            });
+            return Ok(Generated::unchanged(cx));
         }
-        let prior: Kept = serde_json::from_value(cx.prior.clone()).unwrap_or_default();
+        let (prior, same_build): (Kept, bool) = files::prior(cx);
         // A refresh or repair lists the same packages: reuse the compressed
         // indices instead of compressing them again.
-        let previous = if cx.prior_build == cx.published.build {
+        let previous = if same_build {
             previous(cx.store, cx.env, &prior).await?
         } else {
             None
@@ -83,13 +80,8 @@ impl View for AptSuite {
             Ok((suite.write_plan(&signed).files, digests))
         })
         .await?;
-        let written = files::write(cx.store, &planned).await?;
-        let (generation, expired) = files::next(
-            &prior.generation,
-            &planned,
-            unix_secs(cx.now),
-            cx.pipeline.repository.grace.as_secs(),
-        );
+        let (written, generation, expired) =
+            files::publish(cx, &prior.generation, &planned).await?;
         Ok(Generated {
             location: Some(layout::apt_suite(cx.env)),
             packages: cx.published.index.debs.len(),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use repo_index::PlannedFile;
 use serde::{Deserialize, Serialize};
 
+use super::{Context, unix_secs};
 use crate::store::{Body, Condition, Store};
 use crate::{Result, fault};
 
@@ -80,4 +81,30 @@ pub(super) fn next(
         .collect();
     retired.retain(|path, _| !expired.contains(path));
     (Generation { current, retired }, expired)
+}
+
+/// Writes a generation of index files for `cx` and works out the next
+/// [`Generation`]: (files written, the generation, files to delete once the
+/// state no longer names them).
+pub(super) async fn publish(
+    cx: &Context<'_>,
+    prior: &Generation,
+    files: &[PlannedFile],
+) -> Result<(usize, Generation, Vec<String>)> {
+    let written = write(cx.store, files).await?;
+    let (generation, expired) = next(
+        prior,
+        files,
+        unix_secs(cx.now),
+        cx.pipeline.repository.grace.as_secs(),
+    );
+    Ok((written, generation, expired))
+}
+
+/// What a view kept last time, when this regeneration shows the same build
+/// (a refresh or a repair can reuse its compressed indices); `T::default()`
+/// and `false` otherwise or when it cannot be read.
+pub(super) fn prior<T: serde::de::DeserializeOwned + Default>(cx: &Context<'_>) -> (T, bool) {
+    let kept = serde_json::from_value(cx.prior.clone()).unwrap_or_default();
+    (kept, cx.prior_build == cx.published.build)
 }

@@ -138,6 +138,17 @@ pub struct Generated {
     pub delete_after: Vec<String>,
 }
 
+impl Generated {
+    /// What a view returns when the build has nothing for it: it is left as
+    /// it is, and keeps what it kept.
+    pub fn unchanged(cx: &Context<'_>) -> Generated {
+        Generated {
+            keep: cx.prior.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// A consumer view of an environment.
 ///
 /// A view may write into the store or talk to something outside it (a

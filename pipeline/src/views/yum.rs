@@ -9,7 +9,7 @@ use repo_index::yum;
 use serde::{Deserialize, Serialize};
 
 use super::files::{self, Generation};
-use super::{Context, Generated, View, ViewKind, unix_secs};
+use super::{Context, Generated, View, ViewKind};
 use crate::Result;
 use crate::store::{Store, digest::spawn_blocking, layout};
 
@@ -34,13 +34,10 @@ impl View for YumRepository {
     async fn regenerate(&self, cx: &Context<'_>) -> Result<Generated> {
         let index = cx.published.index.clone();
         if index.rpms.is_empty() {
-            return Ok(Generated {
-                keep: cx.prior.clone(),
-                ..Default::default()
-            });
+            return Ok(Generated::unchanged(cx));
         }
-        let prior: Kept = serde_json::from_value(cx.prior.clone()).unwrap_or_default();
-        let previous = if cx.prior_build == cx.published.build {
+        let (prior, same_build): (Kept, bool) = files::prior(cx);
+        let previous = if same_build {
             previous(cx.store, cx.env, &prior).await?
         } else {
             None
@@ -69,13 +66,8 @@ impl View for YumRepository {
             Ok((rendered.write_plan(&signature).files, data))
         })
         .await?;
-        let written = files::write(cx.store, &planned).await?;
-        let (generation, expired) = files::next(
-            &prior.generation,
-            &planned,
-            unix_secs(cx.now),
-            cx.pipeline.repository.grace.as_secs(),
-        );
+        let (written, generation, expired) =
+            files::publish(cx, &prior.generation, &planned).await?;
         Ok(Generated {
             location: Some(layout::yum_repo(cx.env)),
             packages: cx.published.index.rpms.len(),

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use md5::{Digest, Md5};
 
 pub use self::control::version_from_project;
-pub use self::read::{DebReader, Member};
+pub use self::read::{ArHeader, DebReader, Member, ar_header, ar_magic};
 pub use crate::compress::Compression;
 use crate::compress::{Encoder, default_threads};
 use crate::tarball::{TarEntry, TarKind, TarWriter};

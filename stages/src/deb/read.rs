@@ -17,6 +17,62 @@ const AR_HEADER: usize = 60;
 /// pipe or dpkg-deb wrote, and reading it whole would be a memory hazard.
 const CONTROL_FILE_LIMIT: u64 = 4 << 20;
 
+/// One `ar` member header, as [`ar_header`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArHeader {
+    /// The member's name, without the trailing `/` of GNU ar.
+    pub name: String,
+    /// The size of its data (padded to an even length in the archive).
+    pub size: u64,
+}
+
+/// Checks the `ar` magic at the start of `r`. The one `ar` reader: a `.deb`
+/// is read through [`ar_magic`] and [`ar_header`] here (a seekable file) and
+/// in deploy (a stream).
+pub fn ar_magic(r: &mut impl Read) -> std::result::Result<(), String> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)
+        .map_err(|_| "shorter than an ar header".to_string())?;
+    if &magic != AR_MAGIC {
+        return Err("not an ar archive".into());
+    }
+    Ok(())
+}
+
+/// Reads the next member header from `r` (at byte `at` of the archive, for
+/// messages); `None` at a clean end of the archive. The caller reads or
+/// skips `size` bytes of data and the padding byte of an odd size.
+pub fn ar_header(r: &mut impl Read, at: u64) -> std::result::Result<Option<ArHeader>, String> {
+    let mut h = [0u8; AR_HEADER];
+    let mut got = 0;
+    while got < AR_HEADER {
+        match r.read(&mut h[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the ar header at byte {at}: {e}")),
+        }
+    }
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < AR_HEADER {
+        return Err(format!("truncated ar header at byte {at}"));
+    }
+    if &h[58..60] != b"`\n" {
+        return Err(format!("bad ar header at byte {at}"));
+    }
+    let name = String::from_utf8_lossy(&h[..16])
+        .trim_end()
+        .trim_end_matches('/')
+        .to_string();
+    let size: u64 = std::str::from_utf8(&h[48..58])
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("bad size in the ar header of `{name}`"))?;
+    Ok(Some(ArHeader { name, size }))
+}
+
 /// One member of the `ar` archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -44,29 +100,13 @@ impl DebReader {
         };
         let mut f = File::open(path).map_err(|e| Error::read(path, e))?;
         let len = f.metadata().map_err(|e| Error::read(path, e))?.len();
-        let mut magic = [0u8; 8];
-        f.read_exact(&mut magic)
-            .map_err(|_| bad("shorter than an ar header".into()))?;
-        if &magic != AR_MAGIC {
-            return Err(bad("not an ar archive".into()));
-        }
+        ar_magic(&mut f).map_err(bad)?;
         let mut members = Vec::new();
         let mut at = 8u64;
         while at < len {
-            let mut h = [0u8; AR_HEADER];
-            f.read_exact(&mut h)
-                .map_err(|_| bad(format!("truncated ar header at byte {at}")))?;
-            if &h[58..60] != b"`\n" {
-                return Err(bad(format!("bad ar header at byte {at}")));
-            }
-            let name = String::from_utf8_lossy(&h[..16])
-                .trim_end()
-                .trim_end_matches('/')
-                .to_string();
-            let size: u64 = std::str::from_utf8(&h[48..58])
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| bad(format!("bad size in the ar header of `{name}`")))?;
+            let Some(ArHeader { name, size }) = ar_header(&mut f, at).map_err(bad)? else {
+                break;
+            };
             let offset = at + AR_HEADER as u64;
             if offset + size > len {
                 return Err(bad(format!(
@@ -161,5 +201,61 @@ impl DebReader {
             return Ok(text);
         }
         Err(bad("control.tar has no `control`".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, size: &str) -> Vec<u8> {
+        let mut h = format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}",
+            "0", "0", "0", "100644"
+        )
+        .into_bytes();
+        h.extend_from_slice(b"`\n");
+        h
+    }
+
+    #[test]
+    fn headers_are_read_and_damage_is_named() {
+        let mut archive = AR_MAGIC.to_vec();
+        archive.extend(header("debian-binary/", "4"));
+        archive.extend_from_slice(b"2.0\n");
+        let mut r = &archive[..];
+        ar_magic(&mut r).unwrap();
+        let h = ar_header(&mut r, 8).unwrap().unwrap();
+        assert_eq!(
+            h,
+            ArHeader {
+                name: "debian-binary".into(),
+                size: 4
+            }
+        );
+        let mut rest = &r[4..];
+        assert_eq!(ar_header(&mut rest, 72).unwrap(), None);
+
+        assert!(ar_magic(&mut &b"!<arch"[..]).is_err());
+        assert!(ar_magic(&mut &b"!<arxx>\n"[..]).is_err());
+        let short = header("x", "1");
+        assert!(
+            ar_header(&mut &short[..30], 8)
+                .unwrap_err()
+                .contains("truncated")
+        );
+        let bad = header("x", "lots");
+        assert!(
+            ar_header(&mut &bad[..], 8)
+                .unwrap_err()
+                .contains("bad size")
+        );
+        let mut wrong_end = header("x", "1");
+        wrong_end[59] = b'x';
+        assert!(
+            ar_header(&mut &wrong_end[..], 8)
+                .unwrap_err()
+                .contains("bad ar header")
+        );
     }
 }

@@ -27,11 +27,7 @@ pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
     // node runs, and hashing every input twice would double a build's reads.
     let plan = pipeline::build::plan::Plan::new(p)?;
     for n in &plan.not_built {
-        tracing::warn!(
-            "[{}] is declared, but {}: this build makes nothing for it",
-            n.section,
-            n.reason
-        );
+        tracing::warn!("{}", n.warning().trim_start_matches("warning: "));
     }
     let url = cx.store_url(Some(p))?;
     let store = cx.open_store(&url).await?;

@@ -46,8 +46,18 @@ fn required<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
 
 /// The store, or why it cannot be used (deploy then falls back to the cache).
 async fn store(cx: &Context) -> Result<std::result::Result<Store, Error>> {
-    let url = cx.store_url(Some(cx.pipeline()?))?;
+    let url = cx.store_url(cx.pipeline_if_any()?)?;
     Ok(cx.open_store(&url).await)
+}
+
+/// Deploy and fetch need no `pipeline.toml`: what to install and write comes
+/// from the signed build. When there is one, the environment must be
+/// declared in it.
+fn check_env(cx: &Context, env: &str) -> Result<()> {
+    if let Some(p) = cx.pipeline_if_any()? {
+        p.environment(env)?;
+    }
+    Ok(())
 }
 
 pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
@@ -58,8 +68,8 @@ pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
     if args.check {
         return check(cx, &dirs);
     }
-    let p = cx.pipeline()?;
     let env = required(&args.target.env, "--env")?;
+    check_env(cx, env)?;
     let keyring = Keyring::load(&cx.dir.join(required(&args.target.keyring, "--keyring")?))?;
     let req = Request {
         env,
@@ -71,12 +81,12 @@ pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
     };
     let store = store(cx).await?;
     if args.plan {
-        let plan = deploy::plan(p, store, &req).await?;
+        let plan = deploy::plan(store, &req).await?;
         print_plan(cx, &plan);
         return Ok(());
     }
     let spinner = cx.printer.spinner("deploying");
-    let report = deploy::deploy(p, store, &req).await;
+    let report = deploy::deploy(store, &req).await;
     spinner.finish_and_clear();
     let report = report?;
     cx.printer.result(
@@ -88,8 +98,25 @@ pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
 
 /// `pipe deploy --machine NAME --out DIR`.
 async fn deploy_machine(cx: &Context, args: &DeployArgs, machine: &str) -> Result<()> {
-    let p = cx.pipeline()?;
     let env = required(&args.target.env, "--env")?;
+    check_env(cx, env)?;
+    // Like a directory deploy, no `pipeline.toml` is needed; when there is
+    // one, the machine must be declared in it.
+    if let Some(p) = cx.pipeline_if_any()?
+        && !p.machines.contains_key(machine)
+    {
+        return Err(Error::Usage {
+            message: format!("machine `{machine}` is not declared in pipeline.toml"),
+            hint: Some(format!(
+                "declared machines: {}",
+                if p.machines.is_empty() {
+                    "none".to_string()
+                } else {
+                    p.machines.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )),
+        });
+    }
     let keyring = Keyring::load(&cx.dir.join(required(&args.target.keyring, "--keyring")?))?;
     let out = cx.dir.join(required(&args.out, "--out")?);
     let req = deploy::MachineRequest {
@@ -104,7 +131,7 @@ async fn deploy_machine(cx: &Context, args: &DeployArgs, machine: &str) -> Resul
         },
     };
     let spinner = cx.printer.spinner("fetching the machine image");
-    let report = deploy::deploy_machine(p, store(cx).await?, &req).await;
+    let report = deploy::deploy_machine(store(cx).await?, &req).await;
     spinner.finish_and_clear();
     let report = report?;
     cx.printer.result(
@@ -138,11 +165,11 @@ async fn deploy_machine(cx: &Context, args: &DeployArgs, machine: &str) -> Resul
 
 pub async fn fetch(cx: &Context, args: &FetchArgs) -> Result<()> {
     let dirs = targets(cx, &args.target)?;
-    let p = cx.pipeline()?;
     let env = required(&args.target.env, "--env")?;
+    check_env(cx, env)?;
     let keyring = Keyring::load(&cx.dir.join(required(&args.target.keyring, "--keyring")?))?;
     let spinner = cx.printer.spinner("fetching");
-    let fetched = deploy::fetch(p, store(cx).await?, env, &dirs, &keyring).await;
+    let fetched = deploy::fetch(store(cx).await?, env, &dirs, &keyring).await;
     spinner.finish_and_clear();
     let (report, timings) = fetched?;
     cx.printer.result(

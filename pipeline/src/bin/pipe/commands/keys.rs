@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use keys::{Algorithm, Encoding, GenerateOptions, Keyring, RotateOptions, SecretKey};
-use pipeline::store::{Body, Condition};
 use pipeline::{Error, Result};
 use serde_json::json;
 
@@ -13,8 +12,6 @@ use crate::cli::{KeysCommand, KeysExport, KeysGenerate, KeysRotate};
 
 /// Where the project's key lives when `pipeline.toml` does not say.
 const DEFAULT_KEY: &str = "keys/release.key";
-/// The public keyring published in the store by `pipe keys rotate`.
-pub const STORE_KEYRING: &str = pipeline::store::layout::KEYRING;
 
 pub async fn run(cx: &Context, cmd: &KeysCommand) -> Result<()> {
     match cmd {
@@ -111,9 +108,7 @@ fn public_keyring(cx: &Context) -> Result<Keyring> {
     Ok(ring)
 }
 
-fn local_keyring_path(key_path: &Path) -> PathBuf {
-    key_path.with_file_name("keyring.asc")
-}
+use pipeline::rotate::local_keyring_path;
 
 fn export(cx: &Context, args: &KeysExport) -> Result<()> {
     let ring = public_keyring(cx)?;
@@ -214,76 +209,40 @@ async fn rotate(cx: &Context, args: &KeysRotate) -> Result<()> {
     let mut new_key = GenerateOptions::new(uid);
     new_key.algorithm = args.algo.parse()?;
     new_key.passphrase = passphrase();
-    let rotation = old.rotate(&RotateOptions {
-        new_key,
-        retire_old: args.retire,
-    })?;
-
-    // The old key file is moved aside, never overwritten or deleted: what it
-    // signed must stay verifiable, and an operator may need it.
-    let retired = key_path.with_file_name(format!(
-        "{}.{}.old",
-        key_path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("release.key"),
-        &old_info.fingerprint[old_info.fingerprint.len() - 16..]
-    ));
-    if retired.exists() {
-        return Err(keys::Error::FileExists { path: retired }.into());
-    }
-    let mut ring = rotation.keyring.clone();
-    let local = local_keyring_path(&key_path);
-    if local.exists() {
-        let mut merged = Keyring::load(&local)?;
-        merged.merge(&ring)?;
-        ring = merged;
-    }
-    let armored = ring.to_bytes(Encoding::Armored)?;
-
-    // Publish first: if the store refuses, nothing local has changed yet.
-    let url = cx.store_url(if cx.has_pipeline() {
-        Some(cx.pipeline()?)
-    } else {
-        None
-    })?;
+    let url = cx.store_url(cx.pipeline_if_any()?)?;
     let store = cx.open_store(&url).await?;
-    store
-        .put(
-            STORE_KEYRING,
-            Body::from_bytes(armored.clone()),
-            Condition::Overwrite,
-        )
-        .await?;
-
-    std::fs::rename(&key_path, &retired).map_err(|e| Error::io(&key_path, e))?;
-    rotation.new_key.write_new(&key_path)?;
-    let tmp = local.with_extension("asc.tmp");
-    std::fs::write(&tmp, &armored).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &local).map_err(|e| Error::io(&local, e))?;
-
-    let new_info = rotation.new_key.info();
+    let r = pipeline::rotate::rotate(
+        &store,
+        &key_path,
+        &old,
+        &RotateOptions {
+            new_key,
+            retire_old: args.retire,
+        },
+    )
+    .await?;
     cx.printer.result(
         || {
             format!(
-                "new signing key {} written to {}\nold key {} moved to {}{}\nkeyring with both keys: {} and `{STORE_KEYRING}` in the store {url}\nnext: hand consumers the new keyring (`pipe keys export`)",
-                new_info.fingerprint,
-                key_path.display(),
-                old_info.fingerprint,
-                retired.display(),
-                if args.retire { " and revoked as superseded" } else { "" },
-                local.display(),
+                "new signing key {} written to {}\nold key {} moved to {}{}\nkeyring with both keys: {} and `{}` in the store {url}\nnext: hand consumers the new keyring (`pipe keys export`)",
+                r.new_key.fingerprint,
+                r.key_path.display(),
+                r.old_key.fingerprint,
+                r.old_key_path.display(),
+                if r.retired { " and revoked as superseded" } else { "" },
+                r.keyring.display(),
+                r.store_keyring,
             )
         },
         || {
             json!({
                 "ok": true,
-                "new_key": new_info,
-                "old_key": old_info,
-                "old_key_path": retired,
-                "retired": args.retire,
-                "keyring": local,
-                "store_keyring": STORE_KEYRING,
+                "new_key": r.new_key,
+                "old_key": r.old_key,
+                "old_key_path": r.old_key_path,
+                "retired": r.retired,
+                "keyring": r.keyring,
+                "store_keyring": r.store_keyring,
             })
         },
     );

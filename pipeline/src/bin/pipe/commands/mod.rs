@@ -53,24 +53,25 @@ impl Context {
         .await
     }
 
+    /// `pipeline.toml` for a command that reads only the store: loaded when
+    /// there is one, or when no `--store` says where the store is (then it
+    /// is required); `None` in a directory without one when `--store` is
+    /// given.
+    pub fn pipeline_if_any(&self) -> Result<Option<&Pipeline>> {
+        if self.has_pipeline() || self.store_override.is_none() {
+            Ok(Some(self.pipeline()?))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// True when the project directory has a `pipeline.toml`.
     pub fn has_pipeline(&self) -> bool {
         self.dir.join(PIPELINE_FILE).exists()
     }
 }
 
-/// `1536` → `1.5 KiB`.
+/// `1536` → `1.50 KiB` (indicatif's formatter, the one the progress bars use).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(n).to_string()
 }

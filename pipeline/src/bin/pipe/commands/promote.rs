@@ -200,7 +200,9 @@ pub async fn show_history(
     env: &str,
     keyring: Option<&std::path::Path>,
 ) -> Result<()> {
-    let (_, store) = open(cx).await?;
+    // Reads only the store: no pipeline.toml needed with `--store`.
+    let url = cx.store_url(cx.pipeline_if_any()?)?;
+    let store = cx.open_store(&url).await?;
     let entries: Vec<SignedEntry> = history(&store, env).await?;
     let ring = match keyring {
         Some(path) => Some(Keyring::load(&cx.dir.join(path))?),

@@ -59,7 +59,7 @@ pub fn run(cx: &Context) -> Result<()> {
                 }
             }
             for n in &plan.not_built {
-                s.push_str(&format!("warning: [{}] is declared, but {}: a build makes nothing for it\n", n.section, n.reason));
+                s.push_str(&format!("{}\n", n.warning()));
             }
             for (name, files, bytes) in &inputs {
                 s.push_str(&format!(

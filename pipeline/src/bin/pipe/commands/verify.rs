@@ -2,16 +2,35 @@
 
 use keys::Keyring;
 use pipeline::Result;
-use pipeline::build::{build_dir, verify::verify_build};
+use pipeline::build::build_dir;
+use pipeline::build::verify::{verify_build, verify_published};
 use serde_json::json;
 
 use crate::Context;
 use crate::cli::VerifyArgs;
 
 pub async fn run(cx: &Context, args: &VerifyArgs) -> Result<()> {
-    let dir = build_dir(&cx.dir, args.build.as_deref())?;
     let keyring = Keyring::load(&cx.dir.join(&args.keyring))?;
-    let report = verify_build(&dir, &keyring).await?;
+    // With `--store`, the published build is verified there (no checkout
+    // needed); otherwise a local build directory.
+    let report = match &cx.store_override {
+        Some(_) => {
+            let build = args
+                .build
+                .as_deref()
+                .ok_or_else(|| pipeline::Error::Usage {
+                    message: "`pipe verify --store URL` needs the BUILD to verify".into(),
+                    hint: Some("`pipe status --store URL` lists the published builds".into()),
+                })?;
+            let url = cx.store_url(cx.pipeline_if_any()?)?;
+            let store = cx.open_store(&url).await?;
+            verify_published(&store, build, &keyring).await?
+        }
+        None => {
+            let dir = build_dir(&cx.dir, args.build.as_deref())?;
+            verify_build(&dir, &keyring).await?
+        }
+    };
     cx.printer.result(
         || {
             let mut s = String::new();
