@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh build
 scripts/install-deps.sh registry
+scripts/install-deps.sh machine
 cargo build --quiet -p pipeline --bin pipe
 target=${CARGO_TARGET_DIR:-target}
 case $target in /*) ;; *) target=$PWD/$target ;; esac
@@ -26,6 +27,20 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null; then
   registry_pid=$!
   trap 'kill "$registry_pid" 2>/dev/null || true' EXIT
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.1; done
+fi
+
+# The machine image's base, a Debian root filesystem, is made once (not in git);
+# the tests' cached copy is reused when there is one.
+base=$example/vendor/rootfs.tar.gz
+cached=.pipe-dev/cache/debian-bookworm-essential-v1.tar.gz
+if [ ! -e "$base" ]; then
+  if [ -e "$cached" ]; then
+    cp "$cached" "$base"
+  else
+    printf '\n$ mmdebstrap --variant=essential --mode=root bookworm %s\n' "$base" >&2
+    mmdebstrap --variant=essential --mode=root --quiet bookworm "$base.partial.tar.gz"
+    mv "$base.partial.tar.gz" "$base"
+  fi
 fi
 
 step validate
@@ -51,3 +66,7 @@ step status
 # unpacked into .pipe/deploy/prod/releases/BUILD, switched via `current`;
 # it prints the time spent in each state.
 step deploy --env prod --target .pipe/deploy/prod --keyring release.asc --set port=8080
+# The machine image promoted to prod, verified, with the cloud-init seed that
+# writes prod's deploy-time files at first boot; the signed pointer an
+# autoscaler reads is .pipe/store/machines/web/prod.json(.asc).
+step deploy --env prod --machine web --out .pipe/deploy/prod-machine --keyring release.asc --set port=8080

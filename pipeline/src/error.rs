@@ -411,6 +411,7 @@ impl Error {
                 "check `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `AWS_PROFILE`, and the bucket policy"
                     .into(),
             ),
+            Error::Stage(e) => e.hint(),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod machine;
 pub mod oci;
 pub mod proxy;
 pub mod registry;

@@ -21,6 +21,7 @@
 
 mod deb;
 mod image;
+mod machine;
 mod package;
 mod rpm;
 
@@ -33,6 +34,7 @@ use crate::build::plan::ArtifactNode;
 use crate::model::Pipeline;
 use crate::records::{Fragment, Input};
 
+pub use machine::{bake_record_name, image_name};
 pub use package::artifact_name;
 
 /// What building one artifact node needs besides the model.
@@ -119,6 +121,14 @@ pub trait Kind: Send + Sync {
         Ok(())
     }
 
+    /// True when an artifact's file name stands for one content forever
+    /// (`packages/<artifact>.json`, create-only: a package version is never
+    /// reused). Machine images are named by machine, not version, and are
+    /// found through the build's manifest and the machine pointer instead.
+    fn versioned(&self) -> bool {
+        true
+    }
+
     /// The architecture `artifact` installs on (Debian's or rpm's name),
     /// when `pipe deploy` installs artifacts of this kind; `None` otherwise.
     fn deploy_arch(&self, artifact: &Artifact) -> Option<String>;
@@ -130,6 +140,7 @@ pub fn of(kind: ArtifactKind) -> &'static dyn Kind {
         ArtifactKind::Deb => &deb::Deb,
         ArtifactKind::Rpm => &rpm::Rpm,
         ArtifactKind::OciImage => &image::OciImage,
+        ArtifactKind::MachineImage => &machine::MachineImage,
     }
 }
 

@@ -22,6 +22,7 @@ pub(super) fn format_of(kind: ArtifactKind) -> PackageFormat {
         ArtifactKind::Deb => PackageFormat::Deb,
         ArtifactKind::Rpm => PackageFormat::Rpm,
         ArtifactKind::OciImage => unreachable!("images are not packages"),
+        ArtifactKind::MachineImage => unreachable!("a machine image is not a package kind"),
     }
 }
 

@@ -28,6 +28,9 @@ pub struct BuildIndex {
     /// Every OCI image (by its manifest artifact).
     #[serde(default)]
     pub images: Vec<IndexedImage>,
+    /// Every machine disk image (absent in indexes written before machines).
+    #[serde(default)]
+    pub machines: Vec<IndexedMachine>,
 }
 
 /// An OCI image of the build: the artifact that is its manifest.
@@ -41,6 +44,24 @@ pub struct IndexedImage {
     pub sha256: String,
     /// The manifest's blob in the store.
     pub blob: crate::store::BlobRef,
+}
+
+/// A machine disk image: what the machine pointer of an environment says
+/// about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexedMachine {
+    /// Artifact file name (`web.raw`).
+    pub artifact: String,
+    /// The machine (`web` of `[machines.web]`).
+    pub machine: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// BLAKE3 of the file: its blob's name.
+    pub blake3: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// A .deb's rendered `Packages` stanza.
@@ -76,6 +97,8 @@ pub enum Fragment {
     Rpm(Box<IndexedRpm>),
     /// An OCI image's manifest.
     Image(IndexedImage),
+    /// A machine disk image.
+    Machine(IndexedMachine),
 }
 
 impl BuildIndex {
@@ -86,12 +109,14 @@ impl BuildIndex {
             debs: Vec::new(),
             rpms: Vec::new(),
             images: Vec::new(),
+            machines: Vec::new(),
         };
         for f in fragments {
             match f {
                 Fragment::Deb(d) => index.debs.push(d.clone()),
                 Fragment::Rpm(r) => index.rpms.push((**r).clone()),
                 Fragment::Image(i) => index.images.push(i.clone()),
+                Fragment::Machine(m) => index.machines.push(m.clone()),
             }
         }
         index
@@ -111,6 +136,11 @@ impl BuildIndex {
                 self.images
                     .iter()
                     .map(|i| (i.artifact.as_str(), i.sha256.as_str())),
+            )
+            .chain(
+                self.machines
+                    .iter()
+                    .map(|m| (m.artifact.as_str(), m.sha256.as_str())),
             )
     }
 }

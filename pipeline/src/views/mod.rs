@@ -28,8 +28,11 @@
 
 mod apt;
 mod files;
+mod machine;
 mod registry;
 mod yum;
+
+pub use machine::{MachinePointerDoc, PointedImage, PointedProvenance};
 
 use std::time::{Duration, SystemTime};
 
@@ -61,14 +64,17 @@ pub enum ViewKind {
     YumRepository,
     /// The registry tags `IMAGE:ENV`.
     RegistryTag,
+    /// The machine-image pointers `machines/NAME/ENV.json`.
+    MachinePointer,
 }
 
 impl ViewKind {
     /// Every view, in the order they are regenerated.
-    pub const ALL: [ViewKind; 3] = [
+    pub const ALL: [ViewKind; 4] = [
         ViewKind::AptSuite,
         ViewKind::YumRepository,
         ViewKind::RegistryTag,
+        ViewKind::MachinePointer,
     ];
 
     /// The view's name (`apt`, `yum`).
@@ -77,6 +83,7 @@ impl ViewKind {
             ViewKind::AptSuite => "apt",
             ViewKind::YumRepository => "yum",
             ViewKind::RegistryTag => "registry",
+            ViewKind::MachinePointer => "machines",
         }
     }
 }
@@ -87,6 +94,7 @@ pub fn of(kind: ViewKind) -> &'static dyn View {
         ViewKind::AptSuite => &apt::AptSuite,
         ViewKind::YumRepository => &yum::YumRepository,
         ViewKind::RegistryTag => &registry::RegistryTag,
+        ViewKind::MachinePointer => &machine::MachinePointer,
     }
 }
 

@@ -150,6 +150,10 @@ fn describe(r: &Regenerated) -> String {
                     )
                 })
             }
+            ViewOutcome::Done(g) if v.view == ViewKind::MachinePointer => g
+                .location
+                .as_ref()
+                .map(|l| format!("\n  machine image pointers: {l} (signed: .json.asc)")),
             _ => None,
         })
         .collect::<String>()
