@@ -44,6 +44,9 @@ pub struct EnvStatus {
     pub from: Option<String>,
     /// Its pointer's entry (not verified: `pipe history --keyring` does).
     pub head: Option<Entry>,
+    /// Its images, by digest, as consumers name them:
+    /// `HOST/NAMESPACE/NAME@sha256:…` (`NAME@sha256:…` without `[registry]`).
+    pub images: Vec<String>,
 }
 
 /// Reads the status of `store`, with `pipeline` (if any) for the declared
@@ -52,6 +55,7 @@ pub async fn status(
     store: &Store,
     pipeline: Option<&Pipeline>,
     project_dir: &Path,
+    keyring: Option<&keys::Keyring>,
 ) -> Result<Status> {
     let root = store.root().await?;
     let blobs = store.list(layout::BLOBS).await?;
@@ -89,13 +93,30 @@ pub async fn status(
         })
         .unwrap_or_default();
     local_builds.sort();
+    let registry = pipeline.and_then(|p| p.registry.as_ref());
     let mut environments = Vec::new();
     for (name, from) in envs {
         let (head, _) = read_pointer(store, &name).await?;
+        let mut images = Vec::new();
+        // Image digests come only from a build index the project's keys
+        // signed: without the keyring, none are shown.
+        if let Some(h) = &head
+            && let Some(ring) = keyring
+            && let Ok(published) = crate::records::index::load(store, &h.entry.build, ring).await
+        {
+            for i in &published.index.images {
+                let digest = format!("sha256:{}", i.sha256);
+                images.push(match registry {
+                    Some(r) => format!("{}/{}@{digest}", r.url.trim_end_matches('/'), i.image),
+                    None => format!("{}@{digest}", i.image),
+                });
+            }
+        }
         environments.push(EnvStatus {
             name,
             from,
             head: head.map(|h| h.entry),
+            images,
         });
     }
     Ok(Status {
@@ -145,14 +166,14 @@ mod tests {
             )
             .await
             .unwrap();
-        let s = status(&store, Some(&p), dir.path()).await.unwrap();
+        let s = status(&store, Some(&p), dir.path(), None).await.unwrap();
         let names: Vec<&str> = s.environments.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["dev", "prod", "old"]);
         assert_eq!(s.environments[0].head.as_ref().unwrap().build, "1.0.0-abc");
         assert!(s.environments[1].head.is_none());
         assert_eq!(s.environments[1].from.as_deref(), Some("dev"));
         assert_eq!(s.builds, ["1.0.0-abc"]);
-        let without = status(&store, None, dir.path()).await.unwrap();
+        let without = status(&store, None, dir.path(), None).await.unwrap();
         let names: Vec<&str> = without
             .environments
             .iter()

@@ -5,5 +5,8 @@
 pub mod attacker;
 pub mod cli;
 pub mod consumers;
+pub mod machine;
+pub mod oci;
 pub mod proxy;
+pub mod registry;
 pub mod s3;

@@ -12,7 +12,13 @@ pub async fn run(cx: &Context) -> Result<()> {
     let pipeline = cx.pipeline_if_any()?;
     let url = cx.store_url(pipeline)?;
     let store = cx.open_store(&url).await?;
-    let st = pipeline::status::status(&store, pipeline, &cx.dir).await?;
+    // The project keyring, when this checkout has the signing key: image
+    // digests are shown only from a build index it verifies.
+    let ring = match (cx.signing_key(), cx.signing_key_path()) {
+        (Ok(key), Ok(path)) => super::keys::project_keyring(&key, &path).ok(),
+        _ => None,
+    };
+    let st = pipeline::status::status(&store, pipeline, &cx.dir, ring.as_ref()).await?;
     let (blobs, blob_bytes, builds, local_builds, latest) = (
         st.blobs,
         st.blob_bytes,
@@ -20,7 +26,9 @@ pub async fn run(cx: &Context) -> Result<()> {
         &st.local_builds,
         &st.latest,
     );
-    let pointers: Vec<(String, Option<String>, Option<String>)> = st
+    // Name, `from`, build line, images.
+    type Pointer = (String, Option<String>, Option<String>, Vec<String>);
+    let pointers: Vec<Pointer> = st
         .environments
         .iter()
         .map(|e| {
@@ -28,7 +36,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                 .head
                 .as_ref()
                 .map(|h| format!("{} (entry {}, {})", h.build, h.seq, h.at));
-            (e.name.clone(), e.from.clone(), build)
+            (e.name.clone(), e.from.clone(), build, e.images.clone())
         })
         .collect();
 
@@ -55,10 +63,13 @@ pub async fn run(cx: &Context) -> Result<()> {
                 s.push_str("environments: none declared\n");
             } else {
                 s.push_str("environments:\n");
-                for (name, from, build) in &pointers {
+                for (name, from, build, images) in &pointers {
                     let from = from.as_ref().map(|f| format!("(from {f})")).unwrap_or_default();
                     let build = build.as_deref().unwrap_or("no build yet");
                     s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
+                    for i in images {
+                        s.push_str(&format!("  {:<12} image {i}\n", ""));
+                    }
                 }
             }
             s
@@ -71,7 +82,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                 "builds": builds,
                 "local_builds": local_builds,
                 "latest": latest,
-                "environments": pointers.iter().map(|(n, f, b)| json!({"name": n, "from": f, "build": b})).collect::<Vec<Value>>(),
+                "environments": pointers.iter().map(|(n, f, b, i)| json!({"name": n, "from": f, "build": b, "images": i})).collect::<Vec<Value>>(),
             })
         },
     );
