@@ -14,5 +14,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace
 # Every fuzz target briefly over its checked-in corpus (nightly; a crash
-# fails the run and leaves the input in fuzz/artifacts/).
-scripts/fuzz.sh "${PIPE_FUZZ_SECONDS:-10}"
+# fails the run and leaves the input in fuzz/artifacts/). Opt-in until the
+# instrumented build has been timed on a CI machine: PIPE_FUZZ_SECONDS=10.
+if [ "${PIPE_FUZZ_SECONDS:-0}" -gt 0 ]; then
+  scripts/fuzz.sh "$PIPE_FUZZ_SECONDS"
+fi
