@@ -84,7 +84,7 @@ fn valid_project_summarises_the_build() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["project"]["version"], "1.0.0");
     assert_eq!(json["artifacts"].as_array().unwrap().len(), 6);
-    assert_eq!(json["plan"]["not_built"].as_array().unwrap().len(), 1);
+    assert!(json["plan"]["not_built"].as_array().unwrap().is_empty());
 }
 
 #[test]
