@@ -192,7 +192,7 @@ files = [
 ]
 "#;
 
-/// Publish, promote, refresh, rollback, history and status read the store,
+/// Publish, promote, rollback, refresh, history and status read the store,
 /// not the inputs: they work on a project whose input files were all
 /// removed after the build, while validate and build still name each
 /// missing one at its position.
@@ -206,10 +206,21 @@ fn store_commands_work_with_the_inputs_gone_validate_and_build_name_them() {
         .write("LICENSE", "Permission is granted.\n")
         .write("CHANGES.md", "## 1.0.0 - 2023-11-01\n- First.\n");
     p.with_signing_key();
-    let build = p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let build_now = || {
+        p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = build_now();
+    p.write("demo.txt", "two\n")
+        .write("pipeline.toml", &BUILT.replace("1.0.0", "1.0.1"))
+        .write(
+            "CHANGES.md",
+            "## 1.0.1 - 2023-11-02\n- Second.\n\n## 1.0.0 - 2023-11-01\n- First.\n",
+        );
+    let build = build_now();
+    assert_ne!(first, build);
     let inputs = ["demo.txt", "share", "templates", "LICENSE", "CHANGES.md"];
     for gone in inputs {
         let path = p.path().join(gone);
@@ -220,7 +231,11 @@ fn store_commands_work_with_the_inputs_gone_validate_and_build_name_them() {
         }
     }
 
+    p.pipe(&["publish", &first]).expect_code(0);
     p.pipe(&["publish", &build]).expect_code(0);
+    p.pipe(&["promote", &first, "--to", "dev"]).expect_code(0);
+    p.pipe(&["promote", &build, "--to", "dev"]).expect_code(0);
+    p.pipe(&["rollback", "--env", "dev"]).expect_code(0);
     p.pipe(&["promote", &build, "--to", "dev"]).expect_code(0);
     p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
     let history = p.pipe(&["--json", "history", "dev"]).expect_code(0).json();
