@@ -49,11 +49,16 @@ files = [{ src = "fifo/", dst = "/usr/share/f/" }]
 
 /// 1-based line and column of the first `needle` in `BAD`.
 fn at(needle: &str) -> String {
-    let i = BAD
+    at_in(BAD, needle)
+}
+
+/// 1-based line and column of the first `needle` in `toml`.
+fn at_in(toml: &str, needle: &str) -> String {
+    let i = toml
         .find(needle)
-        .unwrap_or_else(|| panic!("{needle} not in BAD"));
-    let line = BAD[..i].matches('\n').count() + 1;
-    let column = i - BAD[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
+        .unwrap_or_else(|| panic!("{needle} not in {toml}"));
+    let line = toml[..i].matches('\n').count() + 1;
+    let column = i - toml[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
     format!("pipeline.toml:{line}:{column}")
 }
 
@@ -244,12 +249,6 @@ fn store_commands_work_with_the_inputs_gone_validate_and_build_name_them() {
     assert!(status.to_string().contains(&build), "{status}");
 
     // validate and build: every missing input, at its position.
-    let src = |needle: &str| {
-        let i = BUILT.find(needle).unwrap();
-        let line = BUILT[..i].matches('\n').count() + 1;
-        let column = i - BUILT[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
-        format!("pipeline.toml:{line}:{column}")
-    };
     for command in ["validate", "build"] {
         let run = p.pipe_here(&[command]);
         run.expect_code(2);
@@ -260,7 +259,7 @@ fn store_commands_work_with_the_inputs_gone_validate_and_build_name_them() {
             ("\"LICENSE\"", "does not exist"),
             ("\"CHANGES.md\"", "does not exist"),
         ] {
-            let position = src(needle);
+            let position = at_in(BUILT, needle);
             let block = run
                 .stderr
                 .split("error: ")
