@@ -248,6 +248,18 @@ pub fn http_headers(key: &str) -> HttpHeaders {
     }
 }
 
+/// The signed pointer to the machine image `machine` promoted to `env`:
+/// what an autoscaler reads (`machines/NAME/ENV.json`).
+pub fn machine_pointer(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json")
+}
+
+/// The same pointer clearsigned (`machines/NAME/ENV.json.asc`): one object,
+/// so a reader never pairs a new document with an old signature.
+pub fn machine_pointer_signed(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json.asc")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +323,8 @@ mod tests {
             build_file("b-1", "manifest.json"),
             ROOT.to_string(),
             KEYRING.to_string(),
+            machine_pointer("web", "prod"),
+            machine_pointer_signed("web", "prod"),
         ];
         for key in &mutable {
             assert_eq!(object_class(key), ObjectClass::Mutable, "{key}");

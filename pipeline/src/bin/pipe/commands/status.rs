@@ -20,7 +20,9 @@ pub async fn run(cx: &Context) -> Result<()> {
         &st.local_builds,
         &st.latest,
     );
-    let pointers: Vec<(String, Option<String>, Option<String>)> = st
+    // Name, `from`, build line, images.
+    type Pointer = (String, Option<String>, Option<String>, Vec<String>);
+    let pointers: Vec<Pointer> = st
         .environments
         .iter()
         .map(|e| {
@@ -28,7 +30,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                 .head
                 .as_ref()
                 .map(|h| format!("{} (entry {}, {})", h.build, h.seq, h.at));
-            (e.name.clone(), e.from.clone(), build)
+            (e.name.clone(), e.from.clone(), build, e.images.clone())
         })
         .collect();
 
@@ -55,10 +57,13 @@ pub async fn run(cx: &Context) -> Result<()> {
                 s.push_str("environments: none declared\n");
             } else {
                 s.push_str("environments:\n");
-                for (name, from, build) in &pointers {
+                for (name, from, build, images) in &pointers {
                     let from = from.as_ref().map(|f| format!("(from {f})")).unwrap_or_default();
                     let build = build.as_deref().unwrap_or("no build yet");
                     s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
+                    for i in images {
+                        s.push_str(&format!("  {:<12} image {i}\n", ""));
+                    }
                 }
             }
             s
@@ -71,7 +76,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                 "builds": builds,
                 "local_builds": local_builds,
                 "latest": latest,
-                "environments": pointers.iter().map(|(n, f, b)| json!({"name": n, "from": f, "build": b})).collect::<Vec<Value>>(),
+                "environments": pointers.iter().map(|(n, f, b, i)| json!({"name": n, "from": f, "build": b, "images": i})).collect::<Vec<Value>>(),
             })
         },
     );
