@@ -349,7 +349,7 @@ contents() {
   fi
   if [ -s "$W/logs/$1.contents.diff" ]; then
     echo "    contents $1: DIFFER (pipe <, tool >):" | tee -a "$W/summary.txt"
-    sed 's/^/      /' "$W/logs/$1.contents.diff" | head -20 | tee -a "$W/summary.txt"
+    sed 's/^/      /' "$W/logs/$1.contents.diff" | head_n 20 | tee -a "$W/summary.txt"
   else
     echo "    contents $1: same paths and modes" | tee -a "$W/summary.txt"
   fi
@@ -373,9 +373,9 @@ bench_case() {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "cpu: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
   echo "$("$pipe" --version 2>/dev/null || echo pipe)"
-  dpkg-deb --version | head -1
+  dpkg-deb --version | head_n 1
   rpmbuild --version
-  xz --version | head -1
+  xz --version | head_n 1
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$W/summary.txt"
 

@@ -128,8 +128,8 @@ tar_dir() { fresh tar; }
 
 echo "== (d1) cold deploy vs tar -x, $n pairs (+1 warm-up)"
 pairs "$W/times/d1" pipe_cold pipe_dir tar_cold tar_dir
-first_pipe=$(ls -d "$W"/runs/pipe-* | head -1)
-first_tar=$(ls -d "$W"/runs/tar-* | head -1)
+first_pipe=$(ls -d "$W"/runs/pipe-* | head_n 1)
+first_tar=$(ls -d "$W"/runs/tar-* | head_n 1)
 # Both sides unpacked the same files.
 diff <(cd "$first_pipe/current" && find srv -type f | sort) <(cd "$first_tar" && find srv -type f | sort) >/dev/null \
   || die "pipe and tar unpacked different files"
@@ -139,7 +139,7 @@ echo "== (d2) already current, $((2 * n)) runs"
 for _ in $(seq $((2 * n))); do
   ms "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | tee -a "$W/times/d2"
 done
-"$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | grep -q "already current" \
+"$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | grep "already current" >/dev/null \
   || die "the repeated deploy was not a no-op"
 
 # --- (d3) examples/hello: prebuilt vs build at deploy time -------------------
@@ -170,7 +170,7 @@ printf '(d2) already current: median %s ms, max %s ms\n' "$(median <"$W/times/d2
 printf '(d3) hello prebuilt deploy %s ms, build+package+deploy %s ms, ratio %s\n' "$(col "$W/times/d3" 1)" "$(col "$W/times/d3" 2)" "$(ratio "$W/times/d3")"
 echo "state timings of one cold deploy (pipe's own figures):"
 "$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$W/runs/pipe-final" | grep -E "resolve|total"
-echo "tools: $(tar --version | head -1); $(xz --version | head -1)"
+echo "tools: $(tar --version | head_n 1); $(xz --version | head_n 1)"
 if [ -z "${BENCH_KEEP:-}" ]; then
   rm -rf "$W"
 else

@@ -28,3 +28,11 @@ bench_workdir() {
   for d in "$@"; do mkdir -p "$W/$d"; done
   echo "== work dir $W"
 }
+
+# head_n N: the first N lines of stdin, reading all of it. Every script runs
+# under `set -o pipefail`, where `cmd | head -1` fails the whole pipeline
+# with 141 when head exits before cmd has written everything (cmd gets
+# SIGPIPE: `dpkg-deb --version` does). awk drains its input, so the writer
+# always finishes. Use it (and `grep ... >/dev/null`, never `grep -q`, after
+# a pipe) for every pipe that stops reading early.
+head_n() { awk -v n="$1" 'NR <= n'; }

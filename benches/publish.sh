@@ -210,7 +210,7 @@ check() {
   if [ "$7" = deb ]; then
     got=$(fetch "$6/dists/dev/main/binary-amd64/Packages" | grep -c '^Package:' || true)
   else
-    href=$(fetch "$6/repodata/repomd.xml" | grep -o '[^"]*primary.xml.gz' | head -1)
+    href=$(fetch "$6/repodata/repomd.xml" | grep -o '[^"]*primary.xml.gz' | head_n 1)
     got=$(fetch "$6/$href" | zcat | grep -o 'packages="[0-9]*"' | tr -dc 0-9)
   fi
   if [ "$got" != "$5" ]; then
@@ -472,7 +472,7 @@ case_update() {
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "$("$pipe" --version 2>/dev/null || echo pipe): HEAD $(git -C "$repo" rev-parse --short HEAD), last change outside the benches $(git -C "$repo" log -1 --format=%h -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts')$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts' || echo ' + uncommitted changes')"
-  echo "aptly $(aptly version | awk '{print $3}'), $(apt-ftparchive --version 2>/dev/null | head -1 || echo apt-ftparchive), createrepo_c $(createrepo_c --version | awk '{print $2}'), $(gpg --version | head -1)"
+  echo "aptly $(aptly version | awk '{print $3}'), $(apt-ftparchive --version 2>/dev/null | head_n 1 || echo apt-ftparchive), createrepo_c $(createrepo_c --version | awk '{print $2}'), $(gpg --version | head_n 1)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$O/header.txt"
 

@@ -438,6 +438,128 @@ fn s3_bucket_serves_apt_and_dnf_anonymously() {
     );
 }
 
+/// Ready for a CDN: after a publish and a promote every object in the
+/// bucket carries `Cache-Control` and `Content-Type`, read back from the S3
+/// server: what is named by its content (blobs, by-hash indices,
+/// checksum-named yum data, pool files, yum package copies) is immutable for
+/// a year, what is replaced in place (`InRelease`, `Release*`,
+/// `repomd.xml*`, the pointer, records) is revalidated on every use.
+#[test]
+fn s3_objects_carry_cache_headers_for_a_cdn() {
+    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    let (server, p, _key, base) = s3_project();
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client();
+    let listed = rt
+        .block_on(
+            client
+                .list_objects_v2()
+                .bucket(server.bucket())
+                .prefix("repo/")
+                .send(),
+        )
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| !k.starts_with("repo/.pipe-probe/"))
+        .map(|k| k["repo/".len()..].to_string())
+        .collect();
+    assert!(!listed.is_truncated().unwrap_or(false));
+    let mut seen = std::collections::BTreeSet::new();
+    for key in &keys {
+        let head = rt
+            .block_on(
+                client
+                    .head_object()
+                    .bucket(server.bucket())
+                    .key(format!("repo/{key}"))
+                    .send(),
+            )
+            .unwrap();
+        let cache = head.cache_control().unwrap_or("(none)");
+        let ty = head.content_type().unwrap_or("(none)");
+        let name = key.rsplit('/').next().unwrap();
+        let checksum_named = name
+            .split_once('-')
+            .is_some_and(|(s, _)| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let (class, want_cache, want_type) = if key.starts_with("blobs/blake3/") {
+            ("blob", IMMUTABLE, "application/octet-stream")
+        } else if key.starts_with("pool/") && key.ends_with(".deb") {
+            (
+                "pool .deb",
+                IMMUTABLE,
+                "application/vnd.debian.binary-package",
+            )
+        } else if key.starts_with("pool/") && key.ends_with(".rpm") {
+            ("pool .rpm", IMMUTABLE, "application/x-rpm")
+        } else if key.starts_with("dists/dev/") && key.contains("/by-hash/SHA256/") {
+            ("by-hash", IMMUTABLE, "application/octet-stream")
+        } else if key == "dists/dev/InRelease" {
+            ("InRelease", "no-cache", "text/plain; charset=utf-8")
+        } else if key == "dists/dev/Release" {
+            ("Release", "no-cache", "text/plain; charset=utf-8")
+        } else if key == "dists/dev/Release.gpg" {
+            ("Release.gpg", "no-cache", "application/pgp-signature")
+        } else if key.starts_with("yum/dev/repodata/") && checksum_named {
+            ("yum data", IMMUTABLE, "application/gzip")
+        } else if key == "yum/dev/repodata/repomd.xml" {
+            ("repomd.xml", "no-cache", "application/xml")
+        } else if key == "yum/dev/repodata/repomd.xml.asc" {
+            ("repomd.xml.asc", "no-cache", "application/pgp-signature")
+        } else if key.starts_with("yum/dev/Packages/") && key.ends_with(".rpm") {
+            ("yum package", IMMUTABLE, "application/x-rpm")
+        } else if key == "envs/dev/pointer.json" {
+            ("pointer", "no-cache", "application/json")
+        } else if key.ends_with(".json") {
+            ("record", "no-cache", "application/json")
+        } else {
+            ("other", "no-cache", ty)
+        };
+        assert_eq!(
+            (cache, ty),
+            (want_cache, want_type),
+            "{key} ({class}): Cache-Control and Content-Type"
+        );
+        seen.insert(class);
+    }
+    for class in [
+        "blob",
+        "pool .deb",
+        "by-hash",
+        "InRelease",
+        "Release",
+        "Release.gpg",
+        "yum data",
+        "repomd.xml",
+        "repomd.xml.asc",
+        "yum package",
+        "pointer",
+        "record",
+    ] {
+        assert!(seen.contains(class), "no {class} object in {keys:#?}");
+    }
+
+    // What a client behind a CDN gets over plain HTTP: the same headers.
+    let out = run(Command::new("curl").args([
+        "-sS",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("{base}dists/dev/InRelease"),
+    ]));
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        headers.starts_with("http/1.1 200") && headers.contains("cache-control: no-cache"),
+        "InRelease over HTTP:\n{headers}"
+    );
+}
+
 /// Kills `pipe promote` before each of its writes in turn (the pointer, the
 /// history copy, every package copy and repository file): after each crash
 /// `apt-get update` accepts the repository (the old generation or the new,

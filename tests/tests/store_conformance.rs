@@ -1128,6 +1128,26 @@ async fn s3_multipart_is_conditional_and_aborted_on_failure() {
     );
     assert_eq!(read_all(&store, "big").await.len(), data.len());
     let blob = store.put_blob_file(&f).await.unwrap();
+    // A multipart upload carries the headers of a small write: a blob is
+    // immutable for a cache in front of the bucket.
+    let head = moto
+        .client()
+        .head_object()
+        .bucket(moto.bucket())
+        .key(format!(
+            "p/{}",
+            pipeline::store::layout::blob_key(&blob.blob.blake3)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (head.cache_control(), head.content_type()),
+        (
+            Some("public, max-age=31536000, immutable"),
+            Some("application/octet-stream")
+        )
+    );
     let dest = dir.path().join("back");
     store.get_blob_to_file(&blob.blob, &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), data);

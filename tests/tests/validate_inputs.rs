@@ -49,11 +49,16 @@ files = [{ src = "fifo/", dst = "/usr/share/f/" }]
 
 /// 1-based line and column of the first `needle` in `BAD`.
 fn at(needle: &str) -> String {
-    let i = BAD
+    at_in(BAD, needle)
+}
+
+/// 1-based line and column of the first `needle` in `toml`.
+fn at_in(toml: &str, needle: &str) -> String {
+    let i = toml
         .find(needle)
-        .unwrap_or_else(|| panic!("{needle} not in BAD"));
-    let line = BAD[..i].matches('\n').count() + 1;
-    let column = i - BAD[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
+        .unwrap_or_else(|| panic!("{needle} not in {toml}"));
+    let line = toml[..i].matches('\n').count() + 1;
+    let column = i - toml[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
     format!("pipeline.toml:{line}:{column}")
 }
 
@@ -160,4 +165,109 @@ fn the_store_url_in_the_file_follows_the_store_url_parser() {
     assert!(run.stderr.contains("prefix"), "{}", run.stderr);
     let flag = p.pipe(&["--store", "s3://ok-bucket/a/../b", "status"]);
     flag.expect_code(2);
+}
+
+const BUILT: &str = r#"[project]
+name = "demo"
+version = "1.0.0"
+source_date_epoch = 1700000000
+
+[environments.dev]
+
+[steps.gen]
+run = "mkdir -p gen && cp templates/a.in gen/a"
+inputs = ["templates/*.in"]
+outputs = ["gen/"]
+
+[packages.demo]
+summary = "Demo"
+maintainer = "Demo <demo@example.com>"
+license = "MIT"
+license_file = "LICENSE"
+changelog = "CHANGES.md"
+arch = "all"
+formats = ["deb", "rpm"]
+files = [
+  { src = "demo.txt", dst = "/usr/share/demo/demo.txt" },
+  { src = "share/", dst = "/usr/share/demo/share/" },
+  { src = "gen/a", dst = "/usr/share/demo/a" },
+]
+"#;
+
+/// Publish, promote, rollback, refresh, history and status read the store,
+/// not the inputs: they work on a project whose input files were all
+/// removed after the build, while validate and build still name each
+/// missing one at its position.
+#[test]
+fn store_commands_work_with_the_inputs_gone_validate_and_build_name_them() {
+    let p = Project::new();
+    p.write("pipeline.toml", BUILT)
+        .write("demo.txt", "one\n")
+        .write("share/x.txt", "x\n")
+        .write("templates/a.in", "a\n")
+        .write("LICENSE", "Permission is granted.\n")
+        .write("CHANGES.md", "## 1.0.0 - 2023-11-01\n- First.\n");
+    p.with_signing_key();
+    let build_now = || {
+        p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = build_now();
+    p.write("demo.txt", "two\n")
+        .write("pipeline.toml", &BUILT.replace("1.0.0", "1.0.1"))
+        .write(
+            "CHANGES.md",
+            "## 1.0.1 - 2023-11-02\n- Second.\n\n## 1.0.0 - 2023-11-01\n- First.\n",
+        );
+    let build = build_now();
+    assert_ne!(first, build);
+    let inputs = ["demo.txt", "share", "templates", "LICENSE", "CHANGES.md"];
+    for gone in inputs {
+        let path = p.path().join(gone);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+
+    p.pipe(&["publish", &first]).expect_code(0);
+    p.pipe(&["publish", &build]).expect_code(0);
+    p.pipe(&["promote", &first, "--to", "dev"]).expect_code(0);
+    p.pipe(&["promote", &build, "--to", "dev"]).expect_code(0);
+    p.pipe(&["rollback", "--env", "dev"]).expect_code(0);
+    p.pipe(&["promote", &build, "--to", "dev"]).expect_code(0);
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    let history = p.pipe(&["--json", "history", "dev"]).expect_code(0).json();
+    assert!(history.to_string().contains(&build), "{history}");
+    let status = p.pipe(&["--json", "status"]).expect_code(0).json();
+    assert!(status.to_string().contains(&build), "{status}");
+
+    // validate and build: every missing input, at its position.
+    for command in ["validate", "build"] {
+        let run = p.pipe_here(&[command]);
+        run.expect_code(2);
+        for (needle, what) in [
+            ("\"templates/*.in\"", "matches no file"),
+            ("\"demo.txt\"", "does not exist"),
+            ("\"share/\"", "does not exist"),
+            ("\"LICENSE\"", "does not exist"),
+            ("\"CHANGES.md\"", "does not exist"),
+        ] {
+            let position = at_in(BUILT, needle);
+            let block = run
+                .stderr
+                .split("error: ")
+                .find(|b| b.contains(&format!("--> {position}")))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "pipe {command}: no error at {position} ({needle}) in:\n{}",
+                        run.stderr
+                    )
+                });
+            assert!(block.contains(what), "{needle}: {what:?} in:\n{block}");
+        }
+    }
 }

@@ -20,6 +20,19 @@ use crate::{Error, Result};
 /// The file name pipe looks for in the project directory.
 pub const PIPELINE_FILE: &str = "pipeline.toml";
 
+/// What loading `pipeline.toml` does with the input files it names
+/// (package `src`, step input globs, changelogs, license files, image and
+/// machine bases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    /// Stat, resolve and read them, reporting each problem at its position
+    /// in `pipeline.toml` (`pipe validate`, `pipe build`).
+    Check,
+    /// Leave them alone: the model only. A [`FileEntry::is_dir`] is then what
+    /// `src` declares (a trailing `/`), not what is on disk.
+    Skip,
+}
+
 /// A validated `pipeline.toml`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pipeline {
@@ -447,8 +460,23 @@ impl Pipeline {
             })
     }
 
-    /// Reads and validates `pipeline.toml` in `dir`.
+    /// Reads and validates `pipeline.toml` in `dir`, and the input files it
+    /// names ([`Inputs::Check`]: what `pipe validate` and `pipe build` do).
     pub fn load(dir: &Path) -> Result<Pipeline> {
+        Self::load_with(dir, Inputs::Check)
+    }
+
+    /// Reads and validates `pipeline.toml` in `dir` without touching the
+    /// input files it names ([`Inputs::Skip`]): what the commands that work
+    /// on the store (publish, promote, rollback, refresh, history, status,
+    /// deploy) need, at a cost independent of the number of inputs.
+    pub fn load_model(dir: &Path) -> Result<Pipeline> {
+        Self::load_with(dir, Inputs::Skip)
+    }
+
+    /// Reads and validates `pipeline.toml` in `dir`, its inputs as `inputs`
+    /// says.
+    pub fn load_with(dir: &Path, inputs: Inputs) -> Result<Pipeline> {
         let file = dir.join(PIPELINE_FILE);
         let source = match std::fs::read_to_string(&file) {
             Ok(s) => s,
@@ -463,14 +491,24 @@ impl Pipeline {
             }
             Err(e) => return Err(Error::io(&file, e)),
         };
-        Self::from_source(&file, dir, &source)
+        Self::from_source_with(&file, dir, &source, inputs)
     }
 
-    /// Validates `source`, the text of `file`; relative paths resolve against
-    /// `dir`.
+    /// Validates `source`, the text of `file`, and the input files it names;
+    /// relative paths resolve against `dir`.
     pub fn from_source(file: &Path, dir: &Path, source: &str) -> Result<Pipeline> {
+        Self::from_source_with(file, dir, source, Inputs::Check)
+    }
+
+    /// Validates `source`, the text of `file`, its inputs as `inputs` says.
+    pub fn from_source_with(
+        file: &Path,
+        dir: &Path,
+        source: &str,
+        inputs: Inputs,
+    ) -> Result<Pipeline> {
         let shown = display_path(file);
-        parse::parse(&shown, dir, source).map_err(Error::Config)
+        parse::parse(&shown, dir, source, inputs).map_err(Error::Config)
     }
 
     /// The absolute path of `pipeline.toml` (`file` is as the user should see

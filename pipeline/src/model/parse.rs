@@ -89,10 +89,16 @@ const IMAGE_KEYS: &[&str] = &[
 const MACHINE_KEYS: &[&str] = &["base", "packages", "post_install", "size", "formats"];
 const DEPLOY_KEYS: &[&str] = &["files", "packages", "after"];
 
-pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, Diagnostics> {
+pub(super) fn parse(
+    file: &Path,
+    dir: &Path,
+    source: &str,
+    inputs: Inputs,
+) -> Result<Pipeline, Diagnostics> {
     let mut cx = Cx {
         diags: Diagnostics::new(file, source),
         dir,
+        inputs,
         step_outputs: Vec::new(),
         version: None,
         step_globs: Vec::new(),
@@ -191,6 +197,9 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
 struct Cx<'a> {
     diags: Diagnostics,
     dir: &'a Path,
+    /// Whether input files are looked at ([`Inputs::Skip`]: only
+    /// `pipeline.toml` is read).
+    inputs: Inputs,
     /// Every declared step output (without a trailing `/`) and its step:
     /// package files may come from them, so they need not exist before a build.
     step_outputs: Vec<(String, String)>,
@@ -414,7 +423,12 @@ impl Cx<'_> {
 
     /// A path relative to the project directory that must exist. Returns
     /// whether it is a directory.
+    /// Without [`Inputs::Check`] nothing is looked at: what `rel` declares
+    /// (a trailing `/` for a directory).
     fn existing_path(&mut self, rel: &str, span: Span, what: &str) -> Option<bool> {
+        if self.inputs == Inputs::Skip {
+            return Some(rel.ends_with('/'));
+        }
         let path = self.dir.join(rel);
         match std::fs::metadata(&path) {
             Ok(m) => Some(m.is_dir()),
@@ -792,6 +806,9 @@ impl Cx<'_> {
     /// A step input glob that matches no file, and cannot match another
     /// step's outputs either, fails the build; say so now, at the glob.
     fn check_step_globs(&mut self) {
+        if self.inputs == Inputs::Skip {
+            return;
+        }
         let globs = std::mem::take(&mut self.step_globs);
         let mut files: Option<Vec<String>> = None;
         for (step, glob, span) in globs {
@@ -1296,6 +1313,7 @@ impl Cx<'_> {
             // package stage makes (links leaving the project, names that
             // are not UTF-8 or hold a newline, FIFOs and devices).
             if from_step.is_none()
+                && self.inputs == Inputs::Check
                 && let Err(e) = stages::tree::resolve(
                     self.dir,
                     &[stages::tree::Mapping {
@@ -1829,11 +1847,17 @@ impl Cx<'_> {
         let group = one_line(self, "group");
         let license_file = field(t, "license_file").and_then(|(_, v)| {
             let rel = self.existing_file(v, "`license_file`")?;
+            if self.inputs == Inputs::Skip {
+                return Some(rel);
+            }
             self.text_file(&rel, v.span(), "`license_file`")?;
             Some(rel)
         });
         let changelog = field(t, "changelog").and_then(|(_, v)| {
             let rel = self.existing_file(v, "`changelog`")?;
+            if self.inputs == Inputs::Skip {
+                return Some(rel);
+            }
             let text = self.text_file(&rel, v.span(), "`changelog`")?;
             let version = self.version.clone()?;
             let author = maintainer.unwrap_or(package);

@@ -30,6 +30,18 @@ pub fn env_of(key: &str) -> Option<&str> {
     key.strip_prefix(ENVS)?.split('/').next()
 }
 
+/// The prefix of the shared package pool ([`pool`]).
+const POOL: &str = "pool/";
+
+/// The prefix of every apt suite ([`apt_suite`]).
+const DISTS: &str = "dists/";
+
+/// The prefix of every yum repository ([`yum_repo`]).
+const YUM: &str = "yum/";
+
+/// Where a yum repository has its package copies ([`yum_package_href`]).
+const YUM_PACKAGES: &str = "Packages/";
+
 /// The one apt component pipe publishes.
 pub const APT_COMPONENT: &str = "main";
 
@@ -101,12 +113,12 @@ pub fn pool(package: &str, file: &str) -> String {
     } else {
         package.get(..1).unwrap_or("_")
     };
-    format!("pool/{APT_COMPONENT}/{fan}/{package}/{file}")
+    format!("{POOL}{APT_COMPONENT}/{fan}/{package}/{file}")
 }
 
 /// `dists/<env>`: the apt suite of `env`.
 pub fn apt_suite(env: &str) -> String {
-    format!("dists/{env}")
+    format!("{DISTS}{env}")
 }
 
 /// A content-addressed apt index file of `env`'s suite.
@@ -116,7 +128,7 @@ pub fn apt_by_hash(env: &str, index_dir: &str, sha256: &str) -> String {
 
 /// `yum/<env>`: the yum repository of `env`.
 pub fn yum_repo(env: &str) -> String {
-    format!("yum/{env}")
+    format!("{YUM}{env}")
 }
 
 /// A file of `env`'s yum repository (`repodata/...`, `Packages/...`).
@@ -133,7 +145,113 @@ pub fn yum_package_href(artifact: &str) -> String {
         .chars()
         .next()
         .map_or('_', |c| c.to_ascii_lowercase());
-    format!("Packages/{fan}/{artifact}")
+    format!("{YUM_PACKAGES}{fan}/{artifact}")
+}
+
+/// How long a cache in front of the store (a CDN, a caching proxy) may serve
+/// an object without asking the store again: what the object's key says it
+/// is. The S3 backend sends it as `Cache-Control` on every write
+/// ([`http_headers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectClass {
+    /// Named by its content (blobs, apt `by-hash` files, checksum-named yum
+    /// data) or never rewritten with other bytes (pool files and the yum
+    /// repository's package copies, whose names carry name, version and
+    /// architecture, pinned by their version record): cached for a year,
+    /// never revalidated.
+    Immutable,
+    /// Replaced in place (`InRelease`, `Release*`, `repomd.xml*`, plain
+    /// `Packages*`, pointers, history, records, views' state): a cache may
+    /// keep a copy but asks the store (a conditional request on the ETag)
+    /// before every use, so a host never reads a suite older than the
+    /// store's, and a pair read together (`repomd.xml` and its `.asc`) is
+    /// never mixed across generations by the cache.
+    Mutable,
+}
+
+impl ObjectClass {
+    /// The `Cache-Control` value for objects of this class.
+    pub fn cache_control(self) -> &'static str {
+        match self {
+            ObjectClass::Immutable => "public, max-age=31536000, immutable",
+            ObjectClass::Mutable => "no-cache",
+        }
+    }
+}
+
+/// The class of the object at `key` (a key this module builds). Anything
+/// not known to be immutable is [`ObjectClass::Mutable`]: a wrong guess that
+/// way costs a revalidation, the other way a stale repository.
+pub fn object_class(key: &str) -> ObjectClass {
+    let immutable = key.starts_with(BLOBS)
+        || key.starts_with(POOL)
+        || (key.starts_with(DISTS) && key.contains("/by-hash/"))
+        || yum_data_is_checksum_named(key)
+        || key
+            .strip_prefix(YUM)
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_env, href)| href.starts_with(YUM_PACKAGES));
+    if immutable {
+        ObjectClass::Immutable
+    } else {
+        ObjectClass::Mutable
+    }
+}
+
+/// `yum/<env>/repodata/<64 hex>-<kind>.<ext>`: the data files `repomd.xml`
+/// names by their SHA-256.
+fn yum_data_is_checksum_named(key: &str) -> bool {
+    let Some(name) = key
+        .strip_prefix(YUM)
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(_env, href)| href.strip_prefix("repodata/"))
+    else {
+        return false;
+    };
+    name.split_once('-')
+        .is_some_and(|(sum, _)| sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The `Content-Type` of the object at `key`, from its name. Blobs and
+/// `by-hash` copies do not name their format: `application/octet-stream`.
+pub fn content_type(key: &str) -> &'static str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    if key.starts_with(DISTS) && key.contains("/by-hash/") {
+        return "application/octet-stream";
+    }
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("json") => "application/json",
+        Some("deb") => "application/vnd.debian.binary-package",
+        Some("rpm") => "application/x-rpm",
+        Some("gz") => "application/gzip",
+        Some("xz") => "application/x-xz",
+        Some("zst") => "application/zstd",
+        Some("bz2") => "application/x-bzip2",
+        Some("xml") => "application/xml",
+        Some("gpg") => "application/pgp-signature",
+        Some("asc") if key == KEYRING => "application/pgp-keys",
+        Some("asc") => "application/pgp-signature",
+        _ if matches!(name, "InRelease" | "Release" | "Packages") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The HTTP headers an object at `key` is stored with: `Cache-Control`
+/// (from [`object_class`]) and `Content-Type` (from [`content_type`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpHeaders {
+    /// `Cache-Control`.
+    pub cache_control: &'static str,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+}
+
+/// The headers of the object at `key`.
+pub fn http_headers(key: &str) -> HttpHeaders {
+    HttpHeaders {
+        cache_control: object_class(key).cache_control(),
+        content_type: content_type(key),
+    }
 }
 
 /// The signed pointer to the machine image `machine` promoted to `env`:
@@ -176,5 +294,91 @@ mod tests {
             yum_file("dev", "repodata/x.xml.gz"),
             "yum/dev/repodata/x.xml.gz"
         );
+    }
+
+    #[test]
+    fn content_addressed_objects_are_immutable_the_rest_revalidated() {
+        let sum = "ab".repeat(32);
+        let immutable = [
+            blob_key(&sum),
+            pool("hello", "hello_1.0_all.deb"),
+            apt_by_hash("dev", "main/binary-all", &sum),
+            yum_file("dev", &format!("repodata/{sum}-primary.xml.gz")),
+            yum_file("dev", &yum_package_href("hello-1.0-1.noarch.rpm")),
+        ];
+        for key in &immutable {
+            assert_eq!(object_class(key), ObjectClass::Immutable, "{key}");
+            assert_eq!(
+                http_headers(key).cache_control,
+                "public, max-age=31536000, immutable"
+            );
+        }
+        let mutable = [
+            format!("{}/InRelease", apt_suite("dev")),
+            format!("{}/Release", apt_suite("dev")),
+            format!("{}/Release.gpg", apt_suite("dev")),
+            format!("{}/main/binary-all/Packages.xz", apt_suite("dev")),
+            yum_file("dev", "repodata/repomd.xml"),
+            yum_file("dev", "repodata/repomd.xml.asc"),
+            // Not checksum-named: a name that only looks like one.
+            yum_file("dev", "repodata/abc-primary.xml.gz"),
+            pointer("dev"),
+            history_entry("dev", 1),
+            view_state("dev", "apt"),
+            version_record("hello_1.0_all.deb"),
+            build_file("b-1", "manifest.json"),
+            ROOT.to_string(),
+            KEYRING.to_string(),
+            machine_pointer("web", "prod"),
+            machine_pointer_signed("web", "prod"),
+        ];
+        for key in &mutable {
+            assert_eq!(object_class(key), ObjectClass::Mutable, "{key}");
+            assert_eq!(http_headers(key).cache_control, "no-cache");
+        }
+    }
+
+    #[test]
+    fn content_types_follow_names() {
+        let sum = "cd".repeat(32);
+        let cases = [
+            (blob_key(&sum), "application/octet-stream"),
+            (
+                pool("hello", "hello_1.0_all.deb"),
+                "application/vnd.debian.binary-package",
+            ),
+            (
+                apt_by_hash("dev", "main/binary-all", &sum),
+                "application/octet-stream",
+            ),
+            ("dists/dev/InRelease".into(), "text/plain; charset=utf-8"),
+            ("dists/dev/Release.gpg".into(), "application/pgp-signature"),
+            (
+                "dists/dev/main/binary-all/Packages".into(),
+                "text/plain; charset=utf-8",
+            ),
+            (
+                "dists/dev/main/binary-all/Packages.xz".into(),
+                "application/x-xz",
+            ),
+            (yum_file("dev", "repodata/repomd.xml"), "application/xml"),
+            (
+                yum_file("dev", "repodata/repomd.xml.asc"),
+                "application/pgp-signature",
+            ),
+            (
+                yum_file("dev", &format!("repodata/{sum}-primary.xml.gz")),
+                "application/gzip",
+            ),
+            (
+                yum_file("dev", &yum_package_href("hello-1.0-1.noarch.rpm")),
+                "application/x-rpm",
+            ),
+            (pointer("dev"), "application/json"),
+            (KEYRING.into(), "application/pgp-keys"),
+        ];
+        for (key, ty) in cases {
+            assert_eq!(content_type(&key), ty, "{key}");
+        }
     }
 }

@@ -7,6 +7,11 @@
 //! whatever the size; a failed multipart upload is aborted. Streams are
 //! spooled to a temporary file first: S3 needs the length up front, and a
 //! retry must be able to send the bytes again.
+//!
+//! Every write (PutObject, CreateMultipartUpload, CopyObject with
+//! `MetadataDirective: REPLACE`) sets `Cache-Control` and `Content-Type`
+//! from the key ([`layout::http_headers`]), so a CDN in front of the bucket
+//! caches what is immutable for a year and revalidates the rest.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,9 +25,10 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use futures::{StreamExt, TryStreamExt};
 
+use super::layout;
 use super::{
     Backend, Body, BodyInner, Condition, Object, ObjectBody, ObjectMeta, OpenOptions, S3Overrides,
     Version,
@@ -268,11 +274,14 @@ impl S3Backend {
         size: u64,
         cond: &Condition,
     ) -> Result<Version> {
+        let headers = layout::http_headers(key);
         let mut req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .cache_control(headers.cache_control)
+            .content_type(headers.content_type)
             .content_length(size as i64)
             .body(body);
         req = match cond {
@@ -299,11 +308,14 @@ impl S3Backend {
         cond: &Condition,
     ) -> Result<Version> {
         let full = self.full_key(key);
+        let headers = layout::http_headers(key);
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&full)
+            .cache_control(headers.cache_control)
+            .content_type(headers.content_type)
             .send()
             .await
             .map_err(|e| self.error("CreateMultipartUpload", key, e))?;
@@ -559,11 +571,17 @@ impl Backend for S3Backend {
         // No HEAD first: a round trip per package costs more than the rare
         // copy over an existing target, which holds the same bytes (the
         // source is immutable and `to` is only ever a copy of it).
+        // A copy takes its headers from `to` (a blob copied into the pool
+        // becomes a .deb): REPLACE, or S3 keeps the source's.
+        let headers = layout::http_headers(to);
         self.client
             .copy_object()
             .bucket(&self.bucket)
             .copy_source(copy_source(&self.bucket, &self.full_key(from)))
             .key(self.full_key(to))
+            .metadata_directive(MetadataDirective::Replace)
+            .cache_control(headers.cache_control)
+            .content_type(headers.content_type)
             .send()
             .await
             .map_err(|e| self.error("CopyObject", to, e))?;

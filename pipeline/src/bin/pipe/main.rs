@@ -22,8 +22,11 @@ pub struct Context {
     pub unsafe_no_cas: bool,
     pub json: bool,
     pub printer: Printer,
-    /// `pipeline.toml`, loaded and validated once, on first use.
+    /// `pipeline.toml`, loaded and validated once, on first use, without
+    /// its input files.
     pipeline: std::sync::OnceLock<pipeline::model::Pipeline>,
+    /// `pipeline.toml` and its input files checked (validate, build).
+    checked: std::sync::OnceLock<pipeline::model::Pipeline>,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         json: cli.json,
         printer,
         pipeline: std::sync::OnceLock::new(),
+        checked: std::sync::OnceLock::new(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,7 +10,7 @@ use super::human_bytes;
 use crate::Context;
 
 pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
-    let p = cx.pipeline()?;
+    let p = cx.pipeline_with_inputs()?;
     if plan_only {
         // Without a key the plan still shows everything but the keys of
         // artifacts signed inside (rpm).

@@ -22,14 +22,27 @@ use crate::Context;
 pub const DEFAULT_STORE: &str = ".pipe/store";
 
 impl Context {
-    /// The project's `pipeline.toml`, loaded and validated on first use; the
-    /// commands and the helpers here (signing key, store URL) share it.
+    /// The project's `pipeline.toml`, loaded and validated on first use
+    /// without reading its input files (what the commands that work on the
+    /// store need); the commands and the helpers here (signing key, store
+    /// URL) share it.
     pub fn pipeline(&self) -> Result<&Pipeline> {
-        if let Some(p) = self.pipeline.get() {
+        if let Some(p) = self.checked.get().or_else(|| self.pipeline.get()) {
+            return Ok(p);
+        }
+        let loaded = Pipeline::load_model(&self.dir)?;
+        Ok(self.pipeline.get_or_init(|| loaded))
+    }
+
+    /// The project's `pipeline.toml` with every input file it names checked
+    /// (stat, resolved, read), each problem at its position: `pipe
+    /// validate` and `pipe build`.
+    pub fn pipeline_with_inputs(&self) -> Result<&Pipeline> {
+        if let Some(p) = self.checked.get() {
             return Ok(p);
         }
         let loaded = Pipeline::load(&self.dir)?;
-        Ok(self.pipeline.get_or_init(|| loaded))
+        Ok(self.checked.get_or_init(|| loaded))
     }
 
     /// The store to use: `--store`/`$PIPE_STORE`, else `[store] url`, else the

@@ -10,7 +10,7 @@ use super::human_bytes;
 use crate::Context;
 
 pub fn run(cx: &Context) -> Result<()> {
-    let p = cx.pipeline()?;
+    let p = cx.pipeline_with_inputs()?;
     let store = cx.store_url(Some(p))?;
     let plan = Plan::new(p)?;
     let inputs: Vec<(String, u64, u64)> = p
