@@ -134,14 +134,32 @@ pub enum Error {
         detail: String,
     },
 
-    /// The S3 endpoint could not be reached at all.
-    #[error("cannot reach the S3 endpoint {endpoint} (bucket `{bucket}`): {detail}")]
+    /// The S3 endpoint could not be reached, or did not answer within the
+    /// timeouts and the operation's deadline.
+    #[error(
+        "the S3 endpoint {endpoint} (bucket `{bucket}`) did not answer {operation} `{key}`: {detail}"
+    )]
     Unreachable {
         /// The endpoint URL.
         endpoint: String,
         /// The bucket.
         bucket: String,
+        /// The S3 operation (`GetObject`, ...).
+        operation: &'static str,
+        /// The store key.
+        key: String,
         /// What the connection attempt saw.
+        detail: String,
+    },
+
+    /// No S3 credentials were found, so no request was sent.
+    #[error("no S3 credentials were found for the endpoint {endpoint} (bucket `{bucket}`): {detail}")]
+    NoCredentials {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// What the credential providers said.
         detail: String,
     },
 
@@ -318,6 +336,9 @@ impl Error {
             Error::Signing(_) => EXIT_USAGE,
             Error::Keys(_) => EXIT_USAGE,
             Error::Conflict { .. } | Error::AlreadyExists { .. } => EXIT_CONFLICT,
+            // Missing or refused credentials are configuration, whichever
+            // command meets them.
+            Error::NoCredentials { .. } | Error::AccessDenied { .. } => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -365,7 +386,11 @@ impl Error {
                     .into(),
             ),
             Error::Unreachable { .. } => Some(
-                "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running"
+                "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running; on a slow link raise `[store] request_timeout` and `timeout` (or `--request-timeout`, `--timeout`)"
+                    .into(),
+            ),
+            Error::NoCredentials { .. } => Some(
+                "set `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `AWS_PROFILE`; to read a bucket that allows anonymous reads, pass `--no-sign` (or `[store] no_sign = true`)"
                     .into(),
             ),
             Error::AccessDenied { .. } => Some(

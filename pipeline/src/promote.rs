@@ -168,6 +168,47 @@ pub async fn rollback(
     .await
 }
 
+/// What hosts run to follow a rollback: `apt-get upgrade` and `dnf upgrade`
+/// never install an older version, so a host that already took the newer
+/// build stays on it until told.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HostFollow {
+    /// apt: install the rolled-back versions, downgrading.
+    pub apt_install: Option<String>,
+    /// apt, once per host: pin the origin at priority 1000, so `apt-get
+    /// upgrade` follows every rollback of the suite by itself; the file's
+    /// path and content.
+    pub apt_pin: Option<(String, String)>,
+    /// dnf: sync the packages to the repository's versions, downgrading.
+    pub dnf_distro_sync: Option<String>,
+}
+
+/// [`HostFollow`] for a build's packages; `origin` is the apt `Origin`
+/// (`[repository] origin`).
+pub fn host_follow(index: &index::BuildIndex, origin: &str) -> HostFollow {
+    let mut debs: Vec<String> = index
+        .debs
+        .iter()
+        .map(|d| format!("{}={}", d.stanza.package, d.stanza.version))
+        .collect();
+    debs.sort();
+    debs.dedup();
+    let mut rpms: Vec<String> = index.rpms.iter().map(|r| r.xml.nevra.0.clone()).collect();
+    rpms.sort();
+    rpms.dedup();
+    HostFollow {
+        apt_install: (!debs.is_empty())
+            .then(|| format!("apt-get install --allow-downgrades {}", debs.join(" "))),
+        apt_pin: (!debs.is_empty()).then(|| {
+            (
+                format!("/etc/apt/preferences.d/{origin}.pref"),
+                format!("Package: *\nPin: release o={origin}\nPin-Priority: 1000\n"),
+            )
+        }),
+        dnf_distro_sync: (!rpms.is_empty()).then(|| format!("dnf distro-sync {}", rpms.join(" "))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,7 +159,7 @@ fn list(cx: &Context, keyring: Option<&Path>) -> Result<()> {
             keys
         }
     };
-    cx.printer.result(
+    cx.printer.answer(
         || {
             let mut s = String::new();
             for k in &keys {

@@ -32,7 +32,7 @@ pub async fn run(cx: &Context) -> Result<()> {
         })
         .collect();
 
-    cx.printer.result(
+    cx.printer.answer(
         || {
             let mut s = format!("store: {url}");
             match st.format {
@@ -71,7 +71,15 @@ pub async fn run(cx: &Context) -> Result<()> {
                 "builds": builds,
                 "local_builds": local_builds,
                 "latest": latest,
-                "environments": pointers.iter().map(|(n, f, b)| json!({"name": n, "from": f, "build": b})).collect::<Vec<Value>>(),
+                "environments": st.environments.iter().map(|e| json!({
+                    "name": e.name,
+                    "from": e.from,
+                    "build": e.head.as_ref().map(|h| &h.build),
+                    "seq": e.head.as_ref().map(|h| h.seq),
+                    "at": e.head.as_ref().map(|h| &h.at),
+                    "action": e.head.as_ref().map(|h| &h.action),
+                    "actor": e.head.as_ref().map(|h| &h.actor),
+                })).collect::<Vec<Value>>(),
             })
         },
     );
