@@ -227,7 +227,7 @@ pub async fn show_history(
         None => {
             if let Err((message, hint)) = pipeline::model::rules::environment_name(env) {
                 return Err(Error::Usage {
-                    message: format!("`{env}` is not an environment name: {message}"),
+                    message,
                     hint: Some(hint),
                 });
             }
