@@ -200,8 +200,20 @@ pub fn host_follow(index: &index::BuildIndex, origin: &str) -> HostFollow {
         apt_install: (!debs.is_empty())
             .then(|| format!("apt-get install --allow-downgrades {}", debs.join(" "))),
         apt_pin: (!debs.is_empty()).then(|| {
+            // apt ignores a preferences.d file whose name has other
+            // characters than these.
+            let file: String = origin
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
             (
-                format!("/etc/apt/preferences.d/{origin}.pref"),
+                format!("/etc/apt/preferences.d/{file}.pref"),
                 format!("Package: *\nPin: release o={origin}\nPin-Priority: 1000\n"),
             )
         }),
