@@ -153,7 +153,9 @@ pub enum Error {
     },
 
     /// No S3 credentials were found, so no request was sent.
-    #[error("no S3 credentials were found for the endpoint {endpoint} (bucket `{bucket}`): {detail}")]
+    #[error(
+        "no S3 credentials were found for the endpoint {endpoint} (bucket `{bucket}`): {detail}"
+    )]
     NoCredentials {
         /// The endpoint URL.
         endpoint: String,

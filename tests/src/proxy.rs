@@ -444,7 +444,9 @@ fn relay_with_fault(
             }
             Fault::Unavailable(n) => {
                 let refused = faulted
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| (f < n).then_some(f + 1))
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                        (f < n).then_some(f + 1)
+                    })
                     .is_ok();
                 if refused {
                     let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";

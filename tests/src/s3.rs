@@ -202,7 +202,13 @@ impl MotoServer {
         );
         tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(self.client().put_bucket_policy().bucket(b).policy(policy).send())
+            .block_on(
+                self.client()
+                    .put_bucket_policy()
+                    .bucket(b)
+                    .policy(policy)
+                    .send(),
+            )
             .expect("put the bucket policy");
     }
 

@@ -24,7 +24,8 @@ files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
 
 fn project() -> Project {
     let p = Project::new();
-    p.write("pipeline.toml", PIPELINE).write("demo.txt", "one\n");
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n");
     p.with_signing_key();
     p
 }
@@ -32,7 +33,8 @@ fn project() -> Project {
 #[test]
 fn json_usage_errors_are_one_document() {
     let p = Project::new();
-    p.write("pipeline.toml", PIPELINE).write("demo.txt", "one\n");
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n");
     for args in [
         &["--json", "frobnicate"][..],
         &["--json", "promote"],
@@ -44,7 +46,10 @@ fn json_usage_errors_are_one_document() {
         assert_eq!(doc["ok"], false, "{args:?}: {doc}");
         assert_eq!(doc["error"]["exit_code"], 2, "{args:?}: {doc}");
         assert!(doc["error"]["message"].is_string(), "{args:?}: {doc}");
-        assert!(!run.stderr.is_empty(), "{args:?}: the person still reads it");
+        assert!(
+            !run.stderr.is_empty(),
+            "{args:?}: the person still reads it"
+        );
     }
     // Without --json, stdout stays empty.
     let run = p.pipe(&["frobnicate"]);
@@ -55,7 +60,8 @@ fn json_usage_errors_are_one_document() {
 #[test]
 fn history_of_an_undeclared_or_invalid_environment_is_a_usage_error() {
     let p = Project::new();
-    p.write("pipeline.toml", PIPELINE).write("demo.txt", "one\n");
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n");
     let run = p.pipe(&["history", "../x"]);
     run.expect_code(2);
     assert!(run.stderr.contains("not declared"), "{}", run.stderr);
@@ -102,16 +108,23 @@ fn quiet_keeps_answers_json_status_has_fields_and_the_actor_is_the_uid_name() {
     assert!(dev["at"].as_str().unwrap().ends_with('Z'), "{doc}");
     assert_eq!(doc["environments"][1]["build"], serde_json::Value::Null);
 
-    let me = std::process::Command::new("id").arg("-un").output().unwrap();
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
     let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
     let actor = dev["actor"].as_str().unwrap();
-    assert!(actor.starts_with(&format!("{me}@")), "{actor} (uid name {me})");
+    assert!(
+        actor.starts_with(&format!("{me}@")),
+        "{actor} (uid name {me})"
+    );
 }
 
 #[test]
 fn logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
     let p = Project::new();
-    p.write("pipeline.toml", PIPELINE).write("demo.txt", "one\n");
+    p.write("pipeline.toml", PIPELINE)
+        .write("demo.txt", "one\n");
     // stderr a pipe: plain text.
     let run = p.pipe(&["-vv", "status"]);
     run.expect_code(0);
@@ -160,7 +173,11 @@ fn a_build_whose_s3_store_does_not_answer_builds_locally_and_says_what_was_not_s
     let run = p.pipe(&["build"]);
     run.expect_code(0);
     assert!(run.stdout.contains("not shared"), "{}", run.stdout);
-    assert!(run.stdout.contains(&format!("127.0.0.1:{port}")), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("pipe publish"), "{}", run.stdout);
     let doc = p.pipe(&["--json", "build"]).expect_code(0).json();
     assert_eq!(doc["not_shared"]["store"], "s3://nobody-home/demo", "{doc}");
@@ -189,7 +206,10 @@ fn rollback_says_how_apt_and_dnf_hosts_follow() {
     ] {
         assert!(run.stdout.contains(part), "{part}: {}", run.stdout);
     }
-    let doc = p.pipe(&["--json", "rollback", "--env", "dev"]).expect_code(0).json();
+    let doc = p
+        .pipe(&["--json", "rollback", "--env", "dev"])
+        .expect_code(0)
+        .json();
     assert!(
         doc["hosts"]["apt_install"]
             .as_str()

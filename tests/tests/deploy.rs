@@ -1063,8 +1063,26 @@ fn on_s3_a_deploy_host_without_credentials_reads_an_anonymous_bucket_with_no_sig
     for args in [
         vec!["status"],
         vec!["history", "dev"],
-        vec!["fetch", "--env", "dev", "--target", s.dir().to_str().unwrap(), "--keyring", &s.ring],
-        vec!["deploy", "--env", "dev", "--target", s.dir().to_str().unwrap(), "--keyring", &s.ring, "--set", "port=80"],
+        vec![
+            "fetch",
+            "--env",
+            "dev",
+            "--target",
+            s.dir().to_str().unwrap(),
+            "--keyring",
+            &s.ring,
+        ],
+        vec![
+            "deploy",
+            "--env",
+            "dev",
+            "--target",
+            s.dir().to_str().unwrap(),
+            "--keyring",
+            &s.ring,
+            "--set",
+            "port=80",
+        ],
     ] {
         let run = s.p.pipe(&args);
         run.expect_code(2);
@@ -1080,7 +1098,10 @@ fn on_s3_a_deploy_host_without_credentials_reads_an_anonymous_bucket_with_no_sig
     assert_eq!(s.current(), None);
 
     // With --no-sign (or `[store] no_sign`), unsigned reads are enough.
-    let doc = s.p.pipe(&["--json", "--no-sign", "status"]).expect_code(0).json();
+    let doc =
+        s.p.pipe(&["--json", "--no-sign", "status"])
+            .expect_code(0)
+            .json();
     assert_eq!(doc["environments"][0]["build"], b1.as_str(), "{doc}");
     let fetched = tempfile::tempdir().unwrap();
     s.p.pipe(&[

@@ -625,9 +625,15 @@ fn hosts_follow_a_rollback_with_what_pipe_rollback_prints() {
         .expect_code(0)
         .json();
     let hosts = &doc["hosts"];
-    assert_eq!(hosts["apt_install"], "apt-get install --allow-downgrades demo=1.0.0", "{doc}");
+    assert_eq!(
+        hosts["apt_install"], "apt-get install --allow-downgrades demo=1.0.0",
+        "{doc}"
+    );
     assert_eq!(hosts["dnf_distro_sync"], "dnf distro-sync demo", "{doc}");
-    assert_eq!(hosts["apt_pin"][0], "/etc/apt/preferences.d/Demo.pref", "{doc}");
+    assert_eq!(
+        hosts["apt_pin"][0], "/etc/apt/preferences.d/Demo.pref",
+        "{doc}"
+    );
     let pin = hosts["apt_pin"][1].as_str().unwrap();
 
     // apt: the suite now lists 1.0.0, and upgrade keeps 1.1.0.
@@ -648,7 +654,10 @@ fn hosts_follow_a_rollback_with_what_pipe_rollback_prints() {
     std::fs::write(&pin_file, pin).unwrap();
     let conf = apt.dir.join("apt.conf");
     let mut c = std::fs::read_to_string(&conf).unwrap();
-    c.push_str(&format!("Dir::Etc::Preferences \"{}\";\n", pin_file.display()));
+    c.push_str(&format!(
+        "Dir::Etc::Preferences \"{}\";\n",
+        pin_file.display()
+    ));
     std::fs::write(&conf, c).unwrap();
     assert_eq!(apt_candidate(&apt), "1.0.0");
     let sim = text(&run(apt.cmd("apt-get").args(["-s", "upgrade"])));

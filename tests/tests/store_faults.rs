@@ -125,9 +125,13 @@ fn throttling_is_retried_with_backoff_until_the_attempts_run_out() {
     // with the default five attempts.
     let proxy = FaultProxy::start(server.addr(), Fault::Unavailable(3));
     rt.block_on(async {
-        let store = Store::open_with(&url, &OpenOptions::default(), &overrides_for(&proxy.endpoint()))
-            .await
-            .unwrap();
+        let store = Store::open_with(
+            &url,
+            &OpenOptions::default(),
+            &overrides_for(&proxy.endpoint()),
+        )
+        .await
+        .unwrap();
         let put = store.put_blob(&b"through throttling"[..]).await.unwrap();
         assert!(put.uploaded);
         let mut r = store.get_blob(&put.blob).await.unwrap();

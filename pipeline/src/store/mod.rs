@@ -25,6 +25,8 @@
 //! profile's `endpoint_url`). Requests use path-style addressing
 //! (`http://host/bucket/key`) when a custom endpoint is configured or
 //! `PIPE_S3_PATH_STYLE=1`; `PIPE_S3_PATH_STYLE=0` forces virtual-hosted style.
+//! Timeouts, retries, the deadline of an operation and unsigned requests
+//! come from [`OpenOptions::network`] ([`Network`]).
 //!
 //! The first write through an S3 store checks that the server honours
 //! conditional writes (see [`OpenOptions::unsafe_no_cas`]).

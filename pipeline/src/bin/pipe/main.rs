@@ -140,8 +140,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     // (https://no-color.org: set and not empty).
     let colour = {
         use std::io::IsTerminal;
-        std::io::stderr().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -47,7 +47,11 @@ pub async fn run(cx: &Context) -> Result<()> {
             if !local_builds.is_empty() {
                 s.push_str(&format!("local builds: {}\n", local_builds.len()));
                 for b in local_builds {
-                    let mark = if latest.as_deref() == Some(b.as_str()) { "  (latest)" } else { "" };
+                    let mark = if latest.as_deref() == Some(b.as_str()) {
+                        "  (latest)"
+                    } else {
+                        ""
+                    };
                     s.push_str(&format!("  {b}{mark}\n"));
                 }
             }
@@ -56,7 +60,10 @@ pub async fn run(cx: &Context) -> Result<()> {
             } else {
                 s.push_str("environments:\n");
                 for (name, from, build) in &pointers {
-                    let from = from.as_ref().map(|f| format!("(from {f})")).unwrap_or_default();
+                    let from = from
+                        .as_ref()
+                        .map(|f| format!("(from {f})"))
+                        .unwrap_or_default();
                     let build = build.as_deref().unwrap_or("no build yet");
                     s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
                 }
