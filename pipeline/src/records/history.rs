@@ -317,12 +317,13 @@ fn uid_name() -> String {
         let mut buf = vec![0 as libc::c_char; 4096];
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr(pwd.pw_name).to_str()
-                && !name.is_empty()
-            {
-                return name.to_string();
-            }
+        if rc == 0
+            && !result.is_null()
+            && !pwd.pw_name.is_null()
+            && let Ok(name) = std::ffi::CStr::from_ptr(pwd.pw_name).to_str()
+            && !name.is_empty()
+        {
+            return name.to_string();
         }
         format!("uid{uid}")
     }
