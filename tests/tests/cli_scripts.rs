@@ -218,3 +218,51 @@ fn rollback_says_how_apt_and_dnf_hosts_follow() {
         "{doc}"
     );
 }
+
+#[test]
+fn a_build_removes_staging_directories_of_builds_that_did_not_finish_and_only_those() {
+    use std::os::fd::AsRawFd;
+    let p = project();
+    p.pipe(&["build"]).expect_code(0);
+    let builds = p.path().join(".pipe/builds");
+    let staging = |name: &str| {
+        let d = builds.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("demo_1.0.0_all.deb"), vec![7u8; 1 << 20]).unwrap();
+        d
+    };
+    // Killed: its lock file is there and nobody holds it.
+    let killed = staging(".incoming-killed");
+    std::fs::write(builds.join(".incoming-killed.lock"), "").unwrap();
+    // Killed by an older pipe (no lock file), long ago.
+    let old = staging(".incoming-old");
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    // A build running right now: its lock is held.
+    let live = staging(".incoming-live");
+    let held = std::fs::File::create(builds.join(".incoming-live.lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // Just created, its lock not taken yet.
+    let fresh = staging(".incoming-fresh");
+
+    p.pipe(&["build"]).expect_code(0);
+    assert!(!killed.exists() && !builds.join(".incoming-killed.lock").exists());
+    assert!(!old.exists());
+    assert!(live.join("demo_1.0.0_all.deb").exists(), "a live build is left alone");
+    assert!(fresh.exists(), "a directory whose build may be starting is left alone");
+    // Nothing of this build's own staging is left behind.
+    let left: Vec<String> = std::fs::read_dir(&builds)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".incoming-"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        3,
+        "live, its lock, and fresh remain: {left:?}"
+    );
+    drop(held);
+}
