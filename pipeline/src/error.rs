@@ -361,10 +361,19 @@ impl Error {
                 "the pointer stays where it moved; `pipe refresh --env {env}` regenerates the views"
             )),
             Error::DigestMismatch { .. } => Some(
-                "the stored bytes were changed or damaged; republish the build that wrote them"
+                "the stored bytes were changed or damaged; `pipe publish BUILD --read-back`, run where the build is, uploads them again"
                     .into(),
             ),
             Error::StoreFormat { .. } => Some("upgrade pipe to read this store".into()),
+            // A published blob read back with other bytes (`pipe verify --store`).
+            Error::Verify { detail, .. } if detail.starts_with("its blob `blobs/") => Some(
+                "the stored bytes were changed or damaged; `pipe publish BUILD --read-back`, run where the build is, uploads them again"
+                    .into(),
+            ),
+            Error::NotFound { key } if key.starts_with("blobs/") => Some(
+                "a published build names it but the store lost it; `pipe publish BUILD`, run where the build is, uploads it again"
+                    .into(),
+            ),
             Error::Step { failure: StepFailure::NoInput { .. }, .. } => Some(
                 "fix the glob in the step's `inputs` (globs are relative to the directory holding pipeline.toml)"
                     .into(),

@@ -251,18 +251,20 @@ fn a_build_removes_staging_directories_of_builds_that_did_not_finish_and_only_th
     p.pipe(&["build"]).expect_code(0);
     assert!(!killed.exists() && !builds.join(".incoming-killed.lock").exists());
     assert!(!old.exists());
-    assert!(live.join("demo_1.0.0_all.deb").exists(), "a live build is left alone");
-    assert!(fresh.exists(), "a directory whose build may be starting is left alone");
+    assert!(
+        live.join("demo_1.0.0_all.deb").exists(),
+        "a live build is left alone"
+    );
+    assert!(
+        fresh.exists(),
+        "a directory whose build may be starting is left alone"
+    );
     // Nothing of this build's own staging is left behind.
     let left: Vec<String> = std::fs::read_dir(&builds)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".incoming-"))
         .collect();
-    assert_eq!(
-        left.len(),
-        3,
-        "live, its lock, and fresh remain: {left:?}"
-    );
+    assert_eq!(left.len(), 3, "live, its lock, and fresh remain: {left:?}");
     drop(held);
 }

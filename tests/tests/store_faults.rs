@@ -201,3 +201,126 @@ fn store_settings_are_validated_with_positions() {
     run.expect_code(2);
     assert!(run.stderr.contains("is zero"), "{}", run.stderr);
 }
+
+/// `pipe publish` of a build already published repairs the store's copy of
+/// a blob that was lost (or is of the wrong size); `--read-back` also finds
+/// one damaged at the same size, by reading every blob back. The pool copy
+/// apt and dnf fetch is remade with it.
+#[test]
+fn publish_uploads_again_a_blob_lost_or_damaged_in_the_store() {
+    let server = MotoServer::start();
+    let mut p = Project::new();
+    let toml = format!(
+        "[project]\nname = \"demo\"\nversion = \"1.0.0\"\nsource_date_epoch = 1700000000\n\n[store]\nurl = \"s3://{}/demo\"\n\n[environments.dev]\n\n[packages.demo]\nsummary = \"Demo\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nformats = [\"deb\"]\nfiles = [{{ src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" }}]\n",
+        server.bucket()
+    );
+    p.write("pipeline.toml", &toml).write("demo.txt", "one\n");
+    for (k, v) in server.env() {
+        p.env(&k, &v);
+    }
+    p.with_signing_key();
+    let ring = p.keyring();
+    let doc = p.pipe(&["--json", "build"]).expect_code(0).json();
+    let build = doc["build"].as_str().unwrap().to_string();
+    let blob_key = format!(
+        "demo/{}",
+        doc["artifacts"][0]["store_key"].as_str().unwrap()
+    );
+    let deb = std::fs::read(doc["artifacts"][0]["path"].as_str().unwrap()).unwrap();
+    p.pipe(&["publish", &build]).expect_code(0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = server.client();
+    let bucket = server.bucket().to_string();
+    let get = |key: &str| -> Option<Vec<u8>> {
+        rt.block_on(async {
+            let out = client
+                .get_object()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await
+                .ok()?;
+            Some(out.body.collect().await.unwrap().into_bytes().to_vec())
+        })
+    };
+    let put = |key: &str, bytes: Vec<u8>| {
+        rt.block_on(
+            client
+                .put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(bytes.into())
+                .send(),
+        )
+        .unwrap();
+    };
+    let pool_key = rt.block_on(async {
+        let listed = client
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix("demo/pool/")
+            .send()
+            .await
+            .unwrap();
+        listed.contents()[0].key().unwrap().to_string()
+    });
+    let verify = || {
+        p.pipe(&[
+            "verify",
+            &build,
+            "--keyring",
+            &ring,
+            "--store",
+            &format!("s3://{bucket}/demo"),
+        ])
+    };
+    verify().expect_code(0);
+
+    // Lost: the next publish notices and uploads it again.
+    rt.block_on(client.delete_object().bucket(&bucket).key(&blob_key).send())
+        .unwrap();
+    let run = verify();
+    run.expect_code(1);
+    assert!(run.stderr.contains("is not in the store"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pipe publish BUILD"),
+        "the hint names the repair: {}",
+        run.stderr
+    );
+    let doc = p.pipe(&["--json", "publish", &build]).expect_code(0).json();
+    assert_eq!(doc["report"]["artifacts"][0]["repaired"], true, "{doc}");
+    assert_eq!(get(&blob_key).unwrap(), deb);
+    verify().expect_code(0);
+
+    // Damaged at the same size, blob and pool copy: a plain publish checks
+    // sizes only; --read-back reads every blob and repairs both.
+    let mut bad = deb.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    put(&blob_key, bad.clone());
+    put(&pool_key, bad);
+    let run = verify();
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("--read-back"),
+        "the hint names the repair: {}",
+        run.stderr
+    );
+    let doc = p.pipe(&["--json", "publish", &build]).expect_code(0).json();
+    assert_eq!(doc["report"]["artifacts"][0]["repaired"], false, "{doc}");
+    let doc = p
+        .pipe(&["--json", "publish", &build, "--read-back"])
+        .expect_code(0)
+        .json();
+    assert_eq!(doc["report"]["artifacts"][0]["repaired"], true, "{doc}");
+    assert_eq!(get(&blob_key).unwrap(), deb);
+    assert_eq!(get(&pool_key).unwrap(), deb, "the pool copy is remade");
+    verify().expect_code(0);
+    // Intact: nothing is sent again.
+    let doc = p
+        .pipe(&["--json", "publish", &build, "--read-back"])
+        .expect_code(0)
+        .json();
+    assert_eq!(doc["report"]["bytes_uploaded"], 0, "{doc}");
+}

@@ -373,7 +373,9 @@ fn remove_stale_incoming(builds: &Path) {
                 let _ = std::fs::remove_file(&lock);
                 tracing::info!(dir = %path.display(), "removed the staging directory of a build that did not finish");
             }
-            Err(e) => tracing::warn!(dir = %path.display(), error = %e, "could not remove the staging directory of a build that did not finish"),
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), error = %e, "could not remove the staging directory of a build that did not finish")
+            }
         }
     }
 }

@@ -747,6 +747,43 @@ impl Store {
         })
     }
 
+    /// Reads a blob back whole, hashing it (streaming): `true` when the
+    /// store holds exactly the bytes `blob` names, `false` when it is
+    /// missing or holds others.
+    pub async fn blob_intact(&self, blob: &BlobRef) -> Result<bool> {
+        let mut reader = match self.get_blob(blob).await {
+            Ok(r) => r,
+            Err(Error::NotFound { .. } | Error::DigestMismatch { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match tokio::io::copy(&mut reader, &mut tokio::io::sink()).await {
+            Ok(_) => Ok(true),
+            Err(e) => match blob_read_error(&reader.key, self.backend(), e) {
+                Error::DigestMismatch { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Stores the file at `path` as the blob `expected` names over whatever
+    /// the store holds under its key (a damaged copy: content addressing
+    /// says what the right bytes are). The file is hashed first; if it is
+    /// not `expected`, nothing is written and the returned `blob` says what
+    /// it holds.
+    pub async fn replace_blob_file(&self, path: &Path, expected: &BlobRef) -> Result<BlobPut> {
+        self.before_write().await?;
+        let blob = digest::hash_file(path).await?;
+        if blob != *expected {
+            return Ok(BlobPut {
+                blob,
+                uploaded: false,
+            });
+        }
+        tracing::warn!(key = %blob.key(), "replacing a damaged or missing blob");
+        self.write_blob(blob, Body::from_file(path), Condition::Overwrite)
+            .await
+    }
+
     /// Copies a blob into the file `dest`, which appears only once the bytes
     /// are verified; on [`Error::DigestMismatch`] nothing is left at `dest`.
     pub async fn get_blob_to_file(&self, blob: &BlobRef, dest: &Path) -> Result<()> {

@@ -80,6 +80,11 @@ pub enum Command {
     Publish {
         /// The build id.
         build: Option<String>,
+        /// Read back every blob the store already has and upload again any
+        /// that is damaged (without it, only a missing blob or one of the
+        /// wrong size is).
+        #[arg(long)]
+        read_back: bool,
     },
     /// Point an environment at a published build (default: the latest).
     Promote {

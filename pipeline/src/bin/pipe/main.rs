@@ -96,7 +96,9 @@ fn main() -> ExitCode {
             Command::Deploy(args) => commands::deploy::deploy(&cx, &args).await,
             Command::Fetch(args) => commands::deploy::fetch(&cx, &args).await,
             Command::Verify(args) => commands::verify::run(&cx, &args).await,
-            Command::Publish { build } => commands::publish::run(&cx, build.as_deref()).await,
+            Command::Publish { build, read_back } => {
+                commands::publish::run(&cx, build.as_deref(), read_back).await
+            }
             Command::Promote { build, to, force } => {
                 commands::promote::promote(&cx, build.as_deref(), &to, force).await
             }
