@@ -293,19 +293,6 @@ pub fn rfc3339(t: SystemTime) -> String {
     keys::Timestamp::from(t).to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        let t = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
-        assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(t(1_700_000_000)), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
-    }
-}
-
 /// How old a `.incoming-*` directory without its lock file must be to be
 /// taken as left by a killed build (the window between creating the
 /// directory and locking is a few microseconds).
@@ -377,5 +364,18 @@ fn remove_stale_incoming(builds: &Path) {
                 tracing::warn!(dir = %path.display(), error = %e, "could not remove the staging directory of a build that did not finish")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        let t = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(t(1_700_000_000)), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
     }
 }
