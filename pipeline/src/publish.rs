@@ -203,13 +203,7 @@ pub async fn publish_with(
 async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) -> Result<bool> {
     let put = store.put_blob_file_as(&dir.join(&a.name), &a.blob).await?;
     if put.blob != a.blob {
-        return Err(Error::Verify {
-            what: a.name.clone(),
-            detail: format!(
-                "the file differs from the manifest: expected sha256 {}, found {}",
-                a.blob.sha256, put.blob.sha256
-            ),
-        });
+        return Err(local_differs(a, &put.blob, "the file differs"));
     }
     let uploaded = put.uploaded;
     // Each package once in the pool, where apt and yum clients fetch it: a
@@ -219,6 +213,17 @@ async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) 
     }
     version::put(store, a, build).await?;
     Ok(uploaded)
+}
+
+/// The refusal of a local artifact file that is not what the manifest says.
+fn local_differs(a: &Artifact, found: &crate::store::BlobRef, what: &str) -> Error {
+    Error::Verify {
+        what: a.name.clone(),
+        detail: format!(
+            "{what} from the manifest: expected sha256 {}, found {}",
+            a.blob.sha256, found.sha256
+        ),
+    }
 }
 
 /// Checks the store's copy of an artifact published before (its size, and
@@ -236,13 +241,11 @@ async fn repair_artifact(dir: &Path, store: &Store, a: &Artifact, read_back: boo
     }
     let put = store.replace_blob_file(&dir.join(&a.name), &a.blob).await?;
     if put.blob != a.blob {
-        return Err(Error::Verify {
-            what: a.name.clone(),
-            detail: format!(
-                "the store's copy is missing or damaged, and the local file differs from the manifest too: expected sha256 {}, found {}",
-                a.blob.sha256, put.blob.sha256
-            ),
-        });
+        return Err(local_differs(
+            a,
+            &put.blob,
+            "the store's copy is missing or damaged, and the local file differs too",
+        ));
     }
     if let Some(pool) = kinds::of(a.kind).pool_key(a) {
         store.delete(&pool).await?;

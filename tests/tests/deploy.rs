@@ -57,6 +57,20 @@ impl Setup {
         }
     }
 
+    /// [`Setup::new`] with the store in `server`'s bucket (`[store]` gets
+    /// `store_keys` too) and its settings in the environment.
+    fn on_s3(server: &pipe_e2e::s3::MotoServer, store_keys: &str) -> Setup {
+        let store = format!("s3://{}/demo", server.bucket());
+        let mut s = Setup::new(&PIPELINE.replace(
+            "[environments.dev]",
+            &format!("[store]\nurl = \"{store}\"\n{store_keys}\n[environments.dev]"),
+        ));
+        for (k, v) in server.env() {
+            s.p.env(&k, &v);
+        }
+        s
+    }
+
     fn dir(&self) -> &Path {
         self.target.path()
     }
@@ -947,14 +961,7 @@ fn hostile_archives_are_refused_naming_the_entry() {
 #[test]
 fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
     let server = pipe_e2e::s3::MotoServer::start();
-    let store = format!("s3://{}/demo", server.bucket());
-    let mut s = Setup::new(&PIPELINE.replace(
-        "[environments.dev]",
-        &format!("[store]\nurl = \"{store}\"\n\n[environments.dev]"),
-    ));
-    for (k, v) in server.env() {
-        s.p.env(&k, &v);
-    }
+    let mut s = Setup::on_s3(&server, "");
     let b1 = s.release("1.0.0", "one\n");
     let run = s.deploy(&[]);
     run.expect_code(0);
@@ -1001,14 +1008,7 @@ fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
 #[test]
 fn on_s3_a_store_that_does_not_answer_deploys_from_the_cache_within_the_deadline() {
     let server = pipe_e2e::s3::MotoServer::start();
-    let store = format!("s3://{}/demo", server.bucket());
-    let mut s = Setup::new(&PIPELINE.replace(
-        "[environments.dev]",
-        &format!("[store]\nurl = \"{store}\"\nrequest_timeout = \"1s\"\ntimeout = \"3s\"\n\n[environments.dev]"),
-    ));
-    for (k, v) in server.env() {
-        s.p.env(&k, &v);
-    }
+    let mut s = Setup::on_s3(&server, "request_timeout = \"1s\"\ntimeout = \"3s\"\n");
     let b1 = s.release("1.0.0", "one\n");
     let offline = tempfile::tempdir().unwrap();
     let o = offline.path().to_str().unwrap();
@@ -1034,14 +1034,7 @@ fn on_s3_a_store_that_does_not_answer_deploys_from_the_cache_within_the_deadline
 #[test]
 fn on_s3_a_deploy_host_without_credentials_reads_an_anonymous_bucket_with_no_sign() {
     let server = pipe_e2e::s3::MotoServer::start();
-    let store = format!("s3://{}/demo", server.bucket());
-    let mut s = Setup::new(&PIPELINE.replace(
-        "[environments.dev]",
-        &format!("[store]\nurl = \"{store}\"\n\n[environments.dev]"),
-    ));
-    for (k, v) in server.env() {
-        s.p.env(&k, &v);
-    }
+    let mut s = Setup::on_s3(&server, "");
     let b1 = s.release("1.0.0", "one\n");
     server.allow_anonymous_read_and_list();
 
