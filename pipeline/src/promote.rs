@@ -243,6 +243,56 @@ mod tests {
     }
 
     #[test]
+    fn hosts_follow_with_every_package_at_its_version_and_a_pin_file_apt_reads() {
+        let deb = |package: &str, version: &str| index::IndexedDeb {
+            artifact: format!("{package}_{version}_all.deb"),
+            sha256: String::new(),
+            stanza: repo_index::apt::Stanza {
+                package: package.into(),
+                version: version.into(),
+                architecture: "all".into(),
+                filename: String::new(),
+                text: String::new(),
+            },
+        };
+        let rpm = |name: &str| index::IndexedRpm {
+            artifact: format!("{name}.rpm"),
+            sha256: String::new(),
+            xml: repo_index::yum::PackageXml {
+                pkgid: String::new(),
+                nevra: (name.into(), "noarch".into(), 0, "1.0".into(), "1".into()),
+                primary: String::new(),
+                filelists: String::new(),
+                other: String::new(),
+            },
+        };
+        let idx = index::BuildIndex {
+            format: 1,
+            debs: vec![deb("b", "1.0~rc1"), deb("a", "1.0")],
+            rpms: vec![rpm("b"), rpm("a")],
+        };
+        let f = host_follow(&idx, "Acme Corp/apt");
+        assert_eq!(
+            f.apt_install.as_deref(),
+            Some("apt-get install --allow-downgrades a=1.0 b=1.0~rc1")
+        );
+        let (path, pin) = f.apt_pin.unwrap();
+        assert_eq!(path, "/etc/apt/preferences.d/Acme-Corp-apt.pref");
+        assert_eq!(pin, "Package: *\nPin: release o=Acme Corp/apt\nPin-Priority: 1000\n");
+        assert_eq!(f.dnf_distro_sync.as_deref(), Some("dnf distro-sync a b"));
+        let none = host_follow(
+            &index::BuildIndex {
+                format: 1,
+                debs: vec![],
+                rpms: vec![],
+            },
+            "x",
+        );
+        assert_eq!(none.apt_install, None);
+        assert_eq!(none.dnf_distro_sync, None);
+    }
+
+    #[test]
     fn rollback_picks_the_newest_other_build_or_the_named_entry() {
         let h = [entry(1, "a"), entry(2, "b"), entry(3, "b")];
         assert_eq!(rollback_target("dev", &h, None).unwrap().entry.seq, 1);
