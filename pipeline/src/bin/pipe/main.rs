@@ -133,9 +133,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     // not ask; what it means reaches the user as pipe's error.
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "error,pipeline=warn",
-        (false, 1) => "info,pipeline=debug",
-        (false, _) => "debug,pipeline=trace",
+        (false, 0) => "error,pipeline=warn,pipe=warn",
+        (false, 1) => "info,pipeline=debug,pipe=debug",
+        (false, _) => "debug,pipeline=trace,pipe=trace",
     };
     let filter = EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colour only for a person at a terminal, and never under NO_COLOR
