@@ -14,7 +14,7 @@ venv="$root/.pipe-dev/venv"
 moto_version="5.2.5"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
-test_packages=(gnupg python3-venv rpm lintian apt-utils dnf createrepo-c)
+test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf-plugins-core createrepo-c aptly)
 bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

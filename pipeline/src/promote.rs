@@ -278,7 +278,10 @@ mod tests {
         );
         let (path, pin) = f.apt_pin.unwrap();
         assert_eq!(path, "/etc/apt/preferences.d/Acme-Corp-apt.pref");
-        assert_eq!(pin, "Package: *\nPin: release o=Acme Corp/apt\nPin-Priority: 1000\n");
+        assert_eq!(
+            pin,
+            "Package: *\nPin: release o=Acme Corp/apt\nPin-Priority: 1000\n"
+        );
         assert_eq!(f.dnf_distro_sync.as_deref(), Some("dnf distro-sync a b"));
         let none = host_follow(
             &index::BuildIndex {

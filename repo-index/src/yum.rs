@@ -209,6 +209,55 @@ pub struct PackageXml {
     pub other: String,
 }
 
+impl PackageXml {
+    /// The same package listed at `href` (relative to the repository's
+    /// base URL), whatever location it was rendered with: the location is
+    /// the repository's choice, the rest is the package's.
+    ///
+    /// Errors ([`Error::BadInput`]) on an `href` that is not a relative path
+    /// below the base URL, or a fragment without a `<location>` element.
+    pub fn with_location(&self, href: &str) -> Result<PackageXml> {
+        let who = format!(
+            "{}-{}-{}.{}",
+            self.nevra.0, self.nevra.3, self.nevra.4, self.nevra.1
+        );
+        if href.is_empty()
+            || href.starts_with('/')
+            || href.contains(|c: char| c.is_control())
+            || href
+                .split('/')
+                .any(|p| p == ".." || p == "." || p.is_empty())
+        {
+            return Err(Error::BadInput {
+                what: who,
+                detail: format!(
+                    "location href must be a relative path below the repository, got {href:?}"
+                ),
+            });
+        }
+        const START: &str = "\n  <location ";
+        let found = self.primary.find(START).and_then(|start| {
+            let from = start + START.len();
+            let end = self.primary[from..].find("/>\n")? + from + 3;
+            Some((start, end))
+        });
+        let Some((start, end)) = found else {
+            return Err(Error::BadInput {
+                what: who,
+                detail: "the primary fragment has no <location> element".into(),
+            });
+        };
+        let mut out = self.clone();
+        out.primary = format!(
+            "{}\n  <location href=\"{}\"/>\n{}",
+            &self.primary[..start],
+            esc(href),
+            &self.primary[end..]
+        );
+        Ok(out)
+    }
+}
+
 /// Files createrepo_c lists in `primary.xml` (the rest only in
 /// `filelists.xml`): what dependencies on paths usually name.
 fn is_primary_file(path: &str) -> bool {
@@ -818,6 +867,32 @@ mod tests {
             s
         };
         assert!(text(&first.data[0]).contains("packages=\"1\""));
+    }
+
+    #[test]
+    fn a_fragment_can_be_listed_elsewhere() {
+        let pkg = RpmPackage {
+            name: "hello".into(),
+            version: "1.0".into(),
+            release: "1".into(),
+            arch: "noarch".into(),
+            sha256: "ab".repeat(32),
+            location_href: "../../pool/main/h/hello/hello-1.0-1.noarch.rpm".into(),
+            ..Default::default()
+        };
+        let xml = render_package(&pkg).unwrap();
+        let moved = xml
+            .with_location("Packages/h/hello-1.0-1.noarch.rpm")
+            .unwrap();
+        let direct = render_package(&RpmPackage {
+            location_href: "Packages/h/hello-1.0-1.noarch.rpm".into(),
+            ..pkg.clone()
+        })
+        .unwrap();
+        assert_eq!(moved, direct);
+        for bad in ["", "/abs.rpm", "../x.rpm", "a//b.rpm", "a/./b.rpm"] {
+            assert!(xml.with_location(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod compress;
 pub mod deb;
+pub mod docs;
 mod error;
 mod tarball;
 pub mod tree;

@@ -115,6 +115,187 @@ pub fn resolve(root: &Path, mappings: &[Mapping], mtime: u64) -> Result<Vec<Entr
     Ok(entries)
 }
 
+/// Directories a base system already owns: the FHS 3.0 hierarchy as
+/// Debian's `base-files` and Fedora's `filesystem` packages create it, plus
+/// the shared drop-in directories of packages every system has (systemd,
+/// logrotate, cron, the man page sections, the documentation roots).
+///
+/// A package owns every other directory it creates (`/etc/hello`,
+/// `/usr/share/hello`, `/usr/share/doc/hello`), so removing it removes
+/// them and `rpm -qf` names it for them; it never claims one of these,
+/// which would make rpm report a conflict with `filesystem` over modes
+/// (`/usr/bin` is `0555` there) and make its removal try to delete `/usr`.
+/// The .deb lists every parent directory regardless, as dpkg-deb does:
+/// dpkg tracks directories shared between packages itself and removes one
+/// only when no installed package lists it.
+pub const SYSTEM_DIRECTORIES: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/cron.d",
+    "/etc/cron.daily",
+    "/etc/cron.hourly",
+    "/etc/cron.monthly",
+    "/etc/cron.weekly",
+    "/etc/default",
+    "/etc/logrotate.d",
+    "/etc/opt",
+    "/etc/pam.d",
+    "/etc/profile.d",
+    "/etc/security",
+    "/etc/skel",
+    "/etc/sudoers.d",
+    "/etc/sysconfig",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/etc/tmpfiles.d",
+    "/etc/sysctl.d",
+    "/etc/ld.so.conf.d",
+    "/etc/xdg",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/games",
+    "/usr/include",
+    "/usr/lib",
+    "/usr/lib/systemd",
+    "/usr/lib/systemd/system",
+    "/usr/lib/systemd/user",
+    "/usr/lib/sysusers.d",
+    "/usr/lib/tmpfiles.d",
+    "/usr/lib/sysctl.d",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/etc",
+    "/usr/local/include",
+    "/usr/local/lib",
+    "/usr/local/sbin",
+    "/usr/local/share",
+    "/usr/local/src",
+    "/usr/sbin",
+    "/usr/share",
+    "/usr/share/applications",
+    "/usr/share/bash-completion",
+    "/usr/share/bash-completion/completions",
+    "/usr/share/common-licenses",
+    "/usr/share/doc",
+    "/usr/share/icons",
+    "/usr/share/info",
+    "/usr/share/licenses",
+    "/usr/share/locale",
+    "/usr/share/man",
+    "/usr/share/man/man1",
+    "/usr/share/man/man2",
+    "/usr/share/man/man3",
+    "/usr/share/man/man4",
+    "/usr/share/man/man5",
+    "/usr/share/man/man6",
+    "/usr/share/man/man7",
+    "/usr/share/man/man8",
+    "/usr/share/man/man9",
+    "/usr/share/misc",
+    "/usr/share/pixmaps",
+    "/usr/src",
+    "/var",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/local",
+    "/var/lock",
+    "/var/log",
+    "/var/mail",
+    "/var/opt",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+];
+
+/// True when a base system already owns the directory `path` (see
+/// [`SYSTEM_DIRECTORIES`]).
+pub fn is_system_directory(path: &str) -> bool {
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    SYSTEM_DIRECTORIES.contains(&path)
+}
+
+/// A file a stage generates (a copyright file, a changelog), written to
+/// `src` beforehand.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    /// Absolute destination.
+    pub path: String,
+    /// Where its bytes are.
+    pub src: PathBuf,
+    /// How many.
+    pub size: u64,
+}
+
+/// `entries` (as [`resolve`] returns them) plus the generated files, with
+/// their missing parents (implied), in the same order. A generated file
+/// whose path the package already has is left out: what the project
+/// packages itself wins.
+pub fn with_generated(entries: &[Entry], generated: &[Generated], mtime: u64) -> Vec<Entry> {
+    let key_of = |path: &str| -> Key {
+        path.split('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut map: BTreeMap<Key, Entry> = entries
+        .iter()
+        .map(|e| (key_of(&e.path), e.clone()))
+        .collect();
+    for g in generated {
+        let key = key_of(&g.path);
+        if map.contains_key(&key) {
+            continue;
+        }
+        for depth in 1..key.len() {
+            map.entry(key[..depth].to_vec()).or_insert_with(|| Entry {
+                path: join_key(&key[..depth]),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                mtime,
+                config: false,
+                implied: true,
+            });
+        }
+        map.insert(
+            key,
+            Entry {
+                path: g.path.clone(),
+                kind: EntryKind::File {
+                    src: g.src.clone(),
+                    size: g.size,
+                },
+                mode: 0o644,
+                mtime,
+                config: false,
+                implied: false,
+            },
+        );
+    }
+    map.into_values().collect()
+}
+
 /// Sort key: path components, so `/a/b` sorts right after `/a` and before
 /// `/a-b`.
 type Key = Vec<String>;
@@ -468,6 +649,56 @@ mod tests {
         assert!(parse_destination("/usr/../etc").is_err());
         assert!(parse_destination("/usr//bin").is_err());
         assert!(parse_destination("/usr/a\nb").is_err());
+    }
+
+    #[test]
+    fn generated_files_get_their_parents_and_keep_the_order() {
+        let entries = vec![Entry {
+            path: "/usr/share/doc/x/copyright".into(),
+            kind: EntryKind::Symlink { target: "a".into() },
+            mode: 0o777,
+            mtime: 1,
+            config: false,
+            implied: false,
+        }];
+        let g = |path: &str| Generated {
+            path: path.into(),
+            src: PathBuf::from("/tmp/g"),
+            size: 3,
+        };
+        let out = with_generated(
+            &entries,
+            &[
+                g("/usr/share/doc/x/copyright"),
+                g("/usr/share/doc/x/changelog.gz"),
+            ],
+            1,
+        );
+        let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr",
+                "/usr/share",
+                "/usr/share/doc",
+                "/usr/share/doc/x",
+                "/usr/share/doc/x/changelog.gz",
+                "/usr/share/doc/x/copyright"
+            ]
+        );
+        // The packaged copyright stays.
+        assert!(matches!(out[5].kind, EntryKind::Symlink { .. }));
+        assert!(out[0].implied && !out[4].implied);
+    }
+
+    #[test]
+    fn system_directories() {
+        assert!(is_system_directory("/usr/bin"));
+        assert!(is_system_directory("/etc/"));
+        assert!(is_system_directory("/"));
+        assert!(!is_system_directory("/etc/shop"));
+        assert!(!is_system_directory("/usr/share/shop"));
+        assert!(!is_system_directory("/usr/share/doc/shop"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use keys::{Algorithm, Encoding, GenerateOptions, SecretKey};
 use stages::deb::{Relations, Scripts};
+use stages::docs::{Changelog, Docs};
 use stages::rpm::{RpmPackage, write_rpm};
 use stages::tree::{Mapping, resolve};
 use tempfile::TempDir;
@@ -133,6 +134,7 @@ fn package(dir: &Path) -> RpmPackage {
         license: Some("MIT".into()),
         packager: Some("Ops <ops@example.com>".into()),
         url: Some("https://example.com/hello".into()),
+        group: Some("Applications/System".into()),
         relations: Relations {
             depends: vec![
                 "libc6 (>= 2.36)".into(),
@@ -154,6 +156,16 @@ fn package(dir: &Path) -> RpmPackage {
             prerm: Some(dir.join("scripts/prerm")),
             postrm: Some(dir.join("scripts/postrm")),
         },
+        docs: Some(Docs {
+            copyright: "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n".into(),
+            changelog: Changelog::parse(
+                "hello",
+                "1.2.0",
+                "Ops <ops@example.com>",
+                "## 1.2.0 - 2023-11-14\n- Greets in French.\n- Reads /etc/hello.\n\n## 1.1.0 - 2023-10-01\n- First release.\n",
+            )
+            .unwrap(),
+        }),
         mtime: MTIME,
     }
 }
@@ -193,6 +205,9 @@ fn rpm_reads_metadata_files_and_config_flags() {
         "Summary     : Hello service",
         "URL         : https://example.com/hello",
         "Packager    : Ops <ops@example.com>",
+        "Group       : Applications/System",
+        "Build Host  : reproducible",
+        "Source RPM  : hello-1.2.0-1.src.rpm",
         "Longer text.\nSecond line.",
     ] {
         assert!(
@@ -203,8 +218,18 @@ fn rpm_reads_metadata_files_and_config_flags() {
     let build_date = rpm_ok(&["--dbpath", db, "-qp", "--qf", "%{BUILDTIME}", p]);
     assert_eq!(build_date, MTIME.to_string());
 
-    // Modes, owners, dates and types of every entry; the implied parents
-    // (/usr, /usr/bin, /etc, ...) are not owned by the package.
+    // rpmbuild's %changelog, newest first.
+    let changelog = rpm_ok(&["--dbpath", db, "-qp", "--changelog", p]);
+    assert_eq!(
+        changelog,
+        "* Tue Nov 14 2023 Ops <ops@example.com> - 1.2.0-1\n- Greets in French.\n- Reads /etc/hello.\n\n* Sun Oct 01 2023 Ops <ops@example.com> - 1.1.0-1\n- First release.\n\n",
+        "{changelog}"
+    );
+
+    // Modes, owners, dates and types of every entry; the directories a base
+    // system owns (/usr, /usr/bin, /etc, /usr/share/licenses, ...) are not
+    // owned by the package, the ones it creates are (/etc/hello); the
+    // copyright file is license documentation (flag `l`).
     let listing = rpm_ok(&[
         "--dbpath",
         db,
@@ -217,6 +242,7 @@ fn rpm_reads_metadata_files_and_config_flags() {
     assert_eq!(
         lines(&listing),
         [
+            format!("drwxr-xr-x root root {m}  /etc/hello"),
             format!("-rw-r--r-- root root {m} cn /etc/hello/hello.conf"),
             format!("-rwxr-xr-x root root {m}  /usr/bin/hello"),
             format!("drwxr-xr-x root root {m}  /usr/share/hello"),
@@ -224,6 +250,8 @@ fn rpm_reads_metadata_files_and_config_flags() {
             format!("lrwxrwxrwx root root {m}  /usr/share/hello/latest.txt index.txt"),
             format!("drwxr-xr-x root root {m}  /usr/share/hello/sub"),
             format!("-rw-r--r-- root root {m}  /usr/share/hello/sub/deep.txt"),
+            format!("drwxr-xr-x root root {m}  /usr/share/licenses/hello"),
+            format!("-rw-r--r-- root root {m} l /usr/share/licenses/hello/copyright"),
         ],
         "{listing}"
     );
@@ -507,6 +535,24 @@ fn rpm_installs_it_into_a_root_and_runs_the_scripts() {
     );
     let installed = rpm_ok(&["--root", r, "--dbpath", "/db", "-q", "hello"]);
     assert_eq!(installed.trim(), "hello-1.2.0-1.x86_64");
+    // The directories it creates are its own; those of the base system not.
+    for dir in [
+        "/etc/hello",
+        "/usr/share/hello/sub",
+        "/usr/share/licenses/hello",
+    ] {
+        let owner = rpm_ok(&["--root", r, "--dbpath", "/db", "-qf", dir]);
+        assert_eq!(owner.trim(), "hello-1.2.0-1.x86_64", "rpm -qf {dir}");
+    }
+    let out = Command::new("rpm")
+        .args(["--root", r, "--dbpath", "/db", "-qf", "/usr/bin"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("not owned by any package"),
+        "rpm -qf /usr/bin: {said}"
+    );
 
     // Removal runs %preun/%postun and keeps a changed config file.
     fs::write(root.join("etc/hello/hello.conf"), "port=9090\n").unwrap();
@@ -524,6 +570,11 @@ fn rpm_installs_it_into_a_root_and_runs_the_scripts() {
         fs::read_to_string(root.join("etc/hello/hello.conf.rpmsave")).unwrap(),
         "port=9090\n"
     );
+    // Its own directories go with it (`/usr/share/hello` stays: the %post
+    // script wrote a file there that no package owns).
+    assert!(!root.join("usr/share/hello/sub").exists());
+    assert!(!root.join("usr/share/licenses/hello").exists());
+    assert!(root.join("usr/share/licenses").exists());
 }
 
 #[test]

@@ -67,9 +67,11 @@ fn a_1_gib_payload_is_streamed_in_bounded_memory() {
         license: None,
         packager: None,
         url: None,
+        group: None,
         relations: Relations::default(),
         entries,
         scripts: Scripts::default(),
+        docs: None,
         mtime: 1_700_000_000,
     };
     let out = tmp.path().join(pkg.file_name());

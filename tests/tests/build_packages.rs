@@ -18,6 +18,8 @@ description = "Alpha does the first thing.\n\nIt has a second paragraph."
 arch = "amd64"
 maintainer = "Ops <ops@example.com>"
 license = "MIT"
+license_file = "LICENSE"
+changelog = "alpha/CHANGES.md"
 depends = ["libc6 (>= 2.36)"]
 conflicts = ["alpha-legacy (<< 2.0)"]
 files = [
@@ -46,7 +48,12 @@ fn project() -> Project {
             "alpha/postinst.sh",
             "#!/bin/sh\nset -e\nmkdir -p \"$DPKG_ROOT/var/lib/alpha\"\necho configured > \"$DPKG_ROOT/var/lib/alpha/postinst-ran\"\n",
         )
-        .write("beta/beta.txt", "beta\n");
+        .write("beta/beta.txt", "beta\n")
+        .write("LICENSE", "Permission is granted.\n")
+        .write(
+            "alpha/CHANGES.md",
+            "# Changes\n\n## 2.0.1 - 2023-11-01\n- Fixes alpha.\n\n## 2.0.0 - 2023-10-01\n- Alpha.\n",
+        );
     // Checkout permissions vary; the package must not care.
     set_mode(&p.path().join("alpha/bin/alpha"), 0o775);
     p.with_signing_key();
@@ -283,6 +290,32 @@ fn the_cache_rebuilds_exactly_what_changed() {
     let fourth = build(&p);
     assert_eq!(artifact(&fourth, "alpha_2.0.1_amd64.deb")["cache"], "hit");
     assert_eq!(artifact(&fourth, "beta_2.0.1_all.deb")["cache"], "miss");
+
+    // So do the changelog and the license text, which the packages carry.
+    p.write(
+        "alpha/CHANGES.md",
+        "## 2.0.1 - 2023-11-01\n- Fixes alpha, really.\n",
+    );
+    let fifth = build(&p);
+    assert_eq!(artifact(&fifth, "alpha_2.0.1_amd64.deb")["cache"], "miss");
+    assert_eq!(
+        artifact(&fifth, "alpha-2.0.1-1.x86_64.rpm")["cache"],
+        "miss"
+    );
+    assert_eq!(artifact(&fifth, "beta_2.0.1_all.deb")["cache"], "hit");
+    p.write("LICENSE", "Permission is granted, still.\n");
+    let sixth = build(&p);
+    assert_eq!(artifact(&sixth, "alpha_2.0.1_amd64.deb")["cache"], "miss");
+    assert_eq!(artifact(&sixth, "beta_2.0.1_all.deb")["cache"], "hit");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(sixth["dir"].as_str().unwrap()).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let inputs = manifest.to_string();
+    assert!(
+        inputs.contains("\"alpha/CHANGES.md\"") && inputs.contains("\"LICENSE\""),
+        "the manifest lists the documentation inputs: {manifest}"
+    );
 }
 
 fn store_files(p: &Project) -> Vec<String> {

@@ -175,7 +175,11 @@ fn a_build_whose_s3_store_does_not_answer_builds_locally_and_says_what_was_not_s
     assert!(run.stdout.contains("not shared"), "{}", run.stdout);
     // pipe's own warning is logged without -v; the AWS crates' are not.
     assert!(run.stderr.contains("WARN"), "{}", run.stderr);
-    assert!(run.stderr.contains("building with the local cache"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("building with the local cache"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.stderr.matches("WARN").count(), 1, "{}", run.stderr);
     assert!(
         run.stdout.contains(&format!("127.0.0.1:{port}")),

@@ -513,3 +513,77 @@ fn deploy_section_packages_after_and_templates() {
     );
     assert!(err.contains("did you mean `after`?"), "{err}");
 }
+
+#[test]
+fn documentation_settings_are_checked_where_they_are_written() {
+    let with = |settings: &str| {
+        VALID.replace(
+            "arch = \"amd64\"\n",
+            &format!("arch = \"amd64\"\n{settings}\n"),
+        )
+    };
+    // A changelog whose newest entry is for another version.
+    let p = project(&with("changelog = \"CHANGES.md\""));
+    p.write("CHANGES.md", "## 0.9.0 - 2023-01-01\n- Old.\n");
+    let run = p.pipe_here(&["validate"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(
+            "changelog `CHANGES.md`: the newest entry is for version `0.9.0`, expected `1.0.0`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("pipeline.toml:13:13"), "{}", run.stderr);
+    // A line the simple list format does not know, named by its line.
+    let p = project(&with("changelog = \"CHANGES.md\""));
+    p.write(
+        "CHANGES.md",
+        "## 1.0.0 - 2023-01-01\n- Fine.\nloose prose\n",
+    );
+    let run = p.pipe_here(&["validate"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("changelog `CHANGES.md` line 3: expected a change item `- text`"),
+        "{}",
+        run.stderr
+    );
+    // A Debian changelog with a bad date.
+    let p = project(&with("changelog = \"debian/changelog\""));
+    p.write(
+        "debian/changelog",
+        "demo (1.0.0) unstable; urgency=low\n\n  * First.\n\n -- Demo <demo@example.com>  yesterday\n",
+    );
+    let run = p.pipe_here(&["validate"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("changelog `debian/changelog` line 5: `yesterday` is not a date"),
+        "{}",
+        run.stderr
+    );
+    // A missing license file, a copyright and group over two lines.
+    let err = invalid(&with(
+        "license_file = \"LICENSE\"\ncopyright = \"2023 A\\n2024 B\"\ngroup = \"\"",
+    ));
+    assert!(
+        err.contains("`license_file` `LICENSE` does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:13:16"), "{err}");
+    assert!(
+        err.contains("`packages.demo.copyright` spans several lines"),
+        "{err}"
+    );
+    assert!(err.contains("pipeline.toml:14:13"), "{err}");
+    assert!(err.contains("`packages.demo.group` is empty"), "{err}");
+    assert!(err.contains("pipeline.toml:15:9"), "{err}");
+    // And a valid set is accepted.
+    let p = project(&with(
+        "license_file = \"LICENSE\"\ncopyright = \"2023 Demo Ltd\"\ngroup = \"Applications/System\"\nchangelog = \"CHANGES.md\"",
+    ));
+    p.write("LICENSE", "Do what you like.\n")
+        .write("CHANGES.md", "## 1.0.0 - 2023-01-01\n- First.\n");
+    p.pipe(&["validate"]).expect_code(0);
+}

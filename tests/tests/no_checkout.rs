@@ -90,6 +90,19 @@ fn deploy_from_an_empty_directory(s3: Option<&MotoServer>) {
     let (p, ring, build) = released(s3);
     let url = store_url(s3, &p);
     let host = empty_host(s3, &ring);
+    // `pipe fetch` too: verified into the target's cache, no checkout.
+    ok(host.pipe_here(&[
+        "--store",
+        &url,
+        "fetch",
+        "--env",
+        "prod",
+        "--target",
+        "srv",
+        "--keyring",
+        "ring.asc",
+    ]));
+    assert!(host.path().join("srv/.pipe/cache").is_dir());
     let run = ok(host.pipe_here(&[
         "--store",
         &url,

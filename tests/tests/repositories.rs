@@ -347,7 +347,14 @@ fn local_store_apt_and_dnf_follow_promotions_and_refuse_tampering() {
 fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = mkdir(tmp.path().join("repo"));
-    std::fs::write(dir.join("demo.rpm"), artifact(p, build, ".rpm")).unwrap();
+    // Where pipe lists it: under the repository, `Packages/<l>/<file>`.
+    let name = format!("demo-{}-1.noarch.rpm", build.split('-').next().unwrap());
+    mkdir(dir.join("Packages/d"));
+    std::fs::write(
+        dir.join("Packages/d").join(&name),
+        artifact(p, build, ".rpm"),
+    )
+    .unwrap();
     run(Command::new("createrepo_c")
         .args(["--quiet", "--no-database"])
         .arg(&dir));
@@ -360,11 +367,15 @@ fn compare_with_createrepo_c(p: &Project, build: &str, store: &Path) {
         let end = xml.rfind("</package>").unwrap();
         xml[start..end]
             .lines()
-            .filter(|l| !l.contains("<location ") && !l.contains("<time "))
+            .filter(|l| !l.contains("<time "))
             .collect::<Vec<_>>()
             .join("\n")
     };
     assert_eq!(normalise(&ours), normalise(&theirs));
+    assert!(
+        ours.contains(&format!("<location href=\"Packages/d/{name}\"/>")),
+        "{ours}"
+    );
 }
 
 #[test]
@@ -427,9 +438,10 @@ fn s3_bucket_serves_apt_and_dnf_anonymously() {
 }
 
 /// Kills `pipe promote` before each of its writes in turn (the pointer, the
-/// history copy, every repository file): after each crash `apt-get update`
-/// accepts the repository (the old generation or the new, never a mix), and
-/// the next `pipe promote` completes it.
+/// history copy, every package copy and repository file): after each crash
+/// `apt-get update` accepts the repository (the old generation or the new,
+/// never a mix), the yum repository names only packages it has, and the
+/// next `pipe promote` completes it.
 #[test]
 fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
     let (p, key) = project();
@@ -442,6 +454,46 @@ fn promotion_killed_at_every_write_leaves_a_repository_apt_accepts() {
 fn promotion_killed_at_every_write_on_s3_leaves_a_repository_apt_accepts() {
     let (_server, p, key, base) = s3_project();
     crash_at_every_write(p, &key, &base);
+}
+
+/// GET `url` with curl: (HTTP status, body).
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let out = run(Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+        .arg(url));
+    let body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
+    let code = String::from_utf8_lossy(&body[split + 1..]).parse().unwrap();
+    (code, body[..split].to_vec())
+}
+
+/// The yum repository of `env` names only packages that are there, under
+/// its base URL, with the digest it states.
+fn assert_yum_complete(base_url: &str, env: &str, point: &str) {
+    let repo = format!("{base_url}yum/{env}/");
+    let (code, repomd) = http_get(&format!("{repo}repodata/repomd.xml"));
+    assert_eq!(code, 200, "{point}: repomd.xml");
+    let repomd = String::from_utf8(repomd).unwrap();
+    let (code, primary) = http_get(&format!("{repo}{}", primary_href(&repomd)));
+    assert_eq!(code, 200, "{point}: primary");
+    let primary = gunzip(&primary);
+    let packages: Vec<&str> = primary.split("<package type=\"rpm\">").skip(1).collect();
+    assert!(!packages.is_empty(), "{point}: {primary}");
+    for p in packages {
+        let field = |start: &str| p.split(start).nth(1).unwrap().split('"').next().unwrap();
+        let href = field("<location href=\"");
+        assert!(href.starts_with("Packages/"), "{point}: {href}");
+        let digest = p
+            .split("pkgid=\"YES\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        let (code, rpm) = http_get(&format!("{repo}{href}"));
+        assert_eq!(code, 200, "{point}: {href} is named but not there");
+        assert_eq!(sha256_hex(&rpm), digest, "{point}: {href}");
+    }
 }
 
 fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
@@ -480,6 +532,7 @@ fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
             apt
         };
         let apt = fresh_apt("crashed");
+        assert_yum_complete(base_url, "dev", point);
         let seen = apt_candidate(&apt);
         assert!(seen == "1.0.0" || seen == "1.1.0", "{point}: {seen}");
         assert_eq!(
@@ -587,6 +640,49 @@ fn replaced_index_files_stay_for_the_grace_period_then_go() {
     for path in apt2.iter().chain([&yum2]).chain(&apt3).chain([&yum3]) {
         assert!(exists(path), "{path}");
     }
+}
+
+/// The location a yum repository lists a package at is the repository's:
+/// a package index in the store (not signed itself) that names another
+/// location, outside the repository, does not get it into the signed
+/// `primary.xml`, and the package stays reachable where dnf looks.
+#[test]
+fn a_forged_location_in_the_build_index_is_not_signed() {
+    let (p, key) = project();
+    let store = p.path().join(".pipe/store");
+    let b1 = release(&p, "1.0.0");
+    let index_path = store.join(format!("builds/{b1}/index.json"));
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    let primary = doc["rpms"][0]["xml"]["primary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let href = "Packages/d/demo-1.0.0-1.noarch.rpm";
+    assert!(
+        primary.contains(&format!("<location href=\"{href}\"/>")),
+        "{primary}"
+    );
+    doc["rpms"][0]["xml"]["primary"] =
+        serde_json::Value::String(primary.replace(href, "../../../evil/demo-1.0.0-1.noarch.rpm"));
+    std::fs::write(&index_path, doc.to_string()).unwrap();
+
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    let listed = gunzip(&std::fs::read(store.join("yum/dev").join(primary_href(&repomd))).unwrap());
+    assert!(!listed.contains("evil"), "{listed}");
+    assert!(
+        listed.contains(&format!("<location href=\"{href}\"/>")),
+        "{listed}"
+    );
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+    let dnf = Dnf::new(
+        tmp.path().join("dnf"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    assert_eq!(dnf_install(&dnf), "1.0.0\n");
 }
 
 /// `apt-get upgrade` and `dnf upgrade` never downgrade: after `pipe

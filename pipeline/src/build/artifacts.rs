@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use super::plan::{ArtifactNode, Plan};
 use crate::artifact::Artifact;
-use crate::kinds::{self, Prepared, StageContext};
+use crate::kinds::{self, Kind, Prepared, StageContext};
 use crate::model::Pipeline;
 use crate::records::cache::{StageOutput, StageRecord};
 use crate::records::{Fragment, Input};
@@ -102,7 +102,8 @@ pub async fn build_artifacts(
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
-            run_node(p, cx, node, prepared, seconds, &store, &out_dir).await
+            let kind = kinds::of(node.kind);
+            run_node(kind, p, cx, node, prepared, seconds, &store, &out_dir).await
         });
     }
     let mut built = Vec::new();
@@ -115,7 +116,9 @@ pub async fn build_artifacts(
 
 /// Fetches the node's outputs from the cache, or writes, stores and records
 /// them.
+#[allow(clippy::too_many_arguments)]
 async fn run_node(
+    kind: &'static dyn Kind,
     p: Arc<Pipeline>,
     cx: StageContext,
     node: ArtifactNode,
@@ -125,7 +128,6 @@ async fn run_node(
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
     let started = Instant::now();
-    let kind = kinds::of(node.kind);
     let key = prepared.key.clone();
     let inputs = prepared.inputs.clone();
     let artifact = |name: &str, blob: BlobRef| Artifact {
@@ -136,7 +138,7 @@ async fn run_node(
         cache_key: key.clone(),
     };
     let describe = |a: Artifact, path: PathBuf, epoch: u64| {
-        tokio::task::spawn_blocking(move || kinds::of(a.kind).describe(&path, &a, epoch))
+        tokio::task::spawn_blocking(move || kind.describe(&path, &a, epoch))
     };
 
     let mut out = Vec::new();
@@ -223,4 +225,125 @@ fn publishable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    //! A kind whose node writes several outputs (as an OCI image's layers,
+    //! config and manifest will): each is stored as its own blob, the stage
+    //! record lists them in order, and a second run restores them all.
+
+    use super::*;
+    use crate::artifact::{ArtifactKind, Component};
+    use crate::store::{OpenOptions, StoreUrl};
+
+    struct Several;
+
+    impl Kind for Several {
+        fn kind(&self) -> ArtifactKind {
+            ArtifactKind::Deb
+        }
+        fn nodes(&self, _: &Pipeline) -> Vec<ArtifactNode> {
+            Vec::new()
+        }
+        fn prepare(&self, _: &Pipeline, _: &StageContext, _: &ArtifactNode) -> Result<Prepared> {
+            unreachable!("the test prepares the node itself")
+        }
+        fn write(
+            &self,
+            _: &Pipeline,
+            _: &StageContext,
+            node: &ArtifactNode,
+            _: Prepared,
+            out_dir: &Path,
+        ) -> Result<()> {
+            for (i, name) in node.outputs.iter().enumerate() {
+                let path = out_dir.join(name);
+                std::fs::write(&path, format!("part {i}\n").repeat(i + 1))
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(())
+        }
+        fn describe(&self, _: &Path, _: &Artifact, _: u64) -> Result<Option<Fragment>> {
+            Ok(None)
+        }
+        fn pool_key(&self, _: &Artifact) -> Option<String> {
+            None
+        }
+        fn deploy_arch(&self, _: &Artifact) -> Option<String> {
+            None
+        }
+    }
+
+    static SEVERAL: Several = Several;
+
+    fn prepared() -> Prepared {
+        Prepared {
+            key: "ab".repeat(32),
+            inputs: Vec::new(),
+            work: Box::new(()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_with_several_outputs_stores_and_restores_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &StoreUrl::Local(dir.path().join("s")),
+            &OpenOptions::default(),
+        )
+        .await
+        .unwrap();
+        let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
+        let p = Arc::new(
+            Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
+        );
+        let cx = StageContext {
+            dir: dir.path().to_path_buf(),
+            epoch: 0,
+            signer: None,
+        };
+        let node = ArtifactNode {
+            id: "test img".into(),
+            kind: ArtifactKind::Deb,
+            component: Component::Package("img".into()),
+            inputs: Vec::new(),
+            after_steps: Vec::new(),
+            outputs: vec![
+                "manifest.json".into(),
+                "layer-1.tar".into(),
+                "layer-2.tar".into(),
+            ],
+            cache_key: None,
+        };
+        let run = |out: &str| {
+            let out = dir.path().join(out);
+            std::fs::create_dir_all(&out).unwrap();
+            let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
+            async move { run_node(&SEVERAL, p, cx, node, prepared(), 0.0, &store, &out).await }
+        };
+        let first = run("one").await.unwrap();
+        let names: Vec<&str> = first.iter().map(|b| b.artifact.name.as_str()).collect();
+        assert_eq!(names, ["manifest.json", "layer-1.tar", "layer-2.tar"]);
+        assert!(first.iter().all(|b| !b.cache_hit));
+        let record = records::cache::stage(&store, &"ab".repeat(32))
+            .await
+            .unwrap()
+            .unwrap();
+        let recorded: Vec<&str> = record.outputs().map(|(n, _)| n).collect();
+        assert_eq!(recorded, names);
+        for b in &first {
+            assert!(store.head(&b.artifact.blob.key()).await.unwrap().is_some());
+        }
+
+        let second = run("two").await.unwrap();
+        assert!(second.iter().all(|b| b.cache_hit));
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(a.artifact.blob, b.artifact.blob);
+            assert_eq!(
+                std::fs::read(&a.path).unwrap(),
+                std::fs::read(&b.path).unwrap()
+            );
+        }
+    }
 }

@@ -28,7 +28,7 @@ use keys::{Encoding, SecretKey};
 
 use crate::kinds::StageContext;
 use crate::model::Pipeline;
-use crate::records::{BuildIndex, Input, MANIFEST_FORMAT, Manifest, StepSummary};
+use crate::records::{BuildIndex, DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary};
 use crate::store::{Store, digest};
 use crate::{Error, Result};
 use artifacts::Built;
@@ -162,7 +162,11 @@ pub async fn execute(
                 key: s.key.clone(),
             })
             .collect(),
-        deploy: (&p.deploy).into(),
+        deploy: DeploySpec {
+            files: p.deploy.files.clone(),
+            packages: p.deploy.packages.clone(),
+            after: p.deploy.after.clone(),
+        },
     }
     .seal();
 

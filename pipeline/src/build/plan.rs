@@ -91,6 +91,14 @@ pub enum PlanInput {
         /// Path relative to the project directory.
         path: String,
     },
+    /// A documentation file the package carries (`license_file`,
+    /// `changelog`).
+    Doc {
+        /// `license_file` or `changelog`.
+        which: String,
+        /// Path relative to the project directory.
+        path: String,
+    },
 }
 
 /// A declared section no node builds yet.

@@ -51,6 +51,7 @@ impl Kind for Deb {
             homepage: pkg.homepage.clone(),
             entries: package::entries(prepared),
             scripts: package::stage_scripts(&cx.dir, pkg),
+            docs: Some(package::docs(p, cx, pkg)?),
             mtime: cx.epoch,
         };
         let compression = match pkg.compression {

@@ -79,7 +79,76 @@ fn plan_inputs(p: &Pipeline, name: &str) -> Vec<PlanInput> {
             path: path.to_string(),
         });
     }
+    for (which, path) in doc_files(pkg) {
+        out.push(PlanInput::Doc {
+            which: which.to_string(),
+            path: path.to_string(),
+        });
+    }
     out
+}
+
+/// The documentation files of `pkg` (`license_file`, `changelog`).
+fn doc_files(pkg: &Package) -> Vec<(&'static str, &str)> {
+    let d = &pkg.docs;
+    [
+        ("license_file", &d.license_file),
+        ("changelog", &d.changelog),
+    ]
+    .into_iter()
+    .filter_map(|(n, p)| Some((n, p.as_deref()?)))
+    .collect()
+}
+
+/// Changes when the package stages start writing other contents for the
+/// same inputs (the copyright file, the changelog, rpm directory
+/// ownership), so no cached package of the earlier kind is reused by a pipe
+/// of the same version built from other sources.
+const CONTENTS: &str = "docs-1";
+
+/// The copyright file and changelog `pkg` carries (see
+/// [`crate::model::PackageDocs`]).
+pub(super) fn docs(p: &Pipeline, cx: &StageContext, pkg: &Package) -> Result<stages::docs::Docs> {
+    let read = |rel: &str| -> Result<String> {
+        let path = cx.dir.join(rel);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        String::from_utf8(bytes).map_err(|_| Error::Usage {
+            message: format!("`{rel}` is not UTF-8 text"),
+            hint: Some("package metadata is text: convert the file to UTF-8".into()),
+        })
+    };
+    let version = &p.project.version;
+    // The maintainer, or the package when an rpm-only package names none.
+    let author = pkg.maintainer.clone().unwrap_or_else(|| pkg.name.clone());
+    let holder = pkg.docs.copyright.clone().unwrap_or_else(|| {
+        let who = author.split('<').next().unwrap_or(&author).trim();
+        format!("{} {who}", stages::docs::year(cx.epoch))
+    });
+    let copyright = stages::docs::Copyright {
+        name: pkg.name.clone(),
+        contact: pkg.maintainer.clone(),
+        source: pkg.homepage.clone(),
+        holder,
+        license: pkg.license.clone(),
+        text: pkg.docs.license_file.as_deref().map(read).transpose()?,
+    }
+    .render();
+    let changelog = match &pkg.docs.changelog {
+        Some(rel) => {
+            let text = read(rel)?;
+            stages::docs::Changelog::parse(&pkg.name, version, &author, &text).map_err(|e| {
+                Error::Usage {
+                    message: format!("changelog `{rel}`: {e}"),
+                    hint: Some("run `pipe validate` for the details".into()),
+                }
+            })?
+        }
+        None => stages::docs::Changelog::generated(&pkg.name, version, &author, cx.epoch),
+    };
+    Ok(stages::docs::Docs {
+        copyright,
+        changelog,
+    })
 }
 
 /// The package a node is about.
@@ -114,6 +183,7 @@ pub(super) fn prepare(
 
     let mut key = crate::build::key::KeyBuilder::new();
     key.field("tool", TOOL_VERSION.as_bytes());
+    key.field("contents", CONTENTS.as_bytes());
     key.field("format", format!("{format:?}").as_bytes());
     key.field("version", p.project.version.as_bytes());
     key.field("epoch", cx.epoch.to_string().as_bytes());
@@ -142,6 +212,15 @@ pub(super) fn prepare(
             "entry",
             format!("{}\0{:o}\0{}\0{content}", e.path, e.mode, e.config).as_bytes(),
         );
+    }
+    // The documentation files are inputs like the scripts.
+    for (which, file) in doc_files(pkg) {
+        let blob = digest::hash_file_blocking(&cx.dir.join(file))?;
+        key.field("doc", format!("{which}\0{}", blob.blake3).as_bytes());
+        inputs.push(Input {
+            path: file.to_string(),
+            blob,
+        });
     }
     for (which, script) in scripts(pkg) {
         let blob = digest::hash_file_blocking(&cx.dir.join(script))?;

@@ -46,9 +46,11 @@ impl Kind for Rpm {
             license: pkg.license.clone(),
             packager: pkg.maintainer.clone(),
             url: pkg.homepage.clone(),
+            group: pkg.group.clone(),
             relations: package::relations(pkg),
             entries: package::entries(prepared),
             scripts: package::stage_scripts(&cx.dir, pkg),
+            docs: Some(package::docs(p, cx, pkg)?),
             mtime: cx.epoch,
         };
         stages::rpm::write_rpm(&rpm, cx.signer.as_ref(), &out_dir.join(&node.outputs[0]))?;
@@ -162,7 +164,7 @@ fn record_rpm(path: &Path, a: &Artifact, file_time: u64) -> Result<yum::RpmPacka
         header_start: offsets.header,
         header_end: offsets.payload,
         sha256: a.blob.sha256.clone(),
-        location_href: format!("../../{}", super::deb::pool_key(a)),
+        location_href: crate::store::layout::yum_package_href(&a.name),
         location_base: None,
         provides: deps(meta.get_provides()),
         requires: deps(meta.get_requires()),

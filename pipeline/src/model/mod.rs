@@ -199,6 +199,25 @@ pub struct Package {
     pub files: Vec<FileEntry>,
     /// Maintainer scripts.
     pub scripts: Scripts,
+    /// The copyright file and changelog the packages carry.
+    pub docs: PackageDocs,
+    /// rpm `Group` (default `Unspecified`).
+    pub group: Option<String>,
+}
+
+/// What a package documents about itself: the copyright file
+/// (`/usr/share/doc/NAME/copyright` in DEP-5, the rpm's `%license`) and the
+/// changelog (`changelog.gz`, the rpm's `%changelog`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PackageDocs {
+    /// Who holds the copyright (`2023 Example Ltd`); default: the year of
+    /// the build's timestamp and the maintainer.
+    pub copyright: Option<String>,
+    /// The license's full text, relative to the project directory.
+    pub license_file: Option<String>,
+    /// The changelog (Debian format or a simple list), relative to the
+    /// project directory; default: one entry for the version.
+    pub changelog: Option<String>,
 }
 
 /// One `files` entry of a package.

@@ -64,6 +64,10 @@ const PACKAGE_KEYS: &[&str] = &[
     "formats",
     "files",
     "scripts",
+    "copyright",
+    "license_file",
+    "changelog",
+    "group",
 ];
 const STEP_KEYS: &[&str] = &["run", "inputs", "outputs", "env"];
 const PRIORITIES: &[&str] = &["required", "important", "standard", "optional", "extra"];
@@ -78,6 +82,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
         diags: Diagnostics::new(file, source),
         dir,
         step_outputs: Vec::new(),
+        version: None,
         step_globs: Vec::new(),
         sections: BTreeMap::new(),
     };
@@ -98,6 +103,7 @@ pub(super) fn parse(file: &Path, dir: &Path, source: &str) -> Result<Pipeline, D
     cx.check_keys(&root, "the top level", TOP_KEYS, None);
 
     let project = cx.project(&root);
+    cx.version = project.as_ref().map(|p| p.version.clone());
     let store = cx.store(&root);
     let signing = cx.signing(&root);
     let registry = cx.registry(&root);
@@ -176,6 +182,8 @@ struct Cx<'a> {
     /// Every declared step output (without a trailing `/`) and its step:
     /// package files may come from them, so they need not exist before a build.
     step_outputs: Vec<(String, String)>,
+    /// `project.version`, once read: a changelog's newest entry must name it.
+    version: Option<String>,
     /// Every step input glob: step, glob, where it is written.
     step_globs: Vec<(String, String, Span)>,
     /// Where `[images.NAME]` and `[machines.NAME]` are declared.
@@ -1095,6 +1103,7 @@ impl Cx<'_> {
             Some((_, sv)) => self.scripts(sv, &name),
             None => Scripts::default(),
         };
+        let (docs, group) = self.package_docs(t, &name, maintainer.as_deref());
         Some(Package {
             name,
             summary: summary?,
@@ -1110,6 +1119,8 @@ impl Cx<'_> {
             formats,
             files,
             scripts,
+            docs,
+            group,
         })
     }
 
@@ -1688,4 +1699,89 @@ fn article(v: &DeValue<'_>) -> &'static str {
 fn shown_dir(dir: &Path) -> String {
     let s = dir.display().to_string();
     if s.is_empty() { ".".into() } else { s }
+}
+
+/// The documentation settings of a package: `copyright`, `license_file`,
+/// `changelog`, and the rpm `group`.
+impl Cx<'_> {
+    fn package_docs(
+        &mut self,
+        t: &DeTable<'_>,
+        package: &str,
+        maintainer: Option<&str>,
+    ) -> (PackageDocs, Option<String>) {
+        let at = |k: &str| format!("`packages.{package}.{k}`");
+        let one_line = |cx: &mut Self, k: &str| -> Option<String> {
+            let (_, v) = field(t, k)?;
+            let s = cx.nonempty_string(v, &at(k))?;
+            if s.contains(['\n', '\r']) {
+                cx.error(
+                    v.span(),
+                    format!("{} spans several lines", at(k)),
+                    Some("write it on one line".into()),
+                );
+                return None;
+            }
+            Some(s.trim().to_string())
+        };
+        let copyright = one_line(self, "copyright");
+        let group = one_line(self, "group");
+        let license_file = field(t, "license_file").and_then(|(_, v)| {
+            let rel = self.existing_file(v, "`license_file`")?;
+            self.text_file(&rel, v.span(), "`license_file`")?;
+            Some(rel)
+        });
+        let changelog = field(t, "changelog").and_then(|(_, v)| {
+            let rel = self.existing_file(v, "`changelog`")?;
+            let text = self.text_file(&rel, v.span(), "`changelog`")?;
+            let version = self.version.clone()?;
+            let author = maintainer.unwrap_or(package);
+            if let Err(e) = stages::docs::Changelog::parse(package, &version, author, &text) {
+                let place = if e.line == 0 {
+                    format!("`{rel}`")
+                } else {
+                    format!("`{rel}` line {}", e.line)
+                };
+                self.error(
+                    v.span(),
+                    format!("changelog {place}: {}", e.message),
+                    Some(
+                        "write Debian's format (deb-changelog(5)) or `## VERSION - YYYY-MM-DD` headings with `- change` items, newest first; see the `pipeline.toml` reference in README.md"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+            Some(rel)
+        });
+        (
+            PackageDocs {
+                copyright,
+                license_file,
+                changelog,
+            },
+            group,
+        )
+    }
+
+    /// The UTF-8 text of the project file `rel`, or an error at `span`.
+    fn text_file(&mut self, rel: &str, span: Span, what: &str) -> Option<String> {
+        match std::fs::read(self.dir.join(rel)) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Some(text),
+                Err(_) => {
+                    self.error(
+                        span,
+                        format!("{what} `{rel}` is not UTF-8 text"),
+                        Some("package metadata is text: convert the file to UTF-8".into()),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                self.error(span, format!("{what} `{rel}` cannot be read: {e}"), None);
+                None
+            }
+        }
+    }
 }

@@ -64,7 +64,7 @@ impl StageRecord {
 }
 
 /// Reads the step record of `key`, if there is one.
-pub async fn step(store: &Store, key: &str) -> Result<Option<StepRecord>> {
+pub(crate) async fn step(store: &Store, key: &str) -> Result<Option<StepRecord>> {
     Ok(store
         .get_json::<StepRecord>(&layout::step_record(key), "a step record")
         .await?
@@ -72,7 +72,7 @@ pub async fn step(store: &Store, key: &str) -> Result<Option<StepRecord>> {
 }
 
 /// Reads the stage record of `key`, if there is one.
-pub async fn stage(store: &Store, key: &str) -> Result<Option<StageRecord>> {
+pub(crate) async fn stage(store: &Store, key: &str) -> Result<Option<StageRecord>> {
     Ok(store
         .get_json::<StageRecord>(&layout::stage_record(key), "a stage record")
         .await?
@@ -81,12 +81,12 @@ pub async fn stage(store: &Store, key: &str) -> Result<Option<StageRecord>> {
 
 /// Writes a step record, create-only. Same key, same outputs: a racing
 /// machine that wrote it first wrote an equivalent record.
-pub async fn put_step(store: &Store, record: &StepRecord) -> Result<()> {
+pub(crate) async fn put_step(store: &Store, record: &StepRecord) -> Result<()> {
     put_once(store, &layout::step_record(&record.key), record).await
 }
 
 /// Writes a stage record under `key`, create-only.
-pub async fn put_stage(store: &Store, key: &str, record: &StageRecord) -> Result<()> {
+pub(crate) async fn put_stage(store: &Store, key: &str, record: &StageRecord) -> Result<()> {
     put_once(store, &layout::stage_record(key), record).await
 }
 

@@ -115,7 +115,7 @@ impl Entry {
             build: build.to_string(),
             previous: head.map(|h| h.entry.digest()),
             actor: actor(),
-            at: crate::build::rfc3339(SystemTime::now()),
+            at: keys::Timestamp::from(SystemTime::now()).to_string(),
             action: action.name().to_string(),
             forced,
             nonce: nonce(),
@@ -145,7 +145,7 @@ impl SignedEntry {
 /// `version` (`None`: if there is none yet). The commit point of a
 /// promotion: of two concurrent writers exactly one wins; the other gets
 /// [`Error::Conflict`] and has written nothing.
-pub async fn put_pointer(
+pub(crate) async fn put_pointer(
     store: &Store,
     signed: &SignedEntry,
     head: Option<&SignedEntry>,
@@ -174,7 +174,7 @@ pub async fn put_pointer(
 }
 
 /// Writes the history copy of `signed` (create-only).
-pub async fn write_history_copy(store: &Store, signed: &SignedEntry) -> Result<()> {
+pub(crate) async fn write_history_copy(store: &Store, signed: &SignedEntry) -> Result<()> {
     let bytes = signed.to_bytes();
     let key = history_key(&signed.entry.env, signed.entry.seq);
     match store
@@ -187,7 +187,7 @@ pub async fn write_history_copy(store: &Store, signed: &SignedEntry) -> Result<(
 }
 
 /// Writes the head's history copy if a killed promotion left it out.
-pub async fn repair_history(store: &Store, head: &SignedEntry) -> Result<()> {
+pub(crate) async fn repair_history(store: &Store, head: &SignedEntry) -> Result<()> {
     if store
         .head(&history_key(&head.entry.env, head.entry.seq))
         .await?

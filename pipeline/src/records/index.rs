@@ -100,6 +100,9 @@ pub struct Published {
     pub build: String,
     /// Its package index.
     pub index: Arc<BuildIndex>,
+    /// The blob key of every .rpm, by artifact name, from the signed
+    /// manifest: what the yum repository's package copies are made from.
+    pub rpm_blobs: Arc<BTreeMap<String, String>>,
 }
 
 /// Loads `build`'s manifest and index from the store. Errors when it is not
@@ -121,9 +124,16 @@ pub async fn load(store: &Store, build: &str) -> Result<Published> {
             hint: Some("run `pipe publish` for the build again: it records the index".into()),
         })?;
     check(&index, &manifest, &index_key)?;
+    let rpm_blobs = manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == crate::artifact::ArtifactKind::Rpm)
+        .map(|a| (a.name.clone(), a.blob.key()))
+        .collect();
     Ok(Published {
         build: build.to_string(),
         index: Arc::new(index),
+        rpm_blobs: Arc::new(rpm_blobs),
     })
 }
 

@@ -79,16 +79,6 @@ impl DeploySpec {
     }
 }
 
-impl From<&crate::model::Deploy> for DeploySpec {
-    fn from(d: &crate::model::Deploy) -> Self {
-        DeploySpec {
-            files: d.files.clone(),
-            packages: d.packages.clone(),
-            after: d.after.clone(),
-        }
-    }
-}
-
 /// One input file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Input {

@@ -11,8 +11,9 @@
 //! | [`SignedEntry`] (pointer, history) | `envs/<env>/…` | promote, rollback |
 //! | [`view::ViewState`] | `views/<env>/<view>.json` | the views |
 //!
-//! Dependencies point one way: `publish`, `promote` and `views` use this
-//! module; it uses only the store.
+//! Dependencies point one way: `build`, `publish`, `promote`, `views` and
+//! `deploy` use this module; it uses only the store (and `artifact`, the
+//! types its records name).
 
 pub mod cache;
 pub mod history;

@@ -21,7 +21,7 @@ pub struct VersionRecord {
 }
 
 /// The version record of artifact `name`, if it was published.
-pub async fn read(store: &Store, name: &str) -> Result<Option<VersionRecord>> {
+pub(crate) async fn read(store: &Store, name: &str) -> Result<Option<VersionRecord>> {
     Ok(store
         .get_json(&layout::version_record(name), "a version record")
         .await?
@@ -31,7 +31,7 @@ pub async fn read(store: &Store, name: &str) -> Result<Option<VersionRecord>> {
 /// Records that `a` stands for its bytes, create-only. A record that was
 /// there already with the same bytes is fine (a racing publisher); other
 /// bytes are a conflict.
-pub async fn put(store: &Store, a: &Artifact, build: &str) -> Result<()> {
+pub(crate) async fn put(store: &Store, a: &Artifact, build: &str) -> Result<()> {
     let record = VersionRecord {
         artifact: a.name.clone(),
         blob: a.blob.clone(),

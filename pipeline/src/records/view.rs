@@ -44,7 +44,11 @@ pub struct Claim {
 }
 
 /// The state of `view` of `env` and its version token (`None`: no state yet).
-pub async fn read(store: &Store, env: &str, view: &str) -> Result<(ViewState, Option<Version>)> {
+pub(crate) async fn read(
+    store: &Store,
+    env: &str,
+    view: &str,
+) -> Result<(ViewState, Option<Version>)> {
     Ok(
         match store
             .get_json::<ViewState>(&layout::view_state(env, view), "a view state")
@@ -58,7 +62,7 @@ pub async fn read(store: &Store, env: &str, view: &str) -> Result<(ViewState, Op
 
 /// Writes the state of `view` of `env` if it is still at `version`; returns
 /// the new version, or [`Error::Conflict`] when another writer came first.
-pub async fn put(
+pub(crate) async fn put(
     store: &Store,
     env: &str,
     view: &str,

@@ -113,9 +113,21 @@ pub fn yum_repo(env: &str) -> String {
     format!("yum/{env}")
 }
 
-/// A file of `env`'s yum repository (`repodata/...`).
+/// A file of `env`'s yum repository (`repodata/...`, `Packages/...`).
 pub fn yum_file(env: &str, href: &str) -> String {
     format!("{}/{href}", yum_repo(env))
+}
+
+/// Where a yum repository has the .rpm `artifact`, relative to its base
+/// URL: `Packages/h/hello-1.2.0-1.x86_64.rpm` (the layout of Fedora's
+/// repositories), so a mirror that copies a repository by its base URL
+/// (`dnf reposync`) gets every package.
+pub fn yum_package_href(artifact: &str) -> String {
+    let fan = artifact
+        .chars()
+        .next()
+        .map_or('_', |c| c.to_ascii_lowercase());
+    format!("Packages/{fan}/{artifact}")
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ impl View for AptSuite {
         Ok(Generated {
             location: Some(layout::apt_suite(cx.env)),
             packages: cx.published.index.debs.len(),
+            linked: 0,
             written,
             removed: expired.len(),
             valid_until: Some(crate::build::rfc3339(

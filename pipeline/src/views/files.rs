@@ -54,21 +54,17 @@ pub(super) async fn write(store: &Store, files: &[PlannedFile]) -> Result<usize>
     Ok(written)
 }
 
-/// The generation after `prior` when `files` are written at `now`: files the
-/// new generation no longer names start their grace period; those whose
-/// grace period is over are returned, to be deleted once the state no
-/// longer names them.
+/// The generation after `prior` when it names `current` at `now` (its
+/// content-addressed files, and other immutable objects such as package
+/// copies): what the new generation no longer names starts its grace
+/// period; what is past it is returned, to be deleted once the state no
+/// longer names it.
 pub(super) fn next(
     prior: &Generation,
-    files: &[PlannedFile],
+    current: BTreeSet<String>,
     now: u64,
     grace: u64,
 ) -> (Generation, Vec<String>) {
-    let current: BTreeSet<String> = files
-        .iter()
-        .filter(|f| f.content_addressed)
-        .map(|f| f.path.clone())
-        .collect();
     let mut retired = prior.retired.clone();
     for path in prior.current.difference(&current) {
         retired.entry(path.clone()).or_insert(now);
@@ -91,10 +87,28 @@ pub(super) async fn publish(
     prior: &Generation,
     files: &[PlannedFile],
 ) -> Result<(usize, Generation, Vec<String>)> {
+    publish_with(cx, prior, files, Vec::new()).await
+}
+
+/// [`publish`] for a generation that also names `also`: immutable objects
+/// written before its files (the yum repository's package copies), which
+/// follow the grace period like its content-addressed files.
+pub(super) async fn publish_with(
+    cx: &Context<'_>,
+    prior: &Generation,
+    files: &[PlannedFile],
+    also: Vec<String>,
+) -> Result<(usize, Generation, Vec<String>)> {
     let written = write(cx.store, files).await?;
+    let current: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.content_addressed)
+        .map(|f| f.path.clone())
+        .chain(also)
+        .collect();
     let (generation, expired) = next(
         prior,
-        files,
+        current,
         unix_secs(cx.now),
         cx.pipeline.repository.grace.as_secs(),
     );

@@ -23,8 +23,8 @@
 //!    version of our claim.
 //!
 //! A claim whose process is gone (same host, no such pid) or that is older
-//! than [`CLAIM_LEASE`] is stale and may be taken: a killed regeneration
-//! does not block the next one.
+//! than [`CLAIM_LEASE`] (any host) is stale and may be taken: a killed
+//! regeneration does not block the next one.
 
 mod apt;
 mod files;
@@ -42,8 +42,8 @@ use crate::records::{Published, SignedEntry, history, index};
 use crate::store::{Store, Version};
 use crate::{Error, Result, fault};
 
-/// How long a claim on a view holds when its process cannot be checked
-/// (another host).
+/// How long a claim on a view holds at most (the only limit when its
+/// process cannot be checked, on another host).
 pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// How long a regeneration waits for another one of the same view to
@@ -112,6 +112,8 @@ pub struct Generated {
     pub location: Option<String>,
     /// Artifacts listed.
     pub packages: usize,
+    /// Packages new to the view, copied inside the store under it.
+    pub linked: usize,
     /// Objects written.
     pub written: usize,
     /// Files of earlier generations deleted after their grace period.
@@ -199,6 +201,9 @@ pub struct Regenerated {
     pub yum_repo: Option<String>,
     /// Artifacts listed, over every view.
     pub packages: usize,
+    /// Packages new to a view, copied inside the store under it (the yum
+    /// repository's `Packages/`).
+    pub linked: usize,
     /// Objects written.
     pub written: usize,
     /// Expired files removed.
@@ -282,6 +287,7 @@ pub async fn run(
         apt_suite: done(ViewKind::AptSuite).and_then(|g| g.location.clone()),
         yum_repo: done(ViewKind::YumRepository).and_then(|g| g.location.clone()),
         packages: all_done.iter().map(|g| g.packages).sum(),
+        linked: all_done.iter().map(|g| g.linked).sum(),
         written: all_done.iter().map(|g| g.written).sum(),
         removed: all_done.iter().map(|g| g.removed).sum(),
         valid_until: done(ViewKind::AptSuite).and_then(|g| g.valid_until.clone()),
@@ -292,7 +298,7 @@ pub async fn run(
 
 /// True when every view of `env` shows entry `seq` and none is being
 /// regenerated.
-pub async fn all_current(store: &Store, env: &str, seq: u64) -> Result<bool> {
+pub(crate) async fn all_current(store: &Store, env: &str, seq: u64) -> Result<bool> {
     for kind in ViewKind::ALL {
         let (s, _) = state::read(store, env, kind.name()).await?;
         if s.seq != seq || s.claim.is_some() {
@@ -439,14 +445,17 @@ async fn run_one(
     Ok(ViewOutcome::Done(generated))
 }
 
-/// True when the claim's process may still be running.
+/// True when the claim's process may still be running: younger than
+/// [`CLAIM_LEASE`] and, on this host, its process still there (a pid that
+/// was reused cannot hold a view longer than the lease).
 fn is_live(c: &Claim) -> bool {
     let age = unix_secs(SystemTime::now()).saturating_sub(c.since);
-    if c.host == host() {
-        c.owner == owner_id() || std::path::Path::new(&format!("/proc/{}", c.pid)).exists()
-    } else {
-        age < CLAIM_LEASE.as_secs()
+    if age >= CLAIM_LEASE.as_secs() {
+        return false;
     }
+    c.host != host()
+        || c.owner == owner_id()
+        || std::path::Path::new(&format!("/proc/{}", c.pid)).exists()
 }
 
 /// This process, uniquely enough to tell two pipes apart.
@@ -482,4 +491,31 @@ pub(crate) fn unix_secs(t: SystemTime) -> u64 {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(host: String, pid: u32, age: u64) -> Claim {
+        Claim {
+            seq: 1,
+            owner: "someone".into(),
+            host,
+            pid,
+            since: unix_secs(SystemTime::now()) - age,
+        }
+    }
+
+    #[test]
+    fn claims_go_stale_with_their_process_or_their_lease() {
+        let me = std::process::id();
+        assert!(is_live(&claim(host(), me, 0)));
+        // A pid no process has (above the kernel's pid_max).
+        assert!(!is_live(&claim(host(), u32::MAX - 1, 0)));
+        assert!(is_live(&claim("elsewhere".into(), 1, 60)));
+        let lease = CLAIM_LEASE.as_secs();
+        assert!(!is_live(&claim("elsewhere".into(), 1, lease)));
+        assert!(!is_live(&claim(host(), me, lease + 1)));
+    }
 }

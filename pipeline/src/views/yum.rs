@@ -1,17 +1,27 @@
 //! The yum repository of an environment, `yum/ENV`: `repodata/` with
 //! checksum-named `primary`, `filelists` and `other`, and `repomd.xml` with
-//! its detached signature; packages are named `../../pool/...`.
+//! its detached signature; and `Packages/<l>/<artifact>`, every package it
+//! lists, under its base URL, so a mirror that copies a repository by its
+//! base URL (`dnf reposync`, Pulp, Artifactory) gets all of it.
+//!
+//! Each package is a copy made inside the store from its blob (a hard link
+//! locally, a server-side copy on S3): no byte passes through pipe. It is
+//! made when the package is new to the environment, before any index names
+//! it; one the environment no longer lists follows the grace period like a
+//! replaced index file.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use repo_index::yum;
 use serde::{Deserialize, Serialize};
 
 use super::files::{self, Generation};
 use super::{Context, Generated, View, ViewKind};
-use crate::Result;
+use crate::records::Published;
 use crate::store::{Store, digest::spawn_blocking, layout};
+use crate::{Error, Result, fault};
 
 /// The yum repository view.
 pub(super) struct YumRepository;
@@ -37,6 +47,15 @@ impl View for YumRepository {
             return Ok(Generated::unchanged(cx));
         }
         let (prior, same_build): (Kept, bool) = files::prior(cx);
+        // The packages first: before any index names them.
+        let placed = place_packages(
+            cx.store,
+            cx.env,
+            cx.published,
+            &prior.generation,
+            same_build,
+        )
+        .await?;
         let previous = if same_build {
             previous(cx.store, cx.env, &prior).await?
         } else {
@@ -48,7 +67,15 @@ impl View for YumRepository {
                 dir: layout::yum_repo(&env),
                 timestamp: now,
             };
-            let xml: Vec<&yum::PackageXml> = index.rpms.iter().map(|r| &r.xml).collect();
+            // Listed where this repository has them, whatever location the
+            // recorded fragment names (builds published by an earlier pipe
+            // name the shared pool, `../../pool/...`).
+            let located = index
+                .rpms
+                .iter()
+                .map(|r| r.xml.with_location(&layout::yum_package_href(&r.artifact)))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let xml: Vec<&yum::PackageXml> = located.iter().collect();
             let rendered = yum::render_repo(&config, &xml, previous.as_ref())?;
             let signature = rendered.sign(&key, now)?;
             let data = rendered
@@ -67,10 +94,11 @@ impl View for YumRepository {
         })
         .await?;
         let (written, generation, expired) =
-            files::publish(cx, &prior.generation, &planned).await?;
+            files::publish_with(cx, &prior.generation, &planned, placed.keys).await?;
         Ok(Generated {
             location: Some(layout::yum_repo(cx.env)),
             packages: cx.published.index.rpms.len(),
+            linked: placed.linked,
             written,
             removed: expired.len(),
             valid_until: None,
@@ -78,6 +106,61 @@ impl View for YumRepository {
             delete_after: expired,
         })
     }
+}
+
+/// The packages a regeneration placed under the repository.
+struct Placed {
+    /// The key of every package the repository lists.
+    keys: Vec<String>,
+    /// How many were new to it.
+    linked: usize,
+}
+
+/// How many package copies are made at once.
+const PLACE_CONCURRENCY: usize = 16;
+
+/// Makes every .rpm of `published` reachable under `env`'s repository, as a
+/// copy made inside the store from its blob (named by the signed manifest).
+/// Only packages the prior generation did not list are copied; a
+/// regeneration of the build shown already (`repair`: a refresh, a
+/// completion) checks every one, so a deleted copy comes back.
+async fn place_packages(
+    store: &Store,
+    env: &str,
+    published: &Published,
+    prior: &Generation,
+    repair: bool,
+) -> Result<Placed> {
+    let mut linked = 0;
+    let mut keys = Vec::new();
+    let mut todo = Vec::new();
+    for r in &published.index.rpms {
+        let key = layout::yum_file(env, &layout::yum_package_href(&r.artifact));
+        let new = !prior.current.contains(&key);
+        if new {
+            linked += 1;
+        }
+        if new || repair {
+            let blob = published
+                .rpm_blobs
+                .get(&r.artifact)
+                .ok_or_else(|| Error::Verify {
+                    what: layout::build_file(&published.build, crate::records::files::INDEX),
+                    detail: format!("lists `{}`, which the build manifest does not", r.artifact),
+                })?;
+            todo.push((blob.clone(), key.clone()));
+        }
+        keys.push(key);
+    }
+    futures::stream::iter(todo)
+        .map(|(blob, key)| async move {
+            fault::before_write(&key);
+            store.copy_if_absent(&blob, &key).await
+        })
+        .buffer_unordered(PLACE_CONCURRENCY)
+        .try_collect::<Vec<bool>>()
+        .await?;
+    Ok(Placed { keys, linked })
 }
 
 /// The last rendering of `env`'s yum data files.

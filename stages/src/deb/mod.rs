@@ -30,6 +30,7 @@ pub use self::control::version_from_project;
 pub use self::read::{ArHeader, DebReader, Member, ar_header, ar_magic};
 pub use crate::compress::Compression;
 use crate::compress::{Encoder, default_threads};
+use crate::docs::Docs;
 use crate::tarball::{TarEntry, TarKind, TarWriter};
 use crate::tree::{Entry, EntryKind};
 use crate::{Error, Result};
@@ -62,6 +63,10 @@ pub struct DebPackage {
     pub entries: Vec<Entry>,
     /// Maintainer scripts.
     pub scripts: Scripts,
+    /// The copyright file and changelog, shipped as
+    /// `/usr/share/doc/NAME/copyright` and `changelog.gz` (unless
+    /// `entries` has those paths already).
+    pub docs: Option<Docs>,
     /// `SOURCE_DATE_EPOCH`: every date in the archive.
     pub mtime: u64,
 }
@@ -90,6 +95,7 @@ impl DebPackage {
             homepage: None,
             entries: Vec::new(),
             scripts: Scripts::default(),
+            docs: None,
             mtime,
         }
     }
@@ -195,9 +201,25 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
     let compress_vec = |w: Vec<u8>| Encoder::new(w, opts.compression, level, threads);
     let wr = |e| Error::write(out, e);
 
+    // Generated documentation is written to a scratch directory and
+    // streamed like any packaged file.
+    let scratch = tempfile::Builder::new()
+        .prefix(".pipe-deb-docs-")
+        .tempdir_in(dir)
+        .map_err(wr)?;
+    let generated = match &pkg.docs {
+        Some(docs) => docs.deb_files(&pkg.name, scratch.path()).map_err(wr)?,
+        None => Vec::new(),
+    };
+    let entries = crate::tree::with_generated(&pkg.entries, &generated, pkg.mtime);
+
     let mut data_file = tempfile::tempfile_in(dir).map_err(wr)?;
-    let summary = write_data(pkg, compress(BufWriter::new(&mut data_file)).map_err(wr)?)
-        .map_err(|e| e.into_error(out))?;
+    let summary = write_data(
+        pkg,
+        &entries,
+        compress(BufWriter::new(&mut data_file)).map_err(wr)?,
+    )
+    .map_err(|e| e.into_error(out))?;
 
     let control_text = control::render(pkg, summary.installed_size_kib);
     let mut ctl = TarWriter::new(compress_vec(Vec::new()).map_err(wr)?);
@@ -313,6 +335,7 @@ impl From<io::Error> for DataError {
 
 fn write_data<W: Write>(
     pkg: &DebPackage,
+    entries: &[Entry],
     enc: Encoder<W>,
 ) -> std::result::Result<DataSummary, DataError> {
     let mut tar = TarWriter::new(enc);
@@ -328,7 +351,7 @@ fn write_data<W: Write>(
         mode: 0o755,
         mtime: pkg.mtime,
     })?;
-    for e in &pkg.entries {
+    for e in entries {
         let rel = e.relative_path();
         if rel.is_empty() {
             continue;

@@ -40,6 +40,7 @@ use rpm::{
 };
 
 use crate::deb::{Relations, Scripts};
+use crate::docs::Docs;
 use crate::tree::{Entry, EntryKind};
 use crate::{Error, Result};
 
@@ -52,6 +53,15 @@ const COMPRESSION_LEVEL: u32 = 2;
 
 /// The release written for every package: the version is the project's.
 pub const RELEASE: &str = "1";
+
+/// `BUILDHOST`: fixed, so the same inputs give the same bytes on every
+/// machine (the name openSUSE's reproducible builds use).
+pub const BUILD_HOST: &str = "reproducible";
+
+/// `GROUP` when the package sets none. Not rpmbuild's `Unspecified`, which
+/// rpmlint reports as a missing tag (`no-group-tag`): the group of the
+/// old Red Hat list that fits a service or tool deployed by pipe.
+pub const DEFAULT_GROUP: &str = "Applications/System";
 
 /// A package to build.
 #[derive(Clone, Debug)]
@@ -72,6 +82,8 @@ pub struct RpmPackage {
     pub packager: Option<String>,
     /// Project home page.
     pub url: Option<String>,
+    /// `Group`; [`DEFAULT_GROUP`] when `None`.
+    pub group: Option<String>,
     /// Relationships in Debian syntax: `Depends` → `Requires`,
     /// `Pre-Depends` → `Requires(pre)`, `Recommends` and `Suggests`
     /// unchanged, `Conflicts` and `Breaks` → `Conflicts`, `Replaces` →
@@ -82,10 +94,11 @@ pub struct RpmPackage {
     /// `(a or b)` (not allowed in `Provides`/`Replaces`); a multiarch
     /// qualifier (`python3:any`) is dropped.
     pub relations: Relations,
-    /// Contents, as [`crate::tree::resolve`] returns them. Directories marked
-    /// `implied` are left out, as rpmbuild leaves out what `%files` does not
-    /// name: owning `/usr/bin` would clash with the `filesystem` package,
-    /// and rpm creates missing parents itself.
+    /// Contents, as [`crate::tree::resolve`] returns them. The package
+    /// owns every directory in it except those a base system owns
+    /// ([`crate::tree::SYSTEM_DIRECTORIES`]): owning `/usr/bin` would clash
+    /// with the `filesystem` package, while owning `/etc/hello` makes
+    /// `rpm -e` remove it and `rpm -qf` name the package.
     pub entries: Vec<Entry>,
     /// Maintainer scripts, by their Debian names: `preinst` → `%pre`,
     /// `postinst` → `%post`, `prerm` → `%preun`, `postrm` → `%postun`.
@@ -95,6 +108,10 @@ pub struct RpmPackage {
     /// dpkg's. A script's `#!` line picks its interpreter; without one it
     /// runs under `/bin/sh`.
     pub scripts: Scripts,
+    /// The copyright file, shipped as license documentation (`%license`)
+    /// in `/usr/share/licenses/NAME/copyright`, and the changelog, as
+    /// `%changelog` tags (`NAME <email> - VERSION-RELEASE`).
+    pub docs: Option<Docs>,
     /// `SOURCE_DATE_EPOCH`: every file, the build time and the signature
     /// carry this time.
     pub mtime: u64,
@@ -104,6 +121,14 @@ impl RpmPackage {
     /// The conventional file name: `NAME-VERSION-1.ARCH.rpm`.
     pub fn file_name(&self) -> String {
         format!("{}-{}-{RELEASE}.{}.rpm", self.name, self.version, self.arch)
+    }
+
+    /// `SOURCERPM`: the source package this one would come from,
+    /// `NAME-VERSION-1.src.rpm`. There is none (pipe packages a project's
+    /// files), but rpm, dnf and rpmlint tell binary packages by this tag
+    /// and show it; a name derived from the package is what they expect.
+    pub fn source_rpm(&self) -> String {
+        format!("{}-{}-{RELEASE}.src.rpm", self.name, self.version)
     }
 }
 
@@ -158,7 +183,30 @@ pub fn write_rpm(
                 .source_date(mtime),
         )
         .release(RELEASE)
-        .description(pkg.description.as_deref().unwrap_or(&pkg.summary));
+        .description(pkg.description.as_deref().unwrap_or(&pkg.summary))
+        .group(pkg.group.as_deref().unwrap_or(DEFAULT_GROUP))
+        .build_host(BUILD_HOST);
+    if let Some(docs) = &pkg.docs {
+        // rpmbuild's `%changelog`: `* DATE NAME <email> - VERSION-RELEASE`
+        // then the items, each a `- ` line.
+        for e in &docs.changelog.entries {
+            let time = u32::try_from(e.time).map_err(|_| Error::InvalidField {
+                field: "changelog date",
+                value: e.time.to_string(),
+                expected: "a time before 2106 (RPM v4 dates are 32-bit)".into(),
+            })?;
+            let text: Vec<String> = e
+                .changes
+                .iter()
+                .map(|c| format!("- {}", c.replace('\n', "\n  ")))
+                .collect();
+            builder.add_changelog_entry(
+                format!("{} - {}-{RELEASE}", e.author, e.version),
+                text.join("\n"),
+                Timestamp(time),
+            );
+        }
+    }
     if let Some(p) = &pkg.packager {
         builder.packager(p.as_str());
     }
@@ -205,8 +253,22 @@ pub fn write_rpm(
     // Regular files go in with placeholder contents: the header entries that
     // depend on contents (sizes, digests, payload digests) are filled in after
     // the payload has been streamed to disk (see `payload`).
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let wr = |e| Error::write(out, e);
+    let scratch = tempfile::Builder::new()
+        .prefix(".rpm-docs-")
+        .tempdir_in(dir)
+        .map_err(wr)?;
+    let mut license_files = Vec::new();
+    if let Some(docs) = &pkg.docs {
+        license_files = docs.rpm_files(&pkg.name, scratch.path()).map_err(wr)?;
+    }
+    let entries = crate::tree::with_generated(&pkg.entries, &license_files, pkg.mtime);
     let mut large = 0u64;
-    for e in &pkg.entries {
+    for e in &entries {
         let perms = (e.mode & 0o7777) as u16;
         match &e.kind {
             EntryKind::File { src, size } => {
@@ -230,11 +292,14 @@ pub fn write_rpm(
                 if e.config {
                     opts = opts.config().noreplace();
                 }
+                if license_files.iter().any(|g| g.path == e.path) {
+                    opts = opts.license();
+                }
                 builder
                     .with_file_contents(placeholder(e, src)?, opts)
                     .map_err(rpm_err)?;
             }
-            EntryKind::Dir if e.implied => {}
+            EntryKind::Dir if crate::tree::is_system_directory(&e.path) => {}
             EntryKind::Dir => {
                 builder
                     .with_dir_entry(
@@ -266,11 +331,6 @@ pub fn write_rpm(
 
     let mut package = builder.build().map_err(rpm_err)?;
 
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let wr = |e| Error::write(out, e);
     let mut spool = tempfile::Builder::new()
         .prefix(".rpm-payload-")
         .suffix(".tmp")
@@ -278,7 +338,7 @@ pub fn write_rpm(
         .map_err(wr)?;
     let streamed = payload::write(
         &package.metadata.header,
-        pkg,
+        &entries,
         large_files,
         spool.as_file_mut(),
     )
@@ -287,8 +347,13 @@ pub fn write_rpm(
         payload::Failure::Write(io) => wr(io),
         payload::Failure::Rpm(e) => rpm_err(e),
     })?;
-    let header =
-        payload::patch_header(&package.metadata.header, &streamed, large_files).map_err(rpm_err)?;
+    let header = payload::patch_header(
+        &package.metadata.header,
+        &streamed,
+        large_files,
+        &pkg.source_rpm(),
+    )
+    .map_err(rpm_err)?;
     package.metadata.header = header;
     package.payload = Vec::new();
     let header_bytes = package.header_bytes().map_err(rpm_err)?;

@@ -15,7 +15,7 @@ use std::io::{self, BufWriter, Read, Write};
 use rpm::{Header, HeaderEntry, IndexData, IndexTag};
 use sha2::{Digest, Sha256};
 
-use super::{COMPRESSION_LEVEL, RpmPackage};
+use super::COMPRESSION_LEVEL;
 use crate::Error;
 use crate::compress::{Compression, Encoder, default_threads};
 use crate::tree::EntryKind;
@@ -140,10 +140,10 @@ fn pad(w: &mut impl Write, size: u64) -> io::Result<()> {
 }
 
 /// Writes the compressed payload for the files `header` lists (built by the
-/// rpm crate from `pkg`) to `out`.
+/// rpm crate from `entries`) to `out`.
 pub(super) fn write(
     header: &Header<IndexTag>,
-    pkg: &RpmPackage,
+    entries: &[crate::tree::Entry],
     large_files: bool,
     out: &mut fs::File,
 ) -> Result<Streamed, Failure> {
@@ -164,12 +164,8 @@ pub(super) fn write(
             header.get_entry_data_as_u16_array(IndexTag::RPMTAG_FILERDEVS)?,
         )
     };
-    let by_path: HashMap<&str, &EntryKind> = pkg
-        .entries
-        .iter()
-        .filter(|e| !(matches!(e.kind, EntryKind::Dir) && e.implied))
-        .map(|e| (e.path.as_str(), &e.kind))
-        .collect();
+    let by_path: HashMap<&str, &EntryKind> =
+        entries.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
 
     let file = BufWriter::with_capacity(1 << 20, out);
     // The same multithreaded xz encoder as the .deb: a fixed block size makes
@@ -276,6 +272,7 @@ pub(super) fn patch_header(
     header: &Header<IndexTag>,
     s: &Streamed,
     large_files: bool,
+    source_rpm: &str,
 ) -> Result<Header<IndexTag>, rpm::Error> {
     let total: u64 = s.file_sizes.iter().sum();
     let region = IndexTag::RPMTAG_HEADERIMMUTABLE as u32;
@@ -314,6 +311,10 @@ pub(super) fn patch_header(
             }
             _ if t == tag(IndexTag::RPMTAG_PAYLOADSHA256) => {
                 HeaderEntry::new(t, IndexData::StringArray(vec![s.compressed_sha256.clone()]))
+            }
+            // The rpm crate writes `(none)`; see `RpmPackage::source_rpm`.
+            _ if t == tag(IndexTag::RPMTAG_SOURCERPM) => {
+                HeaderEntry::new(t, IndexData::StringTag(source_rpm.to_string()))
             }
             _ if t == tag(IndexTag::RPMTAG_PAYLOADSHA256ALT) => {
                 HeaderEntry::new(t, IndexData::StringArray(vec![s.raw_sha256.clone()]))

@@ -133,7 +133,10 @@ from = "staging"
 # description = "Longer text."
 # arch = "amd64"                    # "all" for architecture-independent; rpm gets x86_64 / noarch
 # license = "MIT"
+# license_file = "LICENSE"          # full text for the copyright file (/usr/share/doc/NAME/copyright)
 # maintainer = "Ops <ops@example.com>"
+# homepage = "https://example.com"  # the rpm's URL, the copyright file's Source
+# changelog = "CHANGELOG.md"        # `## VERSION - YYYY-MM-DD` + `- change`, or Debian's format
 # depends = ["libc6 (>= 2.36)"]
 # files = [
 #   {{ src = "bin/{name}", dst = "/usr/bin/{name}", mode = "0755" }},

@@ -141,7 +141,7 @@ fn describe(r: &Regenerated) -> String {
         .flatten()
         .collect();
     format!(
-        "  {}: {} packages in {} ({} files written, {} expired removed, {:.2} s){}",
+        "  {}: {} packages in {} ({} files written, {} packages linked, {} expired removed, {:.2} s){}",
         r.env,
         r.packages,
         if views.is_empty() {
@@ -150,6 +150,7 @@ fn describe(r: &Regenerated) -> String {
             views.join(" and ")
         },
         r.written,
+        r.linked,
         r.removed,
         r.seconds,
         r.valid_until
