@@ -5,6 +5,10 @@
 #   scripts/install-deps.sh build   C libraries the build needs (sequoia's nettle, libclang)
 #   scripts/install-deps.sh test    build + every server and consumer the tests run
 #   scripts/install-deps.sh moto    only the S3 server used by the tests (a Python venv)
+#   scripts/install-deps.sh registry  only the OCI registry the example pushes to (docker-registry)
+#   scripts/install-deps.sh machine the tools a machine-image bake runs (mke2fs, debugfs,
+#                                   qemu-img, dpkg, chroot; xorriso, mtools for seeds;
+#                                   mmdebstrap for the Debian base of the example and tests)
 #   scripts/install-deps.sh bench   build + moto + the anchors of benches/publish.sh
 #                                   (aptly, apt-ftparchive, createrepo_c, gpg, rpm)
 set -euo pipefail
@@ -14,8 +18,12 @@ venv="$root/.pipe-dev/venv"
 moto_version="5.2.5"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
-test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf-plugins-core createrepo-c aptly)
+test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf-plugins-core createrepo-c aptly
+  # OCI images: the registry the tests start, the clients that read what
+  # pipe writes, htpasswd for the registry's basic auth, zstd for tar.
+  docker-registry skopeo podman umoci zstd apache2-utils)
 bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
+machine_packages=(e2fsprogs qemu-utils dpkg coreutils xorriso mtools dosfstools mmdebstrap)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -46,13 +54,15 @@ install_moto() {
 case "${1:-test}" in
   build) apt_install "${build_packages[@]}" ;;
   moto) install_moto ;;
+  registry) apt_install docker-registry ;;
+  machine) apt_install "${machine_packages[@]}" ;;
   test)
-    apt_install "${build_packages[@]}" "${test_packages[@]}"
+    apt_install "${build_packages[@]}" "${test_packages[@]}" "${machine_packages[@]}"
     install_moto
     ;;
   bench)
-    apt_install "${build_packages[@]}" "${bench_packages[@]}"
+    apt_install "${build_packages[@]}" "${bench_packages[@]}" "${machine_packages[@]}"
     install_moto
     ;;
-  *) echo "usage: $0 build|test|moto|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|moto|registry|machine|bench" >&2; exit 2 ;;
 esac

@@ -324,7 +324,11 @@ fn we_sign_with_a_gnupg_key() {
     let key2 = SecretKey::from_bytes(&secret, None).unwrap();
     assert_eq!(key2.fingerprint(), fpr2);
     SecretKey::from_bytes(&secret, Some("ignored")).unwrap();
-    let sig = key2.sign_detached(DATA, now, Encoding::Binary).unwrap();
+    // Dated after the key was made: under load `now` above can precede its
+    // creation time, and a key cannot sign before it exists.
+    let sig = key2
+        .sign_detached(DATA, std::time::SystemTime::now(), Encoding::Binary)
+        .unwrap();
     let sigf = gpg.write("data.sig", &sig);
     assert_valid_sig(
         &gpg.gpg(&["--verify", sigf.to_str().unwrap(), data.to_str().unwrap()]),

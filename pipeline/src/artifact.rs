@@ -22,17 +22,30 @@ pub enum ArtifactKind {
     Deb,
     /// An RPM package (`.rpm`).
     Rpm,
+    /// An OCI image: its manifest, configuration and layers, one artifact
+    /// each (see [`crate::kinds`]'s image kind).
+    OciImage,
+    /// A baked machine disk image (`NAME.raw`, `NAME.qcow2`) and its bake
+    /// record (`NAME.bake.json`).
+    MachineImage,
 }
 
 impl ArtifactKind {
     /// Every kind, in the order a plan lists them.
-    pub const ALL: [ArtifactKind; 2] = [ArtifactKind::Deb, ArtifactKind::Rpm];
+    pub const ALL: [ArtifactKind; 4] = [
+        ArtifactKind::Deb,
+        ArtifactKind::Rpm,
+        ArtifactKind::OciImage,
+        ArtifactKind::MachineImage,
+    ];
 
     /// The name manifests, plans and `--json` output use.
     pub fn name(self) -> &'static str {
         match self {
             ArtifactKind::Deb => "deb",
             ArtifactKind::Rpm => "rpm",
+            ArtifactKind::OciImage => "oci-image",
+            ArtifactKind::MachineImage => "machine-image",
         }
     }
 }
@@ -50,13 +63,17 @@ impl fmt::Display for ArtifactKind {
 pub enum Component {
     /// `[packages.NAME]`.
     Package(String),
+    /// `[images.NAME]`.
+    Image(String),
+    /// `[machines.NAME]`.
+    Machine(String),
 }
 
 impl Component {
     /// The section's name (`hello` of `[packages.hello]`).
     pub fn name(&self) -> &str {
         match self {
-            Component::Package(n) => n,
+            Component::Package(n) | Component::Image(n) | Component::Machine(n) => n,
         }
     }
 
@@ -64,6 +81,7 @@ impl Component {
     pub fn package(&self) -> Option<&str> {
         match self {
             Component::Package(n) => Some(n),
+            Component::Image(_) | Component::Machine(_) => None,
         }
     }
 }
@@ -72,6 +90,8 @@ impl fmt::Display for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Component::Package(n) => write!(f, "package {n}"),
+            Component::Image(n) => write!(f, "image {n}"),
+            Component::Machine(n) => write!(f, "machine {n}"),
         }
     }
 }
@@ -87,8 +107,10 @@ impl<'de> Deserialize<'de> for Component {
         let s = String::deserialize(d)?;
         match s.split_once(' ') {
             Some(("package", name)) if !name.is_empty() => Ok(Component::Package(name.into())),
+            Some(("image", name)) if !name.is_empty() => Ok(Component::Image(name.into())),
+            Some(("machine", name)) if !name.is_empty() => Ok(Component::Machine(name.into())),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown component `{s}` (expected `package NAME`)"
+                "unknown component `{s}` (expected `package NAME`, `image NAME` or `machine NAME`)"
             ))),
         }
     }
@@ -131,6 +153,12 @@ mod tests {
         let back: Component = serde_json::from_str("\"package hello\"").unwrap();
         assert_eq!(back, c);
         assert!(serde_json::from_str::<Component>("\"thing hello\"").is_err());
+        let m: Component = serde_json::from_str("\"machine web\"").unwrap();
+        assert_eq!(m, Component::Machine("web".into()));
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::MachineImage).unwrap(),
+            "\"machine-image\""
+        );
         assert!(serde_json::from_str::<ArtifactKind>("\"oci\"").is_err());
     }
 }

@@ -39,6 +39,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An OCI registry failed or refused an operation on an image.
+    #[error("registry `{registry}`: {action} `{image}` failed: {reason}")]
+    Registry {
+        /// `HOST[:PORT]`.
+        registry: String,
+        /// The repository (`NAMESPACE/NAME`).
+        image: String,
+        /// What was being done (`uploading a blob of`, `pushing the manifest of`).
+        action: &'static str,
+        /// Unreachable, unauthorised or refused.
+        kind: RegistryFailure,
+        /// What the registry (or the connection) said.
+        reason: String,
+    },
+
     /// A usage error that is not about `pipeline.toml` (a bad flag value, a file
     /// that would be overwritten).
     #[error("{message}")]
@@ -326,6 +341,18 @@ impl std::fmt::Display for StepFailure {
     }
 }
 
+/// Why a registry operation failed, for the hint and the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryFailure {
+    /// The registry could not be reached, or the connection broke.
+    Unreachable,
+    /// The registry wants credentials that were not given, or refused them.
+    Unauthorized,
+    /// The registry answered and refused the request.
+    Refused,
+}
+
 impl Error {
     /// The process exit code this error maps onto (DESIGN.md, interface
     /// conventions).
@@ -396,6 +423,18 @@ impl Error {
                 "use an S3 service that supports `If-Match`/`If-None-Match` on PutObject, or pass `--unsafe-no-cas` to accept that concurrent promotions may overwrite each other"
                     .into(),
             ),
+            Error::Registry { kind: RegistryFailure::Unreachable, .. } => Some(
+                "check that the registry is running and `[registry] url` (and `insecure` for plain HTTP); the same command run again finishes the push: blobs already there are skipped"
+                    .into(),
+            ),
+            Error::Registry { kind: RegistryFailure::Unauthorized, .. } => Some(
+                "log in with `podman login`/`docker login` (or set REGISTRY_AUTH_FILE, or PIPE_REGISTRY_USERNAME and PIPE_REGISTRY_PASSWORD); credential helpers are not run"
+                    .into(),
+            ),
+            Error::Registry { kind: RegistryFailure::Refused, .. } => Some(
+                "the registry refused the content; nothing was tagged, so fix the cause and run the command again"
+                    .into(),
+            ),
             Error::Unreachable { .. } => Some(
                 "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running; on a slow link raise `[store] request_timeout` and `timeout` (or `--request-timeout`, `--timeout`)"
                     .into(),
@@ -408,6 +447,7 @@ impl Error {
                 "check `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `AWS_PROFILE`, and the bucket policy"
                     .into(),
             ),
+            Error::Stage(e) => e.hint(),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ pub mod model;
 pub mod promote;
 pub mod publish;
 pub mod records;
+pub mod registry;
 pub mod rotate;
 pub mod status;
 pub mod store;

@@ -85,7 +85,13 @@ pub async fn publish_with(
     // published before, blob and pool copy included (both are written
     // before the record), so it needs nothing more.
     let existing: Vec<Option<VersionRecord>> = stream::iter(&manifest.artifacts)
-        .map(|a| async move { version::read(store, &a.name).await })
+        .map(|a| async move {
+            if kinds::of(a.kind).versioned() {
+                version::read(store, &a.name).await
+            } else {
+                Ok(None)
+            }
+        })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -211,7 +217,9 @@ async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) 
     if let Some(pool) = kinds::of(a.kind).pool_key(a) {
         store.copy_if_absent(&a.blob.key(), &pool).await?;
     }
-    version::put(store, a, build).await?;
+    if kinds::of(a.kind).versioned() {
+        version::put(store, a, build).await?;
+    }
     Ok(uploaded)
 }
 

@@ -44,6 +44,9 @@ pub struct EnvStatus {
     pub from: Option<String>,
     /// Its pointer's entry (not verified: `pipe history --keyring` does).
     pub head: Option<Entry>,
+    /// Its images, by digest, as consumers name them:
+    /// `HOST/NAMESPACE/NAME@sha256:…` (`NAME@sha256:…` without `[registry]`).
+    pub images: Vec<String>,
 }
 
 /// Reads the status of `store`, with `pipeline` (if any) for the declared
@@ -89,13 +92,27 @@ pub async fn status(
         })
         .unwrap_or_default();
     local_builds.sort();
+    let registry = pipeline.and_then(|p| p.registry.as_ref());
     let mut environments = Vec::new();
     for (name, from) in envs {
         let (head, _) = read_pointer(store, &name).await?;
+        let mut images = Vec::new();
+        if let Some(h) = &head
+            && let Ok(published) = crate::records::index::load(store, &h.entry.build).await
+        {
+            for i in &published.index.images {
+                let digest = format!("sha256:{}", i.sha256);
+                images.push(match registry {
+                    Some(r) => format!("{}/{}@{digest}", r.url.trim_end_matches('/'), i.image),
+                    None => format!("{}@{digest}", i.image),
+                });
+            }
+        }
         environments.push(EnvStatus {
             name,
             from,
             head: head.map(|h| h.entry),
+            images,
         });
     }
     Ok(Status {

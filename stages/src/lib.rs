@@ -2,6 +2,9 @@
 //! input files into the bytes of one artifact kind (.deb, .rpm, OCI image,
 //! machine image).
 //!
+//! The machine stage runs system tools (mke2fs, debugfs, qemu-img, dpkg or
+//! rpm, chroot; xorriso or mkfs.vfat and mcopy for seeds): see [`machine`].
+//!
 //! Stages know nothing of the store or of the pipeline model; the `pipeline`
 //! crate hands them plain inputs and stores what they return.
 #![deny(missing_docs)]
@@ -10,6 +13,8 @@ mod compress;
 pub mod deb;
 pub mod docs;
 mod error;
+pub mod machine;
+pub mod oci;
 mod tarball;
 pub mod tree;
 

@@ -4,5 +4,8 @@
 
 pub mod cli;
 pub mod consumers;
+pub mod machine;
+pub mod oci;
 pub mod proxy;
+pub mod registry;
 pub mod s3;

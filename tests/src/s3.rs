@@ -294,7 +294,7 @@ pub fn free_port() -> u16 {
 /// Makes the child die with the thread that spawned it, so a test that
 /// crashes does not leak servers. (The signal follows the spawning thread,
 /// not the process: start servers from the thread that owns them.)
-fn kill_with_parent(cmd: &mut Command) {
+pub fn kill_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of ours.
     unsafe {
         cmd.pre_exec(|| {

@@ -7,7 +7,7 @@
 use pipe_e2e::cli::Project;
 
 /// Four packages in several formats and architectures, a chain of three
-/// steps, scripts, and an image and a machine that are not built yet.
+/// steps, scripts, an image and a machine.
 const LARGER: &str = r#"
 [project]
 name = "fleet"
@@ -181,7 +181,7 @@ fn a_larger_plan() {
         .iter()
         .map(|n| n["section"].as_str().unwrap())
         .collect();
-    assert_eq!(sections, ["images.fleet", "machines.node"]);
+    assert!(sections.is_empty(), "{sections:?}");
 }
 
 /// `pipe build` makes exactly the plan's artifacts, each with the key the
@@ -189,6 +189,12 @@ fn a_larger_plan() {
 #[test]
 fn build_executes_exactly_the_plan() {
     let p = larger();
+    // Its machine's base is a placeholder; machine builds are tested with a
+    // real base in `machine_pipeline`.
+    p.write(
+        "pipeline.toml",
+        LARGER.split("[machines.node]").next().unwrap(),
+    );
     p.with_signing_key();
     let plan = p.pipe(&["--json", "build", "--plan"]).expect_code(0).json();
     let plan = &plan["plan"];
@@ -220,14 +226,8 @@ fn build_executes_exactly_the_plan() {
 
     let run = p.pipe(&["--json", "build"]);
     run.expect_code(0);
-    // The build says what it does not make, naming the section and line.
-    for section in ["[images.fleet] at line ", "[machines.node] at line "] {
-        assert!(
-            run.stderr.contains(section),
-            "{section} not in:\n{}",
-            run.stderr
-        );
-    }
+    // Every declared section is built: nothing is announced as missing.
+    assert!(!run.stderr.contains("not built yet"), "{}", run.stderr);
     let built = run.json();
     let mut names: Vec<String> = built["artifacts"]
         .as_array()
@@ -236,7 +236,21 @@ fn build_executes_exactly_the_plan() {
         .map(|a| a["name"].as_str().unwrap().to_string())
         .collect();
     names.sort();
+    // An image node whose layers are known only after its inputs (here: it
+    // reads a step's output) is planned as its tarball and recorded as its
+    // manifest, config and layers.
+    let is_image_part = |n: &String| n.starts_with("fleet.oci.");
+    let planned_images: Vec<&String> = planned.iter().filter(|n| is_image_part(n)).collect();
+    if planned_images == [&"fleet.oci.tar".to_string()] {
+        planned.retain(|n| !is_image_part(n));
+        names.retain(|n| !is_image_part(n));
+    }
     assert_eq!(names, planned);
+    let build_dir = p
+        .path()
+        .join(".pipe/builds")
+        .join(built["build"].as_str().unwrap());
+    assert!(build_dir.join("fleet.oci.tar").exists());
     for (name, key) in &keyed {
         let a = built["artifacts"]
             .as_array()
@@ -274,17 +288,13 @@ fn validate_summarises_the_plan() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("a build would produce 6 artifact(s)"),
+        run.stdout.contains("a build would produce 11 artifact(s)"),
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout.contains("warning: [images.fleet]"),
-        "{}",
-        run.stdout
-    );
-    assert!(!run.stdout.contains(".oci.tar"), "{}", run.stdout);
+    assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
+    assert!(run.stdout.contains("fleet.oci.tar"), "{}", run.stdout);
     let json = p.pipe(&["--json", "validate"]).expect_code(0).json();
-    assert_eq!(json["artifacts"].as_array().unwrap().len(), 6);
+    assert_eq!(json["artifacts"].as_array().unwrap().len(), 11);
     assert_eq!(json["plan"]["steps"].as_array().unwrap().len(), 3);
 }

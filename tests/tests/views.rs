@@ -150,7 +150,11 @@ fn refresh_racing_a_promotion(p: &Project, s3: Option<&MotoServer>) {
     out.expect_code(0);
     let doc = out.json();
     let views = doc["refreshed"][0]["views"].as_array().unwrap();
-    assert_eq!(views.len(), 2, "{doc}");
+    assert_eq!(
+        views.len(),
+        4,
+        "apt, yum, registry, machine pointers: {doc}"
+    );
     for v in views {
         assert_eq!(v["status"], "superseded", "{doc}");
         assert_eq!(v["seq"], 2, "{doc}");

@@ -130,6 +130,10 @@ async fn run_node(
     let started = Instant::now();
     let key = prepared.key.clone();
     let inputs = prepared.inputs.clone();
+    let outputs = prepared
+        .outputs
+        .clone()
+        .unwrap_or_else(|| node.outputs.clone());
     let artifact = |name: &str, blob: BlobRef| Artifact {
         name: name.to_string(),
         kind: node.kind,
@@ -144,7 +148,7 @@ async fn run_node(
     let mut out = Vec::new();
     let cache_hit;
     match records::cache::stage(store, &key).await? {
-        Some(record) if record.outputs().count() == node.outputs.len() => {
+        Some(record) if record.outputs().count() == outputs.len() => {
             cache_hit = true;
             for (i, (name, blob)) in record.outputs().enumerate() {
                 let path = out_dir.join(name);
@@ -171,7 +175,7 @@ async fn run_node(
                     .await
                     .expect("artifact writer panicked")?;
             }
-            for name in &node.outputs {
+            for name in &outputs {
                 let path = out_dir.join(name);
                 publishable(&path)?;
                 let put = store.put_blob_file(&path).await?;
@@ -196,6 +200,13 @@ async fn run_node(
             };
             records::cache::put_stage(store, &key, &record).await?;
         }
+    }
+    {
+        let artifacts: Vec<Artifact> = out.iter().map(|(a, _, _)| a.clone()).collect();
+        let (p, node, out_dir) = (p.clone(), node.clone(), out_dir.to_path_buf());
+        tokio::task::spawn_blocking(move || kind.assemble(&p, &node, &artifacts, &out_dir))
+            .await
+            .expect("assembling task panicked")?;
     }
     let seconds = prepare_seconds + started.elapsed().as_secs_f64();
     Ok(out
@@ -282,6 +293,7 @@ mod tests {
             key: "ab".repeat(32),
             inputs: Vec::new(),
             work: Box::new(()),
+            outputs: None,
         }
     }
 

@@ -84,7 +84,19 @@ pub enum PlanInput {
         /// Destination.
         dst: String,
     },
-    /// A maintainer script.
+    /// A machine's base root filesystem tarball.
+    Rootfs {
+        /// Path relative to the project directory.
+        path: String,
+    },
+    /// A package of the build, installed into a machine image (its key is
+    /// part of the machine's).
+    Package {
+        /// The package name.
+        name: String,
+    },
+    /// A maintainer script, or a machine's post-install script
+    /// (`which = "post_install"`).
     Script {
         /// `postinst`, ...
         which: String,
@@ -133,23 +145,9 @@ impl Plan {
             })
             .collect();
         let artifacts = kinds::all().flat_map(|k| k.nodes(p)).collect();
-        let not_built = |section: String, reason: &str| {
-            let at = p.sections.get(&section);
-            NotBuilt {
-                line: at.map(|a| a.line),
-                column: at.map(|a| a.column),
-                section,
-                reason: reason.into(),
-            }
-        };
-        let not_built =
-            p.images
-                .keys()
-                .map(|n| not_built(format!("images.{n}"), "OCI images are not built yet"))
-                .chain(p.machines.keys().map(|n| {
-                    not_built(format!("machines.{n}"), "machine images are not built yet")
-                }))
-                .collect();
+        // Every section pipe reads is built; a section added before its
+        // kind lands is listed here with its position.
+        let not_built = Vec::new();
         Ok(Plan {
             project: p.project.name.clone(),
             version: p.project.version.clone(),
@@ -170,7 +168,13 @@ impl Plan {
         for a in self.artifacts.iter_mut().filter(|a| {
             a.after_steps.is_empty() && (cx.signer.is_some() || !kinds::of(a.kind).signs())
         }) {
-            a.cache_key = Some(kinds::of(a.kind).prepare(p, cx, a)?.key);
+            let prepared = kinds::of(a.kind).prepare(p, cx, a)?;
+            // A kind that knows its outputs only from its inputs (an image's
+            // layers) names them now.
+            if let Some(outputs) = prepared.outputs {
+                a.outputs = outputs;
+            }
+            a.cache_key = Some(prepared.key);
         }
         Ok(self)
     }

@@ -28,6 +28,7 @@
 //! `current` nothing a reader of `current` sees has changed; a crash leaves at
 //! most an `.incoming-*` directory, which the next deploy removes.
 
+mod machine;
 mod target;
 pub mod template;
 pub mod unpack;
@@ -48,6 +49,7 @@ use crate::records::history::{history, read_pointer, verify_chain};
 use crate::records::manifest::build_key;
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
+pub use machine::{FetchedImage, MachineReport, MachineRequest, deploy_machine};
 pub use target::{CheckReport, Difference, check};
 use unpack::Format;
 
@@ -626,6 +628,10 @@ fn select(
             let format = match a.kind {
                 ArtifactKind::Deb => Format::Deb,
                 ArtifactKind::Rpm => Format::Rpm,
+                // deploy_arch is None for images: never reached.
+                ArtifactKind::OciImage => return None,
+                // `deploy_arch` is `None` for machine images: never here.
+                ArtifactKind::MachineImage => return None,
             };
             Some((arch, format))
         };

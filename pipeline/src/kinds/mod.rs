@@ -20,6 +20,8 @@
 //! ([`crate::build::plan`]): an output is a file, a blob, an entry.
 
 mod deb;
+mod image;
+mod machine;
 mod package;
 mod rpm;
 
@@ -32,6 +34,7 @@ use crate::build::plan::ArtifactNode;
 use crate::model::Pipeline;
 use crate::records::{Fragment, Input};
 
+pub use machine::{bake_record_name, image_name};
 pub use package::artifact_name;
 
 /// What building one artifact node needs besides the model.
@@ -54,6 +57,10 @@ pub struct Prepared {
     pub inputs: Vec<Input>,
     /// Whatever the kind resolved that [`Kind::write`] needs (a file tree).
     pub work: Box<dyn Any + Send>,
+    /// The outputs, when only the inputs tell how many there are (an
+    /// image: one per layer, and the base's layers are known once the base
+    /// is read); `None`: the node's.
+    pub outputs: Option<Vec<String>>,
 }
 
 /// One artifact kind.
@@ -100,6 +107,28 @@ pub trait Kind: Send + Sync {
         false
     }
 
+    /// Makes derived files from the node's outputs once they are all in
+    /// `out_dir` (built or restored from the cache): files of the build
+    /// directory that are not artifacts themselves, because they can be
+    /// made again from them (an image's layout tarball). Blocking.
+    fn assemble(
+        &self,
+        _p: &Pipeline,
+        _node: &ArtifactNode,
+        _outputs: &[Artifact],
+        _out_dir: &Path,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// True when an artifact's file name stands for one content forever
+    /// (`packages/<artifact>.json`, create-only: a package version is never
+    /// reused). Machine images are named by machine, not version, and are
+    /// found through the build's manifest and the machine pointer instead.
+    fn versioned(&self) -> bool {
+        true
+    }
+
     /// The architecture `artifact` installs on (Debian's or rpm's name),
     /// when `pipe deploy` installs artifacts of this kind; `None` otherwise.
     fn deploy_arch(&self, artifact: &Artifact) -> Option<String>;
@@ -110,6 +139,8 @@ pub fn of(kind: ArtifactKind) -> &'static dyn Kind {
     match kind {
         ArtifactKind::Deb => &deb::Deb,
         ArtifactKind::Rpm => &rpm::Rpm,
+        ArtifactKind::OciImage => &image::OciImage,
+        ArtifactKind::MachineImage => &machine::MachineImage,
     }
 }
 

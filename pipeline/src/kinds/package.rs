@@ -21,6 +21,8 @@ pub(super) fn format_of(kind: ArtifactKind) -> PackageFormat {
     match kind {
         ArtifactKind::Deb => PackageFormat::Deb,
         ArtifactKind::Rpm => PackageFormat::Rpm,
+        ArtifactKind::OciImage => unreachable!("images are not packages"),
+        ArtifactKind::MachineImage => unreachable!("a machine image is not a package kind"),
     }
 }
 
@@ -239,6 +241,7 @@ pub(super) fn prepare(
         key: key.finish(),
         inputs,
         work: Box::new(entries),
+        outputs: None,
     })
 }
 

@@ -340,6 +340,27 @@ pub struct Image {
     pub env: BTreeMap<String, String>,
     /// Exposed TCP ports.
     pub expose: Vec<u16>,
+    /// Default arguments (`Cmd`).
+    pub cmd: Vec<String>,
+    /// Working directory of the entrypoint.
+    pub workdir: Option<String>,
+    /// User (`name`, `uid`, `uid:gid`) the entrypoint runs as.
+    pub user: Option<String>,
+    /// Extra labels (pipe sets the `org.opencontainers.image.*` ones).
+    pub labels: BTreeMap<String, String>,
+    /// Compression of the package layers.
+    pub compression: ImageCompression,
+}
+
+/// How an image's package layers are compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageCompression {
+    /// gzip, what every client reads.
+    #[default]
+    Gzip,
+    /// zstd.
+    Zstd,
 }
 
 /// The base of an image.
@@ -350,6 +371,8 @@ pub enum ImageBase {
     Scratch,
     /// An OCI image-layout archive, relative to the project directory.
     OciArchive(String),
+    /// A `docker save` archive, relative to the project directory.
+    DockerArchive(String),
 }
 
 /// `[machines.NAME]`.

@@ -73,7 +73,18 @@ const STEP_KEYS: &[&str] = &["run", "inputs", "outputs", "env"];
 const PRIORITIES: &[&str] = &["required", "important", "standard", "optional", "extra"];
 const FILE_KEYS: &[&str] = &["src", "dst", "mode", "config"];
 const SCRIPT_KEYS: &[&str] = &["preinst", "postinst", "prerm", "postrm"];
-const IMAGE_KEYS: &[&str] = &["base", "packages", "entrypoint", "env", "expose"];
+const IMAGE_KEYS: &[&str] = &[
+    "base",
+    "packages",
+    "entrypoint",
+    "cmd",
+    "env",
+    "expose",
+    "workdir",
+    "user",
+    "labels",
+    "compression",
+];
 const MACHINE_KEYS: &[&str] = &["base", "packages", "post_install", "size", "formats"];
 const DEPLOY_KEYS: &[&str] = &["files", "packages", "after"];
 
@@ -1353,21 +1364,26 @@ impl Cx<'_> {
                 None => Some(ImageBase::Scratch),
                 Some((_, bv)) => self.nonempty_string(bv, &at("base")).and_then(|b| {
                     if b == "scratch" {
-                        Some(ImageBase::Scratch)
-                    } else if let Some(path) = b.strip_prefix("oci-archive:") {
-                        let span = bv.span();
-                        match self.existing_path(path, span.clone(), "base image")? {
-                            false => Some(ImageBase::OciArchive(path.to_string())),
-                            true => {
-                                self.error(span, format!("base image `{path}` is a directory"),
-                                    Some("give an OCI image-layout tarball (`skopeo copy ... oci-archive:FILE`)".into()));
-                                None
-                            }
-                        }
+                        return Some(ImageBase::Scratch);
+                    }
+                    let (path, docker) = if let Some(p) = b.strip_prefix("oci-archive:") {
+                        (p, false)
+                    } else if let Some(p) = b.strip_prefix("docker-archive:") {
+                        (p, true)
                     } else {
                         self.error(bv.span(), format!("unknown image base `{b}`"),
-                            Some("write `\"scratch\"` or `\"oci-archive:path/to/base.tar\"`".into()));
-                        None
+                            Some("write `\"scratch\"`, `\"oci-archive:path/to/base.tar\"` or `\"docker-archive:path/to/saved.tar\"`".into()));
+                        return None;
+                    };
+                    let span = bv.span();
+                    match self.existing_path(path, span.clone(), "base image")? {
+                        false if docker => Some(ImageBase::DockerArchive(path.to_string())),
+                        false => Some(ImageBase::OciArchive(path.to_string())),
+                        true => {
+                            self.error(span, format!("base image `{path}` is a directory"),
+                                Some("give an image tarball (`skopeo copy ... oci-archive:FILE`, or `docker save -o FILE`)".into()));
+                            None
+                        }
                     }
                 }),
             };
@@ -1415,7 +1431,54 @@ impl Cx<'_> {
                     }
                 }
             }
-            if let Some(base) = base {
+            let cmd = field(it, "cmd")
+                .map(|(_, cv)| {
+                    self.string_list(cv, &at("cmd"))
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let workdir = field(it, "workdir").and_then(|(_, wv)| {
+                let w = self.nonempty_string(wv, &at("workdir"))?;
+                if !w.starts_with('/') {
+                    self.error(
+                        wv.span(),
+                        format!("`workdir` `{w}` is not an absolute path"),
+                        Some("start it with `/`".into()),
+                    );
+                }
+                Some(w)
+            });
+            let user = field(it, "user").and_then(|(_, uv)| self.nonempty_string(uv, &at("user")));
+            let mut labels = BTreeMap::new();
+            if let Some((_, lv)) = field(it, "labels")
+                && let Some(lt) = self.table(lv, &at("labels"))
+            {
+                for (k, val) in lt {
+                    let key = k.get_ref().to_string();
+                    if let Some(s) = self.string(val, &format!("`images.{name}.labels.{key}`")) {
+                        labels.insert(key, s);
+                    }
+                }
+            }
+            let compression = match field(it, "compression") {
+                None => Some(ImageCompression::Gzip),
+                Some((_, cv)) => match self.nonempty_string(cv, &at("compression")).as_deref() {
+                    Some("gzip") => Some(ImageCompression::Gzip),
+                    Some("zstd") => Some(ImageCompression::Zstd),
+                    Some(other) => {
+                        self.error(
+                            cv.span(),
+                            format!("unknown layer compression `{other}`"),
+                            Some("write `\"gzip\"` (the default) or `\"zstd\"`".into()),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+            };
+            if let (Some(base), Some(compression)) = (base, compression) {
                 out.insert(
                     name.clone(),
                     Image {
@@ -1425,6 +1488,11 @@ impl Cx<'_> {
                         entrypoint,
                         env,
                         expose,
+                        cmd,
+                        workdir,
+                        user,
+                        labels,
+                        compression,
                     },
                 );
             }

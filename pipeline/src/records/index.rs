@@ -25,6 +25,43 @@ pub struct BuildIndex {
     pub debs: Vec<IndexedDeb>,
     /// Every .rpm.
     pub rpms: Vec<IndexedRpm>,
+    /// Every OCI image (by its manifest artifact).
+    #[serde(default)]
+    pub images: Vec<IndexedImage>,
+    /// Every machine disk image (absent in indexes written before machines).
+    #[serde(default)]
+    pub machines: Vec<IndexedMachine>,
+}
+
+/// An OCI image of the build: the artifact that is its manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedImage {
+    /// The image name (`[images.NAME]`).
+    pub image: String,
+    /// The manifest's artifact name.
+    pub artifact: String,
+    /// SHA-256 of the manifest, as in the build manifest: the image digest.
+    pub sha256: String,
+    /// The manifest's blob in the store.
+    pub blob: crate::store::BlobRef,
+}
+
+/// A machine disk image: what the machine pointer of an environment says
+/// about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexedMachine {
+    /// Artifact file name (`web.raw`).
+    pub artifact: String,
+    /// The machine (`web` of `[machines.web]`).
+    pub machine: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// SHA-256 of the file, as in the build manifest.
+    pub sha256: String,
+    /// BLAKE3 of the file: its blob's name.
+    pub blake3: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// A .deb's rendered `Packages` stanza.
@@ -58,6 +95,10 @@ pub enum Fragment {
     Deb(IndexedDeb),
     /// An .rpm.
     Rpm(Box<IndexedRpm>),
+    /// An OCI image's manifest.
+    Image(IndexedImage),
+    /// A machine disk image.
+    Machine(IndexedMachine),
 }
 
 impl BuildIndex {
@@ -67,11 +108,15 @@ impl BuildIndex {
             format: INDEX_FORMAT,
             debs: Vec::new(),
             rpms: Vec::new(),
+            images: Vec::new(),
+            machines: Vec::new(),
         };
         for f in fragments {
             match f {
                 Fragment::Deb(d) => index.debs.push(d.clone()),
                 Fragment::Rpm(r) => index.rpms.push((**r).clone()),
+                Fragment::Image(i) => index.images.push(i.clone()),
+                Fragment::Machine(m) => index.machines.push(m.clone()),
             }
         }
         index
@@ -86,6 +131,16 @@ impl BuildIndex {
                 self.rpms
                     .iter()
                     .map(|r| (r.artifact.as_str(), r.sha256.as_str())),
+            )
+            .chain(
+                self.images
+                    .iter()
+                    .map(|i| (i.artifact.as_str(), i.sha256.as_str())),
+            )
+            .chain(
+                self.machines
+                    .iter()
+                    .map(|m| (m.artifact.as_str(), m.sha256.as_str())),
             )
     }
 }

@@ -23,5 +23,7 @@ pub mod version;
 pub mod view;
 
 pub use history::{Action, Entry, SignedEntry};
-pub use index::{BuildIndex, Fragment, IndexedDeb, IndexedRpm, Published};
+pub use index::{
+    BuildIndex, Fragment, IndexedDeb, IndexedImage, IndexedMachine, IndexedRpm, Published,
+};
 pub use manifest::{DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary, files};

@@ -130,6 +130,18 @@ pub fn yum_package_href(artifact: &str) -> String {
     format!("Packages/{fan}/{artifact}")
 }
 
+/// The signed pointer to the machine image `machine` promoted to `env`:
+/// what an autoscaler reads (`machines/NAME/ENV.json`).
+pub fn machine_pointer(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json")
+}
+
+/// The same pointer clearsigned (`machines/NAME/ENV.json.asc`): one object,
+/// so a reader never pairs a new document with an old signature.
+pub fn machine_pointer_signed(machine: &str, env: &str) -> String {
+    format!("machines/{machine}/{env}.json.asc")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

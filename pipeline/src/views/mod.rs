@@ -28,7 +28,11 @@
 
 mod apt;
 mod files;
+mod machine;
+mod registry;
 mod yum;
+
+pub use machine::{MachinePointerDoc, PointedImage, PointedProvenance};
 
 use std::time::{Duration, SystemTime};
 
@@ -58,17 +62,28 @@ pub enum ViewKind {
     AptSuite,
     /// The yum repository `yum/ENV`.
     YumRepository,
+    /// The registry tags `IMAGE:ENV`.
+    RegistryTag,
+    /// The machine-image pointers `machines/NAME/ENV.json`.
+    MachinePointer,
 }
 
 impl ViewKind {
     /// Every view, in the order they are regenerated.
-    pub const ALL: [ViewKind; 2] = [ViewKind::AptSuite, ViewKind::YumRepository];
+    pub const ALL: [ViewKind; 4] = [
+        ViewKind::AptSuite,
+        ViewKind::YumRepository,
+        ViewKind::RegistryTag,
+        ViewKind::MachinePointer,
+    ];
 
     /// The view's name (`apt`, `yum`).
     pub fn name(self) -> &'static str {
         match self {
             ViewKind::AptSuite => "apt",
             ViewKind::YumRepository => "yum",
+            ViewKind::RegistryTag => "registry",
+            ViewKind::MachinePointer => "machines",
         }
     }
 }
@@ -78,6 +93,8 @@ pub fn of(kind: ViewKind) -> &'static dyn View {
     match kind {
         ViewKind::AptSuite => &apt::AptSuite,
         ViewKind::YumRepository => &yum::YumRepository,
+        ViewKind::RegistryTag => &registry::RegistryTag,
+        ViewKind::MachinePointer => &machine::MachinePointer,
     }
 }
 
@@ -181,6 +198,8 @@ pub enum ViewOutcome {
 pub struct ViewResult {
     /// The view.
     pub view: ViewKind,
+    /// Seconds it took.
+    pub seconds: f64,
     /// How it ended.
     #[serde(flatten)]
     pub outcome: ViewOutcome,
@@ -199,6 +218,9 @@ pub struct Regenerated {
     pub apt_suite: Option<String>,
     /// `yum/ENV`, when the build has .rpms and the repository was written.
     pub yum_repo: Option<String>,
+    /// `HOST/NAMESPACE/IMAGE:ENV` (space-separated), when the build has
+    /// images and `[registry]` is set and the tags were moved.
+    pub registry_tags: Option<String>,
     /// Artifacts listed, over every view.
     pub packages: usize,
     /// Packages new to a view, copied inside the store under it (the yum
@@ -248,6 +270,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut views = Vec::new();
     for kind in ViewKind::ALL {
+        let view_started = std::time::Instant::now();
         let outcome = match run_one(p, store, key, head, published, kind, mode).await {
             Ok(o) => o,
             Err(e) => {
@@ -264,6 +287,7 @@ pub async fn run(
         };
         views.push(ViewResult {
             view: kind,
+            seconds: view_started.elapsed().as_secs_f64(),
             outcome,
         });
     }
@@ -286,6 +310,7 @@ pub async fn run(
         seq: head.entry.seq,
         apt_suite: done(ViewKind::AptSuite).and_then(|g| g.location.clone()),
         yum_repo: done(ViewKind::YumRepository).and_then(|g| g.location.clone()),
+        registry_tags: done(ViewKind::RegistryTag).and_then(|g| g.location.clone()),
         packages: all_done.iter().map(|g| g.packages).sum(),
         linked: all_done.iter().map(|g| g.linked).sum(),
         written: all_done.iter().map(|g| g.written).sum(),

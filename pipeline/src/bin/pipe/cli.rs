@@ -138,6 +138,17 @@ pub enum Command {
     Keys(KeysCommand),
     /// Show what the store holds: builds, and what each environment points at.
     Status,
+    /// The OCI registry of `[registry]`.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Fill the registry from the store alone: every published build's
+    /// images under the build id (with their provenance), and every
+    /// environment's tags. What the registry has costs one request per tag.
+    Seed,
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +268,26 @@ pub struct DeployArgs {
     /// Releases to keep per target, the current one included.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep: u64,
+    /// Instead of unpacking packages into targets: fetch and verify the
+    /// promoted image of `[machines.NAME]` into `--out`, with a cloud-init
+    /// NoCloud seed carrying the `[deploy] files` of the environment.
+    #[arg(long, value_name = "NAME", requires = "out", conflicts_with_all = ["plan", "check", "reset"])]
+    pub machine: Option<String>,
+    /// Where `--machine` writes the images and the seed.
+    #[arg(long, value_name = "DIR", requires = "machine")]
+    pub out: Option<PathBuf>,
+    /// The seed image `--machine` writes beside `DIR/seed/`.
+    #[arg(long, value_enum, default_value_t = SeedKind::Iso, requires = "machine")]
+    pub seed: SeedKind,
+}
+
+/// A NoCloud seed image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeedKind {
+    /// ISO 9660, volume `cidata` (`seed.iso`).
+    Iso,
+    /// FAT, label `CIDATA` (`seed.vfat`).
+    Vfat,
 }
 
 #[derive(Debug, clap::Args)]

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::human_bytes;
 use crate::Context;
-use crate::cli::{DeployArgs, FetchArgs, TargetArgs};
+use crate::cli::{DeployArgs, FetchArgs, SeedKind, TargetArgs};
 
 /// The targets (`--target`, then `--targets-file`), the environment and the
 /// keyring, each required.
@@ -67,6 +67,9 @@ fn check_env(cx: &Context, env: &str) -> Result<()> {
 }
 
 pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
+    if let Some(machine) = &args.machine {
+        return deploy_machine(cx, args, machine).await;
+    }
     let dirs = targets(cx, &args.target)?;
     if args.check {
         return check(cx, &dirs);
@@ -95,6 +98,73 @@ pub async fn deploy(cx: &Context, args: &DeployArgs) -> Result<()> {
     cx.printer.result(
         || human(&report),
         || json!({ "ok": true, "report": report }),
+    );
+    Ok(())
+}
+
+/// `pipe deploy --machine NAME --out DIR`.
+async fn deploy_machine(cx: &Context, args: &DeployArgs, machine: &str) -> Result<()> {
+    let env = required(&args.target.env, "--env")?;
+    check_env(cx, env)?;
+    // Like a directory deploy, no `pipeline.toml` is needed; when there is
+    // one, the machine must be declared in it.
+    if let Some(p) = cx.pipeline_if_any()?
+        && !p.machines.contains_key(machine)
+    {
+        return Err(Error::Usage {
+            message: format!("machine `{machine}` is not declared in pipeline.toml"),
+            hint: Some(format!(
+                "declared machines: {}",
+                if p.machines.is_empty() {
+                    "none".to_string()
+                } else {
+                    p.machines.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )),
+        });
+    }
+    let keyring = Keyring::load(&cx.dir.join(required(&args.target.keyring, "--keyring")?))?;
+    let out = cx.dir.join(required(&args.out, "--out")?);
+    let req = deploy::MachineRequest {
+        env,
+        machine,
+        out: &out,
+        keyring: &keyring,
+        sets: &args.sets,
+        seed_image: match args.seed {
+            SeedKind::Iso => stages::machine::seed::SeedImage::Iso,
+            SeedKind::Vfat => stages::machine::seed::SeedImage::Vfat,
+        },
+    };
+    let spinner = cx.printer.spinner("fetching the machine image");
+    let report = deploy::deploy_machine(store(cx).await?, &req).await;
+    spinner.finish_and_clear();
+    let report = report?;
+    cx.printer.result(
+        || {
+            let mut s = String::new();
+            for i in &report.images {
+                s.push_str(&format!(
+                    "{} ({}, sha256 {}) verified\n",
+                    i.path.display(),
+                    human_bytes(i.size),
+                    &i.sha256[..16]
+                ));
+            }
+            s.push_str(&format!(
+                "seed: {} and {} ({} deploy-time file(s), instance-id {})\n{} → {}: machine {} ready in {}\n",
+                report.seed_dir.display(),
+                report.seed_image.display(),
+                report.files.len(),
+                report.instance_id,
+                report.env,
+                report.build,
+                report.machine,
+                out.display()
+            ));
+            s
+        },
+        || json!({ "ok": true, "machine": report }),
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod init;
 pub mod keys;
 pub mod promote;
 pub mod publish;
+pub mod registry;
 pub mod status;
 pub mod validate;
 pub mod verify;

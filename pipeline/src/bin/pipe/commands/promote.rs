@@ -6,7 +6,7 @@ use pipeline::promote::{self, Request};
 use pipeline::records::history::{history, verify_chain};
 use pipeline::records::{Action, SignedEntry};
 use pipeline::store::Store;
-use pipeline::views::{self, Regenerated, ViewOutcome};
+use pipeline::views::{self, Regenerated, ViewKind, ViewOutcome};
 use pipeline::{Error, Result};
 use serde_json::json;
 
@@ -168,6 +168,18 @@ fn describe(r: &Regenerated) -> String {
             ViewOutcome::Failed { error } => {
                 Some(format!("\n  {} view: FAILED: {error}", v.view.name()))
             }
+            ViewOutcome::Done(g) if v.view == ViewKind::RegistryTag => {
+                g.location.as_ref().map(|l| {
+                    format!(
+                        "\n  registry: {l} ({} tag(s) moved, {:.3} s)",
+                        g.written, v.seconds
+                    )
+                })
+            }
+            ViewOutcome::Done(g) if v.view == ViewKind::MachinePointer => g
+                .location
+                .as_ref()
+                .map(|l| format!("\n  machine image pointers: {l} (signed: .json.asc)")),
             _ => None,
         })
         .collect::<String>()

@@ -33,6 +33,20 @@ pub async fn run(cx: &Context, build: Option<&str>, read_back: bool) -> Result<(
     let report = publish_with(&dir, &store, &bar, read_back).await;
     bar.0.finish_and_clear();
     let report = report?;
+    // Then the images, to `[registry]`, tagged with the build id. The store
+    // has the build already: a registry that fails leaves it published, and
+    // the same command again finishes the push.
+    let images = match &p.registry {
+        Some(_) => {
+            let reg = super::registry::open(p)?;
+            let bar = super::registry::Bar(cx.printer.bytes_bar(0, "pushing"));
+            let pushed =
+                pipeline::registry::publish_build(&reg, &store, &dir, &report.build, &bar).await;
+            bar.0.finish_and_clear();
+            pushed?
+        }
+        None => Vec::new(),
+    };
     cx.printer.result(
         || {
             let mut s = String::new();
@@ -61,9 +75,18 @@ pub async fn run(cx: &Context, build: Option<&str>, read_back: bool) -> Result<(
                 human_bytes(report.bytes_uploaded),
                 human_bytes(report.bytes_skipped)
             ));
+            for i in &images {
+                s.push_str(&format!(
+                    "image {} pushed as {}: {} uploaded, {} skipped (already in the registry)\n",
+                    i.reference,
+                    i.tag,
+                    human_bytes(i.report.bytes_uploaded),
+                    human_bytes(i.report.bytes_skipped)
+                ));
+            }
             s
         },
-        || json!({ "ok": true, "store": url.to_string(), "report": report }),
+        || json!({ "ok": true, "store": url.to_string(), "report": report, "images": images }),
     );
     Ok(())
 }

@@ -20,7 +20,9 @@ pub async fn run(cx: &Context) -> Result<()> {
         &st.local_builds,
         &st.latest,
     );
-    let pointers: Vec<(String, Option<String>, Option<String>)> = st
+    // Name, `from`, build line, images.
+    type Pointer = (String, Option<String>, Option<String>, Vec<String>);
+    let pointers: Vec<Pointer> = st
         .environments
         .iter()
         .map(|e| {
@@ -28,7 +30,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                 .head
                 .as_ref()
                 .map(|h| format!("{} (entry {}, {})", h.build, h.seq, h.at));
-            (e.name.clone(), e.from.clone(), build)
+            (e.name.clone(), e.from.clone(), build, e.images.clone())
         })
         .collect();
 
@@ -59,13 +61,16 @@ pub async fn run(cx: &Context) -> Result<()> {
                 s.push_str("environments: none declared\n");
             } else {
                 s.push_str("environments:\n");
-                for (name, from, build) in &pointers {
+                for (name, from, build, images) in &pointers {
                     let from = from
                         .as_ref()
                         .map(|f| format!("(from {f})"))
                         .unwrap_or_default();
                     let build = build.as_deref().unwrap_or("no build yet");
                     s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
+                    for i in images {
+                        s.push_str(&format!("  {:<12} image {i}\n", ""));
+                    }
                 }
             }
             s
@@ -86,6 +91,7 @@ pub async fn run(cx: &Context) -> Result<()> {
                     "at": e.head.as_ref().map(|h| &h.at),
                     "action": e.head.as_ref().map(|h| &h.action),
                     "actor": e.head.as_ref().map(|h| &h.actor),
+                    "images": e.images,
                 })).collect::<Vec<Value>>(),
             })
         },

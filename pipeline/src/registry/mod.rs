@@ -1,0 +1,592 @@
+//! The OCI registry client: pushes images blob by blob, moves tags, and
+//! attaches artifacts (provenance) to images.
+//!
+//! Built on `oci-client`, whose own `push` uploads every blob whatever the
+//! registry has; here each blob is first checked (`HEAD`), then mounted
+//! from another repository of the same registry when the caller knows one
+//! that has it, and only then uploaded, in chunks (`PATCH`es of 4 MiB
+//! streamed from the source, so memory does not grow with a layer), with
+//! progress reported through [`PushProgress`]. The manifest goes last, by
+//! tag: a registry checks that every blob a manifest names is present, so
+//! a tag never names a half-pushed image, and a push that failed halfway
+//! is completed by running it again (blobs already there are skipped).
+//!
+//! Repositories: `[registry] url = "HOST[:PORT]/NAMESPACE"` puts image
+//! `NAME` at `HOST[:PORT]/NAMESPACE/NAME`. `insecure = true` speaks plain
+//! HTTP to that host (a registry on loopback). Credentials: [`auth`].
+//! Errors name the registry, the image and what failed, and say whether
+//! the registry was unreachable, refused the credentials or refused the
+//! content.
+
+pub mod auth;
+mod push;
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+use stages::oci::{BlobRef, ImageBlobs};
+use tokio::io::AsyncRead;
+use tokio::sync::Mutex;
+
+pub use self::auth::{CredentialSources, Credentials};
+pub use self::push::{
+    ImagePublished, PROVENANCE_TYPE, SeedReport, TagMoved, move_tags, publish_build, seed,
+};
+use crate::error::RegistryFailure;
+use crate::{Error, Result};
+
+/// Largest manifest or index read back from a registry.
+pub const MAX_MANIFEST: usize = 4 << 20;
+
+/// Where blobs come from when they must be uploaded.
+#[async_trait::async_trait]
+pub trait BlobSource: Send + Sync {
+    /// The bytes of `blob`. The registry checks the digest when the upload
+    /// is finalised; a source should check too where it can.
+    async fn open(&self, blob: &BlobRef) -> Result<Pin<Box<dyn AsyncRead + Send>>>;
+}
+
+/// Blobs in a directory, one file per blob named by its hex digest (what
+/// `stages::oci::build_image` writes).
+pub struct DirSource(pub std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl BlobSource for DirSource {
+    async fn open(&self, blob: &BlobRef) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
+        let p = self.0.join(blob.hex());
+        let f = tokio::fs::File::open(&p)
+            .await
+            .map_err(|e| Error::io(&p, e))?;
+        Ok(Box::pin(f))
+    }
+}
+
+/// What happened to one blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobOutcome {
+    /// The registry had it.
+    Present,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
+}
+
+/// Progress of a push, for the caller to draw (the library never prints).
+pub trait PushProgress: Send + Sync {
+    /// An upload of `blob` starts.
+    fn upload_started(&self, _blob: &BlobRef) {}
+    /// `bytes` more of `blob` went out.
+    fn uploaded(&self, _blob: &BlobRef, _bytes: u64) {}
+    /// `blob` is in the registry.
+    fn blob_done(&self, _blob: &BlobRef, _outcome: BlobOutcome) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl PushProgress for NoProgress {}
+
+/// What a push did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PushReport {
+    /// `HOST/NAMESPACE/NAME@sha256:…`.
+    pub reference: String,
+    /// Blobs uploaded, and their bytes.
+    pub blobs_uploaded: usize,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Blobs the registry had (or mounted), and their bytes.
+    pub blobs_skipped: usize,
+    /// Bytes not uploaded because the registry had them.
+    pub bytes_skipped: u64,
+}
+
+/// One image to push.
+#[derive(Clone, Copy)]
+pub struct ImagePush<'a> {
+    /// The image name (its repository is `NAMESPACE/NAME`).
+    pub name: &'a str,
+    /// The tag the manifest goes under.
+    pub tag: &'a str,
+    /// The manifest and the blobs it names.
+    pub blobs: &'a ImageBlobs,
+    /// The manifest's bytes (their digest is `blobs.manifest.digest`).
+    pub manifest: &'a [u8],
+    /// Where blobs to upload come from.
+    pub source: &'a dyn BlobSource,
+    /// Other images of the same registry to mount blobs from.
+    pub mount_from: &'a [String],
+}
+
+/// A registry and the namespace pipe's images live under.
+pub struct Registry {
+    client: oci_client::Client,
+    host: String,
+    namespace: String,
+    credentials: Credentials,
+    logged_in: Mutex<HashSet<(String, bool)>>,
+    upload_concurrency: usize,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("host", &self.host)
+            .field("namespace", &self.namespace)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A client for `url` (`HOST[:PORT]/NAMESPACE`), with credentials from
+    /// `sources`.
+    pub fn new(url: &str, insecure: bool, sources: &CredentialSources) -> Result<Registry> {
+        let (host, namespace) = url.split_once('/').ok_or_else(|| Error::Usage {
+            message: format!("registry URL `{url}` names no repository"),
+            hint: Some("write `[registry] url = \"HOST[:PORT]/NAMESPACE\"`".into()),
+        })?;
+        let namespace = namespace.trim_end_matches('/').to_string();
+        let protocol = if insecure {
+            ClientProtocol::HttpsExcept(vec![host.to_string()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = oci_client::Client::new(ClientConfig {
+            protocol,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            user_agent: concat!("pipe/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        });
+        let credentials = sources.find(host, &namespace);
+        tracing::debug!(host, namespace, credentials = ?credentials, "registry");
+        Ok(Registry {
+            client,
+            host: host.to_string(),
+            namespace,
+            credentials,
+            logged_in: Mutex::new(HashSet::new()),
+            upload_concurrency: 3,
+        })
+    }
+
+    /// `HOST[:PORT]`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The repository of image `name`: `NAMESPACE/NAME`.
+    pub fn repository(&self, name: &str) -> String {
+        format!("{}/{name}", self.namespace)
+    }
+
+    /// `HOST/NAMESPACE/NAME@DIGEST`: how consumers name the image.
+    pub fn pinned(&self, name: &str, digest: &str) -> String {
+        format!("{}/{}@{digest}", self.host, self.repository(name))
+    }
+
+    /// `HOST/NAMESPACE/NAME:TAG`.
+    pub fn tagged(&self, name: &str, tag: &str) -> String {
+        format!("{}/{}:{tag}", self.host, self.repository(name))
+    }
+
+    fn reference(&self, name: &str, tag: &str) -> Reference {
+        Reference::with_tag(self.host.clone(), self.repository(name), tag.to_string())
+    }
+
+    fn error(&self, name: &str, action: &'static str, e: OciDistributionError) -> Error {
+        let (kind, reason) = classify(&e);
+        let reason = match kind {
+            RegistryFailure::Unauthorized => {
+                format!("{reason} (sent {})", self.credentials.describe())
+            }
+            _ => reason,
+        };
+        Error::Registry {
+            registry: self.host.clone(),
+            image: self.repository(name),
+            action,
+            kind,
+            reason,
+        }
+    }
+
+    /// Authenticates for `name` once per repository and operation, so a
+    /// refusal is reported before anything is sent.
+    async fn login(&self, name: &str, push: bool) -> Result<()> {
+        let key = (self.repository(name), push);
+        let mut done = self.logged_in.lock().await;
+        if done.contains(&key) {
+            return Ok(());
+        }
+        let auth = match &self.credentials {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic {
+                username, password, ..
+            } => RegistryAuth::Basic(username.clone(), password.clone()),
+        };
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        self.client
+            .auth(&self.reference(name, "latest"), &auth, op)
+            .await
+            .map_err(|e| self.error(name, "authenticating for", e))?;
+        done.insert(key);
+        Ok(())
+    }
+
+    /// Whether the repository of `name` has `digest`.
+    pub async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
+        self.login(name, true).await?;
+        self.client
+            .blob_exists(&self.reference(name, "latest"), digest)
+            .await
+            .map_err(|e| self.error(name, "checking a blob of", e))
+    }
+
+    /// Pushes one blob unless the registry has it: checked, then mounted
+    /// from one of `mount_from` (repositories of the same registry, by image
+    /// name), then uploaded from `source`.
+    pub async fn push_blob(
+        &self,
+        name: &str,
+        blob: &BlobRef,
+        source: &dyn BlobSource,
+        mount_from: &[String],
+        progress: &dyn PushProgress,
+    ) -> Result<BlobOutcome> {
+        let reference = self.reference(name, "latest");
+        if self.has_blob(name, &blob.digest).await? {
+            progress.blob_done(blob, BlobOutcome::Present);
+            return Ok(BlobOutcome::Present);
+        }
+        for other in mount_from.iter().filter(|o| o.as_str() != name) {
+            let from = self.reference(other, "latest");
+            match self
+                .client
+                .mount_blob(&reference, &from, &blob.digest)
+                .await
+            {
+                Ok(()) => {
+                    progress.blob_done(blob, BlobOutcome::Mounted);
+                    return Ok(BlobOutcome::Mounted);
+                }
+                Err(e) => tracing::debug!(from = other, error = %e, "mount refused; uploading"),
+            }
+        }
+        progress.upload_started(blob);
+        let reader = source.open(blob).await?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20);
+        let counted = {
+            let blob = blob.clone();
+            let progress: &dyn PushProgress = progress;
+            stream.map(move |chunk| match chunk {
+                Ok(b) => {
+                    progress.uploaded(&blob, b.len() as u64);
+                    Ok(b)
+                }
+                Err(e) => Err(OciDistributionError::IoError(e)),
+            })
+        };
+        // oci-client wants a 'static stream: buffer through a channel fed
+        // from here, so the source (and the progress reporter) may borrow.
+        let (tx, rx) = futures::channel::mpsc::channel::<oci_client::errors::Result<Bytes>>(2);
+        let feed = async move {
+            let mut tx = tx;
+            let mut counted = std::pin::pin!(counted);
+            while let Some(item) = counted.next().await {
+                if futures::SinkExt::send(&mut tx, item).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let push = self
+            .client
+            .push_blob_stream(&reference, rx, &blob.digest, Some(blob.size));
+        let (pushed, ()) = futures::join!(push, feed);
+        pushed.map_err(|e| self.error(name, "uploading a blob of", e))?;
+        progress.blob_done(blob, BlobOutcome::Uploaded);
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// Pushes an image: every layer and the configuration unless present,
+    /// then the manifest under the tag.
+    pub async fn push_image(
+        &self,
+        req: &ImagePush<'_>,
+        progress: &dyn PushProgress,
+    ) -> Result<PushReport> {
+        let ImagePush {
+            name,
+            tag,
+            blobs,
+            manifest,
+            source,
+            mount_from,
+        } = *req;
+        self.login(name, true).await?;
+        let mut report = PushReport {
+            reference: self.pinned(name, &blobs.manifest.digest),
+            ..Default::default()
+        };
+        let mut seen = HashSet::new();
+        let unique: Vec<&BlobRef> = blobs
+            .layers
+            .iter()
+            .chain([&blobs.config])
+            .filter(|b| seen.insert(b.digest.clone()))
+            .collect();
+        let outcomes: Vec<(u64, BlobOutcome)> = futures::stream::iter(unique)
+            .map(|b| async move {
+                self.push_blob(name, b, source, mount_from, progress)
+                    .await
+                    .map(|o| (b.size, o))
+            })
+            .buffered(self.upload_concurrency)
+            .try_collect()
+            .await?;
+        for (size, o) in outcomes {
+            if o == BlobOutcome::Uploaded {
+                report.blobs_uploaded += 1;
+                report.bytes_uploaded += size;
+            } else {
+                report.blobs_skipped += 1;
+                report.bytes_skipped += size;
+            }
+        }
+        self.put_manifest(name, tag, manifest, stages::oci::MEDIA_MANIFEST)
+            .await?;
+        Ok(report)
+    }
+
+    /// The digest `tag` names now, if any (one `HEAD`).
+    pub async fn tagged_digest(&self, name: &str, tag: &str) -> Result<Option<String>> {
+        self.login(name, false).await?;
+        match self
+            .client
+            .fetch_manifest_digest(&self.reference(name, tag), &RegistryAuth::Anonymous)
+            .await
+        {
+            Ok(d) => Ok(Some(d)),
+            Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(None),
+            Err(OciDistributionError::RegistryError { envelope, .. })
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::ManifestUnknown
+                            | oci_client::errors::OciErrorCode::NameUnknown
+                            | oci_client::errors::OciErrorCode::NotFound
+                    )
+                }) =>
+            {
+                Ok(None)
+            }
+            Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.error(name, "reading a tag of", e)),
+        }
+    }
+
+    /// Puts `manifest` under `tag` (or, when `tag` is a digest, by digest):
+    /// a manifest-only push. The registry refuses it unless every blob it
+    /// names is there.
+    pub async fn put_manifest(
+        &self,
+        name: &str,
+        tag: &str,
+        manifest: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        self.login(name, true).await?;
+        let reference = if tag.starts_with("sha256:") {
+            Reference::with_digest(self.host.clone(), self.repository(name), tag.to_string())
+        } else {
+            self.reference(name, tag)
+        };
+        let content_type = media_type.parse().map_err(|_| Error::Usage {
+            message: format!("bad media type `{media_type}`"),
+            hint: None,
+        })?;
+        self.client
+            .push_manifest_raw(&reference, Bytes::copy_from_slice(manifest), content_type)
+            .await
+            .map_err(|e| self.error(name, "pushing the manifest of", e))?;
+        Ok(())
+    }
+
+    /// Reads the manifest (or index) `tag` names, capped at
+    /// [`MAX_MANIFEST`]; `None` when the tag does not exist.
+    pub async fn get_manifest(&self, name: &str, tag: &str) -> Result<Option<Vec<u8>>> {
+        self.login(name, false).await?;
+        match self
+            .client
+            .pull_manifest_raw(
+                &self.reference(name, tag),
+                &RegistryAuth::Anonymous,
+                &[stages::oci::MEDIA_MANIFEST, stages::oci::MEDIA_INDEX],
+            )
+            .await
+        {
+            Ok((bytes, _)) if bytes.len() > MAX_MANIFEST => Err(Error::Registry {
+                registry: self.host.clone(),
+                image: self.repository(name),
+                action: "reading a manifest of",
+                kind: RegistryFailure::Refused,
+                reason: format!("`{tag}` is {} bytes, more than {MAX_MANIFEST}", bytes.len()),
+            }),
+            Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error(name, "reading a manifest of", e)),
+        }
+    }
+
+    /// Attaches `payload` (of `payload_type`) to the image `subject` as an
+    /// OCI artifact of `artifact_type` whose `subject` is the image
+    /// manifest, and lists it in the referrers index under the tag
+    /// `sha256-<hex>` (the referrers tag schema, for registries without the
+    /// referrers API). Returns the artifact manifest's digest. Idempotent.
+    pub async fn attach(
+        &self,
+        name: &str,
+        subject: &BlobRef,
+        artifact_type: &str,
+        payloads: &[(&[u8], &str)],
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String> {
+        let empty = BlobRef {
+            media_type: "application/vnd.oci.empty.v1+json".into(),
+            digest: stages::oci::sha256_of(b"{}"),
+            size: 2,
+        };
+        let mut source = vec![(empty.digest.clone(), Bytes::from_static(b"{}"))];
+        let mut layers = Vec::new();
+        for (payload, media_type) in payloads {
+            let layer = BlobRef {
+                media_type: media_type.to_string(),
+                digest: stages::oci::sha256_of(payload),
+                size: payload.len() as u64,
+            };
+            source.push((layer.digest.clone(), Bytes::copy_from_slice(payload)));
+            layers.push(layer);
+        }
+        let source = MemSource(source);
+        for b in std::iter::once(&empty).chain(&layers) {
+            self.push_blob(name, b, &source, &[], &NoProgress).await?;
+        }
+        let manifest =
+            stages::oci::artifact_manifest(artifact_type, &empty, &layers, subject, annotations);
+        let digest = stages::oci::sha256_of(&manifest);
+        self.put_manifest(name, &digest, &manifest, stages::oci::MEDIA_MANIFEST)
+            .await?;
+        // The referrers index under the fallback tag: read, add, write.
+        let tag = subject.digest.replace(':', "-");
+        let existing = self.get_manifest(name, &tag).await?;
+        let entry = stages::oci::Referrer {
+            digest: digest.clone(),
+            size: manifest.len() as u64,
+            artifact_type: artifact_type.to_string(),
+            annotations: annotations.clone(),
+        };
+        let index =
+            stages::oci::referrers_index(existing.as_deref(), &entry).map_err(|reason| {
+                Error::Registry {
+                    registry: self.host.clone(),
+                    image: self.repository(name),
+                    action: "reading the referrers of",
+                    kind: RegistryFailure::Refused,
+                    reason,
+                }
+            })?;
+        if let Some(index) = index {
+            self.put_manifest(name, &tag, &index, stages::oci::MEDIA_INDEX)
+                .await?;
+        }
+        Ok(digest)
+    }
+}
+
+/// Blobs held in memory (small artifacts).
+struct MemSource(Vec<(String, Bytes)>);
+
+#[async_trait::async_trait]
+impl BlobSource for MemSource {
+    async fn open(&self, blob: &BlobRef) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
+        let b = self
+            .0
+            .iter()
+            .find(|(d, _)| *d == blob.digest)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        Ok(Box::pin(std::io::Cursor::new(b)))
+    }
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                oci_client::errors::OciErrorCode::ManifestUnknown
+                    | oci_client::errors::OciErrorCode::NameUnknown
+                    | oci_client::errors::OciErrorCode::NotFound
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// Sorts an oci-client error into what the user can act on.
+fn classify(e: &OciDistributionError) -> (RegistryFailure, String) {
+    use OciDistributionError as E;
+    let kind = match e {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => RegistryFailure::Unauthorized,
+        E::RequestError(r) if r.is_connect() || r.is_timeout() => RegistryFailure::Unreachable,
+        E::RequestError(r) if matches!(r.status().map(|s| s.as_u16()), Some(401 | 403)) => {
+            RegistryFailure::Unauthorized
+        }
+        E::RequestError(_) | E::IoError(_) => RegistryFailure::Unreachable,
+        E::ServerError {
+            code: 401 | 403, ..
+        } => RegistryFailure::Unauthorized,
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| {
+                matches!(
+                    e.code,
+                    oci_client::errors::OciErrorCode::Unauthorized
+                        | oci_client::errors::OciErrorCode::Denied
+                )
+            }) =>
+        {
+            RegistryFailure::Unauthorized
+        }
+        _ => RegistryFailure::Refused,
+    };
+    // reqwest's Display hides the cause ("error sending request"): add it.
+    let mut reason = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !reason.contains(&s_text) {
+            reason.push_str(": ");
+            reason.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    (kind, reason)
+}
+
+/// A shared handle, for views and commands that push from several tasks.
+pub type SharedRegistry = Arc<Registry>;

@@ -1,0 +1,374 @@
+//! What pipe pushes to a registry, in terms of builds and environments:
+//! a published build's images under the build id ([`publish_build`], run by
+//! `pipe publish`), the environments' tags ([`move_tags`], the registry
+//! view of a promotion), and all of it again from the store alone
+//! ([`seed`], `pipe registry seed`, for a new or lost registry).
+//!
+//! Order, so that nothing is ever half-tagged and a rerun completes: blobs,
+//! then the image manifest by digest, then the provenance artifact (whose
+//! `subject` is that manifest) and the referrers index, and the build tag
+//! last. The build tag is what [`seed`] checks (one `HEAD` per image): when
+//! it is there, everything before it is too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use serde::Serialize;
+use stages::oci::{BlobRef as OciBlob, ImageBlobs};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{BlobSource, ImagePush, MAX_MANIFEST, PushProgress, PushReport, Registry};
+use crate::artifact::{Artifact, Component};
+use crate::records::manifest::{build_key, published_manifest};
+use crate::records::{IndexedImage, Manifest, files, history, index};
+use crate::store::{Store, layout};
+use crate::{Error, Result};
+
+/// The `artifactType` of the provenance attached to an image.
+pub const PROVENANCE_TYPE: &str = "application/vnd.in-toto+json";
+
+/// One image pushed by [`publish_build`] or [`seed`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePublished {
+    /// The image name.
+    pub image: String,
+    /// `HOST/NAMESPACE/NAME:TAG`.
+    pub tag: String,
+    /// `HOST/NAMESPACE/NAME@sha256:…`.
+    pub reference: String,
+    /// Blobs and bytes.
+    pub report: PushReport,
+    /// The provenance artifact's digest (`None`: the tag was there, nothing
+    /// pushed).
+    pub provenance: Option<String>,
+}
+
+/// An environment tag checked or moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagMoved {
+    /// The image name.
+    pub image: String,
+    /// `HOST/NAMESPACE/NAME:ENV`.
+    pub tag: String,
+    /// The digest it names now.
+    pub digest: String,
+    /// False when it named it already (one `HEAD`, nothing written).
+    pub moved: bool,
+}
+
+/// What [`seed`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeedReport {
+    /// Builds with images.
+    pub builds: usize,
+    /// Images pushed (their build tag was missing or wrong).
+    pub pushed: Vec<ImagePublished>,
+    /// Images whose build tag was right already.
+    pub present: usize,
+    /// Environment tags.
+    pub tags: Vec<TagMoved>,
+    /// Bytes uploaded, over every image.
+    pub bytes_uploaded: u64,
+    /// Bytes the registry had.
+    pub bytes_skipped: u64,
+}
+
+/// The artifacts of image `name` in a build, by OCI digest.
+fn parts(manifest: &Manifest, image: &str) -> BTreeMap<String, Artifact> {
+    manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.component == Component::Image(image.to_string()))
+        .map(|a| (format!("sha256:{}", a.blob.sha256), a.clone()))
+        .collect()
+}
+
+/// Blobs of one image read from a build directory.
+struct LocalSource {
+    dir: PathBuf,
+    parts: BTreeMap<String, Artifact>,
+}
+
+#[async_trait::async_trait]
+impl BlobSource for LocalSource {
+    async fn open(&self, blob: &OciBlob) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
+        let a = self.parts.get(&blob.digest).ok_or_else(|| missing(blob))?;
+        let p = self.dir.join(&a.name);
+        let f = tokio::fs::File::open(&p)
+            .await
+            .map_err(|e| Error::io(&p, e))?;
+        Ok(Box::pin(f))
+    }
+}
+
+/// Blobs of one image read from the store (each read checked against its
+/// digest by the store).
+struct StoreSource<'a> {
+    store: &'a Store,
+    parts: BTreeMap<String, Artifact>,
+}
+
+#[async_trait::async_trait]
+impl BlobSource for StoreSource<'_> {
+    async fn open(&self, blob: &OciBlob) -> Result<Pin<Box<dyn AsyncRead + Send>>> {
+        let a = self.parts.get(&blob.digest).ok_or_else(|| missing(blob))?;
+        Ok(Box::pin(self.store.get_blob(&a.blob).await?))
+    }
+}
+
+fn missing(blob: &OciBlob) -> Error {
+    Error::Verify {
+        what: blob.digest.clone(),
+        detail: "the image manifest names a blob that is not an artifact of the build".into(),
+    }
+}
+
+/// Reads an image manifest blob (capped) and checks it against the digest
+/// the signed build manifest gives.
+async fn manifest_bytes(store: &Store, image: &IndexedImage) -> Result<Vec<u8>> {
+    if image.blob.size > MAX_MANIFEST as u64 || image.blob.sha256 != image.sha256 {
+        return Err(Error::Verify {
+            what: image.artifact.clone(),
+            detail: format!(
+                "an image manifest of {} bytes with sha256 {} (the build manifest says {})",
+                image.blob.size, image.blob.sha256, image.sha256
+            ),
+        });
+    }
+    let mut r = store.get_blob(&image.blob).await?;
+    let mut bytes = Vec::new();
+    r.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::io(&image.artifact, e))?;
+    Ok(bytes)
+}
+
+/// Pushes one image of `build` and its provenance, the build tag last.
+#[allow(clippy::too_many_arguments)]
+async fn push_one(
+    reg: &Registry,
+    build: &str,
+    image: &IndexedImage,
+    manifest: &[u8],
+    source: &dyn BlobSource,
+    provenance: &[(Vec<u8>, &str)],
+    created: &str,
+    progress: &dyn PushProgress,
+) -> Result<ImagePublished> {
+    let blobs = ImageBlobs::from_manifest(manifest).map_err(|detail| Error::Verify {
+        what: image.artifact.clone(),
+        detail,
+    })?;
+    if blobs.manifest.hex() != image.sha256 {
+        return Err(Error::Verify {
+            what: image.artifact.clone(),
+            detail: format!(
+                "expected sha256 {}, found {}",
+                image.sha256,
+                blobs.manifest.hex()
+            ),
+        });
+    }
+    let digest = blobs.manifest.digest.clone();
+    let report = reg
+        .push_image(
+            &ImagePush {
+                name: &image.image,
+                tag: &digest,
+                blobs: &blobs,
+                manifest,
+                source,
+                mount_from: &[],
+            },
+            progress,
+        )
+        .await?;
+    let payloads: Vec<(&[u8], &str)> = provenance.iter().map(|(b, t)| (&b[..], *t)).collect();
+    let annotations = [(
+        "org.opencontainers.image.created".to_string(),
+        created.to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let provenance = if payloads.is_empty() {
+        None
+    } else {
+        Some(
+            reg.attach(
+                &image.image,
+                &blobs.manifest,
+                PROVENANCE_TYPE,
+                &payloads,
+                &annotations,
+            )
+            .await?,
+        )
+    };
+    reg.put_manifest(&image.image, build, manifest, stages::oci::MEDIA_MANIFEST)
+        .await?;
+    Ok(ImagePublished {
+        image: image.image.clone(),
+        tag: reg.tagged(&image.image, build),
+        reference: report.reference.clone(),
+        report,
+        provenance,
+    })
+}
+
+/// The signed provenance of `build` (statement and detached signature) as
+/// artifact layers, read from the store.
+async fn provenance(store: &Store, build: &str) -> Result<Vec<(Vec<u8>, &'static str)>> {
+    let mut out = Vec::new();
+    for (file, media_type) in [
+        (files::PROVENANCE, PROVENANCE_TYPE),
+        (files::PROVENANCE_SIG, "application/pgp-signature"),
+    ] {
+        if let Some((bytes, _)) = store.get_bytes(&build_key(build, file)).await? {
+            out.push((bytes.to_vec(), media_type));
+        }
+    }
+    Ok(out)
+}
+
+/// Pushes every image of the published build in `dir` (a
+/// `.pipe/builds/<id>/` directory, already in `store`) to the registry,
+/// tagged with the build id, with its provenance attached. Blobs come from
+/// the build directory; the registry gets only those it lacks.
+pub async fn publish_build(
+    reg: &Registry,
+    store: &Store,
+    dir: &Path,
+    build: &str,
+    progress: &dyn PushProgress,
+) -> Result<Vec<ImagePublished>> {
+    let published = index::load(store, build).await?;
+    if published.index.images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let manifest = published_manifest(store, build)
+        .await?
+        .ok_or_else(|| Error::Usage {
+            message: format!("build `{build}` is not published"),
+            hint: Some("run `pipe publish` first".into()),
+        })?;
+    let created = keys::Timestamp::from_unix(manifest.source_date_epoch).to_string();
+    let provenance = provenance(store, build).await?;
+    let mut out = Vec::new();
+    for image in &published.index.images {
+        let bytes = manifest_bytes(store, image).await?;
+        let source = LocalSource {
+            dir: dir.to_path_buf(),
+            parts: parts(&manifest, &image.image),
+        };
+        out.push(
+            push_one(
+                reg,
+                build,
+                image,
+                &bytes,
+                &source,
+                &provenance,
+                &created,
+                progress,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// Points `IMAGE:ENV` at the images of `build` (a manifest-only push each;
+/// one `HEAD` and nothing written when a tag is right already). A registry
+/// that lacks the image's blobs refuses the manifest, so a tag never names
+/// an image it cannot serve.
+pub async fn move_tags(
+    reg: &Registry,
+    store: &Store,
+    images: &[IndexedImage],
+    env: &str,
+) -> Result<Vec<TagMoved>> {
+    let mut out = Vec::new();
+    for image in images {
+        let digest = format!("sha256:{}", image.sha256);
+        let current = reg.tagged_digest(&image.image, env).await?;
+        let moved = current.as_deref() != Some(digest.as_str());
+        if moved {
+            let bytes = manifest_bytes(store, image).await?;
+            reg.put_manifest(&image.image, env, &bytes, stages::oci::MEDIA_MANIFEST)
+                .await?;
+        }
+        out.push(TagMoved {
+            image: image.image.clone(),
+            tag: reg.tagged(&image.image, env),
+            digest,
+            moved,
+        });
+    }
+    Ok(out)
+}
+
+/// Fills the registry from the store alone: every published build's images
+/// under the build id (with their provenance), then every environment's
+/// tags. What the registry has already costs one `HEAD` per tag.
+pub async fn seed(
+    reg: &Registry,
+    store: &Store,
+    envs: &[String],
+    progress: &dyn PushProgress,
+) -> Result<SeedReport> {
+    let mut report = SeedReport::default();
+    let builds: BTreeSet<String> = store
+        .list(layout::BUILDS)
+        .await?
+        .iter()
+        .filter(|o| o.key.ends_with(&format!("/{}", files::MANIFEST)))
+        .filter_map(|o| layout::build_of(&o.key).map(str::to_string))
+        .collect();
+    for build in &builds {
+        let published = index::load(store, build).await?;
+        if published.index.images.is_empty() {
+            continue;
+        }
+        report.builds += 1;
+        let mut manifest: Option<Manifest> = None;
+        for image in &published.index.images {
+            let digest = format!("sha256:{}", image.sha256);
+            if reg.tagged_digest(&image.image, build).await?.as_deref() == Some(digest.as_str()) {
+                report.present += 1;
+                continue;
+            }
+            if manifest.is_none() {
+                manifest = published_manifest(store, build).await?;
+            }
+            let m = manifest.as_ref().ok_or_else(|| Error::Usage {
+                message: format!("build `{build}` has no manifest"),
+                hint: None,
+            })?;
+            let created = keys::Timestamp::from_unix(m.source_date_epoch).to_string();
+            let bytes = manifest_bytes(store, image).await?;
+            let source = StoreSource {
+                store,
+                parts: parts(m, &image.image),
+            };
+            let prov = provenance(store, build).await?;
+            let pushed = push_one(
+                reg, build, image, &bytes, &source, &prov, &created, progress,
+            )
+            .await?;
+            report.bytes_uploaded += pushed.report.bytes_uploaded;
+            report.bytes_skipped += pushed.report.bytes_skipped;
+            report.pushed.push(pushed);
+        }
+    }
+    for env in envs {
+        let (Some(head), _) = history::read_pointer(store, env).await? else {
+            continue;
+        };
+        let published = index::load(store, &head.entry.build).await?;
+        report
+            .tags
+            .extend(move_tags(reg, store, &published.index.images, env).await?);
+    }
+    Ok(report)
+}

@@ -1,0 +1,292 @@
+//! Unpacking the base: a root filesystem tarball (plain, gzip, xz or zstd,
+//! told apart by its first bytes) streamed into the work directory, with
+//! ownership, modes, times and device nodes kept.
+//!
+//! Every entry is checked before it is written: a name or hard-link target
+//! with a `..` component is refused (not skipped, as `tar` would), and no
+//! entry is written through a symlink (the `tar` crate canonicalises each
+//! parent and refuses one that resolves outside the root; device nodes and
+//! FIFOs, which it cannot make, get the same check here).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use tar::EntryType;
+
+use super::Reporter;
+use crate::{Error, Result};
+
+/// How many bytes of the tarball were read, for progress.
+struct Counting<'a, R> {
+    inner: R,
+    read: u64,
+    reporter: &'a dyn Reporter,
+    last: u64,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read - self.last >= 1 << 20 || n == 0 {
+            self.last = self.read;
+            self.reporter.bytes(self.read);
+        }
+        Ok(n)
+    }
+}
+
+/// Unpacks `tarball` into the existing empty directory `root` and checks that
+/// what came out is a root filesystem.
+pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Result<()> {
+    let file = File::open(tarball).map_err(|e| Error::read(tarball, e))?;
+    let mut input = BufReader::with_capacity(1 << 16, file);
+    let magic = {
+        use std::io::BufRead;
+        input
+            .fill_buf()
+            .map_err(|e| Error::read(tarball, e))?
+            .to_vec()
+    };
+    let counting = Counting {
+        inner: input,
+        read: 0,
+        reporter,
+        last: 0,
+    };
+    let decoder: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(counting))
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(counting))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(counting).map_err(|e| Error::read(tarball, e))?)
+    } else if magic.len() >= 262 && &magic[257..262] == b"ustar" {
+        Box::new(counting)
+    } else {
+        return Err(not_rootfs(
+            tarball,
+            "it is not a tar archive (plain, gzip, xz or zstd)".into(),
+        ));
+    };
+    let mut archive = tar::Archive::new(decoder);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    let bad = |e: io::Error| -> Error {
+        // A corrupt stream shows up as an I/O error from the decoder or tar.
+        not_rootfs(tarball, format!("it cannot be read as a tar archive: {e}"))
+    };
+    let mut entries = 0u64;
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        entries += 1;
+        let name = entry.path_bytes().into_owned();
+        let rel = checked_relative(tarball, &name)?;
+        if let Some(link) = entry.link_name_bytes()
+            && entry.header().entry_type() == EntryType::Link
+        {
+            checked_relative(tarball, &link).map_err(|_| Error::UnsafeEntry {
+                tarball: tarball.to_path_buf(),
+                entry: String::from_utf8_lossy(&name).into_owned(),
+                reason: format!(
+                    "its hard-link target `{}` has a `..` component, which would escape the root",
+                    String::from_utf8_lossy(&link)
+                ),
+            })?;
+        }
+        let kind = entry.header().entry_type();
+        match kind {
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                special(tarball, root, &rel, &entry)?;
+            }
+            EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Directory
+            | EntryType::Symlink
+            | EntryType::Link => {
+                if rel.as_os_str().is_empty() {
+                    // `./` itself: the root's own mode and owner.
+                    let h = entry.header();
+                    let mode = h.mode().map_err(bad)?;
+                    set_owner_mode(root, h.uid().map_err(bad)?, h.gid().map_err(bad)?, mode)
+                        .map_err(|e| Error::write(root, e))?;
+                    continue;
+                }
+                let written = entry.unpack_in(root).map_err(|e| Error::UnsafeEntry {
+                    tarball: tarball.to_path_buf(),
+                    entry: String::from_utf8_lossy(&name).into_owned(),
+                    reason: with_sources(&e),
+                })?;
+                if !written {
+                    return Err(Error::UnsafeEntry {
+                        tarball: tarball.to_path_buf(),
+                        entry: String::from_utf8_lossy(&name).into_owned(),
+                        reason: "it resolves outside the root".into(),
+                    });
+                }
+            }
+            // pax and GNU long-name records are consumed by the reader.
+            EntryType::XGlobalHeader | EntryType::XHeader => {}
+            other => {
+                return Err(Error::UnsafeEntry {
+                    tarball: tarball.to_path_buf(),
+                    entry: String::from_utf8_lossy(&name).into_owned(),
+                    reason: format!(
+                        "entry type {other:?} is not a file, directory, link or device"
+                    ),
+                });
+            }
+        }
+    }
+    if entries == 0 {
+        return Err(not_rootfs(tarball, "the archive is empty".into()));
+    }
+    check_rootfs(tarball, root)
+}
+
+/// `e` and the errors under it: the `tar` crate wraps the OS's reason.
+fn with_sources(e: &io::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(s) = next {
+        out.push_str(&format!(": {s}"));
+        next = s.source();
+    }
+    out
+}
+
+fn not_rootfs(tarball: &Path, reason: String) -> Error {
+    Error::NotRootfs {
+        tarball: tarball.to_path_buf(),
+        reason,
+    }
+}
+
+/// The entry name as a relative path, `./` and leading `/` dropped; `..`
+/// anywhere is refused.
+fn checked_relative(tarball: &Path, name: &[u8]) -> Result<PathBuf> {
+    let path = Path::new(std::ffi::OsStr::from_bytes(name));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                return Err(Error::UnsafeEntry {
+                    tarball: tarball.to_path_buf(),
+                    entry: String::from_utf8_lossy(name).into_owned(),
+                    reason: "it has a `..` component, which would escape the root".into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A device node or FIFO: made with mknod after checking that its parent
+/// resolves inside the root.
+fn special(
+    tarball: &Path,
+    root: &Path,
+    rel: &Path,
+    entry: &tar::Entry<'_, impl Read>,
+) -> Result<()> {
+    let h = entry.header();
+    let bad = |reason: String| Error::UnsafeEntry {
+        tarball: tarball.to_path_buf(),
+        entry: rel.display().to_string(),
+        reason,
+    };
+    let dst = root.join(rel);
+    let parent = dst.parent().ok_or_else(|| bad("it has no parent".into()))?;
+    std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+    let canon_root = root.canonicalize().map_err(|e| Error::read(root, e))?;
+    let canon_parent = parent.canonicalize().map_err(|e| Error::read(parent, e))?;
+    if !canon_parent.starts_with(&canon_root) {
+        return Err(bad(format!(
+            "its directory resolves to `{}`, outside the root",
+            canon_parent.display()
+        )));
+    }
+    let target = canon_parent.join(
+        dst.file_name()
+            .ok_or_else(|| bad("it has no name".into()))?,
+    );
+    let mode = h.mode().map_err(|e| bad(e.to_string()))? & 0o7777;
+    let (ty, dev) = match h.entry_type() {
+        EntryType::Char | EntryType::Block => {
+            let major = h.device_major().ok().flatten().unwrap_or(0);
+            let minor = h.device_minor().ok().flatten().unwrap_or(0);
+            let ty = if h.entry_type() == EntryType::Char {
+                libc::S_IFCHR
+            } else {
+                libc::S_IFBLK
+            };
+            (ty, libc::makedev(major, minor))
+        }
+        _ => (libc::S_IFIFO, 0),
+    };
+    match std::fs::symlink_metadata(&target) {
+        Ok(_) => std::fs::remove_file(&target).map_err(|e| Error::write(&target, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::read(&target, e)),
+    }
+    let c = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| bad("its name contains a NUL byte".into()))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::mknod(c.as_ptr(), ty | mode as libc::mode_t, dev) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            return Err(Error::NeedsRoot {
+                what: "creating the base's device nodes",
+            });
+        }
+        return Err(Error::write(&target, e));
+    }
+    set_owner_mode(
+        &target,
+        h.uid().map_err(|e| bad(e.to_string()))?,
+        h.gid().map_err(|e| bad(e.to_string()))?,
+        mode,
+    )
+    .map_err(|e| Error::write(&target, e))?;
+    if let Ok(mtime) = h.mtime() {
+        super::times::set_times(&target, mtime as i64).map_err(|e| Error::write(&target, e))?;
+    }
+    Ok(())
+}
+
+fn set_owner_mode(path: &Path, uid: u64, gid: u64, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::lchown(path, Some(uid as u32), Some(gid as u32))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// What makes a tree a root filesystem here: an `etc` directory and a shell
+/// at `bin/sh` (or `usr/bin/sh`), which the post-install script and the
+/// packages' maintainer scripts run with.
+fn check_rootfs(tarball: &Path, root: &Path) -> Result<()> {
+    let etc = std::fs::symlink_metadata(root.join("etc")).is_ok_and(|m| m.is_dir());
+    let sh = ["bin/sh", "usr/bin/sh"]
+        .iter()
+        .any(|p| std::fs::symlink_metadata(root.join(p)).is_ok());
+    let mut missing = Vec::new();
+    if !etc {
+        missing.push("`etc/` directory");
+    }
+    if !sh {
+        missing.push("shell at `bin/sh` or `usr/bin/sh`");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(not_rootfs(
+            tarball,
+            format!("it has no {}", missing.join(" and no ")),
+        ))
+    }
+}
