@@ -270,6 +270,8 @@ mod tests {
             format: 1,
             debs: vec![deb("b", "1.0~rc1"), deb("a", "1.0")],
             rpms: vec![rpm("b"), rpm("a")],
+            images: vec![],
+            machines: vec![],
         };
         let f = host_follow(&idx, "Acme Corp/apt");
         assert_eq!(
@@ -288,6 +290,8 @@ mod tests {
                 format: 1,
                 debs: vec![],
                 rpms: vec![],
+                images: vec![],
+                machines: vec![],
             },
             "x",
         );
