@@ -149,14 +149,34 @@ pub enum Error {
         detail: String,
     },
 
-    /// The S3 endpoint could not be reached at all.
-    #[error("cannot reach the S3 endpoint {endpoint} (bucket `{bucket}`): {detail}")]
+    /// The S3 endpoint could not be reached, or did not answer within the
+    /// timeouts and the operation's deadline.
+    #[error(
+        "the S3 endpoint {endpoint} (bucket `{bucket}`) did not answer {operation} `{key}`: {detail}"
+    )]
     Unreachable {
         /// The endpoint URL.
         endpoint: String,
         /// The bucket.
         bucket: String,
+        /// The S3 operation (`GetObject`, ...).
+        operation: &'static str,
+        /// The store key.
+        key: String,
         /// What the connection attempt saw.
+        detail: String,
+    },
+
+    /// No S3 credentials were found, so no request was sent.
+    #[error(
+        "no S3 credentials were found for the endpoint {endpoint} (bucket `{bucket}`): {detail}"
+    )]
+    NoCredentials {
+        /// The endpoint URL.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// What the credential providers said.
         detail: String,
     },
 
@@ -359,6 +379,9 @@ impl Error {
             Error::Signing(_) => EXIT_USAGE,
             Error::Keys(_) => EXIT_USAGE,
             Error::Conflict { .. } | Error::AlreadyExists { .. } => EXIT_CONFLICT,
+            // Missing or refused credentials are configuration, whichever
+            // command meets them.
+            Error::NoCredentials { .. } | Error::AccessDenied { .. } => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -379,12 +402,21 @@ impl Error {
                 "the pointer stays where it moved; `pipe refresh --env {env}` regenerates the views"
             )),
             Error::DigestMismatch { .. } => Some(
-                "the stored bytes were changed or damaged; republish the build that wrote them"
+                "the stored bytes were changed or damaged; `pipe publish BUILD --read-back`, run where the build is, uploads them again"
                     .into(),
             ),
             Error::StoreFormat { .. } => Some("upgrade pipe to read this store".into()),
             Error::TooLarge { .. } => Some(
                 "pipe never writes an object that large there: someone else did; remove it or restore it from a backup"
+                    .into(),
+            ),
+            // A published blob read back with other bytes (`pipe verify --store`).
+            Error::Verify { detail, .. } if detail.starts_with("its blob `blobs/") => Some(
+                "the stored bytes were changed or damaged; `pipe publish BUILD --read-back`, run where the build is, uploads them again"
+                    .into(),
+            ),
+            Error::NotFound { key } if key.starts_with("blobs/") => Some(
+                "a published build names it but the store lost it; `pipe publish BUILD`, run where the build is, uploads it again"
                     .into(),
             ),
             Error::Step { failure: StepFailure::NoInput { .. }, .. } => Some(
@@ -422,7 +454,11 @@ impl Error {
                     .into(),
             ),
             Error::Unreachable { .. } => Some(
-                "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running"
+                "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running; on a slow link raise `[store] request_timeout` and `timeout` (or `--request-timeout`, `--timeout`)"
+                    .into(),
+            ),
+            Error::NoCredentials { .. } => Some(
+                "set `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `AWS_PROFILE`; to read a bucket that allows anonymous reads, pass `--no-sign` (or `[store] no_sign = true`)"
                     .into(),
             ),
             Error::AccessDenied { .. } => Some(

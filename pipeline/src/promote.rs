@@ -196,6 +196,59 @@ pub async fn rollback(
     .await
 }
 
+/// What hosts run to follow a rollback: `apt-get upgrade` and `dnf upgrade`
+/// never install an older version, so a host that already took the newer
+/// build stays on it until told.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HostFollow {
+    /// apt: install the rolled-back versions, downgrading.
+    pub apt_install: Option<String>,
+    /// apt, once per host: pin the origin at priority 1000, so `apt-get
+    /// upgrade` follows every rollback of the suite by itself; the file's
+    /// path and content.
+    pub apt_pin: Option<(String, String)>,
+    /// dnf: sync the packages to the repository's versions, downgrading.
+    pub dnf_distro_sync: Option<String>,
+}
+
+/// [`HostFollow`] for a build's packages; `origin` is the apt `Origin`
+/// (`[repository] origin`).
+pub fn host_follow(index: &index::BuildIndex, origin: &str) -> HostFollow {
+    let mut debs: Vec<String> = index
+        .debs
+        .iter()
+        .map(|d| format!("{}={}", d.stanza.package, d.stanza.version))
+        .collect();
+    debs.sort();
+    debs.dedup();
+    let mut rpms: Vec<String> = index.rpms.iter().map(|r| r.xml.nevra.0.clone()).collect();
+    rpms.sort();
+    rpms.dedup();
+    HostFollow {
+        apt_install: (!debs.is_empty())
+            .then(|| format!("apt-get install --allow-downgrades {}", debs.join(" "))),
+        apt_pin: (!debs.is_empty()).then(|| {
+            // apt ignores a preferences.d file whose name has other
+            // characters than these.
+            let file: String = origin
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            (
+                format!("/etc/apt/preferences.d/{file}.pref"),
+                format!("Package: *\nPin: release o={origin}\nPin-Priority: 1000\n"),
+            )
+        }),
+        dnf_distro_sync: (!rpms.is_empty()).then(|| format!("dnf distro-sync {}", rpms.join(" "))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +268,63 @@ mod tests {
             },
             signature: String::new(),
         }
+    }
+
+    #[test]
+    fn hosts_follow_with_every_package_at_its_version_and_a_pin_file_apt_reads() {
+        let deb = |package: &str, version: &str| index::IndexedDeb {
+            artifact: format!("{package}_{version}_all.deb"),
+            sha256: String::new(),
+            stanza: repo_index::apt::Stanza {
+                package: package.into(),
+                version: version.into(),
+                architecture: "all".into(),
+                filename: String::new(),
+                text: String::new(),
+            },
+        };
+        let rpm = |name: &str| index::IndexedRpm {
+            artifact: format!("{name}.rpm"),
+            sha256: String::new(),
+            xml: repo_index::yum::PackageXml {
+                pkgid: String::new(),
+                nevra: (name.into(), "noarch".into(), 0, "1.0".into(), "1".into()),
+                primary: String::new(),
+                filelists: String::new(),
+                other: String::new(),
+            },
+        };
+        let idx = index::BuildIndex {
+            format: 1,
+            debs: vec![deb("b", "1.0~rc1"), deb("a", "1.0")],
+            rpms: vec![rpm("b"), rpm("a")],
+            images: vec![],
+            machines: vec![],
+        };
+        let f = host_follow(&idx, "Acme Corp/apt");
+        assert_eq!(
+            f.apt_install.as_deref(),
+            Some("apt-get install --allow-downgrades a=1.0 b=1.0~rc1")
+        );
+        let (path, pin) = f.apt_pin.unwrap();
+        assert_eq!(path, "/etc/apt/preferences.d/Acme-Corp-apt.pref");
+        assert_eq!(
+            pin,
+            "Package: *\nPin: release o=Acme Corp/apt\nPin-Priority: 1000\n"
+        );
+        assert_eq!(f.dnf_distro_sync.as_deref(), Some("dnf distro-sync a b"));
+        let none = host_follow(
+            &index::BuildIndex {
+                format: 1,
+                debs: vec![],
+                rpms: vec![],
+                images: vec![],
+                machines: vec![],
+            },
+            "x",
+        );
+        assert_eq!(none.apt_install, None);
+        assert_eq!(none.dnf_distro_sync, None);
     }
 
     #[test]

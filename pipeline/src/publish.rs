@@ -28,6 +28,9 @@ pub struct Uploaded {
     pub size: u64,
     /// False when the store already had the blob.
     pub uploaded: bool,
+    /// True when the store's copy was missing or damaged and was uploaded
+    /// again (with its pool copy).
+    pub repaired: bool,
 }
 
 /// What [`publish`] did.
@@ -58,6 +61,18 @@ const CONCURRENCY: usize = 16;
 
 /// Publishes the build in `dir` (a `.pipe/builds/<id>/` directory).
 pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Result<PublishReport> {
+    publish_with(dir, store, progress, false).await
+}
+
+/// [`publish`]; with `read_back`, every blob the store already has is read
+/// back and hashed, so a damaged one of the right size is repaired too
+/// (without it, a blob missing or of the wrong size is).
+pub async fn publish_with(
+    dir: &Path,
+    store: &Store,
+    progress: &dyn Progress,
+    read_back: bool,
+) -> Result<PublishReport> {
     let manifest_bytes = std::fs::read(dir.join(files::MANIFEST))
         .map_err(|e| Error::io(dir.join(files::MANIFEST), e))?;
     let manifest = parse_manifest(
@@ -112,16 +127,20 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
     let build = manifest.build.as_str();
     let uploads: Vec<Uploaded> = stream::iter(manifest.artifacts.iter().zip(&existing))
         .map(|(a, existing)| async move {
-            let uploaded = if existing.is_some() {
-                false
+            let (uploaded, repaired) = if existing.is_some() {
+                // Published before: the store's copy may have been lost or
+                // damaged since. Repair it from the local build.
+                let r = repair_artifact(dir, store, a, read_back).await?;
+                (r, r)
             } else {
-                publish_artifact(dir, store, a, build).await?
+                (publish_artifact(dir, store, a, build).await?, false)
             };
             progress.advance(a.blob.size);
             Ok::<_, Error>(Uploaded {
                 name: a.name.clone(),
                 size: a.blob.size,
                 uploaded,
+                repaired,
             })
         })
         .buffered(CONCURRENCY)
@@ -190,13 +209,7 @@ pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Resu
 async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) -> Result<bool> {
     let put = store.put_blob_file_as(&dir.join(&a.name), &a.blob).await?;
     if put.blob != a.blob {
-        return Err(Error::Verify {
-            what: a.name.clone(),
-            detail: format!(
-                "the file differs from the manifest: expected sha256 {}, found {}",
-                a.blob.sha256, put.blob.sha256
-            ),
-        });
+        return Err(local_differs(a, &put.blob, "the file differs"));
     }
     let uploaded = put.uploaded;
     // Each package once in the pool, where apt and yum clients fetch it: a
@@ -208,6 +221,45 @@ async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) 
         version::put(store, a, build).await?;
     }
     Ok(uploaded)
+}
+
+/// The refusal of a local artifact file that is not what the manifest says.
+fn local_differs(a: &Artifact, found: &crate::store::BlobRef, what: &str) -> Error {
+    Error::Verify {
+        what: a.name.clone(),
+        detail: format!(
+            "{what} from the manifest: expected sha256 {}, found {}",
+            a.blob.sha256, found.sha256
+        ),
+    }
+}
+
+/// Checks the store's copy of an artifact published before (its size, and
+/// with `read_back` its bytes); uploads it again when it is missing or
+/// damaged, and remakes its pool copy (a hard link would still hold the
+/// damaged bytes). True when it did.
+async fn repair_artifact(dir: &Path, store: &Store, a: &Artifact, read_back: bool) -> Result<bool> {
+    let key = a.blob.key();
+    let intact = match store.head(&key).await? {
+        Some(meta) if meta.size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
+        _ => false,
+    };
+    if intact {
+        return Ok(false);
+    }
+    let put = store.replace_blob_file(&dir.join(&a.name), &a.blob).await?;
+    if put.blob != a.blob {
+        return Err(local_differs(
+            a,
+            &put.blob,
+            "the store's copy is missing or damaged, and the local file differs too",
+        ));
+    }
+    if let Some(pool) = kinds::of(a.kind).pool_key(a) {
+        store.delete(&pool).await?;
+        store.copy_if_absent(&key, &pool).await?;
+    }
+    Ok(true)
 }
 
 /// Records what the views need of every artifact of the build in `dir` (a

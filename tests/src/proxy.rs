@@ -10,7 +10,11 @@
 //!   connection is cut, as when a network drops a reply. The client retries
 //!   a write that already landed.
 //!
-//! Both run on plain threads and stop when dropped.
+//! - [`FaultProxy`] forwards HTTP/1.1 with a [`Fault`]: it never answers,
+//!   answers every request late, or answers the first requests with
+//!   `503 SlowDown` (as S3 does when throttling) before it forwards.
+//!
+//! All run on plain threads and stop when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -377,4 +381,192 @@ fn relay_losing_one(
     }
     let _ = to_client.shutdown(Shutdown::Write);
     Ok(())
+}
+
+/// What a [`FaultProxy`] does to the requests it gets.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Accepts connections and reads requests, never answers.
+    Silent,
+    /// Forwards every request and relays its answer this much later.
+    Delay(Duration),
+    /// Answers this many requests with `503 SlowDown`, then forwards.
+    Unavailable(u64),
+}
+
+/// An HTTP/1.1 proxy in front of a real server that misbehaves by a
+/// [`Fault`].
+pub struct FaultProxy {
+    addr: SocketAddr,
+    conns: Arc<Conns>,
+    requests: Arc<AtomicU64>,
+    faulted: Arc<AtomicU64>,
+}
+
+impl FaultProxy {
+    /// Proxies to `upstream` (never contacted under [`Fault::Silent`]).
+    pub fn start(upstream: SocketAddr, fault: Fault) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let conns = Arc::new(Conns::default());
+        let requests = Arc::new(AtomicU64::new(0));
+        let faulted = Arc::new(AtomicU64::new(0));
+        let (c, r, f) = (conns.clone(), requests.clone(), faulted.clone());
+        accept_loop(listener, conns.clone(), move |client| {
+            let _ = relay_with_fault(client, upstream, fault, &c, &r, &f);
+        });
+        FaultProxy {
+            addr,
+            conns,
+            requests,
+            faulted,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests the fault applied to (not answered, delayed, or refused).
+    pub fn faulted(&self) -> u64 {
+        self.faulted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.conns.stop();
+    }
+}
+
+fn relay_with_fault(
+    client: TcpStream,
+    upstream: SocketAddr,
+    fault: Fault,
+    conns: &Conns,
+    requests: &AtomicU64,
+    faulted: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut to_client = client.try_clone()?;
+    let mut from_client = BufReader::new(client);
+    let mut server: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    while let Some((head, body)) = read_message(&mut from_client)? {
+        requests.fetch_add(1, Ordering::SeqCst);
+        match fault {
+            Fault::Silent => {
+                faulted.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            Fault::Unavailable(n) => {
+                let refused = faulted
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                        (f < n).then_some(f + 1)
+                    })
+                    .is_ok();
+                if refused {
+                    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                    let answer = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                        xml.len()
+                    );
+                    to_client.write_all(answer.as_bytes())?;
+                    continue;
+                }
+            }
+            Fault::Delay(_) => {
+                faulted.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        if server.is_none() {
+            let s = TcpStream::connect(upstream)?;
+            conns.track(&s);
+            let reader = BufReader::new(s.try_clone()?);
+            server = Some((s, reader));
+        }
+        let (to_server, from_server) = server.as_mut().expect("connected above");
+        to_server.write_all(head.as_bytes())?;
+        to_server.write_all(&body)?;
+        let is_head = head.starts_with("HEAD ");
+        let Some(answer) = read_answer(from_server, is_head)? else {
+            break;
+        };
+        if let Fault::Delay(d) = fault {
+            std::thread::sleep(d);
+        }
+        to_client.write_all(&answer)?;
+    }
+    let _ = to_client.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// One HTTP/1.1 answer, raw: its head, then a body by `Content-Length` or
+/// chunked encoding (none for a HEAD request, 204 or 304).
+fn read_answer(from: &mut BufReader<TcpStream>, is_head: bool) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut length = None;
+    let mut chunked = false;
+    let mut status = 0u16;
+    loop {
+        let mut line = String::new();
+        if from.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let lower = line.to_ascii_lowercase();
+        if status == 0 {
+            status = lower
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+        }
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+        out.extend_from_slice(line.as_bytes());
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    if is_head || status == 204 || status == 304 {
+        return Ok(Some(out));
+    }
+    if chunked {
+        loop {
+            let mut size = String::new();
+            from.read_line(&mut size)?;
+            out.extend_from_slice(size.as_bytes());
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            if n == 0 {
+                // Trailers, then the empty line.
+                loop {
+                    let mut line = String::new();
+                    if from.read_line(&mut line)? == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(line.as_bytes());
+                    if line == "\r\n" || line == "\n" {
+                        break;
+                    }
+                }
+                return Ok(Some(out));
+            }
+            let mut chunk = vec![0u8; n + 2];
+            from.read_exact(&mut chunk)?;
+            out.extend_from_slice(&chunk);
+        }
+    }
+    let mut body = vec![0u8; length.unwrap_or(0)];
+    from.read_exact(&mut body)?;
+    out.extend_from_slice(&body);
+    Ok(Some(out))
 }

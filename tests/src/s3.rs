@@ -192,6 +192,26 @@ impl MotoServer {
             .expect("put the bucket policy");
     }
 
+    /// Grants everyone `s3:GetObject` on the bucket's objects and
+    /// `s3:ListBucket` on the bucket: what a deploy host reading without
+    /// credentials (`pipe --no-sign`) needs, as histories are listed.
+    pub fn allow_anonymous_read_and_list(&self) {
+        let b = &self.bucket;
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{b}/*"}},{{"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::{b}"}}]}}"#
+        );
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(
+                self.client()
+                    .put_bucket_policy()
+                    .bucket(b)
+                    .policy(policy)
+                    .send(),
+            )
+            .expect("put the bucket policy");
+    }
+
     /// A plain SDK client for this server, to look at or tamper with the
     /// bucket behind the store's back.
     pub fn client(&self) -> aws_sdk_s3::Client {

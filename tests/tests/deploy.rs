@@ -57,6 +57,20 @@ impl Setup {
         }
     }
 
+    /// [`Setup::new`] with the store in `server`'s bucket (`[store]` gets
+    /// `store_keys` too) and its settings in the environment.
+    fn on_s3(server: &pipe_e2e::s3::MotoServer, store_keys: &str) -> Setup {
+        let store = format!("s3://{}/demo", server.bucket());
+        let mut s = Setup::new(&PIPELINE.replace(
+            "[environments.dev]",
+            &format!("[store]\nurl = \"{store}\"\n{store_keys}\n[environments.dev]"),
+        ));
+        for (k, v) in server.env() {
+            s.p.env(&k, &v);
+        }
+        s
+    }
+
     fn dir(&self) -> &Path {
         self.target.path()
     }
@@ -960,14 +974,7 @@ fn hostile_archives_are_refused_naming_the_entry() {
 #[test]
 fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
     let server = pipe_e2e::s3::MotoServer::start();
-    let store = format!("s3://{}/demo", server.bucket());
-    let mut s = Setup::new(&PIPELINE.replace(
-        "[environments.dev]",
-        &format!("[store]\nurl = \"{store}\"\n\n[environments.dev]"),
-    ));
-    for (k, v) in server.env() {
-        s.p.env(&k, &v);
-    }
+    let mut s = Setup::on_s3(&server, "");
     let b1 = s.release("1.0.0", "one\n");
     let run = s.deploy(&[]);
     run.expect_code(0);
@@ -1009,6 +1016,117 @@ fn on_s3_deploys_and_a_fetched_build_deploys_offline_from_the_cache() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn on_s3_a_store_that_does_not_answer_deploys_from_the_cache_within_the_deadline() {
+    let server = pipe_e2e::s3::MotoServer::start();
+    let mut s = Setup::on_s3(&server, "request_timeout = \"1s\"\ntimeout = \"3s\"\n");
+    let b1 = s.release("1.0.0", "one\n");
+    let offline = tempfile::tempdir().unwrap();
+    let o = offline.path().to_str().unwrap();
+    s.fetch(o, false).expect_code(0);
+
+    // The endpoint now accepts connections and never answers.
+    let proxy = pipe_e2e::proxy::FaultProxy::start(server.addr(), pipe_e2e::proxy::Fault::Silent);
+    s.p.env("AWS_ENDPOINT_URL", &proxy.endpoint());
+    let started = std::time::Instant::now();
+    let run = s.deploy_to(o, &s.ring, &["--set", "port=80"]);
+    let took = started.elapsed();
+    run.expect_code(0);
+    assert!(
+        took < std::time::Duration::from_secs(3 + 30),
+        "a 3 s deadline took {took:?}"
+    );
+    assert!(run.stdout.contains("used the cache"), "{}", run.stdout);
+    assert!(run.stdout.contains(&proxy.endpoint()), "{}", run.stdout);
+    assert!(proxy.requests() >= 1);
+    assert_eq!(current(offline.path()).as_deref(), Some(b1.as_str()));
+}
+
+#[test]
+fn on_s3_a_deploy_host_without_credentials_reads_an_anonymous_bucket_with_no_sign() {
+    let server = pipe_e2e::s3::MotoServer::start();
+    let mut s = Setup::on_s3(&server, "");
+    let b1 = s.release("1.0.0", "one\n");
+    server.allow_anonymous_read_and_list();
+
+    // A deploy host: no credentials anywhere (nor an instance to ask).
+    let home = tempfile::tempdir().unwrap();
+    let none = home.path().join("none");
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", none.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", none.to_str().unwrap()),
+        ("HOME", home.path().to_str().unwrap()),
+    ] {
+        s.p.env(k, v);
+    }
+    // Without --no-sign: one cause, one message and one exit code, whatever
+    // the command; no request was sent, so nothing was "refused".
+    for args in [
+        vec!["status"],
+        vec!["history", "dev"],
+        vec![
+            "fetch",
+            "--env",
+            "dev",
+            "--target",
+            s.dir().to_str().unwrap(),
+            "--keyring",
+            &s.ring,
+        ],
+        vec![
+            "deploy",
+            "--env",
+            "dev",
+            "--target",
+            s.dir().to_str().unwrap(),
+            "--keyring",
+            &s.ring,
+            "--set",
+            "port=80",
+        ],
+    ] {
+        let run = s.p.pipe(&args);
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("no S3 credentials were found"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--no-sign"), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("refused"), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("WARN"), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(s.current(), None);
+
+    // With --no-sign (or `[store] no_sign`), unsigned reads are enough.
+    let doc =
+        s.p.pipe(&["--json", "--no-sign", "status"])
+            .expect_code(0)
+            .json();
+    assert_eq!(doc["environments"][0]["build"], b1.as_str(), "{doc}");
+    let fetched = tempfile::tempdir().unwrap();
+    s.p.pipe(&[
+        "--no-sign",
+        "fetch",
+        "--env",
+        "dev",
+        "--target",
+        fetched.path().to_str().unwrap(),
+        "--keyring",
+        &s.ring,
+    ])
+    .expect_code(0);
+    let run = s.deploy(&["--no-sign"]);
+    run.expect_code(0);
+    assert_eq!(s.current().as_deref(), Some(b1.as_str()));
+    // Writing still needs credentials: the server refuses an unsigned one.
+    let run = s.p.pipe(&["--no-sign", "promote", &b1, "--to", "prod"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
 }
 
 #[test]

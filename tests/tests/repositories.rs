@@ -807,3 +807,86 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
     );
     assert_eq!(dnf_install(&dnf), "1.0.0\n");
 }
+
+/// `apt-get upgrade` and `dnf upgrade` never downgrade: after `pipe
+/// rollback`, hosts that took the newer build keep it. What the rollback
+/// prints makes them follow: checked with the real apt (the pin at priority
+/// 1000, and `apt-get install --allow-downgrades`, simulated against a
+/// status that has the newer build installed) and the real dnf
+/// (`distro-sync` in its install root).
+#[test]
+fn hosts_follow_a_rollback_with_what_pipe_rollback_prints() {
+    let (p, key) = project();
+    let store = p.path().join(".pipe/store");
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let b2 = release(&p, "1.1.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+    let apt = Apt::new(tmp.path().join("apt"), &server.url(), "dev", &key);
+    // The apt host has 1.1.0 installed.
+    std::fs::write(
+        apt.dir.join("state/status"),
+        "Package: demo\nStatus: install ok installed\nPriority: optional\nSection: misc\nMaintainer: Ops <ops@example.com>\nArchitecture: all\nVersion: 1.1.0\nDescription: Demo service\n",
+    )
+    .unwrap();
+    let dnf = Dnf::new(
+        tmp.path().join("dnf"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    assert_eq!(dnf_install(&dnf), "1.1.0\n");
+
+    let doc = p
+        .pipe(&["--json", "rollback", "--env", "dev"])
+        .expect_code(0)
+        .json();
+    let hosts = &doc["hosts"];
+    assert_eq!(
+        hosts["apt_install"], "apt-get install --allow-downgrades demo=1.0.0",
+        "{doc}"
+    );
+    assert_eq!(hosts["dnf_distro_sync"], "dnf distro-sync demo", "{doc}");
+    assert_eq!(
+        hosts["apt_pin"][0], "/etc/apt/preferences.d/Demo.pref",
+        "{doc}"
+    );
+    let pin = hosts["apt_pin"][1].as_str().unwrap();
+
+    // apt: the suite now lists 1.0.0, and upgrade keeps 1.1.0.
+    apt_update_ok(&apt);
+    assert_eq!(apt_candidate(&apt), "1.1.0");
+    let sim = text(&run(apt.cmd("apt-get").args(["-s", "upgrade"])));
+    assert!(!sim.contains("Inst demo"), "{sim}");
+    // The install command pipe printed downgrades.
+    let sim = text(&run(apt.cmd("apt-get").args([
+        "-s",
+        "install",
+        "--allow-downgrades",
+        "demo=1.0.0",
+    ])));
+    assert!(sim.contains("Inst demo [1.1.0] (1.0.0"), "{sim}");
+    // With the pin pipe printed, `apt-get upgrade` follows by itself.
+    let pin_file = apt.dir.join("Demo.pref");
+    std::fs::write(&pin_file, pin).unwrap();
+    let conf = apt.dir.join("apt.conf");
+    let mut c = std::fs::read_to_string(&conf).unwrap();
+    c.push_str(&format!(
+        "Dir::Etc::Preferences \"{}\";\n",
+        pin_file.display()
+    ));
+    std::fs::write(&conf, c).unwrap();
+    assert_eq!(apt_candidate(&apt), "1.0.0");
+    let sim = text(&run(apt.cmd("apt-get").args(["-s", "upgrade"])));
+    assert!(sim.contains("Inst demo [1.1.0] (1.0.0"), "{sim}");
+
+    // dnf: upgrade keeps 1.1.0, distro-sync goes back.
+    dnf.ok(&["makecache"]);
+    dnf.ok(&["upgrade", "demo"]);
+    let installed = dnf.dir.join("root/usr/share/demo/demo.txt");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.1.0\n");
+    dnf.ok(&["distro-sync", "demo"]);
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.0.0\n");
+}

@@ -816,6 +816,7 @@ async fn s3_server_ignoring_conditional_writes_is_refused() {
 
     let opts = OpenOptions {
         unsafe_no_cas: true,
+        ..OpenOptions::default()
     };
     let store = Store::open_with(&url, &opts, &ov).await.unwrap();
     store

@@ -127,6 +127,8 @@ pub async fn execute(
         .prefix(".incoming-")
         .tempdir_in(&builds)
         .map_err(|e| Error::io(&builds, e))?;
+    let _held = Held::take(staging.path())?;
+    remove_stale_incoming(&builds);
     let cx = StageContext {
         dir: p.dir.clone(),
         epoch,
@@ -305,6 +307,80 @@ fn builder_id() -> String {
 /// RFC 3339 UTC with second precision (as keys and signatures print times).
 pub fn rfc3339(t: SystemTime) -> String {
     keys::Timestamp::from(t).to_string()
+}
+
+/// How old a `.incoming-*` directory without its lock file must be to be
+/// taken as left by a killed build (the window between creating the
+/// directory and locking is a few microseconds).
+const UNLOCKED_INCOMING_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// An exclusive lock on `<staging>.lock`, held while a build fills its
+/// staging directory: a build killed mid-way leaves the directory and an
+/// unlocked lock file, which the next build removes.
+struct Held {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Held {
+    fn take(staging: &Path) -> Result<Held> {
+        let path = lock_path(staging);
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        fs4::FileExt::lock(&file).map_err(|e| Error::io(&path, e))?;
+        Ok(Held { path, _file: file })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lock_path(staging: &Path) -> PathBuf {
+    let mut name = staging.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    staging.with_file_name(name)
+}
+
+/// Removes the staging directories of builds that are gone: their lock
+/// file can be locked, or there is none and the directory is old. Best
+/// effort: a failure is logged, the build goes on.
+fn remove_stale_incoming(builds: &Path) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if !name.starts_with(".incoming-") || name.ends_with(".lock") || !path.is_dir() {
+            continue;
+        }
+        let lock = lock_path(&path);
+        let stale = match std::fs::OpenOptions::new().write(true).open(&lock) {
+            // Locked by a live build: WouldBlock.
+            Ok(f) => fs4::FileExt::try_lock(&f).is_ok(),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > UNLOCKED_INCOMING_AGE),
+        };
+        if !stale {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&lock);
+                tracing::info!(dir = %path.display(), "removed the staging directory of a build that did not finish");
+            }
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), error = %e, "could not remove the staging directory of a build that did not finish")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -450,7 +450,7 @@ fn absolute_targets(targets: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// True for failures that mean the store is unreachable rather than wrong:
 /// only these fall back to the cache.
-fn unreachable(e: &Error) -> bool {
+pub fn unreachable(e: &Error) -> bool {
     matches!(
         e,
         Error::Unreachable { .. } | Error::S3 { .. } | Error::Io { .. }

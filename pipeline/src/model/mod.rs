@@ -84,6 +84,8 @@ pub struct Project {
 pub struct StoreSection {
     /// Store URL as written (`--store` and `$PIPE_STORE` override it).
     pub url: Option<String>,
+    /// Timeouts, retries and anonymous reads of an S3 store (flags override).
+    pub network: crate::store::Network,
 }
 
 /// `[signing]`.

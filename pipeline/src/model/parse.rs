@@ -31,7 +31,14 @@ const TOP_KEYS: &[&str] = &[
     "deploy",
 ];
 const PROJECT_KEYS: &[&str] = &["name", "version", "source_date_epoch"];
-const STORE_KEYS: &[&str] = &["url"];
+const STORE_KEYS: &[&str] = &[
+    "url",
+    "connect_timeout",
+    "request_timeout",
+    "timeout",
+    "attempts",
+    "no_sign",
+];
 const SIGNING_KEYS: &[&str] = &["key"];
 const REGISTRY_KEYS: &[&str] = &["url", "insecure"];
 const REPOSITORY_KEYS: &[&str] = &[
@@ -563,6 +570,42 @@ impl Cx<'_> {
                 self.violation(v.span(), violation);
             }
             out.url = Some(url);
+        }
+        let net = &mut out.network;
+        for (key, slot) in [
+            ("connect_timeout", &mut net.connect_timeout),
+            ("request_timeout", &mut net.request_timeout),
+            ("timeout", &mut net.timeout),
+        ] {
+            let Some((_, v)) = field(t, key) else {
+                continue;
+            };
+            let what = format!("`store.{key}`");
+            if let Some(s) = self.string(v, &what) {
+                match rules::duration(&s) {
+                    Ok(d) => *slot = Some(d),
+                    Err((message, hint)) => {
+                        self.error(v.span(), format!("{what}: {message}"), Some(hint))
+                    }
+                }
+            }
+        }
+        if let Some((_, v)) = field(t, "attempts")
+            && let Some(n) = self.integer(v, "`store.attempts`")
+        {
+            match u32::try_from(n) {
+                Ok(n @ 1..=100) => net.attempts = Some(n),
+                _ => self.error(
+                    v.span(),
+                    format!("`store.attempts` is {n}, outside 1 to 100"),
+                    Some("the first attempt counts: `1` means no retry".into()),
+                ),
+            }
+        }
+        if let Some((_, v)) = field(t, "no_sign")
+            && let Some(b) = self.boolean(v, "`store.no_sign`")
+        {
+            net.no_sign = b;
         }
         out
     }

@@ -537,20 +537,47 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `$PIPE_ACTOR`, else `user@host`.
+/// `$PIPE_ACTOR`, else `user@host`: the user from `$USER` or `$LOGNAME`,
+/// else the name of the process's uid (cron sets neither), else `uid N`.
 fn actor() -> String {
     if let Ok(a) = std::env::var("PIPE_ACTOR")
         && !a.is_empty()
     {
         return a;
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| !u.is_empty())
+        .unwrap_or_else(uid_name);
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// The login name of the real uid from the password database, else
+/// `uidN`.
+fn uid_name() -> String {
+    // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
+    // `buf`, both alive and sized as passed, and `pw_name` points into
+    // `buf` when `result` is non-null.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc == 0
+            && !result.is_null()
+            && !pwd.pw_name.is_null()
+            && let Ok(name) = std::ffi::CStr::from_ptr(pwd.pw_name).to_str()
+            && !name.is_empty()
+        {
+            return name.to_string();
+        }
+        format!("uid{uid}")
+    }
 }
 
 #[cfg(test)]

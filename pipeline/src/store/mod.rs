@@ -25,6 +25,8 @@
 //! profile's `endpoint_url`). Requests use path-style addressing
 //! (`http://host/bucket/key`) when a custom endpoint is configured or
 //! `PIPE_S3_PATH_STYLE=1`; `PIPE_S3_PATH_STYLE=0` forces virtual-hosted style.
+//! Timeouts, retries, the deadline of an operation and unsigned requests
+//! come from [`OpenOptions::network`] ([`Network`]).
 //!
 //! The first write through an S3 store checks that the server honours
 //! conditional writes (see [`OpenOptions::unsafe_no_cas`]).
@@ -39,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -133,6 +136,51 @@ pub struct OpenOptions {
     /// Accept an S3 server that ignores conditional writes. Compare-and-swap
     /// then silently degrades to last-writer-wins; a warning is logged.
     pub unsafe_no_cas: bool,
+    /// Timeouts, retries and signing of requests to an S3 store.
+    pub network: Network,
+}
+
+/// Connect timeout unless [`Network::connect_timeout`] says otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-request timeout (until the first byte of the answer; between two
+/// bytes of a body read) unless [`Network::request_timeout`] says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline of one store operation, retries included, unless
+/// [`Network::timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+/// Attempts per request unless [`Network::attempts`], `AWS_MAX_ATTEMPTS` or
+/// the profile say otherwise: rides out throttling and 5xx without hiding a
+/// dead endpoint for long.
+pub const DEFAULT_ATTEMPTS: u32 = 5;
+
+/// How requests to an S3 store are made (`[store]` keys and the global
+/// flags); `None` takes the default. A local store ignores them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Network {
+    /// Limit on opening a connection ([`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Option<Duration>,
+    /// Limit on one attempt waiting for the first byte of its answer (an
+    /// upload's body is sent within it), and on a body read stalling
+    /// ([`DEFAULT_REQUEST_TIMEOUT`]).
+    pub request_timeout: Option<Duration>,
+    /// Deadline of one store operation, every retry included
+    /// ([`DEFAULT_TIMEOUT`]); reached, the operation fails with
+    /// [`Error::Unreachable`] naming the endpoint and the operation.
+    pub timeout: Option<Duration>,
+    /// Attempts per request, the first included; throttling, 5xx answers,
+    /// timeouts and broken connections are retried with exponential backoff
+    /// ([`DEFAULT_ATTEMPTS`]).
+    pub attempts: Option<u32>,
+    /// Send requests unsigned and look for no credentials, as `aws s3
+    /// --no-sign-request`: reads of a bucket that allows anonymous reads.
+    pub no_sign: bool,
+}
+
+impl Network {
+    /// The request timeout in force.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
 }
 
 /// Settings that take precedence over the standard AWS environment for one
@@ -435,7 +483,7 @@ impl Store {
         let backend: Box<dyn Backend> = match url {
             StoreUrl::Local(dir) => Box::new(local::LocalBackend::new(dir.clone())),
             StoreUrl::S3 { bucket, prefix } => {
-                Box::new(s3::S3Backend::new(bucket.clone(), prefix.clone(), s3).await?)
+                Box::new(s3::S3Backend::new(bucket.clone(), prefix.clone(), opts, s3).await?)
             }
         };
         let store = Store {
@@ -739,6 +787,43 @@ impl Store {
             seen: 0,
             done: false,
         })
+    }
+
+    /// Reads a blob back whole, hashing it (streaming): `true` when the
+    /// store holds exactly the bytes `blob` names, `false` when it is
+    /// missing or holds others.
+    pub async fn blob_intact(&self, blob: &BlobRef) -> Result<bool> {
+        let mut reader = match self.get_blob(blob).await {
+            Ok(r) => r,
+            Err(Error::NotFound { .. } | Error::DigestMismatch { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match tokio::io::copy(&mut reader, &mut tokio::io::sink()).await {
+            Ok(_) => Ok(true),
+            Err(e) => match blob_read_error(&reader.key, self.backend(), e) {
+                Error::DigestMismatch { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Stores the file at `path` as the blob `expected` names over whatever
+    /// the store holds under its key (a damaged copy: content addressing
+    /// says what the right bytes are). The file is hashed first; if it is
+    /// not `expected`, nothing is written and the returned `blob` says what
+    /// it holds.
+    pub async fn replace_blob_file(&self, path: &Path, expected: &BlobRef) -> Result<BlobPut> {
+        self.before_write().await?;
+        let blob = digest::hash_file(path).await?;
+        if blob != *expected {
+            return Ok(BlobPut {
+                blob,
+                uploaded: false,
+            });
+        }
+        tracing::warn!(key = %blob.key(), "replacing a damaged or missing blob");
+        self.write_blob(blob, Body::from_file(path), Condition::Overwrite)
+            .await
     }
 
     /// Copies a blob into the file `dest`, which appears only once the bytes

@@ -13,13 +13,17 @@
 //! from the key ([`layout::http_headers`]), so a CDN in front of the bucket
 //! caches what is immutable for a year and revalidates the rest.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -27,11 +31,12 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::layout;
 use super::{
-    Backend, Body, BodyInner, Condition, Object, ObjectBody, ObjectMeta, OpenOptions, S3Overrides,
-    Version,
+    Backend, Body, BodyInner, Condition, DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT, Object, ObjectBody, ObjectMeta, OpenOptions, S3Overrides, Version,
 };
 use crate::{Error, Result};
 
@@ -44,10 +49,6 @@ const PART_SIZE: u64 = 16 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// Read size when streaming a file into a request body.
 const FILE_BUFFER: usize = 256 << 10;
-/// Attempts per request unless `AWS_MAX_ATTEMPTS` or the profile says
-/// otherwise: rides out throttling and 5xx without hiding a dead endpoint for
-/// long.
-const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// The key the conditional-write probe writes, below the store prefix.
 const PROBE_KEY: &str = ".pipe-probe/cas";
 
@@ -56,11 +57,15 @@ pub(super) struct S3Backend {
     bucket: String,
     prefix: String,
     endpoint: String,
+    /// A body read that stalls this long fails.
+    stall: Duration,
 }
 
 /// What an S3 error means to the store.
 enum Class {
     Unreachable,
+    /// No credentials were found, so no request was sent.
+    NoCredentials,
     Denied,
     /// 412, or 409 ConditionalRequestConflict: a condition did not hold.
     Precondition,
@@ -70,15 +75,29 @@ enum Class {
 }
 
 impl S3Backend {
-    pub(super) async fn new(bucket: String, prefix: String, ov: &S3Overrides) -> Result<Self> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    pub(super) async fn new(
+        bucket: String,
+        prefix: String,
+        opts: &OpenOptions,
+        ov: &S3Overrides,
+    ) -> Result<Self> {
+        let net = &opts.network;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(net.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+            .read_timeout(net.request_timeout())
+            .operation_timeout(net.timeout.unwrap_or(DEFAULT_TIMEOUT))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+        if net.no_sign {
+            loader = loader.no_credentials();
+        }
         if let Some(url) = &ov.endpoint_url {
             loader = loader.endpoint_url(url);
         }
         if let Some(region) = &ov.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        if let Some((id, secret)) = &ov.credentials {
+        if let Some((id, secret)) = ov.credentials.as_ref().filter(|_| !net.no_sign) {
             loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "pipe"));
         }
         let sdk = loader.load().await;
@@ -107,9 +126,12 @@ impl S3Backend {
             // S3-compatible servers rarely care, but signing needs a region.
             conf = conf.region(Region::new("us-east-1"));
         }
-        let attempts = ov.max_attempts.or_else(|| {
+        if net.no_sign {
+            conf = conf.allow_no_auth();
+        }
+        let attempts = ov.max_attempts.or(net.attempts).or_else(|| {
             let from_env = std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
-            (!from_env).then_some(DEFAULT_MAX_ATTEMPTS)
+            (!from_env).then_some(DEFAULT_ATTEMPTS)
         });
         if let Some(n) = attempts {
             let base = sdk
@@ -133,6 +155,7 @@ impl S3Backend {
             bucket,
             prefix,
             endpoint,
+            stall: net.request_timeout(),
         })
     }
 
@@ -150,10 +173,12 @@ impl S3Backend {
         match err {
             SdkError::TimeoutError(_) => Class::Unreachable,
             SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Class::Unreachable,
-            // Missing credentials also surface as a dispatch failure, with no
-            // type to tell them by that this crate can name.
-            SdkError::DispatchFailure(_) if describe_chain(err).contains("credential") => {
-                Class::Denied
+            // Missing credentials surface as a construction or dispatch
+            // failure, with no type to tell them by that this crate can name.
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_)
+                if describe_chain(err).contains("credential") =>
+            {
+                Class::NoCredentials
             }
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();
@@ -182,6 +207,13 @@ impl S3Backend {
         let detail = describe(&err);
         match class {
             Class::Unreachable => Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                operation,
+                key: key.to_string(),
+                detail,
+            },
+            Class::NoCredentials => Error::NoCredentials {
                 endpoint: self.endpoint.clone(),
                 bucket: self.bucket.clone(),
                 detail,
@@ -450,7 +482,8 @@ impl Backend for S3Backend {
                     size: out.content_length().unwrap_or(0).max(0) as u64,
                     version: version(out.e_tag()),
                 },
-                body: Box::new(out.body.into_async_read()) as ObjectBody,
+                body: Box::new(StallLimit::new(out.body.into_async_read(), self.stall))
+                    as ObjectBody,
             })),
             Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
             Err(e) => Err(self.error("GetObject", key, e)),
@@ -627,6 +660,15 @@ impl Backend for S3Backend {
     }
 
     fn read_error(&self, key: &str, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            return Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                operation: "GetObject",
+                key: key.to_string(),
+                detail: format!("reading the response body: {e}"),
+            };
+        }
         Error::S3 {
             operation: "GetObject",
             key: key.to_string(),
@@ -702,4 +744,46 @@ async fn file_stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream> {
         .build()
         .await
         .map_err(|e| Error::io(path, std::io::Error::other(e)))
+}
+
+/// A body read that fails with `TimedOut` when no byte arrives for `limit`:
+/// a server that sent its headers and then stopped cannot hang a reader.
+struct StallLimit<R> {
+    inner: R,
+    limit: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<R> StallLimit<R> {
+    fn new(inner: R, limit: Duration) -> Self {
+        StallLimit {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for StallLimit<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + this.limit;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no byte of the answer for {:?}", this.limit),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
 }

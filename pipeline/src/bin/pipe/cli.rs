@@ -33,6 +33,31 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub unsafe_no_cas: bool,
 
+    /// S3: limit on opening a connection (`5s`; overrides `[store]
+    /// connect_timeout`).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<std::time::Duration>,
+
+    /// S3: limit on one attempt waiting for its answer, and on a download
+    /// stalling (`60s`; overrides `[store] request_timeout`).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<std::time::Duration>,
+
+    /// S3: deadline of one store operation, retries included (`3m`;
+    /// overrides `[store] timeout`).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// S3: attempts per request, the first included; throttling, 5xx and
+    /// timeouts are retried with backoff (5; overrides `[store] attempts`).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: Option<u32>,
+
+    /// S3: send requests unsigned, needing no credentials, to read a bucket
+    /// that allows anonymous reads (like `aws s3 --no-sign-request`).
+    #[arg(long, global = true)]
+    pub no_sign: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +80,11 @@ pub enum Command {
     Publish {
         /// The build id.
         build: Option<String>,
+        /// Read back every blob the store already has and upload again any
+        /// that is damaged (without it, only a missing blob or one of the
+        /// wrong size is).
+        #[arg(long)]
+        read_back: bool,
     },
     /// Point an environment at a published build (default: the latest).
     Promote {

@@ -20,6 +20,9 @@ pub struct Context {
     pub dir: PathBuf,
     pub store_override: Option<String>,
     pub unsafe_no_cas: bool,
+    /// `--connect-timeout`, `--request-timeout`, `--timeout`, `--attempts`,
+    /// `--no-sign`; they take precedence over `[store]`.
+    pub network: pipeline::store::Network,
     pub json: bool,
     pub printer: Printer,
     /// `pipeline.toml`, loaded and validated once, on first use, without
@@ -35,6 +38,23 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
+            if code != 0 && json_requested() {
+                // Scripts get one document on every failure, usage included.
+                let message = e.kind().to_string();
+                let detail = e.render().to_string();
+                println!(
+                    "{:#}",
+                    serde_json::json!({
+                        "ok": false,
+                        "error": {
+                            "message": message,
+                            "detail": detail.trim_end(),
+                            "hint": "see `pipe --help`, or `pipe COMMAND --help`",
+                            "exit_code": code,
+                        }
+                    })
+                );
+            }
             return ExitCode::from(code as u8);
         }
     };
@@ -48,6 +68,13 @@ fn main() -> ExitCode {
         dir,
         store_override: cli.store.clone(),
         unsafe_no_cas: cli.unsafe_no_cas,
+        network: pipeline::store::Network {
+            connect_timeout: cli.connect_timeout,
+            request_timeout: cli.request_timeout,
+            timeout: cli.timeout,
+            attempts: cli.attempts,
+            no_sign: cli.no_sign,
+        },
         json: cli.json,
         printer,
         pipeline: std::sync::OnceLock::new(),
@@ -74,7 +101,9 @@ fn main() -> ExitCode {
             Command::Deploy(args) => commands::deploy::deploy(&cx, &args).await,
             Command::Fetch(args) => commands::deploy::fetch(&cx, &args).await,
             Command::Verify(args) => commands::verify::run(&cx, &args).await,
-            Command::Publish { build } => commands::publish::run(&cx, build.as_deref()).await,
+            Command::Publish { build, read_back } => {
+                commands::publish::run(&cx, build.as_deref(), read_back).await
+            }
             Command::Promote { build, to, force } => {
                 commands::promote::promote(&cx, build.as_deref(), &to, force).await
             }
@@ -94,16 +123,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--json` among the arguments before `--`, for a command line clap
+/// refused (so there is no parsed value to ask).
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 fn init_logging(verbose: u8, quiet: bool) {
+    // Without `-v`, only pipe's own warnings: a dependency's (the AWS
+    // credential chain trying its providers) is noise to someone who did
+    // not ask; what it means reaches the user as pipe's error.
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info,pipeline=debug",
-        (false, _) => "debug,pipeline=trace",
+        (false, 0) => "error,pipeline=warn,pipe=warn",
+        (false, 1) => "info,pipeline=debug,pipe=debug",
+        (false, _) => "debug,pipeline=trace,pipe=trace",
     };
     let filter = EnvFilter::try_from_env("PIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal, and never under NO_COLOR
+    // (https://no-color.org: set and not empty).
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()

@@ -31,6 +31,17 @@ impl Printer {
         }
     }
 
+    /// The answer of a query command (status, history, keys list): like
+    /// [`Printer::result`], but printed under `-q` too, which silences
+    /// everything except what was asked for (and errors).
+    pub fn answer(&self, human: impl FnOnce() -> String, machine: impl FnOnce() -> Value) {
+        Printer {
+            json: self.json,
+            quiet: false,
+        }
+        .result(human, machine)
+    }
+
     /// A spinner on stderr for work that may take more than a second; hidden
     /// under `--json`, `-q`, or when stderr is not a terminal.
     pub fn spinner(&self, message: &'static str) -> indicatif::ProgressBar {

@@ -1,13 +1,17 @@
 //! `pipe build`: run the build steps and stages, each only when its cache key
 //! is not built yet; write and sign the manifest and provenance.
 
-use pipeline::Result;
 use pipeline::build::steps::StepStatus;
-use pipeline::store::layout;
+use pipeline::store::{OpenOptions, Store, StoreUrl, layout};
+use pipeline::{Error, Result};
 use serde_json::{Value, json};
 
 use super::human_bytes;
 use crate::Context;
+
+/// Where a build caches its steps and artifacts when its S3 store cannot be
+/// reached, relative to the project.
+const OFFLINE_STORE: &str = ".pipe/offline-store";
 
 pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
     let p = cx.pipeline_with_inputs()?;
@@ -30,7 +34,20 @@ pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
         tracing::warn!("{}", n.warning().trim_start_matches("warning: "));
     }
     let url = cx.store_url(Some(p))?;
-    let store = cx.open_store(&url).await?;
+    // An S3 store that does not answer: build anyway, against a local cache
+    // store, and say what could not be shared.
+    let (store, offline) = match cx.open_store(&url).await {
+        Ok(store) => (store, None),
+        Err(e @ (Error::Unreachable { .. } | Error::S3 { .. }))
+            if matches!(url, StoreUrl::S3 { .. }) =>
+        {
+            let dir = cx.dir.join(OFFLINE_STORE);
+            tracing::warn!("{e}; building with the local cache in {}", dir.display());
+            let local = Store::open(&StoreUrl::Local(dir.clone()), &OpenOptions::default()).await?;
+            (local, Some((e.to_string(), dir)))
+        }
+        Err(e) => return Err(e),
+    };
     let spinner = cx.printer.spinner("building");
     let outcome = pipeline::build::execute(p, &plan, &store, &key).await;
     spinner.finish_and_clear();
@@ -71,6 +88,12 @@ pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
                 s.push_str("nothing changed: every stage was a cache hit\n");
             }
             s.push_str(&format!("build {} in {}\n", m.build, outcome.dir.display()));
+            if let Some((reason, dir)) = &offline {
+                s.push_str(&format!(
+                    "not shared: the store {url} cannot be reached ({reason}); {ran} step run(s) and {rebuilt} artifact(s) built here are cached only in {}, so other machines build them again; `pipe publish` uploads this build once the store answers\n",
+                    dir.display()
+                ));
+            }
             s
         },
         || {
@@ -78,6 +101,13 @@ pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
                 "ok": true,
                 "build": m.build,
                 "dir": outcome.dir,
+                "not_shared": offline.as_ref().map(|(reason, dir)| json!({
+                    "store": url.to_string(),
+                    "reason": reason,
+                    "cached_in": dir,
+                    "steps_run": outcome.steps.iter().filter(|s| s.status == StepStatus::Ran).count(),
+                    "artifacts_built": outcome.built.iter().filter(|b| !b.cache_hit).count(),
+                })),
                 "source_date_epoch": { "value": m.source_date_epoch, "from": outcome.epoch_source },
                 "steps": outcome.steps,
                 "artifacts": outcome.built.iter().map(|b| json!({

@@ -51,10 +51,16 @@ fn required<'a, T>(v: &'a Option<T>, flag: &str) -> Result<&'a T> {
     })
 }
 
-/// The store, or why it cannot be used (deploy then falls back to the cache).
+/// The store, or why it cannot be reached (deploy then falls back to the
+/// cache). Any other failure to open it (no credentials, a store of a newer
+/// format) is the command's error, with the exit code it has everywhere.
 async fn store(cx: &Context) -> Result<std::result::Result<Store, Error>> {
     let url = cx.store_url(cx.pipeline_if_any()?)?;
-    Ok(cx.open_store(&url).await)
+    match cx.open_store(&url).await {
+        Ok(store) => Ok(Ok(store)),
+        Err(e) if deploy::unreachable(&e) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deploy and fetch need no `pipeline.toml`: what to install and write comes

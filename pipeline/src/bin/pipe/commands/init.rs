@@ -119,6 +119,10 @@ version = "0.1.0"                   # one version for every artifact; use `~` fo
 
 [store]
 url = ".pipe/store"                 # or "s3://bucket/prefix"; --store and $PIPE_STORE override
+# S3 only (flags of the same names override):
+# request_timeout = "60s"           # one attempt waiting for its answer (an upload's body included)
+# timeout = "3m"                    # one store operation, every retry included
+# no_sign = true                    # read a bucket that allows anonymous reads, with no credentials
 
 [signing]
 key = "keys/release.key"            # OpenPGP secret key; $PIPE_SIGNING_KEY overrides

@@ -192,7 +192,7 @@ fn list(cx: &Context, keyring: Option<&Path>) -> Result<()> {
             keys
         }
     };
-    cx.printer.result(
+    cx.printer.answer(
         || {
             let mut s = String::new();
             for k in &keys {

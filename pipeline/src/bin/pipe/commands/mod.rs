@@ -14,7 +14,7 @@ pub mod verify;
 
 use pipeline::Result;
 use pipeline::model::{PIPELINE_FILE, Pipeline};
-use pipeline::store::{OpenOptions, Store, StoreUrl};
+use pipeline::store::{Network, OpenOptions, Store, StoreUrl};
 
 use crate::Context;
 
@@ -56,12 +56,28 @@ impl Context {
         StoreUrl::parse(&url, &self.dir)
     }
 
-    /// Opens the store at `url` with the global options (`--unsafe-no-cas`).
+    /// Opens the store at `url` with the global options (`--unsafe-no-cas`),
+    /// the network settings of the flags over those of `[store]` (when
+    /// `pipeline.toml` was loaded).
     pub async fn open_store(&self, url: &StoreUrl) -> Result<Store> {
+        let file = self
+            .pipeline
+            .get()
+            .map(|p| p.store.network.clone())
+            .unwrap_or_default();
+        let flags = &self.network;
+        let network = Network {
+            connect_timeout: flags.connect_timeout.or(file.connect_timeout),
+            request_timeout: flags.request_timeout.or(file.request_timeout),
+            timeout: flags.timeout.or(file.timeout),
+            attempts: flags.attempts.or(file.attempts),
+            no_sign: flags.no_sign || file.no_sign,
+        };
         Store::open(
             url,
             &OpenOptions {
                 unsafe_no_cas: self.unsafe_no_cas,
+                network,
             },
         )
         .await

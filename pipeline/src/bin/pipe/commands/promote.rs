@@ -57,19 +57,31 @@ pub async fn promote(cx: &Context, build: Option<&str>, to: &str, force: bool) -
         },
     )
     .await?;
-    report(cx, &outcome)
+    report(cx, &outcome, None)
 }
 
 pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
     let (p, store) = open(cx).await?;
     let (key, keyring) = signer(cx)?;
     let outcome = promote::rollback(p, &store, &key, &keyring, env, to).await?;
-    report(cx, &outcome)
+    // Hosts never downgrade by themselves: say what makes them follow.
+    let follow = if outcome.moved {
+        let published =
+            pipeline::records::index::load(&store, &outcome.entry.build, &keyring).await?;
+        Some(promote::host_follow(&published.index, &p.repository.origin))
+    } else {
+        None
+    };
+    report(cx, &outcome, follow.as_ref())
 }
 
 /// Prints the outcome; a view that failed makes the command fail (exit 1)
 /// after the report, the pointer staying where it moved.
-fn report(cx: &Context, outcome: &promote::Outcome) -> Result<()> {
+fn report(
+    cx: &Context,
+    outcome: &promote::Outcome,
+    follow: Option<&promote::HostFollow>,
+) -> Result<()> {
     let e = &outcome.entry;
     cx.printer.result(
         || {
@@ -90,9 +102,24 @@ fn report(cx: &Context, outcome: &promote::Outcome) -> Result<()> {
                 s.push('\n');
                 s.push_str(&describe(r));
             }
+            if let Some(f) = follow {
+                s.push_str("\nhosts do not downgrade by themselves (`apt-get upgrade` and `dnf upgrade` never install an older version):");
+                if let Some(cmd) = &f.apt_install {
+                    s.push_str(&format!("\n  apt: {cmd}"));
+                }
+                if let Some((path, pin)) = &f.apt_pin {
+                    s.push_str(&format!(
+                        "\n       or once per host, so `apt-get upgrade` follows every rollback: write {path}:\n         {}",
+                        pin.trim_end().replace('\n', "\n         ")
+                    ));
+                }
+                if let Some(cmd) = &f.dnf_distro_sync {
+                    s.push_str(&format!("\n  dnf: {cmd}"));
+                }
+            }
             s
         },
-        || json!({ "ok": outcome.repositories.as_ref().is_none_or(|r| r.failed().next().is_none()), "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build, "repositories": outcome.repositories }),
+        || json!({ "ok": outcome.repositories.as_ref().is_none_or(|r| r.failed().next().is_none()), "moved": outcome.moved, "entry": e, "previous_build": outcome.previous_build, "repositories": outcome.repositories, "hosts": follow }),
     );
     match &outcome.repositories {
         Some(r) => views_failed(r),
@@ -212,8 +239,24 @@ pub async fn show_history(
     env: &str,
     keyring: Option<&std::path::Path>,
 ) -> Result<()> {
-    // Reads only the store: no pipeline.toml needed with `--store`.
-    let url = cx.store_url(cx.pipeline_if_any()?)?;
+    // Reads only the store: no pipeline.toml needed with `--store`. The
+    // environment must be declared when there is one, and be a valid name
+    // always: it becomes a store key.
+    let pipeline = cx.pipeline_if_any()?;
+    match pipeline {
+        Some(p) => {
+            p.environment(env)?;
+        }
+        None => {
+            if let Err((message, hint)) = pipeline::model::rules::environment_name(env) {
+                return Err(Error::Usage {
+                    message,
+                    hint: Some(hint),
+                });
+            }
+        }
+    }
+    let url = cx.store_url(pipeline)?;
     let store = cx.open_store(&url).await?;
     let entries: Vec<SignedEntry> = history(&store, env).await?;
     let ring = match keyring {
@@ -221,7 +264,7 @@ pub async fn show_history(
         None => None,
     };
     verify_chain(env, &entries, ring.as_ref())?;
-    cx.printer.result(
+    cx.printer.answer(
         || {
             let mut s = String::new();
             for e in entries.iter().map(|s| &s.entry) {

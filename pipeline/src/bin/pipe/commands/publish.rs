@@ -3,7 +3,7 @@
 
 use pipeline::Result;
 use pipeline::build::build_dir;
-use pipeline::publish::{Progress, publish};
+use pipeline::publish::{Progress, publish_with};
 use serde_json::json;
 
 use super::human_bytes;
@@ -17,7 +17,7 @@ impl Progress for Bar {
     }
 }
 
-pub async fn run(cx: &Context, build: Option<&str>) -> Result<()> {
+pub async fn run(cx: &Context, build: Option<&str>, read_back: bool) -> Result<()> {
     let p = cx.pipeline()?;
     let dir = build_dir(&cx.dir, build)?;
     let url = cx.store_url(Some(p))?;
@@ -30,7 +30,7 @@ pub async fn run(cx: &Context, build: Option<&str>) -> Result<()> {
         })
         .unwrap_or(0);
     let bar = Bar(cx.printer.bytes_bar(total, "publishing"));
-    let report = publish(&dir, &store, &bar).await;
+    let report = publish_with(&dir, &store, &bar, read_back).await;
     bar.0.finish_and_clear();
     let report = report?;
     // Then the images, to `[registry]`, tagged with the build id. The store
@@ -53,7 +53,9 @@ pub async fn run(cx: &Context, build: Option<&str>) -> Result<()> {
         || {
             let mut s = String::new();
             for a in &report.artifacts {
-                let what = if a.uploaded {
+                let what = if a.repaired {
+                    "missing or damaged in the store: uploaded again"
+                } else if a.uploaded {
                     "uploaded"
                 } else {
                     "already in the store"

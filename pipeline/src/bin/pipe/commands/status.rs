@@ -40,7 +40,7 @@ pub async fn run(cx: &Context) -> Result<()> {
         })
         .collect();
 
-    cx.printer.result(
+    cx.printer.answer(
         || {
             let mut s = format!("store: {url}");
             match st.format {
@@ -55,7 +55,11 @@ pub async fn run(cx: &Context) -> Result<()> {
             if !local_builds.is_empty() {
                 s.push_str(&format!("local builds: {}\n", local_builds.len()));
                 for b in local_builds {
-                    let mark = if latest.as_deref() == Some(b.as_str()) { "  (latest)" } else { "" };
+                    let mark = if latest.as_deref() == Some(b.as_str()) {
+                        "  (latest)"
+                    } else {
+                        ""
+                    };
                     s.push_str(&format!("  {b}{mark}\n"));
                 }
             }
@@ -64,7 +68,10 @@ pub async fn run(cx: &Context) -> Result<()> {
             } else {
                 s.push_str("environments:\n");
                 for (name, from, build, images) in &pointers {
-                    let from = from.as_ref().map(|f| format!("(from {f})")).unwrap_or_default();
+                    let from = from
+                        .as_ref()
+                        .map(|f| format!("(from {f})"))
+                        .unwrap_or_default();
                     let build = build.as_deref().unwrap_or("no build yet");
                     s.push_str(&format!("  {name:<12} {from:<16} {build}\n"));
                     for i in images {
@@ -82,7 +89,16 @@ pub async fn run(cx: &Context) -> Result<()> {
                 "builds": builds,
                 "local_builds": local_builds,
                 "latest": latest,
-                "environments": pointers.iter().map(|(n, f, b, i)| json!({"name": n, "from": f, "build": b, "images": i})).collect::<Vec<Value>>(),
+                "environments": st.environments.iter().map(|e| json!({
+                    "name": e.name,
+                    "from": e.from,
+                    "build": e.head.as_ref().map(|h| &h.build),
+                    "seq": e.head.as_ref().map(|h| h.seq),
+                    "at": e.head.as_ref().map(|h| &h.at),
+                    "action": e.head.as_ref().map(|h| &h.action),
+                    "actor": e.head.as_ref().map(|h| &h.actor),
+                    "images": e.images,
+                })).collect::<Vec<Value>>(),
             })
         },
     );
