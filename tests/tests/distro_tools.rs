@@ -231,6 +231,11 @@ fn assert_only(tool: &str, what: &Path, report: &str, errors: &[String], allowed
 #[test]
 fn lintian_and_rpmlint_report_no_error_on_the_example() {
     let p = Project::example("hello");
+    // The packages are what the linters read. The example's machine needs
+    // the Debian base `scripts/example.sh` makes (machine bakes are tested
+    // in `machine_pipeline`), its image the registry only at publish.
+    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
+    p.write("pipeline.toml", toml.split("[machines.").next().unwrap());
     let (dir, key) = build(&p);
     let debs = files_ending(&dir, ".deb");
     let rpms = files_ending(&dir, ".rpm");

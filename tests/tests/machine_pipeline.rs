@@ -487,6 +487,11 @@ fn baking_as_another_user_than_root_says_it_needs_root() {
     p.with_signing_key();
     // Everything readable by `nobody`, the project writable.
     run(Command::new("chmod").args(["-R", "a+rwX"]).arg(p.path()));
+    // The secret key stays private (pipe refuses one readable by others):
+    // `nobody`'s own, mode 600.
+    let key = p.path().join("keys/release.key");
+    run(Command::new("chown").arg("65534:65534").arg(&key));
+    run(Command::new("chmod").arg("600").arg(&key));
     let out = pipe_e2e::consumers::try_run(
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -617,7 +622,8 @@ files = { "/etc/box.conf" = "env={{ env }}\n" }
     p.pipe(&["publish", &id]).expect_code(0);
     let store = p.path().join(".pipe/store");
 
-    // A provenance rewritten in the store: the pointer view refuses it.
+    // A provenance rewritten in the store: promote checks the build's
+    // signed records before the pointer moves, and refuses (exit 3).
     let prov = store.join(format!("builds/{id}/provenance.json"));
     let original = std::fs::read(&prov).unwrap();
     std::fs::write(
@@ -626,15 +632,15 @@ files = { "/etc/box.conf" = "env={{ env }}\n" }
     )
     .unwrap();
     let r = p.pipe(&["promote", &id, "--to", "dev"]);
-    r.expect_code(1);
-    assert!(r.stderr.contains("machines"), "{}", r.stderr);
+    r.expect_code(3);
+    assert!(r.stderr.contains("provenance.json"), "{}", r.stderr);
     assert!(
         !store.join("machines/box/dev.json.asc").exists(),
         "a pointer was signed over a forged provenance"
     );
     assert!(!store.join("machines/box/dev.json").exists());
     std::fs::write(&prov, &original).unwrap();
-    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    p.pipe(&["promote", &id, "--to", "dev"]).expect_code(0);
     let doc = pointer_of(&p, &keyring, "box", "dev");
     assert_eq!(doc["build"], id.as_str());
 

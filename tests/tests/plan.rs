@@ -288,13 +288,13 @@ fn validate_summarises_the_plan() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("a build would produce 11 artifact(s)"),
+        run.stdout.contains("a build would produce 10 artifact(s)"),
         "{}",
         run.stdout
     );
     assert!(!run.stdout.contains("warning:"), "{}", run.stdout);
     assert!(run.stdout.contains("fleet.oci.tar"), "{}", run.stdout);
     let json = p.pipe(&["--json", "validate"]).expect_code(0).json();
-    assert_eq!(json["artifacts"].as_array().unwrap().len(), 11);
+    assert_eq!(json["artifacts"].as_array().unwrap().len(), 10);
     assert_eq!(json["plan"]["steps"].as_array().unwrap().len(), 3);
 }

@@ -524,12 +524,16 @@ impl Backend for S3Backend {
                     // means that: compare-and-swap bodies (signed pointer
                     // entries) are never written twice by two writers.
                     Err(Error::Conflict { .. }) if matches!(cond, Condition::IfMatch(_)) => {
-                        match self.get_bytes(key, size).await? {
-                            Some((found, version)) if found == b => {
+                        // Read at most our own size: a larger object is not
+                        // ours (another writer won), which is a conflict.
+                        match self.get_bytes(key, size).await {
+                            Err(Error::TooLarge { .. }) => Err(Self::condition_failed(key, &cond)),
+                            Err(e) => Err(e),
+                            Ok(Some((found, version))) if found == b => {
                                 tracing::debug!(%key, "a retried compare-and-swap found its own write");
                                 Ok(version)
                             }
-                            _ => Err(Self::condition_failed(key, &cond)),
+                            Ok(_) => Err(Self::condition_failed(key, &cond)),
                         }
                     }
                     // The same for a create-only write: the object holds
