@@ -172,6 +172,24 @@ pub struct Published {
 /// digest. Anything else is exit 3, before a promotion, rollback or refresh
 /// signs anything. Errors (exit 2) when the build is not published.
 pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Published> {
+    Ok(load_verified(store, build, keyring).await?.published)
+}
+
+/// What [`load_verified`] checked: the index, and the signed records it was
+/// checked against, for a caller that uses them too (the registry push
+/// attaches the provenance and reads image parts from the manifest); a
+/// second read of the store would be a read nobody verified.
+pub struct Verified {
+    /// The build's package index.
+    pub published: Published,
+    /// The signed manifest.
+    pub manifest: super::Manifest,
+    /// `provenance.json` and its signature, as verified.
+    pub provenance: (bytes::Bytes, bytes::Bytes),
+}
+
+/// [`load`], keeping the verified manifest and provenance.
+pub async fn load_verified(store: &Store, build: &str, keyring: &Keyring) -> Result<Verified> {
     let manifest_key = build_key(build, files::MANIFEST);
     if store.head(&manifest_key).await?.is_none() {
         return Err(Error::Usage {
@@ -244,10 +262,15 @@ pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Publi
         .filter(|a| a.kind == crate::artifact::ArtifactKind::Rpm)
         .map(|a| (a.name.clone(), a.blob.key()))
         .collect();
-    Ok(Published {
-        build: build.to_string(),
-        index: Arc::new(index),
-        rpm_blobs: Arc::new(rpm_blobs),
+    let record = |name| records.get(name).cloned().unwrap_or_default();
+    Ok(Verified {
+        published: Published {
+            build: build.to_string(),
+            index: Arc::new(index),
+            rpm_blobs: Arc::new(rpm_blobs),
+        },
+        provenance: (record(files::PROVENANCE), record(files::PROVENANCE_SIG)),
+        manifest,
     })
 }
 

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
-use crate::store::{BlobRef, Store, layout};
+use crate::store::{BlobRef, layout};
 use crate::{Error, Result};
 
 /// File names inside a build directory (`.pipe/builds/<id>/`) and under a
@@ -135,16 +135,6 @@ impl Manifest {
 /// Store key of a published build's file.
 pub fn build_key(build: &str, file: &str) -> String {
     layout::build_file(build, file)
-}
-
-/// Reads a published build's manifest from the store (not verified: callers
-/// that act on it check its signature or check what they read against it).
-pub async fn published_manifest(store: &Store, build: &str) -> Result<Option<Manifest>> {
-    let key = build_key(build, files::MANIFEST);
-    Ok(store
-        .get_json(&key, "a build manifest")
-        .await?
-        .map(|(m, _)| m))
 }
 
 /// Parses a manifest's bytes; `what` names where they came from.

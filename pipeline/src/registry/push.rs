@@ -20,7 +20,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{BlobSource, ImagePush, MAX_MANIFEST, PushProgress, PushReport, Registry};
 use crate::artifact::{Artifact, Component};
-use crate::records::manifest::{build_key, published_manifest};
 use crate::records::{IndexedImage, Manifest, files, history, index};
 use crate::store::{Store, layout};
 use crate::{Error, Result};
@@ -218,17 +217,12 @@ async fn push_one(
 
 /// The signed provenance of `build` (statement and detached signature) as
 /// artifact layers, read from the store.
-async fn provenance(store: &Store, build: &str) -> Result<Vec<(Vec<u8>, &'static str)>> {
-    let mut out = Vec::new();
-    for (file, media_type) in [
-        (files::PROVENANCE, PROVENANCE_TYPE),
-        (files::PROVENANCE_SIG, "application/pgp-signature"),
-    ] {
-        if let Some((bytes, _)) = store.get_bytes(&build_key(build, file)).await? {
-            out.push((bytes.to_vec(), media_type));
-        }
-    }
-    Ok(out)
+fn provenance(v: &index::Verified) -> Vec<(Vec<u8>, &'static str)> {
+    let (statement, signature) = &v.provenance;
+    vec![
+        (statement.to_vec(), PROVENANCE_TYPE),
+        (signature.to_vec(), "application/pgp-signature"),
+    ]
 }
 
 /// Pushes every image of the published build in `dir` (a
@@ -244,24 +238,19 @@ pub async fn publish_build(
     progress: &dyn PushProgress,
 ) -> Result<Vec<ImagePublished>> {
     // Only what the project's key signed is pushed.
-    let published = index::load(store, build, keyring).await?;
+    let verified = index::load_verified(store, build, keyring).await?;
+    let (published, manifest) = (&verified.published, &verified.manifest);
     if published.index.images.is_empty() {
         return Ok(Vec::new());
     }
-    let manifest = published_manifest(store, build)
-        .await?
-        .ok_or_else(|| Error::Usage {
-            message: format!("build `{build}` is not published"),
-            hint: Some("run `pipe publish` first".into()),
-        })?;
     let created = keys::Timestamp::from_unix(manifest.source_date_epoch).to_string();
-    let provenance = provenance(store, build).await?;
+    let provenance = provenance(&verified);
     let mut out = Vec::new();
     for image in &published.index.images {
         let bytes = manifest_bytes(store, image).await?;
         let source = LocalSource {
             dir: dir.to_path_buf(),
-            parts: parts(&manifest, &image.image),
+            parts: parts(manifest, &image.image),
         };
         out.push(
             push_one(
@@ -329,32 +318,25 @@ pub async fn seed(
         .filter_map(|o| layout::build_of(&o.key).map(str::to_string))
         .collect();
     for build in &builds {
-        let published = index::load(store, build, keyring).await?;
+        let verified = index::load_verified(store, build, keyring).await?;
+        let (published, m) = (&verified.published, &verified.manifest);
         if published.index.images.is_empty() {
             continue;
         }
         report.builds += 1;
-        let mut manifest: Option<Manifest> = None;
         for image in &published.index.images {
             let digest = format!("sha256:{}", image.sha256);
             if reg.tagged_digest(&image.image, build).await?.as_deref() == Some(digest.as_str()) {
                 report.present += 1;
                 continue;
             }
-            if manifest.is_none() {
-                manifest = published_manifest(store, build).await?;
-            }
-            let m = manifest.as_ref().ok_or_else(|| Error::Usage {
-                message: format!("build `{build}` has no manifest"),
-                hint: None,
-            })?;
             let created = keys::Timestamp::from_unix(m.source_date_epoch).to_string();
             let bytes = manifest_bytes(store, image).await?;
             let source = StoreSource {
                 store,
                 parts: parts(m, &image.image),
             };
-            let prov = provenance(store, build).await?;
+            let prov = provenance(&verified);
             let pushed = push_one(
                 reg, build, image, &bytes, &source, &prov, &created, progress,
             )
