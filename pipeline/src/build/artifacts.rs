@@ -86,12 +86,12 @@ pub async fn build_artifacts(
         prepared[i] = Some((result, seconds));
     }
 
-    // Then they are fetched or written. Each package writer already
-    // compresses on every core, and an xz encoder holds tens of MiB: more
-    // writers than cores at once gains no speed and multiplies memory (500
-    // packages at once peaked at 2 GiB).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+    // Then they are fetched or written, one writer per thread of the
+    // compressor budget at most. The writers' compressors share that one
+    // budget of threads and memory (`stages::compress`), so memory does not
+    // grow with the writers; more writers than threads would only wait.
+    let writers = stages::compress::limits().threads.get() as usize;
+    let permits = Arc::new(tokio::sync::Semaphore::new(writers));
     let mut tasks = tokio::task::JoinSet::new();
     for (node, prepared) in plan.artifacts.iter().zip(prepared) {
         let (prepared, seconds) = prepared.expect("every node was prepared");

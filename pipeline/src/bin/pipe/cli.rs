@@ -74,6 +74,15 @@ pub enum Command {
         /// outputs and cache keys) and run nothing.
         #[arg(long)]
         plan: bool,
+        /// Compressor threads of all package writers together, and package
+        /// writers at once (default: the cores). The artifacts' bytes do not
+        /// depend on it.
+        #[arg(long, env = "PIPE_THREADS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+        threads: Option<u32>,
+        /// Memory all compressors may hold together (`512M`, `1G`; default
+        /// 512M). A compressor larger than that still runs, alone.
+        #[arg(long, env = "PIPE_COMPRESS_MEMORY", value_name = "SIZE", value_parser = parse_size)]
+        compress_memory: Option<u64>,
     },
     /// Upload a build (default: the latest) into the store; blobs already
     /// there are skipped.
@@ -188,6 +197,10 @@ pub struct KeysGenerate {
 }
 
 /// `30s`, `12h`, `90d`, `2y`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    pipeline::model::rules::size(s).map_err(|(message, hint)| format!("{message}: {hint}"))
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     pipeline::model::rules::duration(s).map_err(|(message, hint)| format!("{message}: {hint}"))
 }
