@@ -84,7 +84,9 @@ fn peak_rss_mib() -> i64 {
 /// 6 packages x (deb + rpm), each payload 48 MiB (six xz blocks), on 16
 /// forced cores: without a shared budget that is 12 writers with up to 6
 /// xz workers each (~70 MiB a worker, several GiB); with a 256 MiB budget
-/// the whole `pipe` process stays under 256 MiB plus its own ~100 MiB.
+/// the whole `pipe` process stays under 256 MiB plus its own (~110 MiB
+/// measured in a debug build: 367 MiB in all, against 2,321 MiB before
+/// the budget).
 #[test]
 fn sixteen_threads_stay_within_the_compressor_memory_budget() {
     let mut p = project(6, |p, name| {
@@ -100,7 +102,7 @@ fn sixteen_threads_stay_within_the_compressor_memory_budget() {
     let peak = peak_rss_mib();
     eprintln!("12 writers, 16 threads, budget 256 MiB: peak RSS {peak} MiB");
     assert!(
-        peak < 256 + 150,
+        peak < 256 + 200,
         "peak RSS {peak} MiB: the compressors went over their 256 MiB budget"
     );
 }
