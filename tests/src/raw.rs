@@ -141,7 +141,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     };
     for e in entries.flatten() {
         let path = e.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if rel.starts_with(".tmp") || rel.starts_with(".locks") {
             continue;
         }
