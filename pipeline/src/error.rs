@@ -477,6 +477,10 @@ impl Error {
                 "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running; on a slow link raise `[store] request_timeout` and `timeout` (or `--request-timeout`, `--timeout`)"
                     .into(),
             ),
+            Error::S3 { detail, .. } if detail.starts_with("HTTP 5") => Some(
+                "the server kept failing through every attempt: run the same command again once it recovers (it completes what this one left; `pipe fsck` checks the store), or raise `[store] attempts` (`--attempts`)"
+                    .into(),
+            ),
             Error::NoCredentials { .. } => Some(
                 "set `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `AWS_PROFILE`; to read a bucket that allows anonymous reads, pass `--no-sign` (or `[store] no_sign = true`)"
                     .into(),

@@ -260,6 +260,13 @@ impl Running {
         self.0.try_wait().expect("poll pipe").is_some()
     }
 
+    /// Kills the process (SIGKILL, as `kill -9`) and returns what it
+    /// printed until then.
+    pub fn kill(mut self) -> Run {
+        let _ = self.0.kill();
+        self.wait()
+    }
+
     /// Waits for the process and returns what it did.
     pub fn wait(self) -> Run {
         let out = self.0.wait_with_output().expect("wait for pipe");
