@@ -134,13 +134,15 @@ pub struct Repaired {
 }
 
 /// Where repairs come from: the project (for the views' configuration),
-/// its signing key, and local build directories (`.pipe/builds`).
+/// its signing key, local build directories and deploy caches
+/// ([`repair_sources`]).
 pub struct RepairFrom<'a> {
     /// `pipeline.toml`.
     pub pipeline: &'a Pipeline,
     /// The key that signs regenerated views.
     pub key: &'a SecretKey,
-    /// Directories holding build directories (`<dir>/<build id>/`).
+    /// Directories holding build directories (`<dir>/<build id>/`) or a
+    /// deploy cache (`<dir>/.pipe/cache`).
     pub builds: Vec<PathBuf>,
 }
 
@@ -208,32 +210,50 @@ pub async fn check(store: &Store, keyring: &Keyring) -> Result<Report> {
         .iter()
         .filter_map(|m| layout::build_of(&m.key).map(str::to_string))
         .collect();
-    for build in builds {
-        let manifest_key = build_key(&build, files::MANIFEST);
-        if store.head(&manifest_key).await?.is_none() {
-            // A publish that did not finish: the manifest goes in last.
-            for m in store.list(&layout::build_file(&build, "")).await? {
-                report.unreferenced += 1;
-                report.unreferenced_bytes += m.size;
+    // Each build's records read and verified, several at once.
+    let loaded: Vec<(String, Loaded)> = stream::iter(builds)
+        .map(|build| async move {
+            let manifest_key = build_key(&build, files::MANIFEST);
+            if store.head(&manifest_key).await?.is_none() {
+                // A publish that did not finish: the manifest goes in last.
+                let left = store.list(&layout::build_file(&build, "")).await?;
+                return Ok::<_, Error>((
+                    build,
+                    Loaded::Unfinished(left.iter().map(|m| m.size).collect()),
+                ));
             }
-            continue;
-        }
-        report.builds += 1;
-        let verified = match index::load_verified(store, &build, keyring).await {
-            Ok(v) => v,
-            Err(e) if is_damage(&e) => {
+            let loaded = match index::load_verified(store, &build, keyring).await {
+                Ok(v) => Loaded::Verified(Box::new(v)),
+                Err(e) if is_damage(&e) => Loaded::Damaged(e.to_string()),
+                Err(e) => return Err(e),
+            };
+            Ok((build, loaded))
+        })
+        .buffer_unordered(CONCURRENCY / 2)
+        .try_collect()
+        .await?;
+    for (build, loaded) in loaded {
+        let verified = match loaded {
+            Loaded::Unfinished(sizes) => {
+                report.unreferenced += sizes.len() as u64;
+                report.unreferenced_bytes += sizes.iter().sum::<u64>();
+                continue;
+            }
+            Loaded::Damaged(detail) => {
+                report.builds += 1;
                 report.problems.push(Problem {
                     kind: ProblemKind::Build,
                     key: layout::build_file(&build, ""),
-                    detail: e.to_string(),
+                    detail,
                     repair: format!(
                         "pipe fsck --repair, run where the build directory .pipe/builds/{build} is"
                     ),
                 });
                 continue;
             }
-            Err(e) => return Err(e),
+            Loaded::Verified(v) => v,
         };
+        report.builds += 1;
         for a in &verified.manifest.artifacts {
             referenced.insert(a.blob.blake3.clone());
             if !present.contains_key(&a.blob.blake3) {
@@ -414,9 +434,25 @@ async fn repair_pass(
                     ));
                 }
             }
-            None => done.left.push(format!(
-                "{key}: no local build directory holds it ({REPUBLISH})"
-            )),
+            None => match local.cached.get(digest) {
+                // A deploy target's cache: named by the digest, believed
+                // only once the file hashes to it.
+                Some(path) => {
+                    let blob = crate::store::digest::hash_file(path).await?;
+                    if blob.blake3 == digest {
+                        store.replace_blob_file(path, &blob).await?;
+                        done.objects.push(key.clone());
+                    } else {
+                        done.left.push(format!(
+                            "{key}: the cached file {} differs too",
+                            path.display()
+                        ));
+                    }
+                }
+                None => done.left.push(format!(
+                    "{key}: no local build directory or deploy cache holds it ({REPUBLISH}, or pipe fsck --repair --from DIR where DIR is a deploy target)"
+                )),
+            },
         }
     }
     for b in &builds {
@@ -492,6 +528,16 @@ async fn repair_pass(
         }
     }
     Ok(())
+}
+
+/// A build as [`check`] found it.
+enum Loaded {
+    /// No manifest: the sizes of what an unfinished publish wrote.
+    Unfinished(Vec<u64>),
+    /// Its records do not verify: why.
+    Damaged(String),
+    /// Verified.
+    Verified(Box<index::Verified>),
 }
 
 const REPUBLISH: &str =
@@ -664,11 +710,14 @@ async fn repair_history(store: &Store, keyring: &Keyring, env: &str) -> Result<O
     Ok(None)
 }
 
-/// The build directories under `dirs` (`<dir>/<id>/manifest.json`), and
-/// which local file holds each blob they name.
+/// The build directories under `dirs` (`<dir>/<id>/manifest.json`), which
+/// local file holds each blob they name, and the deploy caches of `dirs`.
 struct LocalBuilds {
     dirs: HashMap<String, PathBuf>,
     by_blob: HashMap<String, (PathBuf, Artifact)>,
+    /// Files of deploy targets' caches (`DIR/.pipe/cache/blobs/<blake3>`),
+    /// by the digest they are named by (checked before use).
+    cached: HashMap<String, PathBuf>,
 }
 
 impl LocalBuilds {
@@ -676,8 +725,16 @@ impl LocalBuilds {
         let mut out = LocalBuilds {
             dirs: HashMap::new(),
             by_blob: HashMap::new(),
+            cached: HashMap::new(),
         };
         for dir in dirs {
+            let cache = dir.join(crate::deploy::CACHE_DIR).join("blobs");
+            for e in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if is_hex64(&name) {
+                    out.cached.insert(name, e.path());
+                }
+            }
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
@@ -1005,7 +1062,15 @@ async fn rendered_open_checksums(env: &str, p: &Published) -> Result<BTreeMap<St
     .await
 }
 
-/// The local build directories of a project (`DIR/.pipe/builds`).
-pub fn project_builds(dir: &Path) -> Vec<PathBuf> {
-    vec![dir.join(".pipe/builds")]
+/// Where [`repair`] looks for bytes: the project's build directories
+/// (`DIR/.pipe/builds`), and for each of `more` the directory itself (a
+/// directory of build directories), its `.pipe/builds` and its deploy
+/// cache (`.pipe/cache`, a deploy target's).
+pub fn repair_sources(project: &Path, more: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = vec![project.join(".pipe/builds")];
+    for d in more {
+        out.push(d.clone());
+        out.push(d.join(".pipe/builds"));
+    }
+    out
 }

@@ -230,7 +230,59 @@ fn fsck_finds_and_repairs_damage_on_a_local_store() {
     let store = p.path().join(".pipe/store");
     std::fs::create_dir_all(&store).unwrap();
     let server = HttpServer::start(&store);
-    damage_detect_repair(&p, &RawStore::local(&store), &server.url(), &key);
+    let raw = RawStore::local(&store);
+    damage_detect_repair(&p, &raw, &server.url(), &key);
+
+    // A blob lost when no build directory holds it any more: not repaired
+    // (and said so, exit 3), until a deploy target's cache is given.
+    let target = tempfile::tempdir().unwrap();
+    let dir = target.path().to_string_lossy().into_owned();
+    let ring = key.to_string_lossy().into_owned();
+    p.pipe(&[
+        "deploy",
+        "--env",
+        "dev",
+        "--target",
+        &dir,
+        "--keyring",
+        &ring,
+    ])
+    .expect_code(0);
+    let cached = std::fs::read_dir(target.path().join(".pipe/cache/blobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let lost = format!("blobs/blake3/{}/{cached}", &cached[..2]);
+    let bytes = raw.get(&lost).unwrap();
+    raw.delete(&lost);
+    std::fs::rename(
+        p.path().join(".pipe/builds"),
+        p.path().join("builds-elsewhere"),
+    )
+    .unwrap();
+    let run = p.pipe(&["fsck", "--repair"]);
+    run.expect_code(3);
+    assert!(run.stdout.contains("not repaired"), "{}", run.stdout);
+    assert!(run.stdout.contains("--from DIR"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("remain after the repair"),
+        "{}",
+        run.stderr
+    );
+    // A cache file that is not what it is named after is not believed.
+    let cache_file = target.path().join(".pipe/cache/blobs").join(&cached);
+    let good = std::fs::read(&cache_file).unwrap();
+    std::fs::write(&cache_file, b"forged").unwrap();
+    p.pipe(&["fsck", "--repair", "--from", &dir]).expect_code(3);
+    assert!(raw.get(&lost).is_none());
+    std::fs::write(&cache_file, &good).unwrap();
+    p.pipe(&["fsck", "--repair", "--from", &dir]).expect_code(0);
+    assert_eq!(raw.get(&lost).unwrap(), bytes);
+    p.pipe(&["fsck"]).expect_code(0);
 }
 
 #[test]

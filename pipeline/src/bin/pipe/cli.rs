@@ -232,6 +232,11 @@ pub struct FsckArgs {
     /// pointer from the other; then check again. Needs the signing key.
     #[arg(long)]
     pub repair: bool,
+    /// With `--repair`, also take lost blobs from DIR: a directory of
+    /// build directories, or a deploy target (its `.pipe/cache`); every
+    /// file is checked against its digest first (repeatable).
+    #[arg(long, value_name = "DIR", requires = "repair")]
+    pub from: Vec<PathBuf>,
     /// The public keyring to verify against (default: the project's, from
     /// its signing key).
     #[arg(long, value_name = "FILE")]

@@ -33,7 +33,7 @@ pub async fn run(cx: &Context, args: &FsckArgs) -> Result<()> {
             let from = RepairFrom {
                 pipeline: p,
                 key,
-                builds: fsck::project_builds(&cx.dir),
+                builds: fsck::repair_sources(&cx.dir, &args.from),
             };
             fsck::repair(&store, &keyring, &from)
                 .await
