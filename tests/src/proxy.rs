@@ -460,7 +460,7 @@ fn relay_with_fault(
 ) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
-    let mut server: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let mut server: Upstream = None;
     while let Some((head, body)) = read_message(&mut from_client)? {
         requests.fetch_add(1, Ordering::SeqCst);
         match fault {
@@ -488,17 +488,7 @@ fn relay_with_fault(
                 faulted.fetch_add(1, Ordering::SeqCst);
             }
         }
-        if server.is_none() {
-            let s = TcpStream::connect(upstream)?;
-            conns.track(&s);
-            let reader = BufReader::new(s.try_clone()?);
-            server = Some((s, reader));
-        }
-        let (to_server, from_server) = server.as_mut().expect("connected above");
-        to_server.write_all(head.as_bytes())?;
-        to_server.write_all(&body)?;
-        let is_head = head.starts_with("HEAD ");
-        let Some(answer) = read_answer(from_server, is_head)? else {
+        let Some(answer) = forward(&mut server, upstream, conns, &head, &body)? else {
             break;
         };
         if let Fault::Delay(d) = fault {
@@ -508,6 +498,30 @@ fn relay_with_fault(
     }
     let _ = to_client.shutdown(Shutdown::Write);
     Ok(())
+}
+
+/// An upstream connection and its reader, opened on first use.
+type Upstream = Option<(TcpStream, BufReader<TcpStream>)>;
+
+/// Sends one request upstream (connecting on first use) and reads its
+/// answer, raw; `None` when the server closed the connection.
+fn forward(
+    server: &mut Upstream,
+    upstream: SocketAddr,
+    conns: &Conns,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<Option<Vec<u8>>> {
+    if server.is_none() {
+        let s = TcpStream::connect(upstream)?;
+        conns.track(&s);
+        let reader = BufReader::new(s.try_clone()?);
+        *server = Some((s, reader));
+    }
+    let (to_server, from_server) = server.as_mut().expect("connected above");
+    to_server.write_all(head.as_bytes())?;
+    to_server.write_all(body)?;
+    read_answer(from_server, head.starts_with("HEAD "))
 }
 
 /// One HTTP/1.1 answer, raw: its head, then a body by `Content-Length` or
@@ -740,7 +754,7 @@ fn relay_switched(
 ) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
-    let mut server: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let mut server: Upstream = None;
     while let Some((head, body)) = read_message(&mut from_client)? {
         if conns.stopped.load(Ordering::SeqCst) {
             break;
@@ -781,17 +795,7 @@ fn relay_switched(
                 continue;
             }
         }
-        if server.is_none() {
-            let s = TcpStream::connect(upstream)?;
-            conns.track(&s);
-            let reader = BufReader::new(s.try_clone()?);
-            server = Some((s, reader));
-        }
-        let (to_server, from_server) = server.as_mut().expect("connected above");
-        to_server.write_all(head.as_bytes())?;
-        to_server.write_all(&body)?;
-        let is_head = head.starts_with("HEAD ");
-        let Some(answer) = read_answer(from_server, is_head)? else {
+        let Some(answer) = forward(&mut server, upstream, conns, &head, &body)? else {
             break;
         };
         if let Mode::Delay(d) = mode {

@@ -104,6 +104,21 @@ struct Figures {
 }
 
 impl Figures {
+    /// One run of the loop: `pipe ARGS` killed after a random delay of the
+    /// window, then `pipe fsck`, which must find the store clean.
+    fn kill_then_fsck(&mut self, p: &Project, args: &[&str], rng: &mut Rng, window: &mut Window) {
+        self.runs += 1;
+        let killed = kill_after(p, args, rng.delay(window.0));
+        window.after(killed);
+        if killed {
+            self.killed += 1;
+        }
+        if fsck_clean(p) {
+            self.interrupted += 1;
+        }
+        self.fsck_clean += 1;
+    }
+
     fn print(&self, what: &str, took: Duration) {
         let line = format!(
             "{what}: {} runs, {} killed while running, {} interrupted states seen by fsck, {} fsck clean, {} reruns completed, {:.1} s",
@@ -124,18 +139,7 @@ fn project() -> (Project, PathBuf) {
     p.write("pipeline.toml", PIPELINE)
         .write("demo.txt", "0\n")
         .write("extra.txt", "extra\n");
-    p.pipe(&[
-        "keys",
-        "generate",
-        "--uid",
-        "Demo Release <release@example.com>",
-        "--algo",
-        "rsa3072",
-    ])
-    .expect_code(0);
-    p.pipe(&["keys", "export", "--out", "release.asc"])
-        .expect_code(0);
-    let key = p.path().join("release.asc");
+    let key = p.with_rsa_key();
     (p, key)
 }
 
@@ -243,16 +247,7 @@ fn publish_loop(p: &Project, key: &Path, store_url: &str, n: usize, rng: &mut Rn
     for i in 1..=n {
         let version = format!("1.{i}.0");
         let b = build(p, &version);
-        f.runs += 1;
-        let killed = kill_after(p, &["publish", &b], rng.delay(window.0));
-        window.after(killed);
-        if killed {
-            f.killed += 1;
-        }
-        if fsck_clean(p) {
-            f.interrupted += 1;
-        }
-        f.fsck_clean += 1;
+        f.kill_then_fsck(p, &["publish", &b], rng, &mut window);
         p.pipe(&["publish", &b]).expect_code(0);
         f.reruns_ok += 1;
         // Nothing lost: the build verifies from the store, every blob read.
@@ -303,16 +298,7 @@ fn promote_loop(
     let mut version = builds[0].1.clone();
     for i in 1..=n {
         let (b, v) = &builds[i % builds.len()];
-        f.runs += 1;
-        let killed = kill_after(p, &["promote", b, "--to", "dev"], rng.delay(window.0));
-        window.after(killed);
-        if killed {
-            f.killed += 1;
-        }
-        if fsck_clean(p) {
-            f.interrupted += 1;
-        }
-        f.fsck_clean += 1;
+        f.kill_then_fsck(p, &["promote", b, "--to", "dev"], rng, &mut window);
         let doc = p
             .pipe(&["--json", "promote", b, "--to", "dev"])
             .expect_code(0)

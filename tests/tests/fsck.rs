@@ -37,18 +37,7 @@ fn project() -> (Project, PathBuf) {
     let p = Project::new();
     p.write("pipeline.toml", PIPELINE)
         .write("demo.txt", "one\n");
-    p.pipe(&[
-        "keys",
-        "generate",
-        "--uid",
-        "Demo Release <release@example.com>",
-        "--algo",
-        "rsa3072",
-    ])
-    .expect_code(0);
-    p.pipe(&["keys", "export", "--out", "release.asc"])
-        .expect_code(0);
-    let key = p.path().join("release.asc");
+    let key = p.with_rsa_key();
     (p, key)
 }
 
