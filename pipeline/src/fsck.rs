@@ -648,6 +648,12 @@ fn view_env(key: &str) -> Option<&str> {
     let mut parts = key.split('/');
     match parts.next()? {
         "dists" | "yum" | "views" => parts.next(),
+        "machines" => {
+            parts.next()?;
+            let file = parts.next()?;
+            file.strip_suffix(".json.asc")
+                .or_else(|| file.strip_suffix(".json"))
+        }
         _ => None,
     }
 }
@@ -775,7 +781,8 @@ async fn check_views(
         if state.seq != head.entry.seq || state.claim.is_some() {
             report.pending_views.push(format!("{env}/{}", kind.name()));
         }
-        if state.seq == 0 || !matches!(kind, ViewKind::AptSuite | ViewKind::YumRepository) {
+        if state.seq == 0 || kind == ViewKind::RegistryTag {
+            // The registry's tags are outside the store.
             continue;
         }
         // What the view shows must be the build its state names; while a
@@ -806,11 +813,17 @@ async fn check_views(
                 }
                 check_apt(store, keyring, env, &shown, mid_write).await?
             }
-            _ => {
+            ViewKind::YumRepository => {
                 if shown.iter().all(|p| p.index.rpms.is_empty()) {
                     continue;
                 }
                 check_yum(store, keyring, env, &shown, mid_write).await?
+            }
+            _ => {
+                if shown.iter().all(|p| p.index.machines.is_empty()) {
+                    continue;
+                }
+                check_machines(store, keyring, env, &shown, mid_write).await?
             }
         };
         report.views += 1;
@@ -1036,6 +1049,108 @@ async fn check_yum(
     Ok(found)
 }
 
+/// The machine pointers `machines/NAME/ENV.json.asc` of the machines of
+/// the build shown: each verifies, names `env` and a build shown, and
+/// signs exactly the images that build's index lists for the machine (the
+/// index was checked against the signed manifest); the plain `.json` is
+/// the signed text (unless a regeneration is under way: the signed one is
+/// written first).
+async fn check_machines(
+    store: &Store,
+    keyring: &Keyring,
+    env: &str,
+    shown: &[&Published],
+    mid_write: bool,
+) -> Result<Found> {
+    let mut found = Found::new();
+    let machines: BTreeSet<&str> = shown[0]
+        .index
+        .machines
+        .iter()
+        .map(|m| m.machine.as_str())
+        .collect();
+    for machine in machines {
+        let key = layout::machine_pointer_signed(machine, env);
+        let Some((signed, _)) = store.get_bytes_max(&key, MAX_RECORD).await? else {
+            found.push((key, "missing".into(), ProblemKind::View));
+            continue;
+        };
+        let text = match keyring.verify_clearsigned(&signed, None) {
+            Ok((_, text)) => text,
+            Err(e) => {
+                found.push((
+                    key,
+                    format!("its signature does not verify: {e}"),
+                    ProblemKind::View,
+                ));
+                continue;
+            }
+        };
+        let doc: crate::views::MachinePointerDoc = match serde_json::from_slice(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                found.push((
+                    key,
+                    format!("signed, but not a machine pointer: {e}"),
+                    ProblemKind::View,
+                ));
+                continue;
+            }
+        };
+        let images = |p: &Published| -> BTreeMap<String, (String, String, u64)> {
+            p.index
+                .machines
+                .iter()
+                .filter(|m| m.machine == machine)
+                .map(|m| {
+                    (
+                        m.format.clone(),
+                        (m.blake3.clone(), m.sha256.clone(), m.size),
+                    )
+                })
+                .collect()
+        };
+        let pointed: BTreeMap<String, (String, String, u64)> = doc
+            .images
+            .iter()
+            .map(|(f, i)| (f.clone(), (i.blake3.clone(), i.sha256.clone(), i.size)))
+            .collect();
+        let keys_right = doc
+            .images
+            .values()
+            .all(|i| i.key == layout::blob_key(&i.blake3));
+        let matches = doc.env == env
+            && doc.machine == machine
+            && keys_right
+            && shown
+                .iter()
+                .any(|p| p.build == doc.build && images(p) == pointed);
+        if !matches {
+            found.push((
+                key.clone(),
+                format!(
+                    "signs build `{}` with images that are not those the index of build `{}` lists for `{machine}` in `{env}`",
+                    doc.build, shown[0].build
+                ),
+                ProblemKind::View,
+            ));
+        }
+        if !mid_write {
+            let plain = layout::machine_pointer(machine, env);
+            match store.get_bytes_max(&plain, MAX_RECORD).await? {
+                Some((b, _)) if b[..] == text[..] => {}
+                Some(_) => found.push((
+                    plain,
+                    "differs from the signed pointer".into(),
+                    ProblemKind::View,
+                )),
+                None => found.push((plain, "missing".into(), ProblemKind::View)),
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The uncompressed checksums of `primary`, `filelists` and `other` as the
 /// yum view renders `p` for `env`.
 async fn rendered_open_checksums(env: &str, p: &Published) -> Result<BTreeMap<String, String>> {
@@ -1073,4 +1188,141 @@ pub fn repair_sources(project: &Path, more: &[PathBuf]) -> Vec<PathBuf> {
         out.push(d.join(".pipe/builds"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::records::{BuildIndex, IndexedMachine};
+    use crate::store::{OpenOptions, StoreUrl};
+    use crate::views::{MachinePointerDoc, PointedImage, PointedProvenance};
+
+    fn key(uid: &str) -> SecretKey {
+        let mut opts = keys::GenerateOptions::new(uid);
+        opts.algorithm = keys::Algorithm::Ed25519;
+        SecretKey::generate(&opts).unwrap()
+    }
+
+    fn published(sha256: &str) -> Published {
+        Published {
+            build: "1.0.0-b1".into(),
+            index: Arc::new(BuildIndex {
+                format: 1,
+                debs: Vec::new(),
+                rpms: Vec::new(),
+                images: Vec::new(),
+                machines: vec![IndexedMachine {
+                    artifact: "web.raw".into(),
+                    machine: "web".into(),
+                    format: "raw".into(),
+                    sha256: sha256.into(),
+                    blake3: "b".repeat(64),
+                    size: 10,
+                }],
+            }),
+            rpm_blobs: Arc::new(BTreeMap::new()),
+        }
+    }
+
+    fn doc(sha256: &str) -> Vec<u8> {
+        let d = MachinePointerDoc {
+            format: 1,
+            machine: "web".into(),
+            env: "dev".into(),
+            build: "1.0.0-b1".into(),
+            seq: 1,
+            images: [(
+                "raw".to_string(),
+                PointedImage {
+                    key: layout::blob_key(&"b".repeat(64)),
+                    size: 10,
+                    sha256: sha256.into(),
+                    blake3: "b".repeat(64),
+                },
+            )]
+            .into(),
+            provenance: PointedProvenance {
+                key: "builds/1.0.0-b1/provenance.json".into(),
+                sha256: "c".repeat(64),
+            },
+        };
+        let mut text = serde_json::to_vec_pretty(&d).unwrap();
+        text.push(b'\n');
+        text
+    }
+
+    async fn put(store: &Store, key: &str, bytes: Vec<u8>) {
+        store
+            .put(key, Body::from_bytes(bytes), Condition::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    /// A machine pointer is believed when its signature verifies and it
+    /// signs the images the build's index lists; anything else is damage.
+    #[tokio::test]
+    async fn machine_pointers_are_checked_against_the_signed_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreUrl::Local(dir.path().into()), &OpenOptions::default())
+            .await
+            .unwrap();
+        let signer = key("Release <r@example.com>");
+        let ring = signer.public_keyring();
+        let good = "a".repeat(64);
+        let p = published(&good);
+        let signed = layout::machine_pointer_signed("web", "dev");
+        let plain = layout::machine_pointer("web", "dev");
+        let now = std::time::SystemTime::now();
+        let check = || async {
+            check_machines(&store, &ring, "dev", &[&p], false)
+                .await
+                .unwrap()
+        };
+
+        assert_eq!(check().await.len(), 1, "missing");
+        put(&store, &signed, signer.clearsign(&doc(&good), now).unwrap()).await;
+        put(&store, &plain, doc(&good)).await;
+        assert!(check().await.is_empty(), "{:?}", check().await);
+
+        // The plain copy edited: found, except while a regeneration runs.
+        put(&store, &plain, doc(&"d".repeat(64))).await;
+        let found = check().await;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, plain);
+        let mid = check_machines(&store, &ring, "dev", &[&p], true)
+            .await
+            .unwrap();
+        assert!(mid.is_empty(), "{mid:?}");
+        put(&store, &plain, doc(&good)).await;
+
+        // Signed, but another image than the build's.
+        put(
+            &store,
+            &signed,
+            signer.clearsign(&doc(&"d".repeat(64)), now).unwrap(),
+        )
+        .await;
+        let found = check().await;
+        assert!(
+            found
+                .iter()
+                .any(|f| f.0 == signed && f.1.contains("not those")),
+            "{found:?}"
+        );
+
+        // The right document signed by another key.
+        let other = key("Mallory <m@example.com>");
+        put(&store, &signed, other.clearsign(&doc(&good), now).unwrap()).await;
+        let found = check().await;
+        assert!(
+            found
+                .iter()
+                .any(|f| f.0 == signed && f.1.contains("signature")),
+            "{found:?}"
+        );
+        assert_eq!(view_env(&signed), Some("dev"));
+        assert_eq!(view_env("dists/prod/InRelease"), Some("prod"));
+    }
 }
