@@ -201,6 +201,18 @@ fn damage_detect_repair(p: &Project, raw: &RawStore, apt_url: &str, key: &Path) 
     let restored: serde_json::Value = serde_json::from_slice(&raw.get(entry_key).unwrap()).unwrap();
     assert_ne!(restored["entry"]["actor"], "mallory@example.com");
 
+    // A forged pointer: restored from the history, which still verifies.
+    let pointer_key = "envs/dev/pointer.json";
+    let good_pointer = raw.get(pointer_key).unwrap();
+    let mut pointer: serde_json::Value = serde_json::from_slice(&good_pointer).unwrap();
+    pointer["entry"]["actor"] = "mallory@example.com".into();
+    raw.put(pointer_key, &serde_json::to_vec_pretty(&pointer).unwrap());
+    found_and_repaired(p, "history", "envs/dev/history/");
+    let restored: serde_json::Value =
+        serde_json::from_slice(&raw.get(pointer_key).unwrap()).unwrap();
+    assert_ne!(restored["entry"]["actor"], "mallory@example.com");
+    assert_eq!(restored["entry"]["build"], build.as_str());
+
     // Intact: the repair changes nothing.
     let doc = p
         .pipe(&["--json", "fsck", "--repair"])
