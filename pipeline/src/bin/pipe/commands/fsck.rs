@@ -17,6 +17,9 @@ pub async fn run(cx: &Context, args: &FsckArgs) -> Result<()> {
     };
     let url = cx.store_url(pipeline)?;
     let store = cx.open_store(&url).await?;
+    // The signing key signs repaired views; without `--keyring`, its
+    // keyring (and the one `keys rotate` left beside it) is what the store
+    // is verified against.
     let key = if args.repair || args.keyring.is_none() {
         Some(cx.signing_key()?)
     } else {
@@ -25,7 +28,7 @@ pub async fn run(cx: &Context, args: &FsckArgs) -> Result<()> {
     let keyring = match (&args.keyring, &key) {
         (Some(path), _) => Keyring::load(&cx.dir.join(path))?,
         (None, Some(key)) => super::keys::project_keyring(key, &cx.signing_key_path()?)?,
-        (None, None) => unreachable!("a key is loaded when no keyring is given"),
+        (None, None) => super::keys::project_keyring(&cx.signing_key()?, &cx.signing_key_path()?)?,
     };
     let spinner = cx.printer.spinner("checking the store");
     let outcome = match (args.repair, pipeline, &key) {
