@@ -191,6 +191,22 @@ fn damage_detect_repair(p: &Project, raw: &RawStore, apt_url: &str, key: &Path) 
         Some(&deb[..])
     );
 
+    // The yum repository: a package copy and a metadata file damaged.
+    let copy = raw
+        .keys("yum/dev/Packages/")
+        .into_iter()
+        .find(|k| k.ends_with(".rpm"))
+        .unwrap();
+    raw.damage(&copy);
+    found_and_repaired(p, "damaged-pool-file", &copy);
+    let primary = raw
+        .keys("yum/dev/repodata/")
+        .into_iter()
+        .find(|k| k.ends_with("-primary.xml.gz"))
+        .unwrap();
+    raw.damage(&primary);
+    found_and_repaired(p, "view", "yum/dev/repodata/");
+
     // A forged history entry (its signature no longer covers it).
     let entry_key = "envs/dev/history/00000001.json";
     let mut entry: serde_json::Value =
