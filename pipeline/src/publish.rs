@@ -1,11 +1,15 @@
 //! `pipe publish`: a local build into the store.
 //!
-//! Blobs first (each skipped when the store has it), then, per package, a
-//! create-only record of which bytes a name, version and architecture stand
-//! for (so a version can never be reused for other bytes), then the signed
-//! manifest and provenance, create-only: a build is visible in the store only
-//! once everything it names is there.
+//! One read of the package catalog ([`catalog`]: which bytes every name,
+//! version and architecture published stands for, so a version can never be
+//! reused for other bytes) and one listing of the blobs, whatever the number
+//! of packages; then per new package its blob and its pool copy (two
+//! requests); then the new versions into the catalog (the changed shards
+//! and its root, by compare-and-swap); then the signed manifest and
+//! provenance, create-only: a build is visible in the store only once
+//! everything it names is there.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -13,10 +17,10 @@ use serde::Serialize;
 
 use crate::artifact::Artifact;
 use crate::kinds;
+use crate::records::catalog;
 use crate::records::manifest::{build_key, parse_manifest};
-use crate::records::version::{self, VersionRecord};
 use crate::records::{BuildIndex, Fragment, Manifest, files};
-use crate::store::{Body, Condition, Store, digest::spawn_blocking};
+use crate::store::{Body, Condition, Store, digest::spawn_blocking, layout};
 use crate::{Error, Result};
 
 /// What one artifact's upload did.
@@ -44,6 +48,9 @@ pub struct PublishReport {
     pub bytes_uploaded: u64,
     /// Bytes the store already had.
     pub bytes_skipped: u64,
+    /// Bytes of build metadata written (index, manifest, provenance,
+    /// signatures, package catalog).
+    pub metadata_uploaded: u64,
     /// False when the build was already published (nothing was written).
     pub newly_published: bool,
 }
@@ -81,20 +88,20 @@ pub async fn publish_with(
     )?;
 
     // Refuse before writing anything: a version already published with other
-    // bytes. An artifact whose version record names these bytes was
-    // published before, blob and pool copy included (both are written
-    // before the record), so it needs nothing more.
-    let existing: Vec<Option<VersionRecord>> = stream::iter(&manifest.artifacts)
-        .map(|a| async move {
+    // bytes. One read of the package catalog answers for every artifact,
+    // however many were published before.
+    let catalog = catalog::read(store).await?;
+    let existing: Vec<Option<&catalog::Entry>> = manifest
+        .artifacts
+        .iter()
+        .map(|a| {
             if kinds::of(a.kind).versioned() {
-                version::read(store, &a.name).await
+                catalog.packages.get(&a.name)
             } else {
-                Ok(None)
+                None
             }
         })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
+        .collect();
     for (a, existing) in manifest.artifacts.iter().zip(&existing) {
         if let Some(existing) = existing
             && existing.blob.sha256 != a.blob.sha256
@@ -111,29 +118,41 @@ pub async fn publish_with(
             });
         }
     }
+    // Which blobs the store has, at which size: one listing instead of a
+    // request per artifact. An artifact published before whose blob is
+    // missing or of another size is repaired; a new one is sent unless its
+    // blob is there already.
+    let listed: HashMap<String, u64> = store
+        .list(layout::BLOBS)
+        .await?
+        .into_iter()
+        .map(|m| (m.key, m.size))
+        .collect();
+    let listed = &listed;
 
     let mut report = PublishReport {
         build: manifest.build.clone(),
         artifacts: Vec::new(),
         bytes_uploaded: 0,
         bytes_skipped: 0,
+        metadata_uploaded: 0,
         newly_published: false,
     };
-    // Blobs, pool copies, version records and the index are many objects
-    // that nothing names until the manifest: written without a flush each,
-    // then made durable together before the manifest goes in.
+    // Blobs, pool copies and the index are many objects that nothing names
+    // until the manifest: written without a flush each, then made durable
+    // together before the catalog and the manifest go in.
     let batch = store.batch();
     let store = &batch;
-    let build = manifest.build.as_str();
     let uploads: Vec<Uploaded> = stream::iter(manifest.artifacts.iter().zip(&existing))
         .map(|(a, existing)| async move {
+            let stored = listed.get(&a.blob.key()).copied();
             let (uploaded, repaired) = if existing.is_some() {
                 // Published before: the store's copy may have been lost or
                 // damaged since. Repair it from the local build.
-                let r = repair_artifact(dir, store, a, read_back).await?;
+                let r = repair_artifact(dir, store, a, stored, read_back).await?;
                 (r, r)
             } else {
-                (publish_artifact(dir, store, a, build).await?, false)
+                (publish_artifact(dir, store, a, stored).await?, false)
             };
             progress.advance(a.blob.size);
             Ok::<_, Error>(Uploaded {
@@ -161,20 +180,45 @@ pub async fn publish_with(
     let index_key = build_key(&manifest.build, files::INDEX);
     if store.head(&index_key).await?.is_none() {
         let local = dir.join(files::INDEX);
-        let body = if local.exists() {
-            Body::from_file(local)
+        let (body, size) = if local.exists() {
+            let size = std::fs::metadata(&local)
+                .map_err(|e| Error::io(&local, e))?
+                .len();
+            (Body::from_file(local), size)
         } else {
             let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
             let index = spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
-            Body::from_bytes(serde_json::to_vec(&index).expect("serialises"))
+            let bytes = serde_json::to_vec(&index).expect("serialises");
+            let size = bytes.len() as u64;
+            (Body::from_bytes(bytes), size)
         };
         match store.put(&index_key, body, Condition::IfAbsent).await {
-            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+            Ok(_) => report.metadata_uploaded += size,
+            Err(Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
     }
 
     store.flush().await?;
+
+    // The new versions into the package catalog, before the manifest makes
+    // the build visible: a version is claimed once its bytes are stored.
+    let new: BTreeMap<String, catalog::Entry> = manifest
+        .artifacts
+        .iter()
+        .zip(&existing)
+        .filter(|(a, e)| e.is_none() && kinds::of(a.kind).versioned())
+        .map(|(a, _)| {
+            (
+                a.name.clone(),
+                catalog::Entry {
+                    blob: a.blob.clone(),
+                    build: manifest.build.clone(),
+                },
+            )
+        })
+        .collect();
+    report.metadata_uploaded += catalog::add(store, catalog.clone(), &new).await?.bytes;
 
     // The signatures and provenance go in before the manifest: the manifest
     // is what makes a build visible.
@@ -186,6 +230,7 @@ pub async fn publish_with(
     ] {
         let path = dir.join(file);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let size = bytes.len() as u64;
         match store
             .put(
                 &build_key(&manifest.build, file),
@@ -194,7 +239,10 @@ pub async fn publish_with(
             )
             .await
         {
-            Ok(_) => report.newly_published = true,
+            Ok(_) => {
+                report.newly_published = true;
+                report.metadata_uploaded += size;
+            }
             // Published before (provenance differs per run; the first stays).
             Err(Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
@@ -203,24 +251,27 @@ pub async fn publish_with(
     Ok(report)
 }
 
-/// Stores one artifact not published before: its blob (unless the store
-/// has it), its copy in the pool, then its version record. True when bytes
-/// were sent.
-async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) -> Result<bool> {
-    let put = store.put_blob_file_as(&dir.join(&a.name), &a.blob).await?;
+/// Stores one artifact not published before: its blob (unless the listing
+/// found it, `stored` being its size there), then its copy in the pool:
+/// two requests. True when bytes were sent.
+async fn publish_artifact(
+    dir: &Path,
+    store: &Store,
+    a: &Artifact,
+    stored: Option<u64>,
+) -> Result<bool> {
+    let put = store
+        .put_blob_file_listed(&dir.join(&a.name), &a.blob, stored)
+        .await?;
     if put.blob != a.blob {
         return Err(local_differs(a, &put.blob, "the file differs"));
     }
-    let uploaded = put.uploaded;
     // Each package once in the pool, where apt and yum clients fetch it: a
     // copy made inside the store, never sent again.
     if let Some(pool) = kinds::of(a.kind).pool_key(a) {
         store.copy_if_absent(&a.blob.key(), &pool).await?;
     }
-    if kinds::of(a.kind).versioned() {
-        version::put(store, a, build).await?;
-    }
-    Ok(uploaded)
+    Ok(put.uploaded)
 }
 
 /// The refusal of a local artifact file that is not what the manifest says.
@@ -234,14 +285,21 @@ fn local_differs(a: &Artifact, found: &crate::store::BlobRef, what: &str) -> Err
     }
 }
 
-/// Checks the store's copy of an artifact published before (its size, and
+/// Checks the store's copy of an artifact published before (its size as
+/// listed, `stored`, and
 /// with `read_back` its bytes); uploads it again when it is missing or
 /// damaged, and remakes its pool copy (a hard link would still hold the
 /// damaged bytes). True when it did.
-async fn repair_artifact(dir: &Path, store: &Store, a: &Artifact, read_back: bool) -> Result<bool> {
+async fn repair_artifact(
+    dir: &Path,
+    store: &Store,
+    a: &Artifact,
+    stored: Option<u64>,
+    read_back: bool,
+) -> Result<bool> {
     let key = a.blob.key();
-    let intact = match store.head(&key).await? {
-        Some(meta) if meta.size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
+    let intact = match stored {
+        Some(size) if size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
         _ => false,
     };
     if intact {

@@ -63,10 +63,30 @@ pub fn stage_record(cache_key: &str) -> String {
     format!("cache/stages/{cache_key}.json")
 }
 
-/// `packages/<artifact file name>.json`: which bytes a published artifact
-/// name stands for (the name carries name, version, architecture, format).
-pub fn version_record(artifact: &str) -> String {
-    format!("packages/{artifact}.json")
+/// Where the version records of an older pipe are
+/// (`packages/<artifact file name>.json`), read once into the package
+/// catalog ([`catalog_root`]).
+pub const LEGACY_VERSION_RECORDS: &str = "packages/";
+
+/// True for the key of an older pipe's version record.
+pub fn is_legacy_version_record(key: &str) -> bool {
+    key.strip_prefix(LEGACY_VERSION_RECORDS)
+        .is_some_and(|name| {
+            !name.contains('/') && name.ends_with(".json") && name != "catalog.json"
+        })
+}
+
+/// `packages/catalog.json`: the root of the package catalog (which bytes
+/// every published artifact name stands for), replaced by compare-and-swap
+/// ([`crate::records::catalog`]).
+pub fn catalog_root() -> String {
+    format!("{LEGACY_VERSION_RECORDS}catalog.json")
+}
+
+/// `packages/catalog/<blake3>.json`: a shard of the package catalog, named
+/// by its content.
+pub fn catalog_shard(blake3_hex: &str) -> String {
+    format!("{LEGACY_VERSION_RECORDS}catalog/{blake3_hex}.json")
 }
 
 /// `builds/<id>/<file>`: a published build's manifest, provenance, their
@@ -325,7 +345,7 @@ mod tests {
             pointer("dev"),
             history_entry("dev", 1),
             view_state("dev", "apt"),
-            version_record("hello_1.0_all.deb"),
+            catalog_root(),
             build_file("b-1", "manifest.json"),
             ROOT.to_string(),
             KEYRING.to_string(),

@@ -716,6 +716,38 @@ impl Store {
         self.write_blob(blob, Body::from_file(path), cond).await
     }
 
+    /// [`Store::put_blob_file_as`] for a caller that listed the blobs
+    /// already: `stored` is the size the listing gave the blob (`None`: not
+    /// listed), so nothing is asked before the write. A blob listed at its
+    /// size costs no request; one not listed, a create-only write (a blob
+    /// that appeared since is left alone).
+    pub async fn put_blob_file_listed(
+        &self,
+        path: &Path,
+        expected: &BlobRef,
+        stored: Option<u64>,
+    ) -> Result<BlobPut> {
+        let cond = match stored {
+            Some(size) if size == expected.size => {
+                return Ok(BlobPut {
+                    blob: expected.clone(),
+                    uploaded: false,
+                });
+            }
+            Some(_) => Condition::Overwrite,
+            None => Condition::IfAbsent,
+        };
+        self.before_write().await?;
+        let blob = digest::hash_file(path).await?;
+        if blob != *expected {
+            return Ok(BlobPut {
+                blob,
+                uploaded: false,
+            });
+        }
+        self.write_blob(blob, Body::from_file(path), cond).await
+    }
+
     async fn put_blob_body(&self, blob: BlobRef, body: Body) -> Result<BlobPut> {
         match self.blob_write_condition(&blob).await? {
             Some(cond) => self.write_blob(blob, body, cond).await,
