@@ -4,12 +4,13 @@
 //! version and architecture published stands for, so a version can never be
 //! reused for other bytes) and one listing of the blobs, whatever the number
 //! of packages; then per new package its blob and its pool copy (two
-//! requests); then the new versions into the catalog (the changed shards
+//! requests); then the manifest's shards the store does not have (one
+//! listing says which); then the new versions into the catalog (the changed shards
 //! and its root, by compare-and-swap); then the signed manifest and
 //! provenance, create-only: a build is visible in the store only once
 //! everything it names is there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -18,9 +19,9 @@ use serde::Serialize;
 use crate::artifact::Artifact;
 use crate::kinds;
 use crate::records::catalog;
-use crate::records::manifest::{build_key, parse_manifest};
-use crate::records::{BuildIndex, Fragment, Manifest, files};
-use crate::store::{Body, Condition, Store, digest::spawn_blocking, layout};
+use crate::records::files;
+use crate::records::manifest::{build_key, read_local};
+use crate::store::{Body, Condition, Store, layout};
 use crate::{Error, Result};
 
 /// What one artifact's upload did.
@@ -80,12 +81,7 @@ pub async fn publish_with(
     progress: &dyn Progress,
     read_back: bool,
 ) -> Result<PublishReport> {
-    let manifest_bytes = std::fs::read(dir.join(files::MANIFEST))
-        .map_err(|e| Error::io(dir.join(files::MANIFEST), e))?;
-    let manifest = parse_manifest(
-        &manifest_bytes,
-        &dir.join(files::MANIFEST).display().to_string(),
-    )?;
+    let (manifest, _) = read_local(dir)?;
 
     // Refuse before writing anything: a version already published with other
     // bytes. One read of the package catalog answers for every artifact,
@@ -174,30 +170,34 @@ pub async fn publish_with(
         report.artifacts.push(u);
     }
 
-    // What the repository indices need of each package: recorded by the
-    // build (or read from the packages now, for a build made before that),
-    // so that no promotion reads a package again.
-    let index_key = build_key(&manifest.build, files::INDEX);
-    if store.head(&index_key).await?.is_none() {
-        let local = dir.join(files::INDEX);
-        let (body, size) = if local.exists() {
-            let size = std::fs::metadata(&local)
-                .map_err(|e| Error::io(&local, e))?
-                .len();
-            (Body::from_file(local), size)
-        } else {
-            let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
-            let index = spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
-            let bytes = serde_json::to_vec(&index).expect("serialises");
-            let size = bytes.len() as u64;
-            (Body::from_bytes(bytes), size)
-        };
-        match store.put(&index_key, body, Condition::IfAbsent).await {
-            Ok(_) => report.metadata_uploaded += size,
-            Err(Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
+    // The manifest's shards (its artifacts, inputs and index fragments, by
+    // bucket), named by their content: one listing says which the store
+    // has from earlier builds; only the others are sent.
+    let listed_shards: HashSet<String> = store
+        .list(layout::MANIFEST_SHARDS)
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    let sent: Vec<u64> = stream::iter(manifest.shards.iter().filter_map(|r| {
+        let key = layout::manifest_shard(&r.blob.blake3);
+        (!listed_shards.contains(&key)).then_some(key)
+    }))
+    .map(|key: String| async move {
+        let path = dir.join(&key);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        match store.put(&key, Body::from_file(path), Condition::IfAbsent).await {
+            Ok(_) => Ok(size),
+            Err(Error::AlreadyExists { .. }) => Ok(0),
+            Err(e) => Err(e),
         }
-    }
+    })
+    .buffer_unordered(CONCURRENCY)
+    .try_collect()
+    .await?;
+    report.metadata_uploaded += sent.iter().sum::<u64>();
 
     store.flush().await?;
 
@@ -318,45 +318,4 @@ async fn repair_artifact(
         store.copy_if_absent(&key, &pool).await?;
     }
     Ok(true)
-}
-
-/// Records what the views need of every artifact of the build in `dir` (a
-/// `.pipe/builds/<id>/` directory), reading each one, on all cores.
-/// Blocking. For builds made before the stages recorded their [`Fragment`].
-fn describe_build(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let artifacts = &manifest.artifacts;
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(artifacts.len().max(1));
-    let mut done: Vec<(usize, Result<Option<Fragment>>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(a) = artifacts.get(i) else { break };
-                        let path = dir.join(&a.name);
-                        out.push((
-                            i,
-                            kinds::of(a.kind).describe(&path, a, manifest.source_date_epoch),
-                        ));
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("recording thread panicked"))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    let fragments = done
-        .into_iter()
-        .map(|(_, f)| f)
-        .collect::<Result<Vec<_>>>()?;
-    Ok(BuildIndex::from_fragments(fragments.iter().flatten()))
 }

@@ -123,11 +123,24 @@ fn a_new_package_costs_two_requests_and_a_published_one_none() {
     let listings = count(&second, |m, path| {
         m == "GET" && path.contains("list-type=2")
     });
-    assert_eq!(listings, 1, "one listing of the blobs: {second:#?}");
-    let rest = second.len() - per_package(&second) - shard_reads - shard_writes - 2 - listings;
+    assert_eq!(
+        listings, 2,
+        "one listing of the blobs, one of the manifest shards: {second:#?}"
+    );
+    // The manifest's shards: one per bucket of the new packages at most,
+    // the unchanged ones not sent again.
+    let manifest_shards = count(&second, |m, path| m == "PUT" && under(path, "manifests/"));
+    assert!(manifest_shards <= 20, "{second:#?}");
+    let rest = second.len()
+        - per_package(&second)
+        - shard_reads
+        - shard_writes
+        - 2
+        - listings
+        - manifest_shards;
     assert!(
         rest <= 12,
-        "the store's root and write probe, the build's records (index, manifest, provenance, signatures), nothing more: {second:#?}"
+        "the store's root and write probe, the build's records (manifest, provenance, signatures), nothing more: {second:#?}"
     );
     // Not a byte of the published packages' metadata is written again but
     // the catalog's changed shards.
@@ -138,7 +151,12 @@ fn a_new_package_costs_two_requests_and_a_published_one_none() {
 
     // One package more in an environment of forty: a fixed cost, whatever
     // the number of packages published before.
-    let (third, _) = build_and_publish(&p, &server, &url, 0..41);
+    let (third, doc) = build_and_publish(&p, &server, &url, 0..41);
+    let metadata = doc["report"]["metadata_uploaded"].as_u64().unwrap();
+    assert!(
+        metadata < 64 << 10,
+        "a one-package change uploads little metadata: {metadata} bytes"
+    );
     assert_eq!(per_package(&third), 2, "{third:#?}");
     let shard_writes = count(&third, |m, path| {
         m == "PUT" && under(path, "packages/catalog/")

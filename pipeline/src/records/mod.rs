@@ -5,7 +5,7 @@
 //! | record | key | written by |
 //! | --- | --- | --- |
 //! | [`Manifest`] (+ provenance, signatures) | `builds/<id>/…` | build, publish |
-//! | [`BuildIndex`] | `builds/<id>/index.json` | build, publish |
+//! | [`manifest::Shard`] (artifacts, inputs, [`BuildIndex`] fragments) | `manifests/<fan>/<blake3>.json` | build, publish |
 //! | [`cache::StepRecord`], [`cache::StageRecord`] | `cache/steps/…`, `cache/stages/…` | build |
 //! | [`catalog::Root`], [`catalog::Shard`] | `packages/catalog.json`, `packages/catalog/<blake3>.json` | publish |
 //! | [`SignedEntry`] (pointer, history) | `envs/<env>/…` | promote, rollback |

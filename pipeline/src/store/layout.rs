@@ -89,6 +89,18 @@ pub fn catalog_shard(blake3_hex: &str) -> String {
     format!("{LEGACY_VERSION_RECORDS}catalog/{blake3_hex}.json")
 }
 
+/// `manifests/<first 2 hex>/<blake3>.json`: a shard of a build manifest
+/// ([`crate::records::manifest::Shard`]), named by its content and shared
+/// by every build whose manifest names it. The same relative path in a
+/// local build directory.
+pub fn manifest_shard(blake3_hex: &str) -> String {
+    let fan = blake3_hex.get(..2).unwrap_or(blake3_hex);
+    format!("{MANIFEST_SHARDS}{fan}/{blake3_hex}.json")
+}
+
+/// The prefix of every manifest shard ([`manifest_shard`]).
+pub const MANIFEST_SHARDS: &str = "manifests/";
+
 /// `builds/<id>/<file>`: a published build's manifest, provenance, their
 /// signatures and its package index.
 pub fn build_file(build: &str, file: &str) -> String {

@@ -145,8 +145,8 @@ async fn place_packages(
                 .rpm_blobs
                 .get(&r.artifact)
                 .ok_or_else(|| Error::Verify {
-                    what: layout::build_file(&published.build, crate::records::files::INDEX),
-                    detail: format!("lists `{}`, which the build manifest does not", r.artifact),
+                    what: layout::build_file(&published.build, crate::records::files::MANIFEST),
+                    detail: format!("its shards index `{}`, which they do not list as an artifact", r.artifact),
                 })?;
             todo.push((blob.clone(), key.clone()));
         }
