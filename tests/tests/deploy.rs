@@ -609,10 +609,7 @@ fn refusals_name_the_reason_and_leave_current_alone() {
     assert_eq!(s.current().as_deref(), Some(b1.as_str()));
 
     // A tampered artifact in the store: refused while streaming, nothing cached.
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(store.join(format!("builds/{b2}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
+    let manifest: Manifest = pipe_e2e::published_manifest(&store, &b2);
     let deb = manifest
         .artifacts
         .iter()
