@@ -684,9 +684,10 @@ fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
         .expect_code(0);
 }
 
-/// The package index a build publishes is not signed itself, but the signed
-/// manifest names its digest: a promotion checks it before it moves
-/// anything, and refuses a changed one with exit code 3.
+/// The package index a build publishes (in its manifest's shards) is not
+/// signed itself, but the signed manifest names each shard's digest: a
+/// promotion checks them before it moves anything, and refuses a changed
+/// one with exit code 3.
 #[test]
 fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let (p, _key) = project();
@@ -694,11 +695,16 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
     let b2 = release(&p, "1.1.0");
-    let index_path = store.join(format!("builds/{b2}/index.json"));
+    let index_path = pipe_e2e::artifact_shard(&store, &b2);
     let index = std::fs::read_to_string(&index_path).unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&index).unwrap();
-    doc["debs"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
+    doc["index"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
     std::fs::write(&index_path, doc.to_string()).unwrap();
+    let shard_key = index_path
+        .strip_prefix(&store)
+        .unwrap()
+        .display()
+        .to_string();
 
     let before: Vec<(String, Vec<u8>)> = [
         "envs/dev/pointer.json",
@@ -711,8 +717,7 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let out = p.pipe(&["promote", &b2, "--to", "dev"]);
     out.expect_code(3);
     assert!(
-        out.stderr.contains(&format!("builds/{b2}/index.json"))
-            && out.stderr.contains("the signed manifest names"),
+        out.stderr.contains(&shard_key) && out.stderr.contains("the signed manifest names"),
         "{}",
         out.stderr
     );
@@ -774,10 +779,16 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
     let (p, _) = project();
     let store = p.path().join(".pipe/store");
     let b1 = release(&p, "1.0.0");
-    let index_path = store.join(format!("builds/{b1}/index.json"));
+    let index_path = pipe_e2e::artifact_shard(&store, &b1);
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
-    let primary = doc["rpms"][0]["xml"]["primary"]
+    let rpm = doc["index"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| f["kind"] == "rpm")
+        .unwrap();
+    let primary = doc["index"][rpm]["xml"]["primary"]
         .as_str()
         .unwrap()
         .to_string();
@@ -786,15 +797,15 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
         primary.contains(&format!("<location href=\"{href}\"/>")),
         "{primary}"
     );
-    doc["rpms"][0]["xml"]["primary"] =
+    doc["index"][rpm]["xml"]["primary"] =
         serde_json::Value::String(primary.replace(href, "../../../evil/demo-1.0.0-1.noarch.rpm"));
     std::fs::write(&index_path, doc.to_string()).unwrap();
 
-    // The index is bound by digest to the signed manifest: a forged one is
+    // The shard is bound by digest to the signed manifest: a forged one is
     // refused before anything is signed (exit 3), and nothing is written.
     let r = p.pipe(&["promote", &b1, "--to", "dev"]);
     r.expect_code(3);
-    assert!(r.stderr.contains("index.json"), "{}", r.stderr);
+    assert!(r.stderr.contains("manifests/"), "{}", r.stderr);
     assert!(!store.join("yum/dev").exists());
     assert!(!store.join("envs/dev/pointer.json").exists());
 }
