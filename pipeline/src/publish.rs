@@ -188,7 +188,10 @@ pub async fn publish_with(
         let size = std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, e))?
             .len();
-        match store.put(&key, Body::from_file(path), Condition::IfAbsent).await {
+        match store
+            .put(&key, Body::from_file(path), Condition::IfAbsent)
+            .await
+        {
             Ok(_) => Ok(size),
             Err(Error::AlreadyExists { .. }) => Ok(0),
             Err(e) => Err(e),

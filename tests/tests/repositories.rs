@@ -892,3 +892,117 @@ fn hosts_follow_a_rollback_with_what_pipe_rollback_prints() {
     dnf.ok(&["distro-sync", "demo"]);
     assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.0.0\n");
 }
+
+/// `Packages.gz` and `Packages.xz` are made of chunks compressed on their
+/// own (gzip members; blocks of one xz stream), so a promotion that adds a
+/// package recompresses only the chunks whose text changed. Real apt reads
+/// them in either compression, from one generation to the next, and the
+/// chunks of unchanged stanzas are byte-for-byte the last generation's.
+#[test]
+fn chunked_indices_are_read_by_apt_and_kept_across_generations() {
+    let (mut p, key) = project();
+    // One chunk per stanza, so five packages make five chunks.
+    p.env("PIPE_TEST_APT_CHUNK_STANZAS", "1");
+    let store = p.path().join(".pipe/store");
+    let extra = |names: &[&str]| -> String {
+        let mut t = PIPELINE.replace("formats = [\"deb\", \"rpm\"]", "formats = [\"deb\"]");
+        for n in names {
+            t.push_str(&format!(
+                "\n[packages.{n}]\nsummary = \"{n}\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nformats = [\"deb\"]\nfiles = [{{ src = \"demo.txt\", dst = \"/usr/share/{n}/demo.txt\" }}]\n"
+            ));
+        }
+        t
+    };
+    p.write(
+        "pipeline.toml",
+        &extra(&["alpha", "bravo", "delta", "echo"]),
+    );
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let dir = store.join("dists/dev/main/binary-amd64");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (plain1, gz1, xz1) = (read("Packages"), read("Packages.gz"), read("Packages.xz"));
+    let members = |gz: &[u8]| -> Vec<Vec<u8>> {
+        // Each member on its own: a single-member decoder stops at its end.
+        let mut out = Vec::new();
+        let mut rest = gz;
+        while !rest.is_empty() {
+            let mut d = flate2::bufread::GzDecoder::new(rest);
+            std::io::copy(&mut d, &mut std::io::sink()).unwrap();
+            let left = d.into_inner().len();
+            out.push(rest[..rest.len() - left].to_vec());
+            rest = &rest[rest.len() - left..];
+        }
+        out
+    };
+    assert_eq!(members(&gz1).len(), 5, "one gzip member per stanza");
+    let mut whole = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz1[..])
+        .read_to_end(&mut whole)
+        .unwrap();
+    assert_eq!(whole, plain1);
+    let xz_list = |path: &Path| -> String {
+        let out = run(Command::new("xz").args(["--robot", "--list"]).arg(path));
+        text(&out)
+    };
+    let listed = xz_list(&dir.join("Packages.xz"));
+    assert!(
+        listed.lines().any(|l| l.starts_with("file\t1\t5\t")),
+        "one xz stream of five blocks:\n{listed}"
+    );
+    let mut whole = Vec::new();
+    liblzma::read::XzDecoder::new(&xz1[..])
+        .read_to_end(&mut whole)
+        .unwrap();
+    assert_eq!(whole, plain1);
+
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+    for order in ["xz", "gz"] {
+        let apt = Apt::new(
+            tmp.path().join(format!("apt-{order}")),
+            &server.url(),
+            "dev",
+            &key,
+        );
+        let out = run(apt.cmd("apt-get").args([
+            "-o",
+            &format!("Acquire::CompressionTypes::Order::={order}"),
+            "update",
+        ]));
+        let t = text(&out);
+        assert!(
+            out.status.success() && !t.contains("W:") && !t.contains("E:"),
+            "apt-get update ({order}):\n{t}"
+        );
+        assert!(
+            t.contains(&format!("Packages.{order}")) || t.contains("Packages"),
+            "{t}"
+        );
+        let pol = text(&run(apt.cmd("apt-cache").args(["policy", "echo", "alpha"])));
+        assert_eq!(pol.matches("Candidate: 1.0.0").count(), 2, "{pol}");
+    }
+
+    // One package more: its chunk is new, the other five are the last
+    // generation's bytes.
+    p.write(
+        "pipeline.toml",
+        &extra(&["alpha", "bravo", "charlie", "delta", "echo"]),
+    );
+    let b2 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    let gz2 = read("Packages.gz");
+    let (old, new) = (members(&gz1), members(&gz2));
+    assert_eq!(new.len(), 6);
+    let kept = new.iter().filter(|m| old.contains(m)).count();
+    assert_eq!(kept, 5, "the unchanged stanzas' chunks are kept");
+    let listed = xz_list(&dir.join("Packages.xz"));
+    assert!(
+        listed.lines().any(|l| l.starts_with("file\t1\t6\t")),
+        "{listed}"
+    );
+    let apt = Apt::new(tmp.path().join("apt-next"), &server.url(), "dev", &key);
+    apt_update_ok(&apt);
+    let pol = text(&run(apt.cmd("apt-cache").args(["policy", "charlie"])));
+    assert!(pol.contains("Candidate: 1.0.0"), "{pol}");
+}

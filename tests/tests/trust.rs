@@ -227,7 +227,12 @@ fn nothing_unsigned_is_signed(s3: bool) {
     restore(&bucket, &orig);
     // A shard larger than any the manifest may name is not read past the cap.
     bucket.write(&b2_shard, &vec![b' '; (16 << 20) + 1]);
-    refused(&p, &bucket, &["refresh"], "more than the 16777216 bytes pipe reads");
+    refused(
+        &p,
+        &bucket,
+        &["refresh"],
+        "more than the 16777216 bytes pipe reads",
+    );
     restore(&bucket, &orig);
 
     // 5. A forged history: an unsigned entry 3 in prod pointing back at b1

@@ -68,12 +68,14 @@ pub fn provenance(m: &Manifest, run: &RunFacts) -> Value {
     let dependencies: Vec<Value> = m
         .shards
         .iter()
-        .map(|s| json!({
-            "name": format!("manifest shard {}", s.bucket),
-            "uri": format!("file:{}", crate::store::layout::manifest_shard(&s.blob.blake3)),
-            "digest": { "sha256": s.blob.sha256, "blake3": s.blob.blake3 },
-            "annotations": { "lists": "the input files of its artifacts, with their digests" },
-        }))
+        .map(|s| {
+            json!({
+                "name": format!("manifest shard {}", s.bucket),
+                "uri": format!("file:{}", crate::store::layout::manifest_shard(&s.blob.blake3)),
+                "digest": { "sha256": s.blob.sha256, "blake3": s.blob.blake3 },
+                "annotations": { "lists": "the input files of its artifacts, with their digests" },
+            })
+        })
         .collect();
     let components: Vec<String> = {
         let mut c: Vec<String> = m

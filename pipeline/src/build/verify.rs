@@ -174,12 +174,12 @@ pub fn verify_records(
 
     let mut manifest = crate::records::manifest::parse_manifest(&manifest_bytes, files::MANIFEST)
         .map_err(|e| match e {
-            Error::Verify { detail, .. } => Error::Verify {
-                what: files::MANIFEST.into(),
-                detail: format!("signed, but {detail}"),
-            },
-            e => e,
-        })?;
+        Error::Verify { detail, .. } => Error::Verify {
+            what: files::MANIFEST.into(),
+            detail: format!("signed, but {detail}"),
+        },
+        e => e,
+    })?;
     let resealed = manifest.clone().seal();
     if resealed.build != manifest.build {
         return Err(Error::Verify {

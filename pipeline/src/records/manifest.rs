@@ -228,8 +228,11 @@ pub fn load_shards(
                 r.blob.size
             )));
         }
-        let bytes = read(&name)
-            .map_err(|e| refuse(format!("cannot be read ({e}); a build is only trusted whole")))?;
+        let bytes = read(&name).map_err(|e| {
+            refuse(format!(
+                "cannot be read ({e}); a build is only trusted whole"
+            ))
+        })?;
         if bytes.len() as u64 > MAX_SHARD {
             return Err(refuse(format!(
                 "{} bytes, more than the {MAX_SHARD} a shard may have",

@@ -146,7 +146,10 @@ async fn place_packages(
                 .get(&r.artifact)
                 .ok_or_else(|| Error::Verify {
                     what: layout::build_file(&published.build, crate::records::files::MANIFEST),
-                    detail: format!("its shards index `{}`, which they do not list as an artifact", r.artifact),
+                    detail: format!(
+                        "its shards index `{}`, which they do not list as an artifact",
+                        r.artifact
+                    ),
                 })?;
             todo.push((blob.clone(), key.clone()));
         }
