@@ -186,8 +186,8 @@ pub fn yum_package_href(artifact: &str) -> String {
 /// ([`http_headers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectClass {
-    /// Named by its content (blobs, apt `by-hash` files, checksum-named yum
-    /// data) or never rewritten with other bytes (pool files and the yum
+    /// Named by its content (blobs, manifest and catalog shards, apt
+    /// `by-hash` files, checksum-named yum data) or never rewritten with other bytes (pool files and the yum
     /// repository's package copies, whose names carry name, version and
     /// architecture, pinned by their version record): cached for a year,
     /// never revalidated.
@@ -216,6 +216,8 @@ impl ObjectClass {
 /// way costs a revalidation, the other way a stale repository.
 pub fn object_class(key: &str) -> ObjectClass {
     let immutable = key.starts_with(BLOBS)
+        || key.starts_with(MANIFEST_SHARDS)
+        || key.starts_with(&format!("{LEGACY_VERSION_RECORDS}catalog/"))
         || key.starts_with(POOL)
         || (key.starts_with(DISTS) && key.contains("/by-hash/"))
         || yum_data_is_checksum_named(key)
@@ -333,6 +335,8 @@ mod tests {
         let sum = "ab".repeat(32);
         let immutable = [
             blob_key(&sum),
+            manifest_shard(&sum),
+            catalog_shard(&sum),
             pool("hello", "hello_1.0_all.deb"),
             apt_by_hash("dev", "main/binary-all", &sum),
             yum_file("dev", &format!("repodata/{sum}-primary.xml.gz")),
