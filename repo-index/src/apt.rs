@@ -504,7 +504,13 @@ pub fn render_suite(
     let preset = config.xz_preset.min(9);
     let (mut reused_chunks, mut compressed_chunks) = (0, 0);
     for (d, (dir, text, cuts)) in todo {
-        let out = chunked::compress(&format!("{dir}/Packages"), text, cuts, preset, &earlier)?;
+        let out = chunked::compress(
+            &format!("{dir}/Packages"),
+            text,
+            cuts,
+            Some(preset),
+            &earlier,
+        )?;
         reused_chunks += out.reused;
         compressed_chunks += out.chunks.len() - out.reused;
         known.insert(

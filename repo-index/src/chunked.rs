@@ -64,12 +64,13 @@ pub(crate) struct Previous<'a> {
 
 /// Compresses `text`, cut at `cuts` (increasing byte offsets strictly inside
 /// it), reusing the chunks of `previous` whose text is the same (checked by
-/// decompressing them). `path` names the file in errors.
+/// decompressing them). `path` names the file in errors. `xz: None`: gzip
+/// only (the output's `xz` is empty); else the xz preset.
 pub(crate) fn compress(
     path: &str,
     text: &[u8],
     cuts: &[usize],
-    preset: u32,
+    xz: Option<u32>,
     previous: &[Previous<'_>],
 ) -> Result<Output> {
     let mut bounds = Vec::with_capacity(cuts.len() + 2);
@@ -81,7 +82,10 @@ pub(crate) fn compress(
     if text.is_empty() {
         return Ok(Output {
             gz: common::gzip(&format!("{path}.gz"), text)?,
-            xz: common::xz(&format!("{path}.xz"), text, preset)?,
+            xz: match xz {
+                Some(preset) => common::xz(&format!("{path}.xz"), text, preset)?,
+                None => Vec::new(),
+            },
             chunks: Vec::new(),
             reused: 0,
         });
@@ -93,9 +97,16 @@ pub(crate) fn compress(
         let (mut g, mut x) = (0usize, 0usize);
         for c in p.chunks {
             let (gl, xl) = (c.gz as usize, c.xz as usize);
-            let (Some(gz), Some(block)) = (p.gz.get(g..g + gl), p.xz.get(12 + x..12 + x + xl))
-            else {
+            let Some(gz) = p.gz.get(g..g.saturating_add(gl)) else {
                 break;
+            };
+            let block = if xz.is_some() {
+                match p.xz.get(12 + x..(12 + x).saturating_add(xl)) {
+                    Some(b) => b,
+                    None => break,
+                }
+            } else {
+                &[][..]
             };
             known.insert(c.sha256.clone(), (gz, block, c.xz_unpadded));
             g += gl;
@@ -113,7 +124,7 @@ pub(crate) fn compress(
                 block: block.to_vec(),
                 unpadded: *unpadded,
             };
-            verify(&packed, part).then_some(packed)
+            verify(&packed, part, xz.is_some()).then_some(packed)
         })
         .collect();
     let reused = reusable.iter().filter(|r| r.is_some()).count();
@@ -132,7 +143,7 @@ pub(crate) fn compress(
                     loop {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&i) = todo.get(n) else { break };
-                        out.push((i, pack(path, parts[i], preset)));
+                        out.push((i, pack(path, parts[i], xz)));
                     }
                     out
                 })
@@ -166,15 +177,26 @@ pub(crate) fn compress(
     }
     Ok(Output {
         gz,
-        xz: xz_stream(&blocks, &records),
+        xz: if xz.is_some() {
+            xz_stream(&blocks, &records)
+        } else {
+            Vec::new()
+        },
         chunks,
         reused,
     })
 }
 
-/// Compresses one chunk: a gzip member and an xz block.
-fn pack(path: &str, part: &[u8], preset: u32) -> Result<Packed> {
+/// Compresses one chunk: a gzip member and (with a preset) an xz block.
+fn pack(path: &str, part: &[u8], xz: Option<u32>) -> Result<Packed> {
     let gz = common::gzip(&format!("{path}.gz"), part)?;
+    let Some(preset) = xz else {
+        return Ok(Packed {
+            gz,
+            block: Vec::new(),
+            unpadded: 0,
+        });
+    };
     let single = common::xz(&format!("{path}.xz"), part, preset)?;
     let (block, unpadded) = single_block(&single).ok_or_else(|| Error::Compress {
         path: format!("{path}.xz"),
@@ -187,8 +209,9 @@ fn pack(path: &str, part: &[u8], preset: u32) -> Result<Packed> {
     })
 }
 
-/// True when `p` decompresses to exactly `plain`.
-fn verify(p: &Packed, plain: &[u8]) -> bool {
+/// True when `p` decompresses to exactly `plain` (its xz block too, when
+/// `with_xz`).
+fn verify(p: &Packed, plain: &[u8], with_xz: bool) -> bool {
     let mut out = Vec::with_capacity(plain.len());
     let gz_ok = flate2::read::GzDecoder::new(&p.gz[..])
         .take(plain.len() as u64 + 1)
@@ -203,6 +226,9 @@ fn verify(p: &Packed, plain: &[u8]) -> bool {
     let mut sink = Vec::new();
     if dec.read_to_end(&mut sink).is_err() || !dec.into_inner().is_empty() {
         return false;
+    }
+    if !with_xz {
+        return true;
     }
     let stream = xz_stream(&p.block, &[(p.unpadded, plain.len() as u64)]);
     out.clear();
@@ -326,7 +352,7 @@ mod tests {
             .iter()
             .map(|&c| c + t[c..].windows(2).position(|w| w == b"\nP").unwrap() + 1)
             .collect();
-        let first = compress("x", &t, &cuts, 1, &[]).unwrap();
+        let first = compress("x", &t, &cuts, Some(1), &[]).unwrap();
         assert_eq!(first.reused, 0);
         assert_eq!(first.chunks.len(), 8);
         let (a, b) = plain_of(&first.gz, &first.xz);
@@ -337,16 +363,16 @@ mod tests {
             xz: &first.xz,
             chunks: &first.chunks,
         }];
-        let again = compress("x", &t, &cuts, 1, &prev).unwrap();
+        let again = compress("x", &t, &cuts, Some(1), &prev).unwrap();
         assert_eq!(again.reused, 8);
         assert_eq!((&again.gz, &again.xz), (&first.gz, &first.xz));
         // One chunk changed: seven reused, and the bytes are what a fresh
         // compression gives.
         let mut t2 = t.clone();
         t2[cuts[3] + 9] = b'Q';
-        let next = compress("x", &t2, &cuts, 1, &prev).unwrap();
+        let next = compress("x", &t2, &cuts, Some(1), &prev).unwrap();
         assert_eq!(next.reused, 7);
-        let fresh = compress("x", &t2, &cuts, 1, &[]).unwrap();
+        let fresh = compress("x", &t2, &cuts, Some(1), &[]).unwrap();
         assert_eq!((&next.gz, &next.xz), (&fresh.gz, &fresh.xz));
         let (a, b) = plain_of(&next.gz, &next.xz);
         assert_eq!((a.as_slice(), b.as_slice()), (&t2[..], &t2[..]));
@@ -356,7 +382,7 @@ mod tests {
     fn a_chunk_table_that_lies_is_not_believed() {
         let t = text(10);
         let cut = t.windows(2).position(|w| w == b"\nP").unwrap() + 1;
-        let first = compress("x", &t, &[cut], 1, &[]).unwrap();
+        let first = compress("x", &t, &[cut], Some(1), &[]).unwrap();
         // The table swaps the two chunks' digests.
         let mut lying = first.chunks.clone();
         let (d0, d1) = (lying[0].sha256.clone(), lying[1].sha256.clone());
@@ -367,7 +393,7 @@ mod tests {
             xz: &first.xz,
             chunks: &lying,
         }];
-        let next = compress("x", &t, &[cut], 1, &prev).unwrap();
+        let next = compress("x", &t, &[cut], Some(1), &prev).unwrap();
         assert_eq!(
             next.reused, 0,
             "a chunk that is not its text is compressed again"

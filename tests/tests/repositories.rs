@@ -893,22 +893,24 @@ fn hosts_follow_a_rollback_with_what_pipe_rollback_prints() {
     assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.0.0\n");
 }
 
-/// `Packages.gz` and `Packages.xz` are made of chunks compressed on their
-/// own (gzip members; blocks of one xz stream), so a promotion that adds a
-/// package recompresses only the chunks whose text changed. Real apt reads
-/// them in either compression, from one generation to the next, and the
-/// chunks of unchanged stanzas are byte-for-byte the last generation's.
+/// `Packages.gz`, `Packages.xz` and the yum data files are made of chunks
+/// compressed on their own (gzip members; blocks of one xz stream), so a
+/// promotion that adds a package recompresses only the chunks whose text
+/// changed. Real apt (either compression) and dnf read them, from one
+/// generation to the next, and the chunks of unchanged packages are
+/// byte-for-byte the last generation's.
 #[test]
-fn chunked_indices_are_read_by_apt_and_kept_across_generations() {
+fn chunked_indices_are_read_by_apt_and_dnf_and_kept_across_generations() {
     let (mut p, key) = project();
     // One chunk per stanza, so five packages make five chunks.
     p.env("PIPE_TEST_APT_CHUNK_STANZAS", "1");
+    p.env("PIPE_TEST_YUM_CHUNK_PACKAGES", "1");
     let store = p.path().join(".pipe/store");
     let extra = |names: &[&str]| -> String {
-        let mut t = PIPELINE.replace("formats = [\"deb\", \"rpm\"]", "formats = [\"deb\"]");
+        let mut t = PIPELINE.to_string();
         for n in names {
             t.push_str(&format!(
-                "\n[packages.{n}]\nsummary = \"{n}\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nformats = [\"deb\"]\nfiles = [{{ src = \"demo.txt\", dst = \"/usr/share/{n}/demo.txt\" }}]\n"
+                "\n[packages.{n}]\nsummary = \"{n}\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nlicense = \"MIT\"\nformats = [\"deb\", \"rpm\"]\nfiles = [{{ src = \"demo.txt\", dst = \"/usr/share/{n}/demo.txt\" }}]\n"
             ));
         }
         t
@@ -936,6 +938,14 @@ fn chunked_indices_are_read_by_apt_and_kept_across_generations() {
         out
     };
     assert_eq!(members(&gz1).len(), 5, "one gzip member per stanza");
+    // dnf reads a primary.xml.gz of members: header, one per package,
+    // footer.
+    let primary = |store: &Path| -> Vec<u8> {
+        let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+        std::fs::read(store.join("yum/dev").join(primary_href(&repomd))).unwrap()
+    };
+    let primary1 = primary(&store);
+    assert_eq!(members(&primary1).len(), 7, "header, five packages, footer");
     let mut whole = Vec::new();
     flate2::read::MultiGzDecoder::new(&gz1[..])
         .read_to_end(&mut whole)
@@ -982,6 +992,13 @@ fn chunked_indices_are_read_by_apt_and_kept_across_generations() {
         let pol = text(&run(apt.cmd("apt-cache").args(["policy", "echo", "alpha"])));
         assert_eq!(pol.matches("Candidate: 1.0.0").count(), 2, "{pol}");
     }
+    let dnf = Dnf::new(
+        tmp.path().join("dnf"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    dnf.ok(&["install", "echo"]);
+    assert!(dnf.dir.join("root/usr/share/echo/demo.txt").exists());
 
     // One package more: its chunk is new, the other five are the last
     // generation's bytes.
@@ -1005,4 +1022,16 @@ fn chunked_indices_are_read_by_apt_and_kept_across_generations() {
     apt_update_ok(&apt);
     let pol = text(&run(apt.cmd("apt-cache").args(["policy", "charlie"])));
     assert!(pol.contains("Candidate: 1.0.0"), "{pol}");
+    // The package members of primary.xml.gz and its footer are kept; the
+    // header (which counts the packages) and the new package's are new.
+    let (old, new) = (members(&primary1), members(&primary(&store)));
+    assert_eq!(new.len(), 8);
+    assert_eq!(new.iter().filter(|m| old.contains(m)).count(), 6);
+    let dnf = Dnf::new(
+        tmp.path().join("dnf-next"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    dnf.ok(&["install", "charlie"]);
+    assert!(dnf.dir.join("root/usr/share/charlie/demo.txt").exists());
 }
