@@ -7,7 +7,8 @@
 //! It is cut in two (format 2): `manifest.json`, the small signed root
 //! (project, steps, `[deploy]`, and the digests of its shards), and the
 //! shards, `manifests/<fan>/<blake3>.json` ([`Shard`]): the artifacts of the
-//! components whose name falls in one of 256 buckets, with their input
+//! components whose name falls in one bucket (up to 256, about 64
+//! components each: [`bucket_count`]), with their input
 //! files and what the consumer views need of them. A shard is named by its
 //! content and shared between builds: a build that changes one package of
 //! 20,000 writes one new shard and a new root; everything else it names is
@@ -112,12 +113,28 @@ pub struct Shard {
 pub const STEPS_BUCKET: &str = "steps";
 
 /// The largest manifest shard read: at 20,000 packages a shard is about
-/// 200 KB.
+/// 160 KB.
 pub const MAX_SHARD: u64 = 16 << 20;
 
-/// The bucket of a component (its `Display`, `package NAME`).
-pub fn bucket(component: &str) -> String {
-    format!("{:02x}", blake3::hash(component.as_bytes()).as_bytes()[0])
+/// The bucket of a component (its `Display`, `package NAME`) among
+/// `buckets` (a power of two, at most 256).
+pub fn bucket(component: &str, buckets: usize) -> String {
+    let b = usize::from(blake3::hash(component.as_bytes()).as_bytes()[0]) % buckets.max(1);
+    format!("{b:02x}")
+}
+
+/// Components per shard a build aims at: the bucket count is the power of
+/// two nearest above `components / SHARD_COMPONENTS`, at most 256. A build
+/// of 2,000 packages has 32 shards, one of 20,000 has 256 (about 80
+/// packages, 160 KB, each); builds of about the same size share them.
+pub const SHARD_COMPONENTS: usize = 64;
+
+/// The bucket count of a build of `components` components.
+pub fn bucket_count(components: usize) -> usize {
+    components
+        .div_ceil(SHARD_COMPONENTS)
+        .next_power_of_two()
+        .clamp(1, 256)
 }
 
 /// One artifact of a build, with what its shard keeps of it.
@@ -145,8 +162,13 @@ pub fn shard(parts: Vec<Part>, step_inputs: Vec<Input>) -> Sharded {
     use std::collections::BTreeMap;
     let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
     let mut inputs: BTreeMap<String, BTreeMap<String, BlobRef>> = BTreeMap::new();
+    let components: std::collections::BTreeSet<String> = parts
+        .iter()
+        .map(|p| p.artifact.component.to_string())
+        .collect();
+    let buckets = bucket_count(components.len());
     for p in parts {
-        let b = bucket(&p.artifact.component.to_string());
+        let b = bucket(&p.artifact.component.to_string(), buckets);
         let shard = shards.entry(b.clone()).or_insert_with(|| Shard {
             format: MANIFEST_FORMAT,
             bucket: b.clone(),
@@ -427,4 +449,20 @@ pub fn read_local(dir: &std::path::Path) -> Result<(Manifest, BuildIndex)> {
         std::fs::read(dir.join(name)).map_err(|e| e.to_string())
     })?;
     Ok((m, index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_hold_about_64_components_and_at_most_256_buckets() {
+        assert_eq!(bucket_count(0), 1);
+        assert_eq!(bucket_count(64), 1);
+        assert_eq!(bucket_count(65), 2);
+        assert_eq!(bucket_count(2_000), 32);
+        assert_eq!(bucket_count(20_000), 256);
+        assert_eq!(bucket("package hello", 1), "00");
+        assert!(bucket("package hello", 256).len() == 2);
+    }
 }
