@@ -443,7 +443,7 @@ pub fn render_suite(
         1 => true,
         n => {
             let h = hash_prefix(s.filename.as_bytes());
-            h % n == 0
+            h.is_multiple_of(n)
         }
     };
     let mut plains: Vec<(String, Vec<u8>)> = Vec::new();

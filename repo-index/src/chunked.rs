@@ -304,7 +304,7 @@ fn xz_stream(blocks: &[u8], records: &[(u64, u64)]) -> Vec<u8> {
         put_varint(&mut index, unpadded);
         put_varint(&mut index, size);
     }
-    while index.len() % 4 != 0 {
+    while !index.len().is_multiple_of(4) {
         index.push(0);
     }
     let crc = crc32(&index);

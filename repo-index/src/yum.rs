@@ -647,7 +647,7 @@ pub fn render_repo_chunked(
         1 => true,
         n => {
             let d = <sha2::Sha256 as sha2::Digest>::digest(p.pkgid.as_bytes());
-            u32::from_le_bytes([d[0], d[1], d[2], d[3]]) % n == 0
+            u32::from_le_bytes([d[0], d[1], d[2], d[3]]).is_multiple_of(n)
         }
     };
     let build = |open: String, part: fn(&PackageXml) -> &str, close: &str| {
