@@ -706,6 +706,18 @@ impl Store {
                 uploaded: false,
             });
         };
+        self.write_file_as(path, expected, cond).await
+    }
+
+    /// Hashes the file at `path` and, when it is `expected`, writes it as
+    /// that blob under `cond`; otherwise stores nothing and says what the
+    /// file holds.
+    async fn write_file_as(
+        &self,
+        path: &Path,
+        expected: &BlobRef,
+        cond: Condition,
+    ) -> Result<BlobPut> {
         let blob = digest::hash_file(path).await?;
         if blob != *expected {
             return Ok(BlobPut {
@@ -738,14 +750,7 @@ impl Store {
             None => Condition::IfAbsent,
         };
         self.before_write().await?;
-        let blob = digest::hash_file(path).await?;
-        if blob != *expected {
-            return Ok(BlobPut {
-                blob,
-                uploaded: false,
-            });
-        }
-        self.write_blob(blob, Body::from_file(path), cond).await
+        self.write_file_as(path, expected, cond).await
     }
 
     async fn put_blob_body(&self, blob: BlobRef, body: Body) -> Result<BlobPut> {
