@@ -98,21 +98,16 @@ fn build_dir(p: &Project, build: &str) -> std::path::PathBuf {
 
 /// The image's manifest artifact of a build: (name, sha256).
 fn image_manifest(p: &Project, build: &str) -> (String, String) {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(build_dir(p, build).join("manifest.json")).unwrap())
-            .unwrap();
-    let a = m["artifacts"]
-        .as_array()
-        .unwrap()
+    let (m, _) = pipeline::records::manifest::read_local(&build_dir(p, build)).unwrap();
+    let a = m
+        .artifacts
         .iter()
         .find(|a| {
-            a["kind"] == "oci-image" && a["name"].as_str().unwrap().ends_with(".manifest.json")
+            a.kind == pipeline::artifact::ArtifactKind::OciImage
+                && a.name.ends_with(".manifest.json")
         })
         .expect("an image manifest artifact");
-    (
-        a["name"].as_str().unwrap().to_string(),
-        format!("sha256:{}", a["blob"]["sha256"].as_str().unwrap()),
-    )
+    (a.name.clone(), format!("sha256:{}", a.blob.sha256))
 }
 
 fn tarball(p: &Project, build: &str) -> String {
