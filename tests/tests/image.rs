@@ -504,9 +504,16 @@ fn the_base_is_an_input_of_the_image() {
     };
     let (id1, d1, layers1, j1) = with_base("oci-archive:base.oci.tar");
     assert_eq!(layers1, 4, "the base's two layers, then ours");
-    // The base is a resolved dependency of the provenance.
+    // The base is an input of the manifest shard, which is a resolved
+    // dependency of the provenance.
+    let (m, _) = pipeline::records::manifest::read_local(&build_dir(&p, &id1)).unwrap();
+    assert!(
+        m.inputs.iter().any(|i| i.path == "base.oci.tar"),
+        "{:?}",
+        m.inputs
+    );
     let prov = std::fs::read_to_string(build_dir(&p, &id1).join("provenance.json")).unwrap();
-    assert!(prov.contains("file:base.oci.tar"), "{prov}");
+    assert!(prov.contains("file:manifests/"), "{prov}");
     let _ = j1;
     // Another base: another image.
     let (_, d2, layers2, _) = with_base("docker-archive:base.docker.tar");

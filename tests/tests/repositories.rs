@@ -160,7 +160,9 @@ fn by_hash_paths(in_release: &str, suite: &str) -> Vec<String> {
 
 fn gunzip(bytes: &[u8]) -> String {
     let mut s = String::new();
-    flate2::read::GzDecoder::new(bytes)
+    // Every member: pipe's data files are made of several (as zlib, and so
+    // dnf, reads them).
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_string(&mut s)
         .unwrap();
     s
@@ -515,6 +517,8 @@ fn s3_objects_carry_cache_headers_for_a_cdn() {
             ("yum package", IMMUTABLE, "application/x-rpm")
         } else if key == "envs/dev/pointer.json" {
             ("pointer", "no-cache", "application/json")
+        } else if key.starts_with("manifests/") || key.starts_with("packages/catalog/") {
+            ("manifest or catalog shard", IMMUTABLE, "application/json")
         } else if key.ends_with(".json") {
             ("record", "no-cache", "application/json")
         } else {
