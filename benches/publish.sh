@@ -19,6 +19,12 @@
 #            the same server through S3PublishEndpoints (apt-ftparchive has no S3 side)
 #   yum      local store, the same packages as .rpm: pipe publish + promote vs createrepo_c
 #            + gpg --detach-sign --armor repodata/repomd.xml
+#   requests S3 requests and build metadata (not timed; any build profile counts the same):
+#            on the S3 server (moto, counted from its request log), pipe publish and promote
+#            of N packages into an empty prefix, then of the build with one package more;
+#            per step the requests, requests per new package, and the bytes of metadata the
+#            step wrote (every new object but package blobs, pool and repository copies).
+#            Not in the default BENCH_CASES: `BENCH_CASES=requests`
 #   update   one package added to an environment of BENCH_UPDATE_N packages (default: the
 #            largest size): pipe publish + promote of the build with one package more vs
 #            aptly repo add (one .deb) + publish update, and vs createrepo_c --update after
@@ -220,7 +226,10 @@ check() {
 
 # --- inputs ---------------------------------------------------------------------
 need=$(
-  for n in $sizes; do echo "$n"; done
+  for n in $sizes; do
+    echo "$n"
+    if has_case requests; then echo "$((n + 1))"; fi
+  done
   if has_case update; then echo "$update_n" "$((update_n + 1))"; fi
 )
 need=$(printf '%s\n' $need | sort -nu)
@@ -267,7 +276,7 @@ echo "== pipe builds (untimed)"
 for n in $need; do
   for fmt in deb rpm; do
     case $fmt in
-      deb) has_case apt || has_case apt-s3 || has_case update || continue ;;
+      deb) has_case apt || has_case apt-s3 || has_case update || has_case requests || continue ;;
       rpm) has_case yum || has_case update || continue ;;
     esac
     project "$n" "$fmt"
@@ -469,6 +478,53 @@ case_update() {
   done
 }
 
+# The requests case: per size, a fresh prefix on moto; N packages, then N+1.
+# objects PREFIX: every object under PREFIX of the bench bucket, "key size".
+objects() {
+  "$venv_python" -c 'import boto3, sys
+s3 = boto3.client("s3")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="pipe-bench", Prefix=sys.argv[1] + "/"):
+    for o in page.get("Contents", []):
+        print(o["Key"], o["Size"])' "$1"
+}
+requests=$O/requests.tsv # size step new-packages requests metadata-bytes
+# counted SIZE STEP NEW PREFIX CMD...: runs CMD, appends its requests (moto
+# log lines) and the metadata bytes it wrote under PREFIX.
+counted() {
+  local n=$1 name=$2 new=$3 prefix=$4 before after log=$O/logs/requests-$1.log
+  shift 4
+  objects "$prefix" | sort >"$O/objects.before"
+  before=$(grep -c 'HTTP/1.1"' "$O/logs/moto.log" || true)
+  "$@" >>"$log" 2>&1 || die "failed: $* (see $log)"
+  after=$(grep -c 'HTTP/1.1"' "$O/logs/moto.log" || true)
+  objects "$prefix" | sort >"$O/objects.after"
+  local meta
+  meta=$(comm -13 "$O/objects.before" "$O/objects.after" |
+    awk -v p="$prefix/" '{ k = substr($1, length(p) + 1) }
+      k !~ /^(blobs|pool|dists|yum)\// { s += $2 } END { print s + 0 }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$name" "$new" "$((after - before))" "$meta" >>"$requests"
+}
+case_requests() {
+  start_moto
+  local n m prefix url
+  for n in $sizes; do
+    m=$((n + 1))
+    prefix=requests-$n-$(date +%s)
+    url=s3://pipe-bench/$prefix
+    echo "-- requests n=$n ($url)"
+    counted "$n" "publish $n" "$n" "$prefix" "$pipe" -q -C "$B/proj-$n-deb" --store "$url" publish "${build_id[$n-deb]}"
+    counted "$n" "promote $n" "$n" "$prefix" "$pipe" -q -C "$B/proj-$n-deb" --store "$url" promote "${build_id[$n-deb]}" --to dev
+    counted "$n" "publish +1" 1 "$prefix" "$pipe" -q -C "$B/proj-$m-deb" --store "$url" publish "${build_id[$m-deb]}"
+    counted "$n" "promote +1" 1 "$prefix" "$pipe" -q -C "$B/proj-$m-deb" --store "$url" promote "${build_id[$m-deb]}" --to dev
+  done
+  echo
+  echo "S3 requests and metadata written, per step (moto's request log; metadata: new objects but blobs, pool, dists, yum):"
+  echo
+  echo "| N | step | requests | per new package | metadata written |"
+  echo "| --- | --- | --- | --- | --- |"
+  awk -F'\t' '{ printf "| %\047d | %s | %\047d | %.2f | %\047d bytes |\n", $1, $2, $4, $4 / $3, $5 }' "$requests"
+}
+
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "$("$pipe" --version 2>/dev/null || echo pipe): HEAD $(git -C "$repo" rev-parse --short HEAD), last change outside the benches $(git -C "$repo" log -1 --format=%h -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts')$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts' || echo ' + uncommitted changes')"
@@ -488,6 +544,7 @@ sized_cases() { # small|large local|s3
     done
   done
 }
+if has_case requests; then case_requests | tee "$O/requests.md"; fi
 sized_cases small local
 if has_case update; then case_update; fi
 sized_cases small s3

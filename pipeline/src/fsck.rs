@@ -39,7 +39,7 @@ use crate::artifact::Artifact;
 use crate::kinds;
 use crate::model::Pipeline;
 use crate::records::history::{self, SignedEntry};
-use crate::records::manifest::{build_key, parse_manifest};
+use crate::records::manifest::{build_key, read_local};
 use crate::records::{Published, cache, files, index, view};
 use crate::store::{BlobRef, Body, Condition, MAX_RECORD, Store, layout};
 use crate::views::ViewKind;
@@ -458,8 +458,21 @@ async fn repair_pass(
     for b in &builds {
         match local.dirs.get(b) {
             Some(dir) => {
+                // The manifest's shards (content-addressed, shared), then
+                // the records.
+                let shards = std::fs::read(dir.join(files::MANIFEST))
+                    .map(|m| crate::records::manifest::shard_names(&m))
+                    .unwrap_or_default();
+                for key in shards {
+                    let path = dir.join(&key);
+                    if path.exists() {
+                        store
+                            .put(&key, Body::from_file(&path), Condition::Overwrite)
+                            .await?;
+                        done.objects.push(key);
+                    }
+                }
                 for file in [
-                    files::INDEX,
                     files::PROVENANCE,
                     files::PROVENANCE_SIG,
                     files::MANIFEST_SIG,
@@ -746,10 +759,9 @@ impl LocalBuilds {
             };
             for e in entries.flatten() {
                 let path = e.path();
-                let Ok(bytes) = std::fs::read(path.join(files::MANIFEST)) else {
-                    continue;
-                };
-                let Ok(m) = parse_manifest(&bytes, &path.display().to_string()) else {
+                // The manifest with its shards' artifacts (a local build:
+                // what the store's copy is repaired from).
+                let Ok((m, _)) = read_local(&path) else {
                     continue;
                 };
                 for a in &m.artifacts {

@@ -1,11 +1,16 @@
 //! `pipe publish`: a local build into the store.
 //!
-//! Blobs first (each skipped when the store has it), then, per package, a
-//! create-only record of which bytes a name, version and architecture stand
-//! for (so a version can never be reused for other bytes), then the signed
-//! manifest and provenance, create-only: a build is visible in the store only
-//! once everything it names is there.
+//! One read of the package catalog ([`catalog`]: which bytes every name,
+//! version and architecture published stands for, so a version can never be
+//! reused for other bytes) and one listing of the blobs, whatever the number
+//! of packages; then per new package its blob and its pool copy (two
+//! requests); then the manifest's shards the store does not have (one
+//! listing says which); then the new versions into the catalog (the changed shards
+//! and its root, by compare-and-swap); then the signed manifest and
+//! provenance, create-only: a build is visible in the store only once
+//! everything it names is there.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -13,10 +18,10 @@ use serde::Serialize;
 
 use crate::artifact::Artifact;
 use crate::kinds;
-use crate::records::manifest::{build_key, parse_manifest};
-use crate::records::version::{self, VersionRecord};
-use crate::records::{BuildIndex, Fragment, Manifest, files};
-use crate::store::{Body, Condition, Store, digest::spawn_blocking};
+use crate::records::catalog;
+use crate::records::files;
+use crate::records::manifest::{build_key, read_local};
+use crate::store::{Body, Condition, Store, layout};
 use crate::{Error, Result};
 
 /// What one artifact's upload did.
@@ -44,6 +49,9 @@ pub struct PublishReport {
     pub bytes_uploaded: u64,
     /// Bytes the store already had.
     pub bytes_skipped: u64,
+    /// Bytes of build metadata written (index, manifest, provenance,
+    /// signatures, package catalog).
+    pub metadata_uploaded: u64,
     /// False when the build was already published (nothing was written).
     pub newly_published: bool,
 }
@@ -73,28 +81,23 @@ pub async fn publish_with(
     progress: &dyn Progress,
     read_back: bool,
 ) -> Result<PublishReport> {
-    let manifest_bytes = std::fs::read(dir.join(files::MANIFEST))
-        .map_err(|e| Error::io(dir.join(files::MANIFEST), e))?;
-    let manifest = parse_manifest(
-        &manifest_bytes,
-        &dir.join(files::MANIFEST).display().to_string(),
-    )?;
+    let (manifest, _) = read_local(dir)?;
 
     // Refuse before writing anything: a version already published with other
-    // bytes. An artifact whose version record names these bytes was
-    // published before, blob and pool copy included (both are written
-    // before the record), so it needs nothing more.
-    let existing: Vec<Option<VersionRecord>> = stream::iter(&manifest.artifacts)
-        .map(|a| async move {
+    // bytes. One read of the package catalog answers for every artifact,
+    // however many were published before.
+    let catalog = catalog::read(store).await?;
+    let existing: Vec<Option<&catalog::Entry>> = manifest
+        .artifacts
+        .iter()
+        .map(|a| {
             if kinds::of(a.kind).versioned() {
-                version::read(store, &a.name).await
+                catalog.packages.get(&a.name)
             } else {
-                Ok(None)
+                None
             }
         })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
+        .collect();
     for (a, existing) in manifest.artifacts.iter().zip(&existing) {
         if let Some(existing) = existing
             && existing.blob.sha256 != a.blob.sha256
@@ -111,29 +114,41 @@ pub async fn publish_with(
             });
         }
     }
+    // Which blobs the store has, at which size: one listing instead of a
+    // request per artifact. An artifact published before whose blob is
+    // missing or of another size is repaired; a new one is sent unless its
+    // blob is there already.
+    let listed: HashMap<String, u64> = store
+        .list(layout::BLOBS)
+        .await?
+        .into_iter()
+        .map(|m| (m.key, m.size))
+        .collect();
+    let listed = &listed;
 
     let mut report = PublishReport {
         build: manifest.build.clone(),
         artifacts: Vec::new(),
         bytes_uploaded: 0,
         bytes_skipped: 0,
+        metadata_uploaded: 0,
         newly_published: false,
     };
-    // Blobs, pool copies, version records and the index are many objects
-    // that nothing names until the manifest: written without a flush each,
-    // then made durable together before the manifest goes in.
+    // Blobs, pool copies and the index are many objects that nothing names
+    // until the manifest: written without a flush each, then made durable
+    // together before the catalog and the manifest go in.
     let batch = store.batch();
     let store = &batch;
-    let build = manifest.build.as_str();
     let uploads: Vec<Uploaded> = stream::iter(manifest.artifacts.iter().zip(&existing))
         .map(|(a, existing)| async move {
+            let stored = listed.get(&a.blob.key()).copied();
             let (uploaded, repaired) = if existing.is_some() {
                 // Published before: the store's copy may have been lost or
                 // damaged since. Repair it from the local build.
-                let r = repair_artifact(dir, store, a, read_back).await?;
+                let r = repair_artifact(dir, store, a, stored, read_back).await?;
                 (r, r)
             } else {
-                (publish_artifact(dir, store, a, build).await?, false)
+                (publish_artifact(dir, store, a, stored).await?, false)
             };
             progress.advance(a.blob.size);
             Ok::<_, Error>(Uploaded {
@@ -155,26 +170,58 @@ pub async fn publish_with(
         report.artifacts.push(u);
     }
 
-    // What the repository indices need of each package: recorded by the
-    // build (or read from the packages now, for a build made before that),
-    // so that no promotion reads a package again.
-    let index_key = build_key(&manifest.build, files::INDEX);
-    if store.head(&index_key).await?.is_none() {
-        let local = dir.join(files::INDEX);
-        let body = if local.exists() {
-            Body::from_file(local)
-        } else {
-            let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
-            let index = spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
-            Body::from_bytes(serde_json::to_vec(&index).expect("serialises"))
-        };
-        match store.put(&index_key, body, Condition::IfAbsent).await {
-            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
+    // The manifest's shards (its artifacts, inputs and index fragments, by
+    // bucket), named by their content: one listing says which the store
+    // has from earlier builds; only the others are sent.
+    let listed_shards: HashSet<String> = store
+        .list(layout::MANIFEST_SHARDS)
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    let sent: Vec<u64> = stream::iter(manifest.shards.iter().filter_map(|r| {
+        let key = layout::manifest_shard(&r.blob.blake3);
+        (!listed_shards.contains(&key)).then_some(key)
+    }))
+    .map(|key: String| async move {
+        let path = dir.join(&key);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        match store
+            .put(&key, Body::from_file(path), Condition::IfAbsent)
+            .await
+        {
+            Ok(_) => Ok(size),
+            Err(Error::AlreadyExists { .. }) => Ok(0),
+            Err(e) => Err(e),
         }
-    }
+    })
+    .buffer_unordered(CONCURRENCY)
+    .try_collect()
+    .await?;
+    report.metadata_uploaded += sent.iter().sum::<u64>();
 
     store.flush().await?;
+
+    // The new versions into the package catalog, before the manifest makes
+    // the build visible: a version is claimed once its bytes are stored.
+    let new: BTreeMap<String, catalog::Entry> = manifest
+        .artifacts
+        .iter()
+        .zip(&existing)
+        .filter(|(a, e)| e.is_none() && kinds::of(a.kind).versioned())
+        .map(|(a, _)| {
+            (
+                a.name.clone(),
+                catalog::Entry {
+                    blob: a.blob.clone(),
+                    build: manifest.build.clone(),
+                },
+            )
+        })
+        .collect();
+    report.metadata_uploaded += catalog::add(store, catalog.clone(), &new).await?.bytes;
 
     // The signatures and provenance go in before the manifest: the manifest
     // is what makes a build visible.
@@ -186,6 +233,7 @@ pub async fn publish_with(
     ] {
         let path = dir.join(file);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let size = bytes.len() as u64;
         match store
             .put(
                 &build_key(&manifest.build, file),
@@ -194,7 +242,10 @@ pub async fn publish_with(
             )
             .await
         {
-            Ok(_) => report.newly_published = true,
+            Ok(_) => {
+                report.newly_published = true;
+                report.metadata_uploaded += size;
+            }
             // Published before (provenance differs per run; the first stays).
             Err(Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
@@ -203,24 +254,27 @@ pub async fn publish_with(
     Ok(report)
 }
 
-/// Stores one artifact not published before: its blob (unless the store
-/// has it), its copy in the pool, then its version record. True when bytes
-/// were sent.
-async fn publish_artifact(dir: &Path, store: &Store, a: &Artifact, build: &str) -> Result<bool> {
-    let put = store.put_blob_file_as(&dir.join(&a.name), &a.blob).await?;
+/// Stores one artifact not published before: its blob (unless the listing
+/// found it, `stored` being its size there), then its copy in the pool:
+/// two requests. True when bytes were sent.
+async fn publish_artifact(
+    dir: &Path,
+    store: &Store,
+    a: &Artifact,
+    stored: Option<u64>,
+) -> Result<bool> {
+    let put = store
+        .put_blob_file_listed(&dir.join(&a.name), &a.blob, stored)
+        .await?;
     if put.blob != a.blob {
         return Err(local_differs(a, &put.blob, "the file differs"));
     }
-    let uploaded = put.uploaded;
     // Each package once in the pool, where apt and yum clients fetch it: a
     // copy made inside the store, never sent again.
     if let Some(pool) = kinds::of(a.kind).pool_key(a) {
         store.copy_if_absent(&a.blob.key(), &pool).await?;
     }
-    if kinds::of(a.kind).versioned() {
-        version::put(store, a, build).await?;
-    }
-    Ok(uploaded)
+    Ok(put.uploaded)
 }
 
 /// The refusal of a local artifact file that is not what the manifest says.
@@ -234,14 +288,21 @@ fn local_differs(a: &Artifact, found: &crate::store::BlobRef, what: &str) -> Err
     }
 }
 
-/// Checks the store's copy of an artifact published before (its size, and
+/// Checks the store's copy of an artifact published before (its size as
+/// listed, `stored`, and
 /// with `read_back` its bytes); uploads it again when it is missing or
 /// damaged, and remakes its pool copy (a hard link would still hold the
 /// damaged bytes). True when it did.
-async fn repair_artifact(dir: &Path, store: &Store, a: &Artifact, read_back: bool) -> Result<bool> {
+async fn repair_artifact(
+    dir: &Path,
+    store: &Store,
+    a: &Artifact,
+    stored: Option<u64>,
+    read_back: bool,
+) -> Result<bool> {
     let key = a.blob.key();
-    let intact = match store.head(&key).await? {
-        Some(meta) if meta.size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
+    let intact = match stored {
+        Some(size) if size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
         _ => false,
     };
     if intact {
@@ -260,45 +321,4 @@ async fn repair_artifact(dir: &Path, store: &Store, a: &Artifact, read_back: boo
         store.copy_if_absent(&key, &pool).await?;
     }
     Ok(true)
-}
-
-/// Records what the views need of every artifact of the build in `dir` (a
-/// `.pipe/builds/<id>/` directory), reading each one, on all cores.
-/// Blocking. For builds made before the stages recorded their [`Fragment`].
-fn describe_build(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let artifacts = &manifest.artifacts;
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(artifacts.len().max(1));
-    let mut done: Vec<(usize, Result<Option<Fragment>>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(a) = artifacts.get(i) else { break };
-                        let path = dir.join(&a.name);
-                        out.push((
-                            i,
-                            kinds::of(a.kind).describe(&path, a, manifest.source_date_epoch),
-                        ));
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("recording thread panicked"))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    let fragments = done
-        .into_iter()
-        .map(|(_, f)| f)
-        .collect::<Result<Vec<_>>>()?;
-    Ok(BuildIndex::from_fragments(fragments.iter().flatten()))
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunked;
 use crate::common::{self, PlannedFile, WritePlan};
 use crate::{Error, Result};
 
@@ -202,6 +203,13 @@ pub struct SuiteConfig {
     /// (xz's default) ~2.8 s for 0.65 MiB. Promotions re-render on every
     /// move, so speed wins; apt reads any preset.
     pub xz_preset: u32,
+    /// Stanzas per compressed chunk, on average (default 64; 1: every
+    /// stanza its own chunk; 0: one chunk). `Packages.gz` and `Packages.xz`
+    /// are made of chunks compressed on their own, cut after the stanzas
+    /// whose file name hashes to a multiple of this, so adding or replacing
+    /// a package changes one chunk, and the next generation recompresses
+    /// only that one ([`render_suite`]'s `previous`).
+    pub chunk_stanzas: u32,
 }
 
 impl SuiteConfig {
@@ -221,6 +229,7 @@ impl SuiteConfig {
             date,
             valid_for: Duration::from_secs(7 * 86_400),
             xz_preset: 1,
+            chunk_stanzas: 64,
         }
     }
 }
@@ -245,6 +254,9 @@ pub struct IndexSet {
     pub gz: Arc<[u8]>,
     /// `Packages.xz`.
     pub xz: Arc<[u8]>,
+    /// The chunks `gz` and `xz` are made of, in order (empty: one piece,
+    /// or an empty text).
+    pub chunks: Vec<crate::Chunk>,
 }
 
 impl IndexSet {
@@ -258,7 +270,7 @@ impl IndexSet {
 }
 
 /// A rendered, not yet signed suite.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RenderedSuite {
     /// `dists/SUITE`.
     pub suite_dir: String,
@@ -266,7 +278,23 @@ pub struct RenderedSuite {
     pub release: String,
     /// Every `COMPONENT/binary-ARCH` index, sorted by directory.
     pub indices: Vec<IndexSet>,
+    /// Chunks taken from `previous` instead of being compressed again.
+    pub reused_chunks: usize,
+    /// Chunks compressed.
+    pub compressed_chunks: usize,
 }
+
+/// Two renderings are equal when they have the same files: how many
+/// chunks each compressed is not part of it.
+impl PartialEq for RenderedSuite {
+    fn eq(&self, other: &Self) -> bool {
+        self.suite_dir == other.suite_dir
+            && self.release == other.release
+            && self.indices == other.indices
+    }
+}
+
+impl Eq for RenderedSuite {}
 
 /// `InRelease` and `Release.gpg` for one `Release` text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -407,70 +435,100 @@ pub fn render_suite(
             .insert((&s.package, &s.architecture, &s.version, &s.filename), s);
     }
 
-    // Plain texts, then compression of those not seen before.
+    // Plain texts (with where their chunks end), then compression of the
+    // chunks not seen before.
+    let chunk = config.chunk_stanzas;
+    let cuts_after = |s: &Stanza| match chunk {
+        0 => false,
+        1 => true,
+        n => {
+            let h = hash_prefix(s.filename.as_bytes());
+            h.is_multiple_of(n)
+        }
+    };
     let mut plains: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut all_cuts: Vec<Vec<usize>> = Vec::new();
     for comp in &components {
         let entries = by_comp.get(comp.as_str());
         for arch in &architectures {
             let mut text = Vec::new();
+            let mut cuts = Vec::new();
+            let mut cut_next = false;
             for ((_, a, _, _), s) in entries.into_iter().flatten() {
                 if *a == arch || *a == "all" {
                     if !text.is_empty() {
                         text.push(b'\n');
+                        if cut_next {
+                            cuts.push(text.len());
+                        }
                     }
                     text.extend_from_slice(s.text.as_bytes());
+                    cut_next = cuts_after(s);
                 }
             }
             plains.push((format!("{comp}/binary-{arch}"), text));
+            all_cuts.push(cuts);
         }
     }
+    // A previous index of the very same text (a refresh) is taken whole:
+    // the caller vouches for a previous rendering that carries its plain
+    // text. Otherwise chunks are reused, each only once it decompresses to
+    // the new chunk's text.
     let mut known: HashMap<String, Compressed> = HashMap::new();
     for set in previous.into_iter().flat_map(|p| &p.indices) {
-        known.insert(
-            common::sha256_hex(&set.plain),
-            (set.gz.clone(), set.xz.clone()),
-        );
+        if !set.plain.is_empty() {
+            known.insert(
+                common::sha256_hex(&set.plain),
+                (set.gz.clone(), set.xz.clone(), set.chunks.clone()),
+            );
+        }
     }
+    let earlier: Vec<chunked::Previous<'_>> = previous
+        .into_iter()
+        .flat_map(|p| &p.indices)
+        .filter(|set| !set.chunks.is_empty())
+        .map(|set| chunked::Previous {
+            gz: &set.gz,
+            xz: &set.xz,
+            chunks: &set.chunks,
+        })
+        .collect();
     let digests: Vec<String> = plains.iter().map(|(_, t)| common::sha256_hex(t)).collect();
-    let mut todo: BTreeMap<&str, (&str, &[u8])> = BTreeMap::new();
-    for ((dir, text), d) in plains.iter().zip(&digests) {
+    let mut todo: BTreeMap<&str, (&str, &[u8], &[usize])> = BTreeMap::new();
+    for (((dir, text), d), cuts) in plains.iter().zip(&digests).zip(&all_cuts) {
         if !known.contains_key(d) {
             todo.entry(d.as_str())
-                .or_insert((dir.as_str(), text.as_slice()));
+                .or_insert((dir.as_str(), text.as_slice(), cuts.as_slice()));
         }
     }
     let preset = config.xz_preset.min(9);
-    let compressed: Vec<Result<(String, Compressed)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = todo
-            .iter()
-            .map(|(d, (dir, text))| {
-                scope.spawn(move || {
-                    let gz = scope.spawn(move || common::gzip(&format!("{dir}/Packages.gz"), text));
-                    let xz = common::xz(&format!("{dir}/Packages.xz"), text, preset)?;
-                    let gz = gz.join().expect("gzip thread panicked")?;
-                    Ok((d.to_string(), (Arc::from(gz), Arc::from(xz))))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("compression thread panicked"))
-            .collect()
-    });
-    for c in compressed {
-        let (d, both) = c?;
-        known.insert(d, both);
+    let (mut reused_chunks, mut compressed_chunks) = (0, 0);
+    for (d, (dir, text, cuts)) in todo {
+        let out = chunked::compress(
+            &format!("{dir}/Packages"),
+            text,
+            cuts,
+            Some(preset),
+            &earlier,
+        )?;
+        reused_chunks += out.reused;
+        compressed_chunks += out.chunks.len() - out.reused;
+        known.insert(
+            d.to_string(),
+            (Arc::from(out.gz), Arc::from(out.xz), out.chunks),
+        );
     }
     let mut indices: Vec<IndexSet> = plains
         .into_iter()
         .zip(&digests)
         .map(|((dir, text), d)| {
-            let (gz, xz) = known[d].clone();
+            let (gz, xz, chunks) = known[d].clone();
             IndexSet {
                 dir,
                 plain: Arc::from(text),
                 gz,
                 xz,
+                chunks,
             }
         })
         .collect();
@@ -523,11 +581,20 @@ pub fn render_suite(
         suite_dir: format!("dists/{}", config.suite),
         release,
         indices,
+        reused_chunks,
+        compressed_chunks,
     })
 }
 
-/// `Packages.gz` and `Packages.xz` of one `Packages` text.
-type Compressed = (Arc<[u8]>, Arc<[u8]>);
+/// `Packages.gz` and `Packages.xz` of one `Packages` text, and their chunks.
+type Compressed = (Arc<[u8]>, Arc<[u8]>, Vec<crate::Chunk>);
+
+/// The first four bytes of the SHA-256 of `bytes`, as a number: where
+/// chunks end (any stable hash would do; SHA-256 is at hand).
+fn hash_prefix(bytes: &[u8]) -> u32 {
+    let d = <sha2::Sha256 as sha2::Digest>::digest(bytes);
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+}
 
 /// The configured list in its order, or else the sorted distinct values seen.
 fn pick<'a>(configured: &[String], seen: impl Iterator<Item = &'a str>) -> Vec<String> {

@@ -43,9 +43,11 @@
 #![deny(missing_docs)]
 
 pub mod apt;
+mod chunked;
 mod common;
 mod error;
 pub mod yum;
 
+pub use chunked::Chunk;
 pub use common::{PlannedFile, WritePlan};
 pub use error::{Error, Result};

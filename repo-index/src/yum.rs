@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunked;
 use crate::common::{self, PlannedFile, WritePlan};
 use crate::{Error, Result};
 
@@ -577,6 +578,8 @@ pub struct DataFile {
     pub open_checksum: String,
     /// Size of the uncompressed XML.
     pub open_size: u64,
+    /// The gzip members `gz` is made of, in order (empty: one piece).
+    pub chunks: Vec<crate::Chunk>,
 }
 
 /// A rendered, not yet signed repository.
@@ -604,6 +607,27 @@ pub fn render_repo(
     packages: &[&PackageXml],
     previous: Option<&RenderedRepo>,
 ) -> Result<RenderedRepo> {
+    render_repo_chunked(config, packages, previous, DEFAULT_CHUNK_PACKAGES)
+}
+
+/// Packages per gzip member of a data file, on average ([`render_repo_chunked`]).
+pub const DEFAULT_CHUNK_PACKAGES: u32 = 64;
+
+/// [`render_repo`], with data files made of gzip members of about
+/// `chunk_packages` packages each (1: one per package; 0: one member), cut
+/// after the packages whose id hashes to a multiple of it, the header and
+/// the footer each a member of their own. RFC 1952 allows members to be
+/// concatenated, and zlib (librepo, libsolv: what dnf reads them with)
+/// reads them all. A member of `previous` whose text is unchanged is
+/// reused once it decompresses to exactly that text; a previous data file
+/// without members (as a caller vouching for it gives) is reused whole
+/// when its uncompressed checksum is the same.
+pub fn render_repo_chunked(
+    config: &RepoConfig,
+    packages: &[&PackageXml],
+    previous: Option<&RenderedRepo>,
+    chunk_packages: u32,
+) -> Result<RenderedRepo> {
     if config.dir.starts_with('/') || config.dir.ends_with('/') || config.dir.contains("..") {
         return Err(Error::BadInput {
             what: "yum repository".into(),
@@ -618,15 +642,29 @@ pub fn render_repo(
     pkgs.dedup_by(|a, b| a.pkgid == b.pkgid);
     let n = pkgs.len();
 
+    let cut_after = |p: &PackageXml| match chunk_packages {
+        0 => false,
+        1 => true,
+        n => {
+            let d = <sha2::Sha256 as sha2::Digest>::digest(p.pkgid.as_bytes());
+            u32::from_le_bytes([d[0], d[1], d[2], d[3]]).is_multiple_of(n)
+        }
+    };
     let build = |open: String, part: fn(&PackageXml) -> &str, close: &str| {
         let size = open.len() + close.len() + pkgs.iter().map(|p| part(p).len()).sum::<usize>();
         let mut s = String::with_capacity(size);
+        let mut cuts = Vec::new();
         s.push_str(&open);
+        cuts.push(s.len());
         for p in &pkgs {
             s.push_str(part(p));
+            if cut_after(p) {
+                cuts.push(s.len());
+            }
         }
+        cuts.push(s.len());
         s.push_str(close);
-        s
+        (s, cuts)
     };
     let texts = [
         (
@@ -664,25 +702,41 @@ pub fn render_repo(
     let data: Vec<Result<DataFile>> = std::thread::scope(|scope| {
         let handles: Vec<_> = texts
             .iter()
-            .map(|(kind, text)| {
+            .map(|(kind, (text, cuts))| {
                 scope.spawn(move || {
                     let open_checksum = common::sha256_hex(text.as_bytes());
-                    let reused = previous
-                        .into_iter()
-                        .flat_map(|p| &p.data)
-                        .find(|d| d.kind == *kind && d.open_checksum == open_checksum);
+                    let reused = previous.into_iter().flat_map(|p| &p.data).find(|d| {
+                        d.kind == *kind && d.chunks.is_empty() && d.open_checksum == open_checksum
+                    });
                     if let Some(d) = reused {
                         return Ok(d.clone());
                     }
-                    let gz = common::gzip(&format!("{kind}.xml.gz"), text.as_bytes())?;
-                    let checksum = common::sha256_hex(&gz);
+                    let earlier: Vec<chunked::Previous<'_>> = previous
+                        .into_iter()
+                        .flat_map(|p| &p.data)
+                        .filter(|d| d.kind == *kind && !d.chunks.is_empty())
+                        .map(|d| chunked::Previous {
+                            gz: &d.gz,
+                            xz: &[],
+                            chunks: &d.chunks,
+                        })
+                        .collect();
+                    let out = chunked::compress(
+                        &format!("{kind}.xml"),
+                        text.as_bytes(),
+                        cuts,
+                        None,
+                        &earlier,
+                    )?;
+                    let checksum = common::sha256_hex(&out.gz);
                     Ok(DataFile {
                         kind,
                         href: format!("repodata/{checksum}-{kind}.xml.gz"),
-                        gz: Arc::from(gz),
+                        gz: Arc::from(out.gz),
                         checksum,
                         open_checksum,
                         open_size: text.len() as u64,
+                        chunks: out.chunks,
                     })
                 })
             })
@@ -841,8 +895,11 @@ mod tests {
         let first = render_repo(&cfg, &[&a], None).unwrap();
         let again = render_repo(&cfg, &[&a, &a], Some(&first)).unwrap();
         assert_eq!(again, first, "the same package twice is listed once");
+        // Its members are reused (checked to decompress to the same text):
+        // the same bytes.
         for (x, y) in first.data.iter().zip(&again.data) {
-            assert!(Arc::ptr_eq(&x.gz, &y.gz));
+            assert_eq!(x.gz, y.gz);
+            assert_eq!(x.chunks.len(), 3, "header, the package, footer");
         }
         let plan = first.write_plan(b"sig");
         let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();

@@ -124,6 +124,25 @@ impl MotoServer {
             .unwrap_or(0)
     }
 
+    /// Every request moto answered so far, as `METHOD PATH?QUERY` (from its
+    /// request log, one line per request): what a test counts requests with.
+    pub fn requests(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let start = l.find('"')? + 1;
+                let rest = &l[start..];
+                let line = strip_ansi(&rest[..rest.find('"')?]);
+                let mut parts = line.split(' ');
+                let (method, path) = (parts.next()?, parts.next()?);
+                parts
+                    .next()
+                    .filter(|v| v.starts_with("HTTP/"))
+                    .map(|_| format!("{method} {path}"))
+            })
+            .collect()
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -304,4 +323,22 @@ pub fn kill_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// `s` without the terminal colour codes werkzeug puts in its request log.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

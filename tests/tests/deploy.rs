@@ -609,10 +609,7 @@ fn refusals_name_the_reason_and_leave_current_alone() {
     assert_eq!(s.current().as_deref(), Some(b1.as_str()));
 
     // A tampered artifact in the store: refused while streaming, nothing cached.
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(store.join(format!("builds/{b2}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
+    let manifest: Manifest = pipe_e2e::published_manifest(&store, &b2);
     let deb = manifest
         .artifacts
         .iter()
@@ -782,31 +779,41 @@ fn hostile_deb(entries: &[RawEntry]) -> Vec<u8> {
 /// and points dev at it. Returns the new build id.
 fn doctored_build(s: &Setup, build: &str, n: usize, deb: &[u8]) -> String {
     let builds = s.p.path().join(".pipe/builds");
-    let mut m: Manifest =
-        serde_json::from_slice(&std::fs::read(builds.join(build).join("manifest.json")).unwrap())
-            .unwrap();
-    m.artifacts
-        .retain(|a| a.kind == pipeline::artifact::ArtifactKind::Deb);
-    let a = &mut m.artifacts[0];
+    let (mut m, _) = pipeline::records::manifest::read_local(&builds.join(build)).unwrap();
+    let mut a = m
+        .artifacts
+        .iter()
+        .find(|a| a.kind == pipeline::artifact::ArtifactKind::Deb)
+        .unwrap()
+        .clone();
     a.name = format!("demo_6.6.{n}_all.deb");
     a.blob = hash_bytes(deb);
-    // The manifest names its package index's digest, as a build does.
+    // The shard holds the package's index fragment, as a build's does.
     let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(scratch.path().join(&m.artifacts[0].name), deb).unwrap();
-    let a = &m.artifacts[0];
+    std::fs::write(scratch.path().join(&a.name), deb).unwrap();
     let fragment = pipeline::kinds::of(a.kind)
-        .describe(&scratch.path().join(&a.name), a, m.source_date_epoch)
+        .describe(&scratch.path().join(&a.name), &a, m.source_date_epoch)
         .unwrap();
-    let index = serde_json::to_vec(&pipeline::records::BuildIndex::from_fragments(
-        fragment.iter(),
-    ))
-    .unwrap();
-    m.index = Some(blake3::hash(&index).to_hex().to_string());
-    let m = m.seal();
+    let sharded = pipeline::records::manifest::shard(
+        vec![pipeline::records::manifest::Part {
+            artifact: a.clone(),
+            inputs: Vec::new(),
+            fragment,
+        }],
+        Vec::new(),
+    );
+    m.shards = sharded.refs;
+    m.artifacts = vec![a];
+    m.inputs = Vec::new();
+    let m: Manifest = m.seal();
     let dir = builds.join(&m.build);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(&m.artifacts[0].name), deb).unwrap();
-    std::fs::write(dir.join("index.json"), &index).unwrap();
+    for (name, bytes) in &sharded.files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
     let run = RunFacts {
         invocation_id: "doctored".into(),
         started_on: "2026-01-01T00:00:00Z".into(),

@@ -98,21 +98,16 @@ fn build_dir(p: &Project, build: &str) -> std::path::PathBuf {
 
 /// The image's manifest artifact of a build: (name, sha256).
 fn image_manifest(p: &Project, build: &str) -> (String, String) {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(build_dir(p, build).join("manifest.json")).unwrap())
-            .unwrap();
-    let a = m["artifacts"]
-        .as_array()
-        .unwrap()
+    let (m, _) = pipeline::records::manifest::read_local(&build_dir(p, build)).unwrap();
+    let a = m
+        .artifacts
         .iter()
         .find(|a| {
-            a["kind"] == "oci-image" && a["name"].as_str().unwrap().ends_with(".manifest.json")
+            a.kind == pipeline::artifact::ArtifactKind::OciImage
+                && a.name.ends_with(".manifest.json")
         })
         .expect("an image manifest artifact");
-    (
-        a["name"].as_str().unwrap().to_string(),
-        format!("sha256:{}", a["blob"]["sha256"].as_str().unwrap()),
-    )
+    (a.name.clone(), format!("sha256:{}", a.blob.sha256))
 }
 
 fn tarball(p: &Project, build: &str) -> String {
@@ -509,9 +504,16 @@ fn the_base_is_an_input_of_the_image() {
     };
     let (id1, d1, layers1, j1) = with_base("oci-archive:base.oci.tar");
     assert_eq!(layers1, 4, "the base's two layers, then ours");
-    // The base is a resolved dependency of the provenance.
+    // The base is an input of the manifest shard, which is a resolved
+    // dependency of the provenance.
+    let (m, _) = pipeline::records::manifest::read_local(&build_dir(&p, &id1)).unwrap();
+    assert!(
+        m.inputs.iter().any(|i| i.path == "base.oci.tar"),
+        "{:?}",
+        m.inputs
+    );
     let prov = std::fs::read_to_string(build_dir(&p, &id1).join("provenance.json")).unwrap();
-    assert!(prov.contains("file:base.oci.tar"), "{prov}");
+    assert!(prov.contains("file:manifests/"), "{prov}");
     let _ = j1;
     // Another base: another image.
     let (_, d2, layers2, _) = with_base("docker-archive:base.docker.tar");

@@ -220,11 +220,8 @@ fn verify_of_a_published_build_reads_every_blob() {
     let (p, ring, build) = released(None);
     let host = empty_host(None, &ring);
     let url = store_url(None, &p);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(&url).join(format!("builds/{build}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
-    let blake3 = manifest["artifacts"][0]["blob"]["blake3"].as_str().unwrap();
+    let manifest = pipe_e2e::published_manifest(Path::new(&url), &build);
+    let blake3 = manifest.artifacts[0].blob.blake3.as_str();
     let blob = Path::new(&url).join(format!("blobs/blake3/{}/{blake3}", &blake3[..2]));
     let mut bytes = std::fs::read(&blob).unwrap();
     let last = bytes.len() - 1;

@@ -149,7 +149,9 @@ fn by_hash_paths(in_release: &str, suite: &str) -> Vec<String> {
 
 fn gunzip(bytes: &[u8]) -> String {
     let mut s = String::new();
-    flate2::read::GzDecoder::new(bytes)
+    // Every member: pipe's data files are made of several (as zlib, and so
+    // dnf, reads them).
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_string(&mut s)
         .unwrap();
     s
@@ -504,6 +506,8 @@ fn s3_objects_carry_cache_headers_for_a_cdn() {
             ("yum package", IMMUTABLE, "application/x-rpm")
         } else if key == "envs/dev/pointer.json" {
             ("pointer", "no-cache", "application/json")
+        } else if key.starts_with("manifests/") || key.starts_with("packages/catalog/") {
+            ("manifest or catalog shard", IMMUTABLE, "application/json")
         } else if key.ends_with(".json") {
             ("record", "no-cache", "application/json")
         } else {
@@ -673,9 +677,10 @@ fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
         .expect_code(0);
 }
 
-/// The package index a build publishes is not signed itself, but the signed
-/// manifest names its digest: a promotion checks it before it moves
-/// anything, and refuses a changed one with exit code 3.
+/// The package index a build publishes (in its manifest's shards) is not
+/// signed itself, but the signed manifest names each shard's digest: a
+/// promotion checks them before it moves anything, and refuses a changed
+/// one with exit code 3.
 #[test]
 fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let (p, _key) = project();
@@ -683,11 +688,16 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
     let b2 = release(&p, "1.1.0");
-    let index_path = store.join(format!("builds/{b2}/index.json"));
+    let index_path = pipe_e2e::artifact_shard(&store, &b2);
     let index = std::fs::read_to_string(&index_path).unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&index).unwrap();
-    doc["debs"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
+    doc["index"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
     std::fs::write(&index_path, doc.to_string()).unwrap();
+    let shard_key = index_path
+        .strip_prefix(&store)
+        .unwrap()
+        .display()
+        .to_string();
 
     let before: Vec<(String, Vec<u8>)> = [
         "envs/dev/pointer.json",
@@ -700,8 +710,7 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let out = p.pipe(&["promote", &b2, "--to", "dev"]);
     out.expect_code(3);
     assert!(
-        out.stderr.contains(&format!("builds/{b2}/index.json"))
-            && out.stderr.contains("the signed manifest names"),
+        out.stderr.contains(&shard_key) && out.stderr.contains("the signed manifest names"),
         "{}",
         out.stderr
     );
@@ -763,10 +772,16 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
     let (p, _) = project();
     let store = p.path().join(".pipe/store");
     let b1 = release(&p, "1.0.0");
-    let index_path = store.join(format!("builds/{b1}/index.json"));
+    let index_path = pipe_e2e::artifact_shard(&store, &b1);
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
-    let primary = doc["rpms"][0]["xml"]["primary"]
+    let rpm = doc["index"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| f["kind"] == "rpm")
+        .unwrap();
+    let primary = doc["index"][rpm]["xml"]["primary"]
         .as_str()
         .unwrap()
         .to_string();
@@ -775,15 +790,15 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
         primary.contains(&format!("<location href=\"{href}\"/>")),
         "{primary}"
     );
-    doc["rpms"][0]["xml"]["primary"] =
+    doc["index"][rpm]["xml"]["primary"] =
         serde_json::Value::String(primary.replace(href, "../../../evil/demo-1.0.0-1.noarch.rpm"));
     std::fs::write(&index_path, doc.to_string()).unwrap();
 
-    // The index is bound by digest to the signed manifest: a forged one is
+    // The shard is bound by digest to the signed manifest: a forged one is
     // refused before anything is signed (exit 3), and nothing is written.
     let r = p.pipe(&["promote", &b1, "--to", "dev"]);
     r.expect_code(3);
-    assert!(r.stderr.contains("index.json"), "{}", r.stderr);
+    assert!(r.stderr.contains("manifests/"), "{}", r.stderr);
     assert!(!store.join("yum/dev").exists());
     assert!(!store.join("envs/dev/pointer.json").exists());
 }
@@ -869,4 +884,147 @@ fn hosts_follow_a_rollback_with_what_pipe_rollback_prints() {
     assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.1.0\n");
     dnf.ok(&["distro-sync", "demo"]);
     assert_eq!(std::fs::read_to_string(&installed).unwrap(), "1.0.0\n");
+}
+
+/// `Packages.gz`, `Packages.xz` and the yum data files are made of chunks
+/// compressed on their own (gzip members; blocks of one xz stream), so a
+/// promotion that adds a package recompresses only the chunks whose text
+/// changed. Real apt (either compression) and dnf read them, from one
+/// generation to the next, and the chunks of unchanged packages are
+/// byte-for-byte the last generation's.
+#[test]
+fn chunked_indices_are_read_by_apt_and_dnf_and_kept_across_generations() {
+    let (mut p, key) = project();
+    // One chunk per stanza, so five packages make five chunks.
+    p.env("PIPE_TEST_APT_CHUNK_STANZAS", "1");
+    p.env("PIPE_TEST_YUM_CHUNK_PACKAGES", "1");
+    let store = p.path().join(".pipe/store");
+    let extra = |names: &[&str]| -> String {
+        let mut t = PIPELINE.to_string();
+        for n in names {
+            t.push_str(&format!(
+                "\n[packages.{n}]\nsummary = \"{n}\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nlicense = \"MIT\"\nformats = [\"deb\", \"rpm\"]\nfiles = [{{ src = \"demo.txt\", dst = \"/usr/share/{n}/demo.txt\" }}]\n"
+            ));
+        }
+        t
+    };
+    p.write(
+        "pipeline.toml",
+        &extra(&["alpha", "bravo", "delta", "echo"]),
+    );
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let dir = store.join("dists/dev/main/binary-amd64");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (plain1, gz1, xz1) = (read("Packages"), read("Packages.gz"), read("Packages.xz"));
+    let members = |gz: &[u8]| -> Vec<Vec<u8>> {
+        // Each member on its own: a single-member decoder stops at its end.
+        let mut out = Vec::new();
+        let mut rest = gz;
+        while !rest.is_empty() {
+            let mut d = flate2::bufread::GzDecoder::new(rest);
+            std::io::copy(&mut d, &mut std::io::sink()).unwrap();
+            let left = d.into_inner().len();
+            out.push(rest[..rest.len() - left].to_vec());
+            rest = &rest[rest.len() - left..];
+        }
+        out
+    };
+    assert_eq!(members(&gz1).len(), 5, "one gzip member per stanza");
+    // dnf reads a primary.xml.gz of members: header, one per package,
+    // footer.
+    let primary = |store: &Path| -> Vec<u8> {
+        let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+        std::fs::read(store.join("yum/dev").join(primary_href(&repomd))).unwrap()
+    };
+    let primary1 = primary(&store);
+    assert_eq!(members(&primary1).len(), 7, "header, five packages, footer");
+    let mut whole = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz1[..])
+        .read_to_end(&mut whole)
+        .unwrap();
+    assert_eq!(whole, plain1);
+    let xz_list = |path: &Path| -> String {
+        let out = run(Command::new("xz").args(["--robot", "--list"]).arg(path));
+        text(&out)
+    };
+    let listed = xz_list(&dir.join("Packages.xz"));
+    assert!(
+        listed.lines().any(|l| l.starts_with("file\t1\t5\t")),
+        "one xz stream of five blocks:\n{listed}"
+    );
+    let mut whole = Vec::new();
+    liblzma::read::XzDecoder::new(&xz1[..])
+        .read_to_end(&mut whole)
+        .unwrap();
+    assert_eq!(whole, plain1);
+
+    let server = HttpServer::start(&store);
+    let tmp = tempfile::tempdir().unwrap();
+    for order in ["xz", "gz"] {
+        let apt = Apt::new(
+            tmp.path().join(format!("apt-{order}")),
+            &server.url(),
+            "dev",
+            &key,
+        );
+        let out = run(apt.cmd("apt-get").args([
+            "-o",
+            &format!("Acquire::CompressionTypes::Order::={order}"),
+            "update",
+        ]));
+        let t = text(&out);
+        assert!(
+            out.status.success() && !t.contains("W:") && !t.contains("E:"),
+            "apt-get update ({order}):\n{t}"
+        );
+        assert!(
+            t.contains(&format!("Packages.{order}")) || t.contains("Packages"),
+            "{t}"
+        );
+        let pol = text(&run(apt.cmd("apt-cache").args(["policy", "echo", "alpha"])));
+        assert_eq!(pol.matches("Candidate: 1.0.0").count(), 2, "{pol}");
+    }
+    let dnf = Dnf::new(
+        tmp.path().join("dnf"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    dnf.ok(&["install", "echo"]);
+    assert!(dnf.dir.join("root/usr/share/echo/demo.txt").exists());
+
+    // One package more: its chunk is new, the other five are the last
+    // generation's bytes.
+    p.write(
+        "pipeline.toml",
+        &extra(&["alpha", "bravo", "charlie", "delta", "echo"]),
+    );
+    let b2 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    let gz2 = read("Packages.gz");
+    let (old, new) = (members(&gz1), members(&gz2));
+    assert_eq!(new.len(), 6);
+    let kept = new.iter().filter(|m| old.contains(m)).count();
+    assert_eq!(kept, 5, "the unchanged stanzas' chunks are kept");
+    let listed = xz_list(&dir.join("Packages.xz"));
+    assert!(
+        listed.lines().any(|l| l.starts_with("file\t1\t6\t")),
+        "{listed}"
+    );
+    let apt = Apt::new(tmp.path().join("apt-next"), &server.url(), "dev", &key);
+    apt_update_ok(&apt);
+    let pol = text(&run(apt.cmd("apt-cache").args(["policy", "charlie"])));
+    assert!(pol.contains("Candidate: 1.0.0"), "{pol}");
+    // The package members of primary.xml.gz and its footer are kept; the
+    // header (which counts the packages) and the new package's are new.
+    let (old, new) = (members(&primary1), members(&primary(&store)));
+    assert_eq!(new.len(), 8);
+    assert_eq!(new.iter().filter(|m| old.contains(m)).count(), 6);
+    let dnf = Dnf::new(
+        tmp.path().join("dnf-next"),
+        &format!("{}yum/dev", server.url()),
+        &key,
+    );
+    dnf.ok(&["install", "charlie"]);
+    assert!(dnf.dir.join("root/usr/share/charlie/demo.txt").exists());
 }

@@ -27,13 +27,27 @@ formats = ["deb"]
 files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
 "#;
 
-const RECORDS: [&str; 5] = [
+const RECORDS: [&str; 4] = [
     "manifest.json",
     "manifest.json.asc",
     "provenance.json",
     "provenance.json.asc",
-    "index.json",
 ];
+
+/// The key of the manifest shard of `manifest` (JSON bytes) that holds its
+/// packages (not the steps' inputs), as the store and a build directory
+/// have it.
+fn package_shard(manifest: &[u8]) -> String {
+    let m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let shard = m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["bucket"] != "steps")
+        .unwrap();
+    let b3 = shard["blob"]["blake3"].as_str().unwrap();
+    format!("manifests/{}/{b3}.json", &b3[..2])
+}
 
 fn release(p: &Project, version: &str) -> String {
     p.write("demo.txt", &format!("{version}\n"));
@@ -115,11 +129,16 @@ fn nothing_unsigned_is_signed(s3: bool) {
     for f in RECORDS {
         bucket.write(&rec(&b1, f), &std::fs::read(evil_dir.join(f)).unwrap());
     }
+    let evil_shard = package_shard(&std::fs::read(evil_dir.join("manifest.json")).unwrap());
+    bucket.write(
+        &evil_shard,
+        &std::fs::read(evil_dir.join(&evil_shard)).unwrap(),
+    );
     refused(&p, &bucket, &["rollback", "--env", "prod"], "signature");
     refused(&p, &bucket, &["promote", &b1, "--to", "dev"], "signature");
     restore(&bucket, &orig);
 
-    // 2. The attacker's manifest and index, edited to name b1, under b1's
+    // 2. The attacker's manifest and shard, edited to name b1, under b1's
     // own (genuine) signatures.
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(evil_dir.join("manifest.json")).unwrap()).unwrap();
@@ -130,8 +149,8 @@ fn nothing_unsigned_is_signed(s3: bool) {
         &serde_json::to_vec_pretty(&m).unwrap(),
     );
     bucket.write(
-        &rec(&b1, "index.json"),
-        &std::fs::read(evil_dir.join("index.json")).unwrap(),
+        &evil_shard,
+        &std::fs::read(evil_dir.join(&evil_shard)).unwrap(),
     );
     refused(&p, &bucket, &["rollback", "--env", "prod"], "signature");
     restore(&bucket, &orig);
@@ -149,40 +168,70 @@ fn nothing_unsigned_is_signed(s3: bool) {
     );
     restore(&bucket, &orig);
 
-    // 4. Only the package index: a stanza naming the evil .deb, with the
-    // digests the attacker's build recorded for it.
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&bucket.read(&rec(&b1, "index.json")).unwrap()).unwrap();
-    let evil_index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(evil_dir.join("index.json")).unwrap()).unwrap();
-    index["debs"][0]["stanza"] = evil_index["debs"][0]["stanza"].clone();
+    // 4. Only a manifest shard (what the views render from): under b1's
+    // shard key, the stanza naming the evil .deb with the digests the
+    // attacker's build recorded for it; then b2's genuine shard swapped in.
+    let b1_shard = package_shard(&bucket.read(&rec(&b1, "manifest.json")).unwrap());
+    let b2_shard = package_shard(&bucket.read(&rec(&b2, "manifest.json")).unwrap());
+    assert_ne!(b1_shard, b2_shard);
+    let mut shard: serde_json::Value =
+        serde_json::from_slice(&bucket.read(&b1_shard).unwrap()).unwrap();
+    let evil: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(evil_dir.join(&evil_shard)).unwrap()).unwrap();
+    shard["index"][0]["stanza"] = evil["index"][0]["stanza"].clone();
+    let forged_shard = serde_json::to_vec(&shard).unwrap();
     bucket.write(&pool, &std::fs::read(evil_dir.join(deb)).unwrap());
-    bucket.write(
-        &rec(&b1, "index.json"),
-        &serde_json::to_vec(&index).unwrap(),
-    );
+    bucket.write(&b1_shard, &forged_shard);
     let out = refused(
         &p,
         &bucket,
         &["rollback", "--env", "prod"],
-        "the index was changed after the build",
+        "the shard was changed or swapped",
     );
-    assert!(
-        out.stderr.contains(&rec(&b1, "index.json")),
-        "{}",
-        out.stderr
+    assert!(out.stderr.contains(&b1_shard), "{}", out.stderr);
+    refused(
+        &p,
+        &bucket,
+        &["promote", &b1, "--to", "dev"],
+        "the shard was changed or swapped",
+    );
+    restore(&bucket, &orig);
+    bucket.write(&b1_shard, &bucket.read(&b2_shard).unwrap());
+    refused(
+        &p,
+        &bucket,
+        &["rollback", "--env", "prod"],
+        "the shard was changed or swapped",
     );
     restore(&bucket, &orig);
     // The same for the build prod points at now: refresh re-signs nothing.
-    bucket.write(
-        &rec(&b2, "index.json"),
-        &serde_json::to_vec(&index).unwrap(),
-    );
+    bucket.write(&b2_shard, &forged_shard);
     refused(
         &p,
         &bucket,
         &["refresh"],
-        "the index was changed after the build",
+        "the shard was changed or swapped",
+    );
+    // Nor does `pipe verify` of the published build pass it.
+    let store_url = match &_server {
+        Some(server) => format!("s3://{}/store", server.bucket()),
+        None => p.path().join(".pipe/store").display().to_string(),
+    };
+    let ring = p.keyring();
+    refused(
+        &p,
+        &bucket,
+        &["verify", &b2, "--keyring", &ring, "--store", &store_url],
+        "the shard was changed or swapped",
+    );
+    restore(&bucket, &orig);
+    // A shard larger than any the manifest may name is not read past the cap.
+    bucket.write(&b2_shard, &vec![b' '; (16 << 20) + 1]);
+    refused(
+        &p,
+        &bucket,
+        &["refresh"],
+        "more than the 16777216 bytes pipe reads",
     );
     restore(&bucket, &orig);
 

@@ -57,7 +57,8 @@ fn a_fresh_build_verifies() {
         .pipe(&["--json", "verify", "--keyring", ring.to_str().unwrap()])
         .expect_code(0)
         .json();
-    assert_eq!(doc["checks"].as_array().unwrap().len(), 4, "{doc}");
+    // Two signatures, the shards, the provenance's subjects, the artifact.
+    assert_eq!(doc["checks"].as_array().unwrap().len(), 5, "{doc}");
 }
 
 #[test]
@@ -92,21 +93,32 @@ fn gnupg_verifies_the_manifest_signature_and_provenance_is_slsa_v1() {
         serde_json::from_slice(&std::fs::read(dir.join("provenance.json")).unwrap()).unwrap();
     assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
-    assert_eq!(statement["subject"][0]["name"], "demo_1.0.0_all.deb");
+    // The subject is the manifest shard that lists the package with its
+    // digests (a statement of 20,000 packages names a few hundred shards).
+    let shard_name = statement["subject"][0]["name"].as_str().unwrap();
+    assert!(shard_name.starts_with("manifests/"), "{statement}");
+    let shard_bytes = std::fs::read(dir.join(shard_name)).unwrap();
     assert_eq!(
-        statement["subject"][0]["digest"]["sha256"]
-            .as_str()
-            .unwrap()
-            .len(),
-        64
+        statement["subject"][0]["digest"]["sha256"],
+        pipe_e2e::consumers::sha256_hex(&shard_bytes)
     );
+    let shard: serde_json::Value = serde_json::from_slice(&shard_bytes).unwrap();
+    assert_eq!(shard["artifacts"][0]["name"], "demo_1.0.0_all.deb");
+    assert_eq!(
+        shard["artifacts"][0]["blob"]["sha256"],
+        pipe_e2e::consumers::sha256_hex(&std::fs::read(dir.join("demo_1.0.0_all.deb")).unwrap())
+    );
+    assert_eq!(shard["inputs"][0]["path"], "demo.txt");
     let def = &statement["predicate"]["buildDefinition"];
     assert!(def["buildType"].as_str().unwrap().starts_with("https://"));
     assert_eq!(
         def["externalParameters"]["pipeline"]["uri"],
         "file:pipeline.toml"
     );
-    assert_eq!(def["resolvedDependencies"][0]["uri"], "file:demo.txt");
+    assert_eq!(
+        def["resolvedDependencies"][0]["uri"],
+        format!("file:{shard_name}")
+    );
     let run = &statement["predicate"]["runDetails"];
     assert!(!run["builder"]["id"].as_str().unwrap().is_empty());
     assert_eq!(run["metadata"]["invocationId"].as_str().unwrap().len(), 32);

@@ -29,7 +29,8 @@ use keys::{Encoding, SecretKey};
 use crate::kinds::StageContext;
 use crate::model::Pipeline;
 use crate::records::cache::Sealer;
-use crate::records::{BuildIndex, DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary};
+use crate::records::manifest::{Part, load_shards, shard};
+use crate::records::{DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary};
 use crate::store::{Store, digest};
 use crate::{Error, Result};
 use artifacts::Built;
@@ -153,22 +154,20 @@ pub async fn execute(
         artifacts::build_artifacts(&shared, plan, store, &cx, &sealer, staging.path()).await?;
 
     // Every input was hashed (both digests) when its stage was keyed; the
-    // manifest takes those digests instead of reading the files again.
-    let inputs: Vec<Input> = built
+    // manifest takes those digests instead of reading the files again. Each
+    // artifact goes into its component's shard with its inputs and index
+    // fragment; the steps' inputs into a shard of their own.
+    let parts: Vec<Part> = built
         .iter()
-        .flat_map(|b| &b.inputs)
-        .chain(steps.iter().flat_map(|s| &s.inputs))
-        .map(|i| (i.path.clone(), i.blob.clone()))
-        .collect::<BTreeMap<_, _>>()
-        .into_iter()
-        .map(|(path, blob)| Input { path, blob })
+        .map(|b| Part {
+            artifact: b.artifact.clone(),
+            inputs: b.inputs.clone(),
+            fragment: b.index.clone(),
+        })
         .collect();
-    // The package index first: the manifest names its digest.
-    let index = serde_json::to_vec(&BuildIndex::from_fragments(
-        built.iter().filter_map(|b| b.index.as_ref()),
-    ))
-    .expect("index serialises");
-    let manifest = Manifest {
+    let step_inputs: Vec<Input> = steps.iter().flat_map(|s| s.inputs.clone()).collect();
+    let sharded = shard(parts, step_inputs);
+    let mut manifest = Manifest {
         format: MANIFEST_FORMAT,
         build: String::new(),
         project: p.project.name.clone(),
@@ -176,8 +175,9 @@ pub async fn execute(
         source_date_epoch: epoch,
         tool: TOOL_VERSION.to_string(),
         pipeline: digest::hash_file(&p.file_abs()).await?,
-        artifacts: built.iter().map(|b| b.artifact.clone()).collect(),
-        inputs,
+        shards: sharded.refs,
+        artifacts: Vec::new(),
+        inputs: Vec::new(),
         steps: steps
             .iter()
             .map(|s| StepSummary {
@@ -196,9 +196,16 @@ pub async fn execute(
                 .map(|pkg| pkg.name.clone())
                 .collect(),
         },
-        index: Some(blake3::hash(&index).to_hex().to_string()),
     }
     .seal();
+    // The artifacts and inputs as every reader sees them: from the shards.
+    let shard_files: BTreeMap<String, Vec<u8>> = sharded.files.into_iter().collect();
+    load_shards(&mut manifest, |name| {
+        shard_files
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("no shard `{name}`"))
+    })?;
 
     let manifest_json = manifest.to_json();
     let manifest_sig = key
@@ -221,8 +228,14 @@ pub async fn execute(
         key.sign_detached(&provenance[..], SystemTime::now(), Encoding::Armored)?;
 
     let stage = staging.path();
+    for (name, bytes) in &shard_files {
+        let path = stage.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    }
     for (name, bytes) in [
-        (files::INDEX, &index),
         (files::MANIFEST, &manifest_json),
         (files::MANIFEST_SIG, &manifest_sig),
         (files::PROVENANCE, &provenance),

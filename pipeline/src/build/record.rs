@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::TOOL_VERSION;
+use crate::artifact::ArtifactKind;
 pub use crate::records::{Input, MANIFEST_FORMAT, Manifest, StepSummary};
 
 /// Facts about one run of `pipe build`, for the provenance.
@@ -24,17 +25,57 @@ pub struct RunFacts {
 /// The build type URI pipe's provenance declares.
 pub const BUILD_TYPE: &str = "https://pipe.dev/build/v1";
 
-/// An in-toto Statement v1 with a SLSA Provenance v1 predicate for `m`.
-pub fn provenance(m: &Manifest, run: &RunFacts) -> Value {
-    let subjects: Vec<Value> = m
-        .artifacts
+/// What the provenance names as its subjects, `(name, sha256)`: every shard
+/// of the manifest (which lists its artifacts with their digests: the
+/// statement stays small however many packages a build has, and a shard
+/// is bound to its artifacts as the manifest is), and directly every
+/// artifact that is not a package (an image's manifest, configuration and
+/// layers, a machine image): few, and what a registry or an autoscaler
+/// looks up by digest.
+pub fn subjects(m: &Manifest) -> Vec<(String, String)> {
+    subject_blobs(m)
+        .into_iter()
+        .map(|(name, blob)| (name, blob.sha256))
+        .collect()
+}
+
+fn subject_blobs(m: &Manifest) -> Vec<(String, crate::store::BlobRef)> {
+    m.shards
         .iter()
-        .map(|a| json!({ "name": a.name, "digest": { "sha256": a.blob.sha256, "blake3": a.blob.blake3 } }))
+        .map(|s| {
+            (
+                crate::store::layout::manifest_shard(&s.blob.blake3),
+                s.blob.clone(),
+            )
+        })
+        .chain(
+            m.artifacts
+                .iter()
+                .filter(|a| !matches!(a.kind, ArtifactKind::Deb | ArtifactKind::Rpm))
+                .map(|a| (a.name.clone(), a.blob.clone())),
+        )
+        .collect()
+}
+
+/// An in-toto Statement v1 with a SLSA Provenance v1 predicate for `m`.
+/// Its resolved dependencies are the manifest's shards too: each lists the
+/// input files of its artifacts with their digests.
+pub fn provenance(m: &Manifest, run: &RunFacts) -> Value {
+    let subjects: Vec<Value> = subject_blobs(m)
+        .into_iter()
+        .map(|(name, blob)| json!({ "name": name, "digest": { "sha256": blob.sha256, "blake3": blob.blake3 } }))
         .collect();
     let dependencies: Vec<Value> = m
-        .inputs
+        .shards
         .iter()
-        .map(|i| json!({ "uri": format!("file:{}", i.path), "digest": { "sha256": i.blob.sha256, "blake3": i.blob.blake3 } }))
+        .map(|s| {
+            json!({
+                "name": format!("manifest shard {}", s.bucket),
+                "uri": format!("file:{}", crate::store::layout::manifest_shard(&s.blob.blake3)),
+                "digest": { "sha256": s.blob.sha256, "blake3": s.blob.blake3 },
+                "annotations": { "lists": "the input files of its artifacts, with their digests" },
+            })
+        })
         .collect();
     let components: Vec<String> = {
         let mut c: Vec<String> = m

@@ -38,8 +38,10 @@ pub struct Report {
 /// subjects, verified against a keyring.
 #[derive(Debug)]
 pub struct SignedBuild {
-    /// The manifest, believed.
+    /// The manifest, believed, with the artifacts and inputs of its shards.
     pub manifest: Manifest,
+    /// What the views need of its artifacts, from the same shards.
+    pub index: crate::records::BuildIndex,
     /// Who signed it.
     pub signer: Verified,
     /// Every check made, in order.
@@ -53,6 +55,7 @@ pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
         manifest,
         signer,
         mut checks,
+        ..
     } = verify_records(keyring, |name| {
         std::fs::read(dir.join(name)).map_err(|e| e.to_string())
     })?;
@@ -80,44 +83,24 @@ pub const MAX_RECORD: u64 = 256 << 20;
 /// and hashed (a blob whose bytes differ from its digest fails, naming its
 /// key). Needs no checkout and no local build.
 pub async fn verify_published(store: &Store, build: &str, keyring: &Keyring) -> Result<Report> {
-    let mut records = std::collections::BTreeMap::new();
-    for name in [
-        files::MANIFEST,
-        files::MANIFEST_SIG,
-        files::PROVENANCE,
-        files::PROVENANCE_SIG,
-    ] {
-        let key = build_key(build, name);
-        match store.head(&key).await?.map(|m| m.size) {
-            None => {
-                return Err(Error::Usage {
-                    message: format!(
-                        "build `{build}` is not published in {} (no `{key}`)",
-                        store.url()
-                    ),
-                    hint: Some("`pipe status --store URL` lists the published builds".into()),
-                });
-            }
-            Some(n) if n > MAX_RECORD => {
-                return Err(Error::Verify {
-                    what: key,
-                    detail: format!(
-                        "{n} bytes, more than the {MAX_RECORD} a build record may have"
-                    ),
-                });
-            }
-            Some(_) => {}
-        }
-        let (bytes, _) = store.get_bytes(&key).await?.ok_or_else(|| Error::Verify {
-            what: key.clone(),
-            detail: "vanished while being read".into(),
-        })?;
-        records.insert(name, bytes.to_vec());
+    let manifest_key = build_key(build, files::MANIFEST);
+    if store.head(&manifest_key).await?.is_none() {
+        return Err(Error::Usage {
+            message: format!(
+                "build `{build}` is not published in {} (no `{manifest_key}`)",
+                store.url()
+            ),
+            hint: Some("`pipe status --store URL` lists the published builds".into()),
+        });
     }
+    // Each record capped ([`MAX_RECORD`], a shard
+    // [`crate::records::manifest::MAX_SHARD`]), a larger one refused.
+    let records = crate::records::index::read_records(store, build).await?;
     let SignedBuild {
         manifest,
         signer,
         mut checks,
+        ..
     } = verify_records(keyring, |name| {
         records
             .get(name)
@@ -189,11 +172,14 @@ pub fn verify_records(
     let (manifest_bytes, signer) = signed(files::MANIFEST, files::MANIFEST_SIG)?;
     let (provenance_bytes, _) = signed(files::PROVENANCE, files::PROVENANCE_SIG)?;
 
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Verify {
+    let mut manifest = crate::records::manifest::parse_manifest(&manifest_bytes, files::MANIFEST)
+        .map_err(|e| match e {
+        Error::Verify { detail, .. } => Error::Verify {
             what: files::MANIFEST.into(),
-            detail: format!("signed, but not a manifest pipe can read: {e}"),
-        })?;
+            detail: format!("signed, but {detail}"),
+        },
+        e => e,
+    })?;
     let resealed = manifest.clone().seal();
     if resealed.build != manifest.build {
         return Err(Error::Verify {
@@ -204,6 +190,18 @@ pub fn verify_records(
             ),
         });
     }
+    // The shards: each checked against the digests the signed root names
+    // before anything in it is used.
+    let index = crate::records::manifest::load_shards(&mut manifest, &mut read)?;
+    checks.push(Check {
+        what: files::SHARDS.into(),
+        detail: format!(
+            "{} shard(s) match the digests the manifest names: {} artifact(s), {} input(s)",
+            manifest.shards.len(),
+            manifest.artifacts.len(),
+            manifest.inputs.len()
+        ),
+    });
 
     let provenance: Value =
         serde_json::from_slice(&provenance_bytes).map_err(|e| Error::Verify {
@@ -226,17 +224,13 @@ pub fn verify_records(
                 .collect()
         })
         .unwrap_or_default();
-    let mut expected: Vec<(String, String)> = manifest
-        .artifacts
-        .iter()
-        .map(|a| (a.name.clone(), a.blob.sha256.clone()))
-        .collect();
+    let mut expected = super::record::subjects(&manifest);
     subjects.sort();
     expected.sort();
     if subjects != expected {
         return Err(Error::Verify {
             what: files::PROVENANCE.into(),
-            detail: "its subjects are not the manifest's artifacts".into(),
+            detail: "its subjects are not the manifest's shards and images".into(),
         });
     }
     checks.push(Check {
@@ -245,6 +239,7 @@ pub fn verify_records(
     });
     Ok(SignedBuild {
         manifest,
+        index,
         signer,
         checks,
     })

@@ -48,7 +48,6 @@ use crate::records::SignedEntry;
 use crate::records::history::{
     SignedFreshness, history, read_freshness, read_pointer, verify_chain, verify_freshness,
 };
-use crate::records::manifest::build_key;
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
 pub use machine::{FetchedImage, MachineReport, MachineRequest, deploy_machine};
@@ -242,7 +241,7 @@ struct Resolved {
     head: SignedEntry,
     history: Vec<SignedEntry>,
     freshness: Option<SignedFreshness>,
-    records: BTreeMap<&'static str, Vec<u8>>,
+    records: BTreeMap<String, Vec<u8>>,
     signed: SignedBuild,
     source: Source,
     /// The selected artifacts and how each is unpacked.
@@ -576,7 +575,7 @@ async fn resolve(
 type Records = (
     SignedEntry,
     Vec<SignedEntry>,
-    BTreeMap<&'static str, Vec<u8>>,
+    BTreeMap<String, Vec<u8>>,
     Option<SignedFreshness>,
 );
 
@@ -602,13 +601,8 @@ async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
         });
     };
     let history = history(store, env).await?;
-    let mut records = BTreeMap::new();
-    for name in RECORDS {
-        let key = build_key(&head.entry.build, name);
-        if let Some((bytes, _)) = store.get_bytes(&key).await? {
-            records.insert(name, bytes.to_vec());
-        }
-    }
+    // The records and the manifest's shards, each capped.
+    let records = crate::records::index::read_records(store, &head.entry.build).await?;
     let freshness = read_freshness(store, env).await?;
     Ok((head, history, records, freshness))
 }
@@ -628,6 +622,15 @@ fn read_from_cache(cache: &Path, env: &str) -> Result<Option<Records>> {
     let mut records = BTreeMap::new();
     for name in RECORDS {
         if let Ok(b) = std::fs::read(dir.join(name)) {
+            records.insert(name.to_string(), b);
+        }
+    }
+    let shards = records
+        .get(files::MANIFEST)
+        .map(|m| crate::records::manifest::shard_names(m))
+        .unwrap_or_default();
+    for name in shards {
+        if let Ok(b) = std::fs::read(dir.join(&name)) {
             records.insert(name, b);
         }
     }

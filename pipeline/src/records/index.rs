@@ -1,9 +1,9 @@
-//! The package index of a build: `builds/<id>/index.json`, what the consumer
-//! views need of every artifact (a .deb's `Packages` stanza, an .rpm's
-//! `primary`/`filelists`/`other` fragments), recorded when the artifact is
-//! built so that no promotion reads an artifact again. The index is not
-//! signed itself: the signed manifest names its digest, which [`load`]
-//! checks.
+//! The package index of a build: what the consumer views need of every
+//! artifact (a .deb's `Packages` stanza, an .rpm's `primary`/`filelists`/
+//! `other` fragments), recorded when the artifact is built so that no
+//! promotion reads an artifact again. It is kept in the manifest's shards,
+//! next to the artifacts it describes, which the signed manifest names by
+//! digest ([`super::manifest::load_shards`] checks them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use keys::Keyring;
 
-use super::manifest::{Manifest, build_key, files};
+use super::manifest::{build_key, files};
 use crate::build::verify::verify_records;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -105,6 +105,18 @@ pub enum Fragment {
     Machine(IndexedMachine),
 }
 
+impl Fragment {
+    /// The artifact it describes, and that artifact's sha256.
+    pub fn entry(&self) -> (&str, &str) {
+        match self {
+            Fragment::Deb(d) => (&d.artifact, &d.sha256),
+            Fragment::Rpm(r) => (&r.artifact, &r.sha256),
+            Fragment::Image(i) => (&i.artifact, &i.sha256),
+            Fragment::Machine(m) => (&m.artifact, &m.sha256),
+        }
+    }
+}
+
 impl BuildIndex {
     /// The index of a build made of these artifacts, in their order.
     pub fn from_fragments<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> BuildIndex {
@@ -124,28 +136,6 @@ impl BuildIndex {
             }
         }
         index
-    }
-
-    /// Every indexed artifact with its sha256.
-    fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.debs
-            .iter()
-            .map(|d| (d.artifact.as_str(), d.sha256.as_str()))
-            .chain(
-                self.rpms
-                    .iter()
-                    .map(|r| (r.artifact.as_str(), r.sha256.as_str())),
-            )
-            .chain(
-                self.images
-                    .iter()
-                    .map(|i| (i.artifact.as_str(), i.sha256.as_str())),
-            )
-            .chain(
-                self.machines
-                    .iter()
-                    .map(|m| (m.artifact.as_str(), m.sha256.as_str())),
-            )
     }
 }
 
@@ -197,17 +187,12 @@ pub async fn load_verified(store: &Store, build: &str, keyring: &Keyring) -> Res
             hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
         });
     }
-    let mut records = BTreeMap::new();
-    for name in RECORDS {
-        if let Some((bytes, _)) = store.get_bytes(&build_key(build, name)).await? {
-            records.insert(name, bytes);
-        }
-    }
+    let records = read_records(store, build).await?;
     let signed = verify_records(keyring, |name| {
         records
             .get(name)
-            .map(|b| b.to_vec())
-            .ok_or_else(|| format!("`{}` is missing", build_key(build, name)))
+            .cloned()
+            .ok_or_else(|| format!("`{name}` of build `{build}` is missing"))
     })
     .map_err(|e| match e {
         Error::Verify { what, detail } => Error::Verify {
@@ -226,47 +211,22 @@ pub async fn load_verified(store: &Store, build: &str, keyring: &Keyring) -> Res
             ),
         });
     }
-    let index_key = build_key(build, files::INDEX);
-    let Some(bound) = &manifest.index else {
-        return Err(Error::Verify {
-            what: manifest_key,
-            detail: "names no package index digest (a build of an older pipe): nothing binds \
-                     `index.json` to what the key signed; build and publish it again"
-                .into(),
-        });
-    };
-    let (bytes, _) = store
-        .get_bytes(&index_key)
-        .await?
-        .ok_or_else(|| Error::Usage {
-            message: format!("build `{build}` has no package index (`{index_key}`)"),
-            hint: Some("run `pipe publish` for the build again: it records the index".into()),
-        })?;
-    let found = blake3::hash(&bytes).to_hex().to_string();
-    if found != *bound {
-        return Err(Error::Verify {
-            what: index_key,
-            detail: format!(
-                "blake3 {found}, but the signed manifest names {bound}: the index was changed after the build"
-            ),
-        });
-    }
-    let index: BuildIndex = serde_json::from_slice(&bytes).map_err(|e| Error::Verify {
-        what: index_key.clone(),
-        detail: format!("bound to the signed manifest, but not an index pipe reads: {e}"),
-    })?;
-    check(&index, &manifest, &index_key)?;
     let rpm_blobs = manifest
         .artifacts
         .iter()
         .filter(|a| a.kind == crate::artifact::ArtifactKind::Rpm)
         .map(|a| (a.name.clone(), a.blob.key()))
         .collect();
-    let record = |name| records.get(name).cloned().unwrap_or_default();
+    let record = |name: &str| {
+        records
+            .get(name)
+            .map(|b| bytes::Bytes::from(b.clone()))
+            .unwrap_or_default()
+    };
     Ok(Verified {
         published: Published {
             build: build.to_string(),
-            index: Arc::new(index),
+            index: Arc::new(signed.index),
             rpm_blobs: Arc::new(rpm_blobs),
         },
         provenance: (record(files::PROVENANCE), record(files::PROVENANCE_SIG)),
@@ -274,32 +234,48 @@ pub async fn load_verified(store: &Store, build: &str, keyring: &Keyring) -> Res
     })
 }
 
-/// The records of a build [`load`] verifies.
-const RECORDS: [&str; 4] = [
+/// A build's record files as the store has them, each capped: the manifest,
+/// the provenance, their signatures, and the shards the (not yet verified)
+/// manifest names, by file name ([`files`], [`crate::store::layout::manifest_shard`]).
+/// A missing one is left out: the verification says so.
+pub async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    use futures::{StreamExt, TryStreamExt, stream};
+    let mut records = BTreeMap::new();
+    for name in RECORDS {
+        if let Some((bytes, _)) = store
+            .get_bytes_max(&build_key(build, name), crate::build::verify::MAX_RECORD)
+            .await?
+        {
+            records.insert(name.to_string(), bytes.to_vec());
+        }
+    }
+    let names = records
+        .get(files::MANIFEST)
+        .map(|m| super::manifest::shard_names(m))
+        .unwrap_or_default();
+    let shards: Vec<(String, Option<Vec<u8>>)> = stream::iter(names)
+        .map(|name| async move {
+            let bytes = store
+                .get_bytes_max(&name, super::manifest::MAX_SHARD)
+                .await?
+                .map(|(b, _)| b.to_vec());
+            Ok::<_, Error>((name, bytes))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    for (name, bytes) in shards {
+        if let Some(bytes) = bytes {
+            records.insert(name, bytes);
+        }
+    }
+    Ok(records)
+}
+
+/// The records of a build [`load`] verifies, besides its shards.
+pub const RECORDS: [&str; 4] = [
     files::MANIFEST,
     files::MANIFEST_SIG,
     files::PROVENANCE,
     files::PROVENANCE_SIG,
 ];
-
-/// Every indexed artifact must be an artifact of the signed manifest, with
-/// the same digest: the index is not signed itself.
-fn check(index: &BuildIndex, manifest: &Manifest, key: &str) -> Result<()> {
-    let digests: BTreeMap<&str, &str> = manifest
-        .artifacts
-        .iter()
-        .map(|a| (a.name.as_str(), a.blob.sha256.as_str()))
-        .collect();
-    for (artifact, sha256) in index.entries() {
-        if digests.get(artifact) != Some(&sha256) {
-            return Err(Error::Verify {
-                what: key.to_string(),
-                detail: format!(
-                    "lists `{artifact}` with sha256 {sha256}, which the build manifest does not ({})",
-                    digests.get(artifact).unwrap_or(&"absent")
-                ),
-            });
-        }
-    }
-    Ok(())
-}

@@ -5,9 +5,9 @@
 //! | record | key | written by |
 //! | --- | --- | --- |
 //! | [`Manifest`] (+ provenance, signatures) | `builds/<id>/…` | build, publish |
-//! | [`BuildIndex`] | `builds/<id>/index.json` | build, publish |
+//! | [`manifest::Shard`] (artifacts, inputs, [`BuildIndex`] fragments) | `manifests/<fan>/<blake3>.json` | build, publish |
 //! | [`cache::StepRecord`], [`cache::StageRecord`] | `cache/steps/…`, `cache/stages/…` | build |
-//! | [`version::VersionRecord`] | `packages/<artifact>.json` | publish |
+//! | [`catalog::Root`], [`catalog::Shard`] | `packages/catalog.json`, `packages/catalog/<blake3>.json` | publish |
 //! | [`SignedEntry`] (pointer, history) | `envs/<env>/…` | promote, rollback |
 //! | [`view::ViewState`] | `views/<env>/<view>.json` | the views |
 //!
@@ -16,10 +16,10 @@
 //! types its records name).
 
 pub mod cache;
+pub mod catalog;
 pub mod history;
 pub mod index;
 pub mod manifest;
-pub mod version;
 pub mod view;
 
 pub use history::{Action, Entry, SignedEntry};

@@ -66,11 +66,43 @@ pub fn stage_record(cache_key: &str) -> String {
     format!("cache/stages/{cache_key}.json")
 }
 
-/// `packages/<artifact file name>.json`: which bytes a published artifact
-/// name stands for (the name carries name, version, architecture, format).
-pub fn version_record(artifact: &str) -> String {
-    format!("packages/{artifact}.json")
+/// Where the version records of an older pipe are
+/// (`packages/<artifact file name>.json`), read once into the package
+/// catalog ([`catalog_root`]).
+pub const LEGACY_VERSION_RECORDS: &str = "packages/";
+
+/// True for the key of an older pipe's version record.
+pub fn is_legacy_version_record(key: &str) -> bool {
+    key.strip_prefix(LEGACY_VERSION_RECORDS)
+        .is_some_and(|name| {
+            !name.contains('/') && name.ends_with(".json") && name != "catalog.json"
+        })
 }
+
+/// `packages/catalog.json`: the root of the package catalog (which bytes
+/// every published artifact name stands for), replaced by compare-and-swap
+/// ([`crate::records::catalog`]).
+pub fn catalog_root() -> String {
+    format!("{LEGACY_VERSION_RECORDS}catalog.json")
+}
+
+/// `packages/catalog/<blake3>.json`: a shard of the package catalog, named
+/// by its content.
+pub fn catalog_shard(blake3_hex: &str) -> String {
+    format!("{LEGACY_VERSION_RECORDS}catalog/{blake3_hex}.json")
+}
+
+/// `manifests/<first 2 hex>/<blake3>.json`: a shard of a build manifest
+/// ([`crate::records::manifest::Shard`]), named by its content and shared
+/// by every build whose manifest names it. The same relative path in a
+/// local build directory.
+pub fn manifest_shard(blake3_hex: &str) -> String {
+    let fan = blake3_hex.get(..2).unwrap_or(blake3_hex);
+    format!("{MANIFEST_SHARDS}{fan}/{blake3_hex}.json")
+}
+
+/// The prefix of every manifest shard ([`manifest_shard`]).
+pub const MANIFEST_SHARDS: &str = "manifests/";
 
 /// `builds/<id>/<file>`: a published build's manifest, provenance, their
 /// signatures and its package index.
@@ -157,8 +189,8 @@ pub fn yum_package_href(artifact: &str) -> String {
 /// ([`http_headers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectClass {
-    /// Named by its content (blobs, apt `by-hash` files, checksum-named yum
-    /// data) or never rewritten with other bytes (pool files and the yum
+    /// Named by its content (blobs, manifest and catalog shards, apt
+    /// `by-hash` files, checksum-named yum data) or never rewritten with other bytes (pool files and the yum
     /// repository's package copies, whose names carry name, version and
     /// architecture, pinned by their version record): cached for a year,
     /// never revalidated.
@@ -187,6 +219,8 @@ impl ObjectClass {
 /// way costs a revalidation, the other way a stale repository.
 pub fn object_class(key: &str) -> ObjectClass {
     let immutable = key.starts_with(BLOBS)
+        || key.starts_with(MANIFEST_SHARDS)
+        || key.starts_with(&format!("{LEGACY_VERSION_RECORDS}catalog/"))
         || key.starts_with(POOL)
         || (key.starts_with(DISTS) && key.contains("/by-hash/"))
         || yum_data_is_checksum_named(key)
@@ -304,6 +338,8 @@ mod tests {
         let sum = "ab".repeat(32);
         let immutable = [
             blob_key(&sum),
+            manifest_shard(&sum),
+            catalog_shard(&sum),
             pool("hello", "hello_1.0_all.deb"),
             apt_by_hash("dev", "main/binary-all", &sum),
             yum_file("dev", &format!("repodata/{sum}-primary.xml.gz")),
@@ -328,7 +364,7 @@ mod tests {
             pointer("dev"),
             history_entry("dev", 1),
             view_state("dev", "apt"),
-            version_record("hello_1.0_all.deb"),
+            catalog_root(),
             build_file("b-1", "manifest.json"),
             ROOT.to_string(),
             KEYRING.to_string(),

@@ -706,6 +706,18 @@ impl Store {
                 uploaded: false,
             });
         };
+        self.write_file_as(path, expected, cond).await
+    }
+
+    /// Hashes the file at `path` and, when it is `expected`, writes it as
+    /// that blob under `cond`; otherwise stores nothing and says what the
+    /// file holds.
+    async fn write_file_as(
+        &self,
+        path: &Path,
+        expected: &BlobRef,
+        cond: Condition,
+    ) -> Result<BlobPut> {
         let blob = digest::hash_file(path).await?;
         if blob != *expected {
             return Ok(BlobPut {
@@ -714,6 +726,31 @@ impl Store {
             });
         }
         self.write_blob(blob, Body::from_file(path), cond).await
+    }
+
+    /// [`Store::put_blob_file_as`] for a caller that listed the blobs
+    /// already: `stored` is the size the listing gave the blob (`None`: not
+    /// listed), so nothing is asked before the write. A blob listed at its
+    /// size costs no request; one not listed, a create-only write (a blob
+    /// that appeared since is left alone).
+    pub async fn put_blob_file_listed(
+        &self,
+        path: &Path,
+        expected: &BlobRef,
+        stored: Option<u64>,
+    ) -> Result<BlobPut> {
+        let cond = match stored {
+            Some(size) if size == expected.size => {
+                return Ok(BlobPut {
+                    blob: expected.clone(),
+                    uploaded: false,
+                });
+            }
+            Some(_) => Condition::Overwrite,
+            None => Condition::IfAbsent,
+        };
+        self.before_write().await?;
+        self.write_file_as(path, expected, cond).await
     }
 
     async fn put_blob_body(&self, blob: BlobRef, body: Body) -> Result<BlobPut> {

@@ -21,6 +21,10 @@ pub(super) struct AptSuite;
 struct Kept {
     /// Digests of each index (`main/binary-amd64`): plain, gz, xz.
     digests: Vec<(String, [String; 3])>,
+    /// The chunks each index's gz and xz are made of (absent in states of
+    /// an older pipe).
+    #[serde(default)]
+    chunks: Vec<(String, Vec<repo_index::Chunk>)>,
     #[serde(flatten)]
     generation: Generation,
 }
@@ -36,17 +40,14 @@ impl View for AptSuite {
         if index.debs.is_empty() {
             return Ok(Generated::unchanged(cx));
         }
-        let (prior, same_build): (Kept, bool) = files::prior(cx);
-        // A refresh or repair lists the same packages: reuse the compressed
-        // indices instead of compressing them again.
-        let previous = if same_build {
-            previous(cx.store, cx.env, &prior).await?
-        } else {
-            None
-        };
+        let (prior, _same_build): (Kept, bool) = files::prior(cx);
+        // The last generation's compressed indices: their chunks whose text
+        // did not change are reused (each checked to decompress to the new
+        // text), so a few new packages cost a few chunks' compression.
+        let previous = previous(cx.store, cx.env, &prior).await?;
         let repo = cx.pipeline.repository.clone();
         let (env, key, now) = (cx.env.to_string(), cx.key.clone(), cx.now);
-        let (planned, digests) = spawn_blocking(move || {
+        let (planned, digests, chunks) = spawn_blocking(move || {
             let entries: Vec<apt::Entry> = index
                 .debs
                 .iter()
@@ -59,6 +60,9 @@ impl View for AptSuite {
             config.origin = repo.origin.clone();
             config.label = repo.label.clone();
             config.valid_for = repo.valid_for;
+            if let Some(n) = std::env::var(CHUNK_HOOK).ok().and_then(|v| v.parse().ok()) {
+                config.chunk_stanzas = n;
+            }
             config.components = vec![layout::APT_COMPONENT.into()];
             // Packages of architecture `all` are listed under every
             // architecture; a suite of only those lists the ones its
@@ -71,6 +75,11 @@ impl View for AptSuite {
                     .collect();
             }
             let suite = apt::render_suite(&config, &entries, previous.as_ref())?;
+            tracing::debug!(
+                reused = suite.reused_chunks,
+                compressed = suite.compressed_chunks,
+                "Packages chunks"
+            );
             let signed = suite.sign(&key, now)?;
             let digests: Vec<(String, [String; 3])> = suite
                 .indices
@@ -82,7 +91,12 @@ impl View for AptSuite {
                     )
                 })
                 .collect();
-            Ok((suite.write_plan(&signed).files, digests))
+            let chunks: Vec<(String, Vec<repo_index::Chunk>)> = suite
+                .indices
+                .iter()
+                .map(|s| (s.dir.clone(), s.chunks.clone()))
+                .collect();
+            Ok((suite.write_plan(&signed).files, digests, chunks))
         })
         .await?;
         let (written, generation, expired) =
@@ -98,6 +112,7 @@ impl View for AptSuite {
             )),
             keep: serde_json::to_value(Kept {
                 digests,
+                chunks,
                 generation,
             })
             .expect("serialises"),
@@ -106,63 +121,55 @@ impl View for AptSuite {
     }
 }
 
-/// The last rendering of `env`'s suite, rebuilt from its by-hash files.
+/// A test hook: stanzas per compressed chunk (`repo_index::apt::SuiteConfig::chunk_stanzas`),
+/// so a test with a few packages gets indices of several chunks.
+const CHUNK_HOOK: &str = "PIPE_TEST_APT_CHUNK_STANZAS";
+
+/// Largest compressed index read back from the store for reuse.
+const MAX_INDEX: u64 = 1 << 30;
+
+/// The last rendering of `env`'s suite, rebuilt from its by-hash `.gz` and
+/// `.xz` files and the chunk table the state kept. Nothing in it is
+/// believed: `render_suite` reuses a chunk only once it decompresses to the
+/// new text. `None` when the state names no chunks or a file is gone.
 async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<apt::RenderedSuite>> {
     let mut indices = Vec::new();
     for (dir, digests) in &kept.digests {
+        let Some((_, chunks)) = kept.chunks.iter().find(|(d, _)| d == dir) else {
+            continue;
+        };
+        if chunks.is_empty() {
+            continue;
+        }
         let mut parts: Vec<Arc<[u8]>> = Vec::new();
-        for d in digests {
-            // Only bytes this pipe wrote are signed again: a file changed
-            // in the store since is not reused, and gets rewritten.
-            match store.get_bytes(&layout::apt_by_hash(env, dir, d)).await? {
-                Some((bytes, _)) if super::sha256_hex(&bytes) == *d => {
-                    parts.push(Arc::from(&bytes[..]))
-                }
-                _ => return Ok(None),
+        for d in &digests[1..] {
+            match store
+                .get_bytes_max(&layout::apt_by_hash(env, dir, d), MAX_INDEX)
+                .await
+            {
+                Ok(Some((bytes, _))) => parts.push(Arc::from(&bytes[..])),
+                // Gone, or larger than pipe writes: compressed again.
+                Ok(None) | Err(crate::Error::TooLarge { .. }) => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
-        let [plain, gz, xz]: [Arc<[u8]>; 3] = match parts.try_into() {
+        let [gz, xz]: [Arc<[u8]>; 2] = match parts.try_into() {
             Ok(p) => p,
             Err(_) => return Ok(None),
         };
-        // The state that names these files is not signed: compressed bytes
-        // are signed again only if they decompress to the plain text, whose
-        // digest the new rendering must match to reuse it.
-        let (p2, g2, x2) = (plain.clone(), gz.clone(), xz.clone());
-        let same = spawn_blocking(move || {
-            Ok(decompresses_to(flate2::read::GzDecoder::new(&g2[..]), &p2)
-                && decompresses_to(liblzma::read::XzDecoder::new(&x2[..]), &p2))
-        })
-        .await?;
-        if !same {
-            tracing::warn!(
-                env,
-                dir,
-                "a compressed index in the store is not its plain text; compressing again"
-            );
-            return Ok(None);
-        }
         indices.push(apt::IndexSet {
             dir: dir.clone(),
-            plain,
+            plain: Arc::from(&[][..]),
             gz,
             xz,
+            chunks: chunks.clone(),
         });
     }
     Ok((!indices.is_empty()).then(|| apt::RenderedSuite {
         suite_dir: layout::apt_suite(env),
         release: String::new(),
         indices,
+        reused_chunks: 0,
+        compressed_chunks: 0,
     }))
-}
-
-/// True when `reader` yields exactly `plain` (reading at most one byte more).
-fn decompresses_to(reader: impl std::io::Read, plain: &[u8]) -> bool {
-    let mut out = Vec::with_capacity(plain.len());
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(reader, plain.len() as u64 + 1),
-        &mut out,
-    )
-    .is_ok()
-        && out == plain
 }

@@ -31,6 +31,10 @@ pub(super) struct YumRepository;
 struct Kept {
     /// Data files: kind, checksum, open checksum, open size.
     data: Vec<(String, String, String, u64)>,
+    /// The gzip members of each data file, by kind (absent in states of an
+    /// older pipe).
+    #[serde(default)]
+    chunks: Vec<(String, Vec<repo_index::Chunk>)>,
     #[serde(flatten)]
     generation: Generation,
 }
@@ -56,13 +60,11 @@ impl View for YumRepository {
             same_build,
         )
         .await?;
-        let previous = if same_build {
-            previous(cx.store, cx.env, &prior).await?
-        } else {
-            None
-        };
+        // The last generation's data files: their members whose text did
+        // not change are reused, each checked to decompress to it.
+        let previous = previous(cx.store, cx.env, &prior).await?;
         let (env, key, now) = (cx.env.to_string(), cx.key.clone(), cx.now);
-        let (planned, data) = spawn_blocking(move || {
+        let (planned, data, chunks) = spawn_blocking(move || {
             let config = yum::RepoConfig {
                 dir: layout::yum_repo(&env),
                 timestamp: now,
@@ -76,7 +78,11 @@ impl View for YumRepository {
                 .map(|r| r.xml.with_location(&layout::yum_package_href(&r.artifact)))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let xml: Vec<&yum::PackageXml> = located.iter().collect();
-            let rendered = yum::render_repo(&config, &xml, previous.as_ref())?;
+            let chunk = std::env::var(CHUNK_HOOK)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(yum::DEFAULT_CHUNK_PACKAGES);
+            let rendered = yum::render_repo_chunked(&config, &xml, previous.as_ref(), chunk)?;
             let signature = rendered.sign(&key, now)?;
             let data = rendered
                 .data
@@ -90,7 +96,12 @@ impl View for YumRepository {
                     )
                 })
                 .collect::<Vec<_>>();
-            Ok((rendered.write_plan(&signature).files, data))
+            let chunks = rendered
+                .data
+                .iter()
+                .map(|d| (d.kind.to_string(), d.chunks.clone()))
+                .collect::<Vec<_>>();
+            Ok((rendered.write_plan(&signature).files, data, chunks))
         })
         .await?;
         let (written, generation, expired) =
@@ -102,7 +113,12 @@ impl View for YumRepository {
             written,
             removed: expired.len(),
             valid_until: None,
-            keep: serde_json::to_value(Kept { data, generation }).expect("serialises"),
+            keep: serde_json::to_value(Kept {
+                data,
+                chunks,
+                generation,
+            })
+            .expect("serialises"),
             delete_after: expired,
         })
     }
@@ -145,8 +161,11 @@ async fn place_packages(
                 .rpm_blobs
                 .get(&r.artifact)
                 .ok_or_else(|| Error::Verify {
-                    what: layout::build_file(&published.build, crate::records::files::INDEX),
-                    detail: format!("lists `{}`, which the build manifest does not", r.artifact),
+                    what: layout::build_file(&published.build, crate::records::files::MANIFEST),
+                    detail: format!(
+                        "its shards index `{}`, which they do not list as an artifact",
+                        r.artifact
+                    ),
                 })?;
             todo.push((blob.clone(), key.clone()));
         }
@@ -163,7 +182,17 @@ async fn place_packages(
     Ok(Placed { keys, linked })
 }
 
-/// The last rendering of `env`'s yum data files.
+/// A test hook: packages per gzip member of the data files
+/// (`repo_index::yum::render_repo_chunked`).
+const CHUNK_HOOK: &str = "PIPE_TEST_YUM_CHUNK_PACKAGES";
+
+/// Largest data file read back from the store for reuse.
+const MAX_DATA: u64 = 1 << 30;
+
+/// The last rendering of `env`'s yum data files and the members the state
+/// says they are made of. Nothing in it is believed: `render_repo_chunked`
+/// reuses a member only once it decompresses to the new text. A data file
+/// gone from the store, or without members in the state, is left out.
 async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<yum::RenderedRepo>> {
     let mut data = Vec::new();
     for (kind, checksum, open_checksum, open_size) in &kept.data {
@@ -171,35 +200,23 @@ async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<yum::R
             "primary" => "primary",
             "filelists" => "filelists",
             "other" => "other",
-            _ => return Ok(None),
+            _ => continue,
         };
-        let href = format!("repodata/{checksum}-{kind}.xml.gz");
-        let Some((gz, _)) = store
-            .get_bytes(&layout::yum_file(env, &href))
-            .await?
-            .filter(|(gz, _)| super::sha256_hex(gz) == *checksum)
-        else {
-            return Ok(None);
+        let Some((_, chunks)) = kept.chunks.iter().find(|(k, _)| k == kind) else {
+            continue;
         };
-        // Reused only if it decompresses to what the (unsigned) state says.
-        let (g2, open, open_len) = (gz.clone(), open_checksum.clone(), *open_size);
-        let same = spawn_blocking(move || {
-            let mut text = Vec::new();
-            let read = std::io::Read::read_to_end(
-                &mut std::io::Read::take(flate2::read::GzDecoder::new(&g2[..]), open_len + 1),
-                &mut text,
-            );
-            Ok(read.is_ok() && text.len() as u64 == open_len && super::sha256_hex(&text) == open)
-        })
-        .await?;
-        if !same {
-            tracing::warn!(
-                env,
-                kind,
-                "a yum data file in the store is not what its state says; compressing again"
-            );
-            return Ok(None);
+        if chunks.is_empty() {
+            continue;
         }
+        let href = format!("repodata/{checksum}-{kind}.xml.gz");
+        let gz = match store
+            .get_bytes_max(&layout::yum_file(env, &href), MAX_DATA)
+            .await
+        {
+            Ok(Some((gz, _))) => gz,
+            Ok(None) | Err(crate::Error::TooLarge { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         data.push(yum::DataFile {
             kind,
             href,
@@ -207,6 +224,7 @@ async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<yum::R
             checksum: checksum.clone(),
             open_checksum: open_checksum.clone(),
             open_size: *open_size,
+            chunks: chunks.clone(),
         });
     }
     Ok((!data.is_empty()).then(|| yum::RenderedRepo {
