@@ -9,6 +9,7 @@ pub mod build;
 pub mod deploy;
 pub mod error;
 mod fault;
+mod json;
 pub mod kinds;
 pub mod model;
 pub mod promote;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod rotate;
 pub mod status;
 pub mod store;
+mod task;
 pub mod template;
 pub mod views;
 

@@ -17,6 +17,7 @@ use crate::records::manifest::{build_key, parse_manifest};
 use crate::records::version::{self, VersionRecord};
 use crate::records::{BuildIndex, Fragment, Manifest, files};
 use crate::store::{Body, Condition, Store, digest::spawn_blocking};
+use crate::task::Joined;
 use crate::{Error, Result};
 
 /// What one artifact's upload did.
@@ -166,7 +167,7 @@ pub async fn publish_with(
         } else {
             let (dir_owned, manifest_owned) = (dir.to_path_buf(), manifest.clone());
             let index = spawn_blocking(move || describe_build(&dir_owned, &manifest_owned)).await?;
-            Body::from_bytes(serde_json::to_vec(&index).expect("serialises"))
+            Body::from_bytes(crate::json::to_vec(&index))
         };
         match store.put(&index_key, body, Condition::IfAbsent).await {
             Ok(_) | Err(Error::AlreadyExists { .. }) => {}
@@ -292,7 +293,7 @@ fn describe_build(dir: &Path, manifest: &Manifest) -> Result<BuildIndex> {
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("recording thread panicked"))
+            .flat_map(|h| h.join().joined())
             .collect()
     });
     done.sort_by_key(|(i, _)| *i);

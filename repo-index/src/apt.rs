@@ -447,14 +447,14 @@ pub fn render_suite(
                 scope.spawn(move || {
                     let gz = scope.spawn(move || common::gzip(&format!("{dir}/Packages.gz"), text));
                     let xz = common::xz(&format!("{dir}/Packages.xz"), text, preset)?;
-                    let gz = gz.join().expect("gzip thread panicked")?;
+                    let gz = gz.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
                     Ok((d.to_string(), (Arc::from(gz), Arc::from(xz))))
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("compression thread panicked"))
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     for c in compressed {

@@ -31,6 +31,7 @@ use crate::model::Pipeline;
 use crate::records::cache::Sealer;
 use crate::records::{BuildIndex, DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary};
 use crate::store::{Store, digest};
+use crate::task::Joined;
 use crate::{Error, Result};
 use artifacts::Built;
 use epoch::EpochSource;
@@ -78,7 +79,7 @@ pub async fn plan(p: &Pipeline, key: Option<&SecretKey>) -> Result<(Plan, EpochS
     let p = p.clone();
     let plan = tokio::task::spawn_blocking(move || plan.keyed(&p, &cx))
         .await
-        .expect("planning task panicked")?;
+        .joined()?;
     Ok((plan, source))
 }
 
@@ -150,10 +151,9 @@ pub async fn execute(
         .map(|(path, blob)| Input { path, blob })
         .collect();
     // The package index first: the manifest names its digest.
-    let index = serde_json::to_vec(&BuildIndex::from_fragments(
+    let index = crate::json::to_vec(&BuildIndex::from_fragments(
         built.iter().filter_map(|b| b.index.as_ref()),
-    ))
-    .expect("index serialises");
+    ));
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         build: String::new(),
@@ -200,8 +200,7 @@ pub async fn execute(
         finished_on: rfc3339(SystemTime::now()),
         builder_id: builder_id(),
     };
-    let mut provenance = serde_json::to_vec_pretty(&record::provenance(&manifest, &run))
-        .expect("provenance serialises");
+    let mut provenance = crate::json::to_vec_pretty(&record::provenance(&manifest, &run));
     provenance.push(b'\n');
     let provenance_sig =
         key.sign_detached(&provenance[..], SystemTime::now(), Encoding::Armored)?;

@@ -126,7 +126,7 @@ impl Manifest {
     /// The canonical bytes: pretty JSON, fields in declaration order, a final
     /// newline.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        let mut v = crate::json::to_vec_pretty(self);
         v.push(b'\n');
         v
     }

@@ -45,7 +45,7 @@ pub(crate) async fn put(store: &Store, a: &Artifact, build: &str) -> Result<()> 
     match store
         .put(
             &key,
-            Body::from_bytes(serde_json::to_vec_pretty(&record).expect("serialises")),
+            Body::from_bytes(crate::json::to_vec_pretty(&record)),
             Condition::IfAbsent,
         )
         .await

@@ -102,7 +102,7 @@ impl View for YumRepository {
             written,
             removed: expired.len(),
             valid_until: None,
-            keep: serde_json::to_value(Kept { data, generation }).expect("serialises"),
+            keep: crate::json::to_value(Kept { data, generation }),
             delete_after: expired,
         })
     }

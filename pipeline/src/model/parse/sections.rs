@@ -376,7 +376,9 @@ impl Cx<'_> {
                     let cycle = &chain[pos..];
                     if cycle.len() > 1 && !cycle.iter().any(|c| reported.contains(c)) {
                         reported.extend(cycle.iter().copied());
-                        let first = cycle.iter().min_by_key(|c| from_spans[**c].start).unwrap();
+                        let Some(first) = cycle.iter().min_by_key(|c| from_spans[**c].start) else {
+                            continue;
+                        };
                         let mut path: Vec<&str> = Vec::new();
                         let mut c = *first;
                         loop {
