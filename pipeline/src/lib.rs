@@ -9,6 +9,7 @@ pub mod build;
 pub mod deploy;
 pub mod error;
 mod fault;
+pub mod fsck;
 mod json;
 pub mod kinds;
 pub mod model;
