@@ -52,7 +52,7 @@ for t in "${targets[@]}"; do
         -print_final_stats=1 >"$log" 2>&1 || status=$?
     # The last status line (`#N DONE cov: C ft: F corp: N/S ...`) and the
     # final stats: executions, coverage (edges), features, peak memory.
-    done_line=$(grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
+    done_line=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$done_line")
