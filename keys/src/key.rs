@@ -245,10 +245,12 @@ impl SecretKey {
             .map_err(|e| corrupt(chain(&e)))?
             .collect::<openpgp::Result<Vec<Cert>>>()
             .map_err(|e| corrupt(chain(&e)))?;
-        let stored = match certs.len() {
-            0 => return Err(corrupt("no OpenPGP key found".into())),
-            1 => certs.into_iter().next().expect("one cert"),
-            _ => {
+        let stored = match <[Cert; 1]>::try_from(certs) {
+            Ok([cert]) => cert,
+            Err(certs) if certs.is_empty() => {
+                return Err(corrupt("no OpenPGP key found".into()));
+            }
+            Err(certs) => {
                 return Err(Error::AmbiguousKey {
                     path: path.to_path_buf(),
                     fingerprints: certs.iter().map(|c| c.fingerprint().to_hex()).collect(),
@@ -404,6 +406,10 @@ impl SecretKey {
             }
         };
 
+        #[allow(
+            clippy::expect_used,
+            reason = "`generate` just made this key with the user ID of its options"
+        )]
         let uid: UserID = new_key
             .stored
             .userids()
@@ -535,7 +541,11 @@ fn unlock(cert: &Cert, passphrase: Option<&str>, path: &Path) -> Result<Cert> {
     let mut usable = 0;
     for ka in cert.keys().secret() {
         let key = ka.key().clone();
-        if is_stub(key.optional_secret().expect("secret() yields secret keys")) {
+        // `secret()` yields keys with secret material only.
+        let Some(secret) = key.optional_secret() else {
+            continue;
+        };
+        if is_stub(secret) {
             continue;
         }
         usable += 1;

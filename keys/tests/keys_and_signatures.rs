@@ -1,4 +1,9 @@
 //! Key files, error messages, determinism and tamper detection.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failure, and input is the test's own"
+)]
 
 mod common;
 

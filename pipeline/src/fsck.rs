@@ -714,8 +714,9 @@ async fn repair_history(store: &Store, keyring: &Keyring, env: &str) -> Result<O
         }
     }
     // 2. The copies verify up to their last: the pointer was damaged.
-    if !copies.is_empty() && history::verify_chain(env, &copies, Some(keyring)).is_ok() {
-        let last = copies.last().expect("not empty");
+    if let Some(last) = copies.last()
+        && history::verify_chain(env, &copies, Some(keyring)).is_ok()
+    {
         let key = history::pointer_key(env);
         let cond = match version {
             Some(v) => Condition::IfMatch(v),

@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod error;
 mod fault;
 pub mod fsck;
+mod json;
 pub mod kinds;
 pub mod model;
 pub mod promote;
@@ -19,6 +20,7 @@ pub mod registry;
 pub mod rotate;
 pub mod status;
 pub mod store;
+mod task;
 pub mod template;
 pub mod views;
 

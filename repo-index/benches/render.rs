@@ -1,6 +1,10 @@
 //! Rendering cost at 10,000 packages: `cargo bench -p repo-index --bench
 //! render` prints the figures (the target: a 10,000-package suite in
 //! well under a second). A benchmark, so nothing fails on a number.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark harness: a panic is a failed run, not an input error"
+)]
 
 use std::time::{Duration, Instant, SystemTime};
 

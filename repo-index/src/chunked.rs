@@ -151,7 +151,7 @@ pub(crate) fn compress(
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("compression thread panicked"))
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     let mut packed = reusable;

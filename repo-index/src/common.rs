@@ -51,11 +51,16 @@ impl WritePlan {
             if f.content_addressed && dest.exists() {
                 continue;
             }
-            let dir = dest.parent().expect("planned paths have a parent");
+            let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
+                return Err(std::io::Error::other(format!(
+                    "planned path {:?} names no file",
+                    f.path
+                )));
+            };
             std::fs::create_dir_all(dir)?;
             let tmp = dir.join(format!(
                 ".{}.tmp-{}",
-                dest.file_name().expect("file name").to_string_lossy(),
+                name.to_string_lossy(),
                 std::process::id()
             ));
             std::fs::write(&tmp, &f.bytes)?;

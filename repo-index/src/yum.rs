@@ -743,7 +743,7 @@ pub fn render_repo_chunked(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("compression thread panicked"))
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     let data = data.into_iter().collect::<Result<Vec<_>>>()?;

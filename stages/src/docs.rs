@@ -403,9 +403,12 @@ impl Changelog {
             .mtime(0)
             .operating_system(3)
             .write(Vec::new(), flate2::Compression::best());
-        gz.write_all(self.debian.as_bytes())
-            .expect("writing to memory cannot fail");
-        gz.finish().expect("writing to memory cannot fail")
+        #[allow(clippy::expect_used, reason = "writing to memory cannot fail")]
+        {
+            gz.write_all(self.debian.as_bytes())
+                .expect("writing to memory cannot fail");
+            gz.finish().expect("writing to memory cannot fail")
+        }
     }
 }
 
@@ -564,20 +567,24 @@ fn parse_simple(author: &str, text: &str) -> Result<Vec<ChangelogEntry>, Changel
         if skipping || trimmed.is_empty() {
             continue;
         }
-        let entry = entries.last_mut().expect("not skipping: an entry is open");
+        // Not skipping: a heading opened an entry.
+        let Some(entry) = entries.last_mut() else {
+            continue;
+        };
         let body = trimmed.trim_start();
         match body.strip_prefix("- ").or_else(|| body.strip_prefix("* ")) {
             Some(item) => entry.changes.push(item.trim().to_string()),
-            None if trimmed.starts_with(char::is_whitespace) && !entry.changes.is_empty() => {
-                let last = entry.changes.last_mut().expect("checked");
-                last.push('\n');
-                last.push_str(body);
-            }
-            None => {
-                return Err(err(format!(
-                    "expected a change item `- text` (or an indented continuation line), found `{body}`"
-                )));
-            }
+            None => match entry.changes.last_mut() {
+                Some(last) if trimmed.starts_with(char::is_whitespace) => {
+                    last.push('\n');
+                    last.push_str(body);
+                }
+                _ => {
+                    return Err(err(format!(
+                        "expected a change item `- text` (or an indented continuation line), found `{body}`"
+                    )));
+                }
+            },
         }
     }
     if let Some(e) = entries.iter().find(|e| e.changes.is_empty()) {

@@ -5,6 +5,11 @@
 //!
 //! dpkg-deb, dpkg, dpkg-query and lintian must be installed
 //! (`scripts/install-deps.sh test`); a missing tool fails the test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failure, and input is the test's own"
+)]
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

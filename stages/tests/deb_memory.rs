@@ -10,6 +10,11 @@
 //! Slow in an unoptimised build (the bundled liblzma and md-5 are compiled
 //! at the dev profile's opt-level); figures in the report come from
 //! `cargo test --release -p stages --test deb_memory -- --nocapture`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failure, and input is the test's own"
+)]
 
 use std::fs;
 use std::path::Path;

@@ -4,6 +4,11 @@
 //!
 //! `rpm` must be installed (`scripts/install-deps.sh test`); without it these
 //! tests fail, they do not skip.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failure, and input is the test's own"
+)]
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

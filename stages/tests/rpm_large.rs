@@ -5,6 +5,11 @@
 //!
 //! Its own test binary: peak RSS is per process, and no other test may run
 //! alongside it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failure, and input is the test's own"
+)]
 
 use std::fs;
 use std::process::Command;

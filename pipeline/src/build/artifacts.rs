@@ -17,6 +17,7 @@ use crate::model::Pipeline;
 use crate::records::cache::{Lookup, Sealer, StageOutput, StageRecord};
 use crate::records::{Fragment, Input};
 use crate::store::{BlobRef, Store};
+use crate::task::Joined;
 use crate::{Error, Result, records};
 
 /// An artifact and how this build obtained it.
@@ -69,7 +70,7 @@ pub async fn build_artifacts(
     }
     let mut prepared: Vec<Option<(Prepared, f64)>> = plan.artifacts.iter().map(|_| None).collect();
     while let Some(joined) = resolving.join_next().await {
-        let (i, result, seconds) = joined.expect("prepare task panicked");
+        let (i, result, seconds) = joined.joined();
         let result = result?;
         let node = &plan.artifacts[i];
         if let Some(planned) = &node.cache_key
@@ -94,12 +95,17 @@ pub async fn build_artifacts(
     let permits = Arc::new(tokio::sync::Semaphore::new(writers));
     let mut tasks = tokio::task::JoinSet::new();
     for (node, prepared) in plan.artifacts.iter().zip(prepared) {
+        #[allow(
+            clippy::expect_used,
+            reason = "the loop above prepared every node or returned"
+        )]
         let (prepared, seconds) = prepared.expect("every node was prepared");
         let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
         let out_dir = out_dir.to_path_buf();
         let permits = permits.clone();
         let sealer = sealer.clone();
         tasks.spawn(async move {
+            #[allow(clippy::expect_used, reason = "the semaphore is never closed")]
             let _permit = permits
                 .acquire_owned()
                 .await
@@ -113,7 +119,7 @@ pub async fn build_artifacts(
     }
     let mut built = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        built.extend(joined.expect("artifact task panicked")?);
+        built.extend(joined.joined()?);
     }
     built.sort_by(|a, b| a.artifact.name.cmp(&b.artifact.name));
     Ok(built)
@@ -181,9 +187,7 @@ async fn run_node(
             // a record of an older pipe lacks it: read the artifact.
             let index = match (i, &record.index) {
                 (0, Some(index)) => Some(index.clone()),
-                _ => describe(a.clone(), path.clone(), cx.epoch)
-                    .await
-                    .expect("describe task panicked")?,
+                _ => describe(a.clone(), path.clone(), cx.epoch).await.joined()?,
             };
             files.push((a, path, index));
         }
@@ -211,7 +215,7 @@ async fn run_node(
                     (p.clone(), cx.clone(), node.clone(), out_dir.to_path_buf());
                 tokio::task::spawn_blocking(move || kind.write(&p, &cx, &node, prepared, &out_dir))
                     .await
-                    .expect("artifact writer panicked")?;
+                    .joined()?;
             }
             for name in &outputs {
                 let path = out_dir.join(name);
@@ -223,11 +227,13 @@ async fn run_node(
                     store.put_blob_file(&path).await?
                 };
                 let a = artifact(name, put.blob);
-                let index = describe(a.clone(), path.clone(), cx.epoch)
-                    .await
-                    .expect("describe task panicked")?;
+                let index = describe(a.clone(), path.clone(), cx.epoch).await.joined()?;
                 out.push((a, path, index));
             }
+            #[allow(
+                clippy::expect_used,
+                reason = "a node has at least one output: `write` wrote each"
+            )]
             let (first, rest) = out.split_first().expect("a node has an output");
             let record = StageRecord {
                 name: first.0.name.clone(),
@@ -249,7 +255,7 @@ async fn run_node(
         let (p, node, out_dir) = (p.clone(), node.clone(), out_dir.to_path_buf());
         tokio::task::spawn_blocking(move || kind.assemble(&p, &node, &artifacts, &out_dir))
             .await
-            .expect("assembling task panicked")?;
+            .joined()?;
     }
     let seconds = prepare_seconds + started.elapsed().as_secs_f64();
     Ok(out

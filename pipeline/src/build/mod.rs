@@ -32,6 +32,7 @@ use crate::records::cache::Sealer;
 use crate::records::manifest::{Part, load_shards, shard};
 use crate::records::{DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary};
 use crate::store::{Store, digest};
+use crate::task::Joined;
 use crate::{Error, Result};
 use artifacts::Built;
 use epoch::EpochSource;
@@ -93,7 +94,7 @@ pub async fn plan(p: &Pipeline, key: Option<&SecretKey>) -> Result<(Plan, EpochS
     let p = p.clone();
     let plan = tokio::task::spawn_blocking(move || plan.keyed(&p, &cx))
         .await
-        .expect("planning task panicked")?;
+        .joined()?;
     Ok((plan, source))
 }
 
@@ -221,8 +222,7 @@ pub async fn execute(
         finished_on: rfc3339(SystemTime::now()),
         builder_id: builder_id(),
     };
-    let mut provenance = serde_json::to_vec_pretty(&record::provenance(&manifest, &run))
-        .expect("provenance serialises");
+    let mut provenance = crate::json::to_vec_pretty(&record::provenance(&manifest, &run));
     provenance.push(b'\n');
     let provenance_sig =
         key.sign_detached(&provenance[..], SystemTime::now(), Encoding::Armored)?;

@@ -23,6 +23,7 @@ use crate::model::{Pipeline, Step};
 use crate::records::Input;
 use crate::records::cache::{Lookup, Sealer, StepRecord};
 use crate::store::{Store, digest, layout};
+use crate::task::Joined;
 use crate::{Error, Result, records};
 
 /// `PATH` inside a step: the system directories only, so a step does not
@@ -114,7 +115,7 @@ async fn run_step(
     let owned = step.clone();
     let (key, inputs) = tokio::task::spawn_blocking(move || key(&dir, &owned, epoch))
         .await
-        .expect("step key task panicked")?;
+        .joined()?;
     let mut found = records::cache::step(store, &key, sealer).await?;
     if let Lookup::Trusted(record) = &found
         && let Err(reason) = check_record(step, record)
@@ -149,7 +150,7 @@ async fn run_step(
             let owned = step.clone();
             tokio::task::spawn_blocking(move || execute(&dir, &owned, epoch))
                 .await
-                .expect("step task panicked")?;
+                .joined()?;
             let outputs = store_outputs(p, step, store).await?;
             let record = StepRecord {
                 step: step.name.clone(),
@@ -326,6 +327,7 @@ fn input_files(dir: &Path, step: &Step) -> Result<Vec<InputFile>> {
         if entry.file_type().is_dir() {
             continue;
         }
+        #[allow(clippy::expect_used, reason = "walkdir yields paths under its root")]
         let rel = entry
             .path()
             .strip_prefix(dir)
@@ -494,6 +496,10 @@ async fn store_outputs(p: &Pipeline, step: &Step, store: &Store) -> Result<Vec<O
             .mode()
             & 0o777;
         let put = store.put_blob_file(&path).await?;
+        #[allow(
+            clippy::expect_used,
+            reason = "outputs are paths joined to the project directory"
+        )]
         let rel = path
             .strip_prefix(&p.dir)
             .expect("output under project")

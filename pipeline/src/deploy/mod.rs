@@ -342,16 +342,15 @@ pub async fn deploy(store: std::result::Result<Store, Error>, req: &Request<'_>)
     if let Some(e) = first_error {
         return Err(e);
     }
+    // Every slot is filled: the loop above reports each target or returns.
+    let targets = reports.into_iter().flatten().collect();
     Ok(Report {
         env: req.env.to_string(),
         build,
         signer: resolved.signed.signer,
         source: resolved.source,
         artifacts: fetched,
-        targets: reports
-            .into_iter()
-            .map(|r| r.expect("every target reported"))
-            .collect(),
+        targets,
     })
 }
 
@@ -655,7 +654,7 @@ fn save_cache(cache: &Path, env: &str, r: &Resolved) -> Result<()> {
     };
     write_atomic(
         &cache.join("envs").join(format!("{env}.json")),
-        &serde_json::to_vec_pretty(&cached).expect("serialises"),
+        &crate::json::to_vec_pretty(&cached),
     )
 }
 
@@ -726,12 +725,12 @@ fn remember(target: &Path, head: &SignedEntry) -> Result<()> {
     };
     write_atomic(
         &target.join(TRUSTED_DIR).join(format!("{}.json", e.env)),
-        &serde_json::to_vec_pretty(&known).unwrap_or_default(),
+        &crate::json::to_vec_pretty(&known),
     )
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("a file in a directory");
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     std::fs::write(tmp.path(), bytes).map_err(|e| Error::io(tmp.path(), e))?;

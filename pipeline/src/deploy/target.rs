@@ -139,7 +139,7 @@ fn append_log(dir: &Path, line: &serde_json::Value) {
             .create(true)
             .append(true)
             .open(&path)?;
-        let mut bytes = serde_json::to_vec(line).expect("serialises");
+        let mut bytes = crate::json::to_vec(line);
         bytes.push(b'\n');
         // One write of one line: concurrent appenders do not interleave.
         f.write_all(&bytes)
@@ -271,11 +271,11 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         entries: entries.len(),
     };
     for (name, bytes) in [
-        (RELEASE_ENTRIES, serde_json::to_vec(&entries)),
-        (RELEASE_RECORD, serde_json::to_vec(&record)),
+        (RELEASE_ENTRIES, crate::json::to_vec(&entries)),
+        (RELEASE_RECORD, crate::json::to_vec(&record)),
     ] {
         let path = incoming.path().join(name);
-        fs::write(&path, bytes.expect("serialises")).map_err(|e| Error::io(&path, e))?;
+        fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
     timings.configure = started.elapsed().as_secs_f64();
     fault_point("deploy-configured");
@@ -574,6 +574,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     }
     for e in walkdir::WalkDir::new(&release).min_depth(1) {
         let Ok(e) = e else { continue };
+        #[allow(clippy::expect_used, reason = "walkdir yields paths under its root")]
         let rel = e
             .path()
             .strip_prefix(&release)

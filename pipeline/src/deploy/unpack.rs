@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +117,7 @@ impl Unpacker {
         special_modes: bool,
         input: impl Read,
     ) -> Result<()> {
+        #[allow(clippy::expect_used, reason = "the guard checked both")]
         let broken = |e: io::Error| match e.get_ref().is_some_and(|i| i.is::<Error>()) {
             true => *e
                 .into_inner()
@@ -165,7 +166,10 @@ impl Unpacker {
     /// Checks every symlink against the whole release and returns what was
     /// unpacked, by path.
     pub fn finish(self) -> Result<BTreeMap<String, Recorded>> {
-        let state = self.state.into_inner().expect("unpack state poisoned");
+        let state = self
+            .state
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         for (path, target) in &state.links {
             if escapes(&state.links, path, target) {
                 return Err(refused(
@@ -211,7 +215,7 @@ impl Unpacker {
         };
         let dest = self.root.join(&path);
         let record = {
-            let mut st = self.state.lock().expect("unpack state poisoned");
+            let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(link) = ancestor_link(&st.links, &path) {
                 return Err(refuse(format!(
                     "would be written through the symlink `{link}`"
@@ -282,6 +286,10 @@ impl Unpacker {
                 record
             }
             (Kind::HardLink(target), record) => {
+                #[allow(
+                    clippy::expect_used,
+                    reason = "the hard link target was checked by `clean` when the entry was read"
+                )]
                 let t = self.root.join(clean(target).expect("checked above"));
                 fs::hard_link(&t, &dest).map_err(io_err)?;
                 record
@@ -322,7 +330,7 @@ impl Unpacker {
                 }
             }
         };
-        let mut st = self.state.lock().expect("unpack state poisoned");
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.entries.insert(path, written);
         Ok(())
     }

@@ -152,10 +152,7 @@ impl Kind for OciImage {
         key.field("version", p.project.version.as_bytes());
         key.field("epoch", cx.epoch.to_string().as_bytes());
         key.field("arch", arch.as_bytes());
-        key.field(
-            "section",
-            &serde_json::to_vec(img).expect("model serialises"),
-        );
+        key.field("section", &crate::json::to_vec(img));
         let mut inputs = Vec::new();
         let base = match &img.base {
             ImageBase::Scratch => Base::Scratch,
@@ -211,10 +208,7 @@ impl Kind for OciImage {
         if let Some(src) = git(&cx.dir, &["config", "--get", "remote.origin.url"]) {
             labels.insert("org.opencontainers.image.source".to_string(), src);
         }
-        key.field(
-            "labels",
-            &serde_json::to_vec(&labels).expect("labels serialise"),
-        );
+        key.field("labels", &crate::json::to_vec(&labels));
         labels.extend(img.labels.clone());
         let key = key.finish();
         labels.insert("dev.pipe.stage-key".to_string(), key.clone());
@@ -265,6 +259,7 @@ impl Kind for OciImage {
         prepared: Prepared,
         out_dir: &Path,
     ) -> Result<()> {
+        #[allow(clippy::expect_used, reason = "`prepare` of this kind made the work")]
         let work = *prepared
             .work
             .downcast::<Work>()
@@ -315,6 +310,10 @@ impl Kind for OciImage {
         outputs: &[Artifact],
         out_dir: &Path,
     ) -> Result<()> {
+        #[allow(
+            clippy::expect_used,
+            reason = "an image node always lists its manifest among its outputs"
+        )]
         let manifest = outputs
             .iter()
             .find(|a| a.name.ends_with(".manifest.json"))

@@ -200,12 +200,17 @@ impl Kind for MachineImage {
     ) -> Result<()> {
         let m = machine(p, node)?;
         let key = prepared.key.clone();
+        #[allow(
+            clippy::expect_used,
+            reason = "`prepare` of this kind recorded the base among the inputs"
+        )]
         let base_input = prepared
             .inputs
             .iter()
             .find(|i| i.path == m.base_rootfs)
             .cloned()
             .expect("prepare recorded the base");
+        #[allow(clippy::expect_used, reason = "`prepare` of this kind made the work")]
         let work = *prepared
             .work
             .downcast::<Work>()
@@ -269,7 +274,7 @@ impl Kind for MachineImage {
             removed: &baked.removed,
         };
         let path = out_dir.join(bake_record_name(&m.name));
-        let mut text = serde_json::to_vec_pretty(&record).expect("record serialises");
+        let mut text = crate::json::to_vec_pretty(&record);
         text.push(b'\n');
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         Ok(())

@@ -189,10 +189,7 @@ pub(super) fn prepare(
     key.field("format", format!("{format:?}").as_bytes());
     key.field("version", p.project.version.as_bytes());
     key.field("epoch", cx.epoch.to_string().as_bytes());
-    key.field(
-        "section",
-        &serde_json::to_vec(pkg).expect("model serialises"),
-    );
+    key.field("section", &crate::json::to_vec(pkg));
     let mut inputs = Vec::new();
     for e in &entries {
         let content = match &e.kind {
@@ -246,6 +243,10 @@ pub(super) fn prepare(
 }
 
 /// The tree [`prepare`] resolved.
+#[allow(
+    clippy::expect_used,
+    reason = "`prepare` of a package kind made the work"
+)]
 pub(super) fn entries(prepared: Prepared) -> Vec<stages::tree::Entry> {
     *prepared
         .work

@@ -47,7 +47,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     /// An empty collection for `file` whose text is `source`.
-    pub fn new(file: impl Into<PathBuf>, source: impl Into<Arc<str>>) -> Self {
+    pub(crate) fn new(file: impl Into<PathBuf>, source: impl Into<Arc<str>>) -> Self {
         Diagnostics {
             file: file.into(),
             source: source.into(),
@@ -56,7 +56,7 @@ impl Diagnostics {
     }
 
     /// Records a problem at `span`.
-    pub fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
         let (line, column) = line_column(&self.source, span.start);
         self.list.push(Diagnostic {
             message: message.into(),
@@ -68,7 +68,7 @@ impl Diagnostics {
     }
 
     /// Where `span` starts: 1-based line and column.
-    pub fn position(&self, span: &Span) -> Position {
+    pub(crate) fn position(&self, span: &Span) -> Position {
         let (line, column) = line_column(&self.source, span.start);
         Position { line, column }
     }

@@ -9,7 +9,7 @@ pub type Violation = (String, String);
 
 /// Debian policy 5.6.1: lowercase letters, digits, `+`, `-`, `.`; at least two
 /// characters; starting with a letter or digit.
-pub fn debian_package_name(name: &str) -> Result<(), Violation> {
+pub(crate) fn debian_package_name(name: &str) -> Result<(), Violation> {
     let ok = name.len() >= 2
         && name
             .chars()
@@ -29,7 +29,7 @@ pub fn debian_package_name(name: &str) -> Result<(), Violation> {
 
 /// RPM: letters, digits and `-._+`, not starting with `-` or `.`; no
 /// whitespace, no macro or path characters.
-pub fn rpm_package_name(name: &str) -> Result<(), Violation> {
+pub(crate) fn rpm_package_name(name: &str) -> Result<(), Violation> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -66,7 +66,7 @@ const PRERELEASE_WORDS: [&str; 8] = [
 /// the RPM `Version`, so it has to obey the stricter rule of each: it starts
 /// with a digit (dpkg), has no `-` (dpkg's revision separator, forbidden in
 /// an RPM Version), no `:` (an epoch), and no `_` (dpkg rejects it).
-pub fn version(v: &str) -> Result<(), Violation> {
+pub(crate) fn version(v: &str) -> Result<(), Violation> {
     if v.is_empty() {
         return Err((
             "the version is empty".into(),
@@ -156,7 +156,7 @@ pub fn environment_name(name: &str) -> Result<(), Violation> {
 }
 
 /// OCI distribution spec: a repository path component.
-pub fn image_name(name: &str) -> Result<(), Violation> {
+pub(crate) fn image_name(name: &str) -> Result<(), Violation> {
     let ok = !name.is_empty()
         && name.split(['.', '_', '-']).all(|part| {
             !part.is_empty()
@@ -175,7 +175,7 @@ pub fn image_name(name: &str) -> Result<(), Violation> {
 }
 
 /// Machine and project names end up in file names and store keys.
-pub fn simple_name(kind: &str, name: &str) -> Result<(), Violation> {
+pub(crate) fn simple_name(kind: &str, name: &str) -> Result<(), Violation> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
@@ -192,7 +192,7 @@ pub fn simple_name(kind: &str, name: &str) -> Result<(), Violation> {
 
 /// An absolute path inside the installed system, without `.` or `..`
 /// components (which would let a package write outside where it says).
-pub fn install_path(path: &str) -> Result<(), Violation> {
+pub(crate) fn install_path(path: &str) -> Result<(), Violation> {
     if !path.starts_with('/') {
         return Err((
             format!("`{path}` is not an absolute path"),
@@ -222,7 +222,7 @@ pub fn install_path(path: &str) -> Result<(), Violation> {
 
 /// A path inside the project: relative, without `..` (a step must not read
 /// or write outside the project it is cached for).
-pub fn relative_path(path: &str) -> Result<(), Violation> {
+pub(crate) fn relative_path(path: &str) -> Result<(), Violation> {
     if path.starts_with('/') {
         return Err((
             format!("`{path}` is an absolute path"),
@@ -241,7 +241,7 @@ pub fn relative_path(path: &str) -> Result<(), Violation> {
 
 /// One Debian relation: alternatives separated by `|`, each `name`,
 /// optionally with `(OP version)` where OP is one of dpkg's five operators.
-pub fn relation(rel: &str) -> Result<(), Violation> {
+pub(crate) fn relation(rel: &str) -> Result<(), Violation> {
     for alt in rel.split('|') {
         let alt = alt.trim();
         let (name, rest) = alt
@@ -276,7 +276,7 @@ pub fn relation(rel: &str) -> Result<(), Violation> {
 }
 
 /// Permission bits written as an octal string (`"0755"`).
-pub fn octal_mode(mode: &str) -> Result<u32, Violation> {
+pub(crate) fn octal_mode(mode: &str) -> Result<u32, Violation> {
     let ok = (3..=4).contains(&mode.len()) && mode.chars().all(|c| ('0'..='7').contains(&c));
     match u32::from_str_radix(mode, 8) {
         Ok(m) if ok => Ok(m),
@@ -319,7 +319,7 @@ pub fn size(text: &str) -> Result<u64, Violation> {
 
 /// Closest candidate to `given`, if one is close enough to be a likely typo:
 /// a transposition or a couple of edits (`dve`, `sumary`) or a near prefix.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     given: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -367,10 +367,10 @@ pub fn duration(s: &str) -> Result<std::time::Duration, Violation> {
 }
 
 /// The latest build timestamp: rpm headers keep times in 32 unsigned bits.
-pub const MAX_EPOCH: u64 = u32::MAX as u64;
+pub(crate) const MAX_EPOCH: u64 = u32::MAX as u64;
 
 /// The longest duration `pipeline.toml` accepts.
-pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+pub(crate) const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
 
 #[cfg(test)]
 mod tests {

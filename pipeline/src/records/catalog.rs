@@ -90,7 +90,7 @@ pub fn bucket(name: &str) -> String {
 }
 
 fn shard_bytes(shard: &Shard) -> Vec<u8> {
-    serde_json::to_vec(shard).expect("a shard serialises")
+    crate::json::to_vec(shard)
 }
 
 /// How many shards are read at once.
@@ -308,7 +308,7 @@ pub async fn add(store: &Store, mut base: Catalog, new: &BTreeMap<String, Entry>
             format: CATALOG_FORMAT,
             shards,
         };
-        let root_bytes = serde_json::to_vec_pretty(&root).expect("a root serialises");
+        let root_bytes = crate::json::to_vec_pretty(&root);
         let root_len = root_bytes.len() as u64;
         let cond = match &base.version {
             Some(v) => Condition::IfMatch(v.clone()),

@@ -52,7 +52,7 @@ impl Entry {
     /// The bytes that are signed and chained: compact JSON, fields in
     /// declaration order.
     pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("entry serialises")
+        crate::json::to_vec(self)
     }
 
     /// The digest the next entry names as `previous`.
@@ -91,7 +91,7 @@ pub struct Freshness {
 impl Freshness {
     /// The bytes that are signed: compact JSON, fields in declaration order.
     pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_vec(self)
     }
 }
 
@@ -272,7 +272,7 @@ impl Entry {
             .map_err(Error::Signing)?;
         Ok(SignedEntry {
             entry: self,
-            signature: String::from_utf8(signature).expect("armor is ASCII"),
+            signature: String::from_utf8_lossy(&signature).into_owned(),
         })
     }
 }
@@ -280,7 +280,7 @@ impl Entry {
 impl SignedEntry {
     /// The bytes stored for the pointer and the history copy.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("serialises")
+        crate::json::to_vec_pretty(self)
     }
 }
 

@@ -206,7 +206,7 @@ pub fn shard(parts: Vec<Part>, step_inputs: Vec<Input>) -> Sharded {
             .into_iter()
             .map(|(path, blob)| Input { path, blob })
             .collect();
-        let bytes = serde_json::to_vec(&shard).expect("a shard serialises");
+        let bytes = crate::json::to_vec(&shard);
         let blob = BlobRef {
             blake3: blake3::hash(&bytes).to_hex().to_string(),
             sha256: {
@@ -394,7 +394,7 @@ impl Manifest {
     /// The canonical bytes: pretty JSON, fields in declaration order, a final
     /// newline.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        let mut v = crate::json::to_vec_pretty(self);
         v.push(b'\n');
         v
     }

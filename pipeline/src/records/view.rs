@@ -78,7 +78,7 @@ pub(crate) async fn put(
         Some(v) => Condition::IfMatch(v.clone()),
         None => Condition::IfAbsent,
     };
-    let bytes = serde_json::to_vec_pretty(state).expect("serialises");
+    let bytes = crate::json::to_vec_pretty(state);
     match store.put(&key, Body::from_bytes(bytes), cond).await {
         Ok(v) => Ok(v),
         Err(Error::AlreadyExists { key }) => Err(Error::Conflict {

@@ -91,6 +91,10 @@ pub(crate) async fn spool_hashed(
     .into_parts();
     let mut state = Some((file, Hasher::new(), vec![0u8; CHUNK]));
     loop {
+        #[allow(
+            clippy::expect_used,
+            reason = "the state is put back at the end of every round"
+        )]
         let (file, hasher, mut buf) = state.take().expect("state is put back every round");
         let n = fill(&mut reader, &mut buf)
             .await

@@ -175,6 +175,10 @@ impl Backend for LocalBackend {
     async fn copy_if_absent(&self, from: &str, to: &str, durable: bool) -> Result<bool> {
         let (src, dst) = (self.path(from), self.path(to));
         spawn_blocking(move || {
+            #[allow(
+                clippy::expect_used,
+                reason = "a key is a non-empty path joined to the store root"
+            )]
             let parent = dst.parent().expect("a key has a parent: the store root");
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             // A link is atomic and fails if the target exists; objects are
@@ -364,6 +368,10 @@ fn commit(
     // Renaming or linking keeps the inode and its modification time, so the
     // temporary file's version is the object's.
     let mut version = version_of(&std::fs::metadata(&tmp).map_err(|e| Error::io(&tmp, e))?);
+    #[allow(
+        clippy::expect_used,
+        reason = "a key is a non-empty path joined to the store root"
+    )]
     let parent = path.parent().expect("a key has a parent: the store root");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     match cond {
@@ -428,6 +436,10 @@ fn lock_key(root: &Path, key: &str) -> Result<std::fs::File> {
 
 /// Makes a rename or link durable.
 fn sync_parent(path: &Path) -> Result<()> {
+    #[allow(
+        clippy::expect_used,
+        reason = "a key is a non-empty path joined to the store root"
+    )]
     let parent = path.parent().expect("a key has a parent");
     std::fs::File::open(parent)
         .and_then(|d| d.sync_all())
@@ -443,6 +455,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
+        #[allow(clippy::expect_used, reason = "walkdir yields paths under its root")]
         let rel = path
             .strip_prefix(root)
             .expect("walked below the root")

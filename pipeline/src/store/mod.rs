@@ -542,7 +542,7 @@ impl Store {
                     created_by: Some(format!("pipe {}", env!("CARGO_PKG_VERSION"))),
                     extra: Default::default(),
                 };
-                let json = serde_json::to_vec_pretty(&root).expect("the root object serialises");
+                let json = crate::json::to_vec_pretty(&root);
                 match self
                     .backend()
                     .put(
@@ -901,8 +901,11 @@ impl Store {
 /// Recovers the store error a [`BlobReader`] wrapped into an `io::Error`.
 fn blob_read_error(key: &str, backend: &dyn Backend, e: std::io::Error) -> Error {
     if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        #[allow(clippy::expect_used, reason = "the condition checked both")]
         let inner = e.into_inner().expect("checked above");
-        return *inner.downcast::<Error>().expect("checked above");
+        #[allow(clippy::expect_used, reason = "the condition checked both")]
+        let e = inner.downcast::<Error>().expect("checked above");
+        return *e;
     }
     backend.read_error(key, e)
 }

@@ -110,12 +110,11 @@ impl View for AptSuite {
             valid_until: Some(crate::build::rfc3339(
                 cx.now + cx.pipeline.repository.valid_for,
             )),
-            keep: serde_json::to_value(Kept {
+            keep: crate::json::to_value(Kept {
                 digests,
                 chunks,
                 generation,
-            })
-            .expect("serialises"),
+            }),
             delete_after: expired,
         })
     }

@@ -112,7 +112,7 @@ impl View for MachinePointer {
         }
         if machines.is_empty() {
             return Ok(Generated {
-                keep: serde_json::to_value(Kept::default()).expect("serialises"),
+                keep: crate::json::to_value(Kept::default()),
                 delete_after,
                 ..Default::default()
             });
@@ -145,7 +145,7 @@ impl View for MachinePointer {
                     .collect(),
                 provenance: provenance.clone(),
             };
-            let mut text = serde_json::to_vec_pretty(&doc).expect("serialises");
+            let mut text = crate::json::to_vec_pretty(&doc);
             text.push(b'\n');
             let (key, now, signed_text) = (cx.key.clone(), cx.now, text.clone());
             let signed = crate::store::digest::spawn_blocking(move || {
@@ -176,7 +176,7 @@ impl View for MachinePointer {
             written,
             removed: delete_after.len(),
             valid_until: None,
-            keep: serde_json::to_value(Kept { machines }).expect("serialises"),
+            keep: crate::json::to_value(Kept { machines }),
             delete_after,
         })
     }

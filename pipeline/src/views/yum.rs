@@ -113,12 +113,11 @@ impl View for YumRepository {
             written,
             removed: expired.len(),
             valid_until: None,
-            keep: serde_json::to_value(Kept {
+            keep: crate::json::to_value(Kept {
                 data,
                 chunks,
                 generation,
-            })
-            .expect("serialises"),
+            }),
             delete_after: expired,
         })
     }

@@ -10,6 +10,10 @@
 use serde_json::Value;
 
 /// Serialises `value` with every object's keys sorted.
+#[allow(
+    clippy::expect_used,
+    reason = "OCI types are structs and string-keyed maps, which serialise"
+)]
 pub(crate) fn to_vec(value: &impl serde::Serialize) -> Vec<u8> {
     let v = serde_json::to_value(value).expect("OCI types serialise to JSON");
     let mut out = Vec::new();
@@ -17,19 +21,23 @@ pub(crate) fn to_vec(value: &impl serde::Serialize) -> Vec<u8> {
     out
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a JSON string or scalar always serialises"
+)]
 fn write(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by_key(|(k, _)| *k);
             out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 out.extend_from_slice(&serde_json::to_vec(k).expect("a string serialises"));
                 out.push(b':');
-                write(&map[k], out);
+                write(v, out);
             }
             out.push(b'}');
         }

@@ -272,7 +272,7 @@ pub fn build_image(spec: &ImageSpec, dir: &Path) -> Result<BuiltImage> {
                 .created(created.clone())
                 .created_by(format!("pipe: package {}", l.package))
                 .build()
-                .expect("history fields are all optional"),
+                .map_err(|e| Error::write("image history", io::Error::other(e)))?,
         );
     }
 
@@ -409,12 +409,12 @@ fn descriptor(b: &BlobRef) -> Result<Descriptor> {
         .digest
         .parse()
         .map_err(|e| Error::write(&b.digest, io::Error::other(e)))?;
-    Ok(DescriptorBuilder::default()
+    DescriptorBuilder::default()
         .media_type(MediaType::from(b.media_type.as_str()))
         .digest(digest)
         .size(b.size)
         .build()
-        .expect("media type, digest and size are set"))
+        .map_err(|e| Error::write(&b.digest, io::Error::other(e)))
 }
 
 /// Writes a blob through `write` into a temporary file in `dir`, then

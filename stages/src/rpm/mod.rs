@@ -468,8 +468,11 @@ fn sign(
         .sign(header.as_slice(), t)
         .map_err(|e| match e {
             rpm::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<keys::Error>()) => {
+                #[allow(clippy::expect_used, reason = "the guard checked both")]
                 let inner = io.into_inner().expect("checked above");
-                key_err(*inner.downcast::<keys::Error>().expect("checked above"))
+                #[allow(clippy::expect_used, reason = "the guard checked both")]
+                let e = inner.downcast::<keys::Error>().expect("checked above");
+                key_err(*e)
             }
             other => rpm_err(other),
         })?;
