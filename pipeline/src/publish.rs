@@ -240,11 +240,21 @@ fn local_differs(a: &Artifact, found: &crate::store::BlobRef, what: &str) -> Err
 /// damaged bytes). True when it did.
 async fn repair_artifact(dir: &Path, store: &Store, a: &Artifact, read_back: bool) -> Result<bool> {
     let key = a.blob.key();
-    let intact = match store.head(&key).await? {
-        Some(meta) if meta.size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
+    let found = store.stat(&key).await?;
+    let intact = match &found {
+        Some(l) if l.meta.size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
         _ => false,
     };
     if intact {
+        // Reused, not written: freshened when old, with its pool copy (its
+        // own object on S3), so `pipe gc` keeps both until this build is
+        // visible.
+        if let Some(l) = &found
+            && store.freshen_if_older(l, store.freshen_after()).await?
+            && let Some(pool) = kinds::of(a.kind).pool_key(a)
+        {
+            store.copy_if_absent(&key, &pool).await?;
+        }
         return Ok(false);
     }
     let put = store.replace_blob_file(&dir.join(&a.name), &a.blob).await?;

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::digest::{CHUNK, spawn_blocking};
-use super::{Backend, Body, BodyInner, Condition, Object, ObjectBody, ObjectMeta, Version};
+use super::{
+    Backend, Body, BodyInner, Condition, Listed, Object, ObjectBody, ObjectMeta, Upload, Version,
+};
 use crate::{Error, Result};
 
 const TMP: &str = ".tmp";
@@ -111,16 +113,6 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        let path = self.path(key);
-        spawn_blocking(move || match std::fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if is_missing(&e) => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        })
-        .await
-    }
-
     async fn put(&self, key: &str, body: Body, cond: Condition, durable: bool) -> Result<Version> {
         let tmp_dir = self.root.join(TMP);
         let (tmp, _blake3) = match body.0 {
@@ -153,6 +145,97 @@ impl Backend for LocalBackend {
             let mut out = Vec::new();
             walk(&root, &start, &prefix, &mut out)?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        spawn_blocking(move || {
+            let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+            let start = if dir_part.is_empty() {
+                root.clone()
+            } else {
+                root.join(dir_part)
+            };
+            let mut out = Vec::new();
+            walk_with(&root, &start, &prefix, &mut |key, meta| {
+                out.push(listed(key, meta))
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<Listed>> {
+        let path = self.path(key);
+        let key = key.to_string();
+        spawn_blocking(move || match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(listed(key, &m))),
+            Ok(_) => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        })
+        .await
+    }
+
+    async fn freshen(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        spawn_blocking(move || {
+            // The object's bytes never change: only its modification time,
+            // which every hard link of it (a pool copy) shares.
+            match std::fs::File::options().write(true).open(&path) {
+                Ok(f) => f
+                    .set_modified(std::time::SystemTime::now())
+                    .map_err(|e| Error::io(&path, e)),
+                Err(e) if is_missing(&e) => Ok(()),
+                Err(e) => Err(Error::io(&path, e)),
+            }
+        })
+        .await
+    }
+
+    async fn uploads(&self) -> Result<Vec<Upload>> {
+        let dir = self.root.join(TMP);
+        spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if is_missing(&e) => return Ok(Vec::new()),
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            let mut out = Vec::new();
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                out.push(Upload {
+                    key: format!("{TMP}/{name}"),
+                    id: name,
+                    initiated: unix(
+                        meta.modified()
+                            .unwrap_or_else(|_| std::time::SystemTime::now()),
+                    ),
+                    size: meta.len(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        // Only a plain name inside `.tmp/`: never a path elsewhere.
+        if matches!(upload.id.as_str(), "" | "." | "..") || upload.id.contains(['/', '\\']) {
+            return Ok(());
+        }
+        let path = self.root.join(TMP).join(&upload.id);
+        spawn_blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
         })
         .await
     }
@@ -438,7 +521,40 @@ fn sync_parent(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(parent, e))
 }
 
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn listed(key: String, meta: &std::fs::Metadata) -> Listed {
+    Listed {
+        modified: meta
+            .modified()
+            .unwrap_or_else(|_| std::time::SystemTime::now()),
+        meta: ObjectMeta {
+            key,
+            size: meta.len(),
+            version: version_of(meta),
+        },
+    }
+}
+
 fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<()> {
+    walk_with(root, dir, prefix, &mut |key, meta| {
+        out.push(ObjectMeta {
+            key,
+            size: meta.len(),
+            version: version_of(meta),
+        })
+    })
+}
+
+fn walk_with(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    found: &mut dyn FnMut(String, &std::fs::Metadata),
+) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if is_missing(&e) => return Ok(()),
@@ -460,7 +576,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
             // Descend only where keys with the prefix can be.
             let as_dir = format!("{rel}/");
             if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                walk(root, &path, prefix, out)?;
+                walk_with(root, &path, prefix, found)?;
             }
         } else if ty.is_file() && rel.starts_with(prefix) {
             let meta = match std::fs::metadata(&path) {
@@ -468,11 +584,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
                 Err(e) if is_missing(&e) => continue, // deleted meanwhile
                 Err(e) => return Err(Error::io(&path, e)),
             };
-            out.push(ObjectMeta {
-                key: rel,
-                size: meta.len(),
-                version: version_of(&meta),
-            });
+            found(rel, &meta);
         }
     }
     Ok(())

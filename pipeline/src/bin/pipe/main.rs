@@ -95,6 +95,11 @@ fn main() -> ExitCode {
             Command::Init => commands::init::run(&cx),
             Command::Validate => commands::validate::run(&cx),
             Command::Status => commands::status::run(&cx).await,
+            Command::Gc {
+                dry_run,
+                keep_history,
+                grace,
+            } => commands::gc::run(&cx, dry_run, keep_history, grace).await,
             Command::Registry(cli::RegistryCommand::Seed) => commands::registry::seed(&cx).await,
             Command::Build { plan } => commands::build::run(&cx, plan).await,
             Command::Keys(cmd) => commands::keys::run(&cx, &cmd).await,

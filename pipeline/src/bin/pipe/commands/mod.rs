@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod deploy;
+pub mod gc;
 pub mod init;
 pub mod keys;
 pub mod promote;
