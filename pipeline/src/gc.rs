@@ -129,7 +129,8 @@ pub struct Removal {
     pub key: String,
     /// Its size in bytes (an S3 multipart upload: the parts uploaded).
     pub size: u64,
-    /// Seconds since it was last written (an upload: started).
+    /// Seconds since it was last written (an upload: since it last received
+    /// bytes).
     pub age: u64,
     /// The S3 upload id, or the local temporary file's name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,7 +271,7 @@ pub async fn collect(store: &Store, opts: &Options) -> Result<Report> {
     }
     let stale_uploads: Vec<&Upload> = uploads
         .iter()
-        .filter(|u| unix_secs(now) > u.initiated.saturating_add(grace.as_secs()))
+        .filter(|u| unix_secs(now) > u.last_active.saturating_add(grace.as_secs()))
         .collect();
 
     // 4. The pointers once more, right before deleting: a build a promotion
@@ -319,7 +320,7 @@ pub async fn collect(store: &Store, opts: &Options) -> Result<Report> {
         class: Class::Upload,
         key: u.key.clone(),
         size: u.size,
-        age: unix_secs(now).saturating_sub(u.initiated),
+        age: unix_secs(now).saturating_sub(u.last_active),
         upload_id: Some(u.id.clone()),
     }));
 
@@ -343,8 +344,18 @@ pub async fn collect(store: &Store, opts: &Options) -> Result<Report> {
                     store.delete(key).await?;
                 }
             } else {
+                let first = std::sync::atomic::AtomicBool::new(true);
+                let first = &first;
                 stream::iter(keys)
-                    .map(|key| store.delete(key))
+                    .map(|key| async move {
+                        store.delete(key).await?;
+                        if class == Class::Blob
+                            && first.swap(false, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            fault::hold("gc-deleted-blob");
+                        }
+                        Ok::<_, Error>(())
+                    })
                     .buffer_unordered(CONCURRENCY)
                     .try_collect::<Vec<()>>()
                     .await?;

@@ -175,6 +175,7 @@ pub async fn publish_with(
     }
 
     store.flush().await?;
+    crate::fault::hold("publish-before-manifest");
 
     // The signatures and provenance go in before the manifest: the manifest
     // is what makes a build visible.

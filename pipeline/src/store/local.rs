@@ -214,7 +214,7 @@ impl Backend for LocalBackend {
                 out.push(Upload {
                     key: format!("{TMP}/{name}"),
                     id: name,
-                    initiated: unix(
+                    last_active: unix(
                         meta.modified()
                             .unwrap_or_else(|_| std::time::SystemTime::now()),
                     ),
@@ -412,8 +412,8 @@ fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::T
             hasher.update(&b);
             tmp.write_all(&b).map_err(|e| Error::io(&tmp_path, e))?;
         }
-        BodyInner::File(src) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
-        BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
+        BodyInner::File(src) => copy_hashing(&src, tmp.as_file_mut(), &tmp_path, &mut hasher)?,
+        BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &tmp_path, &mut hasher)?,
         BodyInner::Reader(_) => unreachable!("readers are spooled before"),
     }
     if durable {
@@ -424,7 +424,15 @@ fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::T
     Ok((tmp.into_temp_path(), hasher.finalize().to_hex().to_string()))
 }
 
-fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher) -> Result<()> {
+/// Copies `src` into `dst` (the file at `dst_path`), hashing; an error
+/// names the file it happened on (a full disk is the store's, not the
+/// source's).
+fn copy_hashing(
+    src: &Path,
+    dst: &mut std::fs::File,
+    dst_path: &Path,
+    hasher: &mut blake3::Hasher,
+) -> Result<()> {
     let mut file = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -435,7 +443,8 @@ fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher
             Err(e) => return Err(Error::io(src, e)),
         };
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(|e| Error::io(src, e))?;
+        dst.write_all(&buf[..n])
+            .map_err(|e| Error::io(dst_path, e))?;
     }
 }
 

@@ -251,10 +251,12 @@ pub struct Upload {
     pub key: String,
     /// The S3 upload id (local: the file name).
     pub id: String,
-    /// When it started, Unix seconds.
-    pub initiated: u64,
-    /// Bytes it holds so far, when known (local: the file's size; S3: not
-    /// listed, 0).
+    /// When it started or last received bytes (S3: the later of its
+    /// `Initiated` and its newest part's `LastModified`; local: the file's
+    /// modification time), Unix seconds: `pipe gc` aborts only uploads
+    /// idle longer than its grace period.
+    pub last_active: u64,
+    /// Bytes it holds so far (S3: its parts; local: the file's size).
     pub size: u64,
 }
 
@@ -727,7 +729,7 @@ impl Store {
     /// Uploads started and never finished, oldest first (see [`Upload`]).
     pub async fn uploads(&self) -> Result<Vec<Upload>> {
         let mut all = self.backend().uploads().await?;
-        all.sort_by(|a, b| (a.initiated, &a.key).cmp(&(b.initiated, &b.key)));
+        all.sort_by(|a, b| (a.last_active, &a.key).cmp(&(b.last_active, &b.key)));
         Ok(all)
     }
 

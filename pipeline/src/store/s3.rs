@@ -160,6 +160,56 @@ impl S3Backend {
         })
     }
 
+    /// The bytes the parts of an unfinished multipart upload hold, and when
+    /// its last part arrived (Unix seconds; 0 with no part). Some servers
+    /// report an upload's `Initiated` wrongly (moto: a fixed date), the
+    /// parts' `LastModified` are what the server stored.
+    async fn parts(&self, key: &str, id: &str) -> Result<(u64, u64)> {
+        let (mut size, mut last) = (0u64, 0u64);
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .upload_id(id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                // Finished or aborted since it was listed.
+                Err(e) if matches!(Self::classify(&e), Class::Missing) => return Ok((size, last)),
+                // An answer the SDK cannot read (moto 5 names its root
+                // `ListPartsResponse`): the upload's `Initiated` is all
+                // there is to go by.
+                Err(SdkError::ServiceError(e)) if e.raw().status().is_success() => {
+                    tracing::debug!(
+                        key,
+                        id,
+                        "cannot read the parts of an upload; going by its start"
+                    );
+                    return Ok((size, last));
+                }
+                Err(e) => return Err(self.error("ListParts", key, e)),
+            };
+            for part in page.parts() {
+                size += part.size().unwrap_or(0).max(0) as u64;
+                last = last.max(crate::records::history::unix_secs(system_time(
+                    part.last_modified(),
+                )));
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok((size, last));
+            }
+            marker = page.next_part_number_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok((size, last));
+            }
+        }
+    }
+
     /// How many leading characters of a listed key are the store's prefix.
     fn strip(&self) -> usize {
         if self.prefix.is_empty() {
@@ -703,11 +753,13 @@ impl Backend for S3Backend {
                 else {
                     continue;
                 };
+                let (size, last_part) = self.parts(key, id).await?;
+                let started = crate::records::history::unix_secs(system_time(u.initiated()));
                 out.push(Upload {
                     key: key.to_string(),
                     id: id.to_string(),
-                    initiated: crate::records::history::unix_secs(system_time(u.initiated())),
-                    size: 0,
+                    last_active: started.max(last_part),
+                    size,
                 });
             }
             if page.is_truncated() != Some(true) {
