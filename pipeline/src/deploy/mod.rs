@@ -46,7 +46,8 @@ use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
 use crate::records::SignedEntry;
 use crate::records::history::{
-    SignedFreshness, history, read_freshness, read_pointer, verify_chain, verify_freshness,
+    SignedFreshness, history_since, read_freshness, read_pointer, verify_chain_after,
+    verify_freshness,
 };
 use crate::records::manifest::build_key;
 use crate::store::{BlobRef, Store, digest};
@@ -467,7 +468,7 @@ async fn resolve(
 ) -> Result<Resolved> {
     let started = Instant::now();
     let attempt: std::result::Result<(Records, Source), String> = match store {
-        Ok(store) => match read_from_store(store, env).await {
+        Ok(store) => match read_from_store(store, env, &cached_history(targets, env)).await {
             Ok(r) => Ok((
                 r,
                 Source::Store {
@@ -514,7 +515,14 @@ async fn resolve(
     fault_point("deploy-resolved");
 
     let started = Instant::now();
-    verify_chain(env, &history, Some(keyring))?;
+    // Signatures up to the head every target verified before were checked
+    // then; the chain of digests binds them to what is checked now.
+    let verified_before = targets
+        .iter()
+        .map(|d| remembered_seq(d, env, &history))
+        .min()
+        .unwrap_or(0);
+    verify_chain_after(env, &history, Some(keyring), verified_before)?;
     match history.last() {
         Some(last) if last.entry == head.entry && last.signature == head.signature => {}
         _ => {
@@ -580,7 +588,37 @@ type Records = (
     Option<SignedFreshness>,
 );
 
-async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
+/// The history a target's cache holds for `env` (verified when it was
+/// saved): the prefix [`history_since`] extends.
+fn cached_history(targets: &[PathBuf], env: &str) -> Vec<SignedEntry> {
+    targets
+        .iter()
+        .find_map(|d| read_from_cache(&d.join(CACHE_DIR), env).ok().flatten())
+        .map(|(_, history, _, _)| history)
+        .unwrap_or_default()
+}
+
+/// The sequence number of the head `target` verified last for `env`, if
+/// `history` still has it at that place (0 otherwise: everything is
+/// verified, and [`check_remembered`] judges the difference).
+fn remembered_seq(target: &Path, env: &str, history: &[SignedEntry]) -> u64 {
+    let path = target.join(TRUSTED_DIR).join(format!("{env}.json"));
+    let Some(known) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Remembered>(&b).ok())
+    else {
+        return 0;
+    };
+    let at = usize::try_from(known.seq)
+        .ok()
+        .and_then(|s| s.checked_sub(1));
+    match at.and_then(|i| history.get(i)) {
+        Some(e) if e.entry.seq == known.seq && e.entry.digest() == known.digest => known.seq,
+        _ => 0,
+    }
+}
+
+async fn read_from_store(store: &Store, env: &str, known: &[SignedEntry]) -> Result<Records> {
     // A local store whose directory is gone (an unmounted share, a machine
     // that only ever had a cache) cannot be reached; an empty one can.
     if let crate::store::StoreUrl::Local(dir) = store.url()
@@ -601,7 +639,7 @@ async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
             hint: Some(format!("promote a build first: `pipe promote --to {env}`")),
         });
     };
-    let history = history(store, env).await?;
+    let (history, _) = history_since(store, env, known).await?;
     let mut records = BTreeMap::new();
     for name in RECORDS {
         let key = build_key(&head.entry.build, name);
