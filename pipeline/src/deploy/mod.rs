@@ -123,6 +123,19 @@ struct Remembered {
     seq: u64,
     digest: String,
     build: String,
+    /// The keyring the head was verified with ([`keyring_id`]): a later
+    /// deploy skips the signatures up to it only with the same keyring.
+    /// Empty in files of an older pipe.
+    #[serde(default)]
+    keyring: String,
+}
+
+/// A digest of the keyring's bytes: which keys verified a remembered head.
+fn keyring_id(keyring: &Keyring) -> String {
+    keyring
+        .to_bytes(keys::Encoding::Binary)
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .unwrap_or_default()
 }
 
 /// Under a target: the remembered heads, one file per environment.
@@ -248,6 +261,8 @@ struct Resolved {
     source: Source,
     /// The selected artifacts and how each is unpacked.
     selected: Vec<(Artifact, Format)>,
+    /// Which keyring verified it ([`keyring_id`]).
+    keyring_id: String,
 }
 
 /// What a cache keeps of an environment: its verified pointer, history and
@@ -294,7 +309,7 @@ pub async fn deploy(store: std::result::Result<Store, Error>, req: &Request<'_>)
     };
     for t in &targets {
         save_cache(&t.join(CACHE_DIR), req.env, &resolved)?;
-        remember(t, &resolved.head)?;
+        remember(t, &resolved.head, &resolved.keyring_id)?;
     }
 
     let job = std::sync::Arc::new(target::Job {
@@ -372,7 +387,7 @@ pub async fn fetch(
     let fetched = fetch_into_caches(store.as_ref().ok(), &targets, &resolved, &mut t).await?;
     for dir in &targets {
         save_cache(&dir.join(CACHE_DIR), env, &resolved)?;
-        remember(dir, &resolved.head)?;
+        remember(dir, &resolved.head, &resolved.keyring_id)?;
     }
     Ok((
         Report {
@@ -519,7 +534,7 @@ async fn resolve(
     // then; the chain of digests binds them to what is checked now.
     let verified_before = targets
         .iter()
-        .map(|d| remembered_seq(d, env, &history))
+        .map(|d| remembered_seq(d, env, &history, &keyring_id(keyring)))
         .min()
         .unwrap_or(0);
     verify_chain_after(env, &history, Some(keyring), verified_before)?;
@@ -576,6 +591,7 @@ async fn resolve(
         signed,
         source,
         selected,
+        keyring_id: keyring_id(keyring),
     })
 }
 
@@ -601,7 +617,7 @@ fn cached_history(targets: &[PathBuf], env: &str) -> Vec<SignedEntry> {
 /// The sequence number of the head `target` verified last for `env`, if
 /// `history` still has it at that place (0 otherwise: everything is
 /// verified, and [`check_remembered`] judges the difference).
-fn remembered_seq(target: &Path, env: &str, history: &[SignedEntry]) -> u64 {
+fn remembered_seq(target: &Path, env: &str, history: &[SignedEntry], keyring: &str) -> u64 {
     let path = target.join(TRUSTED_DIR).join(format!("{env}.json"));
     let Some(known) = std::fs::read(&path)
         .ok()
@@ -609,6 +625,9 @@ fn remembered_seq(target: &Path, env: &str, history: &[SignedEntry]) -> u64 {
     else {
         return 0;
     };
+    if known.keyring.is_empty() || known.keyring != keyring {
+        return 0;
+    }
     let at = usize::try_from(known.seq)
         .ok()
         .and_then(|s| s.checked_sub(1));
@@ -751,13 +770,14 @@ fn check_remembered(
 }
 
 /// Records `head` as the newest head `target` verified.
-fn remember(target: &Path, head: &SignedEntry) -> Result<()> {
+fn remember(target: &Path, head: &SignedEntry, keyring_id: &str) -> Result<()> {
     let e = &head.entry;
     let known = Remembered {
         env: e.env.clone(),
         seq: e.seq,
         digest: e.digest(),
         build: e.build.clone(),
+        keyring: keyring_id.to_string(),
     };
     write_atomic(
         &target.join(TRUSTED_DIR).join(format!("{}.json", e.env)),

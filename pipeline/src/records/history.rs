@@ -584,27 +584,55 @@ impl HistoryCache {
         self.dir.join(format!("{env}.json"))
     }
 
-    /// What was verified of `env`'s history last time (empty if nothing).
-    pub fn load(&self, env: &str) -> Vec<SignedEntry> {
+    /// What was verified of `env`'s history last time with `keyring`
+    /// (empty if nothing, or if another keyring verified it).
+    pub fn load(&self, env: &str, keyring: &Keyring) -> Vec<SignedEntry> {
         std::fs::read(self.path(env))
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+            .filter(|c| !c.keyring.is_empty() && c.keyring == keyring_digest(keyring))
+            .map(|c| c.entries)
             .unwrap_or_default()
     }
 
-    /// Remembers `entries`, verified. Failing to is only logged: the next
-    /// run verifies more.
-    pub fn save(&self, env: &str, entries: &[SignedEntry]) {
+    /// Remembers `entries`, verified with `keyring`. Failing to is only
+    /// logged: the next run verifies more.
+    pub fn save(&self, env: &str, keyring: &Keyring, entries: &[SignedEntry]) {
         let path = self.path(env);
+        let cached = CachedRef {
+            keyring: keyring_digest(keyring),
+            entries,
+        };
         let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
             let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            std::io::Write::write_all(&mut tmp, &serde_json::to_vec(entries).unwrap_or_default())?;
+            std::io::Write::write_all(&mut tmp, &serde_json::to_vec(&cached).unwrap_or_default())?;
             tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
         });
         if let Err(e) = written {
             tracing::debug!(path = %path.display(), error = %e, "could not remember the verified history");
         }
     }
+}
+
+/// A [`HistoryCache`] file.
+#[derive(Deserialize)]
+struct Cached {
+    keyring: String,
+    entries: Vec<SignedEntry>,
+}
+
+#[derive(Serialize)]
+struct CachedRef<'a> {
+    keyring: String,
+    entries: &'a [SignedEntry],
+}
+
+/// A digest of the keyring's bytes: which keys verified a cached history.
+fn keyring_digest(keyring: &Keyring) -> String {
+    keyring
+        .to_bytes(Encoding::Binary)
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .unwrap_or_default()
 }
 
 /// [`verified_history`] reusing what `cache` remembers: only entries after
@@ -620,12 +648,12 @@ pub async fn verified_history_cached(
     let Some(cache) = cache else {
         return verified_history(store, env, keyring).await;
     };
-    let known = cache.load(env);
+    let known = cache.load(env, keyring);
     let (entries, reused) = history_since(store, env, &known).await?;
     verify_chain_after(env, &entries, Some(keyring), reused as u64)?;
     let (head, _) = read_pointer(store, env).await?;
     check_head_is_last(env, head.as_ref(), &entries)?;
-    cache.save(env, &entries);
+    cache.save(env, keyring, &entries);
     Ok(entries)
 }
 
@@ -640,7 +668,7 @@ pub async fn check_head_cached(
     let Some(cache) = cache else {
         return check_head(store, env, head, keyring).await;
     };
-    let known = cache.load(env);
+    let known = cache.load(env, keyring);
     let (entries, reused) = history_since(store, env, &known).await?;
     verify_chain_after(env, &entries, Some(keyring), reused as u64)?;
     match (head, entries.last()) {
@@ -651,7 +679,7 @@ pub async fn check_head_cached(
         }),
         _ => {
             check_head_is_last(env, head, &entries)?;
-            cache.save(env, &entries);
+            cache.save(env, keyring, &entries);
             Ok(())
         }
     }
