@@ -880,3 +880,36 @@ fn a_publish_that_fills_the_disk_fails_cleanly_and_the_rerun_completes_local() {
     s.deploy("dev").expect_code(0);
     assert_ne!(big, b0);
 }
+
+/// `[store] gc_grace` and `gc_keep_history` are checked with the rest of
+/// `pipeline.toml`: a bad value is an error at its line and column, exit 2.
+#[test]
+fn gc_settings_are_checked_with_positions() {
+    let p = Project::new();
+    p.write(
+        "pipeline.toml",
+        &PIPELINE
+            .replace(
+                "gc_grace = \"3s\"",
+                "gc_grace = \"soon\"\ngc_keep_history = 0",
+            )
+            .replace("STORE_URL", ""),
+    )
+    .write("demo.txt", "zero\n");
+    let run = p.pipe(&["gc", "--dry-run"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("pipeline.toml:7:12") && run.stderr.contains("`store.gc_grace`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("pipeline.toml:8:19")
+            && run.stderr.contains("`store.gc_keep_history` is 0"),
+        "{}",
+        run.stderr
+    );
+    // Flags are checked too.
+    let run = p.pipe(&["gc", "--grace", "0s"]);
+    run.expect_code(2);
+}

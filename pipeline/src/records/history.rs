@@ -819,6 +819,87 @@ mod tests {
         }
     }
 
+    /// Writes a chain of `n` unsigned entries of `dev` (pointer last);
+    /// returns them.
+    async fn chain(
+        store: &Store,
+        from: Option<SignedEntry>,
+        n: u64,
+        tag: &str,
+    ) -> Vec<SignedEntry> {
+        let mut head = from;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut e = entry(
+                head.as_ref().map_or(1, |h| h.entry.seq + 1),
+                &format!("{tag}{i}"),
+            );
+            e.entry.previous = head.as_ref().map(|h| h.entry.digest());
+            store
+                .put(
+                    &history_key("dev", e.entry.seq),
+                    Body::from_bytes(e.to_bytes()),
+                    Condition::Overwrite,
+                )
+                .await
+                .unwrap();
+            store
+                .put(
+                    &pointer_key("dev"),
+                    Body::from_bytes(e.to_bytes()),
+                    Condition::Overwrite,
+                )
+                .await
+                .unwrap();
+            head = Some(e.clone());
+            out.push(e);
+        }
+        out
+    }
+
+    /// What was verified before is extended by the entries after it only;
+    /// a store whose history does not extend it (a fork, a truncation) is
+    /// read whole.
+    #[tokio::test]
+    async fn history_since_reads_only_what_extends_the_known_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &StoreUrl::Local(dir.path().join("store")),
+            &OpenOptions::default(),
+        )
+        .await
+        .unwrap();
+        let first = chain(&store, None, 10, "a").await;
+        let (all, reused) = history_since(&store, "dev", &[]).await.unwrap();
+        assert_eq!((all.len(), reused), (10, 0));
+        let more = chain(&store, first.last().cloned(), 5, "b").await;
+        // The entries before the known head are never read again: gone
+        // from the store, the history still extends.
+        store.delete(&history_key("dev", 3)).await.unwrap();
+        let (all, reused) = history_since(&store, "dev", &first).await.unwrap();
+        assert_eq!((all.len(), reused), (15, 10));
+        assert!(all[10..].iter().zip(&more).all(|(a, b)| a.entry == b.entry));
+        // Up to date: nothing but the pointer is read.
+        let (all, reused) = history_since(&store, "dev", &all).await.unwrap();
+        assert_eq!((all.len(), reused), (15, 15));
+        // A fork after entry 8: read whole (and the gap at 3 shows).
+        chain(&store, Some(first[7].clone()), 9, "fork").await;
+        let (all, reused) = history_since(&store, "dev", &first).await.unwrap();
+        assert_eq!(reused, 0);
+        assert!(verify_chain("dev", &all, None).is_err());
+        // Truncated below the known head: read whole.
+        store
+            .put(
+                &pointer_key("dev"),
+                Body::from_bytes(first[4].to_bytes()),
+                Condition::Overwrite,
+            )
+            .await
+            .unwrap();
+        let (_, reused) = history_since(&store, "dev", &first).await.unwrap();
+        assert_eq!(reused, 0);
+    }
+
     /// A history copy already there with another entry is a fork: an
     /// error naming both digests, and the copy is left as found.
     #[tokio::test]

@@ -14,15 +14,18 @@ pub async fn run(
     keep_history: Option<u32>,
     grace: Option<std::time::Duration>,
 ) -> Result<()> {
-    let p = cx.pipeline()?;
-    let url = cx.store_url(Some(p))?;
+    // Without a pipeline.toml, gc still works on an explicit store.
+    let p = cx.pipeline_if_any()?;
+    let url = cx.store_url(p)?;
     let store = cx.open_store(&url).await?;
     let opts = Options {
         dry_run,
         keep_history: keep_history
-            .or(p.store.gc_keep_history)
+            .or(p.and_then(|p| p.store.gc_keep_history))
             .unwrap_or(gc::DEFAULT_KEEP_HISTORY),
-        grace: grace.or(p.store.gc_grace).unwrap_or(gc::DEFAULT_GRACE),
+        grace: grace
+            .or(p.and_then(|p| p.store.gc_grace))
+            .unwrap_or(gc::DEFAULT_GRACE),
     };
     let spinner = cx.printer.spinner("collecting");
     let report = gc::collect(&store, &opts).await;
