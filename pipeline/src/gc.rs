@@ -344,18 +344,12 @@ pub async fn collect(store: &Store, opts: &Options) -> Result<Report> {
                     store.delete(key).await?;
                 }
             } else {
-                let first = std::sync::atomic::AtomicBool::new(true);
-                let first = &first;
+                if class == Class::Blob {
+                    // Records and pool files are gone; blobs next.
+                    fault::hold("gc-deleting-blobs");
+                }
                 stream::iter(keys)
-                    .map(|key| async move {
-                        store.delete(key).await?;
-                        if class == Class::Blob
-                            && first.swap(false, std::sync::atomic::Ordering::SeqCst)
-                        {
-                            fault::hold("gc-deleted-blob");
-                        }
-                        Ok::<_, Error>(())
-                    })
+                    .map(|key| store.delete(key))
                     .buffer_unordered(CONCURRENCY)
                     .try_collect::<Vec<()>>()
                     .await?;

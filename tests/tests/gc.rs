@@ -631,7 +631,7 @@ fn on_s3_gc_aborts_the_multipart_uploads_a_killed_publish_left() {
 }
 
 /// The S3 server goes away (the endpoint gc talks to stops answering)
-/// after gc deleted its first blob: gc fails within its deadline naming the
+/// after gc deleted the records and pool files, before the blobs: gc fails within its deadline naming the
 /// endpoint and the operation, everything referenced still deploys, and gc
 /// run again completes.
 #[test]
@@ -647,7 +647,7 @@ fn on_s3_a_server_stopped_in_the_middle_of_gc_loses_nothing_referenced() {
 
     let proxy = StoppingProxy::start(server.addr(), u64::MAX);
     let hold = tempfile::tempdir().unwrap();
-    let spec = format!("gc-deleted-blob={}", hold.path().display());
+    let spec = format!("gc-deleting-blobs={}", hold.path().display());
     let endpoint = proxy.endpoint();
     let gc = s.p.start(
         &[
@@ -664,10 +664,10 @@ fn on_s3_a_server_stopped_in_the_middle_of_gc_loses_nothing_referenced() {
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ],
     );
-    wait_for(&hold.path().join("gc-deleted-blob.reached"));
+    wait_for(&hold.path().join("gc-deleting-blobs.reached"));
     drop(proxy);
     let stopped = Instant::now();
-    std::fs::write(hold.path().join("gc-deleted-blob.go"), b"").unwrap();
+    std::fs::write(hold.path().join("gc-deleting-blobs.go"), b"").unwrap();
     let run = gc.wait();
     run.expect_code(1);
     assert!(

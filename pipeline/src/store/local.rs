@@ -132,21 +132,12 @@ impl Backend for LocalBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let root = self.root.clone();
-        let prefix = prefix.to_string();
-        spawn_blocking(move || {
-            // Walk only the deepest directory the prefix names in full.
-            let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
-            let start = if dir_part.is_empty() {
-                root.clone()
-            } else {
-                root.join(dir_part)
-            };
-            let mut out = Vec::new();
-            walk(&root, &start, &prefix, &mut out)?;
-            Ok(out)
-        })
-        .await
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|l| l.meta)
+            .collect())
     }
 
     async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
@@ -546,16 +537,6 @@ fn listed(key: String, meta: &std::fs::Metadata) -> Listed {
             version: version_of(meta),
         },
     }
-}
-
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<()> {
-    walk_with(root, dir, prefix, &mut |key, meta| {
-        out.push(ObjectMeta {
-            key,
-            size: meta.len(),
-            version: version_of(meta),
-        })
-    })
 }
 
 fn walk_with(

@@ -623,36 +623,12 @@ impl Backend for S3Backend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.full_key(prefix))
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
-            for obj in page.contents() {
-                let Some(key) = obj.key().and_then(|k| k.get(strip..)) else {
-                    continue;
-                };
-                if key.starts_with(".pipe-probe/") {
-                    continue;
-                }
-                out.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    version: version(obj.e_tag()),
-                });
-            }
-        }
-        Ok(out)
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|l| l.meta)
+            .collect())
     }
 
     async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
