@@ -95,6 +95,7 @@ fn main() -> ExitCode {
             Command::Init => commands::init::run(&cx),
             Command::Validate => commands::validate::run(&cx),
             Command::Status => commands::status::run(&cx).await,
+            Command::Fsck(args) => commands::fsck::run(&cx, &args).await,
             Command::Gc {
                 dry_run,
                 keep_history,
