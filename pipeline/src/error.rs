@@ -490,6 +490,10 @@ impl Error {
                     .into(),
             ),
             Error::Stage(e) => e.hint(),
+            Error::Io { path, source } if source.kind() == std::io::ErrorKind::StorageFull => Some(format!(
+                "the file system holding `{}` is full (ENOSPC); what was being written was discarded, nothing half-written is kept: free space (`pipe gc` deletes what nothing refers to) and run the command again",
+                path.display()
+            )),
             _ => None,
         }
     }

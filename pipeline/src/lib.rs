@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod error;
 mod fault;
 pub mod fsck;
+pub mod gc;
 mod json;
 pub mod kinds;
 pub mod model;

@@ -62,14 +62,16 @@ pub async fn promote(
     let env = p.environment(req.env)?;
     let published = index::load(store, req.build, keyring).await?;
     let (head, version) = read_pointer(store, req.env).await?;
-    history::check_head(store, req.env, head.as_ref(), keyring).await?;
+    // Histories verified before on this machine are extended, not read again.
+    let cache = history::HistoryCache::new(&p.dir, store.url());
+    history::check_head_cached(store, req.env, head.as_ref(), keyring, Some(&cache)).await?;
     if let Some(head) = &head {
         repair_history(store, head).await?;
     }
     if let Some(from) = &env.from
         && !req.force
         && req.action == Action::Promote
-        && !history::verified_history(store, from, keyring)
+        && !history::verified_history_cached(store, from, keyring, Some(&cache))
             .await?
             .iter()
             .any(|e| e.entry.build == req.build)
@@ -179,7 +181,8 @@ pub async fn rollback(
     env: &str,
     to: Option<u64>,
 ) -> Result<Outcome> {
-    let entries = history::verified_history(store, env, keyring).await?;
+    let cache = history::HistoryCache::new(&p.dir, store.url());
+    let entries = history::verified_history_cached(store, env, keyring, Some(&cache)).await?;
     let build = rollback_target(env, &entries, to)?.entry.build.clone();
     promote(
         p,

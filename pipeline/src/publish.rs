@@ -21,7 +21,7 @@ use crate::kinds;
 use crate::records::catalog;
 use crate::records::files;
 use crate::records::manifest::{build_key, read_local};
-use crate::store::{Body, Condition, Store, layout};
+use crate::store::{Body, Condition, Listed, Store, layout};
 use crate::{Error, Result};
 
 /// What one artifact's upload did.
@@ -118,11 +118,14 @@ pub async fn publish_with(
     // request per artifact. An artifact published before whose blob is
     // missing or of another size is repaired; a new one is sent unless its
     // blob is there already.
-    let listed: HashMap<String, u64> = store
-        .list(layout::BLOBS)
+    // With when each was written: a blob reused from an earlier build is
+    // freshened when old, so that `pipe gc` keeps it until this build's
+    // manifest names it.
+    let listed: HashMap<String, Listed> = store
+        .list_modified(layout::BLOBS)
         .await?
         .into_iter()
-        .map(|m| (m.key, m.size))
+        .map(|l| (l.meta.key.clone(), l))
         .collect();
     let listed = &listed;
 
@@ -141,7 +144,7 @@ pub async fn publish_with(
     let store = &batch;
     let uploads: Vec<Uploaded> = stream::iter(manifest.artifacts.iter().zip(&existing))
         .map(|(a, existing)| async move {
-            let stored = listed.get(&a.blob.key()).copied();
+            let stored = listed.get(&a.blob.key());
             let (uploaded, repaired) = if existing.is_some() {
                 // Published before: the store's copy may have been lost or
                 // damaged since. Repair it from the local build.
@@ -203,6 +206,7 @@ pub async fn publish_with(
     report.metadata_uploaded += sent.iter().sum::<u64>();
 
     store.flush().await?;
+    crate::fault::hold("publish-before-manifest");
 
     // The new versions into the package catalog, before the manifest makes
     // the build visible: a version is claimed once its bytes are stored.
@@ -261,7 +265,7 @@ async fn publish_artifact(
     dir: &Path,
     store: &Store,
     a: &Artifact,
-    stored: Option<u64>,
+    stored: Option<&Listed>,
 ) -> Result<bool> {
     let put = store
         .put_blob_file_listed(&dir.join(&a.name), &a.blob, stored)
@@ -297,15 +301,24 @@ async fn repair_artifact(
     dir: &Path,
     store: &Store,
     a: &Artifact,
-    stored: Option<u64>,
+    stored: Option<&Listed>,
     read_back: bool,
 ) -> Result<bool> {
     let key = a.blob.key();
     let intact = match stored {
-        Some(size) if size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
+        Some(l) if l.meta.size == a.blob.size => !read_back || store.blob_intact(&a.blob).await?,
         _ => false,
     };
     if intact {
+        // Reused, not written: freshened when old, with its pool copy (its
+        // own object on S3), so `pipe gc` keeps both until this build is
+        // visible.
+        if let Some(l) = stored
+            && store.freshen_if_older(l, store.freshen_after()).await?
+            && let Some(pool) = kinds::of(a.kind).pool_key(a)
+        {
+            store.copy_if_absent(&key, &pool).await?;
+        }
         return Ok(false);
     }
     let put = store.replace_blob_file(&dir.join(&a.name), &a.blob).await?;

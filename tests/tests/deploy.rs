@@ -657,16 +657,27 @@ fn refusals_name_the_reason_and_leave_current_alone() {
     refused(&s, 3, "provenance.json: cannot be read", &[]);
     std::fs::write(&ppath, prov).unwrap();
 
-    // A broken history chain: an entry removed.
+    // A broken history chain: an entry removed. A target that verified
+    // that entry before reads only the entries after it (the new head,
+    // chained to it by digest); a new target reads the history whole and
+    // refuses it.
     let h1 = store.join("envs/dev/history/00000001.json");
     let entry = std::fs::read(&h1).unwrap();
     std::fs::remove_file(&h1).unwrap();
-    refused(
-        &s,
-        3,
-        "history of `dev`, entry 2: expected sequence number 1",
-        &[],
+    let fresh = tempfile::tempdir().unwrap();
+    let run = s.deploy_to(
+        fresh.path().to_str().unwrap(),
+        &s.ring,
+        &["--set", "port=80"],
     );
+    run.expect_code(3);
+    assert!(
+        run.stderr
+            .contains("history of `dev`, entry 2: expected sequence number 1"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.current().as_deref(), Some(b1.as_str()));
     std::fs::write(&h1, entry).unwrap();
 
     // A pointer re-aimed at another build without a signature for it.

@@ -46,7 +46,8 @@ use crate::build::verify::{SignedBuild, check_blob, verify_records};
 use crate::fault::point as fault_point;
 use crate::records::SignedEntry;
 use crate::records::history::{
-    SignedFreshness, history, read_freshness, read_pointer, verify_chain, verify_freshness,
+    SignedFreshness, history_since, read_freshness, read_pointer, verify_chain_after,
+    verify_freshness,
 };
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
@@ -121,6 +122,19 @@ struct Remembered {
     seq: u64,
     digest: String,
     build: String,
+    /// The keyring the head was verified with ([`keyring_id`]): a later
+    /// deploy skips the signatures up to it only with the same keyring.
+    /// Empty in files of an older pipe.
+    #[serde(default)]
+    keyring: String,
+}
+
+/// A digest of the keyring's bytes: which keys verified a remembered head.
+fn keyring_id(keyring: &Keyring) -> String {
+    keyring
+        .to_bytes(keys::Encoding::Binary)
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .unwrap_or_default()
 }
 
 /// Under a target: the remembered heads, one file per environment.
@@ -246,6 +260,8 @@ struct Resolved {
     source: Source,
     /// The selected artifacts and how each is unpacked.
     selected: Vec<(Artifact, Format)>,
+    /// Which keyring verified it ([`keyring_id`]).
+    keyring_id: String,
 }
 
 /// What a cache keeps of an environment: its verified pointer, history and
@@ -292,7 +308,7 @@ pub async fn deploy(store: std::result::Result<Store, Error>, req: &Request<'_>)
     };
     for t in &targets {
         save_cache(&t.join(CACHE_DIR), req.env, &resolved)?;
-        remember(t, &resolved.head)?;
+        remember(t, &resolved.head, &resolved.keyring_id)?;
     }
 
     let job = std::sync::Arc::new(target::Job {
@@ -369,7 +385,7 @@ pub async fn fetch(
     let fetched = fetch_into_caches(store.as_ref().ok(), &targets, &resolved, &mut t).await?;
     for dir in &targets {
         save_cache(&dir.join(CACHE_DIR), env, &resolved)?;
-        remember(dir, &resolved.head)?;
+        remember(dir, &resolved.head, &resolved.keyring_id)?;
     }
     Ok((
         Report {
@@ -465,7 +481,7 @@ async fn resolve(
 ) -> Result<Resolved> {
     let started = Instant::now();
     let attempt: std::result::Result<(Records, Source), String> = match store {
-        Ok(store) => match read_from_store(store, env).await {
+        Ok(store) => match read_from_store(store, env, &cached_history(targets, env)).await {
             Ok(r) => Ok((
                 r,
                 Source::Store {
@@ -512,7 +528,14 @@ async fn resolve(
     fault_point("deploy-resolved");
 
     let started = Instant::now();
-    verify_chain(env, &history, Some(keyring))?;
+    // Signatures up to the head every target verified before were checked
+    // then; the chain of digests binds them to what is checked now.
+    let verified_before = targets
+        .iter()
+        .map(|d| remembered_seq(d, env, &history, &keyring_id(keyring)))
+        .min()
+        .unwrap_or(0);
+    verify_chain_after(env, &history, Some(keyring), verified_before)?;
     match history.last() {
         Some(last) if last.entry == head.entry && last.signature == head.signature => {}
         _ => {
@@ -566,6 +589,7 @@ async fn resolve(
         signed,
         source,
         selected,
+        keyring_id: keyring_id(keyring),
     })
 }
 
@@ -578,7 +602,40 @@ type Records = (
     Option<SignedFreshness>,
 );
 
-async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
+/// The history a target's cache holds for `env` (verified when it was
+/// saved): the prefix [`history_since`] extends.
+fn cached_history(targets: &[PathBuf], env: &str) -> Vec<SignedEntry> {
+    targets
+        .iter()
+        .find_map(|d| read_from_cache(&d.join(CACHE_DIR), env).ok().flatten())
+        .map(|(_, history, _, _)| history)
+        .unwrap_or_default()
+}
+
+/// The sequence number of the head `target` verified last for `env`, if
+/// `history` still has it at that place (0 otherwise: everything is
+/// verified, and [`check_remembered`] judges the difference).
+fn remembered_seq(target: &Path, env: &str, history: &[SignedEntry], keyring: &str) -> u64 {
+    let path = target.join(TRUSTED_DIR).join(format!("{env}.json"));
+    let Some(known) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Remembered>(&b).ok())
+    else {
+        return 0;
+    };
+    if known.keyring.is_empty() || known.keyring != keyring {
+        return 0;
+    }
+    let at = usize::try_from(known.seq)
+        .ok()
+        .and_then(|s| s.checked_sub(1));
+    match at.and_then(|i| history.get(i)) {
+        Some(e) if e.entry.seq == known.seq && e.entry.digest() == known.digest => known.seq,
+        _ => 0,
+    }
+}
+
+async fn read_from_store(store: &Store, env: &str, known: &[SignedEntry]) -> Result<Records> {
     // A local store whose directory is gone (an unmounted share, a machine
     // that only ever had a cache) cannot be reached; an empty one can.
     if let crate::store::StoreUrl::Local(dir) = store.url()
@@ -599,7 +656,7 @@ async fn read_from_store(store: &Store, env: &str) -> Result<Records> {
             hint: Some(format!("promote a build first: `pipe promote --to {env}`")),
         });
     };
-    let history = history(store, env).await?;
+    let (history, _) = history_since(store, env, known).await?;
     // The records and the manifest's shards, each capped.
     let records = crate::records::index::read_records(store, &head.entry.build).await?;
     let freshness = read_freshness(store, env).await?;
@@ -715,13 +772,14 @@ fn check_remembered(
 }
 
 /// Records `head` as the newest head `target` verified.
-fn remember(target: &Path, head: &SignedEntry) -> Result<()> {
+fn remember(target: &Path, head: &SignedEntry, keyring_id: &str) -> Result<()> {
     let e = &head.entry;
     let known = Remembered {
         env: e.env.clone(),
         seq: e.seq,
         digest: e.digest(),
         build: e.build.clone(),
+        keyring: keyring_id.to_string(),
     };
     write_atomic(
         &target.join(TRUSTED_DIR).join(format!("{}.json", e.env)),

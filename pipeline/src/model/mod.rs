@@ -86,6 +86,13 @@ pub struct StoreSection {
     pub url: Option<String>,
     /// Timeouts, retries and anonymous reads of an S3 store (flags override).
     pub network: crate::store::Network,
+    /// `pipe gc`'s grace period (`gc_grace`; `--grace` overrides): nothing
+    /// written more recently is deleted, and `pipe publish` freshens a blob
+    /// it reuses once it is older than a quarter of it.
+    pub gc_grace: Option<std::time::Duration>,
+    /// How many of each environment's newest history entries keep their
+    /// builds (`gc_keep_history`; `--keep-history` overrides).
+    pub gc_keep_history: Option<u32>,
 }
 
 /// `[signing]`.

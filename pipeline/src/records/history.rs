@@ -457,19 +457,40 @@ fn check_head_is_last(
     }
 }
 
+/// History entries fetched at once: each is a small object, and on S3 a
+/// round trip each.
+const FETCH_CONCURRENCY: usize = 16;
+
+/// Reads the entries at `keys`, [`FETCH_CONCURRENCY`] at a time; a key
+/// gone meanwhile is skipped (the chain check notices the gap).
+async fn fetch_entries(store: &Store, keys: Vec<String>) -> Result<Vec<SignedEntry>> {
+    use futures::{StreamExt, TryStreamExt};
+    let found: Vec<Option<SignedEntry>> = futures::stream::iter(keys)
+        .map(|key| async move {
+            Ok::<_, Error>(
+                store
+                    .get_json_max::<SignedEntry>(&key, "a history entry", MAX_RECORD)
+                    .await?
+                    .map(|(e, _)| e),
+            )
+        })
+        .buffered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 /// Every entry of `env`'s history, oldest first, including a head whose copy
 /// a killed promotion left out.
 pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
     let prefix = layout::history_prefix(env);
-    let mut out = Vec::new();
-    for meta in store.list(&prefix).await? {
-        if let Some((entry, _)) = store
-            .get_json_max::<SignedEntry>(&meta.key, "a history entry", MAX_RECORD)
-            .await?
-        {
-            out.push(entry);
-        }
-    }
+    let keys = store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    let mut out = fetch_entries(store, keys).await?;
     out.sort_by_key(|e| e.entry.seq);
     if let (Some(head), _) = read_pointer(store, env).await?
         && out
@@ -481,9 +502,205 @@ pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
     Ok(out)
 }
 
+/// `env`'s history as the store serves it now, reusing `known`: a prefix
+/// of it verified before (a deploy target's cache, the operator's
+/// [`HistoryCache`]). Only the entries after `known`'s last are fetched,
+/// several at once: the pointer, then the copies in between. When what the
+/// store serves does not extend `known` (an older head, another head at
+/// the same sequence number, an entry after it naming another previous
+/// digest), the whole history is read instead, for the caller's checks
+/// (the chain, the anti-rollback rules) to judge. Returns the history and
+/// how many of its first entries are `known`'s.
+pub async fn history_since(
+    store: &Store,
+    env: &str,
+    known: &[SignedEntry],
+) -> Result<(Vec<SignedEntry>, usize)> {
+    let full = || async { Ok((history(store, env).await?, 0)) };
+    let Some(last) = known.last() else {
+        return full().await;
+    };
+    let (Some(head), _) = read_pointer(store, env).await? else {
+        return full().await;
+    };
+    let (from, to) = (last.entry.seq, head.entry.seq);
+    if to < from || (to == from && !same(&head, last)) {
+        return full().await;
+    }
+    let keys = (from + 1..to).map(|seq| history_key(env, seq)).collect();
+    let mut new = fetch_entries(store, keys).await?;
+    if to > from {
+        new.push(head);
+    }
+    let mut previous = &last.entry;
+    for e in &new {
+        if e.entry.seq != previous.seq + 1 || e.entry.previous != Some(previous.digest()) {
+            tracing::info!(
+                env,
+                seq = e.entry.seq,
+                "the store's history does not extend the one verified before; reading it whole"
+            );
+            return full().await;
+        }
+        previous = &e.entry;
+    }
+    tracing::debug!(
+        env,
+        reused = known.len(),
+        fetched = new.len(),
+        "history read from the last verified head"
+    );
+    let mut out = known.to_vec();
+    out.extend(new);
+    Ok((out, known.len()))
+}
+
+fn same(a: &SignedEntry, b: &SignedEntry) -> bool {
+    a.entry == b.entry && a.signature == b.signature
+}
+
+/// Histories verified on this machine, remembered between runs of `pipe
+/// promote`, `rollback` and `refresh` (`.pipe/history/<store>/<env>.json`
+/// next to `pipeline.toml`): the next run fetches and verifies only the
+/// entries after the last one it verified ([`history_since`]). A cache: a
+/// history the store serves that does not extend it is read and verified
+/// whole, and an unreadable file is ignored.
+#[derive(Debug, Clone)]
+pub struct HistoryCache {
+    dir: std::path::PathBuf,
+}
+
+impl HistoryCache {
+    /// The cache of histories of the store at `url`, for the project in
+    /// `project_dir`.
+    pub fn new(project_dir: &std::path::Path, url: &crate::store::StoreUrl) -> HistoryCache {
+        let id = blake3::hash(url.to_string().as_bytes()).to_hex();
+        HistoryCache {
+            dir: project_dir.join(".pipe/history").join(&id[..16]),
+        }
+    }
+
+    fn path(&self, env: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{env}.json"))
+    }
+
+    /// What was verified of `env`'s history last time with `keyring`
+    /// (empty if nothing, or if another keyring verified it).
+    pub fn load(&self, env: &str, keyring: &Keyring) -> Vec<SignedEntry> {
+        std::fs::read(self.path(env))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+            .filter(|c| !c.keyring.is_empty() && c.keyring == keyring_digest(keyring))
+            .map(|c| c.entries)
+            .unwrap_or_default()
+    }
+
+    /// Remembers `entries`, verified with `keyring`. Failing to is only
+    /// logged: the next run verifies more.
+    pub fn save(&self, env: &str, keyring: &Keyring, entries: &[SignedEntry]) {
+        let path = self.path(env);
+        let cached = CachedRef {
+            keyring: keyring_digest(keyring),
+            entries,
+        };
+        let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::io::Write::write_all(&mut tmp, &serde_json::to_vec(&cached).unwrap_or_default())?;
+            tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
+        });
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), error = %e, "could not remember the verified history");
+        }
+    }
+}
+
+/// A [`HistoryCache`] file.
+#[derive(Deserialize)]
+struct Cached {
+    keyring: String,
+    entries: Vec<SignedEntry>,
+}
+
+#[derive(Serialize)]
+struct CachedRef<'a> {
+    keyring: String,
+    entries: &'a [SignedEntry],
+}
+
+/// A digest of the keyring's bytes: which keys verified a cached history.
+fn keyring_digest(keyring: &Keyring) -> String {
+    keyring
+        .to_bytes(Encoding::Binary)
+        .map(|b| blake3::hash(&b).to_hex().to_string())
+        .unwrap_or_default()
+}
+
+/// [`verified_history`] reusing what `cache` remembers: only entries after
+/// the last one verified before are fetched and their signatures checked
+/// (the remembered ones are bound to them by the hash chain); the whole
+/// chain's structure is checked, and the pointer must end it.
+pub async fn verified_history_cached(
+    store: &Store,
+    env: &str,
+    keyring: &Keyring,
+    cache: Option<&HistoryCache>,
+) -> Result<Vec<SignedEntry>> {
+    let Some(cache) = cache else {
+        return verified_history(store, env, keyring).await;
+    };
+    let known = cache.load(env, keyring);
+    let (entries, reused) = history_since(store, env, &known).await?;
+    verify_chain_after(env, &entries, Some(keyring), reused as u64)?;
+    let (head, _) = read_pointer(store, env).await?;
+    check_head_is_last(env, head.as_ref(), &entries)?;
+    cache.save(env, keyring, &entries);
+    Ok(entries)
+}
+
+/// [`check_head`] reusing what `cache` remembers ([`verified_history_cached`]).
+pub async fn check_head_cached(
+    store: &Store,
+    env: &str,
+    head: Option<&SignedEntry>,
+    keyring: &Keyring,
+    cache: Option<&HistoryCache>,
+) -> Result<()> {
+    let Some(cache) = cache else {
+        return check_head(store, env, head, keyring).await;
+    };
+    let known = cache.load(env, keyring);
+    let (entries, reused) = history_since(store, env, &known).await?;
+    verify_chain_after(env, &entries, Some(keyring), reused as u64)?;
+    match (head, entries.last()) {
+        (Some(h), Some(last)) if last.entry.seq > h.entry.seq => Err(Error::Conflict {
+            key: pointer_key(env),
+            expected: Some(format!("seq {} ({})", h.entry.seq, h.entry.build)),
+            found: Some(format!("seq {} ({})", last.entry.seq, last.entry.build)),
+        }),
+        _ => {
+            check_head_is_last(env, head, &entries)?;
+            cache.save(env, keyring, &entries);
+            Ok(())
+        }
+    }
+}
+
 /// Checks the chain (sequence numbers, `previous` digests, environment
 /// names) and, with a keyring, every signature. Returns the first break.
 pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring>) -> Result<()> {
+    verify_chain_after(env, entries, keyring, 0)
+}
+
+/// [`verify_chain`], checking signatures only of entries after sequence
+/// number `signed_before`: those up to it were verified before, and the
+/// chain of digests, checked whole, binds them to the first entry checked
+/// now.
+pub fn verify_chain_after(
+    env: &str,
+    entries: &[SignedEntry],
+    keyring: Option<&Keyring>,
+    signed_before: u64,
+) -> Result<()> {
     let mut previous: Option<&Entry> = None;
     for (i, signed) in entries.iter().enumerate() {
         let e = &signed.entry;
@@ -509,7 +726,7 @@ pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring
                 expected.as_deref().unwrap_or("(none)")
             )));
         }
-        if let Some(ring) = keyring {
+        if let Some(ring) = keyring.filter(|_| e.seq > signed_before) {
             ring.verify_detached(&e.canonical()[..], signed.signature.as_bytes(), None)
                 .map_err(|err| broken(format!("signature: {err}")))?;
         }
@@ -595,6 +812,87 @@ mod tests {
             },
             signature: String::new(),
         }
+    }
+
+    /// Writes a chain of `n` unsigned entries of `dev` (pointer last);
+    /// returns them.
+    async fn chain(
+        store: &Store,
+        from: Option<SignedEntry>,
+        n: u64,
+        tag: &str,
+    ) -> Vec<SignedEntry> {
+        let mut head = from;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut e = entry(
+                head.as_ref().map_or(1, |h| h.entry.seq + 1),
+                &format!("{tag}{i}"),
+            );
+            e.entry.previous = head.as_ref().map(|h| h.entry.digest());
+            store
+                .put(
+                    &history_key("dev", e.entry.seq),
+                    Body::from_bytes(e.to_bytes()),
+                    Condition::Overwrite,
+                )
+                .await
+                .unwrap();
+            store
+                .put(
+                    &pointer_key("dev"),
+                    Body::from_bytes(e.to_bytes()),
+                    Condition::Overwrite,
+                )
+                .await
+                .unwrap();
+            head = Some(e.clone());
+            out.push(e);
+        }
+        out
+    }
+
+    /// What was verified before is extended by the entries after it only;
+    /// a store whose history does not extend it (a fork, a truncation) is
+    /// read whole.
+    #[tokio::test]
+    async fn history_since_reads_only_what_extends_the_known_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &StoreUrl::Local(dir.path().join("store")),
+            &OpenOptions::default(),
+        )
+        .await
+        .unwrap();
+        let first = chain(&store, None, 10, "a").await;
+        let (all, reused) = history_since(&store, "dev", &[]).await.unwrap();
+        assert_eq!((all.len(), reused), (10, 0));
+        let more = chain(&store, first.last().cloned(), 5, "b").await;
+        // The entries before the known head are never read again: gone
+        // from the store, the history still extends.
+        store.delete(&history_key("dev", 3)).await.unwrap();
+        let (all, reused) = history_since(&store, "dev", &first).await.unwrap();
+        assert_eq!((all.len(), reused), (15, 10));
+        assert!(all[10..].iter().zip(&more).all(|(a, b)| a.entry == b.entry));
+        // Up to date: nothing but the pointer is read.
+        let (all, reused) = history_since(&store, "dev", &all).await.unwrap();
+        assert_eq!((all.len(), reused), (15, 15));
+        // A fork after entry 8: read whole (and the gap at 3 shows).
+        chain(&store, Some(first[7].clone()), 9, "fork").await;
+        let (all, reused) = history_since(&store, "dev", &first).await.unwrap();
+        assert_eq!(reused, 0);
+        assert!(verify_chain("dev", &all, None).is_err());
+        // Truncated below the known head: read whole.
+        store
+            .put(
+                &pointer_key("dev"),
+                Body::from_bytes(first[4].to_bytes()),
+                Condition::Overwrite,
+            )
+            .await
+            .unwrap();
+        let (_, reused) = history_since(&store, "dev", &first).await.unwrap();
+        assert_eq!(reused, 0);
     }
 
     /// A history copy already there with another entry is a fork: an

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::digest::{CHUNK, spawn_blocking};
-use super::{Backend, Body, BodyInner, Condition, Object, ObjectBody, ObjectMeta, Version};
+use super::{
+    Backend, Body, BodyInner, Condition, Listed, Object, ObjectBody, ObjectMeta, Upload, Version,
+};
 use crate::{Error, Result};
 
 const TMP: &str = ".tmp";
@@ -111,16 +113,6 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        let path = self.path(key);
-        spawn_blocking(move || match std::fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if is_missing(&e) => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        })
-        .await
-    }
-
     async fn put(&self, key: &str, body: Body, cond: Condition, durable: bool) -> Result<Version> {
         let tmp_dir = self.root.join(TMP);
         let (tmp, _blake3) = match body.0 {
@@ -140,10 +132,18 @@ impl Backend for LocalBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|l| l.meta)
+            .collect())
+    }
+
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         spawn_blocking(move || {
-            // Walk only the deepest directory the prefix names in full.
             let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
             let start = if dir_part.is_empty() {
                 root.clone()
@@ -151,8 +151,82 @@ impl Backend for LocalBackend {
                 root.join(dir_part)
             };
             let mut out = Vec::new();
-            walk(&root, &start, &prefix, &mut out)?;
+            walk_with(&root, &start, &prefix, &mut |key, meta| {
+                out.push(listed(key, meta))
+            })?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<Listed>> {
+        let path = self.path(key);
+        let key = key.to_string();
+        spawn_blocking(move || match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(listed(key, &m))),
+            Ok(_) => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        })
+        .await
+    }
+
+    async fn freshen(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        spawn_blocking(move || {
+            // The object's bytes never change: only its modification time,
+            // which every hard link of it (a pool copy) shares.
+            match std::fs::File::options().write(true).open(&path) {
+                Ok(f) => f
+                    .set_modified(std::time::SystemTime::now())
+                    .map_err(|e| Error::io(&path, e)),
+                Err(e) if is_missing(&e) => Ok(()),
+                Err(e) => Err(Error::io(&path, e)),
+            }
+        })
+        .await
+    }
+
+    async fn uploads(&self) -> Result<Vec<Upload>> {
+        let dir = self.root.join(TMP);
+        spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if is_missing(&e) => return Ok(Vec::new()),
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            let mut out = Vec::new();
+            for e in entries.flatten() {
+                let Ok(meta) = e.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                out.push(Upload {
+                    key: format!("{TMP}/{name}"),
+                    id: name,
+                    last_active: unix(
+                        meta.modified()
+                            .unwrap_or_else(|_| std::time::SystemTime::now()),
+                    ),
+                    size: meta.len(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        // Only a plain name inside `.tmp/`: never a path elsewhere.
+        if matches!(upload.id.as_str(), "" | "." | "..") || upload.id.contains(['/', '\\']) {
+            return Ok(());
+        }
+        let path = self.root.join(TMP).join(&upload.id);
+        spawn_blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
         })
         .await
     }
@@ -329,8 +403,8 @@ fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::T
             hasher.update(&b);
             tmp.write_all(&b).map_err(|e| Error::io(&tmp_path, e))?;
         }
-        BodyInner::File(src) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
-        BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &mut hasher)?,
+        BodyInner::File(src) => copy_hashing(&src, tmp.as_file_mut(), &tmp_path, &mut hasher)?,
+        BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &tmp_path, &mut hasher)?,
         BodyInner::Reader(_) => unreachable!("readers are spooled before"),
     }
     if durable {
@@ -341,7 +415,15 @@ fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::T
     Ok((tmp.into_temp_path(), hasher.finalize().to_hex().to_string()))
 }
 
-fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher) -> Result<()> {
+/// Copies `src` into `dst` (the file at `dst_path`), hashing; an error
+/// names the file it happened on (a full disk is the store's, not the
+/// source's).
+fn copy_hashing(
+    src: &Path,
+    dst: &mut std::fs::File,
+    dst_path: &Path,
+    hasher: &mut blake3::Hasher,
+) -> Result<()> {
     let mut file = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -352,7 +434,8 @@ fn copy_hashing(src: &Path, dst: &mut std::fs::File, hasher: &mut blake3::Hasher
             Err(e) => return Err(Error::io(src, e)),
         };
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(|e| Error::io(src, e))?;
+        dst.write_all(&buf[..n])
+            .map_err(|e| Error::io(dst_path, e))?;
     }
 }
 
@@ -446,7 +529,30 @@ fn sync_parent(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(parent, e))
 }
 
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<()> {
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn listed(key: String, meta: &std::fs::Metadata) -> Listed {
+    Listed {
+        modified: meta
+            .modified()
+            .unwrap_or_else(|_| std::time::SystemTime::now()),
+        meta: ObjectMeta {
+            key,
+            size: meta.len(),
+            version: version_of(meta),
+        },
+    }
+}
+
+fn walk_with(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    found: &mut dyn FnMut(String, &std::fs::Metadata),
+) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if is_missing(&e) => return Ok(()),
@@ -469,7 +575,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
             // Descend only where keys with the prefix can be.
             let as_dir = format!("{rel}/");
             if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                walk(root, &path, prefix, out)?;
+                walk_with(root, &path, prefix, found)?;
             }
         } else if ty.is_file() && rel.starts_with(prefix) {
             let meta = match std::fs::metadata(&path) {
@@ -477,11 +583,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
                 Err(e) if is_missing(&e) => continue, // deleted meanwhile
                 Err(e) => return Err(Error::io(&path, e)),
             };
-            out.push(ObjectMeta {
-                key: rel,
-                size: meta.len(),
-                version: version_of(&meta),
-            });
+            found(rel, &meta);
         }
     }
     Ok(())

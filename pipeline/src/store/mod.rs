@@ -231,6 +231,35 @@ pub struct ObjectMeta {
     pub version: Version,
 }
 
+/// An object as a listing shows it, with when it was last written (S3's
+/// `Last-Modified`; a local file's modification time), which is what
+/// `pipe gc`'s grace period is measured from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key, size, version.
+    pub meta: ObjectMeta,
+    /// When it was last written (or freshened, [`Store::freshen_if_older`]).
+    pub modified: std::time::SystemTime,
+}
+
+/// An upload started and never finished: an S3 multipart upload (its parts
+/// are stored, and billed, until it is completed or aborted), or a local
+/// store's temporary file under `.tmp/` that a killed writer left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upload {
+    /// The key it was to be written under (local: `.tmp/NAME`).
+    pub key: String,
+    /// The S3 upload id (local: the file name).
+    pub id: String,
+    /// When it started or last received bytes (S3: the later of its
+    /// `Initiated` and its newest part's `LastModified`; local: the file's
+    /// modification time), Unix seconds: `pipe gc` aborts only uploads
+    /// idle longer than its grace period.
+    pub last_active: u64,
+    /// Bytes it holds so far (S3: its parts; local: the file's size).
+    pub size: u64,
+}
+
 /// A streaming reader of an object's bytes.
 pub type ObjectBody = Box<dyn AsyncRead + Send + Unpin>;
 
@@ -408,16 +437,27 @@ trait Backend: Send + Sync {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
-    /// The size of the object, if it exists; cheaper than `head`.
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        Ok(self.head(key).await?.map(|m| m.size))
-    }
-
     /// `durable`: the object survives a power loss once this returns;
     /// otherwise only once [`Backend::flush`] returns.
     async fn put(&self, key: &str, body: Body, cond: Condition, durable: bool) -> Result<Version>;
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Like `list`, with when each object was last written.
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>>;
+
+    /// One object's metadata and when it was last written.
+    async fn stat(&self, key: &str) -> Result<Option<Listed>>;
+
+    /// Makes the object's last-written time now, bytes unchanged.
+    async fn freshen(&self, key: &str) -> Result<()>;
+
+    /// Uploads started and never finished (S3 multipart uploads; a local
+    /// store's temporary files).
+    async fn uploads(&self) -> Result<Vec<Upload>>;
+
+    /// Abandons an upload; one already gone is not an error.
+    async fn abort_upload(&self, upload: &Upload) -> Result<()>;
 
     async fn delete(&self, key: &str) -> Result<()>;
 
@@ -452,7 +492,15 @@ pub struct Store {
     /// Writes through this handle are durable when they return; see
     /// [`Store::batch`].
     durable: bool,
+    /// A blob found in the store instead of written is freshened when it
+    /// was last written longer ago than this ([`Store::freshening`]).
+    freshen_after: Duration,
 }
+
+/// How old a reused blob may be before a write of it freshens it, unless
+/// [`Store::freshening`] says otherwise: a quarter of `pipe gc`'s default
+/// grace period of 2 days.
+pub const DEFAULT_FRESHEN_AFTER: Duration = Duration::from_secs(12 * 3600);
 
 struct Inner {
     url: StoreUrl,
@@ -488,6 +536,7 @@ impl Store {
         };
         let store = Store {
             durable: true,
+            freshen_after: DEFAULT_FRESHEN_AFTER,
             inner: Arc::new(Inner {
                 url: url.clone(),
                 opts: opts.clone(),
@@ -640,6 +689,58 @@ impl Store {
         Ok(all)
     }
 
+    /// [`Store::list`] with when each object was last written (one
+    /// listing: on S3 the same requests; locally one `stat` per object).
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
+        if !prefix.is_empty() {
+            validate_key(prefix.trim_end_matches('/'))?;
+        }
+        let mut all = self.backend().list_modified(prefix).await?;
+        all.sort_by(|a, b| a.meta.key.cmp(&b.meta.key));
+        Ok(all)
+    }
+
+    /// An object's metadata and when it was last written; `None` if the key
+    /// does not exist.
+    pub async fn stat(&self, key: &str) -> Result<Option<Listed>> {
+        validate_key(key)?;
+        self.backend().stat(key).await
+    }
+
+    /// Makes the object `listed` describes look just written when it was
+    /// last written more than `after` ago (S3: a copy onto itself; local:
+    /// its modification time), bytes unchanged; true when it did. What
+    /// `pipe publish` does to an immutable object it reuses instead of
+    /// writing, as git freshens an object it would write again: `pipe gc`
+    /// deletes nothing written within its grace period, so a blob a
+    /// publish relies on survives until the build that names it is visible.
+    pub async fn freshen_if_older(&self, listed: &Listed, after: Duration) -> Result<bool> {
+        let age = listed.modified.elapsed().unwrap_or_default();
+        if age <= after {
+            return Ok(false);
+        }
+        validate_key(&listed.meta.key)?;
+        self.before_write().await?;
+        tracing::debug!(key = %listed.meta.key, age = age.as_secs(), "freshening a reused object");
+        self.backend().freshen(&listed.meta.key).await?;
+        Ok(true)
+    }
+
+    /// Uploads started and never finished, oldest first (see [`Upload`]).
+    pub async fn uploads(&self) -> Result<Vec<Upload>> {
+        let mut all = self.backend().uploads().await?;
+        all.sort_by(|a, b| (a.last_active, &a.key).cmp(&(b.last_active, &b.key)));
+        Ok(all)
+    }
+
+    /// Abandons an unfinished upload (S3: AbortMultipartUpload; local: the
+    /// temporary file is removed). One already finished or gone is not an
+    /// error.
+    pub async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        self.before_write().await?;
+        self.backend().abort_upload(upload).await
+    }
+
     /// Deletes an object; deleting a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
@@ -669,7 +770,26 @@ impl Store {
         Store {
             inner: self.inner.clone(),
             durable: false,
+            freshen_after: self.freshen_after,
         }
+    }
+
+    /// A handle on the same store whose blob writes freshen a blob they
+    /// find already stored (instead of writing it) when it was last written
+    /// more than `after` ago: a quarter of the grace period `pipe gc` runs
+    /// with (`[store] gc_grace`), so a gc never deletes a blob that a
+    /// running publish found and relies on.
+    pub fn freshening(&self, after: Duration) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            durable: self.durable,
+            freshen_after: after,
+        }
+    }
+
+    /// The age past which this handle freshens a blob it reuses.
+    pub fn freshen_after(&self) -> Duration {
+        self.freshen_after
     }
 
     /// Makes every write made so far durable (see [`Store::batch`]).
@@ -729,18 +849,23 @@ impl Store {
     }
 
     /// [`Store::put_blob_file_as`] for a caller that listed the blobs
-    /// already: `stored` is the size the listing gave the blob (`None`: not
+    /// already: `stored` is what the listing showed of the blob (`None`: not
     /// listed), so nothing is asked before the write. A blob listed at its
-    /// size costs no request; one not listed, a create-only write (a blob
-    /// that appeared since is left alone).
+    /// size costs no request (but one copy onto itself when it is older
+    /// than a quarter of gc's grace, so `pipe gc` keeps it); one not
+    /// listed, a create-only write (a blob that appeared since is left
+    /// alone).
     pub async fn put_blob_file_listed(
         &self,
         path: &Path,
         expected: &BlobRef,
-        stored: Option<u64>,
+        stored: Option<&Listed>,
     ) -> Result<BlobPut> {
         let cond = match stored {
-            Some(size) if size == expected.size => {
+            Some(listed) if listed.meta.size == expected.size => {
+                // Reused, not written: freshened when old, so `pipe gc`
+                // keeps it until the manifest that names it is stored.
+                self.freshen_if_older(listed, self.freshen_after).await?;
                 return Ok(BlobPut {
                     blob: expected.clone(),
                     uploaded: false,
@@ -767,9 +892,13 @@ impl Store {
     async fn blob_write_condition(&self, blob: &BlobRef) -> Result<Option<Condition>> {
         let key = blob.key();
         self.before_write().await?;
-        Ok(match self.backend().size(&key).await? {
+        let found = self.backend().stat(&key).await?;
+        Ok(match found.as_ref().map(|l| l.meta.size) {
             Some(size) if size == blob.size => {
                 tracing::debug!(%key, "blob already stored");
+                if let Some(listed) = &found {
+                    self.freshen_if_older(listed, self.freshen_after).await?;
+                }
                 None
             }
             Some(size) => {

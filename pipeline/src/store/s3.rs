@@ -36,7 +36,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::layout;
 use super::{
     Backend, Body, BodyInner, Condition, DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_TIMEOUT, Object, ObjectBody, ObjectMeta, OpenOptions, S3Overrides, Version,
+    DEFAULT_TIMEOUT, Listed, Object, ObjectBody, ObjectMeta, OpenOptions, S3Overrides, Upload,
+    Version,
 };
 use crate::{Error, Result};
 
@@ -159,6 +160,65 @@ impl S3Backend {
         })
     }
 
+    /// The bytes the parts of an unfinished multipart upload hold, and when
+    /// its last part arrived (Unix seconds; 0 with no part). Some servers
+    /// report an upload's `Initiated` wrongly (moto: a fixed date), the
+    /// parts' `LastModified` are what the server stored.
+    async fn parts(&self, key: &str, id: &str) -> Result<(u64, u64)> {
+        let (mut size, mut last) = (0u64, 0u64);
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .upload_id(id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                // Finished or aborted since it was listed.
+                Err(e) if matches!(Self::classify(&e), Class::Missing) => return Ok((size, last)),
+                // An answer the SDK cannot read (moto 5 names its root
+                // `ListPartsResponse`): the upload's `Initiated` is all
+                // there is to go by.
+                Err(SdkError::ServiceError(e)) if e.raw().status().is_success() => {
+                    tracing::debug!(
+                        key,
+                        id,
+                        "cannot read the parts of an upload; going by its start"
+                    );
+                    return Ok((size, last));
+                }
+                Err(e) => return Err(self.error("ListParts", key, e)),
+            };
+            for part in page.parts() {
+                size += part.size().unwrap_or(0).max(0) as u64;
+                last = last.max(crate::records::history::unix_secs(system_time(
+                    part.last_modified(),
+                )));
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok((size, last));
+            }
+            marker = page.next_part_number_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok((size, last));
+            }
+        }
+    }
+
+    /// How many leading characters of a listed key are the store's prefix.
+    fn strip(&self) -> usize {
+        if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        }
+    }
+
     fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
@@ -189,7 +249,9 @@ impl S3Backend {
                         Class::Denied
                     }
                     (412, _) | (409, Some("ConditionalRequestConflict")) => Class::Precondition,
-                    (404, _) | (_, Some("NoSuchKey" | "NotFound")) => Class::Missing,
+                    (404, _) | (_, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) => {
+                        Class::Missing
+                    }
                     _ => Class::Other,
                 }
             }
@@ -561,11 +623,16 @@ impl Backend for S3Backend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|l| l.meta)
+            .collect())
+    }
+
+    async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let strip = self.strip();
         let mut pages = self
             .client
             .list_objects_v2()
@@ -583,14 +650,121 @@ impl Backend for S3Backend {
                 if key.starts_with(".pipe-probe/") {
                     continue;
                 }
-                out.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    version: version(obj.e_tag()),
+                out.push(Listed {
+                    meta: ObjectMeta {
+                        key: key.to_string(),
+                        size: obj.size().unwrap_or(0).max(0) as u64,
+                        version: version(obj.e_tag()),
+                    },
+                    modified: system_time(obj.last_modified()),
                 });
             }
         }
         Ok(out)
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<Listed>> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(Listed {
+                meta: ObjectMeta {
+                    key: key.to_string(),
+                    size: out.content_length().unwrap_or(0).max(0) as u64,
+                    version: version(out.e_tag()),
+                },
+                modified: system_time(out.last_modified()),
+            })),
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
+            Err(e) => Err(self.error("HeadObject", key, e)),
+        }
+    }
+
+    async fn freshen(&self, key: &str) -> Result<()> {
+        // A copy onto itself is allowed only when something changes: the
+        // metadata is replaced (with the same headers), which gives the
+        // object a new `Last-Modified` without sending its bytes.
+        let headers = layout::http_headers(key);
+        let full = self.full_key(key);
+        let out = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(copy_source(&self.bucket, &full))
+            .key(&full)
+            .metadata_directive(MetadataDirective::Replace)
+            .cache_control(headers.cache_control)
+            .content_type(headers.content_type)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(()),
+            Err(e) => Err(self.error("CopyObject", key, e)),
+        }
+    }
+
+    async fn uploads(&self) -> Result<Vec<Upload>> {
+        let strip = self.strip();
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.full_key(""))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error("ListMultipartUploads", "", e))?;
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key().and_then(|k| k.get(strip..)), u.upload_id())
+                else {
+                    continue;
+                };
+                let (size, last_part) = self.parts(key, id).await?;
+                let started = crate::records::history::unix_secs(system_time(u.initiated()));
+                out.push(Upload {
+                    key: key.to_string(),
+                    id: id.to_string(),
+                    last_active: started.max(last_part),
+                    size,
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        let out = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full_key(&upload.key))
+            .upload_id(&upload.id)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // NoSuchUpload: finished or aborted meanwhile.
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(()),
+            Err(e) => Err(self.error("AbortMultipartUpload", &upload.key, e)),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -680,6 +854,13 @@ impl Backend for S3Backend {
             detail: format!("reading the response body: {e}"),
         }
     }
+}
+
+/// An S3 timestamp as a system time (now when missing: an object whose age
+/// is unknown counts as just written, which `pipe gc` never deletes).
+fn system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> std::time::SystemTime {
+    t.and_then(|t| std::time::SystemTime::try_from(*t).ok())
+        .unwrap_or_else(std::time::SystemTime::now)
 }
 
 /// ETags are compared as opaque strings, so one form is kept: quoted, as

@@ -346,7 +346,10 @@ pub async fn refresh(
     keyring: &keys::Keyring,
     env: &str,
 ) -> Result<Option<Regenerated>> {
-    let head = history::verified_head(store, env, keyring).await?;
+    let cache = history::HistoryCache::new(&p.dir, store.url());
+    let head = history::verified_history_cached(store, env, keyring, Some(&cache))
+        .await?
+        .pop();
     fault::hold("refresh-read-pointer");
     match head {
         Some(head) => {

@@ -155,6 +155,23 @@ pub enum Command {
     /// The OCI registry of `[registry]`.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Delete what nothing refers to: builds no pointer, kept history entry
+    /// or view names (and their blobs, pool files and records), cache
+    /// records, repository files no view names, and unfinished uploads,
+    /// all older than the grace period.
+    Gc {
+        /// Report what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep the builds of each environment's newest N history entries
+        /// (10; overrides `[store] gc_keep_history`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep_history: Option<u32>,
+        /// Delete nothing written more recently (`2d`; overrides `[store]
+        /// gc_grace`): longer than any publish takes.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        grace: Option<std::time::Duration>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

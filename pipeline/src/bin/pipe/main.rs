@@ -96,6 +96,11 @@ fn main() -> ExitCode {
             Command::Validate => commands::validate::run(&cx),
             Command::Status => commands::status::run(&cx).await,
             Command::Fsck(args) => commands::fsck::run(&cx, &args).await,
+            Command::Gc {
+                dry_run,
+                keep_history,
+                grace,
+            } => commands::gc::run(&cx, dry_run, keep_history, grace).await,
             Command::Registry(cli::RegistryCommand::Seed) => commands::registry::seed(&cx).await,
             Command::Build {
                 plan,

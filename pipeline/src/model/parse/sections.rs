@@ -11,6 +11,8 @@ const STORE_KEYS: &[&str] = &[
     "timeout",
     "attempts",
     "no_sign",
+    "gc_grace",
+    "gc_keep_history",
 ];
 const SIGNING_KEYS: &[&str] = &["key"];
 const REGISTRY_KEYS: &[&str] = &["url", "insecure"];
@@ -158,6 +160,31 @@ impl Cx<'_> {
             && let Some(b) = self.boolean(v, "`store.no_sign`")
         {
             net.no_sign = b;
+        }
+        if let Some((_, v)) = field(t, "gc_grace")
+            && let Some(s) = self.string(v, "`store.gc_grace`")
+        {
+            match rules::duration(&s) {
+                Ok(d) => out.gc_grace = Some(d),
+                Err((message, hint)) => {
+                    self.error(v.span(), format!("`store.gc_grace`: {message}"), Some(hint))
+                }
+            }
+        }
+        if let Some((_, v)) = field(t, "gc_keep_history")
+            && let Some(n) = self.integer(v, "`store.gc_keep_history`")
+        {
+            match u32::try_from(n) {
+                Ok(n @ 1..) => out.gc_keep_history = Some(n),
+                _ => self.error(
+                    v.span(),
+                    format!("`store.gc_keep_history` is {n}, not a positive count"),
+                    Some(
+                        "the newest entry of each environment is always kept: `1` keeps only it"
+                            .into(),
+                    ),
+                ),
+            }
         }
         out
     }

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod deploy;
 pub mod fsck;
+pub mod gc;
 pub mod init;
 pub mod keys;
 pub mod promote;

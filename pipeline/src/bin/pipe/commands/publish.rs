@@ -21,7 +21,10 @@ pub async fn run(cx: &Context, build: Option<&str>, read_back: bool) -> Result<(
     let p = cx.pipeline()?;
     let dir = build_dir(&cx.dir, build)?;
     let url = cx.store_url(Some(p))?;
-    let store = cx.open_store(&url).await?;
+    // A blob reused rather than uploaded is freshened past a quarter of
+    // gc's grace, so a gc running meanwhile keeps it (`pipeline::gc`).
+    let grace = p.store.gc_grace.unwrap_or(pipeline::gc::DEFAULT_GRACE);
+    let store = cx.open_store(&url).await?.freshening(grace / 4);
     let total: u64 = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.metadata().ok())
