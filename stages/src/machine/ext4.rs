@@ -12,6 +12,12 @@
 //!   set: rewritten in the image with `debugfs -w -f CMDS`, one `sif PATH
 //!   ctime @EPOCH` (and `crtime`, and `atime` again, which reading the tree
 //!   may have moved) per path;
+//! - the order of an inode's extended attributes, which `mke2fs` takes from
+//!   `llistxattr` on the tree (the order they were set in, on ext4; a hash
+//!   order on tmpfs): an inode with more than one is rewritten in the image
+//!   in the same `debugfs` run, every attribute removed (`ea_rm`) and set
+//!   again in name order (`ea_set -f`), which lays them out the same
+//!   whatever order the base or the post-install script set them in;
 //! - the defaults of the host's `/etc/mke2fs.conf` that depend on the size
 //!   ("small" filesystems get 1 KiB blocks): block size, inode size and
 //!   bytes-per-inode are given explicitly.
@@ -213,20 +219,28 @@ pub(crate) fn write(
             output,
         });
     }
-    fix_inode_times(tools, paths, image, epoch)
+    fix_inode_times(tools, root, paths, image, epoch)
 }
 
-/// One `sif` per path and time field; debugfs exits 0 even when a command
-/// fails, so anything it says on stderr besides its banner is a failure.
+/// One `sif` per path and time field, and the extended attributes of the
+/// inodes that have several put in name order; debugfs exits 0 even when a
+/// command fails, so anything it says on stderr besides its banner is a
+/// failure.
 fn fix_inode_times(
     tools: &Tools,
+    root: &Path,
     paths: &[(PathBuf, i64)],
     image: &Path,
     epoch: u64,
 ) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     let cmds_path = image.with_extension("debugfs");
+    let values_dir = image.with_extension("xattrs");
     let write_cmds = || -> std::io::Result<()> {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&cmds_path)?);
+        let mut seen = std::collections::HashSet::new();
+        let mut values = 0usize;
         for (rel, mtime) in paths {
             let name = quoted(rel).ok_or_else(|| {
                 std::io::Error::new(
@@ -237,13 +251,35 @@ fn fix_inode_times(
                     ),
                 )
             })?;
+            let path = root.join(rel);
+            let attrs = super::xattrs::list(&path)?;
+            if attrs.len() > 1 && seen.insert(std::fs::symlink_metadata(&path)?.ino()) {
+                let names: Vec<String> = attrs
+                    .iter()
+                    .map(|(n, _)| quoted_word(n))
+                    .collect::<std::io::Result<_>>()?;
+                writeln!(w, "ea_rm {name} {}", names.join(" "))?;
+                if values == 0 {
+                    std::fs::create_dir_all(&values_dir)?;
+                }
+                for ((_, value), attr) in attrs.iter().zip(&names) {
+                    let file = values_dir.join(values.to_string());
+                    values += 1;
+                    std::fs::write(&file, value)?;
+                    let file = quoted_word(file.as_os_str().as_bytes())?;
+                    writeln!(w, "ea_set -f {file} {name} {attr}")?;
+                }
+            }
             writeln!(w, "sif {name} ctime @{epoch}")?;
             writeln!(w, "sif {name} crtime @{epoch}")?;
             writeln!(w, "sif {name} atime @{mtime}")?;
         }
         w.flush()
     };
-    write_cmds().map_err(|e| Error::write(&cmds_path, e))?;
+    if let Err(e) = write_cmds() {
+        let _ = std::fs::remove_dir_all(&values_dir);
+        return Err(Error::write(&cmds_path, e));
+    }
     let out = Command::new(tools.path(Tool::Debugfs))
         .arg("-w")
         .arg("-f")
@@ -256,6 +292,7 @@ fn fix_inode_times(
         .stderr(Stdio::piped())
         .output();
     let _ = std::fs::remove_file(&cmds_path);
+    let _ = std::fs::remove_dir_all(&values_dir);
     let out = out.map_err(|e| Error::ToolRun {
         tool: Tool::Debugfs,
         source: e,
@@ -289,4 +326,19 @@ fn quoted(rel: &Path) -> Option<String> {
         return None;
     }
     Some(format!("\"/{}\"", s.replace('"', "\"\"")))
+}
+
+/// A word (an attribute name, a file) in debugfs's quoting; an error for one
+/// a command line cannot carry.
+fn quoted_word(bytes: &[u8]) -> std::io::Result<String> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains(['\n', '\r']) => Ok(format!("\"{}\"", s.replace('"', "\"\""))),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "`{}`: an extended attribute name or file that is not UTF-8 or has a line break cannot be written to ext4 by debugfs",
+                String::from_utf8_lossy(bytes)
+            ),
+        )),
+    }
 }

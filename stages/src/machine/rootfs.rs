@@ -1,6 +1,12 @@
 //! Unpacking the base: a root filesystem tarball (plain, gzip, xz or zstd,
 //! told apart by its first bytes) streamed into the work directory, with
-//! ownership, modes, times and device nodes kept.
+//! ownership, modes, times, device nodes and extended attributes kept.
+//!
+//! Extended attributes come from pax `SCHILY.xattr.NAME` records, as GNU tar
+//! `--xattrs --format=pax` and mmdebstrap write them (file capabilities are
+//! `security.capability`, e.g. on `ping`). They are set after the owner:
+//! `chown` clears a file's capabilities. `mke2fs -d` copies them into the
+//! image; `super::ext4` fixes their order there.
 //!
 //! Every entry is checked before it is written: a name or hard-link target
 //! with a `..` component is refused (not skipped, as `tar` would), and no
@@ -101,7 +107,8 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
         let kind = entry.header().entry_type();
         match kind {
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                special(tarball, root, &rel, &entry)?;
+                let target = special(tarball, root, &rel, &entry)?;
+                set_xattrs(tarball, &mut entry, &target)?;
             }
             EntryType::Regular
             | EntryType::Continuous
@@ -114,6 +121,7 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
                     let mode = h.mode().map_err(bad)?;
                     set_owner_mode(root, h.uid().map_err(bad)?, h.gid().map_err(bad)?, mode)
                         .map_err(|e| Error::write(root, e))?;
+                    set_xattrs(tarball, &mut entry, root)?;
                     continue;
                 }
                 let written = entry.unpack_in(root).map_err(|e| Error::UnsafeEntry {
@@ -127,6 +135,12 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
                         entry: String::from_utf8_lossy(&name).into_owned(),
                         reason: "it resolves outside the root".into(),
                     });
+                }
+                // A hard link shares its target's inode, attributes included.
+                if kind != EntryType::Link {
+                    // `unpack_in` checked that the parent resolves inside
+                    // the root, and the entry itself is not followed.
+                    set_xattrs(tarball, &mut entry, &root.join(&rel))?;
                 }
             }
             // pax and GNU long-name records are consumed by the reader.
@@ -187,14 +201,51 @@ fn checked_relative(tarball: &Path, name: &[u8]) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The prefix of a pax record carrying an extended attribute.
+const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
+
+/// Sets the extended attributes the entry's pax records carry on `path`
+/// (not following a symlink).
+fn set_xattrs(tarball: &Path, entry: &mut tar::Entry<'_, impl Read>, path: &Path) -> Result<()> {
+    let Some(records) = entry
+        .pax_extensions()
+        .map_err(|e| not_rootfs(tarball, format!("a pax header cannot be read: {e}")))?
+    else {
+        return Ok(());
+    };
+    let mut attrs = Vec::new();
+    for record in records {
+        let record =
+            record.map_err(|e| not_rootfs(tarball, format!("a pax record cannot be read: {e}")))?;
+        if let Some(name) = record.key_bytes().strip_prefix(PAX_XATTR) {
+            attrs.push((name.to_vec(), record.value_bytes().to_vec()));
+        }
+    }
+    for (name, value) in attrs {
+        super::xattrs::set(path, &name, &value).map_err(|e| {
+            Error::write(
+                path,
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "setting the extended attribute `{}` the base gives it: {e}",
+                        String::from_utf8_lossy(&name)
+                    ),
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// A device node or FIFO: made with mknod after checking that its parent
-/// resolves inside the root.
+/// resolves inside the root. Returns where it was made.
 fn special(
     tarball: &Path,
     root: &Path,
     rel: &Path,
     entry: &tar::Entry<'_, impl Read>,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let h = entry.header();
     let bad = |reason: String| Error::UnsafeEntry {
         tarball: tarball.to_path_buf(),
@@ -257,7 +308,7 @@ fn special(
     if let Ok(mtime) = h.mtime() {
         super::times::set_times(&target, mtime as i64).map_err(|e| Error::write(&target, e))?;
     }
-    Ok(())
+    Ok(target)
 }
 
 fn set_owner_mode(path: &Path, uid: u64, gid: u64, mode: u32) -> io::Result<()> {
