@@ -5,12 +5,17 @@
 //! one blob and listed as one manifest entry; a node's outputs are recorded
 //! under `cache/stages/<key>.json` after every blob they name, so a second
 //! machine sharing the store restores them instead of rebuilding.
+//!
+//! A restore copies each output out of the store, checking its digest,
+//! unless the project holds a verified copy of it (a large output pipe
+//! hashed itself in an earlier build: [`super::reuse`]), which is linked.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::plan::{ArtifactNode, Plan};
+use super::reuse::Verified;
 use crate::artifact::Artifact;
 use crate::kinds::{self, Kind, Prepared, StageContext};
 use crate::model::Pipeline;
@@ -55,6 +60,14 @@ pub async fn build_artifacts(
     sealer: &Sealer,
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
+    // Verified copies no build holds any more go first.
+    let verified = Verified::new(&cx.dir);
+    {
+        let v = verified.clone();
+        tokio::task::spawn_blocking(move || v.prune())
+            .await
+            .expect("prune task panicked");
+    }
     // First every node is resolved and keyed, in parallel: bad input in any
     // (a vanished file, a symlink leaving the project) fails the build
     // before anything is written to the store.
@@ -99,6 +112,7 @@ pub async fn build_artifacts(
         let out_dir = out_dir.to_path_buf();
         let permits = permits.clone();
         let sealer = sealer.clone();
+        let verified = verified.clone();
         tasks.spawn(async move {
             let _permit = permits
                 .acquire_owned()
@@ -106,7 +120,7 @@ pub async fn build_artifacts(
                 .expect("semaphore is never closed");
             let kind = kinds::of(node.kind);
             run_node(
-                kind, p, cx, node, prepared, seconds, &store, &sealer, &out_dir,
+                kind, p, cx, node, prepared, seconds, &store, &sealer, &verified, &out_dir,
             )
             .await
         });
@@ -131,6 +145,7 @@ async fn run_node(
     prepare_seconds: f64,
     store: &Store,
     sealer: &Sealer,
+    verified: &Verified,
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
     let started = Instant::now();
@@ -159,7 +174,7 @@ async fn run_node(
             cache_hit = true;
             for (i, (name, blob)) in record.outputs().enumerate() {
                 let path = out_dir.join(name);
-                store.get_blob_to_file(blob, &path).await?;
+                restore(store, verified, blob, &path).await?;
                 publishable(&path)?;
                 let a = artifact(name, blob.clone());
                 // The main output's view metadata is cached with the record;
@@ -182,11 +197,24 @@ async fn run_node(
                     .await
                     .expect("artifact writer panicked")?;
             }
-            for name in &outputs {
+            // Every output is hashed and stored at once (each hash is one
+            // core's work: a machine's raw and qcow2 images in parallel).
+            let stored = futures::future::try_join_all(outputs.iter().map(|name| {
                 let path = out_dir.join(name);
-                publishable(&path)?;
-                let put = store.put_blob_file(&path).await?;
-                let a = artifact(name, put.blob);
+                async move {
+                    publishable(&path)?;
+                    let before = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                    let put = store.put_blob_file(&path).await?;
+                    let (v, b, p) = (verified.clone(), put.blob.clone(), path.clone());
+                    tokio::task::spawn_blocking(move || v.remember(&p, &b, &before))
+                        .await
+                        .expect("remember task panicked");
+                    Ok::<_, Error>((path, put.blob))
+                }
+            }))
+            .await?;
+            for (name, (path, blob)) in outputs.iter().zip(stored) {
+                let a = artifact(name, blob);
                 let index = describe(a.clone(), path.clone(), cx.epoch)
                     .await
                     .expect("describe task panicked")?;
@@ -227,6 +255,33 @@ async fn run_node(
             index,
         })
         .collect())
+}
+
+/// Puts the output `blob` (named by a trusted stage record) at `path`: a link
+/// to the project's verified copy when there is one and the store still has
+/// the blob (a missing one is stored again from that copy), else a copy out
+/// of the store with its digest checked, which then becomes the verified
+/// copy.
+async fn restore(store: &Store, verified: &Verified, blob: &BlobRef, path: &Path) -> Result<()> {
+    let (v, b, p) = (verified.clone(), blob.clone(), path.to_path_buf());
+    let linked = tokio::task::spawn_blocking(move || v.restore(&b, &p))
+        .await
+        .expect("restore task panicked");
+    if linked {
+        if store.put_blob_file_as(path, blob).await?.blob == *blob {
+            tracing::debug!(path = %path.display(), "restored from the verified copy");
+            return Ok(());
+        }
+        // The store lacked it and the copy did not hash to it after all.
+        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    }
+    store.get_blob_to_file(blob, path).await?;
+    let before = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let (v, b, p) = (verified.clone(), blob.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || v.remember(&p, &b, &before))
+        .await
+        .expect("remember task panicked");
+    Ok(())
 }
 
 /// When a signature made for a build is dated: the build's timestamp, so
@@ -341,11 +396,12 @@ mod tests {
             &keys::SecretKey::generate(&opts).unwrap(),
             std::time::SystemTime::now(),
         );
+        let verified = Verified::new(dir.path());
         let run = |out: &str| {
             let out = dir.path().join(out);
             std::fs::create_dir_all(&out).unwrap();
             let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
-            let sealer = sealer.clone();
+            let (sealer, verified) = (sealer.clone(), verified.clone());
             async move {
                 run_node(
                     &SEVERAL,
@@ -356,6 +412,7 @@ mod tests {
                     0.0,
                     &store,
                     &sealer,
+                    &verified,
                     &out,
                 )
                 .await
@@ -387,5 +444,211 @@ mod tests {
                 std::fs::read(&b.path).unwrap()
             );
         }
+    }
+
+    /// Two outputs large enough to be kept as verified copies.
+    struct Big;
+
+    impl Kind for Big {
+        fn kind(&self) -> ArtifactKind {
+            ArtifactKind::Deb
+        }
+        fn nodes(&self, _: &Pipeline) -> Vec<ArtifactNode> {
+            Vec::new()
+        }
+        fn prepare(&self, _: &Pipeline, _: &StageContext, _: &ArtifactNode) -> Result<Prepared> {
+            unreachable!("the test prepares the node itself")
+        }
+        fn write(
+            &self,
+            _: &Pipeline,
+            _: &StageContext,
+            node: &ArtifactNode,
+            _: Prepared,
+            out_dir: &Path,
+        ) -> Result<()> {
+            for (i, name) in node.outputs.iter().enumerate() {
+                let path = out_dir.join(name);
+                std::fs::write(&path, big(i)).map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(())
+        }
+        fn describe(&self, _: &Path, _: &Artifact, _: u64) -> Result<Option<Fragment>> {
+            Ok(None)
+        }
+        fn pool_key(&self, _: &Artifact) -> Option<String> {
+            None
+        }
+        fn deploy_arch(&self, _: &Artifact) -> Option<String> {
+            None
+        }
+    }
+
+    static BIG: Big = Big;
+
+    fn big(i: usize) -> Vec<u8> {
+        (0..(3usize << 20)).map(|n| (n * 7 + i) as u8).collect()
+    }
+
+    fn ino(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    /// A restore links the project's verified copy instead of copying out of
+    /// the store, never links a store file, and falls back to a checked copy
+    /// when the verified copy changed; a blob the store lost is stored again.
+    #[tokio::test]
+    async fn a_restore_links_the_verified_copy_and_copies_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("s");
+        let store = Store::open(&StoreUrl::Local(store_dir.clone()), &OpenOptions::default())
+            .await
+            .unwrap();
+        let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
+        let p = Arc::new(
+            Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
+        );
+        let cx = StageContext {
+            dir: dir.path().to_path_buf(),
+            epoch: 0,
+            signer: None,
+        };
+        let node = ArtifactNode {
+            id: "test big".into(),
+            kind: ArtifactKind::Deb,
+            component: Component::Package("big".into()),
+            inputs: Vec::new(),
+            after_steps: Vec::new(),
+            outputs: vec!["disk.raw".into(), "disk.qcow2".into()],
+            cache_key: None,
+        };
+        let mut opts = keys::GenerateOptions::new("t <t@example.invalid>");
+        opts.algorithm = keys::Algorithm::Ed25519;
+        let sealer = Sealer::new(
+            &keys::SecretKey::generate(&opts).unwrap(),
+            std::time::SystemTime::now(),
+        );
+        let verified = Verified::new(dir.path());
+        let run = |out: &str| {
+            let out = dir.path().join(out);
+            std::fs::create_dir_all(&out).unwrap();
+            let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
+            let (sealer, verified) = (sealer.clone(), verified.clone());
+            async move {
+                run_node(
+                    &BIG,
+                    p,
+                    cx,
+                    node,
+                    prepared(),
+                    0.0,
+                    &store,
+                    &sealer,
+                    &verified,
+                    &out,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let first = run("one").await;
+        assert!(first.iter().all(|b| !b.cache_hit));
+        let blob_file = |b: &Built| store_dir.join(b.artifact.blob.key());
+        for b in &first {
+            let copy = dir
+                .path()
+                .join(super::super::reuse::DIR)
+                .join(&b.artifact.blob.blake3);
+            assert_eq!(
+                ino(&copy),
+                ino(&b.path),
+                "the built file is the verified copy"
+            );
+            assert_ne!(ino(&blob_file(b)), ino(&b.path), "never the store's file");
+        }
+
+        // Unchanged: linked, not copied.
+        let second = run("two").await;
+        assert!(second.iter().all(|b| b.cache_hit));
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(ino(&a.path), ino(&b.path), "{} linked", b.artifact.name);
+        }
+
+        // The verified copy written in place (an image mounted read-write):
+        // the next restore copies from the store, checking the digest.
+        // (After a pause: file times advance in clock ticks.)
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&first[0].path)
+                .unwrap();
+            f.seek(std::io::SeekFrom::Start(1000)).unwrap();
+            f.write_all(b"scribbled").unwrap();
+        }
+        let third = run("three").await;
+        assert_ne!(ino(&third[0].path), ino(&first[0].path));
+        assert_eq!(std::fs::read(&third[0].path).unwrap(), big(0));
+        assert_eq!(
+            ino(&third[1].path),
+            ino(&first[1].path),
+            "the other is still linked"
+        );
+
+        // The store's copy damaged: the verified copy (the one the last
+        // restore checked) is used, and its bytes are the right ones.
+        let damaged = blob_file(&third[0]);
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        bytes[5] ^= 0xff;
+        std::fs::remove_file(&damaged).unwrap();
+        std::fs::write(&damaged, &bytes).unwrap();
+        let fourth = run("four").await;
+        assert_eq!(ino(&fourth[0].path), ino(&third[0].path));
+        assert_eq!(std::fs::read(&fourth[0].path).unwrap(), big(0));
+
+        // The store lost a blob: stored again from the verified copy.
+        std::fs::remove_file(blob_file(&fourth[1])).unwrap();
+        let fifth = run("five").await;
+        assert_eq!(ino(&fifth[1].path), ino(&fourth[1].path));
+        assert!(store.blob_intact(&fifth[1].artifact.blob).await.unwrap());
+
+        // Build directories removed: a verified copy goes on the next prune
+        // once no build holds it.
+        let listing = || -> Vec<std::ffi::OsString> {
+            std::fs::read_dir(dir.path().join(super::super::reuse::DIR))
+                .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+                .unwrap_or_default()
+        };
+        for d in ["one", "two", "three", "four"] {
+            std::fs::remove_dir_all(dir.path().join(d)).unwrap();
+        }
+        verified.prune();
+        assert_eq!(listing().len(), 4, "{:?}", listing());
+        std::fs::remove_dir_all(dir.path().join("five")).unwrap();
+        verified.prune();
+        assert!(listing().is_empty(), "{:?}", listing());
+
+        // Without a verified copy, a damaged store blob is refused as before.
+        std::fs::remove_dir_all(dir.path().join(super::super::reuse::DIR)).unwrap();
+        let out = dir.path().join("six");
+        std::fs::create_dir_all(&out).unwrap();
+        let e = run_node(
+            &BIG,
+            p.clone(),
+            cx.clone(),
+            node.clone(),
+            prepared(),
+            0.0,
+            &store,
+            &sealer,
+            &verified,
+            &out,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+        assert!(!out.join("disk.raw").exists(), "nothing unverified left");
     }
 }

@@ -4,14 +4,20 @@
 //! What would differ between two runs, and what fixes it:
 //! - the filesystem UUID and the directory-hash seed: fixed (`-U`,
 //!   `-E hash_seed=`), both derived from the caller's identity string;
-//! - the superblock's times and each inode's creation time: `mke2fs` reads
-//!   them from `E2FSPROGS_FAKE_TIME`, set to `SOURCE_DATE_EPOCH`;
+//! - the superblock's times, each inode's creation time and the root
+//!   directory's times: `mke2fs` takes them from `E2FSPROGS_FAKE_TIME`, set
+//!   to `SOURCE_DATE_EPOCH`;
 //! - access and modification times: normalised in the tree beforehand
-//!   (`super::times`);
+//!   (`super::times`). `mke2fs` copies them from the `lstat` it makes of
+//!   each entry before reading it, so its own reading (which moves the
+//!   tree's access times) does not reach the image; nothing else may read
+//!   the tree in between (the space needed is counted from the path list,
+//!   not by listing directories again);
 //! - change times, which `mke2fs` copies from the tree and user space cannot
 //!   set: rewritten in the image with `debugfs -w -f CMDS`, one `sif PATH
-//!   ctime @EPOCH` (and `crtime`, and `atime` again, which reading the tree
-//!   may have moved) per path;
+//!   ctime @EPOCH` per inode (checked on e2fsprogs 1.47.0: creation and
+//!   access times need no command; three commands per path made this pass
+//!   cost as much as `mke2fs` itself);
 //! - the order of an inode's extended attributes, which `mke2fs` takes from
 //!   `llistxattr` on the tree (the order they were set in, on ext4; a hash
 //!   order on tmpfs): an inode with more than one is rewritten in the image
@@ -46,10 +52,20 @@ pub(crate) struct Usage {
     pub inodes: u64,
 }
 
-/// Counts blocks and inodes of `paths` (relative to `root`, as
-/// `super::times::normalise` returns them).
+/// Counts blocks and inodes of `paths` (relative to `root`, sorted, as
+/// `super::times::normalise` returns them). Only `lstat`s: a directory's
+/// size comes from the names in `paths` (listing it would move its access
+/// time, which `mke2fs` copies).
 pub(crate) fn usage(root: &Path, paths: &[(PathBuf, i64)]) -> Result<Usage> {
+    use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
+    // A directory entry takes 8 bytes plus the name, 4-aligned.
+    let mut entries: HashMap<&Path, u64> = HashMap::new();
+    for (rel, _) in paths {
+        if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
+            *entries.entry(parent).or_default() += 8 + (name.len() as u64).div_ceil(4) * 4;
+        }
+    }
     let mut u = Usage::default();
     let mut seen = std::collections::HashSet::new();
     for (rel, _) in paths {
@@ -63,13 +79,7 @@ pub(crate) fn usage(root: &Path, paths: &[(PathBuf, i64)]) -> Result<Usage> {
         let bytes = if ft.is_file() {
             m.len()
         } else if ft.is_dir() {
-            // A directory entry takes 8 bytes plus the name, 4-aligned.
-            let mut n = 24u64;
-            for e in std::fs::read_dir(&p).map_err(|e| Error::read(&p, e))? {
-                let e = e.map_err(|e| Error::read(&p, e))?;
-                n += 8 + (e.file_name().len() as u64).div_ceil(4) * 4;
-            }
-            n
+            24 + entries.get(rel.as_path()).copied().unwrap_or(0)
         } else if ft.is_symlink() {
             // Targets under 60 bytes live in the inode.
             let len = m.len();
@@ -222,8 +232,8 @@ pub(crate) fn write(
     fix_inode_times(tools, root, paths, image, epoch)
 }
 
-/// One `sif` per path and time field, and the extended attributes of the
-/// inodes that have several put in name order; debugfs exits 0 even when a
+/// One `sif` per inode for its change time, and the extended attributes of
+/// the inodes that have several put in name order; debugfs exits 0 even when a
 /// command fails, so anything it says on stderr besides its banner is a
 /// failure.
 fn fix_inode_times(
@@ -241,7 +251,7 @@ fn fix_inode_times(
         let mut w = std::io::BufWriter::new(std::fs::File::create(&cmds_path)?);
         let mut seen = std::collections::HashSet::new();
         let mut values = 0usize;
-        for (rel, mtime) in paths {
+        for (rel, _) in paths {
             let name = quoted(rel).ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -252,8 +262,11 @@ fn fix_inode_times(
                 )
             })?;
             let path = root.join(rel);
+            // Hard links share an inode: its fields are set once.
+            let m = std::fs::symlink_metadata(&path)?;
+            let first_link = m.is_dir() || m.nlink() == 1 || seen.insert(m.ino());
             let attrs = super::xattrs::list(&path)?;
-            if attrs.len() > 1 && seen.insert(std::fs::symlink_metadata(&path)?.ino()) {
+            if attrs.len() > 1 && first_link {
                 let names: Vec<String> = attrs
                     .iter()
                     .map(|(n, _)| quoted_word(n))
@@ -270,9 +283,9 @@ fn fix_inode_times(
                     writeln!(w, "ea_set -f {file} {name} {attr}")?;
                 }
             }
-            writeln!(w, "sif {name} ctime @{epoch}")?;
-            writeln!(w, "sif {name} crtime @{epoch}")?;
-            writeln!(w, "sif {name} atime @{mtime}")?;
+            if first_link {
+                writeln!(w, "sif {name} ctime @{epoch}")?;
+            }
         }
         w.flush()
     };
