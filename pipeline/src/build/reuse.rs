@@ -328,3 +328,57 @@ fn valid_digest(hex: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp_file(project: &Path, path: &Path) -> PathBuf {
+        let key = blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex();
+        project.join(DIR).join("inputs").join(format!("{key}.json"))
+    }
+
+    /// An input's digests are remembered once it settled, used while it is
+    /// unchanged, and not once it changed, even with its size and
+    /// modification time put back.
+    #[test]
+    fn an_input_is_hashed_again_only_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("base.tar");
+        std::fs::write(&input, b"first content").unwrap();
+        // Just written: hashed, not remembered (a write in the same clock
+        // tick would not show).
+        let first = hash_input(dir.path(), &input).unwrap();
+        assert_eq!(first, digest::hash_bytes(b"first content"));
+        assert!(!stamp_file(dir.path(), &input).exists());
+        std::thread::sleep(SETTLED + Duration::from_millis(100));
+        assert_eq!(hash_input(dir.path(), &input).unwrap(), first);
+        let stamp = stamp_file(dir.path(), &input);
+        assert!(stamp.exists(), "remembered once settled");
+
+        // The remembered digests are what is used: a stamp edited to name
+        // other digests is believed while the file is unchanged (the stamp
+        // is the project's own, as trusted as the file it describes).
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&stamp).unwrap()).unwrap();
+        let other = digest::hash_bytes(b"other content");
+        doc["blob"] = serde_json::to_value(&other).unwrap();
+        std::fs::write(&stamp, serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert_eq!(hash_input(dir.path(), &input).unwrap(), other);
+
+        // Rewritten with the same size, its modification time set back:
+        // the change time moved, so it is hashed again.
+        let mtime = std::fs::metadata(&input).unwrap().modified().unwrap();
+        std::fs::write(&input, b"fresh content").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&input)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(
+            hash_input(dir.path(), &input).unwrap(),
+            digest::hash_bytes(b"fresh content")
+        );
+    }
+}
