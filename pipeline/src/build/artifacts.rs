@@ -310,9 +310,12 @@ mod tests {
     use crate::artifact::{ArtifactKind, Component};
     use crate::store::{OpenOptions, StoreUrl};
 
-    struct Several;
+    /// A kind that writes each output `i` of its node as `body(i)`.
+    struct Writes {
+        body: fn(usize) -> Vec<u8>,
+    }
 
-    impl Kind for Several {
+    impl Kind for Writes {
         fn kind(&self) -> ArtifactKind {
             ArtifactKind::Deb
         }
@@ -332,8 +335,7 @@ mod tests {
         ) -> Result<()> {
             for (i, name) in node.outputs.iter().enumerate() {
                 let path = out_dir.join(name);
-                std::fs::write(&path, format!("part {i}\n").repeat(i + 1))
-                    .map_err(|e| Error::io(&path, e))?;
+                std::fs::write(&path, (self.body)(i)).map_err(|e| Error::io(&path, e))?;
             }
             Ok(())
         }
@@ -348,7 +350,16 @@ mod tests {
         }
     }
 
-    static SEVERAL: Several = Several;
+    static SEVERAL: Writes = Writes {
+        body: |i| format!("part {i}\n").repeat(i + 1).into_bytes(),
+    };
+
+    /// Outputs large enough to be kept as verified copies.
+    static BIG: Writes = Writes { body: big };
+
+    fn big(i: usize) -> Vec<u8> {
+        (0..(3usize << 20)).map(|n| (n * 7 + i) as u8).collect()
+    }
 
     fn prepared() -> Prepared {
         Prepared {
@@ -359,71 +370,99 @@ mod tests {
         }
     }
 
+    /// A project directory with a local store, and one node of `kind`.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: Store,
+        p: Arc<Pipeline>,
+        cx: StageContext,
+        node: ArtifactNode,
+        sealer: Sealer,
+        verified: Verified,
+        kind: &'static Writes,
+    }
+
+    impl Fixture {
+        async fn new(kind: &'static Writes, outputs: &[&str]) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(
+                &StoreUrl::Local(dir.path().join("s")),
+                &OpenOptions::default(),
+            )
+            .await
+            .unwrap();
+            let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
+            let p = Arc::new(
+                Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
+            );
+            let cx = StageContext {
+                dir: dir.path().to_path_buf(),
+                epoch: 0,
+                signer: None,
+            };
+            let node = ArtifactNode {
+                id: "test img".into(),
+                kind: ArtifactKind::Deb,
+                component: Component::Package("img".into()),
+                inputs: Vec::new(),
+                after_steps: Vec::new(),
+                outputs: outputs.iter().map(|o| o.to_string()).collect(),
+                cache_key: None,
+            };
+            let mut opts = keys::GenerateOptions::new("t <t@example.invalid>");
+            opts.algorithm = keys::Algorithm::Ed25519;
+            let sealer = Sealer::new(
+                &keys::SecretKey::generate(&opts).unwrap(),
+                std::time::SystemTime::now(),
+            );
+            let verified = Verified::new(dir.path());
+            Fixture {
+                dir,
+                store,
+                p,
+                cx,
+                node,
+                sealer,
+                verified,
+                kind,
+            }
+        }
+
+        /// Runs the node into the new directory `out` of the project.
+        async fn try_run(&self, out: &str) -> Result<Vec<Built>> {
+            let out = self.dir.path().join(out);
+            std::fs::create_dir_all(&out).unwrap();
+            run_node(
+                self.kind,
+                self.p.clone(),
+                self.cx.clone(),
+                self.node.clone(),
+                prepared(),
+                0.0,
+                &self.store,
+                &self.sealer,
+                &self.verified,
+                &out,
+            )
+            .await
+        }
+
+        async fn run(&self, out: &str) -> Vec<Built> {
+            self.try_run(out).await.unwrap()
+        }
+    }
+
     #[tokio::test]
     async fn a_node_with_several_outputs_stores_and_restores_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &StoreUrl::Local(dir.path().join("s")),
-            &OpenOptions::default(),
-        )
-        .await
-        .unwrap();
-        let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
-        let p = Arc::new(
-            Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
-        );
-        let cx = StageContext {
-            dir: dir.path().to_path_buf(),
-            epoch: 0,
-            signer: None,
-        };
-        let node = ArtifactNode {
-            id: "test img".into(),
-            kind: ArtifactKind::Deb,
-            component: Component::Package("img".into()),
-            inputs: Vec::new(),
-            after_steps: Vec::new(),
-            outputs: vec![
-                "manifest.json".into(),
-                "layer-1.tar".into(),
-                "layer-2.tar".into(),
-            ],
-            cache_key: None,
-        };
-        let mut opts = keys::GenerateOptions::new("t <t@example.invalid>");
-        opts.algorithm = keys::Algorithm::Ed25519;
-        let sealer = Sealer::new(
-            &keys::SecretKey::generate(&opts).unwrap(),
-            std::time::SystemTime::now(),
-        );
-        let verified = Verified::new(dir.path());
-        let run = |out: &str| {
-            let out = dir.path().join(out);
-            std::fs::create_dir_all(&out).unwrap();
-            let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
-            let (sealer, verified) = (sealer.clone(), verified.clone());
-            async move {
-                run_node(
-                    &SEVERAL,
-                    p,
-                    cx,
-                    node,
-                    prepared(),
-                    0.0,
-                    &store,
-                    &sealer,
-                    &verified,
-                    &out,
-                )
-                .await
-            }
-        };
+        let f = Fixture::new(&SEVERAL, &["manifest.json", "layer-1.tar", "layer-2.tar"]).await;
+        let (store, sealer) = (&f.store, &f.sealer);
+        let run = |out| f.try_run(out);
         let first = run("one").await.unwrap();
         let names: Vec<&str> = first.iter().map(|b| b.artifact.name.as_str()).collect();
         assert_eq!(names, ["manifest.json", "layer-1.tar", "layer-2.tar"]);
         assert!(first.iter().all(|b| !b.cache_hit));
         let records::cache::Lookup::Trusted(record) =
-            records::cache::stage(&store, &"ab".repeat(32), &sealer)
+            records::cache::stage(store, &"ab".repeat(32), sealer)
                 .await
                 .unwrap()
         else {
@@ -446,50 +485,6 @@ mod tests {
         }
     }
 
-    /// Two outputs large enough to be kept as verified copies.
-    struct Big;
-
-    impl Kind for Big {
-        fn kind(&self) -> ArtifactKind {
-            ArtifactKind::Deb
-        }
-        fn nodes(&self, _: &Pipeline) -> Vec<ArtifactNode> {
-            Vec::new()
-        }
-        fn prepare(&self, _: &Pipeline, _: &StageContext, _: &ArtifactNode) -> Result<Prepared> {
-            unreachable!("the test prepares the node itself")
-        }
-        fn write(
-            &self,
-            _: &Pipeline,
-            _: &StageContext,
-            node: &ArtifactNode,
-            _: Prepared,
-            out_dir: &Path,
-        ) -> Result<()> {
-            for (i, name) in node.outputs.iter().enumerate() {
-                let path = out_dir.join(name);
-                std::fs::write(&path, big(i)).map_err(|e| Error::io(&path, e))?;
-            }
-            Ok(())
-        }
-        fn describe(&self, _: &Path, _: &Artifact, _: u64) -> Result<Option<Fragment>> {
-            Ok(None)
-        }
-        fn pool_key(&self, _: &Artifact) -> Option<String> {
-            None
-        }
-        fn deploy_arch(&self, _: &Artifact) -> Option<String> {
-            None
-        }
-    }
-
-    static BIG: Big = Big;
-
-    fn big(i: usize) -> Vec<u8> {
-        (0..(3usize << 20)).map(|n| (n * 7 + i) as u8).collect()
-    }
-
     fn ino(path: &Path) -> u64 {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(path).unwrap().ino()
@@ -500,58 +495,10 @@ mod tests {
     /// when the verified copy changed; a blob the store lost is stored again.
     #[tokio::test]
     async fn a_restore_links_the_verified_copy_and_copies_when_it_changed() {
-        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture::new(&BIG, &["disk.raw", "disk.qcow2"]).await;
+        let (dir, store, verified) = (&f.dir, &f.store, &f.verified);
         let store_dir = dir.path().join("s");
-        let store = Store::open(&StoreUrl::Local(store_dir.clone()), &OpenOptions::default())
-            .await
-            .unwrap();
-        let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
-        let p = Arc::new(
-            Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
-        );
-        let cx = StageContext {
-            dir: dir.path().to_path_buf(),
-            epoch: 0,
-            signer: None,
-        };
-        let node = ArtifactNode {
-            id: "test big".into(),
-            kind: ArtifactKind::Deb,
-            component: Component::Package("big".into()),
-            inputs: Vec::new(),
-            after_steps: Vec::new(),
-            outputs: vec!["disk.raw".into(), "disk.qcow2".into()],
-            cache_key: None,
-        };
-        let mut opts = keys::GenerateOptions::new("t <t@example.invalid>");
-        opts.algorithm = keys::Algorithm::Ed25519;
-        let sealer = Sealer::new(
-            &keys::SecretKey::generate(&opts).unwrap(),
-            std::time::SystemTime::now(),
-        );
-        let verified = Verified::new(dir.path());
-        let run = |out: &str| {
-            let out = dir.path().join(out);
-            std::fs::create_dir_all(&out).unwrap();
-            let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
-            let (sealer, verified) = (sealer.clone(), verified.clone());
-            async move {
-                run_node(
-                    &BIG,
-                    p,
-                    cx,
-                    node,
-                    prepared(),
-                    0.0,
-                    &store,
-                    &sealer,
-                    &verified,
-                    &out,
-                )
-                .await
-                .unwrap()
-            }
-        };
+        let run = |out| f.run(out);
         let first = run("one").await;
         assert!(first.iter().all(|b| !b.cache_hit));
         let blob_file = |b: &Built| store_dir.join(b.artifact.blob.key());
@@ -632,23 +579,11 @@ mod tests {
 
         // Without a verified copy, a damaged store blob is refused as before.
         std::fs::remove_dir_all(dir.path().join(super::super::reuse::DIR)).unwrap();
-        let out = dir.path().join("six");
-        std::fs::create_dir_all(&out).unwrap();
-        let e = run_node(
-            &BIG,
-            p.clone(),
-            cx.clone(),
-            node.clone(),
-            prepared(),
-            0.0,
-            &store,
-            &sealer,
-            &verified,
-            &out,
-        )
-        .await
-        .unwrap_err();
+        let e = f.try_run("six").await.unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
-        assert!(!out.join("disk.raw").exists(), "nothing unverified left");
+        assert!(
+            !dir.path().join("six/disk.raw").exists(),
+            "nothing unverified left"
+        );
     }
 }
