@@ -182,7 +182,6 @@ impl Verified {
             Ok(linked) => linked,
             Err(e) => {
                 tracing::debug!(blob = %blob.blake3, error = %e, "verified copy not used");
-                let _ = std::fs::remove_file(dest);
                 false
             }
         }
@@ -209,12 +208,13 @@ impl Verified {
         std::fs::hard_link(&copy, dest)?;
         // The name could have been replaced between the check and the link:
         // what was linked must be the file the stamp describes.
-        let linked = std::fs::symlink_metadata(dest)?;
-        if !matches(&linked) {
-            std::fs::remove_file(dest)?;
-            return Ok(false);
+        match std::fs::symlink_metadata(dest) {
+            Ok(linked) if matches(&linked) => Ok(true),
+            other => {
+                std::fs::remove_file(dest)?;
+                other.map(|_| false)
+            }
         }
-        Ok(true)
     }
 
     /// Removes the verified copies no build directory holds any more (link
