@@ -168,25 +168,56 @@ async fn run_node(
 
     let mut out = Vec::new();
     let cache_hit;
-    let found = records::cache::stage(store, &key, sealer).await?;
-    match &found {
-        Lookup::Trusted(record) if record.outputs().count() == outputs.len() => {
-            cache_hit = true;
-            for (i, (name, blob)) in record.outputs().enumerate() {
-                let path = out_dir.join(name);
-                restore(store, verified, blob, &path).await?;
-                publishable(&path)?;
-                let a = artifact(name, blob.clone());
-                // The main output's view metadata is cached with the record;
-                // a record of an older pipe lacks it: read the artifact.
-                let index = match (i, &record.index) {
-                    (0, Some(index)) => Some(index.clone()),
-                    _ => describe(a.clone(), path.clone(), cx.epoch)
-                        .await
-                        .expect("describe task panicked")?,
-                };
-                out.push((a, path, index));
+    let mut found = records::cache::stage(store, &key, sealer).await?;
+    // A record whose blob the store lost or damaged: built again, and the
+    // blob stored again over the damaged copy.
+    let mut lost = match &found {
+        Lookup::Trusted(record) => restorable(store, record).await?,
+        _ => None,
+    };
+    let mut restored = None;
+    if let (Lookup::Trusted(record), None) = (&found, &lost)
+        && record.outputs().count() == outputs.len()
+    {
+        let mut files = Vec::new();
+        for (i, (name, blob)) in record.outputs().enumerate() {
+            let path = out_dir.join(name);
+            match restore(store, verified, blob, &path).await {
+                Ok(()) => {}
+                Err(Error::DigestMismatch { key, .. }) => {
+                    lost = Some(key);
+                    break;
+                }
+                Err(e) => return Err(e),
             }
+            publishable(&path)?;
+            let a = artifact(name, blob.clone());
+            // The main output's view metadata is cached with the record;
+            // a record of an older pipe lacks it: read the artifact.
+            let index = match (i, &record.index) {
+                (0, Some(index)) => Some(index.clone()),
+                _ => describe(a.clone(), path.clone(), cx.epoch)
+                    .await
+                    .expect("describe task panicked")?,
+            };
+            files.push((a, path, index));
+        }
+        if lost.is_none() {
+            restored = Some(files);
+        }
+    }
+    let repair = lost.is_some();
+    if let Some(lost) = lost {
+        found = records::cache::forged(
+            &crate::store::layout::stage_record(&key),
+            format!("its blob `{lost}` is missing or damaged in the store"),
+            None,
+        );
+    }
+    match restored {
+        Some(files) => {
+            cache_hit = true;
+            out = files;
         }
         _ => {
             cache_hit = false;
@@ -204,7 +235,12 @@ async fn run_node(
                 async move {
                     publishable(&path)?;
                     let before = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-                    let put = store.put_blob_file(&path).await?;
+                    let put = if repair {
+                        let blob = crate::store::digest::hash_file(&path).await?;
+                        store.replace_blob_file(&path, &blob).await?
+                    } else {
+                        store.put_blob_file(&path).await?
+                    };
                     let (v, b, p) = (verified.clone(), put.blob.clone(), path.clone());
                     tokio::task::spawn_blocking(move || v.remember(&p, &b, &before))
                         .await
@@ -257,23 +293,18 @@ async fn run_node(
         .collect())
 }
 
-/// Puts the output `blob` (named by a trusted stage record) at `path`: a link
-/// to the project's verified copy when there is one and the store still has
-/// the blob (a missing one is stored again from that copy), else a copy out
-/// of the store with its digest checked, which then becomes the verified
-/// copy.
+/// Puts the output `blob` (named by a trusted stage record, present in the
+/// store with its size: `restorable`) at `path`: a link to the project's
+/// verified copy when there is one, else a copy out of the store with its
+/// digest checked, which then becomes the verified copy.
 async fn restore(store: &Store, verified: &Verified, blob: &BlobRef, path: &Path) -> Result<()> {
     let (v, b, p) = (verified.clone(), blob.clone(), path.to_path_buf());
     let linked = tokio::task::spawn_blocking(move || v.restore(&b, &p))
         .await
         .expect("restore task panicked");
     if linked {
-        if store.put_blob_file_as(path, blob).await?.blob == *blob {
-            tracing::debug!(path = %path.display(), "restored from the verified copy");
-            return Ok(());
-        }
-        // The store lacked it and the copy did not hash to it after all.
-        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        tracing::debug!(path = %path.display(), "restored from the verified copy");
+        return Ok(());
     }
     store.get_blob_to_file(blob, path).await?;
     let before = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -282,6 +313,19 @@ async fn restore(store: &Store, verified: &Verified, blob: &BlobRef, path: &Path
         .await
         .expect("remember task panicked");
     Ok(())
+}
+
+/// The key of a blob `record` names that the store lost or holds with
+/// another size (one of the right size but other bytes fails its digest
+/// check when restored).
+async fn restorable(store: &Store, record: &StageRecord) -> Result<Option<String>> {
+    for (_, blob) in record.outputs() {
+        match store.head(&blob.key()).await? {
+            Some(meta) if meta.size == blob.size => {}
+            _ => return Ok(Some(blob.key())),
+        }
+    }
+    Ok(None)
 }
 
 /// When a signature made for a build is dated: the build's timestamp, so
@@ -555,10 +599,11 @@ mod tests {
         assert_eq!(ino(&fourth[0].path), ino(&third[0].path));
         assert_eq!(std::fs::read(&fourth[0].path).unwrap(), big(0));
 
-        // The store lost a blob: stored again from the verified copy.
+        // The store lost a blob: the stage is built again and the blob
+        // stored again (the record is not restorable).
         std::fs::remove_file(blob_file(&fourth[1])).unwrap();
         let fifth = run("five").await;
-        assert_eq!(ino(&fifth[1].path), ino(&fourth[1].path));
+        assert!(fifth.iter().all(|b| !b.cache_hit));
         assert!(store.blob_intact(&fifth[1].artifact.blob).await.unwrap());
 
         // Build directories removed: a verified copy goes on the next prune
@@ -577,13 +622,11 @@ mod tests {
         verified.prune();
         assert!(listing().is_empty(), "{:?}", listing());
 
-        // Without a verified copy, a damaged store blob is refused as before.
+        // Without a verified copy, restored out of the store (repaired by
+        // the rebuild above), digest checked.
         std::fs::remove_dir_all(dir.path().join(super::super::reuse::DIR)).unwrap();
-        let e = f.try_run("six").await.unwrap_err();
-        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
-        assert!(
-            !dir.path().join("six/disk.raw").exists(),
-            "nothing unverified left"
-        );
+        let sixth = run("six").await;
+        assert_eq!(std::fs::read(&sixth[0].path).unwrap(), big(0));
+        assert!(store.blob_intact(&sixth[0].artifact.blob).await.unwrap());
     }
 }

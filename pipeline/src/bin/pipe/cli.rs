@@ -138,6 +138,11 @@ pub enum Command {
     Keys(KeysCommand),
     /// Show what the store holds: builds, and what each environment points at.
     Status,
+    /// Read the whole store and report every object that does not verify:
+    /// blobs against their digest, builds against their signatures, pool
+    /// files against their blob, histories, apt and yum repositories
+    /// against the signed build they show. Exit code 3 if anything is wrong.
+    Fsck(FsckArgs),
     /// The OCI registry of `[registry]`.
     #[command(subcommand)]
     Registry(RegistryCommand),
@@ -217,6 +222,25 @@ pub struct KeysRotate {
     /// valid, anything it signs afterwards is refused.
     #[arg(long)]
     pub retire: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FsckArgs {
+    /// Repair what can be: regenerate the views from the signed builds (as
+    /// `pipe refresh`), upload again the blobs and records the local build
+    /// directories hold (as `pipe publish`), restore a history copy or a
+    /// pointer from the other; then check again. Needs the signing key.
+    #[arg(long)]
+    pub repair: bool,
+    /// With `--repair`, also take lost blobs from DIR: a directory of
+    /// build directories, or a deploy target (its `.pipe/cache`); every
+    /// file is checked against its digest first (repeatable).
+    #[arg(long, value_name = "DIR", requires = "repair")]
+    pub from: Vec<PathBuf>,
+    /// The public keyring to verify against (default: the project's, from
+    /// its signing key).
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
