@@ -4,9 +4,11 @@
 #        filesystem tarball of about 300 MiB unpacked, against the same steps
 #        by hand in shell: `tar -x`, `mke2fs -d`, `qemu-img convert`;
 #   (m2) `pipe build` again with nothing changed (the stage is a cache hit:
-#        the images are restored from the store, digests checked);
-#   (m3) the same unchanged rebuild, reported as its parts (prepare: hashing
-#        the base; restore: copying the images out of the store).
+#        the images are hard links to the project's verified copies,
+#        pipeline/src/build/reuse.rs; the base's digest is remembered while
+#        the file is unchanged, so the first of these runs after the base
+#        was last linked hashes it again: see the max);
+#   (m3) the same unchanged rebuild, as pipe reports it (`--json`).
 #
 #   benches/machine.sh
 #

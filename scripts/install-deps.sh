@@ -26,7 +26,9 @@ test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf
   # pipe writes, htpasswd for the registry's basic auth, zstd for tar.
   docker-registry skopeo podman umoci zstd apache2-utils)
 bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
-machine_packages=(e2fsprogs qemu-utils dpkg coreutils xorriso mtools dosfstools mmdebstrap)
+machine_packages=(e2fsprogs qemu-utils dpkg coreutils xorriso mtools dosfstools mmdebstrap
+  # setcap: the capability tests set file capabilities on a base and in a bake.
+  libcap2-bin tar)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -399,11 +399,34 @@ fn bases_that_are_not_root_filesystems_or_escape_the_root_are_refused() {
             ("etc/out/planted", Regular, None),
         ],
     );
+    // Compressed bases are decompressed on a thread of their own: a stream
+    // cut short, and an entry refused while that thread still runs.
+    let gzip = |tar: &Path, name: &str, keep: Option<usize>| {
+        let out = d.join(name);
+        let o = run(Command::new("gzip").arg("-c").arg(tar));
+        let mut bytes = o.stdout;
+        if let Some(n) = keep {
+            assert!(
+                bytes.len() > n,
+                "{} gzips to {} bytes",
+                tar.display(),
+                bytes.len()
+            );
+            bytes.truncate(n);
+        }
+        std::fs::write(&out, bytes).unwrap();
+        out
+    };
+    let big = tiny_base(d);
+    let cut = gzip(&big, "cut.tar.gz", Some(600));
+    let dotdot_gz = gzip(&dotdot, "dotdot.tar.gz", None);
     for (base, expect) in [
         (
             &not_tar,
             "is not a root filesystem tarball: it is not a tar archive",
         ),
+        (&cut, "it cannot be read as a tar archive"),
+        (&dotdot_gz, "refusing entry `../escaped`"),
         (
             &oci,
             "is not a root filesystem tarball: it has no `etc/` directory and no shell",

@@ -5,12 +5,17 @@
 //! one blob and listed as one manifest entry; a node's outputs are recorded
 //! under `cache/stages/<key>.json` after every blob they name, so a second
 //! machine sharing the store restores them instead of rebuilding.
+//!
+//! A restore copies each output out of the store, checking its digest,
+//! unless the project holds a verified copy of it (a large output pipe
+//! hashed itself in an earlier build: [`super::reuse`]), which is linked.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::plan::{ArtifactNode, Plan};
+use super::reuse::Verified;
 use crate::artifact::Artifact;
 use crate::kinds::{self, Kind, Prepared, StageContext};
 use crate::model::Pipeline;
@@ -56,6 +61,14 @@ pub async fn build_artifacts(
     sealer: &Sealer,
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
+    // Verified copies no build holds any more go first.
+    let verified = Verified::new(&cx.dir);
+    {
+        let v = verified.clone();
+        tokio::task::spawn_blocking(move || v.prune())
+            .await
+            .joined();
+    }
     // First every node is resolved and keyed, in parallel: bad input in any
     // (a vanished file, a symlink leaving the project) fails the build
     // before anything is written to the store.
@@ -104,6 +117,7 @@ pub async fn build_artifacts(
         let out_dir = out_dir.to_path_buf();
         let permits = permits.clone();
         let sealer = sealer.clone();
+        let verified = verified.clone();
         tasks.spawn(async move {
             #[allow(clippy::expect_used, reason = "the semaphore is never closed")]
             let _permit = permits
@@ -112,7 +126,7 @@ pub async fn build_artifacts(
                 .expect("semaphore is never closed");
             let kind = kinds::of(node.kind);
             run_node(
-                kind, p, cx, node, prepared, seconds, &store, &sealer, &out_dir,
+                kind, p, cx, node, prepared, seconds, &store, &sealer, &verified, &out_dir,
             )
             .await
         });
@@ -137,6 +151,7 @@ async fn run_node(
     prepare_seconds: f64,
     store: &Store,
     sealer: &Sealer,
+    verified: &Verified,
     out_dir: &Path,
 ) -> Result<Vec<Built>> {
     let started = Instant::now();
@@ -173,7 +188,7 @@ async fn run_node(
         let mut files = Vec::new();
         for (i, (name, blob)) in record.outputs().enumerate() {
             let path = out_dir.join(name);
-            match store.get_blob_to_file(blob, &path).await {
+            match restore(store, verified, blob, &path).await {
                 Ok(()) => {}
                 Err(Error::DigestMismatch { key, .. }) => {
                     lost = Some(key);
@@ -217,16 +232,29 @@ async fn run_node(
                     .await
                     .joined()?;
             }
-            for name in &outputs {
+            // Every output is hashed and stored at once (each hash is one
+            // core's work: a machine's raw and qcow2 images in parallel).
+            let stored = futures::future::try_join_all(outputs.iter().map(|name| {
                 let path = out_dir.join(name);
-                publishable(&path)?;
-                let put = if repair {
-                    let blob = crate::store::digest::hash_file(&path).await?;
-                    store.replace_blob_file(&path, &blob).await?
-                } else {
-                    store.put_blob_file(&path).await?
-                };
-                let a = artifact(name, put.blob);
+                async move {
+                    publishable(&path)?;
+                    let before = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                    let put = if repair {
+                        let blob = crate::store::digest::hash_file(&path).await?;
+                        store.replace_blob_file(&path, &blob).await?
+                    } else {
+                        store.put_blob_file(&path).await?
+                    };
+                    let (v, b, p) = (verified.clone(), put.blob.clone(), path.clone());
+                    tokio::task::spawn_blocking(move || v.remember(&p, &b, &before))
+                        .await
+                        .joined();
+                    Ok::<_, Error>((path, put.blob))
+                }
+            }))
+            .await?;
+            for (name, (path, blob)) in outputs.iter().zip(stored) {
+                let a = artifact(name, blob);
                 let index = describe(a.clone(), path.clone(), cx.epoch).await.joined()?;
                 out.push((a, path, index));
             }
@@ -271,6 +299,28 @@ async fn run_node(
         .collect())
 }
 
+/// Puts the output `blob` (named by a trusted stage record, present in the
+/// store with its size: `restorable`) at `path`: a link to the project's
+/// verified copy when there is one, else a copy out of the store with its
+/// digest checked, which then becomes the verified copy.
+async fn restore(store: &Store, verified: &Verified, blob: &BlobRef, path: &Path) -> Result<()> {
+    let (v, b, p) = (verified.clone(), blob.clone(), path.to_path_buf());
+    let linked = tokio::task::spawn_blocking(move || v.restore(&b, &p))
+        .await
+        .joined();
+    if linked {
+        tracing::debug!(path = %path.display(), "restored from the verified copy");
+        return Ok(());
+    }
+    store.get_blob_to_file(blob, path).await?;
+    let before = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let (v, b, p) = (verified.clone(), blob.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || v.remember(&p, &b, &before))
+        .await
+        .joined();
+    Ok(())
+}
+
 /// The key of a blob `record` names that the store lost or holds with
 /// another size (one of the right size but other bytes fails its digest
 /// check when restored).
@@ -310,9 +360,12 @@ mod tests {
     use crate::artifact::{ArtifactKind, Component};
     use crate::store::{OpenOptions, StoreUrl};
 
-    struct Several;
+    /// A kind that writes each output `i` of its node as `body(i)`.
+    struct Writes {
+        body: fn(usize) -> Vec<u8>,
+    }
 
-    impl Kind for Several {
+    impl Kind for Writes {
         fn kind(&self) -> ArtifactKind {
             ArtifactKind::Deb
         }
@@ -332,8 +385,7 @@ mod tests {
         ) -> Result<()> {
             for (i, name) in node.outputs.iter().enumerate() {
                 let path = out_dir.join(name);
-                std::fs::write(&path, format!("part {i}\n").repeat(i + 1))
-                    .map_err(|e| Error::io(&path, e))?;
+                std::fs::write(&path, (self.body)(i)).map_err(|e| Error::io(&path, e))?;
             }
             Ok(())
         }
@@ -348,7 +400,16 @@ mod tests {
         }
     }
 
-    static SEVERAL: Several = Several;
+    static SEVERAL: Writes = Writes {
+        body: |i| format!("part {i}\n").repeat(i + 1).into_bytes(),
+    };
+
+    /// Outputs large enough to be kept as verified copies.
+    static BIG: Writes = Writes { body: big };
+
+    fn big(i: usize) -> Vec<u8> {
+        (0..(3usize << 20)).map(|n| (n * 7 + i) as u8).collect()
+    }
 
     fn prepared() -> Prepared {
         Prepared {
@@ -359,69 +420,99 @@ mod tests {
         }
     }
 
+    /// A project directory with a local store, and one node of `kind`.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: Store,
+        p: Arc<Pipeline>,
+        cx: StageContext,
+        node: ArtifactNode,
+        sealer: Sealer,
+        verified: Verified,
+        kind: &'static Writes,
+    }
+
+    impl Fixture {
+        async fn new(kind: &'static Writes, outputs: &[&str]) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(
+                &StoreUrl::Local(dir.path().join("s")),
+                &OpenOptions::default(),
+            )
+            .await
+            .unwrap();
+            let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
+            let p = Arc::new(
+                Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
+            );
+            let cx = StageContext {
+                dir: dir.path().to_path_buf(),
+                epoch: 0,
+                signer: None,
+            };
+            let node = ArtifactNode {
+                id: "test img".into(),
+                kind: ArtifactKind::Deb,
+                component: Component::Package("img".into()),
+                inputs: Vec::new(),
+                after_steps: Vec::new(),
+                outputs: outputs.iter().map(|o| o.to_string()).collect(),
+                cache_key: None,
+            };
+            let mut opts = keys::GenerateOptions::new("t <t@example.invalid>");
+            opts.algorithm = keys::Algorithm::Ed25519;
+            let sealer = Sealer::new(
+                &keys::SecretKey::generate(&opts).unwrap(),
+                std::time::SystemTime::now(),
+            );
+            let verified = Verified::new(dir.path());
+            Fixture {
+                dir,
+                store,
+                p,
+                cx,
+                node,
+                sealer,
+                verified,
+                kind,
+            }
+        }
+
+        /// Runs the node into the new directory `out` of the project.
+        async fn try_run(&self, out: &str) -> Result<Vec<Built>> {
+            let out = self.dir.path().join(out);
+            std::fs::create_dir_all(&out).unwrap();
+            run_node(
+                self.kind,
+                self.p.clone(),
+                self.cx.clone(),
+                self.node.clone(),
+                prepared(),
+                0.0,
+                &self.store,
+                &self.sealer,
+                &self.verified,
+                &out,
+            )
+            .await
+        }
+
+        async fn run(&self, out: &str) -> Vec<Built> {
+            self.try_run(out).await.unwrap()
+        }
+    }
+
     #[tokio::test]
     async fn a_node_with_several_outputs_stores_and_restores_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &StoreUrl::Local(dir.path().join("s")),
-            &OpenOptions::default(),
-        )
-        .await
-        .unwrap();
-        let toml = "[project]\nname = \"d\"\nversion = \"1.0.0\"\n";
-        let p = Arc::new(
-            Pipeline::from_source(&dir.path().join("pipeline.toml"), dir.path(), toml).unwrap(),
-        );
-        let cx = StageContext {
-            dir: dir.path().to_path_buf(),
-            epoch: 0,
-            signer: None,
-        };
-        let node = ArtifactNode {
-            id: "test img".into(),
-            kind: ArtifactKind::Deb,
-            component: Component::Package("img".into()),
-            inputs: Vec::new(),
-            after_steps: Vec::new(),
-            outputs: vec![
-                "manifest.json".into(),
-                "layer-1.tar".into(),
-                "layer-2.tar".into(),
-            ],
-            cache_key: None,
-        };
-        let mut opts = keys::GenerateOptions::new("t <t@example.invalid>");
-        opts.algorithm = keys::Algorithm::Ed25519;
-        let sealer = Sealer::new(
-            &keys::SecretKey::generate(&opts).unwrap(),
-            std::time::SystemTime::now(),
-        );
-        let run = |out: &str| {
-            let out = dir.path().join(out);
-            std::fs::create_dir_all(&out).unwrap();
-            let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
-            let sealer = sealer.clone();
-            async move {
-                run_node(
-                    &SEVERAL,
-                    p,
-                    cx,
-                    node,
-                    prepared(),
-                    0.0,
-                    &store,
-                    &sealer,
-                    &out,
-                )
-                .await
-            }
-        };
+        let f = Fixture::new(&SEVERAL, &["manifest.json", "layer-1.tar", "layer-2.tar"]).await;
+        let (store, sealer) = (&f.store, &f.sealer);
+        let run = |out| f.try_run(out);
         let first = run("one").await.unwrap();
         let names: Vec<&str> = first.iter().map(|b| b.artifact.name.as_str()).collect();
         assert_eq!(names, ["manifest.json", "layer-1.tar", "layer-2.tar"]);
         assert!(first.iter().all(|b| !b.cache_hit));
         let records::cache::Lookup::Trusted(record) =
-            records::cache::stage(&store, &"ab".repeat(32), &sealer)
+            records::cache::stage(store, &"ab".repeat(32), sealer)
                 .await
                 .unwrap()
         else {
@@ -442,5 +533,106 @@ mod tests {
                 std::fs::read(&b.path).unwrap()
             );
         }
+    }
+
+    fn ino(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    /// A restore links the project's verified copy instead of copying out of
+    /// the store, never links a store file, and falls back to a checked copy
+    /// when the verified copy changed; a blob the store lost is stored again.
+    #[tokio::test]
+    async fn a_restore_links_the_verified_copy_and_copies_when_it_changed() {
+        let f = Fixture::new(&BIG, &["disk.raw", "disk.qcow2"]).await;
+        let (dir, store, verified) = (&f.dir, &f.store, &f.verified);
+        let store_dir = dir.path().join("s");
+        let run = |out| f.run(out);
+        let first = run("one").await;
+        assert!(first.iter().all(|b| !b.cache_hit));
+        let blob_file = |b: &Built| store_dir.join(b.artifact.blob.key());
+        for b in &first {
+            let copy = dir
+                .path()
+                .join(super::super::reuse::DIR)
+                .join(&b.artifact.blob.blake3);
+            assert_eq!(
+                ino(&copy),
+                ino(&b.path),
+                "the built file is the verified copy"
+            );
+            assert_ne!(ino(&blob_file(b)), ino(&b.path), "never the store's file");
+        }
+
+        // Unchanged: linked, not copied.
+        let second = run("two").await;
+        assert!(second.iter().all(|b| b.cache_hit));
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(ino(&a.path), ino(&b.path), "{} linked", b.artifact.name);
+        }
+
+        // The verified copy written in place (an image mounted read-write):
+        // the next restore copies from the store, checking the digest.
+        // (After a pause: file times advance in clock ticks.)
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&first[0].path)
+                .unwrap();
+            f.seek(std::io::SeekFrom::Start(1000)).unwrap();
+            f.write_all(b"scribbled").unwrap();
+        }
+        let third = run("three").await;
+        assert_ne!(ino(&third[0].path), ino(&first[0].path));
+        assert_eq!(std::fs::read(&third[0].path).unwrap(), big(0));
+        assert_eq!(
+            ino(&third[1].path),
+            ino(&first[1].path),
+            "the other is still linked"
+        );
+
+        // The store's copy damaged: the verified copy (the one the last
+        // restore checked) is used, and its bytes are the right ones.
+        let damaged = blob_file(&third[0]);
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        bytes[5] ^= 0xff;
+        std::fs::remove_file(&damaged).unwrap();
+        std::fs::write(&damaged, &bytes).unwrap();
+        let fourth = run("four").await;
+        assert_eq!(ino(&fourth[0].path), ino(&third[0].path));
+        assert_eq!(std::fs::read(&fourth[0].path).unwrap(), big(0));
+
+        // The store lost a blob: the stage is built again and the blob
+        // stored again (the record is not restorable).
+        std::fs::remove_file(blob_file(&fourth[1])).unwrap();
+        let fifth = run("five").await;
+        assert!(fifth.iter().all(|b| !b.cache_hit));
+        assert!(store.blob_intact(&fifth[1].artifact.blob).await.unwrap());
+
+        // Build directories removed: a verified copy goes on the next prune
+        // once no build holds it.
+        let listing = || -> Vec<std::ffi::OsString> {
+            std::fs::read_dir(dir.path().join(super::super::reuse::DIR))
+                .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+                .unwrap_or_default()
+        };
+        for d in ["one", "two", "three", "four"] {
+            std::fs::remove_dir_all(dir.path().join(d)).unwrap();
+        }
+        verified.prune();
+        assert_eq!(listing().len(), 4, "{:?}", listing());
+        std::fs::remove_dir_all(dir.path().join("five")).unwrap();
+        verified.prune();
+        assert!(listing().is_empty(), "{:?}", listing());
+
+        // Without a verified copy, restored out of the store (repaired by
+        // the rebuild above), digest checked.
+        std::fs::remove_dir_all(dir.path().join(super::super::reuse::DIR)).unwrap();
+        let sixth = run("six").await;
+        assert_eq!(std::fs::read(&sixth[0].path).unwrap(), big(0));
+        assert!(store.blob_intact(&sixth[0].artifact.blob).await.unwrap());
     }
 }

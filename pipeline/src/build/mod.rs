@@ -16,6 +16,7 @@ pub mod epoch;
 pub mod key;
 pub mod plan;
 pub mod record;
+pub mod reuse;
 pub mod steps;
 pub mod verify;
 

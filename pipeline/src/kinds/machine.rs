@@ -150,7 +150,8 @@ impl Kind for MachineImage {
         }
         let mut inputs = Vec::new();
         let base = cx.dir.join(&m.base_rootfs);
-        let blob = digest::hash_file_blocking(&base)?;
+        // Hundreds of MiB: hashed again only when the file changed.
+        let blob = crate::build::reuse::hash_input(&cx.dir, &base)?;
         key.field("base", blob.blake3.as_bytes());
         inputs.push(Input {
             path: m.base_rootfs.clone(),

@@ -4,14 +4,26 @@
 //! What would differ between two runs, and what fixes it:
 //! - the filesystem UUID and the directory-hash seed: fixed (`-U`,
 //!   `-E hash_seed=`), both derived from the caller's identity string;
-//! - the superblock's times and each inode's creation time: `mke2fs` reads
-//!   them from `E2FSPROGS_FAKE_TIME`, set to `SOURCE_DATE_EPOCH`;
+//! - the superblock's times, each inode's creation time and the root
+//!   directory's times: `mke2fs` takes them from `E2FSPROGS_FAKE_TIME`, set
+//!   to `SOURCE_DATE_EPOCH`;
 //! - access and modification times: normalised in the tree beforehand
-//!   (`super::times`);
+//!   (`super::times`). `mke2fs` copies them from the `lstat` it makes of
+//!   each entry before reading it, so its own reading (which moves the
+//!   tree's access times) does not reach the image; nothing else may read
+//!   the tree in between (the space needed is counted from the path list,
+//!   not by listing directories again);
 //! - change times, which `mke2fs` copies from the tree and user space cannot
 //!   set: rewritten in the image with `debugfs -w -f CMDS`, one `sif PATH
-//!   ctime @EPOCH` (and `crtime`, and `atime` again, which reading the tree
-//!   may have moved) per path;
+//!   ctime @EPOCH` per inode (checked on e2fsprogs 1.47.0: creation and
+//!   access times need no command; three commands per path made this pass
+//!   cost as much as `mke2fs` itself);
+//! - the order of an inode's extended attributes, which `mke2fs` takes from
+//!   `llistxattr` on the tree (the order they were set in, on ext4; a hash
+//!   order on tmpfs): an inode with more than one is rewritten in the image
+//!   in the same `debugfs` run, every attribute removed (`ea_rm`) and set
+//!   again in name order (`ea_set -f`), which lays them out the same
+//!   whatever order the base or the post-install script set them in;
 //! - the defaults of the host's `/etc/mke2fs.conf` that depend on the size
 //!   ("small" filesystems get 1 KiB blocks): block size, inode size and
 //!   bytes-per-inode are given explicitly.
@@ -40,10 +52,20 @@ pub(crate) struct Usage {
     pub inodes: u64,
 }
 
-/// Counts blocks and inodes of `paths` (relative to `root`, as
-/// `super::times::normalise` returns them).
+/// Counts blocks and inodes of `paths` (relative to `root`, sorted, as
+/// `super::times::normalise` returns them). Only `lstat`s: a directory's
+/// size comes from the names in `paths` (listing it would move its access
+/// time, which `mke2fs` copies).
 pub(crate) fn usage(root: &Path, paths: &[(PathBuf, i64)]) -> Result<Usage> {
+    use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
+    // A directory entry takes 8 bytes plus the name, 4-aligned.
+    let mut entries: HashMap<&Path, u64> = HashMap::new();
+    for (rel, _) in paths {
+        if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
+            *entries.entry(parent).or_default() += 8 + (name.len() as u64).div_ceil(4) * 4;
+        }
+    }
     let mut u = Usage::default();
     let mut seen = std::collections::HashSet::new();
     for (rel, _) in paths {
@@ -57,13 +79,7 @@ pub(crate) fn usage(root: &Path, paths: &[(PathBuf, i64)]) -> Result<Usage> {
         let bytes = if ft.is_file() {
             m.len()
         } else if ft.is_dir() {
-            // A directory entry takes 8 bytes plus the name, 4-aligned.
-            let mut n = 24u64;
-            for e in std::fs::read_dir(&p).map_err(|e| Error::read(&p, e))? {
-                let e = e.map_err(|e| Error::read(&p, e))?;
-                n += 8 + (e.file_name().len() as u64).div_ceil(4) * 4;
-            }
-            n
+            24 + entries.get(rel.as_path()).copied().unwrap_or(0)
         } else if ft.is_symlink() {
             // Targets under 60 bytes live in the inode.
             let len = m.len();
@@ -213,21 +229,29 @@ pub(crate) fn write(
             output,
         });
     }
-    fix_inode_times(tools, paths, image, epoch)
+    fix_inode_times(tools, root, paths, image, epoch)
 }
 
-/// One `sif` per path and time field; debugfs exits 0 even when a command
-/// fails, so anything it says on stderr besides its banner is a failure.
+/// One `sif` per inode for its change time, and the extended attributes of
+/// the inodes that have several put in name order; debugfs exits 0 even when a
+/// command fails, so anything it says on stderr besides its banner is a
+/// failure.
 fn fix_inode_times(
     tools: &Tools,
+    root: &Path,
     paths: &[(PathBuf, i64)],
     image: &Path,
     epoch: u64,
 ) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     let cmds_path = image.with_extension("debugfs");
+    let values_dir = image.with_extension("xattrs");
     let write_cmds = || -> std::io::Result<()> {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&cmds_path)?);
-        for (rel, mtime) in paths {
+        let mut seen = std::collections::HashSet::new();
+        let mut values = 0usize;
+        for (rel, _) in paths {
             let name = quoted(rel).ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -237,13 +261,38 @@ fn fix_inode_times(
                     ),
                 )
             })?;
-            writeln!(w, "sif {name} ctime @{epoch}")?;
-            writeln!(w, "sif {name} crtime @{epoch}")?;
-            writeln!(w, "sif {name} atime @{mtime}")?;
+            let path = root.join(rel);
+            // Hard links share an inode: its fields are set once.
+            let m = std::fs::symlink_metadata(&path)?;
+            let first_link = m.is_dir() || m.nlink() == 1 || seen.insert(m.ino());
+            let attrs = super::xattrs::list(&path)?;
+            if attrs.len() > 1 && first_link {
+                let names: Vec<String> = attrs
+                    .iter()
+                    .map(|(n, _)| quoted_word(n))
+                    .collect::<std::io::Result<_>>()?;
+                writeln!(w, "ea_rm {name} {}", names.join(" "))?;
+                if values == 0 {
+                    std::fs::create_dir_all(&values_dir)?;
+                }
+                for ((_, value), attr) in attrs.iter().zip(&names) {
+                    let file = values_dir.join(values.to_string());
+                    values += 1;
+                    std::fs::write(&file, value)?;
+                    let file = quoted_word(file.as_os_str().as_bytes())?;
+                    writeln!(w, "ea_set -f {file} {name} {attr}")?;
+                }
+            }
+            if first_link {
+                writeln!(w, "sif {name} ctime @{epoch}")?;
+            }
         }
         w.flush()
     };
-    write_cmds().map_err(|e| Error::write(&cmds_path, e))?;
+    if let Err(e) = write_cmds() {
+        let _ = std::fs::remove_dir_all(&values_dir);
+        return Err(Error::write(&cmds_path, e));
+    }
     let out = Command::new(tools.path(Tool::Debugfs))
         .arg("-w")
         .arg("-f")
@@ -256,6 +305,7 @@ fn fix_inode_times(
         .stderr(Stdio::piped())
         .output();
     let _ = std::fs::remove_file(&cmds_path);
+    let _ = std::fs::remove_dir_all(&values_dir);
     let out = out.map_err(|e| Error::ToolRun {
         tool: Tool::Debugfs,
         source: e,
@@ -289,4 +339,19 @@ fn quoted(rel: &Path) -> Option<String> {
         return None;
     }
     Some(format!("\"/{}\"", s.replace('"', "\"\"")))
+}
+
+/// A word (an attribute name, a file) in debugfs's quoting; an error for one
+/// a command line cannot carry.
+fn quoted_word(bytes: &[u8]) -> std::io::Result<String> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains(['\n', '\r']) => Ok(format!("\"{}\"", s.replace('"', "\"\""))),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "`{}`: an extended attribute name or file that is not UTF-8 or has a line break cannot be written to ext4 by debugfs",
+                String::from_utf8_lossy(bytes)
+            ),
+        )),
+    }
 }

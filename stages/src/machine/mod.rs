@@ -25,8 +25,9 @@
 //!
 //! The raw image is a bare ext4 filesystem (no partition table and no boot
 //! loader): what a hypervisor attaches as a root disk for direct kernel boot,
-//! or a cloud imports as a volume snapshot. Extended attributes of the base
-//! (file capabilities) are not carried over.
+//! or a cloud imports as a volume snapshot. Extended attributes (file
+//! capabilities among them) are carried: those of the base's pax records,
+//! and those the packages or the post-install script set (`setcap`).
 //!
 //! Unpacking keeps ownership, `mknod`s device nodes, and `dpkg`, `rpm` and
 //! the post-install script need chroot(2): a bake runs as root, and says so
@@ -39,6 +40,7 @@ mod rootfs;
 pub mod seed;
 mod times;
 pub mod tools;
+mod xattrs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

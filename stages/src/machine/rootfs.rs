@@ -1,6 +1,12 @@
 //! Unpacking the base: a root filesystem tarball (plain, gzip, xz or zstd,
 //! told apart by its first bytes) streamed into the work directory, with
-//! ownership, modes, times and device nodes kept.
+//! ownership, modes, times, device nodes and extended attributes kept.
+//!
+//! Extended attributes come from pax `SCHILY.xattr.NAME` records, as GNU tar
+//! `--xattrs --format=pax` and mmdebstrap write them (file capabilities are
+//! `security.capability`, e.g. on `ping`). They are set after the owner:
+//! `chown` clears a file's capabilities. `mke2fs -d` copies them into the
+//! image; `super::ext4` fixes their order there.
 //!
 //! Every entry is checked before it is written: a name or hard-link target
 //! with a `..` component is refused (not skipped, as `tar` would), and no
@@ -57,7 +63,7 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
         reporter,
         last: 0,
     };
-    let decoder: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+    let decoder: Box<dyn Read + Send + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(counting))
     } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Box::new(liblzma::read::XzDecoder::new_multi_decoder(counting))
@@ -71,6 +77,98 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
             "it is not a tar archive (plain, gzip, xz or zstd)".into(),
         ));
     };
+    if magic.len() >= 262 && &magic[257..262] == b"ustar" {
+        return unpack_entries(tarball, root, decoder);
+    }
+    // Decompressing on a thread of its own while this one writes the files,
+    // as `tar -xz` runs `gzip` beside it: on two cores, the unpack takes
+    // the longer of the two instead of their sum.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        scope.spawn(move || decompress(decoder, tx));
+        unpack_entries(
+            tarball,
+            root,
+            Pipelined {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            },
+        )
+        // Dropping the receiver here stops the thread at its next send.
+    })
+}
+
+/// Decompressed chunks on their way from the decompressing thread.
+type Chunk = io::Result<Vec<u8>>;
+
+/// Reads `decoder` to the end in chunks into `tx`; stops when the reader
+/// hangs up.
+fn decompress(mut decoder: Box<dyn Read + Send + '_>, tx: std::sync::mpsc::SyncSender<Chunk>) {
+    loop {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        let result = loop {
+            match decoder.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        buf.truncate(filled);
+        let end = buf.is_empty();
+        let sent = match result {
+            Ok(()) if !end => tx.send(Ok(buf)),
+            Ok(()) => return,
+            Err(e) => {
+                if !buf.is_empty() && tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// The reading end of [`decompress`].
+struct Pipelined {
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Pipelined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.at = 0;
+                }
+                // The sender is gone: the end of the stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Unpacks the tar stream `decoder` of `tarball` into `root` and checks
+/// that what came out is a root filesystem.
+fn unpack_entries(tarball: &Path, root: &Path, decoder: impl Read) -> Result<()> {
     let mut archive = tar::Archive::new(decoder);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
@@ -101,7 +199,8 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
         let kind = entry.header().entry_type();
         match kind {
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                special(tarball, root, &rel, &entry)?;
+                let target = special(tarball, root, &rel, &entry)?;
+                set_xattrs(tarball, &mut entry, &target)?;
             }
             EntryType::Regular
             | EntryType::Continuous
@@ -114,6 +213,7 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
                     let mode = h.mode().map_err(bad)?;
                     set_owner_mode(root, h.uid().map_err(bad)?, h.gid().map_err(bad)?, mode)
                         .map_err(|e| Error::write(root, e))?;
+                    set_xattrs(tarball, &mut entry, root)?;
                     continue;
                 }
                 let written = entry.unpack_in(root).map_err(|e| Error::UnsafeEntry {
@@ -127,6 +227,12 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
                         entry: String::from_utf8_lossy(&name).into_owned(),
                         reason: "it resolves outside the root".into(),
                     });
+                }
+                // A hard link shares its target's inode, attributes included.
+                if kind != EntryType::Link {
+                    // `unpack_in` checked that the parent resolves inside
+                    // the root, and the entry itself is not followed.
+                    set_xattrs(tarball, &mut entry, &root.join(&rel))?;
                 }
             }
             // pax and GNU long-name records are consumed by the reader.
@@ -187,14 +293,51 @@ fn checked_relative(tarball: &Path, name: &[u8]) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The prefix of a pax record carrying an extended attribute.
+const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
+
+/// Sets the extended attributes the entry's pax records carry on `path`
+/// (not following a symlink).
+fn set_xattrs(tarball: &Path, entry: &mut tar::Entry<'_, impl Read>, path: &Path) -> Result<()> {
+    let Some(records) = entry
+        .pax_extensions()
+        .map_err(|e| not_rootfs(tarball, format!("a pax header cannot be read: {e}")))?
+    else {
+        return Ok(());
+    };
+    let mut attrs = Vec::new();
+    for record in records {
+        let record =
+            record.map_err(|e| not_rootfs(tarball, format!("a pax record cannot be read: {e}")))?;
+        if let Some(name) = record.key_bytes().strip_prefix(PAX_XATTR) {
+            attrs.push((name.to_vec(), record.value_bytes().to_vec()));
+        }
+    }
+    for (name, value) in attrs {
+        super::xattrs::set(path, &name, &value).map_err(|e| {
+            Error::write(
+                path,
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "setting the extended attribute `{}` the base gives it: {e}",
+                        String::from_utf8_lossy(&name)
+                    ),
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// A device node or FIFO: made with mknod after checking that its parent
-/// resolves inside the root.
+/// resolves inside the root. Returns where it was made.
 fn special(
     tarball: &Path,
     root: &Path,
     rel: &Path,
     entry: &tar::Entry<'_, impl Read>,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let h = entry.header();
     let bad = |reason: String| Error::UnsafeEntry {
         tarball: tarball.to_path_buf(),
@@ -257,7 +400,7 @@ fn special(
     if let Ok(mtime) = h.mtime() {
         super::times::set_times(&target, mtime as i64).map_err(|e| Error::write(&target, e))?;
     }
-    Ok(())
+    Ok(target)
 }
 
 fn set_owner_mode(path: &Path, uid: u64, gid: u64, mode: u32) -> io::Result<()> {
