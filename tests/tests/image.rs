@@ -10,7 +10,29 @@ use std::path::Path;
 
 use pipe_e2e::cli::Project;
 use pipe_e2e::oci::{Podman, digest_of, inspect, listing, skopeo, umoci_unpack};
+use pipe_e2e::proxy::{Fault, FaultProxy};
 use pipe_e2e::registry::RegistryServer;
+
+/// Points `[registry] url` of `p` at `host` (`127.0.0.1:PORT`).
+fn registry_at(p: &Project, host: &str) {
+    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
+    let old = toml
+        .lines()
+        .find(|l| l.starts_with("url = \"127.0.0.1:"))
+        .unwrap()
+        .to_string();
+    p.write(
+        "pipeline.toml",
+        &toml.replace(&old, &format!("url = \"{host}/team\"")),
+    );
+}
+
+/// A proxy in front of `registry` that counts the requests it forwards.
+fn counting(registry: &RegistryServer) -> (FaultProxy, String) {
+    let proxy = FaultProxy::start(registry.addr(), Fault::Delay(std::time::Duration::ZERO));
+    let host = proxy.endpoint().trim_start_matches("http://").to_string();
+    (proxy, host)
+}
 
 /// A project with two packages (two layers) and one image, pushing to
 /// `registry` (`HOST:PORT`) under namespace `team`.
@@ -257,9 +279,18 @@ fn publish_pushes_by_build_id_and_promote_moves_the_tag() {
     .unwrap();
     assert_eq!(raw["subject"]["digest"], d1);
 
-    // Publishing again uploads nothing.
+    // Publishing again uploads nothing, and costs the registry one request
+    // (the `HEAD` of the build tag, pushed last), counted by a proxy.
+    let (proxy, via) = counting(&registry);
+    registry_at(&p, &via);
     let again = p.pipe(&["--json", "publish"]).expect_code(0).json();
     assert_eq!(again["images"][0]["report"]["bytes_uploaded"], 0, "{again}");
+    assert!(
+        again["images"][0]["report"]["bytes_skipped"].as_u64().unwrap() > 200_000,
+        "{again}"
+    );
+    assert_eq!(proxy.requests(), 1, "one request for an unchanged publish");
+    registry_at(&p, &registry.host());
 
     // A second build changing one package: the other layer is reused, in
     // the store and in the registry.
@@ -354,7 +385,7 @@ fn a_registry_down_at_promotion_fails_the_view_and_refresh_completes_it() {
 #[test]
 fn an_empty_registry_is_seeded_from_the_store_alone() {
     let first = RegistryServer::start();
-    let mut p = project(&first.host());
+    let p = project(&first.host());
     let (b1, _) = build(&p);
     let (_, d1) = image_manifest(&p, &b1);
     p.pipe(&["publish"]).expect_code(0);
@@ -364,17 +395,7 @@ fn an_empty_registry_is_seeded_from_the_store_alone() {
     // A new, empty registry; no build directory: only the store.
     std::fs::remove_dir_all(p.path().join(".pipe/builds")).unwrap();
     let second = RegistryServer::start();
-    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
-    let old = toml
-        .lines()
-        .find(|l| l.starts_with("url = \"127.0.0.1:"))
-        .unwrap()
-        .to_string();
-    p.write(
-        "pipeline.toml",
-        &toml.replace(&old, &format!("url = \"{}/team\"", second.host())),
-    );
-    let _ = &mut p;
+    registry_at(&p, &second.host());
     let seeded = p
         .pipe(&["--json", "registry", "seed"])
         .expect_code(0)
@@ -403,7 +424,10 @@ fn an_empty_registry_is_seeded_from_the_store_alone() {
     podman.run(&["pull", "--tls-verify=false", &dev]);
     assert_eq!(podman.digest(&dev), d1);
 
-    // Everything there: nothing pushed, nothing moved.
+    // Everything there: nothing pushed, nothing moved, and one request per
+    // manifest (the build tag and `dev`), counted by a proxy.
+    let (proxy, via) = counting(&second);
+    registry_at(&p, &via);
     let again = p
         .pipe(&["--json", "registry", "seed"])
         .expect_code(0)
@@ -411,6 +435,8 @@ fn an_empty_registry_is_seeded_from_the_store_alone() {
     assert_eq!(again["report"]["pushed"], serde_json::json!([]), "{again}");
     assert_eq!(again["report"]["present"], 1);
     assert_eq!(again["report"]["tags"][0]["moved"], false);
+    assert_eq!(again["report"]["tags"].as_array().unwrap().len(), 1);
+    assert_eq!(proxy.requests(), 2, "one request per manifest");
 }
 
 #[test]
