@@ -4,7 +4,8 @@
 //! with the provenance attached; `pipe promote` moves `IMAGE:ENV` (skopeo
 //! and podman see the promoted digest), rollback moves it back, a registry
 //! that is down fails the view and `pipe refresh` completes it;
-//! `pipe registry seed` fills an empty registry from the store alone.
+//! `pipe registry seed` fills an empty registry from the store alone;
+//! `docker load` (a daemon of the test's own) reads the build's tarball.
 
 use std::path::Path;
 
@@ -557,5 +558,84 @@ fn the_base_is_an_input_of_the_image() {
             .filter(|a| a["kind"] == "oci-image")
             .all(|a| a["cache"] == "hit"),
         "{j3}"
+    );
+}
+
+#[test]
+fn docker_loads_the_build_tarball() {
+    // A docker daemon of the test's own (no container is started): `docker
+    // load` of NAME.oci.tar gives the image whose ID is the configuration's
+    // digest, with the configuration's layers, and exactly the packages'
+    // files with their modes.
+    let p = project("127.0.0.1:1");
+    let (b1, _) = build(&p);
+    let tar = build_dir(&p, &b1).join("web.oci.tar");
+    let docker = pipe_e2e::oci::Docker::start();
+    let loaded = docker.run(&["load", "-i", &tar.display().to_string()]);
+    let name = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("no image named in {loaded:?}"))
+        .trim()
+        .to_string();
+    assert_eq!(name, "web:1.0.0");
+    let config = inspect(&tarball(&p, &b1), &["--config"]);
+    let inspected: serde_json::Value =
+        serde_json::from_str(&docker.run(&["image", "inspect", &name])).unwrap();
+    let image = &inspected[0];
+    let (_, manifest) = image_manifest(&p, &b1);
+    let raw: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &tarball(&p, &b1)])).unwrap();
+    assert_eq!(image["Id"], raw["config"]["digest"], "{image}");
+    assert_ne!(image["Id"].as_str().unwrap(), manifest);
+    assert_eq!(image["RootFS"]["Layers"], config["rootfs"]["diff_ids"]);
+    assert_eq!(image["Config"]["Entrypoint"], serde_json::json!(["/usr/bin/web"]));
+    assert_eq!(image["Config"]["User"], "1000");
+
+    // The files, through a created (never started) container's export.
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("rootfs.tar");
+    docker.run(&["create", "--name", "exported", &name]);
+    docker.run(&["export", "-o", &export.display().to_string(), "exported"]);
+    let mut files = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(&export).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        if e.header().entry_type().is_file() {
+            let mode = e.header().mode().unwrap() & 0o7777;
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            files.insert(path, (mode, body));
+        }
+    }
+    assert_eq!(
+        files["usr/bin/web"],
+        (0o755, b"#!/bin/sh\necho web\n".to_vec())
+    );
+    assert_eq!(files["etc/web/web.conf"].1, b"port=8080\n");
+    assert_eq!(files["srv/assets/index.html"].1, b"<h1>shop</h1>\n");
+    assert_eq!(files["srv/assets/big.bin"].1.len(), 200_000);
+    // Nothing but the packages' files, besides the mount points docker adds
+    // to every container.
+    let docker_own = [
+        ".dockerenv",
+        "dev/console",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/resolv.conf",
+    ];
+    let ours: Vec<&String> = files
+        .keys()
+        .filter(|f| !docker_own.contains(&f.as_str()))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            "etc/web/web.conf",
+            "srv/assets/big.bin",
+            "srv/assets/index.html",
+            "usr/bin/web"
+        ]
     );
 }

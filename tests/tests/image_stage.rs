@@ -201,8 +201,8 @@ fn layout_tarball_is_read_by_skopeo_umoci_and_podman() {
 
 #[test]
 fn docker_load_manifest_names_config_and_layers() {
-    // `docker load` reads `manifest.json` (there is no docker daemon on the
-    // test machine): it must name the config and the layers in order, by
+    // `docker load` reads `manifest.json` (tests/image.rs loads a build's
+    // tarball into a real daemon): it must name the config and the layers in order, by
     // paths present in the archive, and tag the image.
     let src = tempfile::tempdir().unwrap();
     project(src.path());
