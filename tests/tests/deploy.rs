@@ -1207,9 +1207,11 @@ fn unchanged_packages_come_from_the_previous_release_checked_and_independent() {
     // rpm packages: their changelog is in the header, so a package that did
     // not change has the same payload in the next version. (A .deb's
     // generated changelog names the version: its payload always changes.)
-    let toml = PIPELINE.replace("formats = [\"deb\", \"rpm\"]", "formats = [\"rpm\"]").replace(
-        "[deploy]",
-        r#"[packages.assets]
+    let toml = PIPELINE
+        .replace("formats = [\"deb\", \"rpm\"]", "formats = [\"rpm\"]")
+        .replace(
+            "[deploy]",
+            r#"[packages.assets]
 summary = "Assets"
 arch = "all"
 maintainer = "Ops <ops@example.com>"
@@ -1217,7 +1219,7 @@ formats = ["rpm"]
 files = [ { src = "assets/", dst = "/srv/assets/" } ]
 
 [deploy]"#,
-    );
+        );
     let s = Setup::new(&toml);
     s.p.write("assets/a.txt", "alpha\n")
         .write("assets/sub/b.txt", "beta\n")
@@ -1255,8 +1257,14 @@ files = [ { src = "assets/", dst = "/srv/assets/" } ]
     // copy leaves the new one alone.
     use std::os::unix::fs::MetadataExt;
     let (old, new) = (
-        s.dir().join("releases").join(&b1).join("srv/assets/big.bin"),
-        s.dir().join("releases").join(&b2).join("srv/assets/big.bin"),
+        s.dir()
+            .join("releases")
+            .join(&b1)
+            .join("srv/assets/big.bin"),
+        s.dir()
+            .join("releases")
+            .join(&b2)
+            .join("srv/assets/big.bin"),
     );
     let (mo, mn) = (
         std::fs::metadata(&old).unwrap(),

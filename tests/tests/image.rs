@@ -287,7 +287,10 @@ fn publish_pushes_by_build_id_and_promote_moves_the_tag() {
     let again = p.pipe(&["--json", "publish"]).expect_code(0).json();
     assert_eq!(again["images"][0]["report"]["bytes_uploaded"], 0, "{again}");
     assert!(
-        again["images"][0]["report"]["bytes_skipped"].as_u64().unwrap() > 200_000,
+        again["images"][0]["report"]["bytes_skipped"]
+            .as_u64()
+            .unwrap()
+            > 200_000,
         "{again}"
     );
     assert_eq!(proxy.requests(), 1, "one request for an unchanged publish");
@@ -589,7 +592,10 @@ fn docker_loads_the_build_tarball() {
     assert_eq!(image["Id"], raw["config"]["digest"], "{image}");
     assert_ne!(image["Id"].as_str().unwrap(), manifest);
     assert_eq!(image["RootFS"]["Layers"], config["rootfs"]["diff_ids"]);
-    assert_eq!(image["Config"]["Entrypoint"], serde_json::json!(["/usr/bin/web"]));
+    assert_eq!(
+        image["Config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/web"])
+    );
     assert_eq!(image["Config"]["User"], "1000");
 
     // The files, through a created (never started) container's export.

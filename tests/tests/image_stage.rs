@@ -542,7 +542,11 @@ fn a_compressed_docker_archive_layer_must_match_its_diff_id() {
     let good = d.path().join("good.tar");
     docker_archive(&good, config.to_string().as_bytes(), &layers);
     let img = build_image(
-        &spec(src.path(), Base::DockerArchive(good), LayerCompression::Gzip),
+        &spec(
+            src.path(),
+            Base::DockerArchive(good),
+            LayerCompression::Gzip,
+        ),
         &d.path().join("b1"),
     )
     .unwrap();

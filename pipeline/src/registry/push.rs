@@ -227,7 +227,10 @@ async fn already_tagged(
     if reg.tagged_digest(&image.image, build).await?.as_deref() != Some(digest.as_str()) {
         return Ok(None);
     }
-    let blobs: Vec<&Artifact> = parts.values().filter(|a| a.name != image.artifact).collect();
+    let blobs: Vec<&Artifact> = parts
+        .values()
+        .filter(|a| a.name != image.artifact)
+        .collect();
     let reference = reg.pinned(&image.image, &digest);
     Ok(Some(ImagePublished {
         image: image.image.clone(),
