@@ -138,7 +138,9 @@ pub struct ImagePush<'a> {
 /// (`HEAD`), manifest reads and writes go out as single requests; uploads
 /// and mounts go through oci-client.
 pub struct Registry {
-    client: oci_client::Client,
+    /// Built on first use: a tag check or move never needs it.
+    client: std::sync::OnceLock<oci_client::Client>,
+    insecure: bool,
     http: reqwest::Client,
     scheme: &'static str,
     host: String,
@@ -174,6 +176,10 @@ pub const MONOLITHIC_MAX: u64 = 64 << 20;
 /// The size of one `PATCH` of a chunked upload (oci-client's largest).
 pub const CHUNK: usize = 4 << 20;
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const USER_AGENT: &str = concat!("pipe/", env!("CARGO_PKG_VERSION"));
+
 /// What a registry is asked to answer with for a manifest.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -196,28 +202,15 @@ impl Registry {
             hint: Some("write `[registry] url = \"HOST[:PORT]/NAMESPACE\"`".into()),
         })?;
         let namespace = namespace.trim_end_matches('/').to_string();
-        let protocol = if insecure {
-            ClientProtocol::HttpsExcept(vec![host.to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        let connect_timeout = std::time::Duration::from_secs(10);
-        let read_timeout = std::time::Duration::from_secs(120);
-        let user_agent = concat!("pipe/", env!("CARGO_PKG_VERSION"));
-        let client = oci_client::Client::new(ClientConfig {
-            protocol,
-            connect_timeout: Some(connect_timeout),
-            read_timeout: Some(read_timeout),
-            user_agent,
-            // `push_blob_stream` is one streamed `PUT`; large blobs use
-            // `push_blob_stream_chunked`, which always sends `PATCH`es.
-            use_monolithic_push: true,
-            ..Default::default()
-        });
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .user_agent(user_agent)
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT);
+        if insecure {
+            // Plain HTTP: no TLS roots to load.
+            http = http.tls_certs_only(std::iter::empty());
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Usage {
                 message: format!("cannot set up an HTTP client for `{host}`: {e}"),
@@ -226,7 +219,8 @@ impl Registry {
         let credentials = sources.find(host, &namespace);
         tracing::debug!(host, namespace, credentials = ?credentials, "registry");
         Ok(Registry {
-            client,
+            client: std::sync::OnceLock::new(),
+            insecure,
             http,
             scheme: if insecure { "http" } else { "https" },
             host: host.to_string(),
@@ -234,6 +228,27 @@ impl Registry {
             credentials,
             auth: Mutex::new(HashMap::new()),
             upload_concurrency: 3,
+        })
+    }
+
+    /// oci-client, for uploads, mounts and credential negotiation.
+    fn oci(&self) -> &oci_client::Client {
+        self.client.get_or_init(|| {
+            let protocol = if self.insecure {
+                ClientProtocol::HttpsExcept(vec![self.host.clone()])
+            } else {
+                ClientProtocol::Https
+            };
+            oci_client::Client::new(ClientConfig {
+                protocol,
+                connect_timeout: Some(CONNECT_TIMEOUT),
+                read_timeout: Some(READ_TIMEOUT),
+                user_agent: USER_AGENT,
+                // `push_blob_stream` is one streamed `PUT`; large blobs use
+                // `push_blob_stream_chunked`, which always sends `PATCH`es.
+                use_monolithic_push: true,
+                ..Default::default()
+            })
         })
     }
 
@@ -332,7 +347,7 @@ impl Registry {
                 // Always the push scope: one negotiation for both.
                 let _ = push;
                 let token = self
-                    .client
+                    .oci()
                     .auth(
                         &self.reference(name, "latest"),
                         &RegistryAuth::Basic(username.clone(), password.clone()),
@@ -404,7 +419,7 @@ impl Registry {
         for other in mount_from.iter().filter(|o| o.as_str() != name) {
             let from = self.reference(other, "latest");
             match self
-                .client
+                .oci()
                 .mount_blob(&reference, &from, &blob.digest)
                 .await
             {
@@ -452,12 +467,12 @@ impl Registry {
         let action = "uploading a blob of";
         if blob.size <= MONOLITHIC_MAX {
             let push = self
-                .client
+                .oci()
                 .push_blob_stream(&reference, rx, &blob.digest, Some(blob.size));
             let (pushed, ()) = futures::join!(push, feed);
             pushed.map_err(|e| self.error(name, action, e))?;
         } else {
-            let push = self.client.push_blob_stream_chunked(&reference, rx);
+            let push = self.oci().push_blob_stream_chunked(&reference, rx);
             let (pushed, ()) = futures::join!(push, feed);
             let pushed = pushed.map_err(|e| self.error(name, action, e))?;
             // The digest was computed from the bytes sent: they must be the
