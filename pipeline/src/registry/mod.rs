@@ -148,6 +148,7 @@ pub struct Registry {
     credentials: Credentials,
     auth: Mutex<HashMap<String, Auth>>,
     upload_concurrency: usize,
+    monolithic_max: u64,
 }
 
 /// What goes with every request to one repository.
@@ -228,7 +229,15 @@ impl Registry {
             credentials,
             auth: Mutex::new(HashMap::new()),
             upload_concurrency: 3,
+            monolithic_max: MONOLITHIC_MAX,
         })
+    }
+
+    /// Uploads blobs larger than `bytes` in chunks ([`MONOLITHIC_MAX`]
+    /// unless told).
+    pub fn with_monolithic_max(mut self, bytes: u64) -> Registry {
+        self.monolithic_max = bytes;
+        self
     }
 
     /// oci-client, for uploads, mounts and credential negotiation.
@@ -465,7 +474,7 @@ impl Registry {
             }
         };
         let action = "uploading a blob of";
-        if blob.size <= MONOLITHIC_MAX {
+        if blob.size <= self.monolithic_max {
             let push = self
                 .oci()
                 .push_blob_stream(&reference, rx, &blob.digest, Some(blob.size));
