@@ -383,10 +383,22 @@ impl Registry {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let auth = self.login(name, push).await?;
-        auth.apply(request)
-            .send()
-            .await
-            .map_err(|e| self.error(name, action, OciDistributionError::RequestError(e)))
+        let again = request.try_clone();
+        let send = |auth: &Auth, request: reqwest::RequestBuilder| {
+            let sent = auth.apply(request).send();
+            async move {
+                sent.await
+                    .map_err(|e| self.error(name, action, OciDistributionError::RequestError(e)))
+            }
+        };
+        let res = send(&auth, request).await?;
+        // A bearer token can expire during a long push: negotiate once more.
+        if let (401, Auth::Bearer(_), Some(again)) = (res.status().as_u16(), &auth, again) {
+            self.auth.lock().await.remove(&self.repository(name));
+            let auth = self.login(name, push).await?;
+            return send(&auth, again).await;
+        }
+        Ok(res)
     }
 
     /// Whether the repository of `name` has `digest` (one `HEAD`).
