@@ -211,12 +211,10 @@ impl Registry {
             // Plain HTTP: no TLS roots to load.
             http = http.tls_certs_only(std::iter::empty());
         }
-        let http = http
-            .build()
-            .map_err(|e| Error::Usage {
-                message: format!("cannot set up an HTTP client for `{host}`: {e}"),
-                hint: None,
-            })?;
+        let http = http.build().map_err(|e| Error::Usage {
+            message: format!("cannot set up an HTTP client for `{host}`: {e}"),
+            hint: None,
+        })?;
         let credentials = sources.find(host, &namespace);
         tracing::debug!(host, namespace, credentials = ?credentials, "registry");
         Ok(Registry {
@@ -439,11 +437,7 @@ impl Registry {
         }
         for other in mount_from.iter().filter(|o| o.as_str() != name) {
             let from = self.reference(other, "latest");
-            match self
-                .oci()
-                .mount_blob(&reference, &from, &blob.digest)
-                .await
-            {
+            match self.oci().mount_blob(&reference, &from, &blob.digest).await {
                 Ok(()) => {
                     progress.blob_done(blob, BlobOutcome::Mounted);
                     return Ok(BlobOutcome::Mounted);
@@ -564,24 +558,36 @@ impl Registry {
         Ok(report)
     }
 
+    /// A `HEAD` or `GET` of the manifest `tag` names: `None` when there is
+    /// none, an error unless the registry answers `200`.
+    async fn manifest_request(
+        &self,
+        name: &str,
+        tag: &str,
+        method: reqwest::Method,
+        action: &'static str,
+    ) -> Result<Option<reqwest::Response>> {
+        let request = self
+            .http
+            .request(method, self.url(name, "manifests", tag))
+            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT);
+        let res = self.send(name, false, action, request).await?;
+        match res.status().as_u16() {
+            200 => Ok(Some(res)),
+            404 => Ok(None),
+            _ => Err(self.refused(name, action, res).await),
+        }
+    }
+
     /// The digest `tag` names now, if any (one `HEAD`).
     pub async fn tagged_digest(&self, name: &str, tag: &str) -> Result<Option<String>> {
         let action = "reading a tag of";
-        let res = self
-            .send(
-                name,
-                false,
-                action,
-                self.http
-                    .head(self.url(name, "manifests", tag))
-                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT),
-            )
-            .await?;
-        match res.status().as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(self.refused(name, action, res).await),
-        }
+        let Some(res) = self
+            .manifest_request(name, tag, reqwest::Method::HEAD, action)
+            .await?
+        else {
+            return Ok(None);
+        };
         let header = res
             .headers()
             .get("docker-content-digest")
@@ -630,21 +636,12 @@ impl Registry {
     /// [`MAX_MANIFEST`]; `None` when the tag does not exist.
     pub async fn get_manifest(&self, name: &str, tag: &str) -> Result<Option<Vec<u8>>> {
         let action = "reading a manifest of";
-        let mut res = self
-            .send(
-                name,
-                false,
-                action,
-                self.http
-                    .get(self.url(name, "manifests", tag))
-                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT),
-            )
-            .await?;
-        match res.status().as_u16() {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(self.refused(name, action, res).await),
-        }
+        let Some(mut res) = self
+            .manifest_request(name, tag, reqwest::Method::GET, action)
+            .await?
+        else {
+            return Ok(None);
+        };
         let too_large = |n: u64| {
             self.failure(
                 name,
