@@ -7,8 +7,9 @@
 //! Order, so that nothing is ever half-tagged and a rerun completes: blobs,
 //! then the image manifest by digest, then the provenance artifact (whose
 //! `subject` is that manifest) and the referrers index, and the build tag
-//! last. The build tag is what [`seed`] checks (one `HEAD` per image): when
-//! it is there, everything before it is too.
+//! last. The build tag is what [`publish_build`] and [`seed`] check (one
+//! `HEAD` per image): when it is there, everything before it is too, so an
+//! image published already costs that one request.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -339,7 +340,8 @@ pub async fn move_tags(
 
 /// Fills the registry from the store alone: every published build's images
 /// under the build id (with their provenance), then every environment's
-/// tags. What the registry has already costs one `HEAD` per tag.
+/// tags. What the registry has already costs one `HEAD` per manifest (the
+/// build tag of each image, each environment's tag).
 pub async fn seed(
     reg: &Registry,
     store: &Store,
