@@ -202,7 +202,7 @@ async fn blobs_the_registry_has_are_not_uploaded_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_layers_go_up_in_chunks_with_progress() {
     let server = RegistryServer::start();
-    // Chunks above 1 MiB (64 MiB unless told), so 11 MiB go up in PATCHes.
+    // Chunks above 1 MiB (1 GiB unless told), so 11 MiB go up in PATCHes.
     let reg = Registry::new(&format!("{}/team", server.host()), true, &anonymous())
         .unwrap()
         .with_monolithic_max(1 << 20);
