@@ -161,7 +161,8 @@ fi
 # empty directory, B = deploy of 1.0.1 into a copy of the base target (made
 # before the clock starts).
 d4() {
-  local fmt=$1 Q=$W/d4-$fmt
+  local fmt=$1
+  local Q=$W/d4-$fmt
   mkdir -p "$Q"
   cp -r "$P/share" "$Q/share"
   sed -e "s/formats = \[\"deb\"\]/formats = [\"$fmt\"]/" "$P/pipeline.toml" >"$Q/pipeline.toml"
