@@ -628,7 +628,7 @@ impl Registry {
             )
             .await?;
         match res.status().as_u16() {
-            200 | 201 | 202 => Ok(()),
+            200..=202 => Ok(()),
             _ => Err(self.refused(name, action, res).await),
         }
     }
