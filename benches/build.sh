@@ -198,7 +198,18 @@ prep_a() {
   mkdir -p "$src" "$ref"
   git -C "$repo" archive HEAD examples/hello | tar -x -C "$src" --strip-components=2 -f - || die "git archive"
   [ -f "$src/pipeline.toml" ] || die "no examples/hello/pipeline.toml at HEAD"
-  pipe_projects a "$src" "$src/pipeline.toml"
+  # The package only, as dpkg-deb and rpmbuild build it: the example's
+  # [images.*], [machines.*] and [registry] are other artifacts (and the
+  # machine's base tarball is not in git).
+  python3 -c 'import re, sys
+keep = True
+for line in open(sys.argv[1]):
+    m = re.match(r"^\[([A-Za-z_]+)", line)
+    if m:
+        keep = m.group(1) not in ("images", "machines", "registry")
+    if keep:
+        sys.stdout.write(line)' "$src/pipeline.toml" >"$W/in/a/pipeline.toml"
+  pipe_projects a "$src" "$W/in/a/pipeline.toml"
   # The tools' side: the example's build steps run once here (untimed; the
   # example's step is one sed), then the files laid out as installed.
   cp -a "$src/." "$ref/"

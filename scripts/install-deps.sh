@@ -3,7 +3,8 @@
 # already present). Idempotent: what is already there is not installed again.
 #
 #   scripts/install-deps.sh build   C libraries the build needs (sequoia's nettle, libclang)
-#   scripts/install-deps.sh test    build + every server and consumer the tests run
+#   scripts/install-deps.sh test    build + every server and consumer the tests run,
+#                                   and cargo-machete (the unused-dependency check)
 #   scripts/install-deps.sh moto    only the S3 server used by the tests (a Python venv)
 #   scripts/install-deps.sh registry  only the OCI registry the example pushes to (docker-registry)
 #   scripts/install-deps.sh machine the tools a machine-image bake runs (mke2fs, debugfs,
@@ -16,6 +17,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.pipe-dev/venv"
 moto_version="5.2.5"
+# The unused-dependency check scripts/test.sh runs.
+machete_version="0.9.2"
 
 build_packages=(clang libclang-dev nettle-dev pkg-config)
 test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf-plugins-core createrepo-c aptly
@@ -54,6 +57,14 @@ install_moto() {
   "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
 }
 
+install_machete() {
+  if cargo machete --version 2>/dev/null | grep -qx "$machete_version"; then
+    return 0
+  fi
+  echo "install-deps: cargo install cargo-machete@$machete_version" >&2
+  cargo install --locked --quiet "cargo-machete@$machete_version"
+}
+
 case "${1:-test}" in
   build) apt_install "${build_packages[@]}" ;;
   moto) install_moto ;;
@@ -62,6 +73,7 @@ case "${1:-test}" in
   test)
     apt_install "${build_packages[@]}" "${test_packages[@]}" "${machine_packages[@]}"
     install_moto
+    install_machete
     ;;
   bench)
     apt_install "${build_packages[@]}" "${bench_packages[@]}" "${machine_packages[@]}"

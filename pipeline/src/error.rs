@@ -114,6 +114,17 @@ pub enum Error {
         failed: Vec<String>,
     },
 
+    /// `pipe fsck` found objects that do not verify (its report lists them).
+    #[error("{problems} problem(s) in the store {url}{}", if *repair { " remain after the repair" } else { "" })]
+    Damaged {
+        /// The store.
+        url: String,
+        /// How many.
+        problems: usize,
+        /// True after `--repair`: what is left could not be repaired here.
+        repair: bool,
+    },
+
     /// Bytes read back from the store do not hash to the key they are stored
     /// under, or are not the recorded size.
     #[error("`{key}` is corrupt: expected {expected}, got {actual}")]
@@ -371,9 +382,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage { .. } | Error::StoreUrl { .. } => EXIT_USAGE,
-            Error::DigestMismatch { .. } | Error::Verify { .. } | Error::TooLarge { .. } => {
-                EXIT_VERIFY
-            }
+            Error::DigestMismatch { .. }
+            | Error::Verify { .. }
+            | Error::TooLarge { .. }
+            | Error::Damaged { .. } => EXIT_VERIFY,
             Error::Keys(e) if e.is_verification_failure() => EXIT_VERIFY,
             Error::Keys(keys::Error::Io { .. }) => EXIT_FAILURE,
             Error::Signing(_) => EXIT_USAGE,
@@ -401,6 +413,14 @@ impl Error {
             Error::Views { env, .. } => Some(format!(
                 "the pointer stays where it moved; `pipe refresh --env {env}` regenerates the views"
             )),
+            Error::Damaged { repair: false, .. } => Some(
+                "`pipe fsck --repair`, run where the build directories are, repairs what signed metadata and local builds hold; each problem above names its repair"
+                    .into(),
+            ),
+            Error::Damaged { repair: true, .. } => Some(
+                "what is left needs a build directory that holds it (run `pipe fsck --repair` there) or a backup; each problem above says which"
+                    .into(),
+            ),
             Error::DigestMismatch { .. } => Some(
                 "the stored bytes were changed or damaged; `pipe publish BUILD --read-back`, run where the build is, uploads them again"
                     .into(),
@@ -455,6 +475,10 @@ impl Error {
             ),
             Error::Unreachable { .. } => Some(
                 "check `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`) and that the server is running; on a slow link raise `[store] request_timeout` and `timeout` (or `--request-timeout`, `--timeout`)"
+                    .into(),
+            ),
+            Error::S3 { detail, .. } if detail.starts_with("HTTP 5") => Some(
+                "the server kept failing through every attempt: run the same command again once it recovers (it completes what this one left; `pipe fsck` checks the store), or raise `[store] attempts` (`--attempts`)"
                     .into(),
             ),
             Error::NoCredentials { .. } => Some(

@@ -9,6 +9,7 @@ pub mod build;
 pub mod deploy;
 pub mod error;
 mod fault;
+pub mod fsck;
 pub mod kinds;
 pub mod model;
 pub mod promote;

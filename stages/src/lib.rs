@@ -9,7 +9,7 @@
 //! crate hands them plain inputs and stores what they return.
 #![deny(missing_docs)]
 
-mod compress;
+pub mod compress;
 pub mod deb;
 pub mod docs;
 mod error;

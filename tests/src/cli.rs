@@ -136,6 +136,24 @@ impl Project {
         self
     }
 
+    /// Generates an RSA 3072 signing key (what apt's gpgv, dnf and rpm all
+    /// verify) and exports its public keyring to `release.asc`; returns
+    /// that path, for the consumers.
+    pub fn with_rsa_key(&self) -> PathBuf {
+        self.pipe(&[
+            "keys",
+            "generate",
+            "--uid",
+            "Demo Release <release@example.com>",
+            "--algo",
+            "rsa3072",
+        ])
+        .expect_code(0);
+        self.pipe(&["keys", "export", "--out", "release.asc"])
+            .expect_code(0);
+        self.path().join("release.asc")
+    }
+
     /// Sets `version` in `[project]`, then builds and publishes; returns
     /// the build id.
     pub fn release(&self, version: &str) -> String {
@@ -258,6 +276,13 @@ impl Running {
     /// True once the process has exited.
     pub fn exited(&mut self) -> bool {
         self.0.try_wait().expect("poll pipe").is_some()
+    }
+
+    /// Kills the process (SIGKILL, as `kill -9`) and returns what it
+    /// printed until then.
+    pub fn kill(mut self) -> Run {
+        let _ = self.0.kill();
+        self.wait()
     }
 
     /// Waits for the process and returns what it did.

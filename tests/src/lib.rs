@@ -8,5 +8,6 @@ pub mod consumers;
 pub mod machine;
 pub mod oci;
 pub mod proxy;
+pub mod raw;
 pub mod registry;
 pub mod s3;

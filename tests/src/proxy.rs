@@ -14,6 +14,11 @@
 //!   answers every request late, or answers the first requests with
 //!   `503 SlowDown` (as S3 does when throttling) before it forwards.
 //!
+//! - [`SwitchProxy`] forwards HTTP/1.1 and is switched while a command
+//!   runs: stopped (every connection cut, the port closed, as a killed
+//!   server) and started again on the same port, answering `500`/`503`, or
+//!   answering late.
+//!
 //! All run on plain threads and stop when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -455,7 +460,7 @@ fn relay_with_fault(
 ) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
-    let mut server: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let mut server: Upstream = None;
     while let Some((head, body)) = read_message(&mut from_client)? {
         requests.fetch_add(1, Ordering::SeqCst);
         match fault {
@@ -483,17 +488,7 @@ fn relay_with_fault(
                 faulted.fetch_add(1, Ordering::SeqCst);
             }
         }
-        if server.is_none() {
-            let s = TcpStream::connect(upstream)?;
-            conns.track(&s);
-            let reader = BufReader::new(s.try_clone()?);
-            server = Some((s, reader));
-        }
-        let (to_server, from_server) = server.as_mut().expect("connected above");
-        to_server.write_all(head.as_bytes())?;
-        to_server.write_all(&body)?;
-        let is_head = head.starts_with("HEAD ");
-        let Some(answer) = read_answer(from_server, is_head)? else {
+        let Some(answer) = forward(&mut server, upstream, conns, &head, &body)? else {
             break;
         };
         if let Fault::Delay(d) = fault {
@@ -503,6 +498,30 @@ fn relay_with_fault(
     }
     let _ = to_client.shutdown(Shutdown::Write);
     Ok(())
+}
+
+/// An upstream connection and its reader, opened on first use.
+type Upstream = Option<(TcpStream, BufReader<TcpStream>)>;
+
+/// Sends one request upstream (connecting on first use) and reads its
+/// answer, raw; `None` when the server closed the connection.
+fn forward(
+    server: &mut Upstream,
+    upstream: SocketAddr,
+    conns: &Conns,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<Option<Vec<u8>>> {
+    if server.is_none() {
+        let s = TcpStream::connect(upstream)?;
+        conns.track(&s);
+        let reader = BufReader::new(s.try_clone()?);
+        *server = Some((s, reader));
+    }
+    let (to_server, from_server) = server.as_mut().expect("connected above");
+    to_server.write_all(head.as_bytes())?;
+    to_server.write_all(body)?;
+    read_answer(from_server, head.starts_with("HEAD "))
 }
 
 /// One HTTP/1.1 answer, raw: its head, then a body by `Content-Length` or
@@ -569,4 +588,225 @@ fn read_answer(from: &mut BufReader<TcpStream>, is_head: bool) -> std::io::Resul
     from.read_exact(&mut body)?;
     out.extend_from_slice(&body);
     Ok(Some(out))
+}
+
+/// What a [`SwitchProxy`] does with the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forwards it.
+    Forward,
+    /// Answers with this status (`500 InternalError`, `503 SlowDown`)
+    /// without forwarding.
+    Status(u16),
+    /// Forwards it and relays the answer this much later.
+    Delay(Duration),
+}
+
+struct Switch {
+    mode: Mutex<Mode>,
+    /// Requests answered with an error status before forwarding again.
+    errors_left: AtomicU64,
+    requests: AtomicU64,
+    faulted: AtomicU64,
+    /// Every request line (`PUT /bucket/key HTTP/1.1`), in order.
+    lines: Mutex<Vec<String>>,
+}
+
+/// An HTTP/1.1 proxy in front of a real server, switched by the test while
+/// a command runs: [`SwitchProxy::stop`] is a server killed (connections
+/// cut, connections refused), [`SwitchProxy::restart`] brings it back on
+/// the same port, [`SwitchProxy::set`] makes it answer with errors or late.
+pub struct SwitchProxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    switch: Arc<Switch>,
+    conns: Mutex<Arc<Conns>>,
+}
+
+impl SwitchProxy {
+    /// Proxies to `upstream`, forwarding.
+    pub fn start(upstream: SocketAddr) -> SwitchProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let proxy = SwitchProxy {
+            addr: listener.local_addr().expect("proxy address"),
+            upstream,
+            switch: Arc::new(Switch {
+                mode: Mutex::new(Mode::Forward),
+                errors_left: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
+                faulted: AtomicU64::new(0),
+                lines: Mutex::new(Vec::new()),
+            }),
+            conns: Mutex::new(Arc::new(Conns::default())),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let conns = Arc::new(Conns::default());
+        *self.conns.lock().unwrap() = conns.clone();
+        let (upstream, switch, c) = (self.upstream, self.switch.clone(), conns.clone());
+        accept_loop(listener, conns, move |client| {
+            let _ = relay_switched(client, upstream, &switch, &c);
+        });
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.switch.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered with an error or late.
+    pub fn faulted(&self) -> u64 {
+        self.switch.faulted.load(Ordering::SeqCst)
+    }
+
+    /// Stops as a killed server: every open connection cut, the port closed.
+    pub fn stop(&self) {
+        self.conns.lock().unwrap().stop();
+    }
+
+    /// Listens again on the same port (after [`SwitchProxy::stop`]).
+    pub fn restart(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => return self.serve(l),
+                Err(e) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "cannot listen on {} again: {e}",
+                        self.addr
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// What to do with the next requests.
+    pub fn set(&self, mode: Mode) {
+        *self.switch.mode.lock().unwrap() = mode;
+    }
+
+    /// Answers the next `n` requests with `status`, then forwards again.
+    pub fn fail_next(&self, n: u64, status: u16) {
+        self.switch.errors_left.store(n, Ordering::SeqCst);
+        self.set(Mode::Status(status));
+    }
+
+    /// Waits (at most a minute) for a request whose request line (`PUT
+    /// /bucket/key?query HTTP/1.1`) starts with `method` and contains
+    /// `part`, after the first `skip` requests.
+    pub fn wait_for_request(&self, skip: u64, method: &str, part: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = self
+                .switch
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(skip as usize)
+                .any(|l| l.starts_with(method) && l.contains(part));
+            if found {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {method} request for {part} came"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Waits (at most a minute) until `n` requests have come in.
+    pub fn wait_for_requests(&self, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.requests() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} requests came",
+                self.requests()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for SwitchProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn relay_switched(
+    client: TcpStream,
+    upstream: SocketAddr,
+    switch: &Switch,
+    conns: &Conns,
+) -> std::io::Result<()> {
+    let mut to_client = client.try_clone()?;
+    let mut from_client = BufReader::new(client);
+    let mut server: Upstream = None;
+    while let Some((head, body)) = read_message(&mut from_client)? {
+        if conns.stopped.load(Ordering::SeqCst) {
+            break;
+        }
+        switch
+            .lines
+            .lock()
+            .unwrap()
+            .push(head.lines().next().unwrap_or_default().to_string());
+        switch.requests.fetch_add(1, Ordering::SeqCst);
+        let mode = *switch.mode.lock().unwrap();
+        if let Mode::Status(code) = mode {
+            let left = switch
+                .errors_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            match left {
+                Ok(1) => *switch.mode.lock().unwrap() = Mode::Forward,
+                Ok(_) => {}
+                Err(_) => {
+                    *switch.mode.lock().unwrap() = Mode::Forward;
+                }
+            }
+            if left.is_ok() {
+                switch.faulted.fetch_add(1, Ordering::SeqCst);
+                let (name, text) = if code == 503 {
+                    ("SlowDown", "Service Unavailable")
+                } else {
+                    ("InternalError", "Internal Server Error")
+                };
+                let xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{name}</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
+                );
+                let answer = format!(
+                    "HTTP/1.1 {code} {text}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                    xml.len()
+                );
+                to_client.write_all(answer.as_bytes())?;
+                continue;
+            }
+        }
+        let Some(answer) = forward(&mut server, upstream, conns, &head, &body)? else {
+            break;
+        };
+        if let Mode::Delay(d) = mode {
+            switch.faulted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(d);
+        }
+        if conns.stopped.load(Ordering::SeqCst) {
+            break;
+        }
+        to_client.write_all(&answer)?;
+    }
+    let _ = to_client.shutdown(Shutdown::Both);
+    Ok(())
 }

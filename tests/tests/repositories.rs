@@ -47,18 +47,7 @@ fn project() -> (Project, PathBuf) {
     p.write("pipeline.toml", PIPELINE)
         .write("demo.txt", "one\n")
         .write("demo.conf", "greeting=hello\n");
-    p.pipe(&[
-        "keys",
-        "generate",
-        "--uid",
-        "Demo Release <release@example.com>",
-        "--algo",
-        "rsa3072",
-    ])
-    .expect_code(0);
-    p.pipe(&["keys", "export", "--out", "release.asc"])
-        .expect_code(0);
-    let key = p.path().join("release.asc");
+    let key = p.with_rsa_key();
     (p, key)
 }
 

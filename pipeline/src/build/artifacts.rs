@@ -86,12 +86,12 @@ pub async fn build_artifacts(
         prepared[i] = Some((result, seconds));
     }
 
-    // Then they are fetched or written. Each package writer already
-    // compresses on every core, and an xz encoder holds tens of MiB: more
-    // writers than cores at once gains no speed and multiplies memory (500
-    // packages at once peaked at 2 GiB).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+    // Then they are fetched or written, one writer per thread of the
+    // compressor budget at most. The writers' compressors share that one
+    // budget of threads and memory (`stages::compress`), so memory does not
+    // grow with the writers; more writers than threads would only wait.
+    let writers = stages::compress::limits().threads.get() as usize;
+    let permits = Arc::new(tokio::sync::Semaphore::new(writers));
     let mut tasks = tokio::task::JoinSet::new();
     for (node, prepared) in plan.artifacts.iter().zip(prepared) {
         let (prepared, seconds) = prepared.expect("every node was prepared");
@@ -153,25 +153,56 @@ async fn run_node(
 
     let mut out = Vec::new();
     let cache_hit;
-    let found = records::cache::stage(store, &key, sealer).await?;
-    match &found {
-        Lookup::Trusted(record) if record.outputs().count() == outputs.len() => {
-            cache_hit = true;
-            for (i, (name, blob)) in record.outputs().enumerate() {
-                let path = out_dir.join(name);
-                store.get_blob_to_file(blob, &path).await?;
-                publishable(&path)?;
-                let a = artifact(name, blob.clone());
-                // The main output's view metadata is cached with the record;
-                // a record of an older pipe lacks it: read the artifact.
-                let index = match (i, &record.index) {
-                    (0, Some(index)) => Some(index.clone()),
-                    _ => describe(a.clone(), path.clone(), cx.epoch)
-                        .await
-                        .expect("describe task panicked")?,
-                };
-                out.push((a, path, index));
+    let mut found = records::cache::stage(store, &key, sealer).await?;
+    // A record whose blob the store lost or damaged: built again, and the
+    // blob stored again over the damaged copy.
+    let mut lost = match &found {
+        Lookup::Trusted(record) => restorable(store, record).await?,
+        _ => None,
+    };
+    let mut restored = None;
+    if let (Lookup::Trusted(record), None) = (&found, &lost)
+        && record.outputs().count() == outputs.len()
+    {
+        let mut files = Vec::new();
+        for (i, (name, blob)) in record.outputs().enumerate() {
+            let path = out_dir.join(name);
+            match store.get_blob_to_file(blob, &path).await {
+                Ok(()) => {}
+                Err(Error::DigestMismatch { key, .. }) => {
+                    lost = Some(key);
+                    break;
+                }
+                Err(e) => return Err(e),
             }
+            publishable(&path)?;
+            let a = artifact(name, blob.clone());
+            // The main output's view metadata is cached with the record;
+            // a record of an older pipe lacks it: read the artifact.
+            let index = match (i, &record.index) {
+                (0, Some(index)) => Some(index.clone()),
+                _ => describe(a.clone(), path.clone(), cx.epoch)
+                    .await
+                    .expect("describe task panicked")?,
+            };
+            files.push((a, path, index));
+        }
+        if lost.is_none() {
+            restored = Some(files);
+        }
+    }
+    let repair = lost.is_some();
+    if let Some(lost) = lost {
+        found = records::cache::forged(
+            &crate::store::layout::stage_record(&key),
+            format!("its blob `{lost}` is missing or damaged in the store"),
+            None,
+        );
+    }
+    match restored {
+        Some(files) => {
+            cache_hit = true;
+            out = files;
         }
         _ => {
             cache_hit = false;
@@ -185,7 +216,12 @@ async fn run_node(
             for name in &outputs {
                 let path = out_dir.join(name);
                 publishable(&path)?;
-                let put = store.put_blob_file(&path).await?;
+                let put = if repair {
+                    let blob = crate::store::digest::hash_file(&path).await?;
+                    store.replace_blob_file(&path, &blob).await?
+                } else {
+                    store.put_blob_file(&path).await?
+                };
                 let a = artifact(name, put.blob);
                 let index = describe(a.clone(), path.clone(), cx.epoch)
                     .await
@@ -227,6 +263,19 @@ async fn run_node(
             index,
         })
         .collect())
+}
+
+/// The key of a blob `record` names that the store lost or holds with
+/// another size (one of the right size but other bytes fails its digest
+/// check when restored).
+async fn restorable(store: &Store, record: &StageRecord) -> Result<Option<String>> {
+    for (_, blob) in record.outputs() {
+        match store.head(&blob.key()).await? {
+            Some(meta) if meta.size == blob.size => {}
+            _ => return Ok(Some(blob.key())),
+        }
+    }
+    Ok(None)
 }
 
 /// When a signature made for a build is dated: the build's timestamp, so

@@ -64,6 +64,20 @@ pub struct BuildOutcome {
     pub built: Vec<Built>,
 }
 
+/// Sets the thread and memory budget every compressor of this process
+/// shares (`None`: the cores; [`stages::compress::DEFAULT_MEMORY`]). The
+/// build also runs at most `threads` artifact writers at once. Artifacts do
+/// not depend on it: the compressors' output is the same for any budget.
+pub fn set_compressor_limits(threads: Option<u32>, memory: Option<u64>) {
+    let default = stages::compress::Limits::default();
+    stages::compress::set_limits(stages::compress::Limits {
+        threads: threads
+            .and_then(std::num::NonZeroU32::new)
+            .unwrap_or(default.threads),
+        memory: memory.unwrap_or(default.memory),
+    });
+}
+
 /// The plan of `p` with every key that can be known before anything runs
 /// ([`Plan::keyed`]), as `pipe build --plan` shows it and [`execute`] runs
 /// it. Reads and hashes the inputs.

@@ -377,13 +377,13 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
             Ok(()) => {}
             // A filesystem without RENAME_EXCHANGE: two renames, with a
             // moment in which `releases/BUILD` is missing.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
                 let old = releases.join(format!(".incoming-{}-replaced", job.build));
                 fs::rename(&release, &old).map_err(|e| Error::io(&release, e))?;
                 fs::rename(&incoming, &release).map_err(|e| Error::io(&release, e))?;
                 fs::rename(&old, &incoming).map_err(|e| Error::io(&old, e))?;
             }
-            Err(e) => return Err(Error::io(&release, e)),
+            Err(e) => return Err(Error::io(&release, e.into())),
         }
         let _ = fs::remove_dir_all(&incoming);
     } else {
@@ -476,27 +476,9 @@ fn switch(dir: &Path, build: Option<&str>) -> Result<()> {
 }
 
 /// Atomically exchanges two directories (`renameat2(RENAME_EXCHANGE)`).
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes()).expect("no NUL in a path");
-    let cb = CString::new(b.as_os_str().as_bytes()).expect("no NUL in a path");
-    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them
-    // as given (absolute).
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+fn exchange(a: &Path, b: &Path) -> rustix::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)
 }
 
 /// Marks a release as just deployed, for [`prune`]'s order.

@@ -234,6 +234,23 @@ impl Sealer {
     }
 }
 
+/// The blobs a stored cache record (step or stage) names, read without
+/// checking its signature: for `pipe fsck`, which reports references to
+/// missing blobs; nothing is restored from it. Empty when it is not a
+/// record pipe reads.
+pub fn named_blobs(bytes: &[u8]) -> Vec<BlobRef> {
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes) else {
+        return Vec::new();
+    };
+    if let Ok(stage) = serde_json::from_str::<StageRecord>(&envelope.payload) {
+        return stage.outputs().map(|(_, b)| b.clone()).collect();
+    }
+    if let Ok(step) = serde_json::from_str::<StepRecord>(&envelope.payload) {
+        return step.outputs.into_iter().map(|o| o.blob).collect();
+    }
+    Vec::new()
+}
+
 /// A record refused: logged, naming the key.
 pub fn forged<T>(key: &str, reason: String, version: Option<Version>) -> Lookup<T> {
     tracing::warn!("ignoring the cache record `{key}` in the store: {reason}; building it again");

@@ -556,28 +556,23 @@ fn actor() -> String {
     format!("{user}@{host}")
 }
 
-/// The login name of the real uid from the password database, else
-/// `uidN`.
+/// The login name of the real uid from `/etc/passwd`, else `uidN`.
 fn uid_name() -> String {
-    // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
-    // `buf`, both alive and sized as passed, and `pw_name` points into
-    // `buf` when `result` is non-null.
-    unsafe {
-        let uid = libc::getuid();
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc == 0
-            && !result.is_null()
-            && !pwd.pw_name.is_null()
-            && let Ok(name) = std::ffi::CStr::from_ptr(pwd.pw_name).to_str()
-            && !name.is_empty()
-        {
-            return name.to_string();
-        }
-        format!("uid{uid}")
-    }
+    let uid = rustix::process::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| passwd_name(&passwd, uid))
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+/// The name of `uid` in the text of a passwd(5) file.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse() == Ok(uid) && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -635,5 +630,15 @@ mod tests {
                 .0[..],
             &theirs_bytes[..]
         );
+    }
+
+    #[test]
+    fn passwd_name_finds_the_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      broken\n\
+                      ops:x:1000:1000::/home/ops:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1000).as_deref(), Some("ops"));
+        assert_eq!(passwd_name(passwd, 1001), None);
     }
 }

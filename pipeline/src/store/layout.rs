@@ -31,13 +31,13 @@ pub fn env_of(key: &str) -> Option<&str> {
 }
 
 /// The prefix of the shared package pool ([`pool`]).
-const POOL: &str = "pool/";
+pub const POOL: &str = "pool/";
 
 /// The prefix of every apt suite ([`apt_suite`]).
 const DISTS: &str = "dists/";
 
 /// The prefix of every yum repository ([`yum_repo`]).
-const YUM: &str = "yum/";
+pub const YUM: &str = "yum/";
 
 /// Where a yum repository has its package copies ([`yum_package_href`]).
 const YUM_PACKAGES: &str = "Packages/";
@@ -52,6 +52,9 @@ pub fn blob_key(blake3_hex: &str) -> String {
     let fan = blake3_hex.get(..2).unwrap_or(blake3_hex);
     format!("{BLOBS}{fan}/{blake3_hex}")
 }
+
+/// The prefix of every cache record ([`step_record`], [`stage_record`]).
+pub const CACHE: &str = "cache/";
 
 /// `cache/steps/<key>.json`: a build step's outputs, by the step's cache key.
 pub fn step_record(cache_key: &str) -> String {

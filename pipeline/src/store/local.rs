@@ -196,11 +196,7 @@ impl Backend for LocalBackend {
             let dir = std::fs::File::open(&root).map_err(|e| Error::io(&root, e))?;
             // One syncfs for the whole filesystem instead of a flush per
             // object written through a batch handle.
-            let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
-            if rc != 0 {
-                return Err(Error::io(&root, std::io::Error::last_os_error()));
-            }
-            Ok(())
+            rustix::fs::syncfs(&dir).map_err(|e| Error::io(&root, e.into()))
         })
         .await
     }

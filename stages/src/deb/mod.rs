@@ -170,8 +170,9 @@ pub struct DebOptions {
     pub compression: Compression,
     /// Compression level; dpkg-deb's default for the format when `None`.
     pub level: Option<u32>,
-    /// Compressor threads; every core when `None`. The output does not
-    /// depend on it.
+    /// Compressor threads at most; the process's compressor budget
+    /// ([`crate::compress::limits`]) when `None`, and never more than the
+    /// budget has free. The output does not depend on it.
     pub threads: Option<NonZeroU32>,
 }
 
@@ -197,8 +198,8 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
         .level
         .unwrap_or_else(|| opts.compression.default_level());
     let threads = opts.threads.unwrap_or_else(default_threads);
-    let compress = |w| Encoder::new(w, opts.compression, level, threads);
-    let compress_vec = |w: Vec<u8>| Encoder::new(w, opts.compression, level, threads);
+    // The control member is a few KiB: one worker.
+    let compress_vec = |w: Vec<u8>| Encoder::sized(w, opts.compression, level, threads, Some(0));
     let wr = |e| Error::write(out, e);
 
     // Generated documentation is written to a scratch directory and
@@ -214,12 +215,17 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
     let entries = crate::tree::with_generated(&pkg.entries, &generated, pkg.mtime);
 
     let mut data_file = tempfile::tempfile_in(dir).map_err(wr)?;
-    let summary = write_data(
-        pkg,
-        &entries,
-        compress(BufWriter::new(&mut data_file)).map_err(wr)?,
+    // Workers for the data member in proportion to its size, so small
+    // packages leave the rest of the budget to other writers.
+    let data = Encoder::sized(
+        BufWriter::new(&mut data_file),
+        opts.compression,
+        level,
+        threads,
+        Some(crate::compress::payload_size(&entries)),
     )
-    .map_err(|e| e.into_error(out))?;
+    .map_err(wr)?;
+    let summary = write_data(pkg, &entries, data).map_err(|e| e.into_error(out))?;
 
     let control_text = control::render(pkg, summary.installed_size_kib);
     let mut ctl = TarWriter::new(compress_vec(Vec::new()).map_err(wr)?);

@@ -18,6 +18,7 @@
 //! vfat image (`mkfs.vfat --invariant -i` with a fixed serial, then `mcopy
 //! -m` in UTC: also byte-identical).
 
+use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -227,25 +228,9 @@ fn yaml_string(s: &str) -> String {
     out
 }
 
+/// Standard base64 with padding (RFC 4648), as cloud-init reads it.
 fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::COMPRESSION_LEVEL;
 use crate::Error;
-use crate::compress::{Compression, Encoder, default_threads};
+use crate::compress::{Compression, Encoder, default_threads, payload_size};
 use crate::tree::EntryKind;
 
 /// Why streaming failed: a source, the spool file, or the header.
@@ -169,12 +169,14 @@ pub(super) fn write(
 
     let file = BufWriter::with_capacity(1 << 20, out);
     // The same multithreaded xz encoder as the .deb: a fixed block size makes
-    // the bytes independent of the thread count, and every core compresses.
-    let xz = Encoder::new(
+    // the bytes independent of the thread count; its workers come from the
+    // process's compressor budget, in proportion to the payload.
+    let xz = Encoder::sized(
         Hashing::new(file),
         Compression::Xz,
         COMPRESSION_LEVEL,
         default_threads(),
+        Some(payload_size(entries)),
     )?;
     let mut raw = Hashing::new(xz);
     let mut buf = vec![0u8; 256 << 10];

@@ -74,6 +74,15 @@ pub enum Command {
         /// outputs and cache keys) and run nothing.
         #[arg(long)]
         plan: bool,
+        /// Compressor threads of all package writers together, and package
+        /// writers at once (default: the cores). The artifacts' bytes do not
+        /// depend on it.
+        #[arg(long, env = "PIPE_THREADS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+        threads: Option<u32>,
+        /// Memory all compressors may hold together (`512M`, `1G`; default
+        /// 512M). A compressor larger than that still runs, alone.
+        #[arg(long, env = "PIPE_COMPRESS_MEMORY", value_name = "SIZE", value_parser = parse_size)]
+        compress_memory: Option<u64>,
     },
     /// Upload a build (default: the latest) into the store; blobs already
     /// there are skipped.
@@ -138,6 +147,11 @@ pub enum Command {
     Keys(KeysCommand),
     /// Show what the store holds: builds, and what each environment points at.
     Status,
+    /// Read the whole store and report every object that does not verify:
+    /// blobs against their digest, builds against their signatures, pool
+    /// files against their blob, histories, apt and yum repositories
+    /// against the signed build they show. Exit code 3 if anything is wrong.
+    Fsck(FsckArgs),
     /// The OCI registry of `[registry]`.
     #[command(subcommand)]
     Registry(RegistryCommand),
@@ -188,6 +202,10 @@ pub struct KeysGenerate {
 }
 
 /// `30s`, `12h`, `90d`, `2y`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    pipeline::model::rules::size(s).map_err(|(message, hint)| format!("{message}: {hint}"))
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     pipeline::model::rules::duration(s).map_err(|(message, hint)| format!("{message}: {hint}"))
 }
@@ -217,6 +235,25 @@ pub struct KeysRotate {
     /// valid, anything it signs afterwards is refused.
     #[arg(long)]
     pub retire: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FsckArgs {
+    /// Repair what can be: regenerate the views from the signed builds (as
+    /// `pipe refresh`), upload again the blobs and records the local build
+    /// directories hold (as `pipe publish`), restore a history copy or a
+    /// pointer from the other; then check again. Needs the signing key.
+    #[arg(long)]
+    pub repair: bool,
+    /// With `--repair`, also take lost blobs from DIR: a directory of
+    /// build directories, or a deploy target (its `.pipe/cache`); every
+    /// file is checked against its digest first (repeatable).
+    #[arg(long, value_name = "DIR", requires = "repair")]
+    pub from: Vec<PathBuf>,
+    /// The public keyring to verify against (default: the project's, from
+    /// its signing key).
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

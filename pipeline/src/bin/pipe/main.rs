@@ -95,8 +95,16 @@ fn main() -> ExitCode {
             Command::Init => commands::init::run(&cx),
             Command::Validate => commands::validate::run(&cx),
             Command::Status => commands::status::run(&cx).await,
+            Command::Fsck(args) => commands::fsck::run(&cx, &args).await,
             Command::Registry(cli::RegistryCommand::Seed) => commands::registry::seed(&cx).await,
-            Command::Build { plan } => commands::build::run(&cx, plan).await,
+            Command::Build {
+                plan,
+                threads,
+                compress_memory,
+            } => {
+                pipeline::build::set_compressor_limits(threads, compress_memory);
+                commands::build::run(&cx, plan).await
+            }
             Command::Keys(cmd) => commands::keys::run(&cx, &cmd).await,
             Command::Deploy(args) => commands::deploy::deploy(&cx, &args).await,
             Command::Fetch(args) => commands::deploy::fetch(&cx, &args).await,

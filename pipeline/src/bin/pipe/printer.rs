@@ -81,9 +81,9 @@ impl Printer {
             text.push_str(&format!("\n  hint: {hint}"));
         }
         eprintln!("{text}");
-        // Views that failed after the pointer moved: the command's own
-        // document (`"ok": false`, each view's error) is already out.
-        if self.json && !matches!(err, Error::Views { .. }) {
+        // Views that failed after the pointer moved, damage fsck found: the
+        // command's own document (`"ok": false`, each view's error) is already out.
+        if self.json && !matches!(err, Error::Views { .. } | Error::Damaged { .. }) {
             let mut doc = json!({
                 "ok": false,
                 "error": {

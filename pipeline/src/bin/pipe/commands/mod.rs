@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod deploy;
+pub mod fsck;
 pub mod init;
 pub mod keys;
 pub mod promote;
