@@ -7,6 +7,10 @@
 #   (d3) deploying examples/hello from its prebuilt artifact, against doing
 #        its build steps and packaging at deploy time (cold `pipe build` on an
 #        empty store + publish + promote + deploy).
+#   (d4) a new version that changes one file of the 5,000, deployed into a
+#        target running the previous version (packages whose payload did not
+#        change come from the previous release), against a cold deploy of
+#        the same build; once with .debs, once with .rpms (BENCH_D4_FORMATS).
 #
 #   benches/deploy.sh
 #
@@ -18,6 +22,8 @@
 #   BENCH_TEXT     `words` (random words, default) or `pool` (repeated lines,
 #                  far more compressible): see gen.py
 #   BENCH_PIPE     use this pipe binary instead of a release build
+#   BENCH_CASES    which of d1 d2 d3 d4 to run (default all)
+#   BENCH_D4_FORMATS  formats for (d4) (default `deb rpm`)
 #   CARGO_TARGET_DIR  respected for the release build
 #
 # Timing: each run is a whole process timed from outside (date +%s%N). (d1)
@@ -37,6 +43,8 @@ for tool in tar xz ar python3 cargo; do
 done
 
 n=${BENCH_N:-5}
+cases=" ${BENCH_CASES:-d1 d2 d3 d4} "
+want() { case $cases in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 mib=${BENCH_MIB:-200}
 nfiles=${BENCH_FILES:-5000}
 
@@ -126,6 +134,7 @@ pairs() {
 pipe_dir() { fresh pipe; }
 tar_dir() { fresh tar; }
 
+if want d1 || want d2; then
 echo "== (d1) cold deploy vs tar -x, $n pairs (+1 warm-up)"
 pairs "$W/times/d1" pipe_cold pipe_dir tar_cold tar_dir
 first_pipe=$(ls -d "$W"/runs/pipe-* | head_n 1)
@@ -133,7 +142,9 @@ first_tar=$(ls -d "$W"/runs/tar-* | head_n 1)
 # Both sides unpacked the same files.
 diff <(cd "$first_pipe/current" && find srv -type f | sort) <(cd "$first_tar" && find srv -type f | sort) >/dev/null \
   || die "pipe and tar unpacked different files"
+fi
 
+if want d2; then
 echo "== (d2) already current, $((2 * n)) runs"
 : >"$W/times/d2"
 for _ in $(seq $((2 * n))); do
@@ -141,8 +152,51 @@ for _ in $(seq $((2 * n))); do
 done
 "$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$first_pipe" | grep "already current" >/dev/null \
   || die "the repeated deploy was not a no-op"
+fi
+
+# --- (d4) one file of 5,000 changed: deploy over the previous version --------
+# d4 FORMAT: a copy of the (d1) project with formats = [FORMAT], version 1.0.0
+# deployed into a base target; then one file changed, version 1.0.1 built,
+# published and promoted (not timed). Pairs: A = cold deploy of 1.0.1 into an
+# empty directory, B = deploy of 1.0.1 into a copy of the base target (made
+# before the clock starts).
+d4() {
+  local fmt=$1
+  local Q=$W/d4-$fmt
+  mkdir -p "$Q"
+  cp -r "$P/share" "$Q/share"
+  sed -e "s/formats = \[\"deb\"\]/formats = [\"$fmt\"]/" "$P/pipeline.toml" >"$Q/pipeline.toml"
+  echo "== (d4/$fmt) preparing 1.0.0 and 1.0.1 (one file changed; not timed)"
+  prepare "$Q" "$W/ring-$fmt.asc" prod
+  mkdir -p "$W/runs/d4-$fmt-base"
+  "$pipe" -q -C "$Q" deploy --env prod --keyring "$W/ring-$fmt.asc" --target "$W/runs/d4-$fmt-base"
+  local one
+  one=$(find "$Q/share" -type f | sort | head_n 1)
+  echo "changed in 1.0.1" >>"$one"
+  sed -i 's/^version = "1.0.0"/version = "1.0.1"/' "$Q/pipeline.toml"
+  "$pipe" -q -C "$Q" build
+  "$pipe" -q -C "$Q" publish
+  "$pipe" -q -C "$Q" promote --to prod
+  d4_cold() { "$pipe" -q -C "$Q" deploy --env prod --keyring "$W/ring-$fmt.asc" --target "$1"; }
+  d4_over() { "$pipe" -q -C "$Q" deploy --env prod --keyring "$W/ring-$fmt.asc" --target "$1"; }
+  d4_cold_dir() { fresh "d4-$fmt-cold"; }
+  d4_over_dir() { local d; d=$(fresh "d4-$fmt-over"); cp -a "$W/runs/d4-$fmt-base/." "$d/"; echo "$d"; }
+  echo "== (d4/$fmt) cold vs over the previous version, $n pairs (+1 warm-up)"
+  pairs "$W/times/d4-$fmt" d4_cold d4_cold_dir d4_over d4_over_dir
+  local last
+  last=$(ls -d "$W"/runs/d4-"$fmt"-over-* | tail -1)
+  "$pipe" -q -C "$Q" deploy --check --target "$last" >/dev/null || die "(d4/$fmt) the release differs from its packages"
+  grep -rF "changed in 1.0.1" "$last/current/srv" >/dev/null || die "(d4/$fmt) the changed file is not deployed"
+  d=$(fresh "d4-$fmt-json"); cp -a "$W/runs/d4-$fmt-base/." "$d/"
+  "$pipe" -C "$Q" --json deploy --env prod --keyring "$W/ring-$fmt.asc" --target "$d" >"$W/d4-$fmt.json"
+  python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["report"]["targets"][0]; print("(d4/%s) packages reused: %d of %d; unpack %.3f s" % (sys.argv[2], len(t["reused"]), len(json.load(open(sys.argv[1]))["report"]["artifacts"]), t["timings"]["unpack"]))' "$W/d4-$fmt.json" "$fmt" | tee "$W/times/d4-$fmt.reused"
+}
+if want d4; then
+  for f in ${BENCH_D4_FORMATS:-deb rpm}; do d4 "$f"; done
+fi
 
 # --- (d3) examples/hello: prebuilt vs build at deploy time -------------------
+if want d3; then
 E=$W/hello
 cp -r "$repo/examples/hello" "$E"
 rm -rf "$E/.pipe" "$E/build" "$E/keys"
@@ -159,17 +213,34 @@ copy() { local c; c=$(fresh hello-build); cp -r "$E/." "$c/"; rm -rf "$c/.pipe" 
 pre_dir() { fresh hello-pre; }
 echo "== (d3) hello: prebuilt vs build at deploy time, $n pairs (+1 warm-up)"
 pairs "$W/times/d3" prebuilt pre_dir at_deploy copy
+fi
 
 # --- report -----------------------------------------------------------------
 ratio() { awk '{printf "%.3f\n", $1 / $2}' "$1" | median; }
 col() { awk "{print \$$2}" "$1" | median; }
 echo
 echo "== results (median of $n pairs; ms)"
+if want d1; then
 printf '(d1) cold deploy %s ms, tar -x %s ms, ratio pipe/tar %s\n' "$(col "$W/times/d1" 1)" "$(col "$W/times/d1" 2)" "$(ratio "$W/times/d1")"
+fi
+if want d2; then
 printf '(d2) already current: median %s ms, max %s ms\n' "$(median <"$W/times/d2")" "$(sort -n "$W/times/d2" | tail -1)"
+fi
+if want d3; then
 printf '(d3) hello prebuilt deploy %s ms, build+package+deploy %s ms, ratio %s\n' "$(col "$W/times/d3" 1)" "$(col "$W/times/d3" 2)" "$(ratio "$W/times/d3")"
+fi
+if want d4; then
+  for f in ${BENCH_D4_FORMATS:-deb rpm}; do
+    # Ratio B/A: the deploy over the previous version against a cold one (target: <= 0.333).
+    printf '(d4/%s) cold %s ms, over the previous version %s ms, ratio over/cold %s\n' "$f" \
+      "$(col "$W/times/d4-$f" 1)" "$(col "$W/times/d4-$f" 2)" "$(awk '{printf "%.3f\n", $2 / $1}' "$W/times/d4-$f" | median)"
+    cat "$W/times/d4-$f.reused"
+  done
+fi
+if want d1; then
 echo "state timings of one cold deploy (pipe's own figures):"
 "$pipe" -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$W/runs/pipe-final" | grep -E "resolve|total"
+fi
 echo "tools: $(tar --version | head_n 1); $(xz --version | head_n 1)"
 if [ -z "${BENCH_KEEP:-}" ]; then
   rm -rf "$W"

@@ -5,6 +5,8 @@
 #   push     `pipe publish` of a fresh build (store + registry, blobs uploaded in
 #            chunks)  vs  `skopeo copy oci-archive:NAME.oci.tar docker://…` of the
 #            same layout tarball into another repository of the same registry
+#   seed     `pipe registry seed` of the same store into another namespace of the
+#            registry: the registry push alone (blobs read from the store)
 #   again    `pipe publish` with nothing changed (store and registry have all)
 #   tag      the registry view of `pipe promote --to dev` (the tag move alone, from
 #            promote's --json timings)  vs  `skopeo copy docker://…:BUILD docker://…:dev`
@@ -75,7 +77,7 @@ TOML
 }
 
 echo "== payload $mib MiB, $runs run(s), registry $host"
-printf '%-4s %10s %10s %10s %10s %10s %10s %10s\n' run build_s publish_s skopeo_s again_ms tag_ms skopeo_tag_ms pushed_MiB
+printf '%-4s %10s %10s %10s %10s %10s %10s %10s %10s\n' run build_s publish_s seed_s skopeo_s again_ms tag_ms skopeo_tag_ms pushed_MiB
 for i in $(seq "$runs"); do
   d=$W/p$i
   project "$d" "1.0.$i"
@@ -87,15 +89,20 @@ for i in $(seq "$runs"); do
   skopeo --policy "$policy" copy -q --dest-tls-verify=false "oci-archive:$d/.pipe/builds/$build/app.oci.tar" "docker://$host/skopeo$i/app:$build" >/dev/null
   t5=$(now_ms)
   t6=$(now_ms); "$pipe" -C "$d" -q publish >/dev/null; t7=$(now_ms)
+  # The registry push alone: the same store into another namespace.
+  sed -i "s|url = \"$host/bench\"|url = \"$host/seed$i\"|" "$d/pipeline.toml"
+  ts0=$(now_ms); "$pipe" -C "$d" -q registry seed >/dev/null; ts1=$(now_ms)
+  sed -i "s|url = \"$host/seed$i\"|url = \"$host/bench\"|" "$d/pipeline.toml"
   "$pipe" -C "$d" --json promote --to dev >"$d/promote.json"
   tag_ms=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(round(1000*[v for v in j["repositories"]["views"] if v["view"]=="registry-tag"][0]["seconds"]))' "$d/promote.json")
   t8=$(now_ms)
   skopeo --policy "$policy" copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$host/skopeo$i/app:$build" "docker://$host/skopeo$i/app:dev" >/dev/null
   t9=$(now_ms)
-  printf '%-4s %10.2f %10.2f %10.2f %10d %10d %10d %10d\n' "$i" \
-    "$(echo "($t1-$t0)/1000" | bc -l)" "$(echo "($t3-$t2)/1000" | bc -l)" "$(echo "($t5-$t4)/1000" | bc -l)" \
+  printf '%-4s %10.2f %10.2f %10.2f %10.2f %10d %10d %10d %10d\n' "$i" \
+    "$(echo "($t1-$t0)/1000" | bc -l)" "$(echo "($t3-$t2)/1000" | bc -l)" "$(echo "($ts1-$ts0)/1000" | bc -l)" "$(echo "($t5-$t4)/1000" | bc -l)" \
     $((t7 - t6)) "$tag_ms" $((t9 - t8)) "$pushed"
 done
-echo "publish_s: store + registry, fresh store and fresh repository; skopeo_s: the same tarball into another repository;"
+echo "publish_s: store + registry, fresh store and fresh repository; seed_s: pipe registry seed of that store into a fresh"
+echo "namespace (the registry push alone, process included); skopeo_s: the same tarball into another repository;"
 echo "again_ms: pipe publish with nothing to do (process included); tag_ms: the registry view of promote (one HEAD + one manifest PUT);"
 echo "skopeo_tag_ms: skopeo copy of the tag (process included)."

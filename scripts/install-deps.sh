@@ -24,7 +24,10 @@ build_packages=(clang libclang-dev nettle-dev pkg-config)
 test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf-plugins-core createrepo-c aptly
   # OCI images: the registry the tests start, the clients that read what
   # pipe writes, htpasswd for the registry's basic auth, zstd for tar.
-  docker-registry skopeo podman umoci zstd apache2-utils)
+  docker-registry skopeo podman umoci zstd apache2-utils
+  # dockerd for `docker load` of the build's image tarball (the test starts
+  # its own daemon: own data root and socket, vfs, no networking).
+  docker.io)
 bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
 machine_packages=(e2fsprogs qemu-utils dpkg coreutils xorriso mtools dosfstools mmdebstrap
   # setcap: the capability tests set file capabilities on a base and in a bake.

@@ -168,6 +168,21 @@ pub enum Error {
         /// The digest of the bytes found.
         found: String,
     },
+    /// A compressed base layer whose uncompressed bytes do not match the
+    /// `diff_id` the image configuration gives for it.
+    #[error(
+        "base image `{path}`: layer `{layer}` uncompresses to {found}, but the configuration's diff_id for it is {expected}\nhint: the tarball is corrupt or was edited; export the base again"
+    )]
+    DiffIdMismatch {
+        /// The base tarball.
+        path: PathBuf,
+        /// The layer's name in the tarball.
+        layer: String,
+        /// The configuration's `diff_id`.
+        expected: String,
+        /// The digest of the uncompressed bytes.
+        found: String,
+    },
     /// The `rpm` crate refused the package (a name or path it cannot carry).
     #[error("cannot build `{path}`: {source}")]
     Rpm {

@@ -179,3 +179,111 @@ impl Podman {
             .to_string()
     }
 }
+
+/// A docker daemon of its own: `dockerd` (Debian `docker.io`) started from
+/// the test with its own `--data-root`, `--exec-root`, pid file and socket
+/// in a temp dir, the vfs storage driver, and no networking (no bridge, no
+/// iptables rules): enough to load, inspect, create and export images; no
+/// container is ever started. Stopped (and its containerd with it) on drop.
+/// If it cannot start the test fails with its log.
+pub struct Docker {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Docker {
+    /// Starts the daemon and waits (up to 60 s) until it answers.
+    pub fn start() -> Docker {
+        // Short paths: a unix socket path has at most 107 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("pipe-dockerd-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        let mut cmd = Command::new("/usr/sbin/dockerd");
+        cmd.arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.join("docker.sock").display()))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--containerd-namespace",
+                "pipe-test",
+                "--containerd-plugins-namespace",
+                "pipe-test-plugins",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        crate::s3::kill_with_parent(&mut cmd);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start /usr/sbin/dockerd: {e} (run scripts/install-deps.sh test)")
+        });
+        let mut docker = Docker { child, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = docker.child.try_wait() {
+                panic!("dockerd exited with {status}; log:\n{}", docker.log());
+            }
+            if try_run(&mut docker.cmd(&["version"])).status.success() {
+                return docker;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not answer within 60 s; log:\n{}",
+                docker.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("/usr/bin/docker");
+        cmd.arg("-H")
+            .arg(format!(
+                "unix://{}",
+                self.dir.path().join("docker.sock").display()
+            ))
+            .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .args(args);
+        cmd
+    }
+
+    /// `docker ARGS` against this daemon; panics with its output on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = run(&mut self.cmd(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // SIGTERM: dockerd stops its containerd and unmounts what it mounted.
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

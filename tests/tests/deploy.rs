@@ -1213,3 +1213,108 @@ fn with_the_local_store_gone_a_fetched_build_deploys_from_the_cache() {
     let log = std::fs::read_to_string(s.dir().join(".pipe/deploys.jsonl")).unwrap();
     assert!(log.contains("\"ok\":true"), "{log}");
 }
+
+/// A package whose payload the previous release unpacked is not decompressed
+/// again: its files come from that release (reflink or copy, each checked
+/// against the digest recorded when it was unpacked), never hard-linked, so
+/// the releases stay independent; a copy changed since is not trusted (the
+/// package is unpacked instead), and `--reset` and `--check` keep their
+/// meaning.
+#[test]
+fn unchanged_packages_come_from_the_previous_release_checked_and_independent() {
+    // rpm packages: their changelog is in the header, so a package that did
+    // not change has the same payload in the next version. (A .deb's
+    // generated changelog names the version: its payload always changes.)
+    let toml = PIPELINE
+        .replace("formats = [\"deb\", \"rpm\"]", "formats = [\"rpm\"]")
+        .replace(
+            "[deploy]",
+            r#"[packages.assets]
+summary = "Assets"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["rpm"]
+files = [ { src = "assets/", dst = "/srv/assets/" } ]
+
+[deploy]"#,
+        );
+    let s = Setup::new(&toml);
+    s.p.write("assets/a.txt", "alpha\n")
+        .write("assets/sub/b.txt", "beta\n")
+        .write("assets/big.bin", &"0123456789abcdef".repeat(40_000));
+    std::os::unix::fs::symlink("a.txt", s.p.path().join("assets/link")).unwrap();
+    let reused = |run: &serde_json::Value| -> Vec<String> {
+        run["report"]["targets"][0]["reused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let b1 = s.release("1.0.0", "one\n");
+    let first = s.deploy(&["--json"]).expect_code(0).json();
+    assert_eq!(reused(&first), Vec::<String>::new(), "nothing to reuse yet");
+
+    // A new version changing one file of `demo`: `assets` (the same
+    // payload) comes from the previous release.
+    let b2 = s.release("1.0.1", "two\n");
+    let second = s.deploy(&["--json"]).expect_code(0).json();
+    let r2 = reused(&second);
+    assert_eq!(r2.len(), 1, "{second}");
+    assert!(r2[0].starts_with("assets"), "{r2:?}");
+    assert_eq!(read(s.dir(), "usr/share/demo/demo.txt"), "two\n");
+    assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha\n");
+    assert_eq!(read(s.dir(), "srv/assets/sub/b.txt"), "beta\n");
+    assert_eq!(
+        std::fs::read_link(s.dir().join("current/srv/assets/link")).unwrap(),
+        Path::new("a.txt")
+    );
+    s.check(s.dir()).expect_code(0);
+    // Independent files: not hard links, and changing the old release's
+    // copy leaves the new one alone.
+    use std::os::unix::fs::MetadataExt;
+    let (old, new) = (
+        s.dir()
+            .join("releases")
+            .join(&b1)
+            .join("srv/assets/big.bin"),
+        s.dir()
+            .join("releases")
+            .join(&b2)
+            .join("srv/assets/big.bin"),
+    );
+    let (mo, mn) = (
+        std::fs::metadata(&old).unwrap(),
+        std::fs::metadata(&new).unwrap(),
+    );
+    assert_ne!(mo.ino(), mn.ino());
+    assert_eq!((mo.nlink(), mn.nlink()), (1, 1));
+    assert_eq!(mn.mode() & 0o7777, mo.mode() & 0o7777);
+    std::fs::write(&old, "changed in the old release\n").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&new).unwrap(),
+        "0123456789abcdef".repeat(40_000)
+    );
+
+    // A copy changed in the live release is not trusted: the package is
+    // unpacked from its archive, and the new release has the package's file.
+    std::fs::write(s.dir().join("current/srv/assets/a.txt"), "edited\n").unwrap();
+    s.release("1.0.2", "three\n");
+    let third = s.deploy(&["--json"]).expect_code(0).json();
+    assert_eq!(reused(&third), Vec::<String>::new(), "{third}");
+    assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha\n");
+    assert_eq!(read(s.dir(), "usr/share/demo/demo.txt"), "three\n");
+    s.check(s.dir()).expect_code(0);
+    no_leftovers(s.dir());
+
+    // From that release, the next one reuses again; `--reset` never does.
+    s.release("1.0.3", "four\n");
+    let fourth = s.deploy(&["--json"]).expect_code(0).json();
+    assert_eq!(reused(&fourth).len(), 1, "{fourth}");
+    let reset = s.deploy(&["--json", "--reset"]).expect_code(0).json();
+    assert_eq!(reset["report"]["targets"][0]["action"], "reset");
+    assert_eq!(reused(&reset), Vec::<String>::new());
+    s.check(s.dir()).expect_code(0);
+    assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha\n");
+}

@@ -4,13 +4,36 @@
 //! with the provenance attached; `pipe promote` moves `IMAGE:ENV` (skopeo
 //! and podman see the promoted digest), rollback moves it back, a registry
 //! that is down fails the view and `pipe refresh` completes it;
-//! `pipe registry seed` fills an empty registry from the store alone.
+//! `pipe registry seed` fills an empty registry from the store alone;
+//! `docker load` (a daemon of the test's own) reads the build's tarball.
 
 use std::path::Path;
 
 use pipe_e2e::cli::Project;
 use pipe_e2e::oci::{Podman, digest_of, inspect, listing, skopeo, umoci_unpack};
+use pipe_e2e::proxy::{Fault, FaultProxy};
 use pipe_e2e::registry::RegistryServer;
+
+/// Points `[registry] url` of `p` at `host` (`127.0.0.1:PORT`).
+fn registry_at(p: &Project, host: &str) {
+    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
+    let old = toml
+        .lines()
+        .find(|l| l.starts_with("url = \"127.0.0.1:"))
+        .unwrap()
+        .to_string();
+    p.write(
+        "pipeline.toml",
+        &toml.replace(&old, &format!("url = \"{host}/team\"")),
+    );
+}
+
+/// A proxy in front of `registry` that counts the requests it forwards.
+fn counting(registry: &RegistryServer) -> (FaultProxy, String) {
+    let proxy = FaultProxy::start(registry.addr(), Fault::Delay(std::time::Duration::ZERO));
+    let host = proxy.endpoint().trim_start_matches("http://").to_string();
+    (proxy, host)
+}
 
 /// A project with two packages (two layers) and one image, pushing to
 /// `registry` (`HOST:PORT`) under namespace `team`.
@@ -252,9 +275,21 @@ fn publish_pushes_by_build_id_and_promote_moves_the_tag() {
     .unwrap();
     assert_eq!(raw["subject"]["digest"], d1);
 
-    // Publishing again uploads nothing.
+    // Publishing again uploads nothing, and costs the registry one request
+    // (the `HEAD` of the build tag, pushed last), counted by a proxy.
+    let (proxy, via) = counting(&registry);
+    registry_at(&p, &via);
     let again = p.pipe(&["--json", "publish"]).expect_code(0).json();
     assert_eq!(again["images"][0]["report"]["bytes_uploaded"], 0, "{again}");
+    assert!(
+        again["images"][0]["report"]["bytes_skipped"]
+            .as_u64()
+            .unwrap()
+            > 200_000,
+        "{again}"
+    );
+    assert_eq!(proxy.requests(), 1, "one request for an unchanged publish");
+    registry_at(&p, &registry.host());
 
     // A second build changing one package: the other layer is reused, in
     // the store and in the registry.
@@ -349,7 +384,7 @@ fn a_registry_down_at_promotion_fails_the_view_and_refresh_completes_it() {
 #[test]
 fn an_empty_registry_is_seeded_from_the_store_alone() {
     let first = RegistryServer::start();
-    let mut p = project(&first.host());
+    let p = project(&first.host());
     let (b1, _) = build(&p);
     let (_, d1) = image_manifest(&p, &b1);
     p.pipe(&["publish"]).expect_code(0);
@@ -359,17 +394,7 @@ fn an_empty_registry_is_seeded_from_the_store_alone() {
     // A new, empty registry; no build directory: only the store.
     std::fs::remove_dir_all(p.path().join(".pipe/builds")).unwrap();
     let second = RegistryServer::start();
-    let toml = std::fs::read_to_string(p.path().join("pipeline.toml")).unwrap();
-    let old = toml
-        .lines()
-        .find(|l| l.starts_with("url = \"127.0.0.1:"))
-        .unwrap()
-        .to_string();
-    p.write(
-        "pipeline.toml",
-        &toml.replace(&old, &format!("url = \"{}/team\"", second.host())),
-    );
-    let _ = &mut p;
+    registry_at(&p, &second.host());
     let seeded = p
         .pipe(&["--json", "registry", "seed"])
         .expect_code(0)
@@ -398,7 +423,10 @@ fn an_empty_registry_is_seeded_from_the_store_alone() {
     podman.run(&["pull", "--tls-verify=false", &dev]);
     assert_eq!(podman.digest(&dev), d1);
 
-    // Everything there: nothing pushed, nothing moved.
+    // Everything there: nothing pushed, nothing moved, and one request per
+    // manifest (the build tag and `dev`), counted by a proxy.
+    let (proxy, via) = counting(&second);
+    registry_at(&p, &via);
     let again = p
         .pipe(&["--json", "registry", "seed"])
         .expect_code(0)
@@ -406,6 +434,8 @@ fn an_empty_registry_is_seeded_from_the_store_alone() {
     assert_eq!(again["report"]["pushed"], serde_json::json!([]), "{again}");
     assert_eq!(again["report"]["present"], 1);
     assert_eq!(again["report"]["tags"][0]["moved"], false);
+    assert_eq!(again["report"]["tags"].as_array().unwrap().len(), 1);
+    assert_eq!(proxy.requests(), 2, "one request per manifest");
 }
 
 #[test]
@@ -533,5 +563,87 @@ fn the_base_is_an_input_of_the_image() {
             .filter(|a| a["kind"] == "oci-image")
             .all(|a| a["cache"] == "hit"),
         "{j3}"
+    );
+}
+
+#[test]
+fn docker_loads_the_build_tarball() {
+    // A docker daemon of the test's own (no container is started): `docker
+    // load` of NAME.oci.tar gives the image whose ID is the configuration's
+    // digest, with the configuration's layers, and exactly the packages'
+    // files with their modes.
+    let p = project("127.0.0.1:1");
+    let (b1, _) = build(&p);
+    let tar = build_dir(&p, &b1).join("web.oci.tar");
+    let docker = pipe_e2e::oci::Docker::start();
+    let loaded = docker.run(&["load", "-i", &tar.display().to_string()]);
+    let name = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("no image named in {loaded:?}"))
+        .trim()
+        .to_string();
+    assert_eq!(name, "web:1.0.0");
+    let config = inspect(&tarball(&p, &b1), &["--config"]);
+    let inspected: serde_json::Value =
+        serde_json::from_str(&docker.run(&["image", "inspect", &name])).unwrap();
+    let image = &inspected[0];
+    let (_, manifest) = image_manifest(&p, &b1);
+    let raw: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &tarball(&p, &b1)])).unwrap();
+    assert_eq!(image["Id"], raw["config"]["digest"], "{image}");
+    assert_ne!(image["Id"].as_str().unwrap(), manifest);
+    assert_eq!(image["RootFS"]["Layers"], config["rootfs"]["diff_ids"]);
+    assert_eq!(
+        image["Config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/web"])
+    );
+    assert_eq!(image["Config"]["User"], "1000");
+
+    // The files, through a created (never started) container's export.
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("rootfs.tar");
+    docker.run(&["create", "--name", "exported", &name]);
+    docker.run(&["export", "-o", &export.display().to_string(), "exported"]);
+    let mut files = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(&export).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        if e.header().entry_type().is_file() {
+            let mode = e.header().mode().unwrap() & 0o7777;
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            files.insert(path, (mode, body));
+        }
+    }
+    assert_eq!(
+        files["usr/bin/web"],
+        (0o755, b"#!/bin/sh\necho web\n".to_vec())
+    );
+    assert_eq!(files["etc/web/web.conf"].1, b"port=8080\n");
+    assert_eq!(files["srv/assets/index.html"].1, b"<h1>shop</h1>\n");
+    assert_eq!(files["srv/assets/big.bin"].1.len(), 200_000);
+    // Nothing but the packages' files, besides the mount points docker adds
+    // to every container.
+    let docker_own = [
+        ".dockerenv",
+        "dev/console",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/resolv.conf",
+    ];
+    let ours: Vec<&String> = files
+        .keys()
+        .filter(|f| !docker_own.contains(&f.as_str()))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            "etc/web/web.conf",
+            "srv/assets/big.bin",
+            "srv/assets/index.html",
+            "usr/bin/web"
+        ]
     );
 }

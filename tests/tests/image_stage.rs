@@ -201,8 +201,8 @@ fn layout_tarball_is_read_by_skopeo_umoci_and_podman() {
 
 #[test]
 fn docker_load_manifest_names_config_and_layers() {
-    // `docker load` reads `manifest.json` (there is no docker daemon on the
-    // test machine): it must name the config and the layers in order, by
+    // `docker load` reads `manifest.json` (tests/image.rs loads a build's
+    // tarball into a real daemon): it must name the config and the layers in order, by
     // paths present in the archive, and tag the image.
     let src = tempfile::tempdir().unwrap();
     project(src.path());
@@ -483,4 +483,95 @@ fn a_base_layer_whose_digest_does_not_match_is_refused() {
         &format!("oci:{}:t", out.path().join("x").display()),
     ]);
     assert!(!ok, "skopeo refuses the tampered layer too");
+}
+
+/// A `docker save` archive with compressed layers (docker 25 and later keep
+/// a layer as pulled): `LAYERS` named as given, the configuration with
+/// `diff_ids` as given.
+fn docker_archive(path: &Path, config: &[u8], layers: &[(String, Vec<u8>)]) {
+    let mut b = tar::Builder::new(File::create(path).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    let names: Vec<&String> = layers.iter().map(|(n, _)| n).collect();
+    let manifest = serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": ["base:1"],
+        "Layers": names,
+    }]);
+    add("manifest.json", manifest.to_string().as_bytes());
+    add("config.json", config);
+    for (name, data) in layers {
+        add(name, data);
+    }
+    b.into_inner().unwrap();
+}
+
+#[test]
+fn a_compressed_docker_archive_layer_must_match_its_diff_id() {
+    // A base image with one gzip layer, whose configuration gives the
+    // sha256 of the uncompressed layer as its diff_id.
+    let src = tempfile::tempdir().unwrap();
+    project(src.path());
+    let out = tempfile::tempdir().unwrap();
+    let (base, _) = build(
+        src.path(),
+        out.path(),
+        Base::Scratch,
+        LayerCompression::Gzip,
+    );
+    let layer = fs::read(base.path(&base.layers[0])).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(base.path(&base.config)).unwrap()).unwrap();
+    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    config["rootfs"]["diff_ids"] = serde_json::json!([diff_ids[0]]);
+    config["history"] = serde_json::json!([]);
+    let d = tempfile::tempdir().unwrap();
+    let layers = vec![("layer0.tar.gz".to_string(), layer)];
+
+    // Right diff_id: accepted, the layer kept compressed.
+    let good = d.path().join("good.tar");
+    docker_archive(&good, config.to_string().as_bytes(), &layers);
+    let img = build_image(
+        &spec(
+            src.path(),
+            Base::DockerArchive(good),
+            LayerCompression::Gzip,
+        ),
+        &d.path().join("b1"),
+    )
+    .unwrap();
+    assert_eq!(img.layers[0], base.layers[0]);
+
+    // The same layer under another layer's diff_id: refused, naming it.
+    let wrong = diff_ids[1].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([wrong]);
+    let bad = d.path().join("bad.tar");
+    docker_archive(&bad, config.to_string().as_bytes(), &layers);
+    let err = build_image(
+        &spec(src.path(), Base::DockerArchive(bad), LayerCompression::Gzip),
+        &d.path().join("b2"),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, stages::Error::DiffIdMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("layer `layer0.tar.gz`")
+            && msg.contains(&wrong)
+            && msg.contains(&diff_ids[0])
+            && msg.contains("hint:"),
+        "{msg}"
+    );
 }

@@ -202,7 +202,10 @@ async fn blobs_the_registry_has_are_not_uploaded_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_layers_go_up_in_chunks_with_progress() {
     let server = RegistryServer::start();
-    let reg = Registry::new(&format!("{}/team", server.host()), true, &anonymous()).unwrap();
+    // Chunks above 1 MiB (1 GiB unless told), so 11 MiB go up in PATCHes.
+    let reg = Registry::new(&format!("{}/team", server.host()), true, &anonymous())
+        .unwrap()
+        .with_monolithic_max(1 << 20);
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), &noise(11 << 20, 7), None);
     struct Count {
@@ -414,7 +417,6 @@ async fn a_registry_that_vanishes_mid_push_leaves_no_tag_and_a_rerun_completes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_whose_bytes_do_not_match_its_digest_is_refused_and_nothing_tagged() {
     let server = RegistryServer::start();
-    let reg = Registry::new(&format!("{}/team", server.host()), true, &anonymous()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), &noise(100_000, 5), None);
     // Same size, one byte changed: only the digest tells.
@@ -422,19 +424,26 @@ async fn a_layer_whose_bytes_do_not_match_its_digest_is_refused_and_nothing_tagg
     let mut bytes = fs::read(&p).unwrap();
     bytes[500] ^= 1;
     fs::write(&p, &bytes).unwrap();
-    let err = push_result(&reg, &img).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            pipeline::Error::Registry {
-                kind: RegistryFailure::Refused,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("team/hello"), "{err}");
-    assert_eq!(reg.tagged_digest("hello", "b1").await.unwrap(), None);
+    // In one request (the registry checks the digest) and in chunks (pipe
+    // checks the digest computed from what it sent).
+    for (label, monolithic_max) in [("monolithic", 1 << 20), ("chunked", 1024)] {
+        let reg = Registry::new(&format!("{}/team", server.host()), true, &anonymous())
+            .unwrap()
+            .with_monolithic_max(monolithic_max);
+        let err = push_result(&reg, &img).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                pipeline::Error::Registry {
+                    kind: RegistryFailure::Refused,
+                    ..
+                }
+            ),
+            "{label}: {err:?}"
+        );
+        assert!(err.to_string().contains("team/hello"), "{label}: {err}");
+        assert_eq!(reg.tagged_digest("hello", "b1").await.unwrap(), None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

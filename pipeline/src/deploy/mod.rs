@@ -206,6 +206,10 @@ pub struct TargetReport {
     pub release: PathBuf,
     /// Entries unpacked (files, directories, links).
     pub entries: usize,
+    /// Packages not decompressed: their payload was one the previous
+    /// release had unpacked, and its files were taken from there (reflink
+    /// or copy, each checked against its recorded digest).
+    pub reused: Vec<String>,
     /// The `[deploy] files` written.
     pub rendered: Vec<String>,
     /// Releases deleted by `--keep`.

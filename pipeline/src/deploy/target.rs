@@ -1,7 +1,7 @@
 //! One target directory: its lock, releases, `current` switch, `[deploy]
 //! after`, pruning, log, and `--check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::unpack::{Format, Recorded, Unpacker, clean, record_parents};
+use super::unpack::{Format, Recorded, Unpacker, clean, payload_digest, record_parents};
 use super::{CURRENT, LOG_FILE, RELEASE_RECORD, RELEASES, STATE_DIR, TargetReport, Timings};
 use crate::error::StepFailure;
 use crate::fault::{barrier, point as fault_point};
@@ -53,6 +53,56 @@ struct ReleaseRecord {
 
 /// Every path of a release as unpacked and rendered, next to the record.
 const RELEASE_ENTRIES: &str = ".pipe-entries.json";
+
+/// Per package of a release, its payload's digest and the entries it
+/// unpacked to: what the next deploy reuses instead of decompressing a
+/// payload again.
+const RELEASE_PAYLOADS: &str = ".pipe-payloads.json";
+
+/// One package of a release, in [`RELEASE_PAYLOADS`].
+#[derive(Debug, Serialize, Deserialize)]
+struct PayloadRecord {
+    artifact: String,
+    /// blake3 of the payload as archived ([`payload_digest`]).
+    payload: String,
+    /// Whether its special modes were allowed (they change what is written).
+    special: bool,
+    /// Its entries, in the order they were written.
+    entries: Vec<(String, Recorded)>,
+}
+
+/// What the release `current` pointed at can give the next one.
+struct Prior {
+    root: PathBuf,
+    /// By payload digest and `special`.
+    payloads: HashMap<(String, bool), Vec<(String, Recorded)>>,
+}
+
+/// Largest [`RELEASE_PAYLOADS`] read back.
+const MAX_PAYLOADS: u64 = 256 << 20;
+
+/// The previous release's packages, if it recorded them. Packages with a
+/// path that `[deploy] files` rendered over are left out (the release
+/// holds the rendering there, not the package's file).
+fn prior_release(releases: &Path, previous: Option<&str>) -> Option<Prior> {
+    let root = releases.join(previous?);
+    let path = root.join(RELEASE_PAYLOADS);
+    if fs::metadata(&path).ok()?.len() > MAX_PAYLOADS {
+        return None;
+    }
+    let records: Vec<PayloadRecord> = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
+    let rendered: Vec<String> = read_record(&root)?
+        .rendered
+        .iter()
+        .filter_map(|abs| clean(abs.trim_start_matches('/')).ok())
+        .collect();
+    let payloads = records
+        .into_iter()
+        .filter(|r| !r.entries.iter().any(|(p, _)| rendered.contains(p)))
+        .map(|r| ((r.payload, r.special), r.entries))
+        .collect();
+    Some(Prior { root, payloads })
+}
 
 /// The build `DIR/current` points at, if any.
 pub(super) fn current_build(dir: &Path) -> Option<String> {
@@ -169,6 +219,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
             previous,
             release,
             entries: existing.map_or(0, |r| r.entries),
+            reused: Vec::new(),
             rendered: job.rendered.iter().map(|(p, _)| p.clone()).collect(),
             pruned: Vec::new(),
             timings,
@@ -194,24 +245,58 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         .tempdir_in(&releases)
         .map_err(|e| Error::io(&releases, e))?;
     let unpacker = Unpacker::new(incoming.path());
-    std::thread::scope(|s| -> Result<()> {
+    // `--reset` unpacks everything from the packages.
+    let prior = if job.reset {
+        None
+    } else {
+        prior_release(&releases, previous.as_deref())
+    };
+    // Per artifact: its payload digest, and whether it was reused.
+    let unpacked: Vec<(String, bool)> = std::thread::scope(|s| -> Result<Vec<(String, bool)>> {
         let running: Vec<_> = job
             .artifacts
             .iter()
             .map(|(name, format, special, file)| {
-                let unpacker = &unpacker;
-                s.spawn(move || -> Result<()> {
+                let (unpacker, prior) = (&unpacker, prior.as_ref());
+                s.spawn(move || -> Result<(String, bool)> {
+                    let payload = payload_digest(name, *format, file)?;
+                    if let Some(p) = prior
+                        && let Some(entries) = p.payloads.get(&(payload.clone(), *special))
+                        && unpacker.reuse(name, *special, &p.root, entries)
+                    {
+                        return Ok((payload, true));
+                    }
                     let f = fs::File::open(file).map_err(|e| Error::io(file, e))?;
-                    unpacker.unpack(name, *format, *special, f)
+                    unpacker.unpack(name, *format, *special, f)?;
+                    Ok((payload, false))
                 })
             })
             .collect();
-        for r in running {
-            r.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        }
-        Ok(())
+        running
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })?;
-    let mut entries = unpacker.finish()?;
+    let mut unpacked_all = unpacker.finish_by_artifact()?;
+    let payloads: Vec<PayloadRecord> = job
+        .artifacts
+        .iter()
+        .zip(&unpacked)
+        .map(|((name, _, special, _), (payload, _))| PayloadRecord {
+            artifact: name.clone(),
+            payload: payload.clone(),
+            special: *special,
+            entries: unpacked_all.by_artifact.remove(name).unwrap_or_default(),
+        })
+        .collect();
+    let reused: Vec<String> = job
+        .artifacts
+        .iter()
+        .zip(&unpacked)
+        .filter(|(_, (_, r))| *r)
+        .map(|((name, ..), _)| name.clone())
+        .collect();
+    let mut entries = unpacked_all.entries;
     timings.unpack = started.elapsed().as_secs_f64();
     fault_point("deploy-unpacked");
 
@@ -272,6 +357,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
     };
     for (name, bytes) in [
         (RELEASE_ENTRIES, crate::json::to_vec(&entries)),
+        (RELEASE_PAYLOADS, crate::json::to_vec(&payloads)),
         (RELEASE_RECORD, crate::json::to_vec(&record)),
     ] {
         let path = incoming.path().join(name);
@@ -332,6 +418,7 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
         previous,
         release,
         entries: record.entries,
+        reused,
         rendered: record.rendered,
         pruned,
         timings,
@@ -581,7 +668,9 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             .expect("under the release")
             .to_string_lossy()
             .into_owned();
-        if rel != RELEASE_RECORD && rel != RELEASE_ENTRIES && !entries.contains_key(&rel) {
+        if ![RELEASE_RECORD, RELEASE_ENTRIES, RELEASE_PAYLOADS].contains(&rel.as_str())
+            && !entries.contains_key(&rel)
+        {
             differ(&rel, "added");
         }
     }

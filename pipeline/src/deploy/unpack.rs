@@ -15,10 +15,21 @@
 //! a link cannot escape by way of another one (`d -> .`, `x -> d/../..`).
 //! A refusal names the artifact and the entry and is [`Error::Verify`] (exit
 //! 3); the caller removes the half-made release.
+//!
+//! A package whose payload is byte for byte one the previous release had
+//! unpacked need not be decompressed again ([`Unpacker::reuse`]): its
+//! entries, as that release recorded them, are written again through the
+//! same checks, each file's content taken from the previous release by
+//! reflink (`FICLONE`, where the file system has it) or else by copy, never
+//! by hard link (releases stay independent), and checked against the digest
+//! recorded when it was unpacked from the verified package. A file changed
+//! since (by hand, or by a `[deploy] files` rendering) makes the package
+//! unpacked from its archive instead.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -77,6 +88,14 @@ enum Kind {
     Dir,
     Symlink(String),
     HardLink(String),
+    /// A regular file whose content is the file at the same path under
+    /// `from` (a previous release), if it still has `size` bytes and the
+    /// blake3 `blake3`.
+    Reused {
+        from: PathBuf,
+        size: u64,
+        blake3: String,
+    },
     /// Device node, FIFO, socket, or anything else: always refused.
     Other(&'static str),
 }
@@ -87,6 +106,17 @@ enum Kind {
 struct State {
     entries: BTreeMap<String, Recorded>,
     links: HashMap<String, String>,
+    /// Per artifact, the paths it wrote, in order.
+    by_artifact: HashMap<String, Vec<String>>,
+}
+
+/// What a release holds, and what each package put there.
+pub struct Unpacked {
+    /// Every path, as unpacked.
+    pub entries: BTreeMap<String, Recorded>,
+    /// Per artifact, its own entries in the order they were written (what
+    /// [`Unpacker::reuse`] writes again).
+    pub by_artifact: HashMap<String, Vec<(String, Recorded)>>,
 }
 
 /// Unpacks packages into one release directory.
@@ -163,9 +193,83 @@ impl Unpacker {
         Ok(())
     }
 
+    /// Writes the entries the package `name` had in a previous release
+    /// (`entries`, as that release recorded them), each through the checks
+    /// of [`Unpacker::unpack`], every file's content taken from the same
+    /// path under `from` (that release's root) by reflink or copy and
+    /// checked against its recorded size and digest. False when any entry
+    /// could not be reused: what was written for the package is removed
+    /// again, and the caller unpacks it from its archive.
+    pub fn reuse(
+        &self,
+        name: &str,
+        special_modes: bool,
+        from: &Path,
+        entries: &[(String, Recorded)],
+    ) -> bool {
+        for (path, recorded) in entries {
+            let (kind, mode) = match recorded {
+                Recorded::Dir { mode } => (Kind::Dir, *mode),
+                Recorded::Symlink { target } => (Kind::Symlink(target.clone()), 0o777),
+                Recorded::File { mode, size, blake3 } => (
+                    Kind::Reused {
+                        from: from.to_path_buf(),
+                        size: *size,
+                        blake3: blake3.clone(),
+                    },
+                    *mode,
+                ),
+            };
+            let e = Entry {
+                raw: path.clone(),
+                kind,
+                mode,
+            };
+            if let Err(err) = self.entry(name, e, special_modes, &mut io::empty()) {
+                tracing::info!(artifact = name, %err, "not reused from the previous release; unpacking it");
+                self.forget(name);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Removes what `name` wrote (files and links; directories no other
+    /// package wrote, when empty).
+    fn forget(&self, name: &str) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(paths) = st.by_artifact.remove(name) else {
+            return;
+        };
+        let shared: HashSet<String> = st.by_artifact.values().flatten().cloned().collect();
+        for path in paths.iter().rev() {
+            if shared.contains(path) {
+                continue;
+            }
+            let full = self.root.join(path);
+            match st.entries.remove(path) {
+                Some(Recorded::Dir { .. }) => {
+                    if fs::remove_dir(&full).is_err() {
+                        st.entries
+                            .insert(path.clone(), Recorded::Dir { mode: 0o755 });
+                    }
+                }
+                _ => {
+                    st.links.remove(path);
+                    let _ = fs::remove_file(&full);
+                }
+            }
+        }
+    }
+
     /// Checks every symlink against the whole release and returns what was
     /// unpacked, by path.
     pub fn finish(self) -> Result<BTreeMap<String, Recorded>> {
+        Ok(self.finish_by_artifact()?.entries)
+    }
+
+    /// [`Unpacker::finish`], with each artifact's own entries.
+    pub fn finish_by_artifact(self) -> Result<Unpacked> {
         let state = self
             .state
             .into_inner()
@@ -179,7 +283,21 @@ impl Unpacker {
                 ));
             }
         }
-        Ok(state.entries)
+        let by_artifact = state
+            .by_artifact
+            .into_iter()
+            .map(|(artifact, paths)| {
+                let own = paths
+                    .into_iter()
+                    .filter_map(|p| state.entries.get(&p).map(|r| (p, r.clone())))
+                    .collect();
+                (artifact, own)
+            })
+            .collect();
+        Ok(Unpacked {
+            entries: state.entries,
+            by_artifact,
+        })
     }
 
     fn entry(
@@ -195,8 +313,11 @@ impl Unpacker {
             // `./`: the release directory itself.
             return Ok(());
         }
-        let world_writable =
-            e.mode & 0o002 != 0 && matches!(e.kind, Kind::File | Kind::Dir | Kind::HardLink(_));
+        let world_writable = e.mode & 0o002 != 0
+            && matches!(
+                e.kind,
+                Kind::File | Kind::Dir | Kind::HardLink(_) | Kind::Reused { .. }
+            );
         if (e.mode & 0o6000 != 0 || world_writable) && !special_modes {
             return Err(refuse(format!(
                 "mode {:04o} has the {} bit, which the package does not allow (`allow_special_modes`)",
@@ -257,7 +378,7 @@ impl Unpacker {
                         }
                     }
                 }
-                Kind::File | Kind::Other(_) => Recorded::File {
+                Kind::File | Kind::Reused { .. } | Kind::Other(_) => Recorded::File {
                     mode,
                     size: 0,
                     blake3: String::new(),
@@ -265,6 +386,10 @@ impl Unpacker {
             };
             record_parents(&mut st.entries, &path);
             st.entries.insert(path.clone(), record.clone());
+            st.by_artifact
+                .entry(artifact.to_string())
+                .or_default()
+                .push(path.clone());
             record
         };
         if let Some(parent) = dest.parent() {
@@ -293,6 +418,14 @@ impl Unpacker {
                 let t = self.root.join(clean(target).expect("checked above"));
                 fs::hard_link(&t, &dest).map_err(io_err)?;
                 record
+            }
+            (Kind::Reused { from, size, blake3 }, _) => {
+                reuse_file(&from.join(&path), &dest, mode, *size, blake3).map_err(|why| {
+                    Error::Verify {
+                        what: format!("{artifact}: entry `{}`", e.raw),
+                        detail: why,
+                    }
+                })?
             }
             (_, _) => {
                 // `create_new` (O_EXCL) never follows a symlink at `dest`.
@@ -344,6 +477,100 @@ pub(crate) fn record_parents(entries: &mut BTreeMap<String, Recorded>, path: &st
             .entry(path[..i].to_string())
             .or_insert(Recorded::Dir { mode: 0o755 });
     }
+}
+
+/// Writes `dest` (new) with the content of `src` (a file of a previous
+/// release) by reflink, else by copy, and checks that content against what
+/// was recorded when `src` was unpacked: `size` bytes with blake3 `blake3`.
+/// What is checked is what `dest` holds, so a change to `src` meanwhile
+/// cannot slip through. Never a hard link.
+fn reuse_file(
+    src: &Path,
+    dest: &Path,
+    mode: u32,
+    size: u64,
+    blake3: &str,
+) -> std::result::Result<Recorded, String> {
+    let io = |what: &str, e: io::Error| format!("{what}: {e}");
+    // Not through a symlink, and not blocking on a FIFO put in its place.
+    let from = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(src)
+        .map_err(|e| io("the previous release's copy cannot be opened", e))?;
+    let meta = from
+        .metadata()
+        .map_err(|e| io("the previous release's copy", e))?;
+    if !meta.is_file() || meta.len() != size {
+        return Err(format!(
+            "the previous release's copy is not the {size}-byte file deployed"
+        ));
+    }
+    let out = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| io("cannot create", e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    // SAFETY: FICLONE takes the source descriptor as its argument; both
+    // descriptors are open for the duration of the call.
+    let cloned = unsafe { libc::ioctl(out.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
+    let (mut input, copy): (&fs::File, bool) = if cloned {
+        (&out).rewind().map_err(|e| io("cannot read back", e))?;
+        (&out, false)
+    } else {
+        (&from, true)
+    };
+    let mut written = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io("cannot read", e)),
+        };
+        hasher.update(&buf[..n]);
+        if copy {
+            (&out)
+                .write_all(&buf[..n])
+                .map_err(|e| io("cannot write", e))?;
+        }
+        written += n as u64;
+    }
+    let found = hasher.finalize().to_hex().to_string();
+    if written != size || found != blake3 {
+        return Err(format!(
+            "the previous release's copy changed since it was deployed: blake3 {found}, expected {blake3}"
+        ));
+    }
+    out.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| io("cannot set the mode", e))?;
+    Ok(Recorded::File {
+        mode,
+        size,
+        blake3: found,
+    })
+}
+
+/// blake3 (hex) of a package's payload as archived (a .deb's `data.tar*`
+/// member, an rpm's compressed cpio): what tells that two packages, of any
+/// version, unpack to the same entries.
+pub fn payload_digest(name: &str, format: Format, path: &Path) -> Result<String> {
+    let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let r = BufReader::with_capacity(CHUNK, f);
+    let mut hasher = blake3::Hasher::new();
+    let hashed = match format {
+        Format::Deb => deb_data(r).and_then(|mut d| io::copy(&mut d, &mut hasher)),
+        Format::Rpm => rpm_payload(r).and_then(|mut d| io::copy(&mut d, &mut hasher)),
+    };
+    hashed.map_err(|e| Error::Verify {
+        what: name.to_string(),
+        detail: format!("not a readable package: {e}"),
+    })?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 fn refused(artifact: &str, entry: &str, why: String) -> Error {

@@ -7,8 +7,9 @@
 //! Order, so that nothing is ever half-tagged and a rerun completes: blobs,
 //! then the image manifest by digest, then the provenance artifact (whose
 //! `subject` is that manifest) and the referrers index, and the build tag
-//! last. The build tag is what [`seed`] checks (one `HEAD` per image): when
-//! it is there, everything before it is too.
+//! last. The build tag is what [`publish_build`] and [`seed`] check (one
+//! `HEAD` per image): when it is there, everything before it is too, so an
+//! image published already costs that one request.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -215,6 +216,37 @@ async fn push_one(
     })
 }
 
+/// `Some` when the build tag of `image` names it already (one `HEAD`):
+/// everything it needs was pushed before the tag, so nothing is to do.
+async fn already_tagged(
+    reg: &Registry,
+    build: &str,
+    image: &IndexedImage,
+    parts: &BTreeMap<String, Artifact>,
+) -> Result<Option<ImagePublished>> {
+    let digest = format!("sha256:{}", image.sha256);
+    if reg.tagged_digest(&image.image, build).await?.as_deref() != Some(digest.as_str()) {
+        return Ok(None);
+    }
+    let blobs: Vec<&Artifact> = parts
+        .values()
+        .filter(|a| a.name != image.artifact)
+        .collect();
+    let reference = reg.pinned(&image.image, &digest);
+    Ok(Some(ImagePublished {
+        image: image.image.clone(),
+        tag: reg.tagged(&image.image, build),
+        reference: reference.clone(),
+        report: PushReport {
+            reference,
+            blobs_skipped: blobs.len(),
+            bytes_skipped: blobs.iter().map(|a| a.blob.size).sum(),
+            ..Default::default()
+        },
+        provenance: None,
+    }))
+}
+
 /// The signed provenance of `build` (statement and detached signature) as
 /// artifact layers, read from the store.
 fn provenance(v: &index::Verified) -> Vec<(Vec<u8>, &'static str)> {
@@ -247,10 +279,17 @@ pub async fn publish_build(
     let provenance = provenance(&verified);
     let mut out = Vec::new();
     for image in &published.index.images {
+        let parts = parts(manifest, &image.image);
+        // The build tag goes last: when it names the image, everything
+        // before it is there. One `HEAD` for an image published already.
+        if let Some(done) = already_tagged(reg, build, image, &parts).await? {
+            out.push(done);
+            continue;
+        }
         let bytes = manifest_bytes(store, image).await?;
         let source = LocalSource {
             dir: dir.to_path_buf(),
-            parts: parts(manifest, &image.image),
+            parts,
         };
         out.push(
             push_one(
@@ -301,7 +340,8 @@ pub async fn move_tags(
 
 /// Fills the registry from the store alone: every published build's images
 /// under the build id (with their provenance), then every environment's
-/// tags. What the registry has already costs one `HEAD` per tag.
+/// tags. What the registry has already costs one `HEAD` per manifest (the
+/// build tag of each image, each environment's tag).
 pub async fn seed(
     reg: &Registry,
     store: &Store,
@@ -325,8 +365,10 @@ pub async fn seed(
         }
         report.builds += 1;
         for image in &published.index.images {
-            let digest = format!("sha256:{}", image.sha256);
-            if reg.tagged_digest(&image.image, build).await?.as_deref() == Some(digest.as_str()) {
+            if already_tagged(reg, build, image, &parts(m, &image.image))
+                .await?
+                .is_some()
+            {
                 report.present += 1;
                 continue;
             }

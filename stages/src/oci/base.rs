@@ -383,9 +383,44 @@ pub(crate) fn copy_layer(base: &BaseImage, layer: &BaseLayer, out: &mut File) ->
             found: digest,
         });
     }
+    check_diff_id(base, layer)?;
     Ok(BlobRef {
         media_type: layer.media_type.clone(),
         digest,
         size: layer.size,
     })
+}
+
+/// Checks that a compressed layer uncompresses to its `diff_id` (what the
+/// configuration, and so the image ID, says the layer holds; `docker load`
+/// refuses an image where they differ). An uncompressed layer's digest is
+/// its `diff_id`, checked while it is copied.
+fn check_diff_id(base: &BaseImage, layer: &BaseLayer) -> Result<()> {
+    if layer.media_type == MEDIA_LAYER {
+        return Ok(());
+    }
+    let read = |e| Error::read(&base.path, e);
+    let mut f = File::open(&base.path).map_err(read)?;
+    f.seek(SeekFrom::Start(layer.offset)).map_err(read)?;
+    let compressed = BufReader::with_capacity(1 << 20, f.take(layer.size));
+    let mut decoder: Box<dyn Read> = if layer.media_type == MEDIA_LAYER_ZSTD {
+        Box::new(zstd::stream::read::Decoder::with_buffer(compressed).map_err(read)?)
+    } else {
+        Box::new(flate2::bufread::MultiGzDecoder::new(compressed))
+    };
+    let mut w = HashingWriter::new(io::sink());
+    io::copy(&mut decoder, &mut w).map_err(|e| Error::BadBaseImage {
+        path: base.path.clone(),
+        reason: format!("layer `{}` does not uncompress: {e}", layer.member),
+    })?;
+    let (found, _, _) = w.finish();
+    if found != layer.diff_id {
+        return Err(Error::DiffIdMismatch {
+            path: base.path.clone(),
+            layer: layer.member.clone(),
+            expected: layer.diff_id.clone(),
+            found,
+        });
+    }
+    Ok(())
 }
