@@ -43,24 +43,15 @@ fn project() -> (Project, PathBuf) {
 
 /// The blob key of the build's artifact whose name ends with `suffix`.
 fn blob_key(p: &Project, build: &str, suffix: &str) -> String {
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            p.path()
-                .join(".pipe/builds")
-                .join(build)
-                .join("manifest.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let a = manifest["artifacts"]
-        .as_array()
-        .unwrap()
+    let (manifest, _) =
+        pipeline::records::manifest::read_local(&p.path().join(".pipe/builds").join(build))
+            .unwrap();
+    let a = manifest
+        .artifacts
         .iter()
-        .find(|a| a["name"].as_str().unwrap().ends_with(suffix))
+        .find(|a| a.name.ends_with(suffix))
         .unwrap();
-    let b3 = a["blob"]["blake3"].as_str().unwrap();
-    format!("blobs/blake3/{}/{b3}", &b3[..2])
+    a.blob.key()
 }
 
 /// `pipe fsck` finds a problem of `kind` at `key` (exit 3), `--repair`
