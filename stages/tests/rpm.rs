@@ -685,3 +685,47 @@ fn relations_rpm_cannot_express_are_refused_with_the_field() {
     assert!(msg.contains("Provides") && msg.contains("a | b"), "{msg}");
     assert!(!out.exists());
 }
+
+/// Regression (fuzzing, `fuzz/known-crashes/`): headers whose entries point
+/// outside their data made the `rpm` crate panic. `check_headers` refuses
+/// them with a reason, and accepts what `write_rpm` writes.
+#[test]
+fn headers_reaching_outside_their_data_are_refused_before_the_crate_reads_them() {
+    let crashes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/known-crashes");
+    for name in [
+        "rpm_header-offset-out-of-range",
+        "yum_index-offset-out-of-range",
+    ] {
+        let bytes = fs::read(crashes.join(name)).unwrap();
+        let err = stages::rpm::check_headers(&mut &bytes[..]).unwrap_err();
+        assert!(err.contains("outside the header's"), "{name}: {err}");
+    }
+    let (_dir, path) = build(Some(project_key()));
+    let bytes = fs::read(&path).unwrap();
+    stages::rpm::check_headers(&mut &bytes[..]).unwrap();
+    // Cut anywhere inside the headers: an error, never a panic.
+    let mut r = &bytes[..];
+    stages::rpm::check_headers(&mut r).unwrap();
+    let headers = bytes.len() - r.len();
+    for cut in [0, 50, 96, 100, 112, headers / 2, headers - 1] {
+        assert!(
+            stages::rpm::check_headers(&mut &bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // An entry count or data size past rpm's limits.
+    let mut big = bytes.clone();
+    big[96 + 8..96 + 12].copy_from_slice(&0x0001_0000u32.to_be_bytes());
+    assert!(
+        stages::rpm::check_headers(&mut &big[..])
+            .unwrap_err()
+            .contains("entries")
+    );
+    let mut big = bytes.clone();
+    big[96 + 12..96 + 16].copy_from_slice(&0x1000_0000u32.to_be_bytes());
+    assert!(
+        stages::rpm::check_headers(&mut &big[..])
+            .unwrap_err()
+            .contains("bytes of data")
+    );
+}

@@ -235,24 +235,24 @@ impl Setup {
         self.rt.block_on(store.uploads()).unwrap()
     }
 
-    /// The blob keys the build's manifest in the store names.
+    /// The blob keys the build's manifest in the store names (its
+    /// artifacts are listed in the manifest's shards).
     fn blobs_of(&self, build: &str) -> BTreeSet<String> {
         let store = self.store();
-        let (bytes, _) = self
-            .rt
-            .block_on(store.get_bytes(&format!("builds/{build}/manifest.json")))
-            .unwrap()
-            .expect("the manifest is in the store");
-        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        m["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                let d = a["blob"]["blake3"].as_str().unwrap();
-                format!("blobs/blake3/{}/{d}", &d[..2])
-            })
-            .collect()
+        let get = |key: &str| {
+            self.rt
+                .block_on(store.get_bytes(key))
+                .unwrap()
+                .map(|(b, _)| b.to_vec())
+        };
+        let bytes =
+            get(&format!("builds/{build}/manifest.json")).expect("the manifest is in the store");
+        let mut m = pipeline::records::manifest::parse_manifest(&bytes, "manifest.json").unwrap();
+        pipeline::records::manifest::load_shards(&mut m, |name| {
+            get(name).ok_or_else(|| format!("{name} is not in the store"))
+        })
+        .unwrap();
+        m.artifacts.iter().map(|a| a.blob.key()).collect()
     }
 
     fn wait_grace(&self) {
@@ -768,6 +768,14 @@ fn gc_killed_at_random_moments_leaves_everything_referenced_local() {
             // on a cold cache).
             full = (full * 4 / 5).max(5);
         }
+        // Whatever moment the kill hit, the store is consistent: nothing
+        // referenced is missing or damaged, every pointer verifies.
+        let fsck = s.p.pipe(&["fsck"]);
+        assert_eq!(
+            fsck.code, 0,
+            "run {runs}: fsck after the kill:\n{}\n{}",
+            fsck.stdout, fsck.stderr
+        );
         s.deploy("dev").expect_code(0);
         s.deploy("prod").expect_code(0);
         for b in [&b0, &b1] {
@@ -777,6 +785,7 @@ fn gc_killed_at_random_moments_leaves_everything_referenced_local() {
         }
         let again = s.gc(&[]);
         again.expect_code(0);
+        s.p.pipe(&["fsck"]).expect_code(0);
         let objects = s.objects();
         for g in &garbage {
             assert!(!has_build(&objects, g), "run {runs}: {g} left");
@@ -845,21 +854,13 @@ fn a_publish_that_fills_the_disk_fails_cleanly_and_the_rerun_completes_local() {
     assert!(!has_build(&after, &big), "{after:?}");
     // Whatever landed is whole: each new object is a blob of the build of
     // its full size, or a small record.
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(s.p.path().join(format!(".pipe/builds/{big}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
-    let sizes: BTreeMap<String, u64> = manifest["artifacts"]
-        .as_array()
-        .unwrap()
+    let (manifest, _) =
+        pipeline::records::manifest::read_local(&s.p.path().join(format!(".pipe/builds/{big}")))
+            .unwrap();
+    let sizes: BTreeMap<String, u64> = manifest
+        .artifacts
         .iter()
-        .map(|a| {
-            let d = a["blob"]["blake3"].as_str().unwrap();
-            (
-                format!("blobs/blake3/{}/{d}", &d[..2]),
-                a["blob"]["size"].as_u64().unwrap(),
-            )
-        })
+        .map(|a| (a.blob.key(), a.blob.size))
         .collect();
     for (key, size) in after.iter().filter(|(k, _)| !before.contains_key(*k)) {
         if key.starts_with("blobs/") {

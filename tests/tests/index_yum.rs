@@ -194,9 +194,11 @@ fn record(rpm: &Path, href: &str) -> RpmPackage {
     }
 }
 
+/// All members: pipe's data files are concatenated gzip members, as zlib,
+/// dnf and createrepo_c read them.
 fn gunzip(bytes: &[u8]) -> String {
     let mut s = String::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_string(&mut s)
         .unwrap();
     s

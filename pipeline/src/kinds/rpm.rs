@@ -86,6 +86,16 @@ fn record_rpm(path: &Path, a: &Artifact, file_time: u64) -> Result<yum::RpmPacka
             reason: e.to_string(),
         })
     };
+    // The headers' bounds first: the crate panics on an entry outside its
+    // header's data (`stages::rpm::check_headers`).
+    let refused = |reason: String| {
+        Error::Stage(stages::Error::BadPackage {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    stages::rpm::check_headers(&mut std::io::BufReader::new(file)).map_err(refused)?;
     let meta = rpm::PackageMetadata::open(path).map_err(bad)?;
     let text = |r: std::result::Result<&str, rpm::Error>| r.map(str::to_string).unwrap_or_default();
     let deps = |r: std::result::Result<Vec<rpm::Dependency>, rpm::Error>| {

@@ -45,7 +45,10 @@ use crate::docs::Docs;
 use crate::tree::{Entry, EntryKind};
 use crate::{Error, Result};
 
+mod headers;
 mod payload;
+
+pub use headers::check_headers;
 
 /// The payload compressor (see the module documentation for why).
 const COMPRESSION: CompressionWithLevel = CompressionWithLevel::Xz(COMPRESSION_LEVEL);
