@@ -1027,4 +1027,44 @@ fn chunked_indices_are_read_by_apt_and_dnf_and_kept_across_generations() {
     );
     dnf.ok(&["install", "charlie"]);
     assert!(dnf.dir.join("root/usr/share/charlie/demo.txt").exists());
+
+    // A bucket writer rewrites the stored gzip files in place with bytes of
+    // their choosing that decompress to the same text (each member's MTIME
+    // field, same length, so the kept chunk table still fits). The next
+    // generation must not carry those bytes into what it signs: a file is
+    // reused only when the last signed InRelease / repomd.xml names its
+    // digest.
+    let forge = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mut at = 0;
+        for m in members(&bytes.clone()) {
+            bytes[at + 4..at + 8].copy_from_slice(b"EVIL");
+            at += m.len();
+        }
+        std::fs::write(path, bytes).unwrap();
+    };
+    let gz_digest = sha256_hex(&read("Packages.gz"));
+    forge(&dir.join("by-hash/SHA256").join(&gz_digest));
+    forge(&dir.join("Packages.gz"));
+    let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    forge(&store.join("yum/dev").join(primary_href(&repomd)));
+    p.write(
+        "pipeline.toml",
+        &extra(&["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]),
+    );
+    let b3 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b3, "--to", "dev"]).expect_code(0);
+    let evil = |bytes: &[u8]| bytes.windows(4).any(|w| w == b"EVIL");
+    assert!(
+        !evil(&read("Packages.gz")),
+        "a forged gzip member was signed into the suite"
+    );
+    assert!(
+        !evil(&primary(&store)),
+        "a forged gzip member was signed into repomd.xml"
+    );
+    let apt = Apt::new(tmp.path().join("apt-third"), &server.url(), "dev", &key);
+    apt_update_ok(&apt);
+    let pol = text(&run(apt.cmd("apt-cache").args(["policy", "foxtrot"])));
+    assert!(pol.contains("Candidate: 1.0.0"), "{pol}");
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::files::{self, Generation};
 use super::{Context, Generated, View, ViewKind};
 use crate::Result;
-use crate::store::{Store, digest::spawn_blocking, layout};
+use crate::store::{MAX_RECORD, Store, digest::spawn_blocking, layout};
+use keys::SecretKey;
 
 /// The apt suite view.
 pub(super) struct AptSuite;
@@ -44,7 +45,7 @@ impl View for AptSuite {
         // The last generation's compressed indices: their chunks whose text
         // did not change are reused (each checked to decompress to the new
         // text), so a few new packages cost a few chunks' compression.
-        let previous = previous(cx.store, cx.env, &prior).await?;
+        let previous = previous(cx.store, cx.env, &prior, cx.key).await?;
         let repo = cx.pipeline.repository.clone();
         let (env, key, now) = (cx.env.to_string(), cx.key.clone(), cx.now);
         let (planned, digests, chunks) = spawn_blocking(move || {
@@ -128,10 +129,36 @@ const CHUNK_HOOK: &str = "PIPE_TEST_APT_CHUNK_STANZAS";
 const MAX_INDEX: u64 = 1 << 30;
 
 /// The last rendering of `env`'s suite, rebuilt from its by-hash `.gz` and
-/// `.xz` files and the chunk table the state kept. Nothing in it is
-/// believed: `render_suite` reuses a chunk only once it decompresses to the
-/// new text. `None` when the state names no chunks or a file is gone.
-async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<apt::RenderedSuite>> {
+/// `.xz` files and the chunk table the state kept. A file is used only when
+/// the suite's `InRelease` in the store is signed by `key` and names its
+/// sha256, and its bytes have that digest: the compressed bytes of a reused
+/// chunk are then bytes pipe wrote and signed before, never a bucket
+/// writer's (the state is not signed). `render_suite` still reuses a chunk
+/// only once it decompresses to the new text. `None` when the state names
+/// no chunks, a file is gone, or nothing verifies (all compressed again).
+async fn previous(
+    store: &Store,
+    env: &str,
+    kept: &Kept,
+    key: &SecretKey,
+) -> Result<Option<apt::RenderedSuite>> {
+    if kept.chunks.is_empty() {
+        return Ok(None);
+    }
+    let signed = match store
+        .get_bytes_max(&format!("{}/InRelease", layout::apt_suite(env)), MAX_RECORD)
+        .await
+    {
+        Ok(Some((bytes, _))) => match key.public_keyring().verify_clearsigned(&bytes, None) {
+            Ok((_, text)) => super::signed_sha256s(&text),
+            Err(e) => {
+                tracing::debug!(env, error = %e, "InRelease does not verify: no chunk reused");
+                return Ok(None);
+            }
+        },
+        Ok(None) | Err(crate::Error::TooLarge { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let mut indices = Vec::new();
     for (dir, digests) in &kept.digests {
         let Some((_, chunks)) = kept.chunks.iter().find(|(d, _)| d == dir) else {
@@ -142,11 +169,17 @@ async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<apt::R
         }
         let mut parts: Vec<Arc<[u8]>> = Vec::new();
         for d in &digests[1..] {
+            if !signed.contains(d.as_str()) {
+                return Ok(None);
+            }
             match store
                 .get_bytes_max(&layout::apt_by_hash(env, dir, d), MAX_INDEX)
                 .await
             {
-                Ok(Some((bytes, _))) => parts.push(Arc::from(&bytes[..])),
+                Ok(Some((bytes, _))) if super::sha256_hex(&bytes) == *d => {
+                    parts.push(Arc::from(&bytes[..]))
+                }
+                Ok(Some(_)) => return Ok(None),
                 // Gone, or larger than pipe writes: compressed again.
                 Ok(None) | Err(crate::Error::TooLarge { .. }) => return Ok(None),
                 Err(e) => return Err(e),

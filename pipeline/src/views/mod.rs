@@ -533,6 +533,16 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// Every 64-hex-digit word of a signed text (`InRelease`'s SHA256 lines,
+/// `repomd.xml`'s checksums): the digests its signature vouches for.
+pub(crate) fn signed_sha256s(text: &[u8]) -> std::collections::HashSet<String> {
+    String::from_utf8_lossy(text)
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() == 64)
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::files::{self, Generation};
 use super::{Context, Generated, View, ViewKind};
 use crate::records::Published;
-use crate::store::{Store, digest::spawn_blocking, layout};
+use crate::store::{MAX_RECORD, Store, digest::spawn_blocking, layout};
 use crate::{Error, Result, fault};
+use keys::SecretKey;
 
 /// The yum repository view.
 pub(super) struct YumRepository;
@@ -62,7 +63,7 @@ impl View for YumRepository {
         .await?;
         // The last generation's data files: their members whose text did
         // not change are reused, each checked to decompress to it.
-        let previous = previous(cx.store, cx.env, &prior).await?;
+        let previous = previous(cx.store, cx.env, &prior, cx.key).await?;
         let (env, key, now) = (cx.env.to_string(), cx.key.clone(), cx.now);
         let (planned, data, chunks) = spawn_blocking(move || {
             let config = yum::RepoConfig {
@@ -192,7 +193,44 @@ const MAX_DATA: u64 = 1 << 30;
 /// says they are made of. Nothing in it is believed: `render_repo_chunked`
 /// reuses a member only once it decompresses to the new text. A data file
 /// gone from the store, or without members in the state, is left out.
-async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<yum::RenderedRepo>> {
+///
+/// A data file is used only when `repomd.xml` in the store carries a
+/// signature by `key` (`repomd.xml.asc`) and names its checksum, and its
+/// bytes have that checksum: a reused member's compressed bytes are bytes
+/// pipe wrote and signed before, never a bucket writer's.
+async fn previous(
+    store: &Store,
+    env: &str,
+    kept: &Kept,
+    key: &SecretKey,
+) -> Result<Option<yum::RenderedRepo>> {
+    if kept.chunks.is_empty() {
+        return Ok(None);
+    }
+    let read = |name: &'static str| async move {
+        match store
+            .get_bytes_max(&layout::yum_file(env, name), MAX_RECORD)
+            .await
+        {
+            Ok(Some((bytes, _))) => Ok(Some(bytes)),
+            Ok(None) | Err(crate::Error::TooLarge { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let (Some(repomd), Some(asc)) = (
+        read("repodata/repomd.xml").await?,
+        read("repodata/repomd.xml.asc").await?,
+    ) else {
+        return Ok(None);
+    };
+    if let Err(e) = key
+        .public_keyring()
+        .verify_detached(&repomd[..], &asc, None)
+    {
+        tracing::debug!(env, error = %e, "repomd.xml does not verify: no member reused");
+        return Ok(None);
+    }
+    let signed = super::signed_sha256s(&repomd);
     let mut data = Vec::new();
     for (kind, checksum, open_checksum, open_size) in &kept.data {
         let kind: &'static str = match kind.as_str() {
@@ -207,12 +245,16 @@ async fn previous(store: &Store, env: &str, kept: &Kept) -> Result<Option<yum::R
         if chunks.is_empty() {
             continue;
         }
+        if !signed.contains(checksum.as_str()) {
+            continue;
+        }
         let href = format!("repodata/{checksum}-{kind}.xml.gz");
         let gz = match store
             .get_bytes_max(&layout::yum_file(env, &href), MAX_DATA)
             .await
         {
-            Ok(Some((gz, _))) => gz,
+            Ok(Some((gz, _))) if super::sha256_hex(&gz) == *checksum => gz,
+            Ok(Some(_)) => continue,
             Ok(None) | Err(crate::Error::TooLarge { .. }) => continue,
             Err(e) => return Err(e),
         };
