@@ -8,8 +8,8 @@
 //! and both headers (the layout of rpm's `lib/header.c`: a 16-byte intro
 //! with magic, entry count and data size, 16-byte entries, then the data;
 //! the signature header padded to 8 bytes) and refuses, with a reason, any
-//! file whose entries would reach outside their header's data, or whose
-//! counts exceed rpm's own limits.
+//! file whose entries would reach outside their header's data (a string
+//! counted as at least its NUL), or whose counts exceed rpm's own limits.
 
 use std::io::Read;
 
@@ -107,7 +107,10 @@ fn check_header(reader: &mut impl Read, what: &str) -> Result<u32, String> {
                 ));
             }
         };
-        let end = u64::from(offset) + item * u64::from(count);
+        // A string takes at least its NUL: `count` strings need `count`
+        // bytes (the crate sizes its vectors by `count`, so an unbounded
+        // one is an allocation of any size: found by fuzzing too).
+        let end = u64::from(offset) + item.max(u64::from(kind != 0)) * u64::from(count);
         if u64::from(offset) > u64::from(data) || end > u64::from(data) {
             return Err(format!(
                 "entry {i} (tag {tag}) of the {what} reaches byte {end} from offset {offset}, outside the header's {data} bytes of data"
