@@ -889,20 +889,7 @@ async fn check_apt(
         }
     };
     let mut stanzas: BTreeSet<String> = BTreeSet::new();
-    let mut in_sha = false;
-    for line in text.lines() {
-        if line.starts_with("SHA256:") {
-            in_sha = true;
-            continue;
-        }
-        if !line.starts_with(' ') {
-            in_sha = false;
-        }
-        if !in_sha {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [sha, size, path] = f[..] else { continue };
+    for (sha, size, path) in crate::views::apt::release_sha256(&text) {
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
         let by_hash = layout::apt_by_hash(env, dir, sha);
         let bytes = match store.get_bytes(&by_hash).await? {

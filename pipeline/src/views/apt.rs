@@ -150,7 +150,9 @@ async fn previous(
         .await
     {
         Ok(Some((bytes, _))) => match key.public_keyring().verify_clearsigned(&bytes, None) {
-            Ok((_, text)) => super::signed_sha256s(&text),
+            Ok((_, text)) => release_sha256(&String::from_utf8_lossy(&text))
+                .map(|(sha, _, _)| sha.to_string())
+                .collect::<std::collections::HashSet<_>>(),
             Err(e) => {
                 tracing::debug!(env, error = %e, "InRelease does not verify: no chunk reused");
                 return Ok(None);
@@ -204,4 +206,28 @@ async fn previous(
         reused_chunks: 0,
         compressed_chunks: 0,
     }))
+}
+
+/// The `(sha256, size, path)` lines of a `Release` text's `SHA256:`
+/// section (what `InRelease` vouches for); other sections and malformed
+/// lines are skipped.
+pub(crate) fn release_sha256(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    let mut in_sha = false;
+    text.lines().filter_map(move |line| {
+        if line.starts_with("SHA256:") {
+            in_sha = true;
+            return None;
+        }
+        if !line.starts_with(' ') {
+            in_sha = false;
+        }
+        if !in_sha {
+            return None;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [sha, size, path] = f[..] else {
+            return None;
+        };
+        Some((sha, size, path))
+    })
 }

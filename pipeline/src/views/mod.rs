@@ -26,7 +26,7 @@
 //! than [`CLAIM_LEASE`] (any host) is stale and may be taken: a killed
 //! regeneration does not block the next one.
 
-mod apt;
+pub(crate) mod apt;
 mod files;
 mod machine;
 mod registry;
