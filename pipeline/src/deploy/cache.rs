@@ -7,12 +7,21 @@ use std::time::Instant;
 
 use super::resolve::Resolved;
 use super::unpack::Format;
-use super::{CACHE_DIR, Fetched, Timings};
+use super::{CACHE_DIR, Fetched, Timings, no_target};
 use crate::artifact::Artifact;
 use crate::build::verify::check_blob;
 use crate::fault::point as fault_point;
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
+
+/// The first target's cache, which holds the artifacts (the others get
+/// links to them).
+pub(super) fn first_cache(targets: &[PathBuf]) -> Result<PathBuf> {
+    targets
+        .first()
+        .map(|t| t.join(CACHE_DIR))
+        .ok_or_else(no_target)
+}
 
 pub(super) fn blob_file(blob: &BlobRef) -> PathBuf {
     Path::new("blobs").join(&blob.blake3)
@@ -26,7 +35,7 @@ pub(super) async fn fetch_into_caches(
     resolved: &Resolved,
     t: &mut Timings,
 ) -> Result<Vec<Fetched>> {
-    let cache = targets[0].join(CACHE_DIR);
+    let cache = first_cache(targets)?;
     let started = Instant::now();
     let fetched = fetch_artifacts(store, &cache, &resolved.selected).await?;
     t.fetch += started.elapsed().as_secs_f64();
@@ -35,7 +44,7 @@ pub(super) async fn fetch_into_caches(
     verify_cached(&cache, &resolved.selected, &fetched).await?;
     t.verify += started.elapsed().as_secs_f64();
     fault_point("deploy-verified");
-    for dir in &targets[1..] {
+    for dir in targets.iter().skip(1) {
         share_blobs(&cache, &dir.join(CACHE_DIR), &resolved.selected)?;
     }
     Ok(fetched)

@@ -44,7 +44,7 @@ use keys::Keyring;
 
 use crate::store::Store;
 use crate::{Error, Result};
-use cache::{blob_file, fetch_into_caches};
+use cache::{blob_file, fetch_into_caches, first_cache};
 pub use machine::{FetchedImage, MachineReport, MachineRequest, deploy_machine};
 pub use report::{Fetched, Plan, Report, Source, TargetReport, Timings};
 pub use resolve::unreachable;
@@ -122,7 +122,7 @@ pub async fn deploy(store: std::result::Result<Store, Error>, req: &Request<'_>)
 
     // The cache of the first target holds the artifacts; the others get
     // hard links (or copies) of them, so each can redeploy offline.
-    let cache = targets[0].join(CACHE_DIR);
+    let cache = first_cache(&targets)?;
     // When every target already runs this build with this configuration,
     // nothing is fetched or hashed: that is what makes a repeated deploy
     // cheap. (Each target checks again under its lock.)
@@ -179,7 +179,11 @@ pub async fn deploy(store: std::result::Result<Store, Error>, req: &Request<'_>)
     while let Some(joined) = running.join_next().await {
         let (i, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         match result {
-            Ok(r) => reports[i] = Some(r),
+            Ok(r) => {
+                if let Some(slot) = reports.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -247,7 +251,7 @@ pub async fn plan(store: std::result::Result<Store, Error>, req: &Request<'_>) -
     let files = render_files(req.env, &resolved, req.sets)?
         .into_iter()
         .collect();
-    let cache = targets[0].join(CACHE_DIR);
+    let cache = first_cache(&targets)?;
     let artifacts = resolved
         .selected
         .iter()
@@ -271,12 +275,17 @@ pub async fn plan(store: std::result::Result<Store, Error>, req: &Request<'_>) -
     })
 }
 
+/// A deploy, fetch or plan given no target directory.
+fn no_target() -> Error {
+    Error::Usage {
+        message: "no target directory".into(),
+        hint: Some("pass `--target DIR` (several times for several targets)".into()),
+    }
+}
+
 fn absolute_targets(targets: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if targets.is_empty() {
-        return Err(Error::Usage {
-            message: "no target directory".into(),
-            hint: Some("pass `--target DIR` (several times for several targets)".into()),
-        });
+        return Err(no_target());
     }
     let mut out = Vec::new();
     for t in targets {

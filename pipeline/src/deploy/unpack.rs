@@ -36,7 +36,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::digest::CHUNK;
+use crate::store::digest::{CHUNK, filled};
 use crate::{Error, Result};
 
 /// An archive format deploy reads.
@@ -450,8 +450,9 @@ impl Unpacker {
                             });
                         }
                     };
-                    hasher.update(&buf[..n]);
-                    file.write_all(&buf[..n]).map_err(io_err)?;
+                    let chunk = filled(&buf, n).map_err(io_err)?;
+                    hasher.update(chunk);
+                    file.write_all(chunk).map_err(io_err)?;
                     size += n as u64;
                 }
                 file.set_permissions(fs::Permissions::from_mode(mode))
@@ -532,11 +533,10 @@ fn reuse_file(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io("cannot read", e)),
         };
-        hasher.update(&buf[..n]);
+        let chunk = filled(&buf, n).map_err(|e| io("cannot read", e))?;
+        hasher.update(chunk);
         if copy {
-            (&out)
-                .write_all(&buf[..n])
-                .map_err(|e| io("cannot write", e))?;
+            (&out).write_all(chunk).map_err(|e| io("cannot write", e))?;
         }
         written += n as u64;
     }
@@ -762,7 +762,10 @@ fn cpio_header(r: &mut impl Read) -> io::Result<Option<(Entry, u64)>> {
         _ => return Err(io::Error::other("the payload is not a cpio newc archive")),
     }
     let field = |i: usize| -> io::Result<u64> {
-        let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap_or("");
+        let s = h
+            .get(6 + 8 * i..14 + 8 * i)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("");
         u64::from_str_radix(s, 16).map_err(|_| io::Error::other("a cpio header field is not hex"))
     };
     let (mode, nlink, size, namesize) = (field(1)? as u32, field(4)?, field(6)?, field(11)?);

@@ -260,7 +260,8 @@ impl Store {
             if n == 0 {
                 break;
             }
-            file.write_all(&buf[..n])
+            let chunk = digest::filled(&buf, n).map_err(|e| Error::io(dest, e))?;
+            file.write_all(chunk)
                 .await
                 .map_err(|e| Error::io(dest, e))?;
         }
@@ -336,7 +337,12 @@ impl AsyncRead for BlobReader {
         }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let new = &buf.filled()[before..];
+        let Some(new) = buf.filled().get(before..) else {
+            this.done = true;
+            return Poll::Ready(Err(std::io::Error::other(
+                "a read shrank the bytes it had already returned",
+            )));
+        };
         this.seen += new.len() as u64;
         if this.seen > this.expected.size {
             this.done = true;
