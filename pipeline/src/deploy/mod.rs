@@ -53,17 +53,17 @@ pub use target::{CheckReport, Difference, check};
 use trusted::remember;
 
 /// Inside a target directory: deploy's own files.
-pub const STATE_DIR: &str = ".pipe";
+pub(crate) const STATE_DIR: &str = ".pipe";
 /// The cache of records and artifacts, under [`STATE_DIR`].
-pub const CACHE_DIR: &str = ".pipe/cache";
+pub(crate) const CACHE_DIR: &str = ".pipe/cache";
 /// One JSON line per deploy, under the target directory.
-pub const LOG_FILE: &str = ".pipe/deploys.jsonl";
+pub(crate) const LOG_FILE: &str = ".pipe/deploys.jsonl";
 /// The symlink to the live release.
-pub const CURRENT: &str = "current";
+pub(crate) const CURRENT: &str = "current";
 /// Where releases are, one directory per build.
-pub const RELEASES: &str = "releases";
+pub(crate) const RELEASES: &str = "releases";
 /// The record of a release, at its top.
-pub const RELEASE_RECORD: &str = ".pipe-release.json";
+pub(crate) const RELEASE_RECORD: &str = ".pipe-release.json";
 
 /// What a deploy asks for.
 #[derive(Debug, Clone)]

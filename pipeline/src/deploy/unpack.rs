@@ -111,12 +111,12 @@ struct State {
 }
 
 /// What a release holds, and what each package put there.
-pub struct Unpacked {
+pub(crate) struct Unpacked {
     /// Every path, as unpacked.
-    pub entries: BTreeMap<String, Recorded>,
+    pub(crate) entries: BTreeMap<String, Recorded>,
     /// Per artifact, its own entries in the order they were written (what
     /// [`Unpacker::reuse`] writes again).
-    pub by_artifact: HashMap<String, Vec<(String, Recorded)>>,
+    pub(crate) by_artifact: HashMap<String, Vec<(String, Recorded)>>,
 }
 
 /// Unpacks packages into one release directory.
@@ -200,7 +200,7 @@ impl Unpacker {
     /// checked against its recorded size and digest. False when any entry
     /// could not be reused: what was written for the package is removed
     /// again, and the caller unpacks it from its archive.
-    pub fn reuse(
+    pub(crate) fn reuse(
         &self,
         name: &str,
         special_modes: bool,
@@ -269,7 +269,7 @@ impl Unpacker {
     }
 
     /// [`Unpacker::finish`], with each artifact's own entries.
-    pub fn finish_by_artifact(self) -> Result<Unpacked> {
+    pub(crate) fn finish_by_artifact(self) -> Result<Unpacked> {
         let state = self
             .state
             .into_inner()
@@ -558,7 +558,7 @@ fn reuse_file(
 /// blake3 (hex) of a package's payload as archived (a .deb's `data.tar*`
 /// member, an rpm's compressed cpio): what tells that two packages, of any
 /// version, unpack to the same entries.
-pub fn payload_digest(name: &str, format: Format, path: &Path) -> Result<String> {
+pub(crate) fn payload_digest(name: &str, format: Format, path: &Path) -> Result<String> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let r = BufReader::with_capacity(CHUNK, f);
     let mut hasher = blake3::Hasher::new();

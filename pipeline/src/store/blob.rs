@@ -58,22 +58,6 @@ impl Store {
             .await
     }
 
-    /// Stores the file at `path` as the blob `expected` names, when the
-    /// digests are known beforehand (a build manifest lists them). The store
-    /// is asked first, so a blob already there costs one lookup and no read
-    /// of the file. Otherwise the file is hashed while nothing is written;
-    /// if it is not `expected`, nothing is stored and the returned `blob`
-    /// says what the file holds.
-    pub async fn put_blob_file_as(&self, path: &Path, expected: &BlobRef) -> Result<BlobPut> {
-        let Some(cond) = self.blob_write_condition(expected).await? else {
-            return Ok(BlobPut {
-                blob: expected.clone(),
-                uploaded: false,
-            });
-        };
-        self.write_file_as(path, expected, cond).await
-    }
-
     /// Hashes the file at `path` and, when it is `expected`, writes it as
     /// that blob under `cond`; otherwise stores nothing and says what the
     /// file holds.
@@ -93,14 +77,15 @@ impl Store {
         self.write_blob(blob, Body::from_file(path), cond).await
     }
 
-    /// [`Store::put_blob_file_as`] for a caller that listed the blobs
-    /// already: `stored` is what the listing showed of the blob (`None`: not
-    /// listed), so nothing is asked before the write. A blob listed at its
-    /// size costs no request (but one copy onto itself when it is older
-    /// than a quarter of gc's grace, so `pipe gc` keeps it); one not
-    /// listed, a create-only write (a blob that appeared since is left
-    /// alone).
-    pub async fn put_blob_file_listed(
+    /// Stores the file at `path` as the blob `expected` names (digests
+    /// known beforehand, as a build manifest lists them) for a caller that
+    /// listed the blobs already: `stored` is what the listing showed of the
+    /// blob (`None`: not listed), so nothing is asked before the write. A
+    /// blob listed at its size costs no request (but one copy onto itself
+    /// when it is older than a quarter of gc's grace, so `pipe gc` keeps
+    /// it); one not listed, a create-only write (a blob that appeared
+    /// since is left alone).
+    pub(crate) async fn put_blob_file_listed(
         &self,
         path: &Path,
         expected: &BlobRef,
@@ -203,7 +188,7 @@ impl Store {
     /// Reads a blob back whole, hashing it (streaming): `true` when the
     /// store holds exactly the bytes `blob` names, `false` when it is
     /// missing or holds others.
-    pub async fn blob_intact(&self, blob: &BlobRef) -> Result<bool> {
+    pub(crate) async fn blob_intact(&self, blob: &BlobRef) -> Result<bool> {
         let mut reader = match self.get_blob(blob).await {
             Ok(r) => r,
             Err(Error::NotFound { .. } | Error::DigestMismatch { .. }) => return Ok(false),
@@ -223,7 +208,11 @@ impl Store {
     /// says what the right bytes are). The file is hashed first; if it is
     /// not `expected`, nothing is written and the returned `blob` says what
     /// it holds.
-    pub async fn replace_blob_file(&self, path: &Path, expected: &BlobRef) -> Result<BlobPut> {
+    pub(crate) async fn replace_blob_file(
+        &self,
+        path: &Path,
+        expected: &BlobRef,
+    ) -> Result<BlobPut> {
         self.before_write().await?;
         let blob = digest::hash_file(path).await?;
         if blob != *expected {
@@ -299,11 +288,6 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
-    /// The store key being read.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     fn mismatch(&self, expected: String, actual: String) -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,

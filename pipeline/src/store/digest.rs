@@ -16,7 +16,7 @@ pub(crate) const CHUNK: usize = 1 << 20;
 
 /// BLAKE3 + SHA-256 + size over a stream of bytes.
 #[derive(Clone, Default)]
-pub struct Hasher {
+pub(crate) struct Hasher {
     blake3: blake3::Hasher,
     sha256: sha2::Sha256,
     size: u64,
@@ -24,19 +24,19 @@ pub struct Hasher {
 
 impl Hasher {
     /// A hasher that has seen no bytes.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.blake3.update(bytes);
         self.sha256.update(bytes);
         self.size += bytes.len() as u64;
     }
 
     /// The digests of everything fed so far.
-    pub fn finalize(self) -> BlobRef {
+    pub(crate) fn finalize(self) -> BlobRef {
         BlobRef {
             blake3: self.blake3.finalize().to_hex().to_string(),
             sha256: hex::encode(self.sha256.finalize()),
@@ -54,14 +54,14 @@ pub fn hash_bytes(bytes: &[u8]) -> BlobRef {
 
 /// Digests of a file, computed on the blocking pool so a large file does not
 /// stall the async runtime.
-pub async fn hash_file(path: &Path) -> Result<BlobRef> {
+pub(crate) async fn hash_file(path: &Path) -> Result<BlobRef> {
     let path = path.to_path_buf();
     spawn_blocking(move || hash_file_blocking(&path)).await
 }
 
 /// Digests of a file, on the calling thread (for code already on a blocking
 /// thread).
-pub fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
+pub(crate) fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = Hasher::new();
     let mut buf = vec![0u8; CHUNK];

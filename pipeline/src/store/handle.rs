@@ -48,7 +48,7 @@ pub struct Store {
 /// How old a reused blob may be before a write of it freshens it, unless
 /// [`Store::freshening`] says otherwise: a quarter of `pipe gc`'s default
 /// grace period of 2 days.
-pub const DEFAULT_FRESHEN_AFTER: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const DEFAULT_FRESHEN_AFTER: Duration = Duration::from_secs(12 * 3600);
 
 struct Inner {
     url: StoreUrl,
@@ -97,7 +97,7 @@ impl Store {
     }
 
     /// Where the store lives.
-    pub fn url(&self) -> &StoreUrl {
+    pub(crate) fn url(&self) -> &StoreUrl {
         &self.inner.url
     }
 
@@ -178,7 +178,11 @@ impl Store {
     /// than `max` bytes before reading more than `max + 1` of it: what a
     /// store holds is not trusted until its signature is checked, and that
     /// needs it in memory.
-    pub async fn get_bytes_max(&self, key: &str, max: u64) -> Result<Option<(Bytes, Version)>> {
+    pub(crate) async fn get_bytes_max(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<Option<(Bytes, Version)>> {
         validate_key(key)?;
         self.backend().get_bytes(key, max).await
     }
@@ -186,7 +190,7 @@ impl Store {
     /// Reads a small JSON object pipe wrote (a record, a pointer); `None` if
     /// the key does not exist, [`Error::Corrupt`] naming the key if it is not
     /// `what` (e.g. "a pointer").
-    pub async fn get_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
         what: &str,
@@ -196,7 +200,7 @@ impl Store {
 
     /// [`Store::get_json`] of an object at most `max` bytes long (a pointer,
     /// a history entry, a cache record: [`MAX_RECORD`]).
-    pub async fn get_json_max<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn get_json_max<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
         what: &str,
@@ -239,20 +243,13 @@ impl Store {
 
     /// [`Store::list`] with when each object was last written (one
     /// listing: on S3 the same requests; locally one `stat` per object).
-    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
+    pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<Listed>> {
         if !prefix.is_empty() {
             validate_key(prefix.trim_end_matches('/'))?;
         }
         let mut all = self.backend().list_modified(prefix).await?;
         all.sort_by(|a, b| a.meta.key.cmp(&b.meta.key));
         Ok(all)
-    }
-
-    /// An object's metadata and when it was last written; `None` if the key
-    /// does not exist.
-    pub async fn stat(&self, key: &str) -> Result<Option<Listed>> {
-        validate_key(key)?;
-        self.backend().stat(key).await
     }
 
     /// Makes the object `listed` describes look just written when it was
@@ -262,7 +259,7 @@ impl Store {
     /// writing, as git freshens an object it would write again: `pipe gc`
     /// deletes nothing written within its grace period, so a blob a
     /// publish relies on survives until the build that names it is visible.
-    pub async fn freshen_if_older(&self, listed: &Listed, after: Duration) -> Result<bool> {
+    pub(crate) async fn freshen_if_older(&self, listed: &Listed, after: Duration) -> Result<bool> {
         let age = listed.modified.elapsed().unwrap_or_default();
         if age <= after {
             return Ok(false);
@@ -284,7 +281,7 @@ impl Store {
     /// Abandons an unfinished upload (S3: AbortMultipartUpload; local: the
     /// temporary file is removed). One already finished or gone is not an
     /// error.
-    pub async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+    pub(crate) async fn abort_upload(&self, upload: &Upload) -> Result<()> {
         self.before_write().await?;
         self.backend().abort_upload(upload).await
     }
@@ -336,7 +333,7 @@ impl Store {
     }
 
     /// The age past which this handle freshens a blob it reuses.
-    pub fn freshen_after(&self) -> Duration {
+    pub(crate) fn freshen_after(&self) -> Duration {
         self.freshen_after
     }
 

@@ -45,13 +45,10 @@ mod url;
 
 use backend::Backend;
 pub use blob::{BlobPut, BlobReader, BlobRef};
-pub use handle::{DEFAULT_FRESHEN_AFTER, STORE_FORMAT, Store, StoreRoot};
-pub use object::{
-    Body, Condition, Listed, MAX_READ, MAX_RECORD, Object, ObjectBody, ObjectMeta, Upload, Version,
-};
+pub use handle::{STORE_FORMAT, Store, StoreRoot};
+pub use object::{Body, Condition, Object, ObjectMeta, Upload, Version};
 use object::{BodyInner, too_large};
-pub use options::{
-    DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TIMEOUT, Network,
-    OpenOptions, S3Overrides,
-};
+pub(crate) use object::{Listed, MAX_READ, MAX_RECORD, ObjectBody};
+pub(crate) use options::{DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use options::{Network, OpenOptions, S3Overrides};
 pub use url::StoreUrl;

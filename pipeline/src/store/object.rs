@@ -48,12 +48,12 @@ pub struct ObjectMeta {
 /// `Last-Modified`; a local file's modification time), which is what
 /// `pipe gc`'s grace period is measured from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// Key, size, version.
-    pub meta: ObjectMeta,
+    pub(crate) meta: ObjectMeta,
     /// When it was last written (or freshened,
     /// [`Store::freshen_if_older`](super::Store::freshen_if_older)).
-    pub modified: std::time::SystemTime,
+    pub(crate) modified: std::time::SystemTime,
 }
 
 /// An upload started and never finished: an S3 multipart upload (its parts
@@ -75,7 +75,7 @@ pub struct Upload {
 }
 
 /// A streaming reader of an object's bytes.
-pub type ObjectBody = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type ObjectBody = Box<dyn AsyncRead + Send + Unpin>;
 
 /// An object being read.
 pub struct Object {
@@ -165,10 +165,10 @@ impl fmt::Debug for Body {
 /// The largest object [`Store::get_bytes`](super::Store::get_bytes) reads
 /// whole: a build's manifest or package index (about 1.7 KiB per package)
 /// of a very large build.
-pub const MAX_READ: u64 = 512 << 20;
+pub(crate) const MAX_READ: u64 = 512 << 20;
 /// The largest small record read whole: a pointer, a history entry, a
 /// cache or version record, a repository state.
-pub const MAX_RECORD: u64 = 16 << 20;
+pub(crate) const MAX_RECORD: u64 = 16 << 20;
 
 pub(super) fn too_large(key: &str, size: u64, max: u64) -> Result<()> {
     if size > max {
