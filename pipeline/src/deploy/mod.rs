@@ -91,7 +91,7 @@ pub struct Request<'a> {
 /// with a lower sequence number, or a history that does not pass through
 /// the remembered entry, is a store serving an older or another history:
 /// refused unless `allow_downgrade`. The head must be vouched for by a
-/// signed, unexpired freshness statement ([`crate::promote::Freshness`]):
+/// signed, unexpired freshness statement ([`crate::records::history::Freshness`]):
 /// a store that keeps serving an old head is refused once it expires,
 /// unless `allow_expired`.
 #[derive(Debug, Clone, Copy, Default)]

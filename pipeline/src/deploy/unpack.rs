@@ -17,7 +17,7 @@
 //! 3); the caller removes the half-made release.
 //!
 //! A package whose payload is byte for byte one the previous release had
-//! unpacked need not be decompressed again ([`Unpacker::reuse`]): its
+//! unpacked need not be decompressed again (`Unpacker::reuse`): its
 //! entries, as that release recorded them, are written again through the
 //! same checks, each file's content taken from the previous release by
 //! reflink (`FICLONE`, where the file system has it) or else by copy, never

@@ -9,7 +9,7 @@
 //!   content does (the ETag on S3, the BLAKE3 digest of the content on a local
 //!   directory); [`Condition::IfMatch`] writes only if the version is still
 //!   the one read, which is how pointers are moved with compare-and-swap.
-//! - Blobs are content addressed by BLAKE3 ([`layout::blob_key`]) and verified
+//! - Blobs are content addressed by BLAKE3 ([`BlobRef::key`]) and verified
 //!   on every read.
 //!   On a local store the version is computed by reading the object, so
 //!   `get`, `head` and `list` read whole objects: use them on pointers and
@@ -49,6 +49,8 @@ pub use handle::{STORE_FORMAT, Store, StoreRoot};
 pub use object::{Body, Condition, Object, ObjectMeta, Upload, Version};
 use object::{BodyInner, too_large};
 pub(crate) use object::{Listed, MAX_READ, MAX_RECORD, ObjectBody};
-pub(crate) use options::{DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-pub use options::{Network, OpenOptions, S3Overrides};
+pub use options::{
+    DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TIMEOUT, Network,
+    OpenOptions, S3Overrides,
+};
 pub use url::StoreUrl;

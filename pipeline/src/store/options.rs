@@ -16,17 +16,17 @@ pub struct OpenOptions {
 }
 
 /// Connect timeout unless [`Network::connect_timeout`] says otherwise.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-request timeout (until the first byte of the answer; between two
 /// bytes of a body read) unless [`Network::request_timeout`] says otherwise.
-pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline of one store operation, retries included, unless
 /// [`Network::timeout`] says otherwise.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Attempts per request unless [`Network::attempts`], `AWS_MAX_ATTEMPTS` or
 /// the profile say otherwise: rides out throttling and 5xx without hiding a
 /// dead endpoint for long.
-pub(crate) const DEFAULT_ATTEMPTS: u32 = 5;
+pub const DEFAULT_ATTEMPTS: u32 = 5;
 
 /// How requests to an S3 store are made (`[store]` keys and the global
 /// flags); `None` takes the default. A local store ignores them.
@@ -53,7 +53,7 @@ pub struct Network {
 
 impl Network {
     /// The request timeout in force.
-    pub(crate) fn request_timeout(&self) -> Duration {
+    pub fn request_timeout(&self) -> Duration {
         self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 }
