@@ -416,31 +416,29 @@ pub async fn move_tags(
     images: &[IndexedImage],
     env: &str,
 ) -> Result<Vec<TagMoved>> {
-    move_tags_known(reg, store, images, env, &BTreeMap::new()).await
+    move_tags_known(reg, store, images, env, None).await
 }
 
 /// [`move_tags`] for a caller that knows where it left each tag
-/// (`HOST/NAMESPACE/IMAGE:ENV` → digest: the registry view's state). A tag
-/// left at this digest is checked first (one `HEAD`, nothing written when
-/// it is right); any other is moved straight away (one `PUT`, which moves
-/// it whatever it names): a promotion's tag move is one request.
+/// (`known`: `HOST/NAMESPACE/IMAGE:ENV` → digest, the registry view's
+/// state). A tag left at this digest is checked first (one `HEAD`, nothing
+/// written when it is right); any other is moved straight away (one `PUT`,
+/// which moves it whatever it names): a promotion's tag move is one
+/// request. `None`: every tag is checked first.
 pub async fn move_tags_known(
     reg: &Registry,
     store: &Store,
     images: &[IndexedImage],
     env: &str,
-    known: &BTreeMap<String, String>,
+    known: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<TagMoved>> {
     let mut out = Vec::new();
     for image in images {
         let digest = format!("sha256:{}", image.sha256);
         let tag = reg.tagged(&image.image, env);
-        let moved = match known.get(&tag) {
-            Some(left) if *left == digest => {
-                reg.tagged_digest(&image.image, env).await?.as_deref() != Some(digest.as_str())
-            }
-            _ => true,
-        };
+        let check = known.is_none_or(|k| k.get(&tag) == Some(&digest));
+        let moved = !check
+            || reg.tagged_digest(&image.image, env).await?.as_deref() != Some(digest.as_str());
         if moved {
             let bytes = manifest_bytes(store, image).await?;
             reg.put_manifest(&image.image, env, &bytes, stages::oci::MEDIA_MANIFEST)

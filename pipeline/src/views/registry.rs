@@ -47,7 +47,7 @@ impl View for RegistryTag {
             .get("tags")
             .and_then(|t| serde_json::from_value(t.clone()).ok())
             .unwrap_or_default();
-        let moved = move_tags_known(&reg, cx.store, images, cx.env, &known).await?;
+        let moved = move_tags_known(&reg, cx.store, images, cx.env, Some(&known)).await?;
         let location = moved
             .iter()
             .map(|t| t.tag.clone())
