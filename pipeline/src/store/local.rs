@@ -616,3 +616,37 @@ fn walk_with(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[tokio::test]
+    async fn a_flush_syncs_only_when_a_write_skipped_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().to_path_buf());
+        let put = |key: &'static str, durable: bool| {
+            b.put(
+                key,
+                Body::from_bytes(&b"x"[..]),
+                Condition::Overwrite,
+                durable,
+            )
+        };
+        // Durable writes leave nothing for a flush.
+        put("a", true).await.unwrap();
+        assert!(!b.unflushed.load(Ordering::SeqCst));
+        b.flush().await.unwrap();
+        // A batch write (no flush of its own) and a batch copy do.
+        put("b", false).await.unwrap();
+        assert!(b.unflushed.load(Ordering::SeqCst));
+        b.flush().await.unwrap();
+        assert!(!b.unflushed.load(Ordering::SeqCst));
+        assert!(b.copy_if_absent("b", "c", false).await.unwrap());
+        assert!(b.unflushed.load(Ordering::SeqCst));
+        b.flush().await.unwrap();
+        assert!(!b.unflushed.load(Ordering::SeqCst));
+        assert_eq!(std::fs::read(dir.path().join("c")).unwrap(), b"x");
+    }
+}
