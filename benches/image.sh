@@ -47,11 +47,12 @@ now_ms() { date +%s%3N; }
 policy=$W/policy.json
 echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
 
-# One project per run (a fresh store, a fresh version), same payload bytes.
-head -c $((mib << 20)) /dev/urandom >"$W/payload.bin"
+# One project per run (a fresh store, a fresh version) with its own payload
+# bytes: a layer pushed by an earlier run would be mounted or skipped (skopeo
+# remembers which repositories have a blob and mounts it from there).
 project() { # DIR VERSION
   mkdir -p "$1/data"
-  ln -f "$W/payload.bin" "$1/data/payload.bin" 2>/dev/null || cp "$W/payload.bin" "$1/data/payload.bin"
+  head -c $((mib << 20)) /dev/urandom >"$1/data/payload.bin"
   cat >"$1/pipeline.toml" <<TOML
 [project]
 name = "bench"
