@@ -311,16 +311,37 @@ fn publish_pushes_by_build_id_and_promote_moves_the_tag() {
     );
     assert!(r2["bytes_uploaded"].as_u64().unwrap() < up1 / 2, "{j2}");
 
-    // Promote: IMAGE:ENV names the build's image; status shows it by digest.
-    let promote = p.pipe(&["promote", &b1, "--to", "dev"]);
+    // Promote: IMAGE:ENV names the build's image, moved by one request (the
+    // manifest `PUT`), counted by a proxy; promote's timings show the tag
+    // move on its own, inside the view's time (claim and state included).
+    let (proxy, via) = counting(&registry);
+    registry_at(&p, &via);
+    let promote = p
+        .pipe(&["--json", "promote", &b1, "--to", "dev"])
+        .expect_code(0)
+        .json();
+    assert_eq!(proxy.requests(), 1, "a tag move is one request");
+    registry_at(&p, &registry.host());
+    let view = promote["repositories"]["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["view"] == "registry-tag")
+        .unwrap();
+    let (work, all) = (
+        view["work_seconds"].as_f64().unwrap(),
+        view["seconds"].as_f64().unwrap(),
+    );
+    assert!(work > 0.0 && work <= all, "{view}");
+    assert_eq!(view["written"], 1, "{view}");
+    assert_eq!(digest_of(&format!("{repo}:dev"), &TLS), d1);
+    let promote = p.pipe(&["promote", &b1, "--to", "prod"]);
     promote.expect_code(0);
     assert!(
-        promote.stdout.contains(":dev (1 tag(s) moved"),
+        promote.stdout.contains(":prod (1 tag(s) moved in "),
         "{}",
         promote.stdout
     );
-    assert_eq!(digest_of(&format!("{repo}:dev"), &TLS), d1);
-    p.pipe(&["promote", &b1, "--to", "prod"]).expect_code(0);
     assert_eq!(digest_of(&format!("{repo}:prod"), &TLS), d1);
     p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
     p.pipe(&["promote", &b2, "--to", "prod"]).expect_code(0);
@@ -343,6 +364,19 @@ fn publish_pushes_by_build_id_and_promote_moves_the_tag() {
 
     // Rollback retags.
     p.pipe(&["rollback", "--env", "prod"]).expect_code(0);
+    assert_eq!(digest_of(&format!("{repo}:prod"), &TLS), d1);
+
+    // A tag moved behind pipe's back: the view's state says where pipe left
+    // it, so refresh checks it (`HEAD`) and moves it back.
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("{repo}:{b2}"),
+        &format!("{repo}:prod"),
+    ]);
+    assert_eq!(digest_of(&format!("{repo}:prod"), &TLS), d2);
+    p.pipe(&["refresh", "--env", "prod"]).expect_code(0);
     assert_eq!(digest_of(&format!("{repo}:prod"), &TLS), d1);
 }
 

@@ -38,7 +38,8 @@ use tokio::sync::Mutex;
 
 pub use self::auth::{CredentialSources, Credentials};
 pub use self::push::{
-    ImagePublished, PROVENANCE_TYPE, SeedReport, TagMoved, move_tags, publish_build, seed,
+    ImagePublished, PROVENANCE_TYPE, Prepushed, SeedReport, TagMoved, move_tags, move_tags_known,
+    publish_build, push_build_blobs, seed,
 };
 use crate::error::RegistryFailure;
 use crate::{Error, Result};
@@ -108,6 +109,19 @@ pub struct PushReport {
     pub blobs_skipped: usize,
     /// Bytes not uploaded because the registry had them.
     pub bytes_skipped: u64,
+}
+
+impl PushReport {
+    /// Counts a blob of `size` bytes, uploaded or found in the registry.
+    pub fn count(&mut self, size: u64, uploaded: bool) {
+        if uploaded {
+            self.blobs_uploaded += 1;
+            self.bytes_uploaded += size;
+        } else {
+            self.blobs_skipped += 1;
+            self.bytes_skipped += size;
+        }
+    }
 }
 
 /// One image to push.
@@ -524,11 +538,32 @@ impl Registry {
             source,
             mount_from,
         } = *req;
-        self.login(name, true).await?;
         let mut report = PushReport {
             reference: self.pinned(name, &blobs.manifest.digest),
             ..Default::default()
         };
+        for (b, o) in self
+            .push_blobs(name, blobs, source, mount_from, progress)
+            .await?
+        {
+            report.count(b.size, o == BlobOutcome::Uploaded);
+        }
+        self.put_manifest(name, tag, manifest, stages::oci::MEDIA_MANIFEST)
+            .await?;
+        Ok(report)
+    }
+
+    /// Pushes the layers and the configuration of an image unless present
+    /// (several at once), and nothing else: no manifest, no tag.
+    pub async fn push_blobs<'b>(
+        &self,
+        name: &str,
+        blobs: &'b ImageBlobs,
+        source: &dyn BlobSource,
+        mount_from: &[String],
+        progress: &dyn PushProgress,
+    ) -> Result<Vec<(&'b BlobRef, BlobOutcome)>> {
+        self.login(name, true).await?;
         let mut seen = HashSet::new();
         let unique: Vec<&BlobRef> = blobs
             .layers
@@ -536,27 +571,15 @@ impl Registry {
             .chain([&blobs.config])
             .filter(|b| seen.insert(b.digest.clone()))
             .collect();
-        let outcomes: Vec<(u64, BlobOutcome)> = futures::stream::iter(unique)
+        futures::stream::iter(unique)
             .map(|b| async move {
                 self.push_blob(name, b, source, mount_from, progress)
                     .await
-                    .map(|o| (b.size, o))
+                    .map(|o| (b, o))
             })
             .buffer_unordered(self.upload_concurrency)
             .try_collect()
-            .await?;
-        for (size, o) in outcomes {
-            if o == BlobOutcome::Uploaded {
-                report.blobs_uploaded += 1;
-                report.bytes_uploaded += size;
-            } else {
-                report.blobs_skipped += 1;
-                report.bytes_skipped += size;
-            }
-        }
-        self.put_manifest(name, tag, manifest, stages::oci::MEDIA_MANIFEST)
-            .await?;
-        Ok(report)
+            .await
     }
 
     /// A `HEAD` or `GET` of the manifest `tag` names: `None` when there is

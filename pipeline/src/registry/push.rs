@@ -11,7 +11,7 @@
 //! `HEAD` per image): when it is there, everything before it is too, so an
 //! image published already costs that one request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
@@ -19,7 +19,7 @@ use serde::Serialize;
 use stages::oci::{BlobRef as OciBlob, ImageBlobs};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{BlobSource, ImagePush, MAX_MANIFEST, PushProgress, PushReport, Registry};
+use super::{BlobOutcome, BlobSource, MAX_MANIFEST, PushProgress, PushReport, Registry};
 use crate::artifact::{Artifact, Component};
 use crate::records::{IndexedImage, Manifest, files, history, index};
 use crate::store::{Store, layout};
@@ -145,6 +145,8 @@ async fn manifest_bytes(store: &Store, image: &IndexedImage) -> Result<Vec<u8>> 
 }
 
 /// Pushes one image of `build` and its provenance, the build tag last.
+/// Blobs in `uploaded_before` were uploaded by this process already
+/// ([`push_build_blobs`]) and count as uploaded.
 #[allow(clippy::too_many_arguments)]
 async fn push_one(
     reg: &Registry,
@@ -155,6 +157,7 @@ async fn push_one(
     provenance: &[(Vec<u8>, &str)],
     created: &str,
     progress: &dyn PushProgress,
+    uploaded_before: &HashSet<String>,
 ) -> Result<ImagePublished> {
     let blobs = ImageBlobs::from_manifest(manifest).map_err(|detail| Error::Verify {
         what: image.artifact.clone(),
@@ -171,18 +174,20 @@ async fn push_one(
         });
     }
     let digest = blobs.manifest.digest.clone();
-    let report = reg
-        .push_image(
-            &ImagePush {
-                name: &image.image,
-                tag: &digest,
-                blobs: &blobs,
-                manifest,
-                source,
-                mount_from: &[],
-            },
-            progress,
-        )
+    let mut report = PushReport {
+        reference: reg.pinned(&image.image, &digest),
+        ..Default::default()
+    };
+    for (b, o) in reg
+        .push_blobs(&image.image, &blobs, source, &[], progress)
+        .await?
+    {
+        report.count(
+            b.size,
+            o == BlobOutcome::Uploaded || uploaded_before.contains(&b.digest),
+        );
+    }
+    reg.put_manifest(&image.image, &digest, manifest, stages::oci::MEDIA_MANIFEST)
         .await?;
     let payloads: Vec<(&[u8], &str)> = provenance.iter().map(|(b, t)| (&b[..], *t)).collect();
     let annotations = [(
@@ -216,16 +221,22 @@ async fn push_one(
     })
 }
 
-/// `Some` when the build tag of `image` names it already (one `HEAD`):
+/// `Some` when the build tag of `image` names it already (one `HEAD`,
+/// unless `known` says what it named when [`push_build_blobs`] looked):
 /// everything it needs was pushed before the tag, so nothing is to do.
 async fn already_tagged(
     reg: &Registry,
     build: &str,
     image: &IndexedImage,
     parts: &BTreeMap<String, Artifact>,
+    known: Option<&Option<String>>,
 ) -> Result<Option<ImagePublished>> {
     let digest = format!("sha256:{}", image.sha256);
-    if reg.tagged_digest(&image.image, build).await?.as_deref() != Some(digest.as_str()) {
+    let tagged = match known {
+        Some(t) => t.clone(),
+        None => reg.tagged_digest(&image.image, build).await?,
+    };
+    if tagged.as_deref() != Some(digest.as_str()) {
         return Ok(None);
     }
     let blobs: Vec<&Artifact> = parts
@@ -257,10 +268,91 @@ fn provenance(v: &index::Verified) -> Vec<(Vec<u8>, &'static str)> {
     ]
 }
 
+/// What [`push_build_blobs`] did ahead of [`publish_build`].
+#[derive(Debug, Clone, Default)]
+pub struct Prepushed {
+    /// The build the blobs are of.
+    build: String,
+    /// Per image, what its build tag named when checked (`None`: no tag).
+    tagged: BTreeMap<String, Option<String>>,
+    /// The blobs uploaded, by digest.
+    uploaded: HashSet<String>,
+}
+
+/// Uploads the layers and configurations of the images of the local build
+/// in `dir` that the registry lacks, and nothing else: no manifest, no tag.
+/// `pipe publish` runs it beside the store's upload, so that the two
+/// transfers overlap; [`publish_build`], run once the store holds the
+/// build, finds the blobs there and pushes manifests, provenance and tags,
+/// from the records it verified. Blobs alone change nothing anyone sees: no
+/// tag or manifest names them. An image whose build tag names it already
+/// costs one request (the `HEAD` of that tag, which [`publish_build`] does
+/// not repeat), and no blob is looked at.
+///
+/// Which blobs: the images of the local build's index, each manifest
+/// checked against the digest the build manifest lists; the registry
+/// checks every blob's digest as it arrives.
+pub async fn push_build_blobs(
+    reg: &Registry,
+    dir: &Path,
+    progress: &dyn PushProgress,
+) -> Result<Prepushed> {
+    let local = dir.to_path_buf();
+    let (manifest, index) =
+        crate::store::digest::spawn_blocking(move || crate::records::manifest::read_local(&local))
+            .await?;
+    let mut out = Prepushed {
+        build: manifest.build.clone(),
+        ..Default::default()
+    };
+    for image in &index.images {
+        let tagged = reg.tagged_digest(&image.image, &manifest.build).await?;
+        let done = tagged.as_deref() == Some(format!("sha256:{}", image.sha256).as_str());
+        out.tagged.insert(image.image.clone(), tagged);
+        if done {
+            continue;
+        }
+        let path = dir.join(&image.artifact);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        let blobs = ImageBlobs::from_manifest(&bytes).map_err(|detail| Error::Verify {
+            what: image.artifact.clone(),
+            detail,
+        })?;
+        if bytes.len() > MAX_MANIFEST || blobs.manifest.hex() != image.sha256 {
+            return Err(Error::Verify {
+                what: image.artifact.clone(),
+                detail: format!(
+                    "expected sha256 {} (the build manifest), found {} ({} bytes)",
+                    image.sha256,
+                    blobs.manifest.hex(),
+                    bytes.len()
+                ),
+            });
+        }
+        let source = LocalSource {
+            dir: dir.to_path_buf(),
+            parts: parts(&manifest, &image.image),
+        };
+        for (b, o) in reg
+            .push_blobs(&image.image, &blobs, &source, &[], progress)
+            .await?
+        {
+            if o == BlobOutcome::Uploaded {
+                out.uploaded.insert(b.digest.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Pushes every image of the published build in `dir` (a
 /// `.pipe/builds/<id>/` directory, already in `store`) to the registry,
 /// tagged with the build id, with its provenance attached. Blobs come from
 /// the build directory; the registry gets only those it lacks.
+/// `prepushed`: what [`push_build_blobs`] did for this build before
+/// (`Prepushed::default()` for nothing).
 pub async fn publish_build(
     reg: &Registry,
     store: &Store,
@@ -268,6 +360,7 @@ pub async fn publish_build(
     build: &str,
     keyring: &keys::Keyring,
     progress: &dyn PushProgress,
+    prepushed: &Prepushed,
 ) -> Result<Vec<ImagePublished>> {
     // Only what the project's key signed is pushed.
     let verified = index::load_verified(store, build, keyring).await?;
@@ -281,8 +374,12 @@ pub async fn publish_build(
     for image in &published.index.images {
         let parts = parts(manifest, &image.image);
         // The build tag goes last: when it names the image, everything
-        // before it is there. One `HEAD` for an image published already.
-        if let Some(done) = already_tagged(reg, build, image, &parts).await? {
+        // before it is there. One `HEAD` for an image published already
+        // (made by `push_build_blobs` when it ran).
+        let known = (prepushed.build == build)
+            .then(|| prepushed.tagged.get(&image.image))
+            .flatten();
+        if let Some(done) = already_tagged(reg, build, image, &parts, known).await? {
             out.push(done);
             continue;
         }
@@ -301,6 +398,7 @@ pub async fn publish_build(
                 &provenance,
                 &created,
                 progress,
+                &prepushed.uploaded,
             )
             .await?,
         );
@@ -318,11 +416,29 @@ pub async fn move_tags(
     images: &[IndexedImage],
     env: &str,
 ) -> Result<Vec<TagMoved>> {
+    move_tags_known(reg, store, images, env, None).await
+}
+
+/// [`move_tags`] for a caller that knows where it left each tag
+/// (`known`: `HOST/NAMESPACE/IMAGE:ENV` → digest, the registry view's
+/// state). A tag left at this digest is checked first (one `HEAD`, nothing
+/// written when it is right); any other is moved straight away (one `PUT`,
+/// which moves it whatever it names): a promotion's tag move is one
+/// request. `None`: every tag is checked first.
+pub async fn move_tags_known(
+    reg: &Registry,
+    store: &Store,
+    images: &[IndexedImage],
+    env: &str,
+    known: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<TagMoved>> {
     let mut out = Vec::new();
     for image in images {
         let digest = format!("sha256:{}", image.sha256);
-        let current = reg.tagged_digest(&image.image, env).await?;
-        let moved = current.as_deref() != Some(digest.as_str());
+        let tag = reg.tagged(&image.image, env);
+        let check = known.is_none_or(|k| k.get(&tag) == Some(&digest));
+        let moved = !check
+            || reg.tagged_digest(&image.image, env).await?.as_deref() != Some(digest.as_str());
         if moved {
             let bytes = manifest_bytes(store, image).await?;
             reg.put_manifest(&image.image, env, &bytes, stages::oci::MEDIA_MANIFEST)
@@ -330,7 +446,7 @@ pub async fn move_tags(
         }
         out.push(TagMoved {
             image: image.image.clone(),
-            tag: reg.tagged(&image.image, env),
+            tag,
             digest,
             moved,
         });
@@ -365,7 +481,7 @@ pub async fn seed(
         }
         report.builds += 1;
         for image in &published.index.images {
-            if already_tagged(reg, build, image, &parts(m, &image.image))
+            if already_tagged(reg, build, image, &parts(m, &image.image), None)
                 .await?
                 .is_some()
             {
@@ -380,7 +496,15 @@ pub async fn seed(
             };
             let prov = provenance(&verified);
             let pushed = push_one(
-                reg, build, image, &bytes, &source, &prov, &created, progress,
+                reg,
+                build,
+                image,
+                &bytes,
+                &source,
+                &prov,
+                &created,
+                progress,
+                &HashSet::new(),
             )
             .await?;
             report.bytes_uploaded += pushed.report.bytes_uploaded;

@@ -198,8 +198,12 @@ pub enum ViewOutcome {
 pub struct ViewResult {
     /// The view.
     pub view: ViewKind,
-    /// Seconds it took.
+    /// Seconds it took, its claim and state write included.
     pub seconds: f64,
+    /// Seconds of the view's own work (its files written, its tags moved),
+    /// without the claim and the state write around it; `None` when it did
+    /// not get that far.
+    pub work_seconds: Option<f64>,
     /// How it ended.
     #[serde(flatten)]
     pub outcome: ViewOutcome,
@@ -271,7 +275,19 @@ pub async fn run(
     let mut views = Vec::new();
     for kind in ViewKind::ALL {
         let view_started = std::time::Instant::now();
-        let outcome = match run_one(p, store, key, head, published, kind, mode).await {
+        let mut work_seconds = None;
+        let outcome = match run_one(
+            p,
+            store,
+            key,
+            head,
+            published,
+            kind,
+            mode,
+            &mut work_seconds,
+        )
+        .await
+        {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(
@@ -288,6 +304,7 @@ pub async fn run(
         views.push(ViewResult {
             view: kind,
             seconds: view_started.elapsed().as_secs_f64(),
+            work_seconds,
             outcome,
         });
     }
@@ -363,6 +380,7 @@ pub async fn refresh(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     p: &Pipeline,
     store: &Store,
@@ -371,6 +389,7 @@ async fn run_one(
     published: &Published,
     kind: ViewKind,
     mode: Mode,
+    work_seconds: &mut Option<f64>,
 ) -> Result<ViewOutcome> {
     let env = head.entry.env.as_str();
     let seq = head.entry.seq;
@@ -443,7 +462,9 @@ async fn run_one(
         prior_build: &prior.build,
         now: SystemTime::now(),
     };
+    let work = std::time::Instant::now();
     let result = of(kind).regenerate(&cx).await;
+    *work_seconds = Some(work.elapsed().as_secs_f64());
 
     // 4: our entry, or on failure the prior state, without our claim.
     let next = match &result {

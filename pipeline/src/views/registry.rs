@@ -7,12 +7,14 @@
 //! the view fail: the pointer stays moved and `pipe refresh --env ENV`
 //! finishes the work.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde_json::json;
 
 use super::{Context, Generated, View, ViewKind};
 use crate::Result;
-use crate::registry::{CredentialSources, Registry, move_tags};
+use crate::registry::{CredentialSources, Registry, move_tags_known};
 
 /// The registry tag view.
 pub(super) struct RegistryTag;
@@ -38,7 +40,14 @@ impl View for RegistryTag {
             });
         }
         let reg = Registry::new(&config.url, config.insecure, &CredentialSources::from_env())?;
-        let moved = move_tags(&reg, cx.store, images, cx.env).await?;
+        // Where the last generation left the tags: a tag that must move is
+        // moved by its `PUT` alone, without a `HEAD` before it.
+        let known: BTreeMap<String, String> = cx
+            .prior
+            .get("tags")
+            .and_then(|t| serde_json::from_value(t.clone()).ok())
+            .unwrap_or_default();
+        let moved = move_tags_known(&reg, cx.store, images, cx.env, Some(&known)).await?;
         let location = moved
             .iter()
             .map(|t| t.tag.clone())
@@ -52,7 +61,7 @@ impl View for RegistryTag {
                 "tags": moved
                     .iter()
                     .map(|t| (t.tag.clone(), t.digest.clone()))
-                    .collect::<std::collections::BTreeMap<_, _>>(),
+                    .collect::<BTreeMap<_, _>>(),
             }),
             ..Default::default()
         })

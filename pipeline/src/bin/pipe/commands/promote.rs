@@ -181,8 +181,10 @@ fn describe(r: &Regenerated) -> String {
             ViewOutcome::Done(g) if v.view == ViewKind::RegistryTag => {
                 g.location.as_ref().map(|l| {
                     format!(
-                        "\n  registry: {l} ({} tag(s) moved, {:.3} s)",
-                        g.written, v.seconds
+                        "\n  registry: {l} ({} tag(s) moved in {:.3} s; {:.3} s with the view's claim and state)",
+                        g.written,
+                        v.work_seconds.unwrap_or(v.seconds),
+                        v.seconds
                     )
                 })
             }

@@ -32,25 +32,56 @@ pub async fn run(cx: &Context, build: Option<&str>, read_back: bool) -> Result<(
                 .sum()
         })
         .unwrap_or(0);
-    let bar = Bar(cx.printer.bytes_bar(total, "publishing"));
-    let report = publish_with(&dir, &store, &bar, read_back).await;
+    let registry = match &p.registry {
+        Some(_) => Some((
+            super::registry::open(p)?,
+            super::keys::project_keyring(&cx.signing_key()?, &cx.signing_key_path()?)?,
+        )),
+        None => None,
+    };
+    // Two bars at once: the store's upload and, beside it, the registry's.
+    let bars = indicatif::MultiProgress::new();
+    let shown = |b: indicatif::ProgressBar| if b.is_hidden() { b } else { bars.add(b) };
+    let bar = Bar(shown(cx.printer.bytes_bar(total, "publishing")));
+    let push_bar = super::registry::Bar(shown(cx.printer.bytes_bar(0, "pushing")));
+    // The images' blobs go to `[registry]` while the store takes the build:
+    // blobs alone are seen by nobody. Manifests and tags follow once the
+    // store has the build and its records verify.
+    let blobs = async {
+        match &registry {
+            Some((reg, _)) => pipeline::registry::push_build_blobs(reg, &dir, &push_bar)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (report, prepushed) = tokio::join!(publish_with(&dir, &store, &bar, read_back), blobs);
     bar.0.finish_and_clear();
     let report = report?;
-    // Then the images, to `[registry]`, tagged with the build id. The store
-    // has the build already: a registry that fails leaves it published, and
-    // the same command again finishes the push.
-    let images = match &p.registry {
-        Some(_) => {
-            let reg = super::registry::open(p)?;
-            let bar = super::registry::Bar(cx.printer.bytes_bar(0, "pushing"));
-            let ring = super::keys::project_keyring(&cx.signing_key()?, &cx.signing_key_path()?)?;
-            let pushed =
-                pipeline::registry::publish_build(&reg, &store, &dir, &report.build, &ring, &bar)
-                    .await;
-            bar.0.finish_and_clear();
+    // Then the images, tagged with the build id. The store has the build
+    // already: a registry that fails leaves it published, and the same
+    // command again finishes the push.
+    let images = match (&registry, prepushed) {
+        (Some((reg, ring)), prepushed) => {
+            let pushed = match prepushed {
+                Ok(prepushed) => {
+                    pipeline::registry::publish_build(
+                        reg,
+                        &store,
+                        &dir,
+                        &report.build,
+                        ring,
+                        &push_bar,
+                        &prepushed.unwrap_or_default(),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            push_bar.0.finish_and_clear();
             pushed?
         }
-        None => Vec::new(),
+        (None, _) => Vec::new(),
     };
     cx.printer.result(
         || {
