@@ -28,6 +28,7 @@
 //! `current` nothing a reader of `current` sees has changed; a crash leaves at
 //! most an `.incoming-*` directory, which the next deploy removes.
 
+mod delta;
 mod machine;
 mod target;
 pub mod template;
