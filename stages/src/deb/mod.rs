@@ -188,7 +188,10 @@ pub struct Artifact {
 }
 
 /// Writes `pkg` to `out`, atomically: the file appears complete or not at
-/// all.
+/// all (a rename). Not flushed to disk: a caller that keeps it across a
+/// crash syncs it (pipe copies it into its store, which does; a build's
+/// half-made directory is discarded anyway), so a build pays for one
+/// `fsync` of the package, not two.
 pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Artifact> {
     control::validate(pkg)?;
     let scripts = read_scripts(&pkg.scripts)?;
@@ -283,7 +286,6 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
         }
         w.flush().map_err(wr)?;
     }
-    tmp.as_file().sync_all().map_err(wr)?;
     let size = tmp.as_file().metadata().map_err(wr)?.len();
     tmp.persist(out).map_err(|e| wr(e.error))?;
     tracing::debug!(path = %out.display(), size, compression = opts.compression.name(), "wrote .deb");
