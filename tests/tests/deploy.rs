@@ -1317,16 +1317,15 @@ files = [ { src = "assets/", dst = "/srv/assets/" } ]
     // release's own records of it to match gets nothing in: what a copy is
     // checked against is the digest in the signed package's header.
     let live = s.dir().join("current");
-    let (good, evil) = (blake3::hash(b"alpha\n"), blake3::hash(b"EVIL!\n"));
+    let (good, evil) = (
+        blake3::hash(b"alpha\n").to_hex().to_string(),
+        blake3::hash(b"EVIL!\n").to_hex().to_string(),
+    );
     std::fs::write(live.join("srv/assets/a.txt"), "EVIL!\n").unwrap();
     for record in [".pipe-payloads.json", ".pipe-entries.json"] {
         let text = std::fs::read_to_string(live.join(record)).unwrap();
-        assert!(text.contains(&good.to_hex().to_string()), "{record}");
-        std::fs::write(
-            live.join(record),
-            text.replace(&good.to_hex().to_string(), &evil.to_hex().to_string()),
-        )
-        .unwrap();
+        assert!(text.contains(&good), "{record}");
+        std::fs::write(live.join(record), text.replace(&good, &evil)).unwrap();
     }
     s.release("1.0.4", "five\n");
     let fifth = s.deploy(&["--json"]).expect_code(0).json();
