@@ -168,6 +168,39 @@ fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join("current").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// The example pipeline in one `format`, with a second package `assets`
+/// shipping the project's `assets/` under `/srv/assets/`.
+fn with_assets(format: &str) -> String {
+    PIPELINE
+        .replace(
+            "formats = [\"deb\", \"rpm\"]",
+            &format!("formats = [\"{format}\"]"),
+        )
+        .replace(
+            "[deploy]",
+            &format!(
+                r#"[packages.assets]
+summary = "Assets"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["{format}"]
+files = [ {{ src = "assets/", dst = "/srv/assets/" }} ]
+
+[deploy]"#
+            ),
+        )
+}
+
+/// The packages a `--json` deploy took from the previous release.
+fn reused(run: &serde_json::Value) -> Vec<String> {
+    run["report"]["targets"][0]["reused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Nothing half-made is left in the target.
 fn no_leftovers(dir: &Path) {
     for (d, prefix) in [
@@ -1226,32 +1259,12 @@ fn unchanged_packages_come_from_the_previous_release_checked_and_independent() {
     // rpm packages: their changelog is in the header, so a package that did
     // not change has the same payload in the next version. (A .deb's
     // generated changelog names the version: its payload always changes.)
-    let toml = PIPELINE
-        .replace("formats = [\"deb\", \"rpm\"]", "formats = [\"rpm\"]")
-        .replace(
-            "[deploy]",
-            r#"[packages.assets]
-summary = "Assets"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["rpm"]
-files = [ { src = "assets/", dst = "/srv/assets/" } ]
-
-[deploy]"#,
-        );
+    let toml = with_assets("rpm");
     let s = Setup::new(&toml);
     s.p.write("assets/a.txt", "alpha\n")
         .write("assets/sub/b.txt", "beta\n")
         .write("assets/big.bin", &"0123456789abcdef".repeat(40_000));
     std::os::unix::fs::symlink("a.txt", s.p.path().join("assets/link")).unwrap();
-    let reused = |run: &serde_json::Value| -> Vec<String> {
-        run["report"]["targets"][0]["reused"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
 
     let b1 = s.release("1.0.0", "one\n");
     let first = s.deploy(&["--json"]).expect_code(0).json();
@@ -1349,19 +1362,7 @@ files = [ { src = "assets/", dst = "/srv/assets/" } ]
 /// `--check` is clean and `--reset` takes nothing from the old release.
 #[test]
 fn a_large_deb_deploys_what_changed_and_checks_every_copy_against_its_signed_table() {
-    let toml = PIPELINE
-        .replace("formats = [\"deb\", \"rpm\"]", "formats = [\"deb\"]")
-        .replace(
-            "[deploy]",
-            r#"[packages.assets]
-summary = "Assets"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [ { src = "assets/", dst = "/srv/assets/" } ]
-
-[deploy]"#,
-        );
+    let toml = with_assets("deb");
     let s = Setup::new(&toml);
     // 9 MiB: two xz blocks of 8 MiB.
     let big: String = (0..300_000)
@@ -1372,14 +1373,6 @@ files = [ { src = "assets/", dst = "/srv/assets/" } ]
         .write("assets/sub/b.txt", "beta\n")
         .write("assets/big.txt", &big);
     std::os::unix::fs::symlink("a.txt", s.p.path().join("assets/link")).unwrap();
-    let reused = |run: &serde_json::Value| -> Vec<String> {
-        run["report"]["targets"][0]["reused"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
 
     let b1 = s.release("1.0.0", "one\n");
     let first = s.deploy(&["--json"]).expect_code(0).json();
