@@ -102,6 +102,8 @@ prepare() {
   "$pipe" -q -C "$proj" publish
   for env in "$@"; do "$pipe" -q -C "$proj" promote --to "$env"; done
 }
+# (d4) builds its own copies: the (d1) project is built only for d1 and d2.
+if want d1 || want d2; then
 echo "== building and publishing (not timed)"
 prepare "$P" "$W/ring.asc" prod
 # The same payload for tar: each .deb's data.tar.xz, taken out beforehand.
@@ -113,6 +115,7 @@ done
 payload=$(du -sb "$P/share" | cut -f1)
 packed=$(cat "$W"/tars/*.tar.xz | wc -c)
 echo "payload $((payload / 1048576)) MiB in $(find "$P/share" -type f | wc -l) files; $((packed / 1048576)) MiB as data.tar.xz"
+fi
 
 # Each takes its own fresh directory (made before the clock starts).
 pipe_cold() { "$pipe" -q -C "$P" deploy --env prod --keyring "$W/ring.asc" --target "$1"; }
@@ -189,7 +192,7 @@ d4() {
   grep -rF "changed in 1.0.1" "$last/current/srv" >/dev/null || die "(d4/$fmt) the changed file is not deployed"
   d=$(fresh "d4-$fmt-json"); cp -a "$W/runs/d4-$fmt-base/." "$d/"
   "$pipe" -C "$Q" --json deploy --env prod --keyring "$W/ring-$fmt.asc" --target "$d" >"$W/d4-$fmt.json"
-  python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["report"]["targets"][0]; print("(d4/%s) packages reused: %d of %d; unpack %.3f s" % (sys.argv[2], len(t["reused"]), len(json.load(open(sys.argv[1]))["report"]["artifacts"]), t["timings"]["unpack"]))' "$W/d4-$fmt.json" "$fmt" | tee "$W/times/d4-$fmt.reused"
+  python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["report"]["targets"][0]; print("(d4/%s) packages reused: %d of %d; %s" % (sys.argv[2], len(t["reused"]), len(json.load(open(sys.argv[1]))["report"]["artifacts"]), "  ".join("%s %.3f s" % kv for kv in t["timings"].items())))' "$W/d4-$fmt.json" "$fmt" | tee "$W/times/d4-$fmt.reused"
 }
 if want d4; then
   for f in ${BENCH_D4_FORMATS:-deb rpm}; do d4 "$f"; done

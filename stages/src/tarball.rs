@@ -35,6 +35,11 @@ impl<W: Write> TarWriter<W> {
         TarWriter { out }
     }
 
+    /// The writer underneath.
+    pub(crate) fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Writes the header of `entry`; for a file, its `size` bytes must follow
     /// through [`TarWriter::data`] and then [`TarWriter::pad`].
     pub(crate) fn header(&mut self, entry: &TarEntry<'_>) -> io::Result<()> {

@@ -5,6 +5,7 @@
 //! live and the next deploy succeeds; a fetched build deploys offline.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::SystemTime;
 
 use pipe_e2e::cli::{Project, Run};
@@ -165,6 +166,39 @@ fn current(dir: &Path) -> Option<String> {
 
 fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join("current").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The example pipeline in one `format`, with a second package `assets`
+/// shipping the project's `assets/` under `/srv/assets/`.
+fn with_assets(format: &str) -> String {
+    PIPELINE
+        .replace(
+            "formats = [\"deb\", \"rpm\"]",
+            &format!("formats = [\"{format}\"]"),
+        )
+        .replace(
+            "[deploy]",
+            &format!(
+                r#"[packages.assets]
+summary = "Assets"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["{format}"]
+files = [ {{ src = "assets/", dst = "/srv/assets/" }} ]
+
+[deploy]"#
+            ),
+        )
+}
+
+/// The packages a `--json` deploy took from the previous release.
+fn reused(run: &serde_json::Value) -> Vec<String> {
+    run["report"]["targets"][0]["reused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Nothing half-made is left in the target.
@@ -1225,32 +1259,12 @@ fn unchanged_packages_come_from_the_previous_release_checked_and_independent() {
     // rpm packages: their changelog is in the header, so a package that did
     // not change has the same payload in the next version. (A .deb's
     // generated changelog names the version: its payload always changes.)
-    let toml = PIPELINE
-        .replace("formats = [\"deb\", \"rpm\"]", "formats = [\"rpm\"]")
-        .replace(
-            "[deploy]",
-            r#"[packages.assets]
-summary = "Assets"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["rpm"]
-files = [ { src = "assets/", dst = "/srv/assets/" } ]
-
-[deploy]"#,
-        );
+    let toml = with_assets("rpm");
     let s = Setup::new(&toml);
     s.p.write("assets/a.txt", "alpha\n")
         .write("assets/sub/b.txt", "beta\n")
         .write("assets/big.bin", &"0123456789abcdef".repeat(40_000));
     std::os::unix::fs::symlink("a.txt", s.p.path().join("assets/link")).unwrap();
-    let reused = |run: &serde_json::Value| -> Vec<String> {
-        run["report"]["targets"][0]["reused"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
 
     let b1 = s.release("1.0.0", "one\n");
     let first = s.deploy(&["--json"]).expect_code(0).json();
@@ -1312,9 +1326,127 @@ files = [ { src = "assets/", dst = "/srv/assets/" } ]
     s.release("1.0.3", "four\n");
     let fourth = s.deploy(&["--json"]).expect_code(0).json();
     assert_eq!(reused(&fourth).len(), 1, "{fourth}");
+    // A local tamperer of the live release who changes a file and the
+    // release's own records of it to match gets nothing in: what a copy is
+    // checked against is the digest in the signed package's header.
+    let live = s.dir().join("current");
+    let (good, evil) = (
+        blake3::hash(b"alpha\n").to_hex().to_string(),
+        blake3::hash(b"EVIL!\n").to_hex().to_string(),
+    );
+    std::fs::write(live.join("srv/assets/a.txt"), "EVIL!\n").unwrap();
+    for record in [".pipe-payloads.json", ".pipe-entries.json"] {
+        let text = std::fs::read_to_string(live.join(record)).unwrap();
+        assert!(text.contains(&good), "{record}");
+        std::fs::write(live.join(record), text.replace(&good, &evil)).unwrap();
+    }
+    s.release("1.0.4", "five\n");
+    let fifth = s.deploy(&["--json"]).expect_code(0).json();
+    assert_eq!(reused(&fifth), Vec::<String>::new(), "{fifth}");
+    assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha\n");
+    s.check(s.dir()).expect_code(0);
     let reset = s.deploy(&["--json", "--reset"]).expect_code(0).json();
     assert_eq!(reset["report"]["targets"][0]["action"], "reset");
     assert_eq!(reused(&reset), Vec::<String>::new());
     s.check(s.dir()).expect_code(0);
     assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha\n");
+}
+
+/// A .deb with more than one xz block of payload carries a table of
+/// contents (`_pipe-toc.gz`, inside the signed package; dpkg-deb reads the
+/// package as before). A new version deploys each unchanged file from the
+/// current release (copied, checked against the table's blake3) and decodes
+/// only the blocks holding what changed (here the changed file and the
+/// version-bearing changelog): the releases stay independent, a copy changed
+/// in the old release (its record left as it was) gets none of its bytes in,
+/// `--check` is clean and `--reset` takes nothing from the old release.
+#[test]
+fn a_large_deb_deploys_what_changed_and_checks_every_copy_against_its_signed_table() {
+    let toml = with_assets("deb");
+    let s = Setup::new(&toml);
+    // 9 MiB: two xz blocks of 8 MiB.
+    let big: String = (0..300_000)
+        .map(|i| format!("line {i:>10} of the big file\n"))
+        .collect();
+    assert!(big.len() > 8 << 20);
+    s.p.write("assets/a.txt", "alpha\n")
+        .write("assets/sub/b.txt", "beta\n")
+        .write("assets/big.txt", &big);
+    std::os::unix::fs::symlink("a.txt", s.p.path().join("assets/link")).unwrap();
+
+    let b1 = s.release("1.0.0", "one\n");
+    let first = s.deploy(&["--json"]).expect_code(0).json();
+    assert_eq!(reused(&first), Vec::<String>::new(), "nothing to reuse yet");
+    // The table is a member after data.tar; dpkg-deb reads the package.
+    let deb =
+        s.p.path()
+            .join(".pipe/builds")
+            .join(&b1)
+            .join("assets_1.0.0_all.deb");
+    let members = Command::new("ar").arg("t").arg(&deb).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&members.stdout),
+        "debian-binary\ncontrol.tar.xz\ndata.tar.xz\n_pipe-toc.gz\n"
+    );
+    for args in [["--info"], ["--contents"]] {
+        let out = Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dpkg-deb {args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "dpkg-deb {args:?}: {out:?}");
+    }
+
+    // One file changed: the package is written from its table, the rest
+    // copied from the live release.
+    s.p.write("assets/a.txt", "alpha two\n");
+    let b2 = s.release("1.0.1", "two\n");
+    let second = s.deploy(&["--json"]).expect_code(0).json();
+    let r2 = reused(&second);
+    assert_eq!(r2, vec!["assets_1.0.1_all.deb".to_string()], "{second}");
+    assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha two\n");
+    assert_eq!(read(s.dir(), "srv/assets/sub/b.txt"), "beta\n");
+    assert_eq!(read(s.dir(), "srv/assets/big.txt"), big);
+    assert_eq!(read(s.dir(), "usr/share/demo/demo.txt"), "two\n");
+    assert_eq!(
+        std::fs::read_link(s.dir().join("current/srv/assets/link")).unwrap(),
+        Path::new("a.txt")
+    );
+    s.check(s.dir()).expect_code(0);
+    use std::os::unix::fs::MetadataExt;
+    let at = |b: &str| s.dir().join("releases").join(b).join("srv/assets/big.txt");
+    let (mo, mn) = (
+        std::fs::metadata(at(&b1)).unwrap(),
+        std::fs::metadata(at(&b2)).unwrap(),
+    );
+    assert_ne!(mo.ino(), mn.ino());
+    assert_eq!((mo.nlink(), mn.nlink()), (1, 1));
+    std::fs::write(at(&b1), "changed in the old release\n").unwrap();
+    assert_eq!(std::fs::read_to_string(at(&b2)).unwrap(), big);
+
+    // A tamperer of the live release changes a file and leaves its record
+    // (which still names the package's digest): the copy does not hash to
+    // the signed table, so the file is decoded from the package.
+    std::fs::write(s.dir().join("current/srv/assets/sub/b.txt"), "EVIL\n").unwrap();
+    std::fs::write(s.dir().join("current/srv/assets/big.txt"), "EVIL\n").unwrap();
+    s.release("1.0.2", "three\n");
+    let third = s.deploy(&["--json"]).expect_code(0).json();
+    assert_eq!(
+        reused(&third),
+        vec!["assets_1.0.2_all.deb".to_string()],
+        "{third}"
+    );
+    assert_eq!(read(s.dir(), "srv/assets/sub/b.txt"), "beta\n");
+    assert_eq!(read(s.dir(), "srv/assets/big.txt"), big);
+    assert_eq!(read(s.dir(), "srv/assets/a.txt"), "alpha two\n");
+    s.check(s.dir()).expect_code(0);
+    no_leftovers(s.dir());
+
+    // `--reset` unpacks everything from the packages.
+    let reset = s.deploy(&["--json", "--reset"]).expect_code(0).json();
+    assert_eq!(reset["report"]["targets"][0]["action"], "reset");
+    assert_eq!(reused(&reset), Vec::<String>::new());
+    assert_eq!(read(s.dir(), "srv/assets/big.txt"), big);
+    s.check(s.dir()).expect_code(0);
 }

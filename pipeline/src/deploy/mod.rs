@@ -29,6 +29,7 @@
 //! most an `.incoming-*` directory, which the next deploy removes.
 
 mod cache;
+mod delta;
 mod machine;
 mod report;
 mod resolve;

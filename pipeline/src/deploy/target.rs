@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::delta::{DebLayout, rpm_sha256s};
 use super::unpack::{Format, Recorded, Unpacker, clean, payload_digest, record_parents};
 use super::{CURRENT, LOG_FILE, RELEASE_RECORD, RELEASES, STATE_DIR, TargetReport, Timings};
 use crate::error::StepFailure;
@@ -102,6 +103,72 @@ fn prior_release(releases: &Path, previous: Option<&str>) -> Option<Prior> {
         .map(|r| ((r.payload, r.special), r.entries))
         .collect();
     Some(Prior { root, payloads })
+}
+
+/// Largest `.pipe-entries.json` of a previous release read back.
+const MAX_ENTRIES: u64 = 256 << 20;
+
+/// The entries of the release `previous`, as it recorded them: a hint of
+/// which files it has, never trusted for their content.
+fn previous_entries(
+    releases: &Path,
+    previous: Option<&str>,
+) -> Option<(PathBuf, BTreeMap<String, Recorded>)> {
+    let root = releases.join(previous?);
+    let path = root.join(RELEASE_ENTRIES);
+    if fs::metadata(&path).ok()?.len() > MAX_ENTRIES {
+        return None;
+    }
+    let entries = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
+    Some((root, entries))
+}
+
+/// Writes the `.deb` `name` from its table of contents when it has one and
+/// taking what the previous release has saves at least half the decoding
+/// ([`super::delta`]). False when it was not (nothing of it is left
+/// written): the caller unpacks it whole.
+fn from_toc(
+    unpacker: &Unpacker,
+    name: &str,
+    special: bool,
+    file: &Path,
+    root: &Path,
+    entries: &BTreeMap<String, Recorded>,
+) -> bool {
+    let layout = match DebLayout::open(file) {
+        Ok(Some(layout)) => layout,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!(artifact = name, "{e}; unpacking it whole");
+            return false;
+        }
+    };
+    let decode = layout.decode_cost(entries);
+    if decode.saturating_mul(2) > layout.toc.tar_size {
+        tracing::info!(
+            artifact = name,
+            decode,
+            size = layout.toc.tar_size,
+            "most of the package changed; unpacking it whole"
+        );
+        return false;
+    }
+    match unpacker.delta(name, special, file, &layout, root, entries) {
+        Ok(copied) => {
+            tracing::info!(
+                artifact = name,
+                copied,
+                entries = layout.toc.entries.len(),
+                decoded_bytes = decode,
+                "deployed from its table of contents"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(artifact = name, "{e}; unpacking it whole");
+            false
+        }
+    }
 }
 
 /// The build `DIR/current` points at, if any.
@@ -251,18 +318,37 @@ fn deploy_locked(job: &Job, dir: &Path) -> Result<TargetReport> {
     } else {
         prior_release(&releases, previous.as_deref())
     };
+    // What the current release holds, path by path: which files a package
+    // with a table of contents can take from there (checked against the
+    // table, never believed; `--reset` takes nothing).
+    let hint = if job.reset {
+        None
+    } else {
+        previous_entries(&releases, previous.as_deref())
+    };
     // Per artifact: its payload digest, and whether it was reused.
     let unpacked: Vec<(String, bool)> = std::thread::scope(|s| -> Result<Vec<(String, bool)>> {
         let running: Vec<_> = job
             .artifacts
             .iter()
             .map(|(name, format, special, file)| {
-                let (unpacker, prior) = (&unpacker, prior.as_ref());
+                let (unpacker, prior, hint) = (&unpacker, prior.as_ref(), hint.as_ref());
                 s.spawn(move || -> Result<(String, bool)> {
                     let payload = payload_digest(name, *format, file)?;
-                    if let Some(p) = prior
+                    if *format == Format::Deb
+                        && let Some((root, entries)) = hint
+                        && from_toc(unpacker, name, *special, file, root, entries)
+                    {
+                        return Ok((payload, true));
+                    }
+                    // An rpm whose payload the previous release unpacked:
+                    // its files from there, each checked against the
+                    // digest in the (signed) package's header.
+                    if *format == Format::Rpm
+                        && let Some(p) = prior
                         && let Some(entries) = p.payloads.get(&(payload.clone(), *special))
-                        && unpacker.reuse(name, *special, &p.root, entries)
+                        && let Some(signed) = rpm_sha256s(name, file)
+                        && unpacker.reuse(name, *special, &p.root, entries, &signed)
                     {
                         return Ok((payload, true));
                     }

@@ -88,16 +88,28 @@ enum Kind {
     Dir,
     Symlink(String),
     HardLink(String),
-    /// A regular file whose content is the file at the same path under
-    /// `from` (a previous release), if it still has `size` bytes and the
-    /// blake3 `blake3`.
+    /// A regular file of `size` bytes with the blake3 `blake3`: taken from
+    /// the file at the same path under `from` (a previous release) when that
+    /// has this content, else read from the entry's data, which must have it.
     Reused {
-        from: PathBuf,
+        from: Option<PathBuf>,
         size: u64,
-        blake3: String,
+        expect: Expect,
     },
     /// Device node, FIFO, socket, or anything else: always refused.
     Other(&'static str),
+}
+
+/// The digest a file taken from a previous release must have, from the
+/// signed package (its table of contents, or an rpm's header): never from
+/// the previous release's own records, which anyone who can write that
+/// release could change along with the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// blake3 (hex), from a `.deb`'s table of contents.
+    Blake3(String),
+    /// SHA-256 (hex), from an rpm header's file digests.
+    Sha256(String),
 }
 
 /// Shared by the packages of one release, unpacked in parallel: every path
@@ -206,19 +218,28 @@ impl Unpacker {
         special_modes: bool,
         from: &Path,
         entries: &[(String, Recorded)],
+        signed: &HashMap<String, String>,
     ) -> bool {
         for (path, recorded) in entries {
             let (kind, mode) = match recorded {
                 Recorded::Dir { mode } => (Kind::Dir, *mode),
                 Recorded::Symlink { target } => (Kind::Symlink(target.clone()), 0o777),
-                Recorded::File { mode, size, blake3 } => (
-                    Kind::Reused {
-                        from: from.to_path_buf(),
-                        size: *size,
-                        blake3: blake3.clone(),
-                    },
-                    *mode,
-                ),
+                Recorded::File { mode, size, .. } => {
+                    // Only what the signed package says the file holds.
+                    let Some(sha256) = signed.get(path) else {
+                        tracing::info!(artifact = name, path, "no signed digest; unpacking it");
+                        self.forget(name);
+                        return false;
+                    };
+                    (
+                        Kind::Reused {
+                            from: Some(from.to_path_buf()),
+                            size: *size,
+                            expect: Expect::Sha256(sha256.clone()),
+                        },
+                        *mode,
+                    )
+                }
             };
             let e = Entry {
                 raw: path.clone(),
@@ -232,6 +253,68 @@ impl Unpacker {
             }
         }
         true
+    }
+
+    /// Writes the package `name` from its table of contents (a `.deb` at
+    /// `file` with the layout `layout`): each file whose content `prior`
+    /// (the previous release's entries, rooted at `from`) records with the
+    /// table's blake3 is copied from there and checked against the table;
+    /// every other file is decoded from the package's blocks that hold it
+    /// and checked against the table too ([`super::delta`]). Returns how
+    /// many files were copied. On an error what was written for the
+    /// package is removed again, and the caller unpacks it from its
+    /// archive.
+    pub(crate) fn delta(
+        &self,
+        name: &str,
+        special_modes: bool,
+        file: &Path,
+        layout: &super::delta::DebLayout,
+        from: &Path,
+        prior: &BTreeMap<String, Recorded>,
+    ) -> Result<usize> {
+        use stages::deb::TocKind;
+        let mut copied = 0;
+        for t in &layout.toc.entries {
+            let (kind, offset, size) = match &t.kind {
+                TocKind::Dir => (Kind::Dir, 0, 0),
+                TocKind::Symlink { target } => (Kind::Symlink(target.clone()), 0, 0),
+                TocKind::File {
+                    size,
+                    offset,
+                    blake3,
+                } => {
+                    let known = super::delta::in_prior(prior, &t.path, *size, blake3);
+                    copied += usize::from(known);
+                    (
+                        Kind::Reused {
+                            from: known.then(|| from.to_path_buf()),
+                            size: *size,
+                            expect: Expect::Blake3(blake3.clone()),
+                        },
+                        *offset,
+                        *size,
+                    )
+                }
+            };
+            let e = Entry {
+                raw: t.path.clone(),
+                kind,
+                mode: t.mode,
+            };
+            let mut data = super::delta::Lazy {
+                layout,
+                path: file,
+                offset,
+                size,
+                inner: None,
+            };
+            if let Err(err) = self.entry(name, e, special_modes, &mut data) {
+                self.forget(name);
+                return Err(err);
+            }
+        }
+        Ok(copied)
     }
 
     /// Removes what `name` wrote (files and links; directories no other
@@ -419,55 +502,96 @@ impl Unpacker {
                 fs::hard_link(&t, &dest).map_err(io_err)?;
                 record
             }
-            (Kind::Reused { from, size, blake3 }, _) => {
-                reuse_file(&from.join(&path), &dest, mode, *size, blake3).map_err(|why| {
-                    Error::Verify {
-                        what: format!("{artifact}: entry `{}`", e.raw),
-                        detail: why,
+            (Kind::Reused { from, size, expect }, _) => {
+                let copied = match from {
+                    Some(from) => reuse_file(&from.join(&path), &dest, mode, *size, expect),
+                    None => Err(String::new()),
+                };
+                match (copied, expect) {
+                    (Ok(r), _) => r,
+                    // An rpm's files are reused all or none: the caller
+                    // unpacks the package instead.
+                    (Err(why), Expect::Sha256(_)) => {
+                        let _ = fs::remove_file(&dest);
+                        return Err(Error::Verify {
+                            what: format!("{artifact}: entry `{}`", e.raw),
+                            detail: why,
+                        });
                     }
-                })?
-            }
-            (_, _) => {
-                // `create_new` (O_EXCL) never follows a symlink at `dest`.
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&dest)
-                    .map_err(io_err)?;
-                let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; CHUNK];
-                let mut size = 0u64;
-                loop {
-                    let n = match data.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(err) => {
-                            return Err(Error::Verify {
-                                what: artifact.to_string(),
-                                detail: format!("entry `{}` cannot be read: {err}", e.raw),
-                            });
+                    (Err(why), Expect::Blake3(blake3)) => {
+                        if !why.is_empty() {
+                            tracing::info!(artifact, entry = %e.raw, "{why}; taken from the package");
                         }
-                    };
-                    let chunk = filled(&buf, n).map_err(io_err)?;
-                    hasher.update(chunk);
-                    file.write_all(chunk).map_err(io_err)?;
-                    size += n as u64;
-                }
-                file.set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(io_err)?;
-                Recorded::File {
-                    mode,
-                    size,
-                    blake3: hasher.finalize().to_hex().to_string(),
+                        // A copy that did not check out is not kept.
+                        let _ = fs::remove_file(&dest);
+                        let written = write_file(artifact, &e.raw, &dest, mode, data)?;
+                        match &written {
+                            Recorded::File {
+                                size: s, blake3: b, ..
+                            } if s != size || b != blake3 => {
+                                return Err(Error::Verify {
+                                    what: format!("{artifact}: entry `{}`", e.raw),
+                                    detail: format!(
+                                        "its content has {s} bytes and blake3 {b}, the package's table of contents says {size} bytes and {blake3}; refused, nothing of this release was switched to"
+                                    ),
+                                });
+                            }
+                            _ => written,
+                        }
+                    }
                 }
             }
+            (_, _) => write_file(artifact, &e.raw, &dest, mode, data)?,
         };
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.entries.insert(path, written);
         Ok(())
     }
+}
+
+/// Writes `dest` (new) with what `data` yields, hashing it.
+fn write_file(
+    artifact: &str,
+    raw: &str,
+    dest: &Path,
+    mode: u32,
+    data: &mut dyn Read,
+) -> Result<Recorded> {
+    let io_err = |err| Error::io(dest, err);
+    // `create_new` (O_EXCL) never follows a symlink at `dest`.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(io_err)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(Error::Verify {
+                    what: artifact.to_string(),
+                    detail: format!("entry `{raw}` cannot be read: {err}"),
+                });
+            }
+        };
+        let chunk = filled(&buf, n).map_err(io_err)?;
+        hasher.update(chunk);
+        file.write_all(chunk).map_err(io_err)?;
+        size += n as u64;
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err)?;
+    Ok(Recorded::File {
+        mode,
+        size,
+        blake3: hasher.finalize().to_hex().to_string(),
+    })
 }
 
 /// Records the directories above `path` that no entry named (they are
@@ -482,16 +606,17 @@ pub(crate) fn record_parents(entries: &mut BTreeMap<String, Recorded>, path: &st
 
 /// Writes `dest` (new) with the content of `src` (a file of a previous
 /// release) by reflink, else by copy, and checks that content against what
-/// was recorded when `src` was unpacked: `size` bytes with blake3 `blake3`.
-/// What is checked is what `dest` holds, so a change to `src` meanwhile
-/// cannot slip through. Never a hard link.
+/// the signed package says: `size` bytes with the digest `expect`. What is
+/// checked is what `dest` holds, so a change to `src` meanwhile cannot slip
+/// through. Never a hard link.
 fn reuse_file(
     src: &Path,
     dest: &Path,
     mode: u32,
     size: u64,
-    blake3: &str,
+    expect: &Expect,
 ) -> std::result::Result<Recorded, String> {
+    use sha2::Digest;
     let io = |what: &str, e: io::Error| format!("{what}: {e}");
     // Not through a symlink, and not blocking on a FIFO put in its place.
     let from = fs::OpenOptions::new()
@@ -515,6 +640,7 @@ fn reuse_file(
         .open(dest)
         .map_err(|e| io("cannot create", e))?;
     let mut hasher = blake3::Hasher::new();
+    let mut sha = matches!(expect, Expect::Sha256(_)).then(sha2::Sha256::new);
     let mut buf = vec![0u8; CHUNK];
     // SAFETY: FICLONE takes the source descriptor as its argument; both
     // descriptors are open for the duration of the call.
@@ -535,15 +661,23 @@ fn reuse_file(
         };
         let chunk = filled(&buf, n).map_err(|e| io("cannot read", e))?;
         hasher.update(chunk);
+        if let Some(sha) = &mut sha {
+            sha.update(chunk);
+        }
         if copy {
             (&out).write_all(chunk).map_err(|e| io("cannot write", e))?;
         }
         written += n as u64;
     }
     let found = hasher.finalize().to_hex().to_string();
-    if written != size || found != blake3 {
+    let (what, got, want) = match (expect, sha) {
+        (Expect::Blake3(want), _) => ("blake3", found.clone(), want),
+        (Expect::Sha256(want), Some(sha)) => ("SHA-256", hex::encode(sha.finalize()), want),
+        (Expect::Sha256(want), None) => ("SHA-256", String::new(), want),
+    };
+    if written != size || got != *want {
         return Err(format!(
-            "the previous release's copy changed since it was deployed: blake3 {found}, expected {blake3}"
+            "the previous release's copy is not what the package holds: {written} bytes with {what} {got}, the signed package says {size} bytes with {want}"
         ));
     }
     out.set_permissions(fs::Permissions::from_mode(mode))

@@ -18,6 +18,7 @@
 
 mod control;
 mod read;
+mod toc;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -28,8 +29,9 @@ use md5::{Digest, Md5};
 
 pub use self::control::version_from_project;
 pub use self::read::{ArHeader, DebReader, Member, ar_header, ar_magic};
+pub use self::toc::{TOC_FORMAT, TOC_MEMBER, Toc, TocEntry, TocKind};
 pub use crate::compress::Compression;
-use crate::compress::{Encoder, default_threads};
+use crate::compress::{Encoder, XZ_BLOCK_SIZE, default_threads};
 use crate::docs::Docs;
 use crate::tarball::{TarEntry, TarKind, TarWriter};
 use crate::tree::{Entry, EntryKind};
@@ -186,7 +188,10 @@ pub struct Artifact {
 }
 
 /// Writes `pkg` to `out`, atomically: the file appears complete or not at
-/// all.
+/// all (a rename). Not flushed to disk: a caller that keeps it across a
+/// crash syncs it (pipe copies it into its store, which does; a build's
+/// half-made directory is discarded anyway), so a build pays for one
+/// `fsync` of the package, not two.
 pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Artifact> {
     control::validate(pkg)?;
     let scripts = read_scripts(&pkg.scripts)?;
@@ -215,6 +220,9 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
     let entries = crate::tree::with_generated(&pkg.entries, &generated, pkg.mtime);
 
     let mut data_file = tempfile::tempfile_in(dir).map_err(wr)?;
+    let payload_size = crate::compress::payload_size(&entries);
+    // A table of contents only where a deploy can skip blocks ([`toc`]).
+    let with_toc = opts.compression == Compression::Xz && payload_size > XZ_BLOCK_SIZE;
     // Workers for the data member in proportion to its size, so small
     // packages leave the rest of the budget to other writers.
     let data = Encoder::sized(
@@ -222,10 +230,10 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
         opts.compression,
         level,
         threads,
-        Some(crate::compress::payload_size(&entries)),
+        Some(payload_size),
     )
     .map_err(wr)?;
-    let summary = write_data(pkg, &entries, data).map_err(|e| e.into_error(out))?;
+    let summary = write_data(pkg, &entries, data, with_toc).map_err(|e| e.into_error(out))?;
 
     let control_text = control::render(pkg, summary.installed_size_kib);
     let mut ctl = TarWriter::new(compress_vec(Vec::new()).map_err(wr)?);
@@ -271,9 +279,13 @@ pub fn write_deb(pkg: &DebPackage, opts: &DebOptions, out: &Path) -> Result<Arti
             data_len,
         )
         .map_err(wr)?;
+        if let Some(toc) = &summary.toc {
+            let bytes = toc.encode().map_err(wr)?;
+            let len = bytes.len() as u64;
+            ar_member(&mut w, TOC_MEMBER, pkg.mtime, &mut &bytes[..], len).map_err(wr)?;
+        }
         w.flush().map_err(wr)?;
     }
-    tmp.as_file().sync_all().map_err(wr)?;
     let size = tmp.as_file().metadata().map_err(wr)?.len();
     tmp.persist(out).map_err(|e| wr(e.error))?;
     tracing::debug!(path = %out.display(), size, compression = opts.compression.name(), "wrote .deb");
@@ -315,6 +327,8 @@ struct DataSummary {
     md5sums: String,
     conffiles: String,
     installed_size_kib: u64,
+    /// The table of contents, when asked for.
+    toc: Option<Toc>,
 }
 
 /// An error while streaming `data.tar`: a source problem, or a write to the
@@ -343,13 +357,19 @@ fn write_data<W: Write>(
     pkg: &DebPackage,
     entries: &[Entry],
     enc: Encoder<W>,
+    with_toc: bool,
 ) -> std::result::Result<DataSummary, DataError> {
-    let mut tar = TarWriter::new(enc);
+    let mut tar = TarWriter::new(toc::Counting {
+        inner: enc,
+        written: 0,
+    });
     let mut summary = DataSummary {
         md5sums: String::new(),
         conffiles: String::new(),
         installed_size_kib: 0,
+        toc: None,
     };
+    let mut contents: Vec<TocEntry> = Vec::new();
     let mut buf = vec![0u8; 256 << 10];
     tar.header(&TarEntry {
         name: "./",
@@ -380,12 +400,26 @@ fn write_data<W: Write>(
             _ => 1,
         };
         let EntryKind::File { src, size } = &e.kind else {
+            if with_toc {
+                contents.push(TocEntry {
+                    path: rel.to_string(),
+                    kind: match &e.kind {
+                        EntryKind::Symlink { target } => TocKind::Symlink {
+                            target: target.clone(),
+                        },
+                        _ => TocKind::Dir,
+                    },
+                    mode: e.mode,
+                });
+            }
             continue;
         };
+        let offset = tar.get_ref().written;
         let file = File::open(src).map_err(|err| DataError::Source(Error::read(src, err)))?;
         let mut hashing = HashingReader {
             inner: file,
             md5: Md5::new(),
+            blake3: with_toc.then(blake3::Hasher::new),
             failed: false,
         };
         let copied = tar.data(&mut hashing, *size, &mut buf).map_err(|err| {
@@ -405,6 +439,17 @@ fn write_data<W: Write>(
             }));
         }
         tar.pad(*size)?;
+        if let Some(b) = &hashing.blake3 {
+            contents.push(TocEntry {
+                path: rel.to_string(),
+                kind: TocKind::File {
+                    size: *size,
+                    offset,
+                    blake3: b.finalize().to_hex().to_string(),
+                },
+                mode: e.mode,
+            });
+        }
         let digest = hashing.md5.finalize();
         if e.config {
             summary.conffiles.push_str(&e.path);
@@ -418,7 +463,15 @@ fn write_data<W: Write>(
             summary.md5sums.push('\n');
         }
     }
-    let mut w = tar.finish()?.finish()?;
+    let counted = tar.finish()?;
+    if with_toc {
+        summary.toc = Some(Toc {
+            format: toc::TOC_FORMAT,
+            tar_size: counted.written,
+            entries: contents,
+        });
+    }
+    let mut w = counted.inner.finish()?;
     w.flush()?;
     Ok(summary)
 }
@@ -428,6 +481,8 @@ fn write_data<W: Write>(
 struct HashingReader {
     inner: File,
     md5: Md5,
+    /// For the table of contents.
+    blake3: Option<blake3::Hasher>,
     failed: bool,
 }
 
@@ -435,6 +490,9 @@ impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         self.md5.update(&buf[..n]);
+        if let Some(b) = &mut self.blake3 {
+            b.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
