@@ -398,7 +398,13 @@ impl<W: Write> Encoder<W> {
                 // liblzma's own figure for n workers (encoders, block
                 // buffers, output queue).
                 let costs: Vec<u64> = (1..=want).map(|n| builder.threads(n).memusage()).collect();
-                let grant = budget.take(want, |n| costs[n as usize - 1]);
+                // n is 1..=want; a count outside it is never affordable.
+                let grant = budget.take(want, |n| {
+                    costs
+                        .get((n as usize).wrapping_sub(1))
+                        .copied()
+                        .unwrap_or(u64::MAX)
+                });
                 let stream = builder
                     .threads(grant.threads().get())
                     .encoder()

@@ -268,9 +268,9 @@ pub fn with_generated(entries: &[Entry], generated: &[Generated], mtime: u64) ->
         if map.contains_key(&key) {
             continue;
         }
-        for depth in 1..key.len() {
-            map.entry(key[..depth].to_vec()).or_insert_with(|| Entry {
-                path: join_key(&key[..depth]),
+        for parent in (1..key.len()).filter_map(|depth| key.get(..depth)) {
+            map.entry(parent.to_vec()).or_insert_with(|| Entry {
+                path: join_key(parent),
                 kind: EntryKind::Dir,
                 mode: 0o755,
                 mtime,
@@ -464,8 +464,8 @@ impl Tree<'_> {
     fn add_parents(&mut self) -> Result<()> {
         let keys: Vec<Key> = self.entries.keys().cloned().collect();
         for key in keys {
-            for depth in 1..key.len() {
-                let parent = key[..depth].to_vec();
+            for parent in (1..key.len()).filter_map(|depth| key.get(..depth)) {
+                let parent = parent.to_vec();
                 match self.entries.get(&parent) {
                     Some((e, _)) if e.kind == EntryKind::Dir => {}
                     Some((e, src)) => {

@@ -208,17 +208,16 @@ pub fn verify_records(
             what: files::PROVENANCE.into(),
             detail: format!("signed, but not JSON: {e}"),
         })?;
-    let mut subjects: Vec<(String, String)> = provenance["subject"]
-        .as_array()
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut subjects: Vec<(String, String)> = provenance
+        .get("subject")
+        .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .map(|s| {
                     (
-                        s["name"].as_str().unwrap_or_default().to_string(),
-                        s["digest"]["sha256"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        text(s.get("name")),
+                        text(s.get("digest").and_then(|d| d.get("sha256"))),
                     )
                 })
                 .collect()

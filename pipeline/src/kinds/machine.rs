@@ -233,7 +233,7 @@ impl Kind for MachineImage {
             .collect();
         for (n, prepared) in work.packages {
             super::of(n.kind).write(p, cx, &n, prepared, scratch.path())?;
-            let path = scratch.path().join(&n.outputs[0]);
+            let path = scratch.path().join(n.single_output()?);
             if let Some(f) = files
                 .iter_mut()
                 .find(|f| Component::Package(f.name.clone()) == n.component)

@@ -118,21 +118,21 @@ pub async fn read(store: &Store) -> Result<Catalog> {
             ),
         });
     }
-    let shards: Vec<(String, Shard)> = stream::iter(root.shards.clone())
+    let shards: Vec<(String, String, Shard)> = stream::iter(root.shards.clone())
         .map(|(bucket, digest)| async move {
             let shard = read_shard(store, &digest).await?;
-            Ok::<_, Error>((bucket, shard))
+            Ok::<_, Error>((bucket, digest, shard))
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     let mut packages = BTreeMap::new();
-    for (b, shard) in shards {
+    for (b, digest, shard) in shards {
         for (name, entry) in shard.packages {
             if bucket(&name) != b {
                 return Err(Error::Corrupt {
                     url: store.url().to_string(),
-                    key: layout::catalog_shard(&root.shards[&b]),
+                    key: layout::catalog_shard(&digest),
                     detail: format!("lists `{name}`, which belongs in bucket {}", bucket(&name)),
                 });
             }

@@ -329,7 +329,7 @@ impl Registry {
             _ => RegistryFailure::Refused,
         };
         let body = res.bytes().await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+        let text = String::from_utf8_lossy(body.get(..1024).unwrap_or(&body));
         self.failure(
             name,
             action,

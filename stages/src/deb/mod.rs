@@ -434,7 +434,8 @@ struct HashingReader {
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.md5.update(&buf[..n]);
+        self.md5
+            .update(crate::io::handled(buf, n).inspect_err(|_| self.failed = true)?);
         Ok(n)
     }
 }

@@ -137,7 +137,7 @@ pub(crate) fn run_captured(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        out.extend_from_slice(&buf[..n]);
+        out.extend_from_slice(crate::io::handled(&buf, n)?);
         if out.len() > 2 * limit {
             out.drain(..out.len() - limit);
         }

@@ -613,7 +613,7 @@ struct HashingReader {
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
+        self.sha.update(crate::io::handled(buf, n)?);
         Ok(n)
     }
 }
@@ -643,8 +643,10 @@ pub fn artifact_manifest(
         "layers": payloads.iter().map(d).collect::<Vec<_>>(),
         "subject": d(subject),
     });
-    if !annotations.is_empty() {
-        m["annotations"] = serde_json::json!(annotations);
+    if !annotations.is_empty()
+        && let Some(m) = m.as_object_mut()
+    {
+        m.insert("annotations".into(), serde_json::json!(annotations));
     }
     json::to_vec(&m)
 }
@@ -692,8 +694,10 @@ pub fn referrers_index(
         "size": entry.size,
         "artifactType": entry.artifact_type,
     });
-    if !entry.annotations.is_empty() {
-        d["annotations"] = serde_json::json!(entry.annotations);
+    if !entry.annotations.is_empty()
+        && let Some(d) = d.as_object_mut()
+    {
+        d.insert("annotations".into(), serde_json::json!(entry.annotations));
     }
     manifests.push(d);
     Ok(Some(json::to_vec(&serde_json::json!({
