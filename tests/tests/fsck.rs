@@ -11,33 +11,15 @@ use std::path::{Path, PathBuf};
 
 use pipe_e2e::cli::Project;
 use pipe_e2e::consumers::{Apt, HttpServer, text, try_run};
+use pipe_e2e::fixture::{Demo, RSA_KEYRING};
 use pipe_e2e::raw::RawStore;
 use pipe_e2e::s3::MotoServer;
-
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-
-[packages.demo]
-summary = "Demo service"
-description = "Shows that fsck finds and repairs damage."
-arch = "all"
-license = "MIT"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
 
 /// A project signing with RSA 3072 (what apt's gpgv verifies), and its
 /// public key for apt.
 fn project() -> (Project, PathBuf) {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
-    let key = p.with_rsa_key();
+    let p = Demo::new().rsa_key().create();
+    let key = p.path().join(RSA_KEYRING);
     (p, key)
 }
 
