@@ -46,7 +46,7 @@ use crate::views::ViewKind;
 use crate::{Error, Result};
 
 /// How many objects are read at once.
-pub const CONCURRENCY: usize = 16;
+pub(crate) const CONCURRENCY: usize = 16;
 
 /// What is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

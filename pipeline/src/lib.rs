@@ -24,7 +24,7 @@ pub mod status;
 #[allow(clippy::indexing_slicing)] // audited on branch h21
 pub mod store;
 mod task;
-pub mod template;
+pub(crate) mod template;
 pub mod views;
 
 pub use error::{Error, Result};

@@ -54,7 +54,7 @@ impl Built {
 
 /// Builds (or fetches from the cache) every artifact node of `plan`, in
 /// parallel, into `out_dir`.
-pub async fn build_artifacts(
+pub(crate) async fn build_artifacts(
     p: &Arc<Pipeline>,
     plan: &Plan,
     store: &Store,
@@ -334,7 +334,7 @@ async fn restorable(store: &Store, record: &StageRecord) -> Result<Option<String
 /// When a signature made for a build is dated: the build's timestamp, so
 /// signatures are reproducible, but never before the key existed (a key
 /// cannot sign before its creation).
-pub fn signature_time(epoch: u64, key: &keys::SecretKey) -> SystemTime {
+pub(crate) fn signature_time(epoch: u64, key: &keys::SecretKey) -> SystemTime {
     let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
     at.max(key.created())
 }

@@ -176,7 +176,7 @@ impl Plan {
     /// those of steps and artifacts that read no step's outputs (and, for a
     /// kind that signs inside its artifacts, only with the key). Blocking:
     /// reads and hashes their inputs.
-    pub fn keyed(mut self, p: &Pipeline, cx: &StageContext) -> Result<Plan> {
+    pub(crate) fn keyed(mut self, p: &Pipeline, cx: &StageContext) -> Result<Plan> {
         for s in self.steps.iter_mut().filter(|s| s.after.is_empty()) {
             s.cache_key = Some(steps::key(&p.dir, steps::declared(p, &s.name)?, cx.epoch)?.0);
         }

@@ -70,7 +70,7 @@ pub use crate::records::cache::OutputFile;
 /// another's outputs runs after it), skipping those whose key is already
 /// built. Records are believed only when `sealer`'s keyring verifies them,
 /// and only within the step's declared outputs.
-pub async fn run_steps(
+pub(crate) async fn run_steps(
     p: &Pipeline,
     order: &[&str],
     store: &Store,

@@ -34,12 +34,12 @@ use crate::{Error, Result};
 pub(super) struct MachineImage;
 
 /// The file name of the bake record of `machine`.
-pub fn bake_record_name(machine: &str) -> String {
+pub(crate) fn bake_record_name(machine: &str) -> String {
     format!("{machine}.bake.json")
 }
 
 /// The file name of `machine`'s image in `format`.
-pub fn image_name(machine: &str, format: DiskFormat) -> String {
+pub(crate) fn image_name(machine: &str, format: DiskFormat) -> String {
     format!("{machine}.{}", stage_format(format).name())
 }
 
