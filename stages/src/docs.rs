@@ -72,7 +72,7 @@ impl Docs {
 }
 
 /// Where an .rpm's license documentation goes (rpmbuild's `%license`).
-pub fn rpm_license_dir(package: &str) -> String {
+pub(crate) fn rpm_license_dir(package: &str) -> String {
     format!("/usr/share/licenses/{package}")
 }
 
@@ -325,7 +325,7 @@ impl Changelog {
 
     /// Entries rendered in Debian's format (distribution `unstable`,
     /// urgency `medium`, dates in UTC).
-    pub fn from_entries(package: &str, entries: Vec<ChangelogEntry>) -> Changelog {
+    pub(crate) fn from_entries(package: &str, entries: Vec<ChangelogEntry>) -> Changelog {
         let mut debian = String::new();
         for (i, e) in entries.iter().enumerate() {
             if i > 0 {
@@ -398,7 +398,7 @@ impl Changelog {
 
     /// The Debian text compressed as `gzip -9n` does (no name, no time,
     /// best compression), for `changelog.gz`.
-    pub fn debian_gz(&self) -> Vec<u8> {
+    pub(crate) fn debian_gz(&self) -> Vec<u8> {
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(3)
@@ -656,7 +656,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// `Tue, 14 Nov 2023 22:13:20 +0000`, in UTC.
-pub fn rfc2822(time: u64) -> String {
+pub(crate) fn rfc2822(time: u64) -> String {
     let days = (time / 86_400) as i64;
     let secs = time % 86_400;
     let (y, m, d) = civil_from_days(days);

@@ -441,7 +441,7 @@ impl Read for HashingReader {
 }
 
 /// The largest `ar` member: its size is ten decimal digits.
-pub const AR_MAX_MEMBER: u64 = 9_999_999_999;
+pub(crate) const AR_MAX_MEMBER: u64 = 9_999_999_999;
 
 /// One `ar` member as dpkg-deb writes it: name padded with spaces (no
 /// trailing `/`), the package's date, uid and gid 0, mode 100644, data

@@ -129,14 +129,9 @@ impl DebReader {
         })
     }
 
-    /// The members, in archive order.
-    pub fn members(&self) -> &[Member] {
-        &self.members
-    }
-
     /// The decompressed stream of the member `stem` (`control.tar`,
     /// `data.tar`), whichever compression it carries.
-    pub fn tar(&self, stem: &str) -> Result<Box<dyn Read + Send>> {
+    pub(crate) fn tar(&self, stem: &str) -> Result<Box<dyn Read + Send>> {
         let m = self
             .members
             .iter()
