@@ -312,13 +312,7 @@ pub async fn check(store: &Store, keyring: &Keyring) -> Result<Report> {
     }
 
     // Environments: history, then the views of their builds.
-    let envs: BTreeSet<String> = store
-        .list(layout::ENVS)
-        .await?
-        .iter()
-        .filter_map(|m| layout::env_of(&m.key).map(str::to_string))
-        .collect();
-    for env in envs {
+    for env in history::environments(store).await? {
         report.environments += 1;
         let head = match history::verified_history(store, &env, keyring).await {
             Ok(mut entries) => entries.pop(),

@@ -50,7 +50,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::kinds;
-use crate::records::history::{SignedEntry, history_key, read_pointer, unix_secs};
+use crate::records::history::{SignedEntry, environments, history_key, read_pointer, unix_secs};
 use crate::records::manifest::{build_key, files, load_shards, parse_manifest, shard_names};
 use crate::records::view::ViewState;
 use crate::store::{Listed, MAX_RECORD, Store, Upload, layout};
@@ -446,13 +446,7 @@ impl References {
 /// Every environment's pointer, read now.
 async fn pointer_builds(store: &Store) -> Result<BTreeMap<String, SignedEntry>> {
     let mut out = BTreeMap::new();
-    let envs: BTreeSet<String> = store
-        .list(layout::ENVS)
-        .await?
-        .iter()
-        .filter_map(|m| layout::env_of(&m.key).map(str::to_string))
-        .collect();
-    for env in envs {
+    for env in environments(store).await? {
         if let (Some(head), _) = read_pointer(store, &env).await? {
             out.insert(env, head);
         }

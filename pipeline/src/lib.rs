@@ -6,7 +6,6 @@
 
 pub mod artifact;
 pub mod build;
-#[allow(clippy::indexing_slicing)] // audited on branch h21
 pub mod deploy;
 pub mod error;
 mod fault;
@@ -21,7 +20,6 @@ pub mod records;
 pub mod registry;
 pub mod rotate;
 pub mod status;
-#[allow(clippy::indexing_slicing)] // audited on branch h21
 pub mod store;
 mod task;
 pub(crate) mod template;

@@ -73,11 +73,9 @@ pub async fn status(
                 .collect()
         })
         .unwrap_or_default();
-    for o in store.list(layout::ENVS).await? {
-        if let Some(name) = layout::env_of(&o.key)
-            && !envs.iter().any(|(n, _)| n == name)
-        {
-            envs.push((name.to_string(), None));
+    for name in crate::records::history::environments(store).await? {
+        if !envs.iter().any(|(n, _)| *n == name) {
+            envs.push((name, None));
         }
     }
     let dir = project_dir.join(BUILDS_DIR);

@@ -608,6 +608,9 @@ struct Switch {
     errors_left: AtomicU64,
     requests: AtomicU64,
     faulted: AtomicU64,
+    /// With [`Mode::Status`]: only requests whose line starts with the
+    /// method and contains the part are answered with the error.
+    only: Mutex<Option<(String, String)>>,
     /// Every request line (`PUT /bucket/key HTTP/1.1`), in order.
     lines: Mutex<Vec<String>>,
 }
@@ -635,6 +638,7 @@ impl SwitchProxy {
                 errors_left: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
                 faulted: AtomicU64::new(0),
+                only: Mutex::new(None),
                 lines: Mutex::new(Vec::new()),
             }),
             conns: Mutex::new(Arc::new(Conns::default())),
@@ -697,6 +701,17 @@ impl SwitchProxy {
 
     /// Answers the next `n` requests with `status`, then forwards again.
     pub fn fail_next(&self, n: u64, status: u16) {
+        *self.switch.only.lock().unwrap() = None;
+        self.switch.errors_left.store(n, Ordering::SeqCst);
+        self.set(Mode::Status(status));
+    }
+
+    /// Answers the next `n` requests whose request line starts with
+    /// `method` and contains `part` with `status` (others are forwarded),
+    /// then forwards again. Armed before a command starts, it cannot miss
+    /// a command that finishes quickly.
+    pub fn fail_matching(&self, method: &str, part: &str, n: u64, status: u16) {
+        *self.switch.only.lock().unwrap() = Some((method.to_string(), part.to_string()));
         self.switch.errors_left.store(n, Ordering::SeqCst);
         self.set(Mode::Status(status));
     }
@@ -759,14 +774,17 @@ fn relay_switched(
         if conns.stopped.load(Ordering::SeqCst) {
             break;
         }
-        switch
-            .lines
-            .lock()
-            .unwrap()
-            .push(head.lines().next().unwrap_or_default().to_string());
+        let line = head.lines().next().unwrap_or_default().to_string();
+        let matches = match &*switch.only.lock().unwrap() {
+            Some((method, part)) => {
+                line.starts_with(method.as_str()) && line.contains(part.as_str())
+            }
+            None => true,
+        };
+        switch.lines.lock().unwrap().push(line);
         switch.requests.fetch_add(1, Ordering::SeqCst);
         let mode = *switch.mode.lock().unwrap();
-        if let Mode::Status(code) = mode {
+        if let (Mode::Status(code), true) = (mode, matches) {
             let left = switch
                 .errors_left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));

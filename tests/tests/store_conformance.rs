@@ -1135,10 +1135,7 @@ async fn s3_multipart_is_conditional_and_aborted_on_failure() {
         .client()
         .head_object()
         .bucket(moto.bucket())
-        .key(format!(
-            "p/{}",
-            pipeline::store::layout::blob_key(&blob.blob.blake3)
-        ))
+        .key(format!("p/{}", blob.blob.key()))
         .send()
         .await
         .unwrap();

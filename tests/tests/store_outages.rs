@@ -268,13 +268,12 @@ fn errors_for_a_while_are_retried_and_the_commands_succeed() {
         (deploy.clone(), "GET", "/blobs/", 500),
     ] {
         let before = s.proxy.faulted();
-        let skip = s.proxy.requests();
-        let child = s.p.start(&args, &[]);
-        s.proxy.wait_for_request(skip, method, part);
-        // Two answers in a row fail: one request gets both, its third
-        // attempt goes through.
-        s.proxy.fail_next(2, status);
-        let run = child.wait();
+        // The first two matching requests (after the command's earlier
+        // ones) fail: one request gets both, its third attempt goes
+        // through. Armed before the command starts, so a fast command
+        // cannot finish before the fault.
+        s.proxy.fail_matching(method, part, 2, status);
+        let run = s.p.pipe(&args);
         run.expect_code(0);
         let faults = s.proxy.faulted() - before;
         assert_eq!(faults, 2, "{args:?}: both errors were answered");

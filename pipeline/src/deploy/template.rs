@@ -8,12 +8,12 @@ use crate::template::{Piece, is_name, parse};
 use crate::{Error, Result};
 
 /// Names a template always has; `--set` may not redefine them.
-pub const BUILTIN: [&str; 3] = ["env", "build", "version"];
+pub(crate) const BUILTIN: [&str; 3] = ["env", "build", "version"];
 
 /// The values templates see: the built-ins, then every `PIPE_VAR_NAME` of
 /// `environ` as `NAME` (and lowercased, `name`, so `PIPE_VAR_PORT` fills
 /// `{{ port }}`), then every `--set NAME=VALUE`, which wins.
-pub fn values(
+pub(crate) fn values(
     builtin: [(&str, &str); 3],
     environ: impl IntoIterator<Item = (String, String)>,
     sets: &[(String, String)],

@@ -17,7 +17,7 @@
 //! 3); the caller removes the half-made release.
 //!
 //! A package whose payload is byte for byte one the previous release had
-//! unpacked need not be decompressed again ([`Unpacker::reuse`]): its
+//! unpacked need not be decompressed again (`Unpacker::reuse`): its
 //! entries, as that release recorded them, are written again through the
 //! same checks, each file's content taken from the previous release by
 //! reflink (`FICLONE`, where the file system has it) or else by copy, never
@@ -36,7 +36,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::digest::CHUNK;
+use crate::store::digest::{CHUNK, filled};
 use crate::{Error, Result};
 
 /// An archive format deploy reads.
@@ -111,12 +111,12 @@ struct State {
 }
 
 /// What a release holds, and what each package put there.
-pub struct Unpacked {
+pub(crate) struct Unpacked {
     /// Every path, as unpacked.
-    pub entries: BTreeMap<String, Recorded>,
+    pub(crate) entries: BTreeMap<String, Recorded>,
     /// Per artifact, its own entries in the order they were written (what
     /// [`Unpacker::reuse`] writes again).
-    pub by_artifact: HashMap<String, Vec<(String, Recorded)>>,
+    pub(crate) by_artifact: HashMap<String, Vec<(String, Recorded)>>,
 }
 
 /// Unpacks packages into one release directory.
@@ -200,7 +200,7 @@ impl Unpacker {
     /// checked against its recorded size and digest. False when any entry
     /// could not be reused: what was written for the package is removed
     /// again, and the caller unpacks it from its archive.
-    pub fn reuse(
+    pub(crate) fn reuse(
         &self,
         name: &str,
         special_modes: bool,
@@ -269,7 +269,7 @@ impl Unpacker {
     }
 
     /// [`Unpacker::finish`], with each artifact's own entries.
-    pub fn finish_by_artifact(self) -> Result<Unpacked> {
+    pub(crate) fn finish_by_artifact(self) -> Result<Unpacked> {
         let state = self
             .state
             .into_inner()
@@ -450,8 +450,9 @@ impl Unpacker {
                             });
                         }
                     };
-                    hasher.update(&buf[..n]);
-                    file.write_all(&buf[..n]).map_err(io_err)?;
+                    let chunk = filled(&buf, n).map_err(io_err)?;
+                    hasher.update(chunk);
+                    file.write_all(chunk).map_err(io_err)?;
                     size += n as u64;
                 }
                 file.set_permissions(fs::Permissions::from_mode(mode))
@@ -532,11 +533,10 @@ fn reuse_file(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io("cannot read", e)),
         };
-        hasher.update(&buf[..n]);
+        let chunk = filled(&buf, n).map_err(|e| io("cannot read", e))?;
+        hasher.update(chunk);
         if copy {
-            (&out)
-                .write_all(&buf[..n])
-                .map_err(|e| io("cannot write", e))?;
+            (&out).write_all(chunk).map_err(|e| io("cannot write", e))?;
         }
         written += n as u64;
     }
@@ -558,7 +558,7 @@ fn reuse_file(
 /// blake3 (hex) of a package's payload as archived (a .deb's `data.tar*`
 /// member, an rpm's compressed cpio): what tells that two packages, of any
 /// version, unpack to the same entries.
-pub fn payload_digest(name: &str, format: Format, path: &Path) -> Result<String> {
+pub(crate) fn payload_digest(name: &str, format: Format, path: &Path) -> Result<String> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let r = BufReader::with_capacity(CHUNK, f);
     let mut hasher = blake3::Hasher::new();
@@ -762,7 +762,10 @@ fn cpio_header(r: &mut impl Read) -> io::Result<Option<(Entry, u64)>> {
         _ => return Err(io::Error::other("the payload is not a cpio newc archive")),
     }
     let field = |i: usize| -> io::Result<u64> {
-        let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap_or("");
+        let s = h
+            .get(6 + 8 * i..14 + 8 * i)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("");
         u64::from_str_radix(s, 16).map_err(|_| io::Error::other("a cpio header field is not hex"))
     };
     let (mode, nlink, size, namesize) = (field(1)? as u32, field(4)?, field(6)?, field(11)?);

@@ -12,6 +12,7 @@
 //! chain: removing, reordering or editing an entry breaks it, and every entry
 //! is signed by the project key.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use keys::{Encoding, Keyring, SecretKey};
@@ -369,6 +370,18 @@ pub(crate) async fn repair_history(store: &Store, head: &SignedEntry) -> Result<
         write_history_copy(store, head).await?;
     }
     Ok(())
+}
+
+/// Every environment the store has anything of (a pointer, a history
+/// entry, a freshness statement), sorted: what `pipe fsck`, `pipe gc` and
+/// `pipe status` walk.
+pub(crate) async fn environments(store: &Store) -> Result<BTreeSet<String>> {
+    Ok(store
+        .list(layout::ENVS)
+        .await?
+        .iter()
+        .filter_map(|m| layout::env_of(&m.key).map(str::to_string))
+        .collect())
 }
 
 /// The pointer of `env` and its version token, if it has one.

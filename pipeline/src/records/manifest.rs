@@ -24,7 +24,7 @@ use crate::store::{BlobRef, layout};
 use crate::{Error, Result};
 
 /// File names inside a build directory (`.pipe/builds/<id>/`) and under a
-/// published build's prefix ([`layout::build_file`]).
+/// published build's prefix (`layout::build_file`).
 pub mod files {
     /// The manifest.
     pub(crate) const MANIFEST: &str = "manifest.json";

@@ -16,7 +16,7 @@ pub(crate) const CHUNK: usize = 1 << 20;
 
 /// BLAKE3 + SHA-256 + size over a stream of bytes.
 #[derive(Clone, Default)]
-pub struct Hasher {
+pub(crate) struct Hasher {
     blake3: blake3::Hasher,
     sha256: sha2::Sha256,
     size: u64,
@@ -24,19 +24,19 @@ pub struct Hasher {
 
 impl Hasher {
     /// A hasher that has seen no bytes.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.blake3.update(bytes);
         self.sha256.update(bytes);
         self.size += bytes.len() as u64;
     }
 
     /// The digests of everything fed so far.
-    pub fn finalize(self) -> BlobRef {
+    pub(crate) fn finalize(self) -> BlobRef {
         BlobRef {
             blake3: self.blake3.finalize().to_hex().to_string(),
             sha256: hex::encode(self.sha256.finalize()),
@@ -54,14 +54,14 @@ pub fn hash_bytes(bytes: &[u8]) -> BlobRef {
 
 /// Digests of a file, computed on the blocking pool so a large file does not
 /// stall the async runtime.
-pub async fn hash_file(path: &Path) -> Result<BlobRef> {
+pub(crate) async fn hash_file(path: &Path) -> Result<BlobRef> {
     let path = path.to_path_buf();
     spawn_blocking(move || hash_file_blocking(&path)).await
 }
 
 /// Digests of a file, on the calling thread (for code already on a blocking
 /// thread).
-pub fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
+pub(crate) fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = Hasher::new();
     let mut buf = vec![0u8; CHUNK];
@@ -70,7 +70,7 @@ pub fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
+        h.update(filled(&buf, n).map_err(|e| Error::io(path, e))?);
     }
     Ok(h.finalize())
 }
@@ -108,13 +108,25 @@ pub(crate) async fn spool_hashed(
         state = Some(
             spawn_blocking(move || {
                 let (mut file, mut hasher) = (file, hasher);
-                hasher.update(&buf[..n]);
-                file.write_all(&buf[..n]).map_err(|e| Error::io(p, e))?;
+                let chunk = filled(&buf, n).map_err(|e| Error::io(&p, e))?;
+                hasher.update(chunk);
+                file.write_all(chunk).map_err(|e| Error::io(&p, e))?;
                 Ok((file, hasher, buf))
             })
             .await?,
         );
     }
+}
+
+/// The first `n` bytes of `buf`, which a read into `buf` reported: a
+/// reader that claims more bytes than `buf` holds is an error, not a panic.
+pub(crate) fn filled(buf: &[u8], n: usize) -> std::io::Result<&[u8]> {
+    buf.get(..n).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "a read reported {n} bytes into a buffer of {} bytes",
+            buf.len()
+        ))
+    })
 }
 
 /// Reads until `buf` is full or the reader is exhausted; returns the count.
@@ -123,8 +135,8 @@ pub(crate) async fn fill(
     buf: &mut [u8],
 ) -> std::io::Result<usize> {
     let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]).await? {
+    while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
+        match reader.read(rest).await? {
             0 => break,
             k => n += k,
         }
@@ -183,5 +195,23 @@ mod tests {
         let (tmp, d) = spool_hashed(&data[..], dir.path()).await.unwrap();
         assert_eq!(d, hash_bytes(&data));
         assert_eq!(std::fs::read(&tmp).unwrap(), data);
+    }
+
+    #[test]
+    fn a_read_claiming_more_than_its_buffer_is_an_error() {
+        let buf = [7u8; 4];
+        assert_eq!(filled(&buf, 3).unwrap(), &[7, 7, 7]);
+        assert_eq!(filled(&buf, 4).unwrap(), &buf);
+        let e = filled(&buf, 5).unwrap_err();
+        assert!(e.to_string().contains("5 bytes into a buffer of 4"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn fill_stops_at_the_end_of_the_buffer_or_the_input() {
+        let mut buf = [0u8; 8];
+        assert_eq!(fill(&mut &b"abc"[..], &mut buf).await.unwrap(), 3);
+        assert_eq!(fill(&mut &b"0123456789"[..], &mut buf).await.unwrap(), 8);
+        assert_eq!(&buf, b"01234567");
+        assert_eq!(fill(&mut &b"x"[..], &mut []).await.unwrap(), 0);
     }
 }

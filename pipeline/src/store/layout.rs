@@ -7,72 +7,72 @@
 pub const ROOT: &str = "pipe-store.json";
 
 /// Where content-addressed blobs live.
-pub const BLOBS: &str = "blobs/blake3/";
+pub(crate) const BLOBS: &str = "blobs/blake3/";
 
 /// The public keyring `pipe keys rotate` publishes (for people: deploy never
 /// trusts a key found in the store).
-pub const KEYRING: &str = "keys/keyring.asc";
+pub(crate) const KEYRING: &str = "keys/keyring.asc";
 
 /// The prefix every published build is under (`builds/<id>/...`).
-pub const BUILDS: &str = "builds/";
+pub(crate) const BUILDS: &str = "builds/";
 
 /// The prefix every environment's pointer and history is under
 /// (`envs/<env>/...`).
-pub const ENVS: &str = "envs/";
+pub(crate) const ENVS: &str = "envs/";
 
 /// The build a key under [`BUILDS`] belongs to.
-pub fn build_of(key: &str) -> Option<&str> {
+pub(crate) fn build_of(key: &str) -> Option<&str> {
     key.strip_prefix(BUILDS)?.split('/').next()
 }
 
 /// The environment a key under [`ENVS`] belongs to.
-pub fn env_of(key: &str) -> Option<&str> {
+pub(crate) fn env_of(key: &str) -> Option<&str> {
     key.strip_prefix(ENVS)?.split('/').next()
 }
 
 /// The prefix of the shared package pool ([`pool`]).
-pub const POOL: &str = "pool/";
+pub(crate) const POOL: &str = "pool/";
 
 /// The prefix of every apt suite ([`apt_suite`]).
 const DISTS: &str = "dists/";
 
 /// The prefix of every yum repository ([`yum_repo`]).
-pub const YUM: &str = "yum/";
+pub(crate) const YUM: &str = "yum/";
 
 /// Where a yum repository has its package copies ([`yum_package_href`]).
 const YUM_PACKAGES: &str = "Packages/";
 
 /// The one apt component pipe publishes.
-pub const APT_COMPONENT: &str = "main";
+pub(crate) const APT_COMPONENT: &str = "main";
 
 /// The key of the blob whose BLAKE3 digest is `blake3_hex` (64 lowercase hex
 /// digits): `blobs/blake3/<first 2 hex>/<64 hex>`. The two-digit fan-out keeps
 /// directories of a local store small.
-pub fn blob_key(blake3_hex: &str) -> String {
+pub(crate) fn blob_key(blake3_hex: &str) -> String {
     let fan = blake3_hex.get(..2).unwrap_or(blake3_hex);
     format!("{BLOBS}{fan}/{blake3_hex}")
 }
 
 /// The prefix of every cache record ([`step_record`], [`stage_record`]).
-pub const CACHE: &str = "cache/";
+pub(crate) const CACHE: &str = "cache/";
 
 /// `cache/steps/<key>.json`: a build step's outputs, by the step's cache key.
-pub fn step_record(cache_key: &str) -> String {
+pub(crate) fn step_record(cache_key: &str) -> String {
     format!("cache/steps/{cache_key}.json")
 }
 
 /// `cache/stages/<key>.json`: an artifact stage's outputs, by its cache key.
-pub fn stage_record(cache_key: &str) -> String {
+pub(crate) fn stage_record(cache_key: &str) -> String {
     format!("cache/stages/{cache_key}.json")
 }
 
 /// Where the version records of an older pipe are
 /// (`packages/<artifact file name>.json`), read once into the package
 /// catalog ([`catalog_root`]).
-pub const LEGACY_VERSION_RECORDS: &str = "packages/";
+pub(crate) const LEGACY_VERSION_RECORDS: &str = "packages/";
 
 /// True for the key of an older pipe's version record.
-pub fn is_legacy_version_record(key: &str) -> bool {
+pub(crate) fn is_legacy_version_record(key: &str) -> bool {
     key.strip_prefix(LEGACY_VERSION_RECORDS)
         .is_some_and(|name| {
             !name.contains('/') && name.ends_with(".json") && name != "catalog.json"
@@ -82,13 +82,13 @@ pub fn is_legacy_version_record(key: &str) -> bool {
 /// `packages/catalog.json`: the root of the package catalog (which bytes
 /// every published artifact name stands for), replaced by compare-and-swap
 /// ([`crate::records::catalog`]).
-pub fn catalog_root() -> String {
+pub(crate) fn catalog_root() -> String {
     format!("{LEGACY_VERSION_RECORDS}catalog.json")
 }
 
 /// `packages/catalog/<blake3>.json`: a shard of the package catalog, named
 /// by its content.
-pub fn catalog_shard(blake3_hex: &str) -> String {
+pub(crate) fn catalog_shard(blake3_hex: &str) -> String {
     format!("{LEGACY_VERSION_RECORDS}catalog/{blake3_hex}.json")
 }
 
@@ -102,47 +102,47 @@ pub fn manifest_shard(blake3_hex: &str) -> String {
 }
 
 /// The prefix of every manifest shard ([`manifest_shard`]).
-pub const MANIFEST_SHARDS: &str = "manifests/";
+pub(crate) const MANIFEST_SHARDS: &str = "manifests/";
 
 /// `builds/<id>/<file>`: a published build's manifest, provenance, their
 /// signatures and its package index.
-pub fn build_file(build: &str, file: &str) -> String {
+pub(crate) fn build_file(build: &str, file: &str) -> String {
     format!("{BUILDS}{build}/{file}")
 }
 
 /// `envs/<env>/pointer.json`: an environment's newest signed history entry.
-pub fn pointer(env: &str) -> String {
+pub(crate) fn pointer(env: &str) -> String {
     format!("{ENVS}{env}/pointer.json")
 }
 
 /// `envs/<env>/timestamp.json`: the signed statement that an environment's
 /// head is current, until when ([`crate::records::history::Freshness`]).
-pub fn freshness(env: &str) -> String {
+pub(crate) fn freshness(env: &str) -> String {
     format!("{ENVS}{env}/timestamp.json")
 }
 
 /// The prefix every history entry of `env` is under.
-pub fn history_prefix(env: &str) -> String {
+pub(crate) fn history_prefix(env: &str) -> String {
     format!("{ENVS}{env}/history/")
 }
 
 /// `envs/<env>/history/<seq>.json`, `seq` zero-padded to 8 digits so keys
 /// list in order.
-pub fn history_entry(env: &str, seq: u64) -> String {
+pub(crate) fn history_entry(env: &str, seq: u64) -> String {
     format!("{}{seq:08}.json", history_prefix(env))
 }
 
 /// `views/<env>/<view>.json`: what a consumer view of `env` was last
 /// generated from, and who is generating it (the record a regeneration's
 /// conditional writes go through).
-pub fn view_state(env: &str, view: &str) -> String {
+pub(crate) fn view_state(env: &str, view: &str) -> String {
     format!("views/{env}/{view}.json")
 }
 
 /// `pool/main/<l>/<package>/<file>`: where a package lives in the shared
 /// pool (`lib` packages under their first four letters, as Debian's
 /// archive does).
-pub fn pool(package: &str, file: &str) -> String {
+pub(crate) fn pool(package: &str, file: &str) -> String {
     let fan = if package.starts_with("lib") && package.len() > 3 {
         &package[..4]
     } else {
@@ -152,22 +152,22 @@ pub fn pool(package: &str, file: &str) -> String {
 }
 
 /// `dists/<env>`: the apt suite of `env`.
-pub fn apt_suite(env: &str) -> String {
+pub(crate) fn apt_suite(env: &str) -> String {
     format!("{DISTS}{env}")
 }
 
 /// A content-addressed apt index file of `env`'s suite.
-pub fn apt_by_hash(env: &str, index_dir: &str, sha256: &str) -> String {
+pub(crate) fn apt_by_hash(env: &str, index_dir: &str, sha256: &str) -> String {
     format!("{}/{index_dir}/by-hash/SHA256/{sha256}", apt_suite(env))
 }
 
 /// `yum/<env>`: the yum repository of `env`.
-pub fn yum_repo(env: &str) -> String {
+pub(crate) fn yum_repo(env: &str) -> String {
     format!("{YUM}{env}")
 }
 
 /// A file of `env`'s yum repository (`repodata/...`, `Packages/...`).
-pub fn yum_file(env: &str, href: &str) -> String {
+pub(crate) fn yum_file(env: &str, href: &str) -> String {
     format!("{}/{href}", yum_repo(env))
 }
 
@@ -175,7 +175,7 @@ pub fn yum_file(env: &str, href: &str) -> String {
 /// URL: `Packages/h/hello-1.2.0-1.x86_64.rpm` (the layout of Fedora's
 /// repositories), so a mirror that copies a repository by its base URL
 /// (`dnf reposync`) gets every package.
-pub fn yum_package_href(artifact: &str) -> String {
+pub(crate) fn yum_package_href(artifact: &str) -> String {
     let fan = artifact
         .chars()
         .next()
@@ -188,7 +188,7 @@ pub fn yum_package_href(artifact: &str) -> String {
 /// is. The S3 backend sends it as `Cache-Control` on every write
 /// ([`http_headers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectClass {
+pub(crate) enum ObjectClass {
     /// Named by its content (blobs, manifest and catalog shards, apt
     /// `by-hash` files, checksum-named yum data) or never rewritten with other bytes (pool files and the yum
     /// repository's package copies, whose names carry name, version and
@@ -206,7 +206,7 @@ pub enum ObjectClass {
 
 impl ObjectClass {
     /// The `Cache-Control` value for objects of this class.
-    pub fn cache_control(self) -> &'static str {
+    pub(crate) fn cache_control(self) -> &'static str {
         match self {
             ObjectClass::Immutable => "public, max-age=31536000, immutable",
             ObjectClass::Mutable => "no-cache",
@@ -217,7 +217,7 @@ impl ObjectClass {
 /// The class of the object at `key` (a key this module builds). Anything
 /// not known to be immutable is [`ObjectClass::Mutable`]: a wrong guess that
 /// way costs a revalidation, the other way a stale repository.
-pub fn object_class(key: &str) -> ObjectClass {
+pub(crate) fn object_class(key: &str) -> ObjectClass {
     let immutable = key.starts_with(BLOBS)
         || key.starts_with(MANIFEST_SHARDS)
         || key.starts_with(&format!("{LEGACY_VERSION_RECORDS}catalog/"))
@@ -251,7 +251,7 @@ fn yum_data_is_checksum_named(key: &str) -> bool {
 
 /// The `Content-Type` of the object at `key`, from its name. Blobs and
 /// `by-hash` copies do not name their format: `application/octet-stream`.
-pub fn content_type(key: &str) -> &'static str {
+pub(crate) fn content_type(key: &str) -> &'static str {
     let name = key.rsplit('/').next().unwrap_or(key);
     if key.starts_with(DISTS) && key.contains("/by-hash/") {
         return "application/octet-stream";
@@ -276,15 +276,15 @@ pub fn content_type(key: &str) -> &'static str {
 /// The HTTP headers an object at `key` is stored with: `Cache-Control`
 /// (from [`object_class`]) and `Content-Type` (from [`content_type`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpHeaders {
+pub(crate) struct HttpHeaders {
     /// `Cache-Control`.
-    pub cache_control: &'static str,
+    pub(crate) cache_control: &'static str,
     /// `Content-Type`.
-    pub content_type: &'static str,
+    pub(crate) content_type: &'static str,
 }
 
 /// The headers of the object at `key`.
-pub fn http_headers(key: &str) -> HttpHeaders {
+pub(crate) fn http_headers(key: &str) -> HttpHeaders {
     HttpHeaders {
         cache_control: object_class(key).cache_control(),
         content_type: content_type(key),
@@ -293,13 +293,13 @@ pub fn http_headers(key: &str) -> HttpHeaders {
 
 /// The signed pointer to the machine image `machine` promoted to `env`:
 /// what an autoscaler reads (`machines/NAME/ENV.json`).
-pub fn machine_pointer(machine: &str, env: &str) -> String {
+pub(crate) fn machine_pointer(machine: &str, env: &str) -> String {
     format!("machines/{machine}/{env}.json")
 }
 
 /// The same pointer clearsigned (`machines/NAME/ENV.json.asc`): one object,
 /// so a reader never pairs a new document with an old signature.
-pub fn machine_pointer_signed(machine: &str, env: &str) -> String {
+pub(crate) fn machine_pointer_signed(machine: &str, env: &str) -> String {
     format!("machines/{machine}/{env}.json.asc")
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::digest::{CHUNK, spawn_blocking};
+use super::digest::{CHUNK, filled, spawn_blocking};
 use super::{
     Backend, Body, BodyInner, Condition, Listed, Object, ObjectBody, ObjectMeta, Upload, Version,
 };
@@ -433,9 +433,9 @@ fn copy_hashing(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io(src, e)),
         };
-        hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n])
-            .map_err(|e| Error::io(dst_path, e))?;
+        let chunk = filled(&buf, n).map_err(|e| Error::io(src, e))?;
+        hasher.update(chunk);
+        dst.write_all(chunk).map_err(|e| Error::io(dst_path, e))?;
     }
 }
 

@@ -261,6 +261,24 @@ impl S3Backend {
 
     /// The store error for an S3 error that has no special meaning to the
     /// caller.
+    /// What a request about one key returned: `None` when the key does
+    /// not exist, the store error (as [`Self::error`]) for any other failure.
+    fn found<T, E>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        out: std::result::Result<T, SdkError<E, HttpResponse>>,
+    ) -> Result<Option<T>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match out {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
+            Err(e) => Err(self.error(operation, key, e)),
+        }
+    }
+
     fn error<E>(&self, operation: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -335,10 +353,8 @@ impl S3Backend {
             .key(self.full_key(key))
             .send()
             .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if matches!(Self::classify(&e), Class::Missing) => return Ok(None),
-            Err(e) => return Err(self.error("GetObject", key, e)),
+        let Some(out) = self.found("GetObject", key, out)? else {
+            return Ok(None);
         };
         let modified = out
             .last_modified()
@@ -537,38 +553,15 @@ impl Backend for S3Backend {
             .key(self.full_key(key))
             .send()
             .await;
-        match out {
-            Ok(out) => Ok(Some(Object {
-                meta: ObjectMeta {
-                    key: key.to_string(),
-                    size: out.content_length().unwrap_or(0).max(0) as u64,
-                    version: version(out.e_tag()),
-                },
-                body: Box::new(StallLimit::new(out.body.into_async_read(), self.stall))
-                    as ObjectBody,
-            })),
-            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
-            Err(e) => Err(self.error("GetObject", key, e)),
-        }
+        Ok(self.found("GetObject", key, out)?.map(|out| Object {
+            meta: object_meta(key, out.content_length(), out.e_tag()),
+            body: Box::new(StallLimit::new(out.body.into_async_read(), self.stall)) as ObjectBody,
+        }))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(Some(ObjectMeta {
-                key: key.to_string(),
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                version: version(out.e_tag()),
-            })),
-            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
-            Err(e) => Err(self.error("HeadObject", key, e)),
-        }
+        // The same HeadObject request; the time is dropped.
+        Ok(self.stat(key).await?.map(|l| l.meta))
     }
 
     async fn put(&self, key: &str, body: Body, cond: Condition, _durable: bool) -> Result<Version> {
@@ -651,11 +644,7 @@ impl Backend for S3Backend {
                     continue;
                 }
                 out.push(Listed {
-                    meta: ObjectMeta {
-                        key: key.to_string(),
-                        size: obj.size().unwrap_or(0).max(0) as u64,
-                        version: version(obj.e_tag()),
-                    },
+                    meta: object_meta(key, obj.size(), obj.e_tag()),
                     modified: system_time(obj.last_modified()),
                 });
             }
@@ -671,18 +660,10 @@ impl Backend for S3Backend {
             .key(self.full_key(key))
             .send()
             .await;
-        match out {
-            Ok(out) => Ok(Some(Listed {
-                meta: ObjectMeta {
-                    key: key.to_string(),
-                    size: out.content_length().unwrap_or(0).max(0) as u64,
-                    version: version(out.e_tag()),
-                },
-                modified: system_time(out.last_modified()),
-            })),
-            Err(e) if matches!(Self::classify(&e), Class::Missing) => Ok(None),
-            Err(e) => Err(self.error("HeadObject", key, e)),
-        }
+        Ok(self.found("HeadObject", key, out)?.map(|out| Listed {
+            meta: object_meta(key, out.content_length(), out.e_tag()),
+            modified: system_time(out.last_modified()),
+        }))
     }
 
     async fn freshen(&self, key: &str) -> Result<()> {
@@ -878,6 +859,16 @@ fn copy_source(bucket: &str, key: &str) -> String {
         }
     }
     out
+}
+
+/// An object's key, size and version as S3 reports them (an absent or
+/// negative size is 0).
+fn object_meta(key: &str, size: Option<i64>, e_tag: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        key: key.to_string(),
+        size: size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        version: version(e_tag),
+    }
 }
 
 fn version(etag: Option<&str>) -> Version {

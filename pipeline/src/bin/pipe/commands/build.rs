@@ -2,7 +2,7 @@
 //! is not built yet; write and sign the manifest and provenance.
 
 use pipeline::build::steps::StepStatus;
-use pipeline::store::{OpenOptions, Store, StoreUrl, layout};
+use pipeline::store::{OpenOptions, Store, StoreUrl};
 use pipeline::{Error, Result};
 use serde_json::{Value, json};
 
@@ -115,7 +115,7 @@ pub async fn run(cx: &Context, plan_only: bool) -> Result<()> {
                     "kind": b.artifact.kind,
                     "component": b.artifact.component,
                     "path": b.path_in(&outcome.dir),
-                    "store_key": layout::blob_key(&b.artifact.blob.blake3),
+                    "store_key": b.artifact.blob.key(),
                     "size": b.artifact.blob.size,
                     "sha256": b.artifact.blob.sha256,
                     "blake3": b.artifact.blob.blake3,
