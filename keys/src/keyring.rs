@@ -186,11 +186,10 @@ impl Keyring {
         message: &[u8],
         at: Option<SystemTime>,
     ) -> Result<(Verified, Vec<u8>)> {
-        let start = message
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(message.len());
-        if !message[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+        if !message
+            .trim_ascii_start()
+            .starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
+        {
             return Err(Error::BadSignature {
                 signer: None,
                 detail: "not a clearsigned document (no -----BEGIN PGP SIGNED MESSAGE----- line)"
@@ -343,7 +342,7 @@ impl VerificationHelper for Helper<'_> {
 fn good_checksum(g: GoodChecksum<'_>) -> Result<Verified> {
     let signer = g.ka.key().fingerprint().to_hex();
     let computed = g.sig.computed_digest().unwrap_or_default();
-    if computed.len() < 2 || computed[..2] != g.sig.digest_prefix()[..] {
+    if computed.get(..2) != Some(g.sig.digest_prefix().as_slice()) {
         return Err(Error::BadSignature {
             signer: Some(signer),
             detail: "the signature's digest prefix does not match the data".into(),

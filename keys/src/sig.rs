@@ -38,7 +38,12 @@ pub(crate) fn hash_reader(ctx: &mut Context, mut data: impl Read) -> Result<()> 
     loop {
         match data.read(&mut buf) {
             Ok(0) => return Ok(()),
-            Ok(n) => ctx.update(&buf[..n]),
+            Ok(n) => ctx.update(buf.get(..n).ok_or_else(|| Error::OpenPgp {
+                detail: format!(
+                    "the data to sign reported {n} bytes read into a {}-byte buffer",
+                    buf.len()
+                ),
+            })?),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io("cannot read the data to sign", e)),
         }
@@ -80,13 +85,21 @@ pub(crate) fn finish(
     fields.hash(&mut ctx).map_err(Error::openpgp)?;
     let digest = ctx.into_digest().map_err(Error::openpgp)?;
     let mpis = keypair.sign(HASH, &digest).map_err(Error::openpgp)?;
+    let [d0, d1, ..] = digest[..] else {
+        return Err(Error::OpenPgp {
+            detail: format!(
+                "the {HASH:?} digest has {} bytes, expected at least 2",
+                digest.len()
+            ),
+        });
+    };
     Ok(Signature4::new(
         typ,
         pk_algo,
         HASH,
         hashed,
         SubpacketArea::default(),
-        [digest[0], digest[1]],
+        [d0, d1],
         mpis,
     )
     .into())
@@ -118,11 +131,11 @@ pub(crate) fn cleartext_lines(text: &[u8]) -> Vec<&[u8]> {
     text.split(|&b| b == b'\n')
         .map(|line| {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let end = line
-                .iter()
-                .rposition(|&b| b != b' ' && b != b'\t')
-                .map_or(0, |i| i + 1);
-            &line[..end]
+            let mut line = line;
+            while let [rest @ .., b' ' | b'\t'] = line {
+                line = rest;
+            }
+            line
         })
         .collect()
 }

@@ -28,10 +28,20 @@ impl Timestamp {
         let rem = self.0 % 86_400;
         let (y, m, d) = civil_from_days(days);
         // 1970-01-01 was a Thursday.
-        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-        let month = [
+        const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ][(m - 1) as usize];
+        ];
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "days is non-negative (a u64 divided), so days % 7 is below WEEKDAYS' length 7"
+        )]
+        let weekday = WEEKDAYS[(days % 7) as usize];
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "civil_from_days returns m in 1..=12 (mp is 0..=11), so m - 1 is below MONTHS' length 12"
+        )]
+        let month = MONTHS[(m - 1) as usize];
         format!(
             "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} UTC",
             rem / 3600,

@@ -348,9 +348,15 @@ fn gpg_signing_subkey(gpg: &Gpg, fpr: &str) -> String {
     let mut best = None;
     for (i, l) in lines.iter().enumerate() {
         let f: Vec<&str> = l.split(':').collect();
-        if f[0] == "sub" && f[11].contains('s') {
-            let created: u64 = f[5].parse().unwrap();
-            let sub_fpr = lines[i + 1].split(':').nth(9).unwrap().to_string();
+        if f.first() == Some(&"sub") && f.get(11).is_some_and(|c| c.contains('s')) {
+            let created: u64 = f.get(5).expect("creation time field").parse().unwrap();
+            let sub_fpr = lines
+                .get(i + 1)
+                .expect("an fpr line after the sub line")
+                .split(':')
+                .nth(9)
+                .unwrap()
+                .to_string();
             if best.as_ref().is_none_or(|(c, _)| created >= *c) {
                 best = Some((created, sub_fpr));
             }

@@ -32,7 +32,7 @@ pub enum ArtifactKind {
 
 impl ArtifactKind {
     /// Every kind, in the order a plan lists them.
-    pub const ALL: [ArtifactKind; 4] = [
+    pub(crate) const ALL: [ArtifactKind; 4] = [
         ArtifactKind::Deb,
         ArtifactKind::Rpm,
         ArtifactKind::OciImage,
@@ -78,7 +78,7 @@ impl Component {
     }
 
     /// The package name, when the component is a package.
-    pub fn package(&self) -> Option<&str> {
+    pub(crate) fn package(&self) -> Option<&str> {
         match self {
             Component::Package(n) => Some(n),
             Component::Image(_) | Component::Machine(_) => None,

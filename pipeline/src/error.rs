@@ -14,13 +14,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code: a failure that is not one of the kinds below.
-pub const EXIT_FAILURE: i32 = 1;
+pub(crate) const EXIT_FAILURE: i32 = 1;
 /// Exit code: a usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: a signature, digest or size did not verify.
 pub const EXIT_VERIFY: i32 = 3;
 /// Exit code: a concurrent change won a compare-and-swap.
-pub const EXIT_CONFLICT: i32 = 4;
+pub(crate) const EXIT_CONFLICT: i32 = 4;
 
 /// Everything that can go wrong in the core.
 #[derive(Debug, thiserror::Error)]

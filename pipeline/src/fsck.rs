@@ -46,7 +46,7 @@ use crate::views::ViewKind;
 use crate::{Error, Result};
 
 /// How many objects are read at once.
-pub const CONCURRENCY: usize = 16;
+pub(crate) const CONCURRENCY: usize = 16;
 
 /// What is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -578,10 +578,11 @@ async fn hash_object(store: &Store, key: &str) -> Result<Option<(String, u64)>> 
     };
     let mut body = obj.body;
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 << 10];
+    let mut buf = Vec::with_capacity(256 << 10);
     let mut size = 0u64;
     loop {
-        let n = body.read(&mut buf).await.map_err(|e| Error::Corrupt {
+        buf.clear();
+        let n = body.read_buf(&mut buf).await.map_err(|e| Error::Corrupt {
             url: store.url().to_string(),
             key: key.to_string(),
             detail: format!("cannot be read: {e}"),
@@ -590,7 +591,7 @@ async fn hash_object(store: &Store, key: &str) -> Result<Option<(String, u64)>> 
             break;
         }
         size += n as u64;
-        hasher.update(&buf[..n]);
+        hasher.update(&buf);
     }
     Ok(Some((hasher.finalize().to_hex().to_string(), size)))
 }
@@ -865,6 +866,11 @@ async fn check_apt(
     mid_write: bool,
 ) -> Result<Found> {
     let mut found = Found::new();
+    // The build the pointer names first, then one a regeneration may still
+    // show; nothing shown, nothing to compare.
+    let [first, ..] = shown else {
+        return Ok(found);
+    };
     let suite = layout::apt_suite(env);
     let top = format!("{suite}/InRelease");
     let Some((signed, _)) = store.get_bytes_max(&top, MAX_RECORD).await? else {
@@ -937,7 +943,7 @@ async fn check_apt(
             format!(
                 "lists {} package(s) that are not the package index of build `{}`",
                 stanzas.len(),
-                shown[0].build
+                first.build
             ),
             ProblemKind::View,
         ));
@@ -958,6 +964,11 @@ async fn check_yum(
     mid_write: bool,
 ) -> Result<Found> {
     let mut found = Found::new();
+    // The build the pointer names first, then one a regeneration may still
+    // show; nothing shown, nothing to compare.
+    let [first, ..] = shown else {
+        return Ok(found);
+    };
     let repo = layout::yum_repo(env);
     let top = format!("{repo}/repodata/repomd.xml");
     let (Some((repomd, _)), Some((sig, _))) = (
@@ -1018,7 +1029,7 @@ async fn check_yum(
             top,
             format!(
                 "its metadata is not the package index of build `{}`",
-                shown[0].build
+                first.build
             ),
             ProblemKind::View,
         ));
@@ -1057,7 +1068,12 @@ async fn check_machines(
     mid_write: bool,
 ) -> Result<Found> {
     let mut found = Found::new();
-    let machines: BTreeSet<&str> = shown[0]
+    // The build the pointer names first, then one a regeneration may still
+    // show; nothing shown, nothing to compare.
+    let [first, ..] = shown else {
+        return Ok(found);
+    };
+    let machines: BTreeSet<&str> = first
         .index
         .machines
         .iter()
@@ -1124,7 +1140,7 @@ async fn check_machines(
                 key.clone(),
                 format!(
                     "signs build `{}` with images that are not those the index of build `{}` lists for `{machine}` in `{env}`",
-                    doc.build, shown[0].build
+                    doc.build, first.build
                 ),
                 ProblemKind::View,
             ));

@@ -22,7 +22,7 @@ pub mod rotate;
 pub mod status;
 pub mod store;
 mod task;
-pub mod template;
+pub(crate) mod template;
 pub mod views;
 
 pub use error::{Error, Result};

@@ -138,7 +138,7 @@ pub async fn promote(
 
 /// The entry `pipe rollback` moves back to: entry `to` when given, else the
 /// newest entry that points somewhere else than the head.
-pub fn rollback_target<'a>(
+pub(crate) fn rollback_target<'a>(
     env: &str,
     entries: &'a [SignedEntry],
     to: Option<u64>,

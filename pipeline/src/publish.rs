@@ -67,11 +67,6 @@ pub trait Progress: Send + Sync {
 /// upload already streams.
 const CONCURRENCY: usize = 16;
 
-/// Publishes the build in `dir` (a `.pipe/builds/<id>/` directory).
-pub async fn publish(dir: &Path, store: &Store, progress: &dyn Progress) -> Result<PublishReport> {
-    publish_with(dir, store, progress, false).await
-}
-
 /// [`publish`]; with `read_back`, every blob the store already has is read
 /// back and hashed, so a damaged one of the right size is repaired too
 /// (without it, a blob missing or of the wrong size is).

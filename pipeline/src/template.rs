@@ -5,7 +5,7 @@
 
 /// One piece of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Piece<'a> {
+pub(crate) enum Piece<'a> {
     /// Literal text.
     Text(&'a str),
     /// A placeholder's name, trimmed.
@@ -14,7 +14,7 @@ pub enum Piece<'a> {
 
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Syntax {
+pub(crate) enum Syntax {
     /// `{{` without a `}}`.
     Unclosed,
     /// `{{ ... }}` whose content is not a name (the content as written).
@@ -23,7 +23,7 @@ pub enum Syntax {
 
 impl Syntax {
     /// A one-line message and a hint.
-    pub fn explain(&self) -> (String, String) {
+    pub(crate) fn explain(&self) -> (String, String) {
         match self {
             Syntax::Unclosed => (
                 "`{{` is never closed".into(),
@@ -39,13 +39,13 @@ impl Syntax {
 
 /// True for a placeholder or `--set` name: a letter or `_`, then letters,
 /// digits and `_`.
-pub fn is_name(s: &str) -> bool {
+pub(crate) fn is_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Splits `text` into literal text and placeholder names.
-pub fn parse(text: &str) -> Result<Vec<Piece<'_>>, Syntax> {
+pub(crate) fn parse(text: &str) -> Result<Vec<Piece<'_>>, Syntax> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find("{{") {

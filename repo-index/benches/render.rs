@@ -111,7 +111,7 @@ fn main() {
         "apt: {} files, {:.1} MiB; amd64 Packages {:.1} MiB",
         plan.files.len(),
         bytes as f64 / 1048576.0,
-        suite.indices[0].plain.len() as f64 / 1048576.0
+        suite.indices.first().map_or(0, |i| i.plain.len()) as f64 / 1048576.0
     );
 
     // One more package, every other stanza from the cache: only one index

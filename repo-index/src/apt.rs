@@ -522,16 +522,19 @@ pub fn render_suite(
         .into_iter()
         .zip(&digests)
         .map(|((dir, text), d)| {
-            let (gz, xz, chunks) = known[d].clone();
-            IndexSet {
+            let (gz, xz, chunks) = known.get(d).cloned().ok_or_else(|| Error::BadInput {
+                what: format!("{dir}/Packages"),
+                detail: format!("no compressed index was made for its text (sha256 {d})"),
+            })?;
+            Ok(IndexSet {
                 dir,
                 plain: Arc::from(text),
                 gz,
                 xz,
                 chunks,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     indices.sort_by(|a, b| a.dir.cmp(&b.dir));
 
     // Release.
@@ -592,8 +595,9 @@ type Compressed = (Arc<[u8]>, Arc<[u8]>, Vec<crate::Chunk>);
 /// The first four bytes of the SHA-256 of `bytes`, as a number: where
 /// chunks end (any stable hash would do; SHA-256 is at hand).
 fn hash_prefix(bytes: &[u8]) -> u32 {
-    let d = <sha2::Sha256 as sha2::Digest>::digest(bytes);
-    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(bytes).into();
+    let [a, b, c, d, ..] = d;
+    u32::from_le_bytes([a, b, c, d])
 }
 
 /// The configured list in its order, or else the sorted distinct values seen.

@@ -77,8 +77,16 @@ pub(crate) fn compress(
     bounds.push(0);
     bounds.extend(cuts.iter().copied().filter(|&c| c > 0 && c < text.len()));
     bounds.push(text.len());
+    bounds.sort_unstable();
     bounds.dedup();
-    let parts: Vec<&[u8]> = bounds.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+    // Sorted, from 0 to the text's length: every window is a range of it.
+    let parts: Vec<&[u8]> = bounds
+        .windows(2)
+        .filter_map(|w| match *w {
+            [start, end] => text.get(start..end),
+            _ => None,
+        })
+        .collect();
     if text.is_empty() {
         return Ok(Output {
             gz: common::gzip(&format!("{path}.gz"), text)?,
@@ -128,8 +136,12 @@ pub(crate) fn compress(
         })
         .collect();
     let reused = reusable.iter().filter(|r| r.is_some()).count();
-    let todo: Vec<usize> = (0..parts.len())
-        .filter(|&i| reusable[i].is_none())
+    let todo: Vec<(usize, &[u8])> = parts
+        .iter()
+        .zip(&reusable)
+        .enumerate()
+        .filter(|(_, (_, r))| r.is_none())
+        .map(|(i, (part, _))| (i, *part))
         .collect();
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -142,8 +154,8 @@ pub(crate) fn compress(
                     let mut out = Vec::new();
                     loop {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&i) = todo.get(n) else { break };
-                        out.push((i, pack(path, parts[i], xz)));
+                        let Some(&(i, part)) = todo.get(n) else { break };
+                        out.push((i, pack(path, part, xz)));
                     }
                     out
                 })
@@ -156,7 +168,10 @@ pub(crate) fn compress(
     });
     let mut packed = reusable;
     for (i, p) in made {
-        packed[i] = Some(p?);
+        // `i` is a position in `parts`, which `packed` has one slot for.
+        if let Some(slot) = packed.get_mut(i) {
+            *slot = Some(p?);
+        }
     }
     let packed: Vec<Packed> = packed.into_iter().flatten().collect();
     let mut gz = Vec::new();
@@ -242,14 +257,14 @@ fn verify(p: &Packed, plain: &[u8], with_xz: bool) -> bool {
 /// The one block of a single-stream xz file liblzma wrote, with padding,
 /// and its unpadded size.
 fn single_block(xz: &[u8]) -> Option<(&[u8], u64)> {
-    if xz.len() < 24 || xz[..6] != XZ_MAGIC {
+    if xz.len() < 24 || xz.get(..6)? != XZ_MAGIC {
         return None;
     }
-    let footer = &xz[xz.len() - 12..];
-    let backward = u32::from_le_bytes(footer[4..8].try_into().ok()?) as usize;
-    let index_size = (backward + 1) * 4;
-    let index_start = xz.len().checked_sub(12 + index_size)?;
-    let index = &xz[index_start..xz.len() - 12];
+    let (body, footer) = xz.split_at_checked(xz.len().checked_sub(12)?)?;
+    let backward = u32::from_le_bytes(footer.get(4..8)?.try_into().ok()?) as usize;
+    let index_size = backward.checked_add(1)?.checked_mul(4)?;
+    let index_start = body.len().checked_sub(index_size)?;
+    let index = body.get(index_start..)?;
     if index.first() != Some(&0) {
         return None;
     }

@@ -510,14 +510,17 @@ pub fn render_package(pkg: &RpmPackage) -> Result<PackageXml> {
     // a run of equal times pushes the older ones up by one second each.
     let mut last_time = None;
     for i in 0..entries.len() {
-        let t = entries[i].date;
+        let Some(t) = entries.get(i).map(|e| e.date) else {
+            break;
+        };
         if last_time == Some(t) {
             let mut tmp = t;
-            let mut j = i;
-            while j > 0 && entries[j - 1].date == tmp {
-                entries[j - 1].date += 1;
-                tmp += 1;
-                j -= 1;
+            for newer in entries.iter_mut().take(i).rev() {
+                if newer.date != tmp {
+                    break;
+                }
+                newer.date = newer.date.saturating_add(1);
+                tmp = tmp.saturating_add(1);
             }
         } else {
             last_time = Some(t);
@@ -646,8 +649,9 @@ pub fn render_repo_chunked(
         0 => false,
         1 => true,
         n => {
-            let d = <sha2::Sha256 as sha2::Digest>::digest(p.pkgid.as_bytes());
-            u32::from_le_bytes([d[0], d[1], d[2], d[3]]).is_multiple_of(n)
+            let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(p.pkgid.as_bytes()).into();
+            let [a, b, c, d, ..] = d;
+            u32::from_le_bytes([a, b, c, d]).is_multiple_of(n)
         }
     };
     let build = |open: String, part: fn(&PackageXml) -> &str, close: &str| {

@@ -38,14 +38,6 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Every format, for tests and option parsing.
-    pub const ALL: [Compression; 4] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Xz,
-        Compression::Zstd,
-    ];
-
     /// File name suffix, with its dot (`""` for none).
     pub fn extension(self) -> &'static str {
         match self {
@@ -57,7 +49,7 @@ impl Compression {
     }
 
     /// Default level: what dpkg-deb uses (gzip 9, xz 6, zstd 3).
-    pub fn default_level(self) -> u32 {
+    pub(crate) fn default_level(self) -> u32 {
         match self {
             Compression::None => 0,
             Compression::Gzip => 9,
@@ -109,7 +101,7 @@ const GZIP_MEMORY: u64 = 1 << 20;
 
 /// The default memory budget of all compressors together: well under
 /// 1 GiB whatever the core count (seven xz workers at level 6).
-pub const DEFAULT_MEMORY: u64 = 512 << 20;
+pub(crate) const DEFAULT_MEMORY: u64 = 512 << 20;
 
 /// The compressor budget of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +123,7 @@ impl Default for Limits {
 }
 
 /// The cores this process may run on.
-pub fn cores() -> NonZeroU32 {
+pub(crate) fn cores() -> NonZeroU32 {
     std::thread::available_parallelism()
         .ok()
         .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX)))
@@ -179,7 +171,7 @@ thread_local! {
 }
 
 impl Budget {
-    pub(crate) fn new(limits: Limits) -> Budget {
+    pub fn new(limits: Limits) -> Budget {
         Budget {
             state: Mutex::new(State {
                 limits,
@@ -323,7 +315,7 @@ enum Inner<W: Write> {
 impl<W: Write> Encoder<W> {
     /// An encoder with up to `threads` workers, as many as the budget has
     /// free.
-    pub(crate) fn new(
+    pub fn new(
         inner: W,
         compression: Compression,
         level: u32,
@@ -398,7 +390,13 @@ impl<W: Write> Encoder<W> {
                 // liblzma's own figure for n workers (encoders, block
                 // buffers, output queue).
                 let costs: Vec<u64> = (1..=want).map(|n| builder.threads(n).memusage()).collect();
-                let grant = budget.take(want, |n| costs[n as usize - 1]);
+                // n is 1..=want; a count outside it is never affordable.
+                let grant = budget.take(want, |n| {
+                    costs
+                        .get((n as usize).wrapping_sub(1))
+                        .copied()
+                        .unwrap_or(u64::MAX)
+                });
                 let stream = builder
                     .threads(grant.threads().get())
                     .encoder()

@@ -72,7 +72,7 @@ impl Docs {
 }
 
 /// Where an .rpm's license documentation goes (rpmbuild's `%license`).
-pub fn rpm_license_dir(package: &str) -> String {
+pub(crate) fn rpm_license_dir(package: &str) -> String {
     format!("/usr/share/licenses/{package}")
 }
 
@@ -266,7 +266,7 @@ fn continuation(text: &str) -> String {
         .rposition(|l| !l.is_empty())
         .map_or(0, |e| e + 1);
     let mut out = String::new();
-    for line in &lines[start..end] {
+    for line in lines.get(start..end).unwrap_or_default() {
         if line.is_empty() || *line == "." {
             out.push_str(" .\n");
         } else {
@@ -325,7 +325,7 @@ impl Changelog {
 
     /// Entries rendered in Debian's format (distribution `unstable`,
     /// urgency `medium`, dates in UTC).
-    pub fn from_entries(package: &str, entries: Vec<ChangelogEntry>) -> Changelog {
+    pub(crate) fn from_entries(package: &str, entries: Vec<ChangelogEntry>) -> Changelog {
         let mut debian = String::new();
         for (i, e) in entries.iter().enumerate() {
             if i > 0 {
@@ -398,7 +398,7 @@ impl Changelog {
 
     /// The Debian text compressed as `gzip -9n` does (no name, no time,
     /// best compression), for `changelog.gz`.
-    pub fn debian_gz(&self) -> Vec<u8> {
+    pub(crate) fn debian_gz(&self) -> Vec<u8> {
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(3)
@@ -604,12 +604,13 @@ fn parse_simple(author: &str, text: &str) -> Result<Vec<ChangelogEntry>, Changel
 /// Newest first: rpm and dpkg both read the first entry as the latest.
 fn check_order(entries: &[ChangelogEntry]) -> Result<(), ChangelogError> {
     for pair in entries.windows(2) {
-        if pair[1].time > pair[0].time {
+        let [above, below] = pair else { continue };
+        if below.time > above.time {
             return Err(ChangelogError {
                 line: 0,
                 message: format!(
                     "the entry for `{}` is dated after the one above it (`{}`): newest entries come first",
-                    pair[1].version, pair[0].version
+                    below.version, above.version
                 ),
             });
         }
@@ -655,14 +656,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// `Tue, 14 Nov 2023 22:13:20 +0000`, in UTC.
-pub fn rfc2822(time: u64) -> String {
+pub(crate) fn rfc2822(time: u64) -> String {
     let days = (time / 86_400) as i64;
     let secs = time % 86_400;
     let (y, m, d) = civil_from_days(days);
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "rem_euclid(7) is below DAYS' length 7; civil_from_days returns m in 1..=12 (mp is 0..=11), below MONTHS' length 12 after - 1"
+    )]
+    let (day, month) = (DAYS[days.rem_euclid(7) as usize], MONTHS[m as usize - 1]);
     format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[m as usize - 1],
+        "{day}, {d:02} {month} {y} {:02}:{:02}:{:02} +0000",
         secs / 3600,
         secs / 60 % 60,
         secs % 60

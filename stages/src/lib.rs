@@ -13,6 +13,7 @@ pub mod compress;
 pub mod deb;
 pub mod docs;
 mod error;
+mod io;
 pub mod machine;
 pub mod oci;
 mod tarball;

@@ -76,14 +76,13 @@ impl<W: Write> TarWriter<W> {
         let mut left = limit;
         let mut copied = 0;
         while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match r.read(&mut buf[..want]) {
+            let n = match r.by_ref().take(left).read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.out.write_all(&buf[..n])?;
+            self.out.write_all(crate::io::handled(buf, n)?)?;
             copied += n as u64;
             left -= n as u64;
         }
@@ -94,7 +93,7 @@ impl<W: Write> TarWriter<W> {
     pub(crate) fn pad(&mut self, size: u64) -> io::Result<()> {
         let rem = (size % BLOCK as u64) as usize;
         if rem != 0 {
-            self.out.write_all(&[0; BLOCK][..BLOCK - rem])?;
+            io::copy(&mut io::repeat(0).take((BLOCK - rem) as u64), &mut self.out)?;
         }
         Ok(())
     }
@@ -154,8 +153,9 @@ impl<W: Write> TarWriter<W> {
 /// Copies `value` into a fixed header field, truncated (the full value is in
 /// the preceding long-link record when it does not fit).
 fn set_field(field: &mut [u8], value: &str) {
-    let n = value.len().min(field.len());
-    field[..n].copy_from_slice(&value.as_bytes()[..n]);
+    for (to, from) in field.iter_mut().zip(value.as_bytes()) {
+        *to = *from;
+    }
 }
 
 #[cfg(test)]

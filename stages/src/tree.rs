@@ -93,7 +93,7 @@ pub struct Entry {
 
 impl Entry {
     /// The path without its leading `/` (`usr/bin/hello`).
-    pub fn relative_path(&self) -> &str {
+    pub(crate) fn relative_path(&self) -> &str {
         self.path.trim_start_matches('/')
     }
 }
@@ -128,7 +128,7 @@ pub fn resolve(root: &Path, mappings: &[Mapping], mtime: u64) -> Result<Vec<Entr
 /// The .deb lists every parent directory regardless, as dpkg-deb does:
 /// dpkg tracks directories shared between packages itself and removes one
 /// only when no installed package lists it.
-pub const SYSTEM_DIRECTORIES: &[&str] = &[
+pub(crate) const SYSTEM_DIRECTORIES: &[&str] = &[
     "/",
     "/bin",
     "/boot",
@@ -228,7 +228,7 @@ pub const SYSTEM_DIRECTORIES: &[&str] = &[
 
 /// True when a base system already owns the directory `path` (see
 /// [`SYSTEM_DIRECTORIES`]).
-pub fn is_system_directory(path: &str) -> bool {
+pub(crate) fn is_system_directory(path: &str) -> bool {
     let path = match path.trim_end_matches('/') {
         "" => "/",
         p => p,
@@ -239,7 +239,7 @@ pub fn is_system_directory(path: &str) -> bool {
 /// A file a stage generates (a copyright file, a changelog), written to
 /// `src` beforehand.
 #[derive(Clone, Debug)]
-pub struct Generated {
+pub(crate) struct Generated {
     /// Absolute destination.
     pub path: String,
     /// Where its bytes are.
@@ -252,7 +252,7 @@ pub struct Generated {
 /// their missing parents (implied), in the same order. A generated file
 /// whose path the package already has is left out: what the project
 /// packages itself wins.
-pub fn with_generated(entries: &[Entry], generated: &[Generated], mtime: u64) -> Vec<Entry> {
+pub(crate) fn with_generated(entries: &[Entry], generated: &[Generated], mtime: u64) -> Vec<Entry> {
     let key_of = |path: &str| -> Key {
         path.split('/')
             .filter(|p| !p.is_empty())
@@ -268,9 +268,9 @@ pub fn with_generated(entries: &[Entry], generated: &[Generated], mtime: u64) ->
         if map.contains_key(&key) {
             continue;
         }
-        for depth in 1..key.len() {
-            map.entry(key[..depth].to_vec()).or_insert_with(|| Entry {
-                path: join_key(&key[..depth]),
+        for parent in (1..key.len()).filter_map(|depth| key.get(..depth)) {
+            map.entry(parent.to_vec()).or_insert_with(|| Entry {
+                path: join_key(parent),
                 kind: EntryKind::Dir,
                 mode: 0o755,
                 mtime,
@@ -464,8 +464,8 @@ impl Tree<'_> {
     fn add_parents(&mut self) -> Result<()> {
         let keys: Vec<Key> = self.entries.keys().cloned().collect();
         for key in keys {
-            for depth in 1..key.len() {
-                let parent = key[..depth].to_vec();
+            for parent in (1..key.len()).filter_map(|depth| key.get(..depth)) {
+                let parent = parent.to_vec();
                 match self.entries.get(&parent) {
                     Some((e, _)) if e.kind == EntryKind::Dir => {}
                     Some((e, src)) => {

@@ -431,7 +431,7 @@ fn check_signature(key: &SecretKey, other: &SecretKey) {
         .windows(text.len())
         .position(|w| w == text)
         .expect("summary in header");
-    bytes[at] = b'J';
+    *bytes.get_mut(at).unwrap() = b'J';
     let tampered = tmp.path().join("tampered.rpm");
     fs::write(&tampered, bytes).unwrap();
     let (ok, stdout, stderr) = rpm(&["--dbpath", &good, "-K", tampered.to_str().unwrap()]);

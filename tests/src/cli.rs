@@ -157,6 +157,22 @@ impl Project {
     /// Sets `version` in `[project]`, then builds and publishes; returns
     /// the build id.
     pub fn release(&self, version: &str) -> String {
+        let build = self.build(version);
+        self.pipe(&["publish", &build]).expect_code(0);
+        build
+    }
+
+    /// Sets `version` in `[project]`, then builds; returns the build id.
+    pub fn build(&self, version: &str) -> String {
+        self.set_version(version);
+        self.pipe(&["--json", "build"]).expect_code(0).json()["build"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sets `version` in `[project]` of `pipeline.toml`.
+    pub fn set_version(&self, version: &str) -> &Self {
         let toml = std::fs::read_to_string(self.path().join("pipeline.toml")).unwrap();
         let toml: String = toml
             .lines()
@@ -168,13 +184,7 @@ impl Project {
                 }
             })
             .collect();
-        self.write("pipeline.toml", &toml);
-        let build = self.pipe(&["--json", "build"]).expect_code(0).json()["build"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        self.pipe(&["publish", &build]).expect_code(0);
-        build
+        self.write("pipeline.toml", &toml)
     }
 
     /// Sets an environment variable for every later `pipe` run.

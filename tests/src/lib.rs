@@ -5,6 +5,7 @@
 pub mod attacker;
 pub mod cli;
 pub mod consumers;
+pub mod fixture;
 pub mod machine;
 pub mod oci;
 pub mod proxy;

@@ -260,3 +260,25 @@ pub fn sha256_file(path: &Path) -> String {
     std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut h).unwrap();
     hex::encode(h.finalize())
 }
+
+/// A package tree `dir/NAME-pkg` for dpkg-deb: `DEBIAN/control` says
+/// `control`, and the directories `dirs` (relative) exist. Returns its root.
+pub fn deb_tree(dir: &Path, name: &str, control: &str, dirs: &[&str]) -> PathBuf {
+    let root = dir.join(format!("{name}-pkg"));
+    for d in std::iter::once("DEBIAN").chain(dirs.iter().copied()) {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("DEBIAN/control"), control).unwrap();
+    root
+}
+
+/// `dpkg-deb --build` of `root` into `deb` (root-owned, gzip, dated
+/// `epoch`); returns `deb`.
+pub fn dpkg_build(root: &Path, deb: PathBuf, epoch: u64) -> PathBuf {
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "--build"])
+        .arg(root)
+        .arg(&deb)
+        .env("SOURCE_DATE_EPOCH", epoch.to_string()));
+    deb
+}

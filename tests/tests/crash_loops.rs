@@ -17,34 +17,9 @@ use std::time::{Duration, Instant};
 
 use pipe_e2e::cli::{Project, Run};
 use pipe_e2e::consumers::{Apt, HttpServer, run, text};
+use pipe_e2e::fixture::{Demo, RSA_KEYRING};
 use pipe_e2e::raw::RawStore;
 use pipe_e2e::s3::MotoServer;
-
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-
-[packages.demo]
-summary = "Demo service"
-description = "Killed at random moments."
-arch = "all"
-license = "MIT"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-
-[packages.demo-extra]
-summary = "More files"
-description = "A second package, so a publish has more to write."
-arch = "all"
-license = "MIT"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [{ src = "extra.txt", dst = "/usr/share/demo/extra.txt" }]
-"#;
 
 /// A small seeded generator (xorshift64*): the same seed, the same delays.
 struct Rng(u64);
@@ -133,25 +108,22 @@ impl Figures {
     }
 }
 
-/// A project signing with RSA 3072 (apt's gpgv verifies it), its keyring.
+/// A project of two packages signing with RSA 3072 (apt's gpgv verifies
+/// it), its keyring.
 fn project() -> (Project, PathBuf) {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "0\n")
-        .write("extra.txt", "extra\n");
-    let key = p.with_rsa_key();
+    let p = Demo::new()
+        .file("demo.txt", "0\n")
+        .package("extra", &["deb", "rpm"])
+        .rsa_key()
+        .create();
+    let key = p.path().join(RSA_KEYRING);
     (p, key)
 }
 
 /// Builds version `version` (demo.txt says it) and returns the build id.
 fn build(p: &Project, version: &str) -> String {
-    let toml = PIPELINE.replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
-    p.write("pipeline.toml", &toml)
-        .write("demo.txt", &format!("{version}\n"));
-    p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    p.write("demo.txt", &format!("{version}\n"));
+    p.build(version)
 }
 
 /// Starts `pipe ARGS`, kills it after `delay` if it is still running:
@@ -417,7 +389,7 @@ fn deploy_killed_at_random_moments_leaves_a_complete_release() {
                 .path()
                 .join("releases")
                 .join(b)
-                .join("usr/share/demo/extra.txt")
+                .join("usr/share/extra/extra.txt")
                 .exists(),
             "the release is complete"
         );

@@ -11,47 +11,30 @@ use std::path::{Path, PathBuf};
 
 use pipe_e2e::cli::Project;
 use pipe_e2e::consumers::{Apt, HttpServer, text, try_run};
+use pipe_e2e::fixture::{Demo, RSA_KEYRING};
 use pipe_e2e::raw::RawStore;
 use pipe_e2e::s3::MotoServer;
-
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-
-[packages.demo]
-summary = "Demo service"
-description = "Shows that fsck finds and repairs damage."
-arch = "all"
-license = "MIT"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
 
 /// A project signing with RSA 3072 (what apt's gpgv verifies), and its
 /// public key for apt.
 fn project() -> (Project, PathBuf) {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
-    let key = p.with_rsa_key();
+    let p = Demo::new().rsa_key().create();
+    let key = p.path().join(RSA_KEYRING);
     (p, key)
 }
 
-/// The blob key of the build's artifact whose name ends with `suffix`.
-fn blob_key(p: &Project, build: &str, suffix: &str) -> String {
-    let (manifest, _) =
-        pipeline::records::manifest::read_local(&p.path().join(".pipe/builds").join(build))
-            .unwrap();
-    let a = manifest
-        .artifacts
+/// The store key of the artifact whose name ends with `suffix`, from what
+/// `pipe --json build` printed.
+fn blob_key(build: &serde_json::Value, suffix: &str) -> String {
+    build["artifacts"]
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|a| a.name.ends_with(suffix))
-        .unwrap();
-    a.blob.key()
+        .find(|a| a["name"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no artifact named *{suffix} in {build}"))["store_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// `pipe fsck` finds a problem of `kind` at `key` (exit 3), `--repair`
@@ -108,7 +91,10 @@ fn apt_download(dir: &Path, url: &str, key: &Path) -> Option<Vec<u8>> {
 
 fn damage_detect_repair(p: &Project, raw: &RawStore, apt_url: &str, key: &Path) {
     let tmp = tempfile::tempdir().unwrap();
-    let build = p.release("1.0.0");
+    p.set_version("1.0.0");
+    let built = p.pipe(&["--json", "build"]).expect_code(0).json();
+    let build = built["build"].as_str().unwrap().to_string();
+    p.pipe(&["publish", &build]).expect_code(0);
     p.pipe(&["promote", &build, "--to", "dev"]).expect_code(0);
     let doc = p.pipe(&["--json", "fsck"]).expect_code(0).json();
     let report = &doc["report"];
@@ -131,13 +117,13 @@ fn damage_detect_repair(p: &Project, raw: &RawStore, apt_url: &str, key: &Path) 
     );
 
     // A damaged blob.
-    let deb_blob = blob_key(p, &build, ".deb");
+    let deb_blob = blob_key(&built, ".deb");
     raw.damage(&deb_blob);
     found_and_repaired(p, "damaged-blob", &deb_blob);
     assert_eq!(raw.get(&deb_blob).unwrap(), deb);
 
     // A deleted blob.
-    let rpm_blob = blob_key(p, &build, ".rpm");
+    let rpm_blob = blob_key(&built, ".rpm");
     raw.delete(&rpm_blob);
     found_and_repaired(p, "missing-blob", &rpm_blob);
     assert!(raw.get(&rpm_blob).is_some());
@@ -315,11 +301,9 @@ fn build_rebuilds_a_stage_whose_stored_blob_is_missing_or_damaged() {
     let (p, _key) = project();
     let store = p.path().join(".pipe/store");
     let raw = RawStore::local(&store);
-    let build = p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let blob = blob_key(&p, &build, ".deb");
+    let built = p.pipe(&["--json", "build"]).expect_code(0).json();
+    let build = built["build"].as_str().unwrap().to_string();
+    let blob = blob_key(&built, ".deb");
     let good = raw.get(&blob).unwrap();
     for (what, damage) in [
         ("deleted", Box::new(|| raw.delete(&blob)) as Box<dyn Fn()>),

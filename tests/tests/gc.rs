@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pipe_e2e::cli::{Project, Run, pipe_bin, wait_for};
+use pipe_e2e::fixture::Demo;
 use pipe_e2e::proxy::StoppingProxy;
 use pipe_e2e::s3::MotoServer;
 use pipeline::store::{OpenOptions, Store, StoreUrl, Upload};
@@ -20,26 +21,19 @@ use pipeline::store::{OpenOptions, Store, StoreUrl, Upload};
 /// under it, and tests wait it out to make objects old.
 const GRACE: Duration = Duration::from_secs(3);
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[store]
-gc_grace = "3s"
-STORE_URL
-
-[environments.dev]
-[environments.prod]
-from = "dev"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
+/// The project: `dev` and `prod`, package `demo` (deb and rpm), objects
+/// old after 3 s, the store given by `url` (a `[store]` line) if any.
+fn demo(url: Option<&str>) -> Demo {
+    let demo = Demo::new()
+        .store("gc_grace = \"3s\"")
+        .env("prod", Some("dev"))
+        .file("demo.txt", "zero\n")
+        .file("extra.txt", "extra\n");
+    match url {
+        Some(line) => demo.store(line),
+        None => demo,
+    }
+}
 
 const EXTRA: &str = r#"
 [packages.extra]
@@ -82,23 +76,18 @@ impl Setup {
 
     /// A project whose store is `local_store` (a directory) when given.
     fn with_store(backend: Backend, local_store: Option<&Path>) -> Setup {
-        let p = Project::new();
         let server = (backend == Backend::S3).then(MotoServer::start);
-        let (line, url) = match (&server, local_store) {
-            (Some(s), _) => (
-                format!("url = \"s3://{}/demo\"", s.bucket()),
-                s.store_url("demo"),
-            ),
-            (None, Some(dir)) => (
-                format!("url = \"{}\"", dir.display()),
-                StoreUrl::Local(dir.to_path_buf()),
-            ),
-            (None, None) => (String::new(), StoreUrl::Local(p.path().join(".pipe/store"))),
+        let line = match (&server, local_store) {
+            (Some(s), _) => Some(format!("url = \"s3://{}/demo\"", s.bucket())),
+            (None, Some(dir)) => Some(format!("url = \"{}\"", dir.display())),
+            (None, None) => None,
         };
-        p.write("pipeline.toml", &PIPELINE.replace("STORE_URL", &line))
-            .write("demo.txt", "zero\n")
-            .write("extra.txt", "extra\n");
-        p.with_signing_key();
+        let p = demo(line.as_deref()).create();
+        let url = match (&server, local_store) {
+            (Some(s), _) => s.store_url("demo"),
+            (None, Some(dir)) => StoreUrl::Local(dir.to_path_buf()),
+            (None, None) => StoreUrl::Local(p.path().join(".pipe/store")),
+        };
         let ring = p.keyring();
         let mut s = Setup {
             p,
@@ -122,22 +111,8 @@ impl Setup {
 
     /// Builds version `version` with `content`; returns the build id.
     fn build(&self, version: &str, content: &str) -> String {
-        let toml = self.toml();
-        let line = toml
-            .lines()
-            .find(|l| l.starts_with("version = "))
-            .unwrap()
-            .to_string();
-        self.p
-            .write(
-                "pipeline.toml",
-                &toml.replacen(&line, &format!("version = \"{version}\""), 1),
-            )
-            .write("demo.txt", content);
-        self.p.pipe(&["--json", "build"]).expect_code(0).json()["build"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.p.write("demo.txt", content);
+        self.p.build(version)
     }
 
     fn publish(&self, build: &str) {
@@ -159,16 +134,7 @@ impl Setup {
     /// Builds version `version` against another store than the project's
     /// (a build stores its artifacts too), so a publish uploads them.
     fn build_elsewhere(&self, version: &str) -> String {
-        let toml = self.toml();
-        let line = toml
-            .lines()
-            .find(|l| l.starts_with("version = "))
-            .unwrap()
-            .to_string();
-        self.p.write(
-            "pipeline.toml",
-            &toml.replacen(&line, &format!("version = \"{version}\""), 1),
-        );
+        self.p.set_version(version);
         let elsewhere = self.targets.path().join(format!("store-{version}"));
         self.p
             .pipe(&["--json", "--store", elsewhere.to_str().unwrap(), "build"])
@@ -888,17 +854,12 @@ fn a_publish_that_fills_the_disk_fails_cleanly_and_the_rerun_completes_local() {
 /// `pipeline.toml`: a bad value is an error at its line and column, exit 2.
 #[test]
 fn gc_settings_are_checked_with_positions() {
-    let p = Project::new();
-    p.write(
-        "pipeline.toml",
-        &PIPELINE
-            .replace(
-                "gc_grace = \"3s\"",
-                "gc_grace = \"soon\"\ngc_keep_history = 0",
-            )
-            .replace("STORE_URL", ""),
-    )
-    .write("demo.txt", "zero\n");
+    let p = Demo::new()
+        .store("gc_grace = \"soon\"")
+        .store("gc_keep_history = 0")
+        .env("prod", Some("dev"))
+        .no_key()
+        .create();
     let run = p.pipe(&["gc", "--dry-run"]);
     run.expect_code(2);
     assert!(

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pipe_e2e::consumers::{run, text};
-use pipe_e2e::machine::{assert_images_sound, debian_base, debugfs_cat, debugfs_stat, tiny_base};
+use pipe_e2e::machine::{
+    assert_images_sound, deb_tree, debian_base, debugfs_cat, debugfs_stat, dpkg_build, tiny_base,
+};
 use stages::machine::seed::{self, Seed, SeedFile, SeedImage};
 use stages::machine::{self, Bake, DiskFormat, PackageFiles, Quiet};
 
@@ -15,15 +17,12 @@ const EPOCH: u64 = 1_700_000_000;
 /// A `.deb` made with dpkg-deb: `/usr/bin/hello`, a config file, and a
 /// postinst that leaves a mark, so the test sees maintainer scripts ran.
 fn hello_deb(dir: &Path) -> PathBuf {
-    let root = dir.join("hello-pkg");
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-    std::fs::create_dir_all(root.join("etc/hello")).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
+    let root = deb_tree(
+        dir,
+        "hello",
         "Package: hello\nVersion: 1.0\nArchitecture: all\nMaintainer: Ops <ops@example.com>\nDescription: hello\n",
-    )
-    .unwrap();
+        &["usr/bin", "etc/hello"],
+    );
     std::fs::write(root.join("DEBIAN/postinst"), "#!/bin/sh\nset -e\nmkdir -p /var/lib/hello\necho configured > /var/lib/hello/postinst-ran\n").unwrap();
     std::fs::write(root.join("usr/bin/hello"), "#!/bin/sh\necho hello\n").unwrap();
     std::fs::write(root.join("etc/hello/hello.conf"), "greeting=hi\n").unwrap();
@@ -31,13 +30,7 @@ fn hello_deb(dir: &Path) -> PathBuf {
         .args(["0755"])
         .arg(root.join("DEBIAN/postinst"))
         .arg(root.join("usr/bin/hello")));
-    let deb = dir.join("hello_1.0_all.deb");
-    run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "--build"])
-        .arg(&root)
-        .arg(&deb)
-        .env("SOURCE_DATE_EPOCH", EPOCH.to_string()));
-    deb
+    dpkg_build(&root, dir.join("hello_1.0_all.deb"), EPOCH)
 }
 
 const POST_INSTALL: &str = "#!/bin/sh

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pipe_e2e::consumers::{run, text, try_run};
-use pipe_e2e::machine::{assert_images_sound, debian_base, debugfs_cat};
+use pipe_e2e::machine::{assert_images_sound, deb_tree, debian_base, debugfs_cat, dpkg_build};
 use stages::machine::{self, Bake, DiskFormat, PackageFiles, Quiet};
 
 const EPOCH: u64 = 1_700_000_000;
@@ -277,15 +277,12 @@ fn an_xattr_the_kernel_refuses_fails_the_bake_naming_it_and_leaves_nothing() {
 /// A `.deb` (dpkg-deb) carrying the host's `setcap` (libcap2-bin; the base
 /// has its library, libcap2) and `/usr/bin/web-server`.
 fn setcap_deb(dir: &Path) -> PathBuf {
-    let root = dir.join("setcap-pkg");
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
-    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
+    let root = deb_tree(
+        dir,
+        "setcap",
         "Package: web-server\nVersion: 1.0\nArchitecture: amd64\nMaintainer: Ops <ops@example.com>\nDescription: a server and setcap\n",
-    )
-    .unwrap();
+        &["usr/sbin", "usr/bin"],
+    );
     let host = ["/usr/sbin/setcap", "/sbin/setcap"]
         .into_iter()
         .map(Path::new)
@@ -297,13 +294,7 @@ fn setcap_deb(dir: &Path) -> PathBuf {
         .arg("0755")
         .arg(root.join("usr/sbin/setcap"))
         .arg(root.join("usr/bin/web-server")));
-    let deb = dir.join("web-server_1.0_amd64.deb");
-    run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "--build"])
-        .arg(&root)
-        .arg(&deb)
-        .env("SOURCE_DATE_EPOCH", EPOCH.to_string()));
-    deb
+    dpkg_build(&root, dir.join("web-server_1.0_amd64.deb"), EPOCH)
 }
 
 #[test]

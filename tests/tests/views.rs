@@ -8,43 +8,16 @@
 use std::path::Path;
 
 use pipe_e2e::cli::{Project, wait_for};
+use pipe_e2e::fixture::Demo;
 use pipe_e2e::s3::MotoServer;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-license = "MIT"
-formats = ["deb", "rpm"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
-
 fn project() -> Project {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
-    p.with_signing_key();
-    p
+    Demo::new().create()
 }
 
 /// The same project with its store in a moto bucket.
 fn s3_project(server: &MotoServer) -> Project {
-    let mut p = Project::new();
-    for (k, v) in server.env() {
-        p.env(&k, &v);
-    }
-    p.env("PIPE_STORE", &format!("s3://{}/store", server.bucket()));
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
-    p.with_signing_key();
-    p
+    Demo::new().s3(server, "store").create()
 }
 
 /// Reads `key` of the store: the local default store, or the bucket.

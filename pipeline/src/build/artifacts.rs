@@ -10,6 +10,7 @@
 //! unless the project holds a verified copy of it (a large output pipe
 //! hashed itself in an earlier build: [`super::reuse`]), which is linked.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -53,7 +54,7 @@ impl Built {
 
 /// Builds (or fetches from the cache) every artifact node of `plan`, in
 /// parallel, into `out_dir`.
-pub async fn build_artifacts(
+pub(crate) async fn build_artifacts(
     p: &Arc<Pipeline>,
     plan: &Plan,
     store: &Store,
@@ -78,14 +79,15 @@ pub async fn build_artifacts(
         resolving.spawn_blocking(move || {
             let started = Instant::now();
             let prepared = kinds::of(node.kind).prepare(&p, &cx, &node);
-            (i, prepared, started.elapsed().as_secs_f64())
+            (i, node, prepared, started.elapsed().as_secs_f64())
         });
     }
-    let mut prepared: Vec<Option<(Prepared, f64)>> = plan.artifacts.iter().map(|_| None).collect();
+    // By plan position: every node is in it once the loop is done (or the
+    // build failed), so it zips with the plan's nodes below.
+    let mut prepared: BTreeMap<usize, (Prepared, f64)> = BTreeMap::new();
     while let Some(joined) = resolving.join_next().await {
-        let (i, result, seconds) = joined.joined();
+        let (i, node, result, seconds) = joined.joined();
         let result = result?;
-        let node = &plan.artifacts[i];
         if let Some(planned) = &node.cache_key
             && *planned != result.key
         {
@@ -97,7 +99,7 @@ pub async fn build_artifacts(
                 hint: Some("make the plan again: `pipe build` plans and builds in one go".into()),
             });
         }
-        prepared[i] = Some((result, seconds));
+        prepared.insert(i, (result, seconds));
     }
 
     // Then they are fetched or written, one writer per thread of the
@@ -107,12 +109,7 @@ pub async fn build_artifacts(
     let writers = stages::compress::limits().threads.get() as usize;
     let permits = Arc::new(tokio::sync::Semaphore::new(writers));
     let mut tasks = tokio::task::JoinSet::new();
-    for (node, prepared) in plan.artifacts.iter().zip(prepared) {
-        #[allow(
-            clippy::expect_used,
-            reason = "the loop above prepared every node or returned"
-        )]
-        let (prepared, seconds) = prepared.expect("every node was prepared");
+    for (node, (prepared, seconds)) in plan.artifacts.iter().zip(prepared.into_values()) {
         let (p, cx, node, store) = (p.clone(), cx.clone(), node.clone(), store.clone());
         let out_dir = out_dir.to_path_buf();
         let permits = permits.clone();
@@ -337,7 +334,7 @@ async fn restorable(store: &Store, record: &StageRecord) -> Result<Option<String
 /// When a signature made for a build is dated: the build's timestamp, so
 /// signatures are reproducible, but never before the key existed (a key
 /// cannot sign before its creation).
-pub fn signature_time(epoch: u64, key: &keys::SecretKey) -> SystemTime {
+pub(crate) fn signature_time(epoch: u64, key: &keys::SecretKey) -> SystemTime {
     let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
     at.max(key.created())
 }

@@ -25,7 +25,7 @@ pub enum EpochSource {
 /// The build's timestamp: `project.source_date_epoch`, else
 /// `$SOURCE_DATE_EPOCH`, else the last git commit time. Never the clock: a
 /// build that used the current time could not be reproduced.
-pub fn source_date_epoch(p: &Pipeline) -> Result<(u64, EpochSource)> {
+pub(crate) fn source_date_epoch(p: &Pipeline) -> Result<(u64, EpochSource)> {
     if let Some(t) = p.project.source_date_epoch {
         return Ok((t, EpochSource::PipelineToml));
     }

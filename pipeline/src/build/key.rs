@@ -2,16 +2,16 @@
 //! fields, so no two different field lists hash the same bytes.
 
 /// Accumulates the fields of a cache key.
-pub struct KeyBuilder(blake3::Hasher);
+pub(crate) struct KeyBuilder(blake3::Hasher);
 
 impl KeyBuilder {
     /// An empty key.
-    pub fn new() -> KeyBuilder {
+    pub(crate) fn new() -> KeyBuilder {
         KeyBuilder(blake3::Hasher::new())
     }
 
     /// Adds field `name` with `value`.
-    pub fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
+    pub(crate) fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
         self.0.update(name.as_bytes());
         self.0.update(&(value.len() as u64).to_le_bytes());
         self.0.update(value);
@@ -19,7 +19,7 @@ impl KeyBuilder {
     }
 
     /// The key: 64 lowercase hex digits.
-    pub fn finish(&self) -> String {
+    pub(crate) fn finish(&self) -> String {
         self.0.finalize().to_hex().to_string()
     }
 }

@@ -11,12 +11,12 @@
 //! `provenance.json` and their `.asc` signatures) only when complete: it is
 //! assembled in a temporary directory beside it and renamed into place.
 
-pub mod artifacts;
-pub mod epoch;
-pub mod key;
+pub(crate) mod artifacts;
+pub(crate) mod epoch;
+pub(crate) mod key;
 pub mod plan;
 pub mod record;
-pub mod reuse;
+pub(crate) mod reuse;
 pub mod steps;
 pub mod verify;
 
@@ -43,12 +43,12 @@ use steps::StepOutcome;
 
 /// Folded into every cache key, so a new pipe never reuses an old pipe's
 /// outputs.
-pub const TOOL_VERSION: &str = concat!("pipe ", env!("CARGO_PKG_VERSION"));
+pub(crate) const TOOL_VERSION: &str = concat!("pipe ", env!("CARGO_PKG_VERSION"));
 
 /// Where builds live, relative to the project directory.
-pub const BUILDS_DIR: &str = ".pipe/builds";
+pub(crate) const BUILDS_DIR: &str = ".pipe/builds";
 /// The file in [`BUILDS_DIR`] naming the newest build.
-pub const LATEST: &str = "latest";
+pub(crate) const LATEST: &str = "latest";
 
 pub use crate::records::files;
 
@@ -97,13 +97,6 @@ pub async fn plan(p: &Pipeline, key: Option<&SecretKey>) -> Result<(Plan, EpochS
         .await
         .joined()?;
     Ok((plan, source))
-}
-
-/// Builds everything `p` declares, signing with `key`: makes the plan and
-/// executes it.
-pub async fn build(p: &Pipeline, store: &Store, key: &SecretKey) -> Result<BuildOutcome> {
-    let plan = Plan::new(p)?;
-    execute(p, &plan, store, key).await
 }
 
 /// Executes `plan` (made from `p`), signing with `key`: exactly its steps,
@@ -342,7 +335,7 @@ fn builder_id() -> String {
 }
 
 /// RFC 3339 UTC with second precision (as keys and signatures print times).
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     keys::Timestamp::from(t).to_string()
 }
 

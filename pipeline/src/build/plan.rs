@@ -14,10 +14,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::steps;
-use crate::Result;
 use crate::artifact::{ArtifactKind, Component};
 use crate::kinds::{self, StageContext};
 use crate::model::Pipeline;
+use crate::{Error, Result};
 
 /// What a build of one `pipeline.toml` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,24 @@ pub struct ArtifactNode {
     /// Its cache key, when it reads no step's outputs.
     #[serde(default)]
     pub cache_key: Option<String>,
+}
+
+impl ArtifactNode {
+    /// The one file of a node of a kind that writes one file per node (a
+    /// package); a plan whose node names none or several is refused.
+    pub(crate) fn single_output(&self) -> Result<&str> {
+        match self.outputs.as_slice() {
+            [one] => Ok(one),
+            other => Err(Error::Usage {
+                message: format!(
+                    "the plan's node `{}` names {} output files, expected 1",
+                    self.id,
+                    other.len()
+                ),
+                hint: Some("make the plan again from this pipeline.toml".into()),
+            }),
+        }
+    }
 }
 
 /// A declared input of an artifact node.
@@ -132,16 +150,13 @@ impl Plan {
     pub fn new(p: &Pipeline) -> Result<Plan> {
         let steps = steps::dependencies(p)?
             .into_iter()
-            .map(|(name, after)| {
-                let s = &p.steps[&name];
-                StepNode {
-                    name,
-                    run: s.run.clone(),
-                    inputs: s.inputs.clone(),
-                    outputs: s.outputs.clone(),
-                    after,
-                    cache_key: None,
-                }
+            .map(|(s, after)| StepNode {
+                name: s.name.clone(),
+                run: s.run.clone(),
+                inputs: s.inputs.clone(),
+                outputs: s.outputs.clone(),
+                after,
+                cache_key: None,
             })
             .collect();
         let artifacts = kinds::all().flat_map(|k| k.nodes(p)).collect();
@@ -161,9 +176,9 @@ impl Plan {
     /// those of steps and artifacts that read no step's outputs (and, for a
     /// kind that signs inside its artifacts, only with the key). Blocking:
     /// reads and hashes their inputs.
-    pub fn keyed(mut self, p: &Pipeline, cx: &StageContext) -> Result<Plan> {
+    pub(crate) fn keyed(mut self, p: &Pipeline, cx: &StageContext) -> Result<Plan> {
         for s in self.steps.iter_mut().filter(|s| s.after.is_empty()) {
-            s.cache_key = Some(steps::key(&p.dir, &p.steps[&s.name], cx.epoch)?.0);
+            s.cache_key = Some(steps::key(&p.dir, steps::declared(p, &s.name)?, cx.epoch)?.0);
         }
         for a in self.artifacts.iter_mut().filter(|a| {
             a.after_steps.is_empty() && (cx.signer.is_some() || !kinds::of(a.kind).signs())
@@ -246,5 +261,34 @@ fn join_or_none(v: &[String]) -> String {
         "nothing".into()
     } else {
         v.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(outputs: &[&str]) -> ArtifactNode {
+        ArtifactNode {
+            id: "deb hello".into(),
+            kind: ArtifactKind::Deb,
+            component: Component::Package("hello".into()),
+            inputs: Vec::new(),
+            after_steps: Vec::new(),
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
+            cache_key: None,
+        }
+    }
+
+    #[test]
+    fn a_package_node_has_exactly_one_output() {
+        assert_eq!(node(&["hello.deb"]).single_output().unwrap(), "hello.deb");
+        for outputs in [&[][..], &["a.deb", "b.deb"][..]] {
+            let e = node(outputs).single_output().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("names {} output files, expected 1", outputs.len())),
+                "{e}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::TOOL_VERSION;
 use crate::artifact::ArtifactKind;
-pub use crate::records::{Input, MANIFEST_FORMAT, Manifest, StepSummary};
+pub use crate::records::Manifest;
 
 /// Facts about one run of `pipe build`, for the provenance.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub struct RunFacts {
 }
 
 /// The build type URI pipe's provenance declares.
-pub const BUILD_TYPE: &str = "https://pipe.dev/build/v1";
+pub(crate) const BUILD_TYPE: &str = "https://pipe.dev/build/v1";
 
 /// What the provenance names as its subjects, `(name, sha256)`: every shard
 /// of the manifest (which lists its artifacts with their digests: the
@@ -32,7 +32,7 @@ pub const BUILD_TYPE: &str = "https://pipe.dev/build/v1";
 /// artifact that is not a package (an image's manifest, configuration and
 /// layers, a machine image): few, and what a registry or an autoscaler
 /// looks up by digest.
-pub fn subjects(m: &Manifest) -> Vec<(String, String)> {
+pub(crate) fn subjects(m: &Manifest) -> Vec<(String, String)> {
     subject_blobs(m)
         .into_iter()
         .map(|(name, blob)| (name, blob.sha256))

@@ -56,10 +56,10 @@ use crate::store::{BlobRef, digest};
 use crate::{Error, Result};
 
 /// Where verified copies and input digests live, relative to the project.
-pub const DIR: &str = ".pipe/verified";
+pub(crate) const DIR: &str = ".pipe/verified";
 /// Outputs smaller than this are copied from the store as before: copying
 /// and hashing them costs less than the bookkeeping.
-pub const MIN_SIZE: u64 = 1 << 20;
+pub(crate) const MIN_SIZE: u64 = 1 << 20;
 /// The largest stamp read.
 const MAX_STAMP: u64 = 64 << 10;
 /// How long after its last change a file's stamp is trusted.
@@ -103,13 +103,13 @@ struct Stamp {
 
 /// The verified copies of one project.
 #[derive(Clone, Debug)]
-pub struct Verified {
+pub(crate) struct Verified {
     dir: PathBuf,
 }
 
 impl Verified {
     /// The verified copies of the project in `project_dir`.
-    pub fn new(project_dir: &Path) -> Verified {
+    pub(crate) fn new(project_dir: &Path) -> Verified {
         Verified {
             dir: project_dir.join(DIR),
         }
@@ -128,7 +128,7 @@ impl Verified {
     /// recorded when the file changed meanwhile, or is small, or cannot be
     /// linked here (another filesystem): the cache is an optimisation, and
     /// any failure only means a later copy.
-    pub fn remember(&self, path: &Path, blob: &BlobRef, before: &std::fs::Metadata) {
+    pub(crate) fn remember(&self, path: &Path, blob: &BlobRef, before: &std::fs::Metadata) {
         if blob.size < MIN_SIZE || !valid_digest(&blob.blake3) {
             return;
         }
@@ -171,7 +171,7 @@ impl Verified {
     /// Puts the verified copy of `blob` at `dest` (which must not exist) as
     /// a hard link; `false` when there is none, or its stamp does not match
     /// it any more, or it cannot be linked (then `dest` was not created).
-    pub fn restore(&self, blob: &BlobRef, dest: &Path) -> bool {
+    pub(crate) fn restore(&self, blob: &BlobRef, dest: &Path) -> bool {
         if blob.size < MIN_SIZE || !valid_digest(&blob.blake3) {
             return false;
         }
@@ -216,7 +216,7 @@ impl Verified {
 
     /// Removes the verified copies no build directory holds any more (link
     /// count 1) and their stamps, and stamps whose copy is gone.
-    pub fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -251,7 +251,7 @@ impl Verified {
 /// remembered from an earlier hashing while the file's identity (device,
 /// inode, size, modification and change time) is unchanged, hashed
 /// otherwise. Blocking.
-pub fn hash_input(project_dir: &Path, path: &Path) -> Result<BlobRef> {
+pub(crate) fn hash_input(project_dir: &Path, path: &Path) -> Result<BlobRef> {
     let dir = project_dir.join(DIR).join("inputs");
     let key = blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex();
     let stamp_path = dir.join(format!("{key}.json"));

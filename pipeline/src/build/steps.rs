@@ -70,7 +70,7 @@ pub use crate::records::cache::OutputFile;
 /// another's outputs runs after it), skipping those whose key is already
 /// built. Records are believed only when `sealer`'s keyring verifies them,
 /// and only within the step's declared outputs.
-pub async fn run_steps(
+pub(crate) async fn run_steps(
     p: &Pipeline,
     order: &[&str],
     store: &Store,
@@ -79,27 +79,26 @@ pub async fn run_steps(
 ) -> Result<Vec<StepOutcome>> {
     let mut outcomes = Vec::new();
     for name in order {
-        let step = p.steps.get(*name).ok_or_else(|| Error::Usage {
-            message: format!("the plan names step `{name}`, which pipeline.toml does not declare"),
-            hint: Some("make the plan again from this pipeline.toml".into()),
-        })?;
+        let step = declared(p, name)?;
         outcomes.push(run_step(p, step, store, epoch, sealer).await?);
     }
     Ok(outcomes)
 }
 
+/// The step `name` of `p`, or an error if a plan names a step that
+/// pipeline.toml does not declare (a plan made from another version of it).
+pub(crate) fn declared<'p>(p: &'p Pipeline, name: &str) -> Result<&'p Step> {
+    p.steps.get(name).ok_or_else(|| Error::Usage {
+        message: format!("the plan names step `{name}`, which pipeline.toml does not declare"),
+        hint: Some("make the plan again from this pipeline.toml".into()),
+    })
+}
+
 /// Every step in run order with the steps whose outputs it reads.
-pub(crate) fn dependencies(p: &Pipeline) -> Result<Vec<(String, Vec<String>)>> {
-    let (order, deps) = order(p)?;
-    Ok(order
+pub(crate) fn dependencies(p: &Pipeline) -> Result<Vec<(&Step, Vec<String>)>> {
+    Ok(order(p)?
         .into_iter()
-        .map(|s| {
-            let after = deps[s.name.as_str()]
-                .iter()
-                .map(|d| d.to_string())
-                .collect();
-            (s.name.clone(), after)
-        })
+        .map(|(s, needs)| (s, needs.iter().map(|d| d.to_string()).collect()))
         .collect())
 }
 
@@ -200,10 +199,9 @@ fn check_record(step: &Step, record: &StepRecord) -> std::result::Result<(), Str
 }
 
 /// Steps in an order where each comes after the steps whose outputs its
-/// inputs match.
-#[allow(clippy::type_complexity)]
-fn order(p: &Pipeline) -> Result<(Vec<&Step>, BTreeMap<&str, BTreeSet<&str>>)> {
-    let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+/// inputs match, each with the names of those steps.
+fn order(p: &Pipeline) -> Result<Vec<(&Step, BTreeSet<&str>)>> {
+    let mut pending: Vec<(&Step, BTreeSet<&str>)> = Vec::new();
     for step in p.steps.values() {
         let matchers = matchers(step)?;
         let mut needs = BTreeSet::new();
@@ -218,27 +216,15 @@ fn order(p: &Pipeline) -> Result<(Vec<&Step>, BTreeMap<&str, BTreeSet<&str>>)> {
                 needs.insert(other.name.as_str());
             }
         }
-        deps.insert(step.name.as_str(), needs);
+        pending.push((step, needs));
     }
-    let mut done: Vec<&Step> = Vec::new();
-    while done.len() < p.steps.len() {
-        let ready: Vec<&Step> = p
-            .steps
-            .values()
-            .filter(|s| !done.iter().any(|d| d.name == s.name))
-            .filter(|s| {
-                deps[s.name.as_str()]
-                    .iter()
-                    .all(|d| done.iter().any(|x| x.name == *d))
-            })
-            .collect();
+    let mut done: Vec<(&Step, BTreeSet<&str>)> = Vec::new();
+    while !pending.is_empty() {
+        let (ready, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, needs)| needs.iter().all(|d| done.iter().any(|(x, _)| x.name == *d)));
         if ready.is_empty() {
-            let stuck: Vec<String> = p
-                .steps
-                .keys()
-                .filter(|n| !done.iter().any(|d| &d.name == *n))
-                .cloned()
-                .collect();
+            let stuck: Vec<String> = rest.iter().map(|(s, _)| s.name.clone()).collect();
             return Err(Error::Usage {
                 message: format!(
                     "steps {} read each other's outputs in a cycle",
@@ -248,8 +234,9 @@ fn order(p: &Pipeline) -> Result<(Vec<&Step>, BTreeMap<&str, BTreeSet<&str>>)> {
             });
         }
         done.extend(ready);
+        pending = rest;
     }
-    Ok((done, deps))
+    Ok(done)
 }
 
 fn matchers(step: &Step) -> Result<Vec<(String, GlobMatcher)>> {
@@ -339,19 +326,17 @@ fn input_files(dir: &Path, step: &Step) -> Result<Vec<InputFile>> {
         {
             continue;
         }
-        for (i, (_, m)) in matchers.iter().enumerate() {
+        for ((_, m), used) in matchers.iter().zip(used.iter_mut()) {
             if m.is_match(rel) {
-                used[i] = true;
+                *used = true;
                 hits.insert(rel.to_string(), entry.path().to_path_buf());
             }
         }
     }
-    if let Some(i) = used.iter().position(|u| !u) {
+    if let Some(((glob, _), _)) = matchers.iter().zip(&used).find(|(_, u)| !**u) {
         return Err(Error::Step {
             step: step.name.clone(),
-            failure: StepFailure::NoInput {
-                glob: matchers[i].0.clone(),
-            },
+            failure: StepFailure::NoInput { glob: glob.clone() },
         });
     }
     hits.into_iter()
@@ -462,7 +447,11 @@ fn tail(path: &Path, lines: usize) -> String {
         .lines()
         .map_while(|l| l.ok())
         .collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    all.iter()
+        .skip(all.len().saturating_sub(lines))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Puts every output file in the store, in path order.

@@ -37,7 +37,7 @@ pub struct Report {
 /// A build's manifest whose signature, and whose provenance's signature and
 /// subjects, verified against a keyring.
 #[derive(Debug)]
-pub struct SignedBuild {
+pub(crate) struct SignedBuild {
     /// The manifest, believed, with the artifacts and inputs of its shards.
     pub manifest: Manifest,
     /// What the views need of its artifacts, from the same shards.
@@ -76,7 +76,7 @@ pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
 
 /// The largest build record (manifest, provenance, signature) read from a
 /// store: a manifest of 20,000 packages is about 35 MB.
-pub const MAX_RECORD: u64 = 256 << 20;
+pub(crate) const MAX_RECORD: u64 = 256 << 20;
 
 /// Verifies the published build `build` in `store` against `keyring`: its
 /// records as [`verify_build`] does, then every artifact's blob, streamed
@@ -144,7 +144,7 @@ pub async fn verify_published(store: &Store, build: &str, keyring: &Keyring) -> 
 /// content is the build it names, and that the provenance's subjects are the
 /// manifest's artifacts. Shared by `pipe verify` (a local build directory)
 /// and `pipe deploy` (a build in the store), so both trust the same things.
-pub fn verify_records(
+pub(crate) fn verify_records(
     keyring: &Keyring,
     mut read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
 ) -> Result<SignedBuild> {
@@ -208,17 +208,16 @@ pub fn verify_records(
             what: files::PROVENANCE.into(),
             detail: format!("signed, but not JSON: {e}"),
         })?;
-    let mut subjects: Vec<(String, String)> = provenance["subject"]
-        .as_array()
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut subjects: Vec<(String, String)> = provenance
+        .get("subject")
+        .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .map(|s| {
                     (
-                        s["name"].as_str().unwrap_or_default().to_string(),
-                        s["digest"]["sha256"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        text(s.get("name")),
+                        text(s.get("digest").and_then(|d| d.get("sha256"))),
                     )
                 })
                 .collect()
@@ -248,7 +247,7 @@ pub fn verify_records(
 /// Compares an artifact's digests and size (`actual`) with what the manifest
 /// records (`expected`); the error names the artifact and the first field
 /// that differs.
-pub fn check_blob(name: &str, expected: &BlobRef, actual: &BlobRef) -> Result<Check> {
+pub(crate) fn check_blob(name: &str, expected: &BlobRef, actual: &BlobRef) -> Result<Check> {
     let compared = [
         ("size", expected.size.to_string(), actual.size.to_string()),
         ("sha256", expected.sha256.clone(), actual.sha256.clone()),

@@ -110,8 +110,11 @@ impl DebLayout {
                     offset,
                     blake3,
                 } if *size > 0 && !in_prior(prior, &e.path, *size, blake3) => {
-                    let start = self.block_of(*offset).map_or(0, |i| self.blocks[i].start);
-                    Some(offset + size - start)
+                    let start = self
+                        .block_of(*offset)
+                        .and_then(|i| self.blocks.get(i))
+                        .map_or(0, |b| b.start);
+                    Some(offset.saturating_add(*size).saturating_sub(start))
                 }
                 _ => None,
             })
@@ -131,11 +134,15 @@ impl DebLayout {
             return Ok(Box::new(io::empty()));
         }
         let out_of_range = || io::Error::other(format!("bytes {offset}+{size} are in no xz block"));
+        let end = offset.checked_add(size - 1).ok_or_else(out_of_range)?;
         let first = self.block_of(offset).ok_or_else(out_of_range)?;
-        let last = self.block_of(offset + size - 1).ok_or_else(out_of_range)?;
-        let blocks = &self.blocks[first..=last];
-        let from = blocks[0].at;
-        let to = blocks[blocks.len() - 1].at + pad4(blocks[blocks.len() - 1].unpadded);
+        let last = self.block_of(end).ok_or_else(out_of_range)?;
+        let blocks = self.blocks.get(first..=last).ok_or_else(out_of_range)?;
+        let (Some(head), Some(tail)) = (blocks.first(), blocks.last()) else {
+            return Err(out_of_range());
+        };
+        let from = head.at;
+        let to = tail.at + pad4(tail.unpadded);
         let mut f = File::open(path)?;
         f.seek(SeekFrom::Start(self.data.0 + from))?;
         // One stream of just these blocks: the member's stream header, the
@@ -144,7 +151,7 @@ impl DebLayout {
             .chain(f.take(to - from))
             .chain(Cursor::new(index_and_footer(&self.header, blocks)));
         let mut decoded = liblzma::read::XzDecoder::new(stream);
-        let skip = offset - blocks[0].start;
+        let skip = offset - head.start;
         let skipped = io::copy(&mut (&mut decoded).take(skip), &mut io::sink())?;
         if skipped != skip {
             return Err(io::ErrorKind::UnexpectedEof.into());

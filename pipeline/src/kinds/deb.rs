@@ -66,7 +66,7 @@ impl Kind for Deb {
                 compression,
                 ..Default::default()
             },
-            &out_dir.join(&node.outputs[0]),
+            &out_dir.join(node.single_output()?),
         )?;
         Ok(())
     }
@@ -99,13 +99,15 @@ fn record_deb(path: &Path, a: &Artifact) -> Result<apt::DebPackage> {
     // apt checks MD5sum too; it is the one digest the store does not keep.
     let mut md5 = Md5::new();
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = Vec::with_capacity(1 << 16);
     loop {
-        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
+        buf.clear();
+        let n = std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 1 << 16), &mut buf)
+            .map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
-        md5.update(&buf[..n]);
+        md5.update(&buf);
     }
     Ok(apt::DebPackage {
         control,

@@ -46,7 +46,7 @@ use crate::{Error, Result};
 pub(super) struct OciImage;
 
 /// The layout tarball of image `name` in a build directory.
-pub fn tarball_name(name: &str) -> String {
+pub(super) fn tarball_name(name: &str) -> String {
     format!("{name}.oci.tar")
 }
 

@@ -34,12 +34,12 @@ use crate::{Error, Result};
 pub(super) struct MachineImage;
 
 /// The file name of the bake record of `machine`.
-pub fn bake_record_name(machine: &str) -> String {
+pub(crate) fn bake_record_name(machine: &str) -> String {
     format!("{machine}.bake.json")
 }
 
 /// The file name of `machine`'s image in `format`.
-pub fn image_name(machine: &str, format: DiskFormat) -> String {
+pub(crate) fn image_name(machine: &str, format: DiskFormat) -> String {
     format!("{machine}.{}", stage_format(format).name())
 }
 
@@ -233,7 +233,7 @@ impl Kind for MachineImage {
             .collect();
         for (n, prepared) in work.packages {
             super::of(n.kind).write(p, cx, &n, prepared, scratch.path())?;
-            let path = scratch.path().join(&n.outputs[0]);
+            let path = scratch.path().join(n.single_output()?);
             if let Some(f) = files
                 .iter_mut()
                 .find(|f| Component::Package(f.name.clone()) == n.component)

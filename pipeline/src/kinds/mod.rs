@@ -34,9 +34,6 @@ use crate::build::plan::ArtifactNode;
 use crate::model::Pipeline;
 use crate::records::{Fragment, Input};
 
-pub use machine::{bake_record_name, image_name};
-pub use package::artifact_name;
-
 /// What building one artifact node needs besides the model.
 #[derive(Clone)]
 pub struct StageContext {
@@ -145,7 +142,7 @@ pub fn of(kind: ArtifactKind) -> &'static dyn Kind {
 }
 
 /// Every kind, in plan order.
-pub fn all() -> impl Iterator<Item = &'static dyn Kind> {
+pub(crate) fn all() -> impl Iterator<Item = &'static dyn Kind> {
     ArtifactKind::ALL.into_iter().map(of)
 }
 

@@ -28,7 +28,7 @@ pub(super) fn format_of(kind: ArtifactKind) -> PackageFormat {
 
 /// The file name a package gets in `format`: the one source of package
 /// artifact names.
-pub fn artifact_name(pkg: &Package, version: &str, format: PackageFormat) -> String {
+pub(crate) fn artifact_name(pkg: &Package, version: &str, format: PackageFormat) -> String {
     match format {
         PackageFormat::Deb => format!("{}_{}_{}.deb", pkg.name, version, pkg.arch.deb()),
         PackageFormat::Rpm => format!("{}-{}-1.{}.rpm", pkg.name, version, pkg.arch.rpm()),

@@ -53,7 +53,11 @@ impl Kind for Rpm {
             docs: Some(package::docs(p, cx, pkg)?),
             mtime: cx.epoch,
         };
-        stages::rpm::write_rpm(&rpm, cx.signer.as_ref(), &out_dir.join(&node.outputs[0]))?;
+        stages::rpm::write_rpm(
+            &rpm,
+            cx.signer.as_ref(),
+            &out_dir.join(node.single_output()?),
+        )?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// Byte range into the source text.
-pub type Span = Range<usize>;
+pub(crate) type Span = Range<usize>;
 
 /// One problem found in `pipeline.toml`.
 #[derive(Debug, Clone, Serialize)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use diag::{Diagnostic, Diagnostics, Position, Span};
+pub(crate) use diag::{Diagnostics, Position, Span};
 
 use crate::{Error, Result};
 
@@ -24,7 +24,7 @@ pub const PIPELINE_FILE: &str = "pipeline.toml";
 /// (package `src`, step input globs, changelogs, license files, image and
 /// machine bases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inputs {
+pub(crate) enum Inputs {
     /// Stat, resolve and read them, reporting each problem at its position
     /// in `pipeline.toml` (`pipe validate`, `pipe build`).
     Check,
@@ -309,7 +309,7 @@ pub enum Arch {
 
 impl Arch {
     /// Every architecture, by its Debian name.
-    pub const ALL: [Arch; 8] = [
+    pub(crate) const ALL: [Arch; 8] = [
         Arch::All,
         Arch::Amd64,
         Arch::Arm64,
@@ -321,7 +321,7 @@ impl Arch {
     ];
 
     /// Debian's name.
-    pub fn deb(self) -> &'static str {
+    pub(crate) fn deb(self) -> &'static str {
         match self {
             Arch::All => "all",
             Arch::Amd64 => "amd64",
@@ -335,7 +335,7 @@ impl Arch {
     }
 
     /// RPM's name.
-    pub fn rpm(self) -> &'static str {
+    pub(crate) fn rpm(self) -> &'static str {
         match self {
             Arch::All => "noarch",
             Arch::Amd64 => "x86_64",
@@ -485,7 +485,7 @@ impl Pipeline {
 
     /// Reads and validates `pipeline.toml` in `dir`, its inputs as `inputs`
     /// says.
-    pub fn load_with(dir: &Path, inputs: Inputs) -> Result<Pipeline> {
+    pub(crate) fn load_with(dir: &Path, inputs: Inputs) -> Result<Pipeline> {
         let file = dir.join(PIPELINE_FILE);
         let source = match std::fs::read_to_string(&file) {
             Ok(s) => s,
@@ -510,7 +510,7 @@ impl Pipeline {
     }
 
     /// Validates `source`, the text of `file`, its inputs as `inputs` says.
-    pub fn from_source_with(
+    pub(crate) fn from_source_with(
         file: &Path,
         dir: &Path,
         source: &str,
@@ -522,7 +522,7 @@ impl Pipeline {
 
     /// The absolute path of `pipeline.toml` (`file` is as the user should see
     /// it, possibly relative to the working directory).
-    pub fn file_abs(&self) -> PathBuf {
+    pub(crate) fn file_abs(&self) -> PathBuf {
         self.dir.join(PIPELINE_FILE)
     }
 

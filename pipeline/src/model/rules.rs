@@ -5,7 +5,7 @@
 //! Each check returns `Err((message, hint))` so the parser can place it.
 
 /// A rule violation: what is wrong, and what to write instead.
-pub type Violation = (String, String);
+pub(crate) type Violation = (String, String);
 
 /// Debian policy 5.6.1: lowercase letters, digits, `+`, `-`, `.`; at least two
 /// characters; starting with a letter or digit.

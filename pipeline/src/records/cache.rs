@@ -35,7 +35,7 @@ pub struct OutputFile {
 
 /// `cache/steps/<key>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepRecord {
+pub(crate) struct StepRecord {
     /// Step name.
     pub step: String,
     /// Its cache key.
@@ -46,7 +46,7 @@ pub struct StepRecord {
 
 /// `cache/stages/<key>.json`: the artifact an artifact stage wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StageRecord {
+pub(crate) struct StageRecord {
     /// Artifact file name.
     pub name: String,
     /// Its content.
@@ -63,7 +63,7 @@ pub struct StageRecord {
 
 /// One further output of a stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StageOutput {
+pub(crate) struct StageOutput {
     /// Artifact file name.
     pub name: String,
     /// Its content.
@@ -72,7 +72,7 @@ pub struct StageOutput {
 
 impl StageRecord {
     /// Every output, the first first.
-    pub fn outputs(&self) -> impl Iterator<Item = (&str, &BlobRef)> {
+    pub(crate) fn outputs(&self) -> impl Iterator<Item = (&str, &BlobRef)> {
         std::iter::once((self.name.as_str(), &self.blob))
             .chain(self.more.iter().map(|o| (o.name.as_str(), &o.blob)))
     }
@@ -80,7 +80,7 @@ impl StageRecord {
 
 /// Reads the step record of `key`, if there is one the sealer's keyring
 /// vouches for.
-pub async fn step(store: &Store, key: &str, sealer: &Sealer) -> Result<Lookup<StepRecord>> {
+pub(crate) async fn step(store: &Store, key: &str, sealer: &Sealer) -> Result<Lookup<StepRecord>> {
     sealer
         .open(store, &layout::step_record(key), "a step record")
         .await
@@ -88,7 +88,11 @@ pub async fn step(store: &Store, key: &str, sealer: &Sealer) -> Result<Lookup<St
 
 /// Reads the stage record of `key`, if there is one the sealer's keyring
 /// vouches for.
-pub async fn stage(store: &Store, key: &str, sealer: &Sealer) -> Result<Lookup<StageRecord>> {
+pub(crate) async fn stage(
+    store: &Store,
+    key: &str,
+    sealer: &Sealer,
+) -> Result<Lookup<StageRecord>> {
     sealer
         .open(store, &layout::stage_record(key), "a stage record")
         .await
@@ -97,7 +101,7 @@ pub async fn stage(store: &Store, key: &str, sealer: &Sealer) -> Result<Lookup<S
 /// Signs and writes a step record: create-only, or replacing the forgery
 /// `found` held. Same key, same outputs: a racing machine that wrote it
 /// first wrote an equivalent record.
-pub async fn put_step(
+pub(crate) async fn put_step(
     store: &Store,
     record: &StepRecord,
     sealer: &Sealer,
@@ -109,7 +113,7 @@ pub async fn put_step(
 }
 
 /// Signs and writes a stage record under `key` (see [`put_step`]).
-pub async fn put_stage(
+pub(crate) async fn put_stage(
     store: &Store,
     key: &str,
     record: &StageRecord,
@@ -133,7 +137,7 @@ struct Envelope {
 /// Who signs records and whose signatures are believed: the build's key
 /// and its public keyring.
 #[derive(Clone)]
-pub struct Sealer {
+pub(crate) struct Sealer {
     key: SecretKey,
     keyring: Keyring,
     /// Records are signed at this time, so the same record signed twice has
@@ -143,15 +147,14 @@ pub struct Sealer {
 
 /// What reading a record found.
 #[derive(Debug)]
-pub enum Lookup<T> {
+pub(crate) enum Lookup<T> {
     /// No record under the key.
     Missing,
     /// A record the keyring vouches for.
     Trusted(T),
-    /// Something that is not: never used, to be replaced.
+    /// Something that is not: never used, to be replaced (why is logged
+    /// when it is found, by [`forged`]).
     Forged {
-        /// Why it was refused.
-        reason: String,
         /// Its version, for an `IfMatch` replacement (empty: overwrite).
         version: Version,
     },
@@ -159,7 +162,7 @@ pub enum Lookup<T> {
 
 impl Sealer {
     /// Signs with `key` at `time`, believes `key`'s own signatures.
-    pub fn new(key: &SecretKey, time: std::time::SystemTime) -> Sealer {
+    pub(crate) fn new(key: &SecretKey, time: std::time::SystemTime) -> Sealer {
         Sealer {
             key: key.clone(),
             keyring: key.public_keyring(),
@@ -170,7 +173,7 @@ impl Sealer {
     /// Reads the record at `key`; `what` names it in messages (`a step
     /// record`). A forgery is logged (a warning naming the key) and
     /// returned as [`Lookup::Forged`].
-    pub async fn open<T: DeserializeOwned + Send + 'static>(
+    pub(crate) async fn open<T: DeserializeOwned + Send + 'static>(
         &self,
         store: &Store,
         key: &str,
@@ -199,7 +202,7 @@ impl Sealer {
     /// Signs `record` and writes it at `key`: create-only, or replacing the
     /// forgery `found` held. Losing either race is fine: whoever won wrote
     /// a record of the same step or stage.
-    pub async fn write<T: Serialize>(
+    pub(crate) async fn write<T: Serialize>(
         &self,
         store: &Store,
         key: &str,
@@ -238,7 +241,7 @@ impl Sealer {
 /// checking its signature: for `pipe fsck`, which reports references to
 /// missing blobs; nothing is restored from it. Empty when it is not a
 /// record pipe reads.
-pub fn named_blobs(bytes: &[u8]) -> Vec<BlobRef> {
+pub(crate) fn named_blobs(bytes: &[u8]) -> Vec<BlobRef> {
     let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes) else {
         return Vec::new();
     };
@@ -252,10 +255,9 @@ pub fn named_blobs(bytes: &[u8]) -> Vec<BlobRef> {
 }
 
 /// A record refused: logged, naming the key.
-pub fn forged<T>(key: &str, reason: String, version: Option<Version>) -> Lookup<T> {
+pub(crate) fn forged<T>(key: &str, reason: String, version: Option<Version>) -> Lookup<T> {
     tracing::warn!("ignoring the cache record `{key}` in the store: {reason}; building it again");
     Lookup::Forged {
-        reason,
         version: version.unwrap_or_else(|| Version(String::new())),
     }
 }

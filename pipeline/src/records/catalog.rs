@@ -37,7 +37,7 @@ const MAX_SHARD: u64 = MAX_RECORD;
 
 /// `packages/catalog.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Root {
+pub(crate) struct Root {
     /// Format of the catalog.
     pub format: u32,
     /// The blake3 of each non-empty bucket's shard, by bucket (`00`…`3f`).
@@ -46,7 +46,7 @@ pub struct Root {
 
 /// One bucket of the catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Shard {
+pub(crate) struct Shard {
     /// Format of the catalog.
     pub format: u32,
     /// Every artifact of the bucket, by file name.
@@ -55,7 +55,7 @@ pub struct Shard {
 
 /// What an artifact name stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Its content.
     pub blob: BlobRef,
     /// The build that published it first.
@@ -74,7 +74,7 @@ struct LegacyRecord {
 /// The catalog as read: every entry, and the root's version (for the
 /// compare-and-swap that replaces it).
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// Every published artifact, by name.
     pub packages: BTreeMap<String, Entry>,
     /// The shard of each bucket as read, for reuse when unchanged.
@@ -84,7 +84,7 @@ pub struct Catalog {
 }
 
 /// The bucket of artifact `name`.
-pub fn bucket(name: &str) -> String {
+pub(crate) fn bucket(name: &str) -> String {
     let b = blake3::hash(name.as_bytes()).as_bytes()[0] % BUCKETS;
     format!("{b:02x}")
 }
@@ -100,7 +100,7 @@ const CONCURRENCY: usize = 16;
 /// checked against its digest. A store without a catalog but with version
 /// records of an older pipe has them read (once: the next publish writes
 /// the catalog).
-pub async fn read(store: &Store) -> Result<Catalog> {
+pub(crate) async fn read(store: &Store) -> Result<Catalog> {
     let root_key = layout::catalog_root();
     let Some((root, version)) = store
         .get_json_max::<Root>(&root_key, "a package catalog", MAX_SHARD)
@@ -118,21 +118,21 @@ pub async fn read(store: &Store) -> Result<Catalog> {
             ),
         });
     }
-    let shards: Vec<(String, Shard)> = stream::iter(root.shards.clone())
+    let shards: Vec<(String, String, Shard)> = stream::iter(root.shards.clone())
         .map(|(bucket, digest)| async move {
             let shard = read_shard(store, &digest).await?;
-            Ok::<_, Error>((bucket, shard))
+            Ok::<_, Error>((bucket, digest, shard))
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     let mut packages = BTreeMap::new();
-    for (b, shard) in shards {
+    for (b, digest, shard) in shards {
         for (name, entry) in shard.packages {
             if bucket(&name) != b {
                 return Err(Error::Corrupt {
                     url: store.url().to_string(),
-                    key: layout::catalog_shard(&root.shards[&b]),
+                    key: layout::catalog_shard(&digest),
                     detail: format!("lists `{name}`, which belongs in bucket {}", bucket(&name)),
                 });
             }
@@ -217,7 +217,7 @@ async fn read_legacy(store: &Store) -> Result<Catalog> {
 
 /// What [`add`] did.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Added {
+pub(crate) struct Added {
     /// Shards written.
     pub shards: usize,
     /// Bytes of catalog written (shards and root).
@@ -230,7 +230,11 @@ pub struct Added {
 /// replaced the root meanwhile, the catalog is read again and the entries
 /// checked against it: the same bytes are fine (a racing publisher of the
 /// same build), other bytes are [`Error::Conflict`].
-pub async fn add(store: &Store, mut base: Catalog, new: &BTreeMap<String, Entry>) -> Result<Added> {
+pub(crate) async fn add(
+    store: &Store,
+    mut base: Catalog,
+    new: &BTreeMap<String, Entry>,
+) -> Result<Added> {
     let mut added = Added::default();
     loop {
         let fresh: BTreeMap<&String, &Entry> = new

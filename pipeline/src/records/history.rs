@@ -52,12 +52,12 @@ pub struct Entry {
 impl Entry {
     /// The bytes that are signed and chained: compact JSON, fields in
     /// declaration order.
-    pub fn canonical(&self) -> Vec<u8> {
+    pub(crate) fn canonical(&self) -> Vec<u8> {
         crate::json::to_vec(self)
     }
 
     /// The digest the next entry names as `previous`.
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         blake3::hash(&self.canonical()).to_hex().to_string()
     }
 }
@@ -91,7 +91,7 @@ pub struct Freshness {
 
 impl Freshness {
     /// The bytes that are signed: compact JSON, fields in declaration order.
-    pub fn canonical(&self) -> Vec<u8> {
+    pub(crate) fn canonical(&self) -> Vec<u8> {
         crate::json::to_vec(self)
     }
 }
@@ -106,7 +106,7 @@ pub struct SignedFreshness {
 }
 
 /// Store key of an environment's signed freshness statement.
-pub fn freshness_key(env: &str) -> String {
+pub(crate) fn freshness_key(env: &str) -> String {
     layout::freshness(env)
 }
 
@@ -151,7 +151,7 @@ pub async fn stamp(
 }
 
 /// The freshness statement of `env`, as the store has it.
-pub async fn read_freshness(store: &Store, env: &str) -> Result<Option<SignedFreshness>> {
+pub(crate) async fn read_freshness(store: &Store, env: &str) -> Result<Option<SignedFreshness>> {
     Ok(store
         .get_json_max(&freshness_key(env), "a freshness statement", MAX_RECORD)
         .await?
@@ -160,7 +160,7 @@ pub async fn read_freshness(store: &Store, env: &str) -> Result<Option<SignedFre
 
 /// Checks that `signed` is signed by a key of `keyring`, is about `head`,
 /// and has not expired at `now` (unless `allow_expired`). Exit 3 otherwise.
-pub fn verify_freshness(
+pub(crate) fn verify_freshness(
     head: &Entry,
     signed: Option<&SignedFreshness>,
     keyring: &Keyring,
@@ -403,7 +403,7 @@ pub async fn read_pointer(
 /// `env`'s history, oldest first, verified against `keyring`: an unbroken
 /// chain from entry 1, every entry signed by a key of the keyring, ending at
 /// the pointer. Exit 3 otherwise.
-pub async fn verified_history(
+pub(crate) async fn verified_history(
     store: &Store,
     env: &str,
     keyring: &Keyring,
@@ -416,7 +416,7 @@ pub async fn verified_history(
 }
 
 /// The pointer of `env`, once its history verifies against `keyring`.
-pub async fn verified_head(
+pub(crate) async fn verified_head(
     store: &Store,
     env: &str,
     keyring: &Keyring,
@@ -426,7 +426,7 @@ pub async fn verified_head(
 
 /// Checks that `head` (the pointer as read) ends `env`'s history and that
 /// the history verifies against `keyring`.
-pub async fn check_head(
+pub(crate) async fn check_head(
     store: &Store,
     env: &str,
     head: Option<&SignedEntry>,
@@ -524,7 +524,7 @@ pub async fn history(store: &Store, env: &str) -> Result<Vec<SignedEntry>> {
 /// digest), the whole history is read instead, for the caller's checks
 /// (the chain, the anti-rollback rules) to judge. Returns the history and
 /// how many of its first entries are `known`'s.
-pub async fn history_since(
+pub(crate) async fn history_since(
     store: &Store,
     env: &str,
     known: &[SignedEntry],
@@ -579,14 +579,14 @@ fn same(a: &SignedEntry, b: &SignedEntry) -> bool {
 /// history the store serves that does not extend it is read and verified
 /// whole, and an unreadable file is ignored.
 #[derive(Debug, Clone)]
-pub struct HistoryCache {
+pub(crate) struct HistoryCache {
     dir: std::path::PathBuf,
 }
 
 impl HistoryCache {
     /// The cache of histories of the store at `url`, for the project in
     /// `project_dir`.
-    pub fn new(project_dir: &std::path::Path, url: &crate::store::StoreUrl) -> HistoryCache {
+    pub(crate) fn new(project_dir: &std::path::Path, url: &crate::store::StoreUrl) -> HistoryCache {
         let id = blake3::hash(url.to_string().as_bytes()).to_hex();
         HistoryCache {
             dir: project_dir.join(".pipe/history").join(&id[..16]),
@@ -599,7 +599,7 @@ impl HistoryCache {
 
     /// What was verified of `env`'s history last time with `keyring`
     /// (empty if nothing, or if another keyring verified it).
-    pub fn load(&self, env: &str, keyring: &Keyring) -> Vec<SignedEntry> {
+    pub(crate) fn load(&self, env: &str, keyring: &Keyring) -> Vec<SignedEntry> {
         std::fs::read(self.path(env))
             .ok()
             .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
@@ -610,7 +610,7 @@ impl HistoryCache {
 
     /// Remembers `entries`, verified with `keyring`. Failing to is only
     /// logged: the next run verifies more.
-    pub fn save(&self, env: &str, keyring: &Keyring, entries: &[SignedEntry]) {
+    pub(crate) fn save(&self, env: &str, keyring: &Keyring, entries: &[SignedEntry]) {
         let path = self.path(env);
         let cached = CachedRef {
             keyring: keyring_digest(keyring),
@@ -652,7 +652,7 @@ fn keyring_digest(keyring: &Keyring) -> String {
 /// the last one verified before are fetched and their signatures checked
 /// (the remembered ones are bound to them by the hash chain); the whole
 /// chain's structure is checked, and the pointer must end it.
-pub async fn verified_history_cached(
+pub(crate) async fn verified_history_cached(
     store: &Store,
     env: &str,
     keyring: &Keyring,
@@ -671,7 +671,7 @@ pub async fn verified_history_cached(
 }
 
 /// [`check_head`] reusing what `cache` remembers ([`verified_history_cached`]).
-pub async fn check_head_cached(
+pub(crate) async fn check_head_cached(
     store: &Store,
     env: &str,
     head: Option<&SignedEntry>,
@@ -708,7 +708,7 @@ pub fn verify_chain(env: &str, entries: &[SignedEntry], keyring: Option<&Keyring
 /// number `signed_before`: those up to it were verified before, and the
 /// chain of digests, checked whole, binds them to the first entry checked
 /// now.
-pub fn verify_chain_after(
+pub(crate) fn verify_chain_after(
     env: &str,
     entries: &[SignedEntry],
     keyring: Option<&Keyring>,
@@ -762,7 +762,7 @@ fn nonce() -> String {
 }
 
 /// Seconds since the Unix epoch (0 before it).
-pub fn unix_secs(t: SystemTime) -> u64 {
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

@@ -107,7 +107,7 @@ pub enum Fragment {
 
 impl Fragment {
     /// The artifact it describes, and that artifact's sha256.
-    pub fn entry(&self) -> (&str, &str) {
+    pub(crate) fn entry(&self) -> (&str, &str) {
         match self {
             Fragment::Deb(d) => (&d.artifact, &d.sha256),
             Fragment::Rpm(r) => (&r.artifact, &r.sha256),
@@ -119,7 +119,9 @@ impl Fragment {
 
 impl BuildIndex {
     /// The index of a build made of these artifacts, in their order.
-    pub fn from_fragments<'a>(fragments: impl IntoIterator<Item = &'a Fragment>) -> BuildIndex {
+    pub(crate) fn from_fragments<'a>(
+        fragments: impl IntoIterator<Item = &'a Fragment>,
+    ) -> BuildIndex {
         let mut index = BuildIndex {
             format: INDEX_FORMAT,
             debs: Vec::new(),
@@ -169,7 +171,7 @@ pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Publi
 /// checked against, for a caller that uses them too (the registry push
 /// attaches the provenance and reads image parts from the manifest); a
 /// second read of the store would be a read nobody verified.
-pub struct Verified {
+pub(crate) struct Verified {
     /// The build's package index.
     pub published: Published,
     /// The signed manifest.
@@ -179,7 +181,11 @@ pub struct Verified {
 }
 
 /// [`load`], keeping the verified manifest and provenance.
-pub async fn load_verified(store: &Store, build: &str, keyring: &Keyring) -> Result<Verified> {
+pub(crate) async fn load_verified(
+    store: &Store,
+    build: &str,
+    keyring: &Keyring,
+) -> Result<Verified> {
     let manifest_key = build_key(build, files::MANIFEST);
     if store.head(&manifest_key).await?.is_none() {
         return Err(Error::Usage {
@@ -238,7 +244,7 @@ pub async fn load_verified(store: &Store, build: &str, keyring: &Keyring) -> Res
 /// the provenance, their signatures, and the shards the (not yet verified)
 /// manifest names, by file name ([`files`], [`crate::store::layout::manifest_shard`]).
 /// A missing one is left out: the verification says so.
-pub async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<String, Vec<u8>>> {
     use futures::{StreamExt, TryStreamExt, stream};
     let mut records = BTreeMap::new();
     for name in RECORDS {
@@ -273,7 +279,7 @@ pub async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<String,
 }
 
 /// The records of a build [`load`] verifies, besides its shards.
-pub const RECORDS: [&str; 4] = [
+pub(crate) const RECORDS: [&str; 4] = [
     files::MANIFEST,
     files::MANIFEST_SIG,
     files::PROVENANCE,

@@ -27,16 +27,16 @@ use crate::{Error, Result};
 /// published build's prefix (`layout::build_file`).
 pub mod files {
     /// The manifest.
-    pub const MANIFEST: &str = "manifest.json";
+    pub(crate) const MANIFEST: &str = "manifest.json";
     /// Its detached armored signature.
-    pub const MANIFEST_SIG: &str = "manifest.json.asc";
+    pub(crate) const MANIFEST_SIG: &str = "manifest.json.asc";
     /// Where a build's manifest shards are, in a build directory and in the
     /// store ([`crate::store::layout::manifest_shard`]).
-    pub const SHARDS: &str = "manifests";
+    pub(crate) const SHARDS: &str = "manifests";
     /// The in-toto statement with the SLSA provenance.
-    pub const PROVENANCE: &str = "provenance.json";
+    pub(crate) const PROVENANCE: &str = "provenance.json";
     /// Its detached armored signature.
-    pub const PROVENANCE_SIG: &str = "provenance.json.asc";
+    pub(crate) const PROVENANCE_SIG: &str = "provenance.json.asc";
 }
 
 /// `manifest.json` of a build, with its shards read back: what the root
@@ -93,7 +93,7 @@ pub struct ShardRef {
 /// One shard of a manifest: the artifacts of the components of one bucket,
 /// in build order, their input files and their index fragments.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Shard {
+pub(crate) struct Shard {
     /// Manifest format version.
     pub format: u32,
     /// The bucket.
@@ -114,11 +114,11 @@ pub const STEPS_BUCKET: &str = "steps";
 
 /// The largest manifest shard read: at 20,000 packages a shard is about
 /// 160 KB.
-pub const MAX_SHARD: u64 = 16 << 20;
+pub(crate) const MAX_SHARD: u64 = 16 << 20;
 
 /// The bucket of a component (its `Display`, `package NAME`) among
 /// `buckets` (a power of two, at most 256).
-pub fn bucket(component: &str, buckets: usize) -> String {
+pub(crate) fn bucket(component: &str, buckets: usize) -> String {
     let b = usize::from(blake3::hash(component.as_bytes()).as_bytes()[0]) % buckets.max(1);
     format!("{b:02x}")
 }
@@ -127,10 +127,10 @@ pub fn bucket(component: &str, buckets: usize) -> String {
 /// two nearest above `components / SHARD_COMPONENTS`, at most 256. A build
 /// of 2,000 packages has 32 shards, one of 20,000 has 256 (about 80
 /// packages, 160 KB, each); builds of about the same size share them.
-pub const SHARD_COMPONENTS: usize = 64;
+pub(crate) const SHARD_COMPONENTS: usize = 64;
 
 /// The bucket count of a build of `components` components.
-pub fn bucket_count(components: usize) -> usize {
+pub(crate) fn bucket_count(components: usize) -> usize {
     components
         .div_ceil(SHARD_COMPONENTS)
         .next_power_of_two()
@@ -317,7 +317,7 @@ pub fn load_shards(
 /// is verified so that a caller can fetch them; nothing in them is believed
 /// until [`load_shards`] checked them against the verified root. Empty when
 /// the bytes are not a manifest (the verification says so).
-pub fn shard_names(manifest_bytes: &[u8]) -> Vec<String> {
+pub(crate) fn shard_names(manifest_bytes: &[u8]) -> Vec<String> {
     serde_json::from_slice::<Manifest>(manifest_bytes)
         .map(|m| {
             m.shards
@@ -353,7 +353,7 @@ pub struct DeploySpec {
 
 impl DeploySpec {
     /// True when the section says nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.files.is_empty()
             && self.packages.is_empty()
             && self.after.is_none()
@@ -401,7 +401,7 @@ impl Manifest {
 }
 
 /// Store key of a published build's file.
-pub fn build_key(build: &str, file: &str) -> String {
+pub(crate) fn build_key(build: &str, file: &str) -> String {
     layout::build_file(build, file)
 }
 

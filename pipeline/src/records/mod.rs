@@ -15,15 +15,15 @@
 //! `deploy` use this module; it uses only the store (and `artifact`, the
 //! types its records name).
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod catalog;
 pub mod history;
 pub mod index;
 pub mod manifest;
-pub mod view;
+pub(crate) mod view;
 
 pub use history::{Action, Entry, SignedEntry};
-pub use index::{
+pub(crate) use index::{
     BuildIndex, Fragment, IndexedDeb, IndexedImage, IndexedMachine, IndexedRpm, Published,
 };
 pub use manifest::{DeploySpec, Input, MANIFEST_FORMAT, Manifest, StepSummary, files};

@@ -12,7 +12,7 @@ use crate::{Error, Result};
 
 /// The state of one view of one environment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ViewState {
+pub(crate) struct ViewState {
     /// The history entry (sequence number) the view shows; 0 for none.
     pub seq: u64,
     /// The build the view shows.
@@ -30,7 +30,7 @@ pub struct ViewState {
 
 /// A regeneration in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// The history entry it generates.
     pub seq: u64,
     /// Unique per regeneration.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 /// Largest auth file read.
-pub const MAX_AUTH_FILE: u64 = 1 << 20;
+pub(crate) const MAX_AUTH_FILE: u64 = 1 << 20;
 
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl CredentialSources {
     /// The credentials for `registry` (`host[:port]`) and `repository`.
     /// Unreadable or malformed files are skipped with a warning in the log:
     /// another tool's broken file must not stop a push that needs none.
-    pub fn find(&self, registry: &str, repository: &str) -> Credentials {
+    pub(crate) fn find(&self, registry: &str, repository: &str) -> Credentials {
         if let Some((u, p)) = &self.env {
             return Credentials::Basic {
                 username: u.clone(),

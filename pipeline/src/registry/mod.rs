@@ -18,12 +18,11 @@
 //! the registry was unreachable, refused the credentials or refused the
 //! content.
 
-pub mod auth;
+pub(crate) mod auth;
 mod push;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::SinkExt;
@@ -45,7 +44,7 @@ use crate::error::RegistryFailure;
 use crate::{Error, Result};
 
 /// Largest manifest or index read back from a registry.
-pub const MAX_MANIFEST: usize = 4 << 20;
+pub(crate) const MAX_MANIFEST: usize = 4 << 20;
 
 /// Where blobs come from when they must be uploaded.
 #[async_trait::async_trait]
@@ -187,10 +186,10 @@ impl Auth {
 /// sends them); larger ones in [`CHUNK`] pieces (`PATCH`es). Chunks cost
 /// the registry a round trip and a hash-state save each: a 200 MiB layer
 /// in 4 MiB chunks took 2.6 times skopeo's time (BENCHMARKS.md).
-pub const MONOLITHIC_MAX: u64 = 1 << 30;
+pub(crate) const MONOLITHIC_MAX: u64 = 1 << 30;
 
 /// The size of one `PATCH` of a chunked upload (oci-client's largest).
-pub const CHUNK: usize = 4 << 20;
+pub(crate) const CHUNK: usize = 4 << 20;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -280,17 +279,17 @@ impl Registry {
     }
 
     /// The repository of image `name`: `NAMESPACE/NAME`.
-    pub fn repository(&self, name: &str) -> String {
+    pub(crate) fn repository(&self, name: &str) -> String {
         format!("{}/{name}", self.namespace)
     }
 
     /// `HOST/NAMESPACE/NAME@DIGEST`: how consumers name the image.
-    pub fn pinned(&self, name: &str, digest: &str) -> String {
+    pub(crate) fn pinned(&self, name: &str, digest: &str) -> String {
         format!("{}/{}@{digest}", self.host, self.repository(name))
     }
 
     /// `HOST/NAMESPACE/NAME:TAG`.
-    pub fn tagged(&self, name: &str, tag: &str) -> String {
+    pub(crate) fn tagged(&self, name: &str, tag: &str) -> String {
         format!("{}/{}:{tag}", self.host, self.repository(name))
     }
 
@@ -343,7 +342,7 @@ impl Registry {
             _ => RegistryFailure::Refused,
         };
         let body = res.bytes().await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+        let text = String::from_utf8_lossy(body.get(..1024).unwrap_or(&body));
         self.failure(
             name,
             action,
@@ -415,7 +414,7 @@ impl Registry {
     }
 
     /// Whether the repository of `name` has `digest` (one `HEAD`).
-    pub async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
+    pub(crate) async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
         let action = "checking a blob of";
         let res = self
             .send(
@@ -437,7 +436,7 @@ impl Registry {
     /// name), then uploaded from `source`: in one streamed request up to
     /// [`MONOLITHIC_MAX`], in [`CHUNK`]s above. The registry checks the
     /// digest either way.
-    pub async fn push_blob(
+    pub(crate) async fn push_blob(
         &self,
         name: &str,
         blob: &BlobRef,
@@ -658,7 +657,7 @@ impl Registry {
 
     /// Reads the manifest (or index) `tag` names, capped at
     /// [`MAX_MANIFEST`]; `None` when the tag does not exist.
-    pub async fn get_manifest(&self, name: &str, tag: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn get_manifest(&self, name: &str, tag: &str) -> Result<Option<Vec<u8>>> {
         let action = "reading a manifest of";
         let Some(mut res) = self
             .manifest_request(name, tag, reqwest::Method::GET, action)
@@ -813,6 +812,3 @@ fn classify(e: &OciDistributionError) -> (RegistryFailure, String) {
     }
     (kind, reason)
 }
-
-/// A shared handle, for views and commands that push from several tasks.
-pub type SharedRegistry = Arc<Registry>;

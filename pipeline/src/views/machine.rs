@@ -48,7 +48,7 @@ struct Kept {
 
 /// One image in a pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PointedImage {
+pub(crate) struct PointedImage {
     /// The blob's store key: what a cloud's disk import reads.
     pub key: String,
     /// Size in bytes.
@@ -61,7 +61,7 @@ pub struct PointedImage {
 
 /// The provenance of the build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PointedProvenance {
+pub(crate) struct PointedProvenance {
     /// Its store key.
     pub key: String,
     /// Its SHA-256.
@@ -70,7 +70,7 @@ pub struct PointedProvenance {
 
 /// `machines/NAME/ENV.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachinePointerDoc {
+pub(crate) struct MachinePointerDoc {
     /// Format of this document.
     pub format: u32,
     /// The machine.

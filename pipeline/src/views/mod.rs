@@ -32,7 +32,9 @@ mod machine;
 mod registry;
 mod yum;
 
-pub use machine::{MachinePointerDoc, PointedImage, PointedProvenance};
+pub(crate) use machine::MachinePointerDoc;
+#[cfg(test)]
+pub(crate) use machine::{PointedImage, PointedProvenance};
 
 use std::time::{Duration, SystemTime};
 
@@ -48,7 +50,7 @@ use crate::{Error, Result, fault};
 
 /// How long a claim on a view holds at most (the only limit when its
 /// process cannot be checked, on another host).
-pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// How long a regeneration waits for another one of the same view to
 /// finish before giving up with a conflict.
@@ -70,7 +72,7 @@ pub enum ViewKind {
 
 impl ViewKind {
     /// Every view, in the order they are regenerated.
-    pub const ALL: [ViewKind; 4] = [
+    pub(crate) const ALL: [ViewKind; 4] = [
         ViewKind::AptSuite,
         ViewKind::YumRepository,
         ViewKind::RegistryTag,
@@ -89,7 +91,7 @@ impl ViewKind {
 }
 
 /// The implementation of `kind`.
-pub fn of(kind: ViewKind) -> &'static dyn View {
+pub(crate) fn of(kind: ViewKind) -> &'static dyn View {
     match kind {
         ViewKind::AptSuite => &apt::AptSuite,
         ViewKind::YumRepository => &yum::YumRepository,
@@ -99,7 +101,7 @@ pub fn of(kind: ViewKind) -> &'static dyn View {
 }
 
 /// What a view is given to regenerate.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The project's configuration (`[repository]`, `[registry]`, ...).
     pub pipeline: &'a Pipeline,
     /// The store.
@@ -149,7 +151,7 @@ pub struct Generated {
 impl Generated {
     /// What a view returns when the build has nothing for it: it is left as
     /// it is, and keeps what it kept.
-    pub fn unchanged(cx: &Context<'_>) -> Generated {
+    pub(crate) fn unchanged(cx: &Context<'_>) -> Generated {
         Generated {
             keep: cx.prior.clone(),
             ..Default::default()
@@ -164,7 +166,7 @@ impl Generated {
 /// view or the new one, never a mix, and may fail on its own: [`run`]
 /// reports its error and goes on with the other views.
 #[async_trait]
-pub trait View: Send + Sync {
+pub(crate) trait View: Send + Sync {
     /// Which view this is.
     fn kind(&self) -> ViewKind;
 
@@ -254,7 +256,7 @@ impl Regenerated {
 
 /// When to regenerate a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Only views that do not show the entry yet (promote, rollback).
     IfBehind,
     /// Every view, signed anew (refresh).
@@ -263,7 +265,7 @@ pub enum Mode {
 
 /// Regenerates every view of `head.entry.env` to show `head`. Never fails
 /// because a view failed: each view's result is in the report.
-pub async fn run(
+pub(crate) async fn run(
     p: &Pipeline,
     store: &Store,
     key: &SecretKey,
@@ -462,8 +464,10 @@ async fn run_one(
         prior_build: &prior.build,
         now: SystemTime::now(),
     };
+    let implementation = of(kind);
+    tracing::debug!(view = implementation.kind().name(), env, "regenerating");
     let work = std::time::Instant::now();
-    let result = of(kind).regenerate(&cx).await;
+    let result = implementation.regenerate(&cx).await;
     *work_seconds = Some(work.elapsed().as_secs_f64());
 
     // 4: our entry, or on failure the prior state, without our claim.

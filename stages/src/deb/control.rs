@@ -166,7 +166,7 @@ fn description(summary: &str, long: Option<&str>) -> String {
     let (Some(start), Some(end)) = (start, end) else {
         return out;
     };
-    for line in &lines[start..=end] {
+    for line in lines.get(start..=end).unwrap_or_default() {
         out.push_str("\n ");
         // A line that is only `.` would read as a paragraph break.
         if line.is_empty() || *line == "." {

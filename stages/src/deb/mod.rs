@@ -489,16 +489,17 @@ struct HashingReader {
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.md5.update(&buf[..n]);
+        let chunk = crate::io::handled(buf, n).inspect_err(|_| self.failed = true)?;
+        self.md5.update(chunk);
         if let Some(b) = &mut self.blake3 {
-            b.update(&buf[..n]);
+            b.update(chunk);
         }
         Ok(n)
     }
 }
 
 /// The largest `ar` member: its size is ten decimal digits.
-pub const AR_MAX_MEMBER: u64 = 9_999_999_999;
+pub(crate) const AR_MAX_MEMBER: u64 = 9_999_999_999;
 
 /// One `ar` member as dpkg-deb writes it: name padded with spaces (no
 /// trailing `/`), the package's date, uid and gid 0, mode 100644, data

@@ -46,7 +46,8 @@ pub fn ar_header(r: &mut impl Read, at: u64) -> std::result::Result<Option<ArHea
     let mut h = [0u8; AR_HEADER];
     let mut got = 0;
     while got < AR_HEADER {
-        match r.read(&mut h[got..]) {
+        let Some(rest) = h.get_mut(got..) else { break };
+        match r.read(rest) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -128,14 +129,15 @@ impl DebReader {
         })
     }
 
-    /// The members, in archive order.
+    /// The members, in archive order (deploy's delta reads the table of
+    /// contents and the data member's blocks by offset).
     pub fn members(&self) -> &[Member] {
         &self.members
     }
 
     /// The decompressed stream of the member `stem` (`control.tar`,
     /// `data.tar`), whichever compression it carries.
-    pub fn tar(&self, stem: &str) -> Result<Box<dyn Read + Send>> {
+    pub(crate) fn tar(&self, stem: &str) -> Result<Box<dyn Read + Send>> {
         let m = self
             .members
             .iter()

@@ -134,7 +134,7 @@ pub(crate) fn needed(u: Usage) -> u64 {
 
 /// A UUID (RFC 4122 version 4 layout) derived from `identity` and `salt`.
 fn uuid(identity: &str, salt: &str) -> String {
-    let d = Sha256::digest(format!("pipe machine {salt}\0{identity}").as_bytes());
+    let d: [u8; 32] = Sha256::digest(format!("pipe machine {salt}\0{identity}").as_bytes()).into();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x40;

@@ -39,7 +39,7 @@ mod install;
 mod rootfs;
 pub mod seed;
 mod times;
-pub mod tools;
+pub(crate) mod tools;
 mod xattrs;
 
 use std::path::{Path, PathBuf};

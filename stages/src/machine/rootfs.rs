@@ -69,7 +69,7 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
         Box::new(liblzma::read::XzDecoder::new_multi_decoder(counting))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::read::Decoder::new(counting).map_err(|e| Error::read(tarball, e))?)
-    } else if magic.len() >= 262 && &magic[257..262] == b"ustar" {
+    } else if magic.get(257..262) == Some(b"ustar".as_slice()) {
         Box::new(counting)
     } else {
         return Err(not_rootfs(
@@ -77,7 +77,7 @@ pub(crate) fn unpack(tarball: &Path, root: &Path, reporter: &dyn Reporter) -> Re
             "it is not a tar archive (plain, gzip, xz or zstd)".into(),
         ));
     };
-    if magic.len() >= 262 && &magic[257..262] == b"ustar" {
+    if magic.get(257..262) == Some(b"ustar".as_slice()) {
         return unpack_entries(tarball, root, decoder);
     }
     // Decompressing on a thread of its own while this one writes the files,
@@ -106,22 +106,12 @@ type Chunk = io::Result<Vec<u8>>;
 /// hangs up.
 fn decompress(mut decoder: Box<dyn Read + Send + '_>, tx: std::sync::mpsc::SyncSender<Chunk>) {
     loop {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut filled = 0;
-        let result = loop {
-            match decoder.read(&mut buf[filled..]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        buf.truncate(filled);
+        // Up to 1 MiB; what was read before an error stays in `buf`.
+        let mut buf = Vec::with_capacity(1 << 20);
+        let result = (&mut decoder)
+            .take(1 << 20)
+            .read_to_end(&mut buf)
+            .map(|_| ());
         let end = buf.is_empty();
         let sent = match result {
             Ok(()) if !end => tx.send(Ok(buf)),
@@ -159,8 +149,8 @@ impl Read for Pipelined {
                 Err(_) => return Ok(0),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        let mut rest = self.chunk.get(self.at..).unwrap_or_default();
+        let n = rest.read(buf)?;
         self.at += n;
         Ok(n)
     }

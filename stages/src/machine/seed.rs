@@ -70,7 +70,7 @@ impl SeedImage {
     }
 
     /// The tools it needs.
-    pub fn tools(self) -> &'static [Tool] {
+    pub(crate) fn tools(self) -> &'static [Tool] {
         match self {
             SeedImage::Iso => &[Tool::Xorriso],
             SeedImage::Vfat => &[Tool::MkfsVfat, Tool::Mcopy],

@@ -61,19 +61,19 @@ impl Tool {
 
 /// Where each tool was found.
 #[derive(Clone, Debug)]
-pub struct Tools {
+pub(crate) struct Tools {
     found: Vec<(Tool, PathBuf)>,
 }
 
 impl Tools {
     /// Finds every tool of `wanted` on `PATH`; the error lists all that are
     /// missing, each with its Debian package.
-    pub fn find(wanted: &[Tool]) -> Result<Tools> {
+    pub(crate) fn find(wanted: &[Tool]) -> Result<Tools> {
         Tools::find_in(&std::env::var_os("PATH").unwrap_or_default(), wanted)
     }
 
     /// [`Tools::find`] in the directories of `path` (`PATH` syntax).
-    pub fn find_in(path: &std::ffi::OsStr, wanted: &[Tool]) -> Result<Tools> {
+    pub(crate) fn find_in(path: &std::ffi::OsStr, wanted: &[Tool]) -> Result<Tools> {
         let dirs: Vec<PathBuf> = std::env::split_paths(path).collect();
         let mut found = Vec::new();
         let mut missing = Vec::new();
@@ -137,7 +137,7 @@ pub(crate) fn run_captured(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        out.extend_from_slice(&buf[..n]);
+        out.extend_from_slice(crate::io::handled(&buf, n)?);
         if out.len() > 2 * limit {
             out.drain(..out.len() - limit);
         }

@@ -187,10 +187,10 @@ fn read_oci(ar: Archive, arch: &str) -> Result<BaseImage> {
     // at most a few levels to an image manifest.
     for _ in 0..4 {
         let manifests = index.manifests();
-        let chosen = match manifests.len() {
-            0 => return Err(ar.bad("`index.json` lists no image")),
-            1 => &manifests[0],
-            n => manifests
+        let chosen = match manifests.as_slice() {
+            [] => return Err(ar.bad("`index.json` lists no image")),
+            [one] => one,
+            many => many
                 .iter()
                 .find(|d| {
                     d.platform().as_ref().is_some_and(|p| {
@@ -199,7 +199,8 @@ fn read_oci(ar: Archive, arch: &str) -> Result<BaseImage> {
                 })
                 .ok_or_else(|| {
                     ar.bad(format!(
-                        "the index lists {n} images and none is for linux/{arch}"
+                        "the index lists {} images and none is for linux/{arch}",
+                        many.len()
                     ))
                 })?,
         };
@@ -325,9 +326,9 @@ fn read_docker(ar: Archive) -> Result<BaseImage> {
             .seek(SeekFrom::Start(m.offset))
             .and_then(|_| f.take(4).read(&mut magic))
             .map_err(|e| Error::read(&ar.path, e))?;
-        let media_type = match &magic[..n] {
-            [0x1f, 0x8b, ..] => MEDIA_LAYER_GZIP,
-            [0x28, 0xb5, 0x2f, 0xfd] => MEDIA_LAYER_ZSTD,
+        let media_type = match magic.get(..n) {
+            Some([0x1f, 0x8b, ..]) => MEDIA_LAYER_GZIP,
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => MEDIA_LAYER_ZSTD,
             _ => MEDIA_LAYER,
         };
         layers.push(BaseLayer {

@@ -38,7 +38,7 @@ impl<W: Write> HashingWriter<W> {
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
+        self.sha.update(crate::io::handled(buf, n)?);
         self.len += n as u64;
         Ok(n)
     }

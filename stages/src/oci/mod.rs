@@ -53,13 +53,13 @@ pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Media type of an OCI image index.
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Media type of an OCI image configuration.
-pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// An uncompressed layer.
-pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 /// A gzip-compressed layer.
-pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// A zstd-compressed layer.
-pub const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// How the package layers are compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -187,12 +187,6 @@ impl BuiltImage {
     /// The path of a blob.
     pub fn path(&self, blob: &BlobRef) -> PathBuf {
         self.dir.join(blob.hex())
-    }
-
-    /// Every blob: layers, configuration, then the manifest (the order in
-    /// which a registry must receive them).
-    pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
-        self.layers.iter().chain([&self.config, &self.manifest])
     }
 }
 
@@ -613,15 +607,9 @@ struct HashingReader {
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
+        self.sha.update(crate::io::handled(buf, n)?);
         Ok(n)
     }
-}
-
-/// Canonical JSON (object keys sorted, no whitespace): how every manifest,
-/// index and configuration the stage writes is serialised.
-pub fn canonical_json(value: &impl serde::Serialize) -> Vec<u8> {
-    json::to_vec(value)
 }
 
 /// The manifest of an OCI artifact (an image manifest with `artifactType`,
@@ -643,8 +631,10 @@ pub fn artifact_manifest(
         "layers": payloads.iter().map(d).collect::<Vec<_>>(),
         "subject": d(subject),
     });
-    if !annotations.is_empty() {
-        m["annotations"] = serde_json::json!(annotations);
+    if !annotations.is_empty()
+        && let Some(m) = m.as_object_mut()
+    {
+        m.insert("annotations".into(), serde_json::json!(annotations));
     }
     json::to_vec(&m)
 }
@@ -692,8 +682,10 @@ pub fn referrers_index(
         "size": entry.size,
         "artifactType": entry.artifact_type,
     });
-    if !entry.annotations.is_empty() {
-        d["annotations"] = serde_json::json!(entry.annotations);
+    if !entry.annotations.is_empty()
+        && let Some(d) = d.as_object_mut()
+    {
+        d.insert("annotations".into(), serde_json::json!(entry.annotations));
     }
     manifests.push(d);
     Ok(Some(json::to_vec(&serde_json::json!({

@@ -33,11 +33,14 @@ pub fn check_headers(reader: &mut impl Read) -> Result<(), String> {
         return Err("not an rpm file (no lead magic)".into());
     }
     let signature_data = check_header(reader, "signature header")?;
-    let padding = (8 - signature_data % 8) % 8;
-    let mut pad = [0u8; 8];
-    reader
-        .read_exact(&mut pad[..padding as usize])
+    let padding = u64::from((8 - signature_data % 8) % 8);
+    let skipped = std::io::copy(&mut reader.by_ref().take(padding), &mut std::io::sink())
         .map_err(|e| format!("cannot read the signature header's padding: {e}"))?;
+    if skipped != padding {
+        return Err(format!(
+            "the signature header's padding is cut short: {skipped} of {padding} bytes"
+        ));
+    }
     check_header(reader, "header")?;
     Ok(())
 }

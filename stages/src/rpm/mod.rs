@@ -56,16 +56,16 @@ const COMPRESSION: CompressionWithLevel = CompressionWithLevel::Xz(COMPRESSION_L
 const COMPRESSION_LEVEL: u32 = 2;
 
 /// The release written for every package: the version is the project's.
-pub const RELEASE: &str = "1";
+pub(crate) const RELEASE: &str = "1";
 
 /// `BUILDHOST`: fixed, so the same inputs give the same bytes on every
 /// machine (the name openSUSE's reproducible builds use).
-pub const BUILD_HOST: &str = "reproducible";
+pub(crate) const BUILD_HOST: &str = "reproducible";
 
 /// `GROUP` when the package sets none. Not rpmbuild's `Unspecified`, which
 /// rpmlint reports as a missing tag (`no-group-tag`): the group of the
 /// old Red Hat list that fits a service or tool deployed by pipe.
-pub const DEFAULT_GROUP: &str = "Applications/System";
+pub(crate) const DEFAULT_GROUP: &str = "Applications/System";
 
 /// A package to build.
 #[derive(Clone, Debug)]
@@ -131,7 +131,7 @@ impl RpmPackage {
     /// `NAME-VERSION-1.src.rpm`. There is none (pipe packages a project's
     /// files), but rpm, dnf and rpmlint tell binary packages by this tag
     /// and show it; a name derived from the package is what they expect.
-    pub fn source_rpm(&self) -> String {
+    pub(crate) fn source_rpm(&self) -> String {
         format!("{}-{}-{RELEASE}.src.rpm", self.name, self.version)
     }
 }
@@ -409,7 +409,7 @@ fn placeholder(e: &Entry, src: &Path) -> Result<Vec<u8>> {
 /// [`write_rpm`] uses it; it is public for re-signing existing packages
 /// with the `rpm` crate's API.
 #[derive(Debug)]
-pub struct RpmSigner<'a> {
+pub(crate) struct RpmSigner<'a> {
     key: &'a keys::SecretKey,
 }
 

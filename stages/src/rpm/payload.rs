@@ -77,7 +77,7 @@ impl<W> Hashing<W> {
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
+        self.sha.update(crate::io::handled(buf, n)?);
         self.count += n as u64;
         Ok(n)
     }
@@ -134,9 +134,21 @@ fn entry_header(
     w.write_all(&bytes)
 }
 
+/// Entry `i` of the per-file array `tag` of the header, which must have one
+/// entry per file.
+fn nth<T: Copy>(values: &[T], i: usize, tag: &str) -> io::Result<T> {
+    values.get(i).copied().ok_or_else(|| {
+        io::Error::other(format!(
+            "rpm header: {tag} has {} entries, but file {} needs one",
+            values.len(),
+            i + 1
+        ))
+    })
+}
+
 fn pad(w: &mut impl Write, size: u64) -> io::Result<()> {
-    let n = (4 - (size % 4) as usize) % 4;
-    w.write_all(&[0u8; 3][..n])
+    let n = (4 - size % 4) % 4;
+    io::copy(&mut io::repeat(0).take(n), w).map(|_| ())
 }
 
 /// Writes the compressed payload for the files `header` lists (built by the
@@ -182,11 +194,11 @@ pub(super) fn write(
     let mut buf = vec![0u8; 256 << 10];
     let mut file_sizes = Vec::with_capacity(n);
     let mut digests = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, name) in names.iter().enumerate() {
         let dir = dirs
-            .get(dir_index[i] as usize)
+            .get(nth(&dir_index, i, "RPMTAG_DIRINDEXES")? as usize)
             .ok_or_else(|| io::Error::other("rpm header: directory index out of range"))?;
-        let path = format!("{dir}{}", names[i]);
+        let path = format!("{dir}{name}");
         let kind = by_path.get(path.as_str()).ok_or_else(|| {
             io::Error::other(format!("rpm header lists {path}, which is not an entry"))
         })?;
@@ -199,12 +211,12 @@ pub(super) fn write(
             &mut raw,
             large_files.then_some(i as u32),
             &format!(".{path}"),
-            inodes[i],
-            u32::from(modes[i]),
+            nth(&inodes, i, "RPMTAG_FILEINODES")?,
+            u32::from(nth(&modes, i, "RPMTAG_FILEMODES")?),
             1,
-            mtimes[i],
+            nth(&mtimes, i, "RPMTAG_FILEMTIMES")?,
             size,
-            rdevs[i],
+            nth(&rdevs, i, "RPMTAG_FILERDEVS")?,
         )?;
         let digest = match kind {
             EntryKind::File { src, .. } => {
@@ -229,8 +241,9 @@ pub(super) fn write(
                             found: size + extra as u64,
                         }));
                     }
-                    sha.update(&buf[..take]);
-                    raw.write_all(&buf[..take])?;
+                    let chunk = crate::io::handled(&buf, take)?;
+                    sha.update(chunk);
+                    raw.write_all(chunk)?;
                     left -= take as u64;
                 }
                 if left != 0 {

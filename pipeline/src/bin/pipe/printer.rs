@@ -84,34 +84,36 @@ impl Printer {
         // Views that failed after the pointer moved, damage fsck found: the
         // command's own document (`"ok": false`, each view's error) is already out.
         if self.json && !matches!(err, Error::Views { .. } | Error::Damaged { .. }) {
-            let mut doc = json!({
-                "ok": false,
-                "error": {
-                    "message": err.to_string(),
-                    "hint": err.hint(),
-                    "exit_code": err.exit_code(),
-                }
-            });
+            let mut error = serde_json::Map::new();
+            error.insert("message".into(), json!(err.to_string()));
+            error.insert("hint".into(), json!(err.hint()));
+            error.insert("exit_code".into(), json!(err.exit_code()));
             if let Error::Config(diags) = err {
-                doc["error"]["message"] = json!(format!(
-                    "{} problem(s) in {}",
-                    diags.len(),
-                    diags.file().display()
-                ));
-                doc["error"]["diagnostics"] = json!(
-                    diags
-                        .iter()
-                        .map(|d| json!({
-                            "file": diags.file(),
-                            "line": d.line,
-                            "column": d.column,
-                            "message": d.message,
-                            "hint": d.hint,
-                        }))
-                        .collect::<Vec<_>>()
+                error.insert(
+                    "message".into(),
+                    json!(format!(
+                        "{} problem(s) in {}",
+                        diags.len(),
+                        diags.file().display()
+                    )),
+                );
+                error.insert(
+                    "diagnostics".into(),
+                    json!(
+                        diags
+                            .iter()
+                            .map(|d| json!({
+                                "file": diags.file(),
+                                "line": d.line,
+                                "column": d.column,
+                                "message": d.message,
+                                "hint": d.hint,
+                            }))
+                            .collect::<Vec<_>>()
+                    ),
                 );
             }
-            print_json(&doc);
+            print_json(&json!({ "ok": false, "error": error }));
         }
     }
 }

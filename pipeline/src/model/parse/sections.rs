@@ -356,7 +356,9 @@ impl Cx<'_> {
         let names: BTreeSet<&str> = envs.iter().map(|e| e.name.as_str()).collect();
         for env in &envs {
             let Some(from) = &env.from else { continue };
-            let span = from_spans[&env.name].clone();
+            let Some(span) = from_spans.get(&env.name).cloned() else {
+                continue;
+            };
             if !names.contains(from.as_str()) {
                 let hint = match did_you_mean(from, names.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
@@ -400,24 +402,29 @@ impl Cx<'_> {
                     break;
                 }
                 if let Some(pos) = chain.iter().position(|c| *c == next) {
-                    let cycle = &chain[pos..];
+                    let cycle = chain.get(pos..).unwrap_or_default();
                     if cycle.len() > 1 && !cycle.iter().any(|c| reported.contains(c)) {
                         reported.extend(cycle.iter().copied());
-                        let Some(first) = cycle.iter().min_by_key(|c| from_spans[**c].start) else {
+                        let Some((first, first_span)) = cycle
+                            .iter()
+                            .filter_map(|c| Some((*c, from_spans.get(*c)?)))
+                            .min_by_key(|(_, span)| span.start)
+                        else {
                             continue;
                         };
                         let mut path: Vec<&str> = Vec::new();
-                        let mut c = *first;
+                        let mut c = first;
                         loop {
                             path.push(c);
-                            c = from_of[c];
-                            if c == *first {
+                            let Some(&next) = from_of.get(c) else { break };
+                            c = next;
+                            if c == first {
                                 path.push(c);
                                 break;
                             }
                         }
                         self.error(
-                            from_spans[*first].clone(),
+                            first_span.clone(),
                             format!("environments form a promotion cycle: {}", path.join(" ← ")),
                             Some("a build could never enter the cycle: remove one `from` so the path has a start".into()),
                         );
