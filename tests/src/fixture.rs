@@ -198,3 +198,33 @@ impl Demo {
         p
     }
 }
+
+/// A project of `n` packages, each shipping `payload` (a sparse file of
+/// `size` bytes, or the given text) as deb and rpm.
+pub fn many_packages(n: usize, payload: impl Fn(&Project, &str)) -> Project {
+    let p = Project::new();
+    let mut toml = String::from(
+        r#"[project]
+name = "many"
+version = "1.0.0"
+source_date_epoch = 1700000000
+"#,
+    );
+    for i in 0..n {
+        let name = format!("p{i}");
+        payload(&p, &format!("{name}.bin"));
+        toml.push_str(&format!(
+            r#"
+[packages.{name}]
+summary = "payload {i}"
+arch = "all"
+maintainer = "Ops <ops@example.com>"
+formats = ["deb", "rpm"]
+files = [{{ src = "{name}.bin", dst = "/usr/share/{name}/{name}.bin" }}]
+"#
+        ));
+    }
+    p.write("pipeline.toml", &toml);
+    p.with_signing_key();
+    p
+}

@@ -3,45 +3,15 @@
 //! many package writers on many (forced) cores stay within it, and the
 //! artifacts' bytes do not depend on it.
 //!
-//! Its own binary: `getrusage(RUSAGE_CHILDREN)` reports the largest peak RSS
-//! among the children this process has waited for, and the only children
-//! here are `pipe` runs, all under a budget.
+//! The memory bound itself is measured in `compress_memory.rs`, alone in its
+//! binary.
 
 use std::collections::BTreeMap;
 
 use pipe_e2e::cli::Project;
+use pipe_e2e::fixture::many_packages as project;
 
 const MIB: u64 = 1 << 20;
-
-/// A project of `n` packages, each shipping `payload` (a sparse file of
-/// `size` bytes, or the given text) as deb and rpm.
-fn project(n: usize, payload: impl Fn(&Project, &str)) -> Project {
-    let p = Project::new();
-    let mut toml = String::from(
-        r#"[project]
-name = "many"
-version = "1.0.0"
-source_date_epoch = 1700000000
-"#,
-    );
-    for i in 0..n {
-        let name = format!("p{i}");
-        payload(&p, &format!("{name}.bin"));
-        toml.push_str(&format!(
-            r#"
-[packages.{name}]
-summary = "payload {i}"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [{{ src = "{name}.bin", dst = "/usr/share/{name}/{name}.bin" }}]
-"#
-        ));
-    }
-    p.write("pipeline.toml", &toml);
-    p.with_signing_key();
-    p
-}
 
 /// name -> sha256 of every artifact of a `--json` build.
 fn digests(doc: &serde_json::Value) -> BTreeMap<String, String> {
@@ -69,42 +39,6 @@ fn text(seed: u64, len: usize) -> String {
         out.push_str(&format!("line {} value {:x}\n", out.len(), x >> 40));
     }
     out
-}
-
-fn peak_rss_mib() -> i64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    usage.ru_maxrss / 1024
-}
-
-/// 6 packages x (deb + rpm), each payload 48 MiB (six xz blocks), on 16
-/// forced cores: without a shared budget that is 12 writers with up to 6
-/// xz workers each (~70 MiB a worker, several GiB); with a 256 MiB budget
-/// the whole `pipe` process stays under 256 MiB plus its own (~110 MiB
-/// measured in a debug build: 367 MiB in all, against 2,321 MiB before
-/// the budget).
-#[test]
-fn sixteen_threads_stay_within_the_compressor_memory_budget() {
-    let mut p = project(6, |p, name| {
-        std::fs::File::create(p.path().join(name))
-            .unwrap()
-            .set_len(48 * MIB)
-            .unwrap();
-    });
-    p.env("PIPE_THREADS", "16");
-    p.env("PIPE_COMPRESS_MEMORY", "256M");
-    let doc = p.pipe(&["--json", "build"]).expect_code(0).json();
-    assert_eq!(doc["artifacts"].as_array().unwrap().len(), 12);
-    let peak = peak_rss_mib();
-    eprintln!("12 writers, 16 threads, budget 256 MiB: peak RSS {peak} MiB");
-    assert!(
-        peak < 256 + 200,
-        "peak RSS {peak} MiB: the compressors went over their 256 MiB budget"
-    );
 }
 
 /// The same project built with one thread and with sixteen threads and a
