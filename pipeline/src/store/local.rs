@@ -663,3 +663,74 @@ fn walk_with(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    /// A file of `len` bytes with data at each of `extents` (offset, bytes)
+    /// and holes elsewhere.
+    fn sparse(path: &Path, len: u64, extents: &[(u64, &[u8])]) {
+        let f = std::fs::File::create(path).unwrap();
+        f.set_len(len).unwrap();
+        for (at, bytes) in extents {
+            f.write_all_at(bytes, *at).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+
+    #[test]
+    fn a_sparse_file_is_stored_with_the_same_bytes_and_its_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, u64, Vec<(u64, Vec<u8>)>); 4] = [
+            (
+                "holes between and after",
+                64 << 20,
+                vec![(0, vec![1; 8192]), (16 << 20, vec![2; 1 << 20])],
+            ),
+            ("hole first", 8 << 20, vec![(4 << 20, vec![3; 4096])]),
+            ("all hole", 8 << 20, vec![]),
+            ("no hole", 3 << 20, vec![(0, vec![4; 3 << 20])]),
+        ];
+        for (name, len, extents) in cases {
+            let src = dir.path().join("src");
+            let refs: Vec<(u64, &[u8])> = extents.iter().map(|(a, b)| (*a, &b[..])).collect();
+            sparse(&src, len, &refs);
+            let tmp =
+                write_temp(&dir.path().join(".tmp"), BodyInner::File(src.clone()), true).unwrap();
+            assert!(
+                std::fs::read(&src).unwrap() == std::fs::read(&tmp).unwrap(),
+                "{name}: other bytes"
+            );
+            let (a, b) = (
+                std::fs::metadata(&src).unwrap(),
+                std::fs::metadata(&tmp).unwrap(),
+            );
+            assert_eq!(a.len(), b.len(), "{name}");
+            let data: u64 = extents.iter().map(|(_, b)| b.len() as u64).sum();
+            // Allocation is in filesystem blocks; holes stay unallocated.
+            assert!(
+                b.blocks() * 512 <= data + (1 << 20),
+                "{name}: {} bytes allocated for {data} bytes of data",
+                b.blocks() * 512
+            );
+            std::fs::remove_file(&src).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_it_is_stored_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        sparse(&src, 4 << 20, &[(0, &[5; 4 << 20])]);
+        let out = std::fs::File::create(dir.path().join("out")).unwrap();
+        let file = std::fs::File::open(&src).unwrap();
+        // The range asked for runs past the end: what a file cut short
+        // meanwhile looks like to the copy.
+        let e = copy_range(&file, &src, &out, &dir.path().join("out"), 0, 5 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("got shorter"), "{e}");
+    }
+}
