@@ -487,9 +487,16 @@ fn base_with_records(path: &Path, records: &[(&str, &[u8])]) {
     b.finish().unwrap();
 }
 
+/// A case: its name, the pax records, and what the error says.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static [u8])],
+    &'static str,
+);
+
 #[test]
 fn malformed_or_contradictory_libarchive_xattr_records_fail_the_bake_and_leave_nothing() {
-    let cases: [(&str, &[(&str, &[u8])], &str); 3] = [
+    let cases: [Case; 3] = [
         (
             "not-base64",
             &[("LIBARCHIVE.xattr.user.x", b"not base64!")],

@@ -680,10 +680,13 @@ mod tests {
         f.sync_all().unwrap();
     }
 
+    /// A case: its name, the file's length and its data extents.
+    type Case = (&'static str, u64, Vec<(u64, Vec<u8>)>);
+
     #[test]
     fn a_sparse_file_is_stored_with_the_same_bytes_and_its_holes() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, u64, Vec<(u64, Vec<u8>)>); 4] = [
+        let cases: [Case; 4] = [
             (
                 "holes between and after",
                 64 << 20,
