@@ -27,7 +27,8 @@
 # lists no packages and no post-install script, so both sides do the same
 # work: unpack, make the filesystem, convert. pipe also generalises, fixes
 # every inode's times with debugfs (reproducibility), hashes both images and
-# copies them into its local store, and writes and signs the build records:
+# copies them into its local store (extent by extent: the raw image stays
+# sparse), with an fsync, and writes and signs the build records:
 # that is in its figure. Each run is one process (or, for the shell side, one
 # `bash -c`) timed from outside with `date +%s%N`; pairs alternate A B after
 # an untimed warm-up pair, each into a fresh directory (a fresh project and

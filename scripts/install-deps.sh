@@ -31,7 +31,9 @@ test_packages=(gnupg python3-venv rpm lintian rpmlint dpkg-dev apt-utils dnf dnf
 bench_packages=(gnupg python3-venv rpm apt-utils createrepo-c aptly time)
 machine_packages=(e2fsprogs qemu-utils dpkg coreutils xorriso mtools dosfstools mmdebstrap
   # setcap: the capability tests set file capabilities on a base and in a bake.
-  libcap2-bin tar)
+  libcap2-bin tar
+  # bsdtar: a base whose attributes are `LIBARCHIVE.xattr.` pax records.
+  libarchive-tools)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

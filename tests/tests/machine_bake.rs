@@ -567,3 +567,115 @@ fn seed_iso_and_vfat_hold_the_rendered_files_and_are_reproducible() {
         "{user_data}"
     );
 }
+
+/// Every inode in use in `image` (links > 0) with its change time as
+/// `debugfs stat <N>` prints it (`0x6553f100`), for each inode number the
+/// filesystem has.
+fn inode_ctimes(image: &Path) -> Vec<(u32, String)> {
+    let stats = run(Command::new("debugfs").args(["-R", "stats"]).arg(image));
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    let count: u32 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Inode count:"))
+        .unwrap_or_else(|| panic!("no inode count in {stats}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cmds = dir.path().join("cmds");
+    let text: String = (1..=count).map(|i| format!("stat <{i}>\n")).collect();
+    std::fs::write(&cmds, text).unwrap();
+    let o = run(Command::new("debugfs").arg("-f").arg(&cmds).arg(image));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut found = Vec::new();
+    for block in out.split("\nInode: ").skip(1) {
+        let ino: u32 = block
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        let links: u32 = block
+            .split("Links: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        if links == 0 {
+            continue;
+        }
+        let ctime = block
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("ctime: "))
+            .and_then(|r| r.split([':', ' ']).next())
+            .unwrap_or_else(|| panic!("no ctime for inode {ino}: {block}"))
+            .to_string();
+        found.push((ino, ctime));
+    }
+    found
+}
+
+#[test]
+fn every_inode_has_the_epoch_as_change_time_whether_numbered_or_named() {
+    // The tiny base: `mke2fs -d` numbers the tree's inodes one after the
+    // other, and the change times are set by inode number.
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let b = bake_in(dir.path(), &base, vec![], None, 16 << 20);
+    machine::bake(&b, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+    let raw = b.out_dir.join("web.raw");
+    assert_images_sound(Some(&raw), None);
+    let ctimes = inode_ctimes(&raw);
+    assert!(ctimes.len() > 20, "{ctimes:?}");
+    let wrong: Vec<_> = ctimes.iter().filter(|(_, c)| c != "0x6553f100").collect();
+    assert!(
+        wrong.is_empty(),
+        "inodes with another change time: {wrong:?}"
+    );
+
+    // A symlink with two hard links: `mke2fs -d` makes two inodes of it,
+    // so the numbers are not the tree's count and every path is named
+    // instead; the result is the same.
+    let two = tempfile::tempdir().unwrap();
+    let path = two.path().join("linked-symlink.tar");
+    let mut t = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut add = |name: &str, kind: tar::EntryType, body: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(EPOCH + 1000);
+        h.set_size(body.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        h.set_path(name).unwrap();
+        h.set_cksum();
+        t.append(&h, body).unwrap();
+    };
+    use tar::EntryType::*;
+    add("./", Directory, b"", None);
+    add("./etc/", Directory, b"", None);
+    add("./bin/", Directory, b"", None);
+    add("./bin/sh", Regular, b"#!\n", None);
+    add("./bin/dash", Symlink, b"", Some("sh"));
+    add("./bin/ash", Link, b"", Some("./bin/dash"));
+    t.finish().unwrap();
+    let b = bake_in(two.path(), &path, vec![], None, 16 << 20);
+    machine::bake(&b, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+    let raw = b.out_dir.join("web.raw");
+    assert_images_sound(Some(&raw), None);
+    for name in ["/bin/dash", "/bin/ash"] {
+        assert!(
+            debugfs_stat(&raw, name).unwrap().contains("Type: symlink"),
+            "{name}"
+        );
+    }
+    let ctimes = inode_ctimes(&raw);
+    assert!(ctimes.len() >= 8, "{ctimes:?}");
+    let wrong: Vec<_> = ctimes.iter().filter(|(_, c)| c != "0x6553f100").collect();
+    assert!(
+        wrong.is_empty(),
+        "inodes with another change time: {wrong:?}"
+    );
+}

@@ -88,9 +88,11 @@ fn image_xattr_names(image: &Path, path: &str) -> Vec<String> {
 }
 
 /// One attribute's value in the image (`debugfs -R 'ea_get -f OUT PATH
-/// NAME'`); `None` when it has none of that name.
+/// NAME'`; a name with a space given in double quotes); `None` when it has
+/// none of that name.
 fn image_xattr(image: &Path, path: &str, name: &str) -> Option<Vec<u8>> {
-    if !image_xattr_names(image, path).iter().any(|n| n == name) {
+    let bare = name.trim_matches('"');
+    if !image_xattr_names(image, path).iter().any(|n| n == bare) {
         return None;
     }
     let out = tempfile::NamedTempFile::new().unwrap();
@@ -337,4 +339,189 @@ fn a_capability_the_post_install_sets_reaches_the_image() {
         None,
         "and only where it was set"
     );
+}
+
+/// A tree like [`xattr_tree`] whose `srv/odd` has attributes with names
+/// libarchive URL-encodes (`=`, `%`, a space) and a value with a NUL byte.
+fn odd_names_tree(dir: &Path) -> PathBuf {
+    let root = xattr_tree(dir, &["user.pipe.a", "security.capability", "trusted.pipe"]);
+    std::fs::write(root.join("srv/odd"), "odd names\n").unwrap();
+    host_set_xattr(&root.join("srv/odd"), "user.a=b%c d", b"\x00binary=%\xff");
+    host_set_xattr(&root.join("srv/odd"), "user.plain", b"plain");
+    root
+}
+
+/// `bsdtar --xattrs` of `root` (pax), with its `xattrheader` option: `ALL`
+/// (its default: a `LIBARCHIVE.xattr.` and a `SCHILY.xattr.` record for each
+/// attribute) or `LIBARCHIVE` alone.
+fn bsdtar_tarball(root: &Path, out: &Path, header: &str) {
+    let o = try_run(
+        Command::new("bsdtar")
+            .args(["--xattrs", "--format=pax", "--numeric-owner"])
+            .arg("--options")
+            .arg(format!("pax:xattrheader={header}"))
+            .arg("-cf")
+            .arg(out)
+            .arg("-C")
+            .arg(root)
+            .arg("."),
+    );
+    assert!(
+        o.status.success(),
+        "bsdtar (scripts/install-deps.sh machine: libarchive-tools) failed: {}",
+        text(&o)
+    );
+}
+
+/// The pax record keys of `tarball` that carry attributes, as bsdtar wrote
+/// them.
+fn xattr_record_keys(tarball: &Path) -> Vec<String> {
+    let mut a = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    let mut keys = Vec::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if let Some(records) = e.pax_extensions().unwrap() {
+            for r in records {
+                let k = r.unwrap().key().unwrap().to_string();
+                if k.contains("xattr.") {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn a_bsdtar_base_libarchive_xattr_records_reach_the_image() {
+    let keep = tempfile::tempdir().unwrap();
+    let mut outs = Vec::new();
+    for header in ["ALL", "LIBARCHIVE"] {
+        let dir = keep.path().join(header);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = odd_names_tree(&dir);
+        let tarball = dir.join("base.tar");
+        bsdtar_tarball(&root, &tarball, header);
+        let keys = xattr_record_keys(&tarball);
+        // What bsdtar wrote: URL-encoded names, and beside each (ALL) a
+        // SCHILY record whose name is URL-encoded too.
+        assert!(
+            keys.iter()
+                .any(|k| k == "LIBARCHIVE.xattr.user.a%3Db%25c%20d"),
+            "{keys:?}"
+        );
+        assert_eq!(
+            keys.iter().any(|k| k.starts_with("SCHILY.xattr.")),
+            header == "ALL",
+            "{keys:?}"
+        );
+        let b = bake_in(&dir, &tarball, vec![], None);
+        machine::bake(&b, &Quiet).unwrap_or_else(|e| panic!("{header}: {e}"));
+        let raw = b.out_dir.join("web.raw");
+        assert_images_sound(Some(&raw), Some(&b.out_dir.join("web.qcow2")));
+        assert_eq!(
+            image_xattr(&raw, "/usr/bin/ping", "security.capability").as_deref(),
+            Some(&host_xattr(&root.join("usr/bin/ping"), "security.capability")[..]),
+            "{header}: ping's capability"
+        );
+        for name in ["security.capability", "trusted.pipe", "user.pipe.a"] {
+            assert_eq!(
+                image_xattr(&raw, "/srv/several", name).as_deref(),
+                Some(&host_xattr(&root.join("srv/several"), name)[..]),
+                "{header}: {name}"
+            );
+        }
+        assert_eq!(
+            image_xattr_names(&raw, "/srv/odd"),
+            ["user.a=b%c d", "user.plain"],
+            "{header}: the names decoded, and no URL-encoded duplicate"
+        );
+        assert_eq!(
+            image_xattr(&raw, "/srv/odd", "\"user.a=b%c d\"").as_deref(),
+            Some(&b"\x00binary=%\xff"[..]),
+            "{header}: the value decoded"
+        );
+        assert_eq!(
+            image_xattr(&raw, "/srv/odd", "user.plain").as_deref(),
+            Some(&b"plain"[..])
+        );
+        outs.push(std::fs::read(&raw).unwrap());
+    }
+    assert!(
+        outs[0] == outs[1],
+        "the same attributes give the same image whichever records carry them"
+    );
+}
+
+/// A base whose one file carries the pax records `records`.
+fn base_with_records(path: &Path, records: &[(&str, &[u8])]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let add =
+        |b: &mut tar::Builder<std::fs::File>, name: &str, kind: tar::EntryType, body: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(EPOCH);
+            h.set_size(body.len() as u64);
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            b.append(&h, body).unwrap();
+        };
+    add(&mut b, "./", tar::EntryType::Directory, b"");
+    add(&mut b, "./etc/", tar::EntryType::Directory, b"");
+    add(&mut b, "./bin/", tar::EntryType::Directory, b"");
+    add(&mut b, "./bin/sh", tar::EntryType::Regular, b"#!\n");
+    b.append_pax_extensions(records.iter().copied()).unwrap();
+    add(&mut b, "./etc/file", tar::EntryType::Regular, b"data\n");
+    b.finish().unwrap();
+}
+
+/// A case: its name, the pax records, and what the error says.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static [u8])],
+    &'static str,
+);
+
+#[test]
+fn malformed_or_contradictory_libarchive_xattr_records_fail_the_bake_and_leave_nothing() {
+    let cases: [Case; 3] = [
+        (
+            "not-base64",
+            &[("LIBARCHIVE.xattr.user.x", b"not base64!")],
+            "not base64",
+        ),
+        (
+            "bad-escape",
+            &[("LIBARCHIVE.xattr.user.%zz", b"eA")],
+            "malformed %-escape",
+        ),
+        (
+            "two-values",
+            &[
+                ("LIBARCHIVE.xattr.user.x", b"eA"),
+                ("SCHILY.xattr.user.x", b"y"),
+            ],
+            "two different values",
+        ),
+    ];
+    for (name, records, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{name}.tar"));
+        base_with_records(&path, records);
+        let bake = bake_in(dir.path(), &path, vec![], None);
+        let e = machine::bake(&bake, &Quiet).unwrap_err().to_string();
+        assert!(
+            e.contains(says) && e.contains("etc/file") && e.contains("user."),
+            "{name}: the error names the file and the attribute: {e}"
+        );
+        for d in [&bake.out_dir, &bake.work_dir] {
+            let left: Vec<_> = std::fs::read_dir(d)
+                .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{name}: a failed bake left {left:?}");
+        }
+    }
 }

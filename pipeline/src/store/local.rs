@@ -133,12 +133,11 @@ impl Backend for LocalBackend {
 
     async fn put(&self, key: &str, body: Body, cond: Condition, durable: bool) -> Result<Version> {
         let tmp_dir = self.root.join(TMP);
-        let (tmp, _blake3) = match body.0 {
-            BodyInner::Temp(tmp, Some(b3)) if tmp.starts_with(&tmp_dir) => (tmp, b3),
-            BodyInner::Reader(r) => {
-                let (tmp, blob) = super::digest::spool_hashed(r, &tmp_dir).await?;
-                (tmp, blob.blake3)
-            }
+        let tmp = match body.0 {
+            // A spooled file in the store's own temporary directory is
+            // moved into place as it is.
+            BodyInner::Temp(tmp, Some(_)) if tmp.starts_with(&tmp_dir) => tmp,
+            BodyInner::Reader(r) => super::digest::spool_hashed(r, &tmp_dir).await?.0,
             other => {
                 let dir = tmp_dir.clone();
                 spawn_blocking(move || write_temp(&dir, other, durable)).await?
@@ -415,8 +414,14 @@ fn open_existing(path: &Path) -> Result<Option<std::fs::File>> {
     }
 }
 
-/// Writes a body into a synced temporary file; returns it with its BLAKE3.
-fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::TempPath, String)> {
+/// Writes a body into a temporary file (synced when `durable`).
+///
+/// Nothing is hashed here: the caller hashed a blob's file to name it, and
+/// the copy is made from that same file, which must not change meanwhile
+/// (as [`super::Body::from_file`] says). A file is copied extent by extent
+/// ([`copy_sparse`]): a sparse machine image stays sparse in the store, and
+/// its holes are neither read nor written.
+fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<tempfile::TempPath> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Readable by everyone (less the umask): a store is a publication, and
     // the web server that serves its repositories runs as another user.
@@ -424,15 +429,11 @@ fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::T
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    let mut hasher = blake3::Hasher::new();
     let tmp_path = tmp.path().to_path_buf();
     match body {
-        BodyInner::Bytes(b) => {
-            hasher.update(&b);
-            tmp.write_all(&b).map_err(|e| Error::io(&tmp_path, e))?;
-        }
-        BodyInner::File(src) => copy_hashing(&src, tmp.as_file_mut(), &tmp_path, &mut hasher)?,
-        BodyInner::Temp(src, _) => copy_hashing(&src, tmp.as_file_mut(), &tmp_path, &mut hasher)?,
+        BodyInner::Bytes(b) => tmp.write_all(&b).map_err(|e| Error::io(&tmp_path, e))?,
+        BodyInner::File(src) => copy_sparse(&src, tmp.as_file(), &tmp_path)?,
+        BodyInner::Temp(src, _) => copy_sparse(&src, tmp.as_file(), &tmp_path)?,
         BodyInner::Reader(_) => unreachable!("readers are spooled before"),
     }
     if durable {
@@ -440,31 +441,107 @@ fn write_temp(dir: &Path, body: BodyInner, durable: bool) -> Result<(tempfile::T
             .sync_all()
             .map_err(|e| Error::io(&tmp_path, e))?;
     }
-    Ok((tmp.into_temp_path(), hasher.finalize().to_hex().to_string()))
+    Ok(tmp.into_temp_path())
 }
 
-/// Copies `src` into `dst` (the file at `dst_path`), hashing; an error
-/// names the file it happened on (a full disk is the store's, not the
-/// source's).
-fn copy_hashing(
+/// Copies `src` into the empty file `dst` (at `dst_path`), keeping its
+/// holes: each data extent (`SEEK_DATA`/`SEEK_HOLE`) is copied by the
+/// kernel (`copy_file_range`, a plain read and write where that is not
+/// possible), the rest is left a hole of the same length. Holes read as
+/// zeros, so the bytes are the same. An error names the file it happened
+/// on (a full disk is the store's, not the source's); a source that shrinks
+/// meanwhile is an error, not a short copy.
+fn copy_sparse(src: &Path, dst: &std::fs::File, dst_path: &Path) -> Result<()> {
+    use rustix::fs::SeekFrom;
+    use rustix::io::Errno;
+    let file = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
+    let len = file.metadata().map_err(|e| Error::io(src, e))?.len();
+    let mut pos = 0;
+    while pos < len {
+        let start = match rustix::fs::seek(&file, SeekFrom::Data(pos)) {
+            Ok(start) => start,
+            // Nothing but a hole from `pos` to the end.
+            Err(Errno::NXIO) => break,
+            // A filesystem that cannot tell: all of it is data.
+            Err(Errno::INVAL | Errno::NOTSUP) => pos,
+            Err(e) => return Err(Error::io(src, e.into())),
+        };
+        if start >= len {
+            break;
+        }
+        let end = match rustix::fs::seek(&file, SeekFrom::Hole(start)) {
+            Ok(end) => end.min(len),
+            Err(Errno::INVAL | Errno::NOTSUP) => len,
+            Err(e) => return Err(Error::io(src, e.into())),
+        };
+        copy_range(&file, src, dst, dst_path, start, end)?;
+        pos = end;
+    }
+    // A hole at the end is the file's length, not an extent.
+    dst.set_len(len).map_err(|e| Error::io(dst_path, e))
+}
+
+/// Copies bytes `start..end` of `file` (at `src`) to the same offsets of
+/// `dst`.
+fn copy_range(
+    file: &std::fs::File,
     src: &Path,
-    dst: &mut std::fs::File,
+    dst: &std::fs::File,
     dst_path: &Path,
-    hasher: &mut blake3::Hasher,
+    start: u64,
+    end: u64,
 ) -> Result<()> {
-    let mut file = std::fs::File::open(src).map_err(|e| Error::io(src, e))?;
+    use rustix::io::Errno;
+    use std::os::unix::fs::FileExt;
+    let shrank = || {
+        Error::io(
+            src,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file got shorter while it was being stored",
+            ),
+        )
+    };
+    let (mut off_in, mut off_out) = (start, start);
+    while off_in < end {
+        let want = usize::try_from(end - off_in)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match rustix::fs::copy_file_range(file, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            Ok(0) => return Err(shrank()),
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            // Another filesystem, or a kernel or filesystem without it:
+            // read and write.
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::NOTSUP) => {
+                break;
+            }
+            // Which side failed is not said: a full disk is the store's.
+            Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG)) => {
+                return Err(Error::io(dst_path, e.into()));
+            }
+            Err(e) => return Err(Error::io(src, e.into())),
+        }
+    }
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
+    while off_in < end {
+        let want = usize::try_from(end - off_in)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let window = buf.get_mut(..want).ok_or_else(shrank)?;
+        let n = match file.read_at(window, off_in) {
+            Ok(0) => return Err(shrank()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io(src, e)),
         };
         let chunk = filled(&buf, n).map_err(|e| Error::io(src, e))?;
-        hasher.update(chunk);
-        dst.write_all(chunk).map_err(|e| Error::io(dst_path, e))?;
+        dst.write_all_at(chunk, off_out)
+            .map_err(|e| Error::io(dst_path, e))?;
+        off_in += n as u64;
+        off_out += n as u64;
     }
+    Ok(())
 }
 
 /// Moves a synced temporary file to `key` if `cond` holds.
@@ -648,5 +725,75 @@ mod tests {
         b.flush().await.unwrap();
         assert!(!b.unflushed.load(Ordering::SeqCst));
         assert_eq!(std::fs::read(dir.path().join("c")).unwrap(), b"x");
+    }
+
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    /// A file of `len` bytes with data at each of `extents` (offset, bytes)
+    /// and holes elsewhere.
+    fn sparse(path: &Path, len: u64, extents: &[(u64, &[u8])]) {
+        let f = std::fs::File::create(path).unwrap();
+        f.set_len(len).unwrap();
+        for (at, bytes) in extents {
+            f.write_all_at(bytes, *at).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+
+    /// A case: its name, the file's length and its data extents.
+    type Case = (&'static str, u64, Vec<(u64, Vec<u8>)>);
+
+    #[test]
+    fn a_sparse_file_is_stored_with_the_same_bytes_and_its_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [Case; 4] = [
+            (
+                "holes between and after",
+                64 << 20,
+                vec![(0, vec![1; 8192]), (16 << 20, vec![2; 1 << 20])],
+            ),
+            ("hole first", 8 << 20, vec![(4 << 20, vec![3; 4096])]),
+            ("all hole", 8 << 20, vec![]),
+            ("no hole", 3 << 20, vec![(0, vec![4; 3 << 20])]),
+        ];
+        for (name, len, extents) in cases {
+            let src = dir.path().join("src");
+            let refs: Vec<(u64, &[u8])> = extents.iter().map(|(a, b)| (*a, &b[..])).collect();
+            sparse(&src, len, &refs);
+            let tmp =
+                write_temp(&dir.path().join(".tmp"), BodyInner::File(src.clone()), true).unwrap();
+            assert!(
+                std::fs::read(&src).unwrap() == std::fs::read(&tmp).unwrap(),
+                "{name}: other bytes"
+            );
+            let (a, b) = (
+                std::fs::metadata(&src).unwrap(),
+                std::fs::metadata(&tmp).unwrap(),
+            );
+            assert_eq!(a.len(), b.len(), "{name}");
+            let data: u64 = extents.iter().map(|(_, b)| b.len() as u64).sum();
+            // Allocation is in filesystem blocks; holes stay unallocated.
+            assert!(
+                b.blocks() * 512 <= data + (1 << 20),
+                "{name}: {} bytes allocated for {data} bytes of data",
+                b.blocks() * 512
+            );
+            std::fs::remove_file(&src).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_it_is_stored_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        sparse(&src, 4 << 20, &[(0, &[5; 4 << 20])]);
+        let out = std::fs::File::create(dir.path().join("out")).unwrap();
+        let file = std::fs::File::open(&src).unwrap();
+        // The range asked for runs past the end: what a file cut short
+        // meanwhile looks like to the copy.
+        let e = copy_range(&file, &src, &out, &dir.path().join("out"), 0, 5 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("got shorter"), "{e}");
     }
 }

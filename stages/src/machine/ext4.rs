@@ -14,10 +14,12 @@
 //!   the tree in between (the space needed is counted from the path list,
 //!   not by listing directories again);
 //! - change times, which `mke2fs` copies from the tree and user space cannot
-//!   set: rewritten in the image with `debugfs -w -f CMDS`, one `sif PATH
+//!   set: rewritten in the image with `debugfs -w -f CMDS`, one `sif <INO>
 //!   ctime @EPOCH` per inode (checked on e2fsprogs 1.47.0: creation and
 //!   access times need no command; three commands per path made this pass
-//!   cost as much as `mke2fs` itself);
+//!   cost as much as `mke2fs` itself, and one per path, addressed by name,
+//!   a third of it, most of that in debugfs's path lookups: the inodes are
+//!   addressed by number when their numbers are known, [`tree_inodes`]);
 //! - the order of an inode's extended attributes, which `mke2fs` takes from
 //!   `llistxattr` on the tree (the order they were set in, on ext4; a hash
 //!   order on tmpfs): an inode with more than one is rewritten in the image
@@ -229,7 +231,79 @@ pub(crate) fn write(
             output,
         });
     }
-    fix_inode_times(tools, root, paths, image, epoch)
+    let inodes = tree_inodes(image, paths, usage).map_err(|e| Error::read(image, e))?;
+    fix_inode_times(tools, root, paths, inodes, image, epoch)
+}
+
+/// The superblock fields [`tree_inodes`] reads.
+struct Superblock {
+    inodes: u32,
+    free_inodes: u32,
+    first_ino: u32,
+}
+
+fn superblock(image: &Path) -> std::io::Result<Superblock> {
+    use std::os::unix::fs::FileExt;
+    let mut sb = [0u8; 1024];
+    std::fs::File::open(image)?.read_exact_at(&mut sb, 1024)?;
+    let u32_at = |at: usize| {
+        sb.get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    let magic = sb
+        .get(56..58)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(u16::from_le_bytes);
+    if magic != Some(0xef53) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "mke2fs wrote no ext4 superblock",
+        ));
+    }
+    Ok(Superblock {
+        inodes: u32_at(0),
+        free_inodes: u32_at(16),
+        // Revision 0 has no field: 11.
+        first_ino: if u32_at(76) == 0 { 11 } else { u32_at(84) },
+    })
+}
+
+/// The inode numbers `mke2fs -d` gave the tree's entries other than the
+/// root (inode 2), when they are `first_ino..=last`: the numbers
+/// [`fix_inode_times`] then addresses instead of paths, which spares
+/// debugfs a path lookup per entry (a lookup scans each directory on the
+/// way linearly: the bulk of the pass's time in large directories).
+///
+/// Why they are that range: libext2fs's `ext2fs_new_inode` takes the first
+/// free inode at or after the start of the parent's group, and `mke2fs -d`
+/// frees none, so by induction the inodes in use are always `1..=N` (with
+/// `lost+found` at `first_ino`, reused for the tree's own). That is checked,
+/// not assumed: the superblock's count of inodes in use must be what the
+/// tree accounts for (`first_ino - 1` reserved, `lost+found`, one per inode
+/// of the tree besides the root), else `None`, and every path is addressed
+/// by name as before.
+fn tree_inodes(
+    image: &Path,
+    paths: &[(PathBuf, i64)],
+    usage: Usage,
+) -> std::io::Result<Option<std::ops::RangeInclusive<u32>>> {
+    let sb = superblock(image)?;
+    let lost_found = paths.iter().any(|(rel, _)| rel == Path::new("lost+found"));
+    let used = u64::from(sb.inodes.saturating_sub(sb.free_inodes));
+    // The reserved inodes, lost+found, and the tree's inodes besides its
+    // root, one of which is lost+found when the tree has one.
+    let expected = u64::from(sb.first_ino) + usage.inodes.saturating_sub(1)
+        - u64::from(lost_found && usage.inodes > 1);
+    if used != expected || used < u64::from(sb.first_ino) {
+        tracing::debug!(
+            used,
+            expected,
+            "inodes not numbered as expected: addressed by path"
+        );
+        return Ok(None);
+    }
+    Ok(Some(sb.first_ino..=used as u32))
 }
 
 /// One `sif` per inode for its change time, and the extended attributes of
@@ -240,6 +314,7 @@ fn fix_inode_times(
     tools: &Tools,
     root: &Path,
     paths: &[(PathBuf, i64)],
+    inodes: Option<std::ops::RangeInclusive<u32>>,
     image: &Path,
     epoch: u64,
 ) -> Result<()> {
@@ -262,9 +337,11 @@ fn fix_inode_times(
                 )
             })?;
             let path = root.join(rel);
-            // Hard links share an inode: its fields are set once.
+            // Hard links share an inode: its fields are set once. Not a
+            // symlink's: `mke2fs -d` makes an inode for each of its names.
             let m = std::fs::symlink_metadata(&path)?;
-            let first_link = m.is_dir() || m.nlink() == 1 || seen.insert(m.ino());
+            let first_link =
+                m.is_dir() || m.file_type().is_symlink() || m.nlink() == 1 || seen.insert(m.ino());
             let attrs = super::xattrs::list(&path)?;
             if attrs.len() > 1 && first_link {
                 let names: Vec<String> = attrs
@@ -283,8 +360,16 @@ fn fix_inode_times(
                     writeln!(w, "ea_set -f {file} {name} {attr}")?;
                 }
             }
-            if first_link {
+            if first_link && inodes.is_none() {
                 writeln!(w, "sif {name} ctime @{epoch}")?;
+            }
+        }
+        // After the attributes: rewriting them must not leave a change
+        // time behind.
+        if let Some(inodes) = &inodes {
+            writeln!(w, "sif <2> ctime @{epoch}")?;
+            for ino in inodes.clone() {
+                writeln!(w, "sif <{ino}> ctime @{epoch}")?;
             }
         }
         w.flush()

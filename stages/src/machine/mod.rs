@@ -309,44 +309,23 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         &b.identity,
         &b.name,
     )?;
-    // The tree is not needed any more: free the space before converting.
-    std::fs::remove_dir_all(&root).map_err(|e| Error::write(&root, e))?;
-
-    let mut formats = b.formats.clone();
-    formats.sort();
-    formats.dedup();
-    let mut staged = Vec::new();
-    // qcow2 first, converted from the filesystem; the raw image is the
-    // filesystem itself, renamed last.
-    for &format in formats.iter().rev() {
-        reporter.step(Step::Convert(format));
-        let tmp = scratch.path().join(format!("out.{}", format.name()));
-        match format {
-            DiskFormat::Raw => {
-                std::fs::rename(&fs_image, &tmp).map_err(|e| Error::write(&tmp, e))?;
-            }
-            DiskFormat::Qcow2 => {
-                let mut cmd = Command::new(found.path(Tool::QemuImg));
-                cmd.args(["convert", "-f", "raw", "-O", "qcow2"])
-                    .arg(&fs_image)
-                    .arg(&tmp);
-                let (status, output) = run_captured(cmd, 16 << 10).map_err(|e| Error::ToolRun {
-                    tool: Tool::QemuImg,
-                    source: e,
-                })?;
-                if !status.success() {
-                    return Err(Error::ToolFailed {
-                        tool: Tool::QemuImg,
-                        status: status.to_string(),
-                        output,
-                    });
-                }
-            }
-        }
-        staged.push((format, tmp));
-    }
+    // The tree is not needed any more: removed on a thread of its own while
+    // the formats are converted (thousands of unlinks, seconds on a busy
+    // machine, beside `qemu-img`), and waited for before anything is moved
+    // into place.
+    let staged = std::thread::scope(|scope| {
+        let removing = scope.spawn(|| std::fs::remove_dir_all(&root));
+        let converted = convert(b, &found, &fs_image, scratch.path(), reporter);
+        let removed = removing.join().unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the thread removing the tree panicked",
+            ))
+        });
+        let staged = converted?;
+        removed.map_err(|e| Error::write(&root, e))?;
+        Ok::<_, Error>(staged)
+    })?;
     // Every format is done: move them into place.
-    staged.reverse();
     let mut images = Vec::new();
     for (format, tmp) in staged {
         let dst = b.out_dir.join(format!("{}.{}", b.name, format.name()));
@@ -367,6 +346,53 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         uuid: filesystem_uuid(&b.identity),
         needed,
     })
+}
+
+/// Writes each format of `b` from the filesystem image `fs_image` into
+/// `scratch` (qcow2 converted first; the raw image is the filesystem
+/// itself, renamed last); returns them in the order of [`DiskFormat`].
+fn convert(
+    b: &Bake,
+    found: &Tools,
+    fs_image: &Path,
+    scratch: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Vec<(DiskFormat, PathBuf)>> {
+    let mut formats = b.formats.clone();
+    formats.sort();
+    formats.dedup();
+    let mut staged = Vec::new();
+    // qcow2 first, converted from the filesystem; the raw image is the
+    // filesystem itself, renamed last.
+    for &format in formats.iter().rev() {
+        reporter.step(Step::Convert(format));
+        let tmp = scratch.join(format!("out.{}", format.name()));
+        match format {
+            DiskFormat::Raw => {
+                std::fs::rename(fs_image, &tmp).map_err(|e| Error::write(&tmp, e))?;
+            }
+            DiskFormat::Qcow2 => {
+                let mut cmd = Command::new(found.path(Tool::QemuImg));
+                cmd.args(["convert", "-f", "raw", "-O", "qcow2"])
+                    .arg(fs_image)
+                    .arg(&tmp);
+                let (status, output) = run_captured(cmd, 16 << 10).map_err(|e| Error::ToolRun {
+                    tool: Tool::QemuImg,
+                    source: e,
+                })?;
+                if !status.success() {
+                    return Err(Error::ToolFailed {
+                        tool: Tool::QemuImg,
+                        status: status.to_string(),
+                        output,
+                    });
+                }
+            }
+        }
+        staged.push((format, tmp));
+    }
+    staged.reverse();
+    Ok(staged)
 }
 
 /// Renames `src` to `dst`, or copies when they are on different filesystems.

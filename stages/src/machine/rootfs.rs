@@ -3,7 +3,9 @@
 //! ownership, modes, times, device nodes and extended attributes kept.
 //!
 //! Extended attributes come from pax `SCHILY.xattr.NAME` records, as GNU tar
-//! `--xattrs --format=pax` and mmdebstrap write them (file capabilities are
+//! `--xattrs --format=pax` and mmdebstrap write them, and from
+//! `LIBARCHIVE.xattr.NAME` records (name URL-encoded, value base64), as
+//! `bsdtar --xattrs` writes them (file capabilities are
 //! `security.capability`, e.g. on `ping`). They are set after the owner:
 //! `chown` clears a file's capabilities. `mke2fs -d` copies them into the
 //! image; `super::ext4` fixes their order there.
@@ -283,8 +285,83 @@ fn checked_relative(tarball: &Path, name: &[u8]) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// The prefix of a pax record carrying an extended attribute.
+/// The prefix of a pax record carrying an extended attribute, as GNU tar
+/// writes it: the name as is, the value as raw bytes.
 const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
+/// The prefix libarchive (`bsdtar --xattrs`) writes: the name URL-encoded,
+/// the value base64 (without padding). bsdtar writes a `SCHILY.xattr.`
+/// record beside each, by default, whose name is URL-encoded as well.
+const PAX_XATTR_LIBARCHIVE: &[u8] = b"LIBARCHIVE.xattr.";
+
+/// The extended attributes an entry's pax records give, sorted by name.
+/// `LIBARCHIVE.xattr.` records are decoded; a `SCHILY.xattr.` record naming
+/// the same attribute (as is, or URL-encoded as bsdtar writes it) is the
+/// same attribute again and must agree with it.
+fn pax_xattrs<'a>(
+    records: impl Iterator<Item = io::Result<tar::PaxExtension<'a>>>,
+) -> std::result::Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    use base64::Engine as _;
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let mut decoded = std::collections::BTreeMap::new();
+    let mut schily = Vec::new();
+    for record in records {
+        let record = record.map_err(|e| format!("a pax record cannot be read: {e}"))?;
+        let key = record.key_bytes();
+        if let Some(name) = key.strip_prefix(PAX_XATTR_LIBARCHIVE) {
+            let shown = String::from_utf8_lossy(key);
+            let name = url_decode(name).ok_or_else(|| {
+                format!("the pax record `{shown}` has a malformed %-escape in its name")
+            })?;
+            let value = lenient
+                .decode(record.value_bytes())
+                .map_err(|e| format!("the value of the pax record `{shown}` is not base64: {e}"))?;
+            decoded.insert(name, value);
+        } else if let Some(name) = key.strip_prefix(PAX_XATTR) {
+            schily.push((name.to_vec(), record.value_bytes().to_vec()));
+        }
+    }
+    for (name, value) in schily {
+        let same = [Some(name.clone()), url_decode(&name)]
+            .into_iter()
+            .flatten()
+            .find(|n| decoded.contains_key(n));
+        match same {
+            Some(n) if decoded.get(&n) == Some(&value) => {}
+            Some(n) => {
+                return Err(format!(
+                    "its pax records give the extended attribute `{}` two different values (`SCHILY.xattr.` and `LIBARCHIVE.xattr.`)",
+                    String::from_utf8_lossy(&n)
+                ));
+            }
+            None => {
+                decoded.insert(name, value);
+            }
+        }
+    }
+    Ok(decoded)
+}
+
+/// `%XX` escapes decoded (libarchive's URL encoding of attribute names);
+/// `None` for a `%` not followed by two hex digits.
+fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let hi = hex(*bytes.next()?)?;
+            let lo = hex(*bytes.next()?)?;
+            out.push(hi << 4 | lo);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
 
 /// Sets the extended attributes the entry's pax records carry on `path`
 /// (not following a symlink).
@@ -295,14 +372,10 @@ fn set_xattrs(tarball: &Path, entry: &mut tar::Entry<'_, impl Read>, path: &Path
     else {
         return Ok(());
     };
-    let mut attrs = Vec::new();
-    for record in records {
-        let record =
-            record.map_err(|e| not_rootfs(tarball, format!("a pax record cannot be read: {e}")))?;
-        if let Some(name) = record.key_bytes().strip_prefix(PAX_XATTR) {
-            attrs.push((name.to_vec(), record.value_bytes().to_vec()));
-        }
-    }
+    let attrs = pax_xattrs(records).map_err(|reason| {
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        not_rootfs(tarball, format!("entry `{name}`: {reason}"))
+    })?;
     for (name, value) in attrs {
         super::xattrs::set(path, &name, &value).map_err(|e| {
             Error::write(
