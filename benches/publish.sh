@@ -178,7 +178,7 @@ if [ ! -d "$GNUPGHOME" ]; then
   gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
     --quick-gen-key "Bench Anchor <anchor@example.com>" rsa3072 sign never 2>/dev/null
 fi
-gpg_key=$(gpg --list-keys --with-colons | awk -F: '/^fpr/ && !n++ {print $10}')
+gpg_key=$(gpg --list-keys --with-colons | awk -F: '/^fpr/ && k == "" {k = $10} END {print k}') # awk reads all: no SIGPIPE (exit 141) under pipefail
 [ -n "$gpg_key" ] || die "no gpg key made"
 
 # --- timing -------------------------------------------------------------------

@@ -60,7 +60,8 @@ pub async fn promote(
     req: &Request<'_>,
 ) -> Result<Outcome> {
     let env = p.environment(req.env)?;
-    let published = index::load(store, req.build, keyring).await?;
+    let published =
+        index::load_cached(store, req.build, keyring, &index::ShardCache::new(&p.dir)).await?;
     let (head, version) = read_pointer(store, req.env).await?;
     // Histories verified before on this machine are extended, not read again.
     let cache = history::HistoryCache::new(&p.dir, store.url());

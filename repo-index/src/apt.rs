@@ -518,6 +518,9 @@ pub fn render_suite(
             (Arc::from(out.gz), Arc::from(out.xz), out.chunks),
         );
     }
+    // Indices of the same text (architectures of `all` packages only)
+    // share their bytes: each distinct file is hashed once below.
+    let mut shared: HashMap<&str, Arc<[u8]>> = HashMap::new();
     let mut indices: Vec<IndexSet> = plains
         .into_iter()
         .zip(&digests)
@@ -526,9 +529,13 @@ pub fn render_suite(
                 what: format!("{dir}/Packages"),
                 detail: format!("no compressed index was made for its text (sha256 {d})"),
             })?;
+            let plain = shared
+                .entry(d.as_str())
+                .or_insert_with(|| Arc::from(text))
+                .clone();
             Ok(IndexSet {
                 dir,
-                plain: Arc::from(text),
+                plain,
                 gz,
                 xz,
                 chunks,
@@ -539,14 +546,11 @@ pub fn render_suite(
 
     // Release.
     let mut files: Vec<(String, String, String, usize)> = Vec::new();
+    let mut sums = Sums::default();
     for set in &indices {
         for (name, bytes) in set.files() {
-            files.push((
-                format!("{}/{name}", set.dir),
-                common::md5_hex(bytes),
-                common::sha256_hex(bytes),
-                bytes.len(),
-            ));
+            let (md5, sha256) = sums.of(bytes);
+            files.push((format!("{}/{name}", set.dir), md5, sha256, bytes.len()));
         }
     }
     files.sort();
@@ -589,6 +593,54 @@ pub fn render_suite(
     })
 }
 
+impl RenderedSuite {
+    /// The SHA-256 of each index's `Packages`, `Packages.gz` and
+    /// `Packages.xz`, by directory (files shared between indices hashed
+    /// once).
+    pub fn sha256s(&self) -> Vec<(String, [String; 3])> {
+        let mut sums = Sums::default();
+        self.indices
+            .iter()
+            .map(|s| {
+                (
+                    s.dir.clone(),
+                    [&s.plain, &s.gz, &s.xz].map(|b| sums.sha256(b)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Digests of index files, each computed once per distinct buffer (the
+/// indices of several architectures share theirs).
+#[derive(Default)]
+struct Sums {
+    md5: HashMap<(usize, usize), String>,
+    sha256: HashMap<(usize, usize), String>,
+}
+
+impl Sums {
+    fn id(bytes: &Arc<[u8]>) -> (usize, usize) {
+        (bytes.as_ptr() as usize, bytes.len())
+    }
+
+    fn sha256(&mut self, bytes: &Arc<[u8]>) -> String {
+        self.sha256
+            .entry(Self::id(bytes))
+            .or_insert_with(|| common::sha256_hex(bytes))
+            .clone()
+    }
+
+    fn of(&mut self, bytes: &Arc<[u8]>) -> (String, String) {
+        let md5 = self
+            .md5
+            .entry(Self::id(bytes))
+            .or_insert_with(|| common::md5_hex(bytes))
+            .clone();
+        (md5, self.sha256(bytes))
+    }
+}
+
 /// `Packages.gz` and `Packages.xz` of one `Packages` text, and their chunks.
 type Compressed = (Arc<[u8]>, Arc<[u8]>, Vec<crate::Chunk>);
 
@@ -625,6 +677,7 @@ impl RenderedSuite {
     /// grace period: a client holding the previous `InRelease` fetches them.
     pub fn by_hash(&self) -> Vec<PlannedFile> {
         let mut out = Vec::new();
+        let mut sums = Sums::default();
         for set in &self.indices {
             for (_, bytes) in set.files() {
                 out.push(PlannedFile {
@@ -632,7 +685,7 @@ impl RenderedSuite {
                         "{}/{}/by-hash/SHA256/{}",
                         self.suite_dir,
                         set.dir,
-                        common::sha256_hex(bytes)
+                        sums.sha256(bytes)
                     ),
                     bytes: bytes.clone(),
                     content_addressed: true,

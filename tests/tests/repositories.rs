@@ -1000,7 +1000,19 @@ fn chunked_indices_are_read_by_apt_and_dnf_and_kept_across_generations() {
         &extra(&["alpha", "bravo", "charlie", "delta", "echo"]),
     );
     let b2 = release(&p, "1.0.0");
-    p.pipe(&["promote", &b2, "--to", "dev"]).expect_code(0);
+    // The suite says how many chunks it reused (a debug line): the
+    // unchanged ones were, so the forging below is a real attack on reuse.
+    p.env("PIPE_LOG", "pipeline::views::apt=debug");
+    let promoted = p.pipe(&["promote", &b2, "--to", "dev"]);
+    promoted.expect_code(0);
+    let reused: usize = promoted
+        .stderr
+        .split("reused=")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chunk count logged:\n{}", promoted.stderr));
+    assert!(reused >= 5, "{}", promoted.stderr);
     let gz2 = read("Packages.gz");
     let (old, new) = (members(&gz1), members(&gz2));
     assert_eq!(new.len(), 6);
@@ -1043,9 +1055,27 @@ fn chunked_indices_are_read_by_apt_and_dnf_and_kept_across_generations() {
         }
         std::fs::write(path, bytes).unwrap();
     };
+    // apt: the suite's reuse reads the by-hash file the (unsigned) view state
+    // names and checks its bytes against that digest, so forging the file
+    // in place is refused by that check alone. The writer also writes the
+    // forged bytes under their own by-hash name and points the state at
+    // it: only the check against the signed InRelease refuses that.
     let gz_digest = sha256_hex(&read("Packages.gz"));
-    forge(&dir.join("by-hash/SHA256").join(&gz_digest));
+    let forged_gz = dir.join("by-hash/SHA256").join(&gz_digest);
+    forge(&forged_gz);
     forge(&dir.join("Packages.gz"));
+    let forged_digest = sha256_hex(&std::fs::read(&forged_gz).unwrap());
+    assert_ne!(forged_digest, gz_digest);
+    // Every architecture's index is the same text (packages of `all`), and
+    // the state names each one's by-hash file.
+    for arch in std::fs::read_dir(store.join("dists/dev/main")).unwrap() {
+        let by_hash = arch.unwrap().path().join("by-hash/SHA256");
+        std::fs::copy(&forged_gz, by_hash.join(&forged_digest)).unwrap();
+    }
+    let state_path = store.join("views/dev/apt.json");
+    let state = std::fs::read_to_string(&state_path).unwrap();
+    assert!(state.contains(&gz_digest), "{state}");
+    std::fs::write(&state_path, state.replace(&gz_digest, &forged_digest)).unwrap();
     let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
     forge(&store.join("yum/dev").join(primary_href(&repomd)));
     p.write(

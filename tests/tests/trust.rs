@@ -171,6 +171,16 @@ fn nothing_unsigned_is_signed(s3: bool) {
     // 4. Only a manifest shard (what the views render from): under b1's
     // shard key, the stanza naming the evil .deb with the digests the
     // attacker's build recorded for it; then b2's genuine shard swapped in.
+    // Run from another checkout: the project that built b1 and b2 has
+    // their genuine shards and does not read the store's
+    // (`local_shard_copies_are_used_only_with_their_digest`).
+    let first = p;
+    let p = second_checkout(
+        &first,
+        _server.as_ref(),
+        PIPELINE,
+        &[("demo.txt", "1.1.0\n")],
+    );
     let b1_shard = package_shard(&bucket.read(&rec(&b1, "manifest.json")).unwrap());
     let b2_shard = package_shard(&bucket.read(&rec(&b2, "manifest.json")).unwrap());
     assert_ne!(b1_shard, b2_shard);
@@ -215,7 +225,7 @@ fn nothing_unsigned_is_signed(s3: bool) {
     // Nor does `pipe verify` of the published build pass it.
     let store_url = match &_server {
         Some(server) => format!("s3://{}/store", server.bucket()),
-        None => p.path().join(".pipe/store").display().to_string(),
+        None => first.path().join(".pipe/store").display().to_string(),
     };
     let ring = p.keyring();
     refused(
@@ -275,6 +285,7 @@ fn nothing_unsigned_is_signed(s3: bool) {
     restore(&bucket, &orig);
 
     // Restored, the rollback goes through and lists b1's own .deb.
+    let p = first;
     assert_unchanged(&orig, &bucket.snapshot());
     let out = p.pipe(&["--json", "rollback", "--env", "prod"]);
     out.expect_code(0);
@@ -297,6 +308,97 @@ fn nothing_unsigned_is_signed_on_a_local_store() {
 #[test]
 fn nothing_unsigned_is_signed_on_s3() {
     nothing_unsigned_is_signed(true);
+}
+
+/// Promote, rollback and refresh take a manifest shard from this machine
+/// (the build's own directory, `.pipe/shards`) instead of the store: a
+/// local copy whose bytes are not the digest its name says is not used (the
+/// store's is read and checked as always), and a genuine local copy makes
+/// the store's copy irrelevant (its bytes are never read, so a forged one
+/// cannot get in; `pipe verify --store` still finds it).
+fn local_shard_copies_are_used_only_with_their_digest(s3: bool) {
+    let (p, bucket, server) = project_on(s3, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    let (_evil, evil_dir) = evil_build();
+    let deb = "demo_1.0.0_all.deb";
+    let genuine = pipe_e2e::consumers::sha256_hex(
+        &std::fs::read(p.path().join(".pipe/builds").join(&b1).join(deb)).unwrap(),
+    );
+    let evil_sha = pipe_e2e::consumers::sha256_hex(&std::fs::read(evil_dir.join(deb)).unwrap());
+    assert_ne!(genuine, evil_sha);
+    let listed = || {
+        String::from_utf8_lossy(&bucket.read("dists/dev/main/binary-amd64/Packages").unwrap())
+            .into_owned()
+    };
+    let name = package_shard(&bucket.read(&format!("builds/{b1}/manifest.json")).unwrap());
+    let genuine_shard = bucket.read(&name).unwrap();
+    let mut shard: serde_json::Value = serde_json::from_slice(&genuine_shard).unwrap();
+    let evil: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(evil_dir.join(package_shard(
+            &std::fs::read(evil_dir.join("manifest.json")).unwrap(),
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    shard["index"][0]["stanza"] = evil["index"][0]["stanza"].clone();
+    let forged = serde_json::to_vec(&shard).unwrap();
+
+    // The local copies forged (the build's and the cache's): not used, the
+    // store's genuine shard is, and the suite lists b1's own .deb.
+    let in_build = p.path().join(".pipe/builds").join(&b1).join(&name);
+    let in_cache = p.path().join(".pipe/shards").join(&name);
+    std::fs::create_dir_all(in_cache.parent().unwrap()).unwrap();
+    for path in [&in_build, &in_cache] {
+        std::fs::write(path, &forged).unwrap();
+    }
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    let text = listed();
+    assert!(
+        text.contains(&genuine) && !text.contains(&evil_sha),
+        "{text}"
+    );
+    // The verified shard read from the store is what the cache keeps now.
+    assert_eq!(std::fs::read(&in_cache).unwrap(), genuine_shard);
+
+    // The genuine local copy, a forged one in the store: the store's is not
+    // read; what is signed is b1's. A machine without the shard refuses.
+    std::fs::write(&in_build, &genuine_shard).unwrap();
+    bucket.write(&name, &forged);
+    p.pipe(&["refresh", "--env", "dev"]).expect_code(0);
+    let text = listed();
+    assert!(
+        text.contains(&genuine) && !text.contains(&evil_sha),
+        "{text}"
+    );
+    let other = second_checkout(&p, server.as_ref(), PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    refused(
+        &other,
+        &bucket,
+        &["refresh", "--env", "dev"],
+        "the shard was changed or swapped",
+    );
+    let store_url = match &server {
+        Some(server) => format!("s3://{}/store", server.bucket()),
+        None => p.path().join(".pipe/store").display().to_string(),
+    };
+    let ring = p.keyring();
+    refused(
+        &p,
+        &bucket,
+        &["verify", &b1, "--keyring", &ring, "--store", &store_url],
+        "the shard was changed or swapped",
+    );
+}
+
+#[test]
+fn local_shard_copies_are_used_only_with_their_digest_on_a_local_store() {
+    local_shard_copies_are_used_only_with_their_digest(false);
+}
+
+#[test]
+fn local_shard_copies_are_used_only_with_their_digest_on_s3() {
+    local_shard_copies_are_used_only_with_their_digest(true);
 }
 
 const STEPS: &str = r#"[project]

@@ -146,7 +146,17 @@ pub async fn verify_published(store: &Store, build: &str, keyring: &Keyring) -> 
 /// and `pipe deploy` (a build in the store), so both trust the same things.
 pub(crate) fn verify_records(
     keyring: &Keyring,
+    read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
+) -> Result<SignedBuild> {
+    verify_records_with(keyring, read, true)
+}
+
+/// [`verify_records`]; without `inputs`, the manifest's inputs are not read
+/// ([`crate::records::manifest::load_shards_with`]).
+pub(crate) fn verify_records_with(
+    keyring: &Keyring,
     mut read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
+    inputs: bool,
 ) -> Result<SignedBuild> {
     let mut checks = Vec::new();
     // The manifest and the provenance: each read whole and its detached
@@ -192,7 +202,7 @@ pub(crate) fn verify_records(
     }
     // The shards: each checked against the digests the signed root names
     // before anything in it is used.
-    let index = crate::records::manifest::load_shards(&mut manifest, &mut read)?;
+    let index = crate::records::manifest::load_shards_with(&mut manifest, &mut read, inputs)?;
     checks.push(Check {
         what: files::SHARDS.into(),
         detail: format!(

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use keys::Keyring;
 
 use super::manifest::{build_key, files};
-use crate::build::verify::verify_records;
+use crate::build::verify::verify_records_with;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -167,6 +167,23 @@ pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Publi
     Ok(load_verified(store, build, keyring).await?.published)
 }
 
+/// [`load`], taking the manifest's shards from `cache` where this machine
+/// has them (the build's own directory, or shards it read before): only the
+/// others are fetched. What a shard's bytes are is decided by the signed
+/// manifest alone, so where they come from does not matter: each is checked
+/// against the digests the signed root names ([`super::manifest::load_shards`]),
+/// and a local copy that does not have the digest its name says is not used.
+pub async fn load_cached(
+    store: &Store,
+    build: &str,
+    keyring: &Keyring,
+    cache: &ShardCache,
+) -> Result<Published> {
+    Ok(load_verified_with(store, build, keyring, Some(cache))
+        .await?
+        .published)
+}
+
 /// What [`load_verified`] checked: the index, and the signed records it was
 /// checked against, for a caller that uses them too (the registry push
 /// attaches the provenance and reads image parts from the manifest); a
@@ -186,6 +203,15 @@ pub(crate) async fn load_verified(
     build: &str,
     keyring: &Keyring,
 ) -> Result<Verified> {
+    load_verified_with(store, build, keyring, None).await
+}
+
+async fn load_verified_with(
+    store: &Store,
+    build: &str,
+    keyring: &Keyring,
+    cache: Option<&ShardCache>,
+) -> Result<Verified> {
     let manifest_key = build_key(build, files::MANIFEST);
     if store.head(&manifest_key).await?.is_none() {
         return Err(Error::Usage {
@@ -193,13 +219,18 @@ pub(crate) async fn load_verified(
             hint: Some("run `pipe publish` first: a promotion only moves metadata".into()),
         });
     }
-    let records = read_records(store, build).await?;
-    let signed = verify_records(keyring, |name| {
-        records
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("`{name}` of build `{build}` is missing"))
-    })
+    let (records, fetched) = read_records_with(store, build, cache).await?;
+    // The inputs are not needed here (nor read: half of a shard's bytes).
+    let signed = verify_records_with(
+        keyring,
+        |name| {
+            records
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("`{name}` of build `{build}` is missing"))
+        },
+        false,
+    )
     .map_err(|e| match e {
         Error::Verify { what, detail } => Error::Verify {
             what: format!("build `{build}` in the store, {what}"),
@@ -208,6 +239,10 @@ pub(crate) async fn load_verified(
         e => e,
     })?;
     let manifest = signed.manifest;
+    if let Some(cache) = cache {
+        // Verified: the shards fetched are kept for the next load.
+        cache.keep(&records, &fetched);
+    }
     if manifest.build != build {
         return Err(Error::Verify {
             what: manifest_key,
@@ -245,6 +280,16 @@ pub(crate) async fn load_verified(
 /// manifest names, by file name ([`files`], [`crate::store::layout::manifest_shard`]).
 /// A missing one is left out: the verification says so.
 pub(crate) async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    Ok(read_records_with(store, build, None).await?.0)
+}
+
+/// [`read_records`], the shards `cache` has taken from it; with the names
+/// of the shards read from the store.
+async fn read_records_with(
+    store: &Store,
+    build: &str,
+    cache: Option<&ShardCache>,
+) -> Result<(BTreeMap<String, Vec<u8>>, Vec<String>)> {
     use futures::{StreamExt, TryStreamExt, stream};
     let mut records = BTreeMap::new();
     for name in RECORDS {
@@ -255,10 +300,30 @@ pub(crate) async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<
             records.insert(name.to_string(), bytes.to_vec());
         }
     }
-    let names = records
+    let mut names = records
         .get(files::MANIFEST)
         .map(|m| super::manifest::shard_names(m))
         .unwrap_or_default();
+    if let Some(cache) = cache {
+        let local: Vec<(String, Vec<u8>)> = {
+            let (cache, build, names) = (cache.clone(), build.to_string(), names.clone());
+            crate::store::digest::spawn_blocking(move || {
+                Ok(names
+                    .iter()
+                    .filter_map(|n| Some((n.clone(), cache.get(&build, n)?)))
+                    .collect())
+            })
+            .await?
+        };
+        names.retain(|n| !local.iter().any(|(l, _)| l == n));
+        tracing::debug!(
+            local = local.len(),
+            fetched = names.len(),
+            "manifest shards"
+        );
+        records.extend(local);
+    }
+    let fetched = names.clone();
     let shards: Vec<(String, Option<Vec<u8>>)> = stream::iter(names)
         .map(|name| async move {
             let bytes = store
@@ -275,7 +340,7 @@ pub(crate) async fn read_records(store: &Store, build: &str) -> Result<BTreeMap<
             records.insert(name, bytes);
         }
     }
-    Ok(records)
+    Ok((records, fetched))
 }
 
 /// The records of a build [`load`] verifies, besides its shards.
@@ -285,3 +350,107 @@ pub(crate) const RECORDS: [&str; 4] = [
     files::PROVENANCE,
     files::PROVENANCE_SIG,
 ];
+
+/// Manifest shards this machine has: those of its own builds
+/// (`.pipe/builds/<id>/manifests/…`) and those it read from a store before
+/// (`.pipe/shards/manifests/…`). A shard is named by its blake3, and a
+/// local copy is used only when its bytes have that digest; the signed
+/// manifest's digests are checked after that as for any shard.
+#[derive(Debug, Clone)]
+pub struct ShardCache {
+    project: std::path::PathBuf,
+}
+
+/// Shards kept in `.pipe/shards` beyond those of the last build loaded are
+/// removed once there are more than this many.
+const CACHE_KEEP: usize = 1024;
+
+impl ShardCache {
+    /// The shards of the project in `project_dir`.
+    pub fn new(project_dir: &std::path::Path) -> ShardCache {
+        ShardCache {
+            project: project_dir.to_path_buf(),
+        }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.project.join(".pipe/shards")
+    }
+
+    /// The local copy of shard `name` (`manifests/<fan>/<blake3>.json`) of
+    /// `build`, when there is one whose blake3 is the one its name says.
+    fn get(&self, build: &str, name: &str) -> Option<Vec<u8>> {
+        let want = name
+            .strip_prefix(crate::store::layout::MANIFEST_SHARDS)?
+            .split_once('/')?
+            .1
+            .strip_suffix(".json")?;
+        [
+            self.project
+                .join(crate::build::BUILDS_DIR)
+                .join(build)
+                .join(name),
+            self.dir().join(name),
+        ]
+        .into_iter()
+        .find_map(|path| {
+            let file = std::fs::File::open(&path).ok()?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, super::manifest::MAX_SHARD + 1),
+                &mut bytes,
+            )
+            .ok()?;
+            (blake3::hash(&bytes).to_hex().as_str() == want).then_some(bytes)
+        })
+    }
+
+    /// Keeps the shards read from the store (`fetched`, verified: the
+    /// manifest that names them is) that `records` holds; failing to is
+    /// only logged (the next load fetches them again). Prunes the cache
+    /// when it grew past [`CACHE_KEEP`], keeping the shards of `records`.
+    fn keep(&self, records: &BTreeMap<String, Vec<u8>>, fetched: &[String]) {
+        let dir = self.dir();
+        for name in fetched {
+            let path = dir.join(name);
+            let Some(bytes) = records.get(name) else {
+                continue;
+            };
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+                    std::io::Write::write_all(&mut tmp, bytes)?;
+                    tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
+                });
+            if let Err(e) = written {
+                tracing::debug!(path = %path.display(), error = %e, "manifest shard not cached");
+            }
+        }
+        let kept: Vec<std::path::PathBuf> =
+            std::fs::read_dir(dir.join(crate::store::layout::MANIFEST_SHARDS))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|fan| {
+                    std::fs::read_dir(fan.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                })
+                .map(|f| f.path())
+                .collect();
+        if kept.len() > CACHE_KEEP + records.len() {
+            for path in kept {
+                let name = path
+                    .strip_prefix(&dir)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if !records.contains_key(&name) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+}

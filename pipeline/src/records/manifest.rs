@@ -109,6 +109,19 @@ pub(crate) struct Shard {
     pub index: Vec<Fragment>,
 }
 
+/// A [`Shard`] read without its inputs (scanned, not kept).
+#[derive(Deserialize)]
+struct ShardWithoutInputs {
+    format: u32,
+    bucket: String,
+    #[serde(default)]
+    artifacts: Vec<Artifact>,
+    #[serde(default, rename = "inputs")]
+    _inputs: serde::de::IgnoredAny,
+    #[serde(default)]
+    index: Vec<Fragment>,
+}
+
 /// The shard bucket of the steps' inputs.
 pub const STEPS_BUCKET: &str = "steps";
 
@@ -232,7 +245,19 @@ pub fn shard(parts: Vec<Part>, step_inputs: Vec<Input>) -> Sharded {
 /// mismatch is [`Error::Verify`]: the shard is not what was signed.
 pub fn load_shards(
     manifest: &mut Manifest,
+    read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
+) -> Result<BuildIndex> {
+    load_shards_with(manifest, read, true)
+}
+
+/// [`load_shards`]; without `inputs`, the shards' input lists are checked
+/// to be JSON but not read into [`Manifest::inputs`] (left empty): what a
+/// promotion needs is the artifacts and their index, and the inputs are
+/// about half of a shard's bytes.
+pub fn load_shards_with(
+    manifest: &mut Manifest,
     mut read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
+    with_inputs: bool,
 ) -> Result<BuildIndex> {
     use std::collections::BTreeMap;
     let mut artifacts = Vec::new();
@@ -274,11 +299,23 @@ pub fn load_shards(
                 r.blob.size
             )));
         }
-        let shard: Shard = serde_json::from_slice(&bytes).map_err(|e| {
+        let not_a_shard = |e: serde_json::Error| {
             refuse(format!(
                 "bound to the signed manifest, but not a shard pipe reads: {e}"
             ))
-        })?;
+        };
+        let shard: Shard = if with_inputs {
+            serde_json::from_slice(&bytes).map_err(not_a_shard)?
+        } else {
+            let s: ShardWithoutInputs = serde_json::from_slice(&bytes).map_err(not_a_shard)?;
+            Shard {
+                format: s.format,
+                bucket: s.bucket,
+                artifacts: s.artifacts,
+                inputs: Vec::new(),
+                index: s.index,
+            }
+        };
         if shard.bucket != r.bucket {
             return Err(refuse(format!(
                 "is bucket {}, the manifest names it for bucket {}",

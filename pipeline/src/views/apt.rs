@@ -82,16 +82,7 @@ impl View for AptSuite {
                 "Packages chunks"
             );
             let signed = suite.sign(&key, now)?;
-            let digests: Vec<(String, [String; 3])> = suite
-                .indices
-                .iter()
-                .map(|s| {
-                    (
-                        s.dir.clone(),
-                        [&s.plain, &s.gz, &s.xz].map(|b| super::sha256_hex(b)),
-                    )
-                })
-                .collect();
+            let digests: Vec<(String, [String; 3])> = suite.sha256s();
             let chunks: Vec<(String, Vec<repo_index::Chunk>)> = suite
                 .indices
                 .iter()
@@ -162,11 +153,14 @@ async fn previous(
         Err(e) => return Err(e),
     };
     let mut indices = Vec::new();
+    // Architectures whose indices are the same text (packages of `all`
+    // only) have the same files: each read once.
+    let mut seen = std::collections::HashSet::new();
     for (dir, digests) in &kept.digests {
         let Some((_, chunks)) = kept.chunks.iter().find(|(d, _)| d == dir) else {
             continue;
         };
-        if chunks.is_empty() {
+        if chunks.is_empty() || !seen.insert(&digests[1..]) {
             continue;
         }
         let mut parts: Vec<Arc<[u8]>> = Vec::new();

@@ -372,7 +372,8 @@ pub async fn refresh(
     fault::hold("refresh-read-pointer");
     match head {
         Some(head) => {
-            let published = index::load(store, &head.entry.build, keyring).await?;
+            let shards = index::ShardCache::new(&p.dir);
+            let published = index::load_cached(store, &head.entry.build, keyring, &shards).await?;
             history::stamp(store, key, &head.entry, p.repository.head_valid_for).await?;
             Ok(Some(
                 run(p, store, key, &head, &published, Mode::Always).await?,

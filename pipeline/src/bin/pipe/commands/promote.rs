@@ -66,8 +66,10 @@ pub async fn rollback(cx: &Context, env: &str, to: Option<u64>) -> Result<()> {
     let outcome = promote::rollback(p, &store, &key, &keyring, env, to).await?;
     // Hosts never downgrade by themselves: say what makes them follow.
     let follow = if outcome.moved {
+        let shards = pipeline::records::index::ShardCache::new(&p.dir);
         let published =
-            pipeline::records::index::load(&store, &outcome.entry.build, &keyring).await?;
+            pipeline::records::index::load_cached(&store, &outcome.entry.build, &keyring, &shards)
+                .await?;
         Some(promote::host_follow(&published.index, &p.repository.origin))
     } else {
         None
