@@ -677,6 +677,22 @@ fn crash_at_every_write(mut p: Project, key: &Path, base_url: &str) {
         .expect_code(0);
 }
 
+/// What a machine that did not build `build` has: no copy of its manifest
+/// shards of its own (`.pipe/builds/<id>/manifests`, `.pipe/shards`), so
+/// a promotion reads them from the store. (The machine that built it takes
+/// its own copies, checked by digest, and never reads the store's: that is
+/// `trust.rs` `local_shard_copies_are_used_only_with_their_digest_*`.)
+fn forget_local_shards(p: &Project, build: &str) {
+    for dir in [
+        p.path().join(".pipe/builds").join(build).join("manifests"),
+        p.path().join(".pipe/shards"),
+    ] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}
+
 /// The package index a build publishes (in its manifest's shards) is not
 /// signed itself, but the signed manifest names each shard's digest: a
 /// promotion checks them before it moves anything, and refuses a changed
@@ -707,6 +723,7 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     .iter()
     .map(|k| (k.to_string(), std::fs::read(store.join(k)).unwrap()))
     .collect();
+    forget_local_shards(&p, &b2);
     let out = p.pipe(&["promote", &b2, "--to", "dev"]);
     out.expect_code(3);
     assert!(
@@ -796,6 +813,7 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
 
     // The shard is bound by digest to the signed manifest: a forged one is
     // refused before anything is signed (exit 3), and nothing is written.
+    forget_local_shards(&p, &b1);
     let r = p.pipe(&["promote", &b1, "--to", "dev"]);
     r.expect_code(3);
     assert!(r.stderr.contains("manifests/"), "{}", r.stderr);

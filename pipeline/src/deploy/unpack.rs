@@ -29,7 +29,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -642,9 +641,7 @@ fn reuse_file(
     let mut hasher = blake3::Hasher::new();
     let mut sha = matches!(expect, Expect::Sha256(_)).then(sha2::Sha256::new);
     let mut buf = vec![0u8; CHUNK];
-    // SAFETY: FICLONE takes the source descriptor as its argument; both
-    // descriptors are open for the duration of the call.
-    let cloned = unsafe { libc::ioctl(out.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0;
+    let cloned = rustix::fs::ioctl_ficlone(&out, &from).is_ok();
     let (mut input, copy): (&fs::File, bool) = if cloned {
         (&out).rewind().map_err(|e| io("cannot read back", e))?;
         (&out, false)

@@ -249,8 +249,7 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         }
     }
     let found = b.find_tools(&tools)?;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err(Error::NeedsRoot {
             what: "baking a machine image (unpacking the base with its owners and device nodes, chroot for dpkg, rpm and the post-install script)",
         });

@@ -16,7 +16,6 @@
 //! parent and refuses one that resolves outside the root; device nodes and
 //! FIFOs, which it cannot make, get the same check here).
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -428,24 +427,31 @@ fn special(
             let major = h.device_major().ok().flatten().unwrap_or(0);
             let minor = h.device_minor().ok().flatten().unwrap_or(0);
             let ty = if h.entry_type() == EntryType::Char {
-                libc::S_IFCHR
+                rustix::fs::FileType::CharacterDevice
             } else {
-                libc::S_IFBLK
+                rustix::fs::FileType::BlockDevice
             };
-            (ty, libc::makedev(major, minor))
+            (ty, rustix::fs::makedev(major, minor))
         }
-        _ => (libc::S_IFIFO, 0),
+        _ => (rustix::fs::FileType::Fifo, 0),
     };
     match std::fs::symlink_metadata(&target) {
         Ok(_) => std::fs::remove_file(&target).map_err(|e| Error::write(&target, e))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::read(&target, e)),
     }
-    let c = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| bad("its name contains a NUL byte".into()))?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::mknod(c.as_ptr(), ty | mode as libc::mode_t, dev) } != 0 {
-        let e = io::Error::last_os_error();
+    if target.as_os_str().as_bytes().contains(&0) {
+        return Err(bad("its name contains a NUL byte".into()));
+    }
+    let made = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &target,
+        ty,
+        rustix::fs::Mode::from_raw_mode(mode),
+        dev,
+    );
+    if let Err(e) = made {
+        let e = io::Error::from(e);
         if e.kind() == io::ErrorKind::PermissionDenied {
             return Err(Error::NeedsRoot {
                 what: "creating the base's device nodes",

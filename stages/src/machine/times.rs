@@ -4,36 +4,28 @@
 //! each access time is set to the modification time. The change time cannot
 //! be set from user space; `super::ext4` sets it in the image afterwards.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Sets the access and modification times of `path` (not following a
 /// symlink) to `secs`.
 pub(crate) fn set_times(path: &Path, secs: i64) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    let t = libc::timespec {
-        tv_sec: secs as libc::time_t,
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
         tv_nsec: 0,
     };
-    let times = [t, t];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Clamps the times of everything under `root` (and `root` itself) and
