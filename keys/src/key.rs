@@ -52,10 +52,11 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in the order the CLI should list them.
-    pub const ALL: [Algorithm; 3] = [Algorithm::Rsa4096, Algorithm::Rsa3072, Algorithm::Ed25519];
+    pub(crate) const ALL: [Algorithm; 3] =
+        [Algorithm::Rsa4096, Algorithm::Rsa3072, Algorithm::Ed25519];
 
     /// The CLI spelling: `rsa4096`, `rsa3072`, `ed25519`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Algorithm::Rsa4096 => "rsa4096",
             Algorithm::Rsa3072 => "rsa3072",
@@ -110,7 +111,7 @@ pub enum SignatureAlgorithm {
 #[derive(Clone)]
 pub struct GenerateOptions {
     /// The user ID, `Name <email>`.
-    pub user_id: String,
+    pub(crate) user_id: String,
     /// Key algorithm; default RSA 4096.
     pub algorithm: Algorithm,
     /// Protect the secret key with this passphrase (the CLI reads

@@ -16,11 +16,6 @@ impl Timestamp {
         Timestamp(secs)
     }
 
-    /// Seconds since the Unix epoch.
-    pub const fn unix(self) -> u64 {
-        self.0
-    }
-
     /// RFC 2822 in UTC (`Tue, 14 Nov 2023 22:13:20 UTC`): the form of the
     /// dates in apt's `Release`, which pipe signs alongside its own files.
     pub fn to_rfc2822(self) -> String {
@@ -51,7 +46,7 @@ impl Timestamp {
     }
 
     /// The same instant as a [`SystemTime`].
-    pub fn to_system_time(self) -> SystemTime {
+    pub(crate) fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.0)
     }
 }

@@ -302,12 +302,12 @@ pub struct SignedRelease {
     /// `InRelease`: the `Release` text clearsigned.
     pub in_release: Vec<u8>,
     /// `Release.gpg`: an armored detached signature over `Release`.
-    pub release_gpg: Vec<u8>,
+    pub(crate) release_gpg: Vec<u8>,
 }
 
 /// Clearsigns a `Release` text into `InRelease`, dated `time` (or the key's
 /// creation time if that is later, as a signature cannot predate its key).
-pub fn sign_in_release(release: &str, key: &keys::SecretKey, time: SystemTime) -> Result<Vec<u8>> {
+fn sign_in_release(release: &str, key: &keys::SecretKey, time: SystemTime) -> Result<Vec<u8>> {
     key.clearsign(release.as_bytes(), time.max(key.created()))
         .map_err(|source| Error::Sign {
             path: "InRelease".into(),
@@ -316,7 +316,7 @@ pub fn sign_in_release(release: &str, key: &keys::SecretKey, time: SystemTime) -
 }
 
 /// An armored detached signature over a `Release` text (`Release.gpg`).
-pub fn sign_release_gpg(release: &str, key: &keys::SecretKey, time: SystemTime) -> Result<Vec<u8>> {
+fn sign_release_gpg(release: &str, key: &keys::SecretKey, time: SystemTime) -> Result<Vec<u8>> {
     key.sign_detached(
         release.as_bytes(),
         time.max(key.created()),

@@ -23,15 +23,15 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// SHA-256 of its plain text.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Length of its plain text.
-    pub plain: u64,
+    pub(crate) plain: u64,
     /// Length of its gzip member.
-    pub gz: u64,
+    pub(crate) gz: u64,
     /// Length of its xz block, padding included.
-    pub xz: u64,
+    pub(crate) xz: u64,
     /// The block's unpadded size (what the xz index records).
-    pub xz_unpadded: u64,
+    pub(crate) xz_unpadded: u64,
 }
 
 /// A chunk's compressed forms.

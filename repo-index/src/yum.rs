@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 /// How many changelog entries go into `other.xml` (the newest ones), as
 /// `createrepo_c`'s default `--changelog-limit`.
-pub const CHANGELOG_LIMIT: usize = 10;
+pub(crate) const CHANGELOG_LIMIT: usize = 10;
 
 /// What the pipeline records for one `.rpm` at publish time: the header
 /// fields the repodata needs, so no `.rpm` is read again.
@@ -107,11 +107,11 @@ pub struct RpmPackage {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
     /// The capability (`bash`, `/bin/sh`, `libc.so.6()(64bit)`).
-    pub name: String,
+    pub(crate) name: String,
     /// The `*FLAGS` value (`RPMSENSE_*` bits): comparison and pre-requirement.
-    pub flags: u32,
+    pub(crate) flags: u32,
     /// The `*VERSION` value: `[EPOCH:]VERSION[-RELEASE]`, empty if none.
-    pub evr: String,
+    pub(crate) evr: String,
 }
 
 impl Dependency {
@@ -784,7 +784,7 @@ pub fn render_repo_chunked(
 
 /// An armored detached signature over `repomd.xml` (`repomd.xml.asc`),
 /// dated `time` (or the key's creation time if later).
-pub fn sign_repomd(repomd: &str, key: &keys::SecretKey, time: SystemTime) -> Result<Vec<u8>> {
+fn sign_repomd(repomd: &str, key: &keys::SecretKey, time: SystemTime) -> Result<Vec<u8>> {
     key.sign_detached(
         repomd.as_bytes(),
         time.max(key.created()),
