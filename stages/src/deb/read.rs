@@ -137,7 +137,7 @@ impl DebReader {
 
     /// The decompressed stream of the member `stem` (`control.tar`,
     /// `data.tar`), whichever compression it carries.
-    pub(crate) fn tar(&self, stem: &str) -> Result<Box<dyn Read + Send>> {
+    pub fn tar(&self, stem: &str) -> Result<Box<dyn Read + Send>> {
         let m = self
             .members
             .iter()
