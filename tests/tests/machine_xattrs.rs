@@ -235,29 +235,8 @@ fn base_xattrs_and_capabilities_reach_the_image_in_one_order() {
 fn an_xattr_the_kernel_refuses_fails_the_bake_naming_it_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad-xattr.tar");
-    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    let add =
-        |b: &mut tar::Builder<std::fs::File>, name: &str, kind: tar::EntryType, body: &[u8]| {
-            let mut h = tar::Header::new_ustar();
-            h.set_entry_type(kind);
-            h.set_mode(0o755);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(EPOCH);
-            h.set_size(body.len() as u64);
-            h.set_path(name).unwrap();
-            h.set_cksum();
-            b.append(&h, body).unwrap();
-        };
-    add(&mut b, "./", tar::EntryType::Directory, b"");
-    add(&mut b, "./etc/", tar::EntryType::Directory, b"");
-    add(&mut b, "./bin/", tar::EntryType::Directory, b"");
-    add(&mut b, "./bin/sh", tar::EntryType::Regular, b"#!\n");
     // No namespace `nonsense.` exists: Linux refuses it.
-    b.append_pax_extensions([("SCHILY.xattr.nonsense.attr", &b"x"[..])])
-        .unwrap();
-    add(&mut b, "./etc/file", tar::EntryType::Regular, b"data\n");
-    b.finish().unwrap();
+    base_with_records(&path, &[("SCHILY.xattr.nonsense.attr", &b"x"[..])]);
     let bake = bake_in(dir.path(), &path, vec![], None);
     let e = machine::bake(&bake, &Quiet).unwrap_err().to_string();
     assert!(
