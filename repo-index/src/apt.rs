@@ -446,11 +446,23 @@ pub fn render_suite(
             h.is_multiple_of(n)
         }
     };
-    let mut plains: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut all_cuts: Vec<Vec<usize>> = Vec::new();
+    let mut plains: Vec<(String, Arc<[u8]>)> = Vec::new();
+    let mut all_cuts: Vec<Arc<[usize]>> = Vec::new();
     for comp in &components {
         let entries = by_comp.get(comp.as_str());
+        // A component of packages of architecture `all` only lists the same
+        // text under every architecture: made (and later hashed) once.
+        let only_all = entries
+            .into_iter()
+            .flatten()
+            .all(|((_, a, _, _), _)| *a == "all");
+        let mut shared: Option<(Arc<[u8]>, Arc<[usize]>)> = None;
         for arch in &architectures {
+            if let (true, Some((text, cuts))) = (only_all, &shared) {
+                plains.push((format!("{comp}/binary-{arch}"), text.clone()));
+                all_cuts.push(cuts.clone());
+                continue;
+            }
             let mut text = Vec::new();
             let mut cuts = Vec::new();
             let mut cut_next = false;
@@ -465,6 +477,10 @@ pub fn render_suite(
                     text.extend_from_slice(s.text.as_bytes());
                     cut_next = cuts_after(s);
                 }
+            }
+            let (text, cuts): (Arc<[u8]>, Arc<[usize]>) = (text.into(), cuts.into());
+            if only_all {
+                shared = Some((text.clone(), cuts.clone()));
             }
             plains.push((format!("{comp}/binary-{arch}"), text));
             all_cuts.push(cuts);
@@ -493,12 +509,22 @@ pub fn render_suite(
             chunks: &set.chunks,
         })
         .collect();
-    let digests: Vec<String> = plains.iter().map(|(_, t)| common::sha256_hex(t)).collect();
+    // Shared texts are hashed once.
+    let mut text_sums: HashMap<(usize, usize), String> = HashMap::new();
+    let digests: Vec<String> = plains
+        .iter()
+        .map(|(_, t)| {
+            text_sums
+                .entry((t.as_ptr() as usize, t.len()))
+                .or_insert_with(|| common::sha256_hex(t))
+                .clone()
+        })
+        .collect();
     let mut todo: BTreeMap<&str, (&str, &[u8], &[usize])> = BTreeMap::new();
     for (((dir, text), d), cuts) in plains.iter().zip(&digests).zip(&all_cuts) {
         if !known.contains_key(d) {
             todo.entry(d.as_str())
-                .or_insert((dir.as_str(), text.as_slice(), cuts.as_slice()));
+                .or_insert((dir.as_str(), &text[..], &cuts[..]));
         }
     }
     let preset = config.xz_preset.min(9);
@@ -529,10 +555,7 @@ pub fn render_suite(
                 what: format!("{dir}/Packages"),
                 detail: format!("no compressed index was made for its text (sha256 {d})"),
             })?;
-            let plain = shared
-                .entry(d.as_str())
-                .or_insert_with(|| Arc::from(text))
-                .clone();
+            let plain = shared.entry(d.as_str()).or_insert(text).clone();
             Ok(IndexSet {
                 dir,
                 plain,
