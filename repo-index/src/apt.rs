@@ -282,6 +282,13 @@ pub struct RenderedSuite {
     pub reused_chunks: usize,
     /// Chunks compressed.
     pub compressed_chunks: usize,
+    /// Set by a caller that passes this rendering as `previous` to
+    /// [`render_suite`] and vouches for its chunk tables (it checked a
+    /// signature of the repository's key over them and over the digests of
+    /// the `.gz` and `.xz` files they describe, and the files have those
+    /// digests): its chunks are then reused without being decompressed.
+    /// Otherwise each is reused only once it decompresses to the new text.
+    pub chunks_vouched: bool,
 }
 
 /// Two renderings are equal when they have the same files: how many
@@ -507,6 +514,7 @@ pub fn render_suite(
             gz: &set.gz,
             xz: &set.xz,
             chunks: &set.chunks,
+            vouched: previous.is_some_and(|p| p.chunks_vouched),
         })
         .collect();
     // Shared texts are hashed once.
@@ -613,6 +621,7 @@ pub fn render_suite(
         indices,
         reused_chunks,
         compressed_chunks,
+        chunks_vouched: false,
     })
 }
 
