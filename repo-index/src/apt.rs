@@ -463,7 +463,7 @@ pub fn render_suite(
             .into_iter()
             .flatten()
             .all(|((_, a, _, _), _)| *a == "all");
-        let mut shared: Option<(Arc<[u8]>, Arc<[usize]>)> = None;
+        let mut shared: Option<SharedText> = None;
         for arch in &architectures {
             if let (true, Some((text, cuts))) = (only_all, &shared) {
                 plains.push((format!("{comp}/binary-{arch}"), text.clone()));
@@ -672,6 +672,10 @@ impl Sums {
         (md5, self.sha256(bytes))
     }
 }
+
+/// One `Packages` text and where its chunks end, shared between the
+/// architectures of a component of `all` packages.
+type SharedText = (Arc<[u8]>, Arc<[usize]>);
 
 /// `Packages.gz` and `Packages.xz` of one `Packages` text, and their chunks.
 type Compressed = (Arc<[u8]>, Arc<[u8]>, Vec<crate::Chunk>);

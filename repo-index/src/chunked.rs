@@ -45,6 +45,10 @@ struct Packed {
     unpadded: u64,
 }
 
+/// An earlier chunk: its gzip member, its xz block, the block's unpadded
+/// size, and whether the caller vouched for it.
+type Known<'a> = (&'a [u8], &'a [u8], u64, bool);
+
 /// The xz stream header liblzma writes for a CRC64 check.
 const XZ_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
 
@@ -106,8 +110,7 @@ pub(crate) fn compress(
         });
     }
     // The earlier chunks, by the digest of their text.
-    let mut known: std::collections::HashMap<String, (&[u8], &[u8], u64, bool)> =
-        std::collections::HashMap::new();
+    let mut known: std::collections::HashMap<String, Known<'_>> = std::collections::HashMap::new();
     for p in previous {
         let (mut g, mut x) = (0usize, 0usize);
         for c in p.chunks {

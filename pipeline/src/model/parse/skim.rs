@@ -85,8 +85,16 @@ fn regions(src: &[u8], first: &[u8]) -> Option<Vec<(usize, usize)>> {
                 continue;
             }
         }
-        // Through the line, tracking strings, comments and brackets.
-        while let Some(&b) = src.get(i) {
+        // Through the line, tracking strings, comments and brackets; the
+        // bytes that change nothing are skipped in a tight loop.
+        loop {
+            i += src
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .position(|b| matters(state, *b))
+                .unwrap_or(src.len().saturating_sub(i));
+            let Some(&b) = src.get(i) else { break };
             match state {
                 In::Code => match b {
                     b'\n' => {
@@ -171,6 +179,15 @@ fn regions(src: &[u8], first: &[u8]) -> Option<Vec<(usize, usize)>> {
         regions.push((start, src.len()));
     }
     Some(regions)
+}
+
+/// The bytes that matter in `state` (everything else is skipped).
+fn matters(state: In, b: u8) -> bool {
+    match state {
+        In::Code => matches!(b, b'"' | b'\'' | b'#' | b'[' | b']' | b'{' | b'}' | b'\n'),
+        In::Basic | In::MultiBasic => matches!(b, b'\\' | b'"' | b'\n'),
+        In::Literal | In::MultiLiteral => matches!(b, b'\'' | b'\n'),
+    }
 }
 
 /// The index just past the end of the line holding `i` (past its `\n`).
