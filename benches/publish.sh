@@ -544,6 +544,7 @@ case_requests() {
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "$("$pipe" --version 2>/dev/null || echo pipe): HEAD $(git -C "$repo" rev-parse --short HEAD), last change outside the benches $(git -C "$repo" log -1 --format=%h -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts')$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts' || echo ' + uncommitted changes')"
+  echo "measured binary: $pipe (sha256 $(sha256sum <"$pipe" | cut -c1-16)); packages built by $build_pipe (sha256 $(sha256sum <"$build_pipe" | cut -c1-16)); HEAD above is the checkout's, not necessarily the binary's"
   echo "aptly $(aptly version | awk '{print $3}'), $(apt-ftparchive --version 2>/dev/null | head_n 1 || echo apt-ftparchive), createrepo_c $(createrepo_c --version | awk '{print $2}'), $(gpg --version | head_n 1)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$O/header.txt"
@@ -564,7 +565,11 @@ sized_cases() { # small|large local|s3
 sized_cases small local
 if has_case update; then case_update; fi
 sized_cases large local
-if has_case requests; then case_requests | tee "$O/requests.md"; fi
+if has_case requests; then
+  # Started here, not in the pipeline's subshell: the EXIT trap stops it.
+  start_moto
+  case_requests | tee "$O/requests.md"
+fi
 sized_cases small s3
 sized_cases large s3
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$O/header.txt"
