@@ -188,6 +188,11 @@ async fn place_packages(
         }
         keys.push(key);
     }
+    // Without a flush each (a first promotion of 20,000 packages made
+    // 20,000 directory syncs), then made durable together before any index
+    // names them.
+    let batch = store.batch();
+    let store = &batch;
     futures::stream::iter(todo)
         .map(|(blob, key)| async move {
             fault::before_write(&key);
@@ -196,6 +201,7 @@ async fn place_packages(
         .buffer_unordered(PLACE_CONCURRENCY)
         .try_collect::<Vec<bool>>()
         .await?;
+    batch.flush().await?;
     Ok(Placed { keys, linked })
 }
 
