@@ -780,20 +780,9 @@ impl Backend for S3Backend {
         Ok(true)
     }
 
-    async fn copy(&self, from: &str, to: &str, _durable: bool) -> Result<()> {
-        let headers = layout::http_headers(to);
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .copy_source(copy_source(&self.bucket, &self.full_key(from)))
-            .key(self.full_key(to))
-            .metadata_directive(MetadataDirective::Replace)
-            .cache_control(headers.cache_control)
-            .content_type(headers.content_type)
-            .send()
-            .await
-            .map_err(|e| self.error("CopyObject", to, e))?;
-        Ok(())
+    async fn copy(&self, from: &str, to: &str, durable: bool) -> Result<()> {
+        // A CopyObject replaces its target: the same request.
+        self.copy_if_absent(from, to, durable).await.map(|_| ())
     }
 
     fn spool_dir(&self) -> PathBuf {

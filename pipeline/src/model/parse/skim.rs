@@ -132,42 +132,28 @@ fn regions(src: &[u8], first: &[u8]) -> Option<Vec<(usize, usize)>> {
                     b'\n' => return None,
                     _ => {}
                 },
-                In::MultiBasic => match b {
-                    b'\\' => i += 1,
-                    b'"' if src.get(i..i + 3) == Some(b"\"\"\"") => {
-                        // Up to two more quotes belong to the string.
-                        i += 3;
-                        let mut extra = 0;
-                        while extra < 2 && src.get(i) == Some(&b'"') {
+                In::MultiBasic | In::MultiLiteral => {
+                    let quote = if state == In::MultiBasic { b'"' } else { b'\'' };
+                    match b {
+                        b'\\' if state == In::MultiBasic => i += 1,
+                        b'\n' => {
                             i += 1;
-                            extra += 1;
+                            break;
                         }
-                        state = In::Code;
-                        continue;
-                    }
-                    b'\n' => {
-                        i += 1;
-                        break;
-                    }
-                    _ => {}
-                },
-                In::MultiLiteral => match b {
-                    b'\'' if src.get(i..i + 3) == Some(b"'''") => {
-                        i += 3;
-                        let mut extra = 0;
-                        while extra < 2 && src.get(i) == Some(&b'\'') {
-                            i += 1;
-                            extra += 1;
+                        _ if b == quote && src.get(i..i + 3) == Some(&[quote; 3][..]) => {
+                            // Up to two more quotes belong to the string.
+                            i += 3;
+                            let mut extra = 0;
+                            while extra < 2 && src.get(i) == Some(&quote) {
+                                i += 1;
+                                extra += 1;
+                            }
+                            state = In::Code;
+                            continue;
                         }
-                        state = In::Code;
-                        continue;
+                        _ => {}
                     }
-                    b'\n' => {
-                        i += 1;
-                        break;
-                    }
-                    _ => {}
-                },
+                }
             }
             i += 1;
         }
@@ -275,7 +261,7 @@ mod tests {
 
     #[test]
     fn brackets_in_strings_and_arrays_are_not_headers() {
-        let src = "[packages.a]\ndescription = \"\"\"\n[store]\nurl = 1\n\"\"\"\nlist = [\n[1, 2],\n]\nlit = '''\n[project]\n'''\n[project]\nname = \"x\"\n";
+        let src = "[packages.a]\ndescription = \"\"\"\n[store]\nurl = 1\n\"\"\"\nlist = [\n[1, 2],\n]\nlit = '''\n[project]\n'''\nq = \"\"\"ends with quotes\"\"\"\"\"\nr = '''[store]'''''\n[project]\nname = \"x\"\n";
         let out = without_tables(src, "packages");
         assert_eq!(lines(&out), lines(src));
         assert_eq!(out.trim_start_matches('\n'), "[project]\nname = \"x\"\n");
