@@ -220,9 +220,19 @@ fn verify_of_a_published_build_reads_every_blob() {
     let (p, ring, build) = released(None);
     let host = empty_host(None, &ring);
     let url = store_url(None, &p);
-    let manifest = pipe_e2e::published_manifest(Path::new(&url), &build);
-    let blake3 = manifest.artifacts[0].blob.blake3.as_str();
-    let blob = Path::new(&url).join(format!("blobs/blake3/{}/{blake3}", &blake3[..2]));
+    let verified = host.pipe_here(&[
+        "--json",
+        "--store",
+        &url,
+        "verify",
+        &build,
+        "--keyring",
+        "ring.asc",
+    ]);
+    verified.expect_code(0);
+    let verified = verified.json();
+    let blake3 = verified["artifacts"][0]["blake3"].as_str().unwrap();
+    let blob = Path::new(&url).join(verified["artifacts"][0]["store_key"].as_str().unwrap());
     let mut bytes = std::fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
