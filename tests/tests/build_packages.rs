@@ -233,7 +233,8 @@ fn same_inputs_in_two_directories_give_identical_bytes() {
         let verified = pipe_e2e::verified(p, d["build"].as_str().unwrap());
         let mut index = Vec::new();
         for shard in verified["shards"].as_array().unwrap() {
-            let path = Path::new(d["dir"].as_str().unwrap()).join(shard["store_key"].as_str().unwrap());
+            let path =
+                Path::new(d["dir"].as_str().unwrap()).join(shard["store_key"].as_str().unwrap());
             let doc: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             index.extend(doc["index"].as_array().cloned().unwrap_or_default());

@@ -651,12 +651,7 @@ fn refusals_name_the_reason_and_leave_current_alone() {
     bad[last] ^= 0xff;
     std::fs::write(&blob, &bad).unwrap();
     refused(&s, 3, "is corrupt: expected blake3", &[]);
-    assert!(
-        !s.dir()
-            .join(".pipe/cache/blobs")
-            .join(deb_blake3)
-            .exists()
-    );
+    assert!(!s.dir().join(".pipe/cache/blobs").join(deb_blake3).exists());
     std::fs::write(&blob, &good).unwrap();
 
     // A tampered cache entry is hashed again and refused (then dropped).
@@ -911,7 +906,10 @@ fn doctored_build(s: &Setup, build: &str, n: usize, deb: &[u8]) -> String {
     }
     // The doctored build is whole: its signatures and shard verify.
     let doctored = pipe_e2e::verified(&s.p, &id);
-    assert_eq!(pipe_e2e::artifact_of_kind(&doctored, "deb")["name"], name.as_str());
+    assert_eq!(
+        pipe_e2e::artifact_of_kind(&doctored, "deb")["name"],
+        name.as_str()
+    );
     s.publish_and_promote(&id);
     id
 }

@@ -816,9 +816,7 @@ fn a_publish_that_fills_the_disk_fails_cleanly_and_the_rerun_completes_local() {
     assert!(!has_build(&after, &big), "{after:?}");
     // Whatever landed is whole: each new object is a blob of the build of
     // its full size, or a small record.
-    let verified = s
-        .p
-        .pipe(&["--json", "verify", &big, "--keyring", &s.ring]);
+    let verified = s.p.pipe(&["--json", "verify", &big, "--keyring", &s.ring]);
     verified.expect_code(0);
     let sizes: BTreeMap<String, u64> = verified.json()["artifacts"]
         .as_array()

@@ -13,7 +13,7 @@
 //!
 //! Repositories: `[registry] url = "HOST[:PORT]/NAMESPACE"` puts image
 //! `NAME` at `HOST[:PORT]/NAMESPACE/NAME`. `insecure = true` speaks plain
-//! HTTP to that host (a registry on loopback). Credentials: [`auth`].
+//! HTTP to that host (a registry on loopback). Credentials: `auth`.
 //! Errors name the registry, the image and what failed, and say whether
 //! the registry was unreachable, refused the credentials or refused the
 //! content.
@@ -245,7 +245,7 @@ impl Registry {
         })
     }
 
-    /// Uploads blobs larger than `bytes` in chunks ([`MONOLITHIC_MAX`]
+    /// Uploads blobs larger than `bytes` in chunks (`MONOLITHIC_MAX`
     /// unless told).
     pub fn with_monolithic_max(mut self, bytes: u64) -> Registry {
         self.monolithic_max = bytes;
