@@ -6,32 +6,30 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use pipe_e2e::cli::{Project, Run};
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-[environments.prod]
-from = "dev"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [
-  { src = "demo.txt", dst = "/usr/share/demo/demo.txt" },
-  { src = "run.sh", dst = "/usr/bin/demo", mode = "0755" },
-]
-
+/// `[deploy]` of the demo project: a template.
+const DEPLOY: &str = r#"
 [deploy]
 files = { "/etc/demo/env.conf" = "env={{ env }}\nbuild={{ build }}\nport={{ port }}\n" }
 "#;
+
+/// The demo project (dev, then prod; package `demo`, deb and rpm), whose
+/// package also installs `run.sh` as `/usr/bin/demo`, with [`DEPLOY`].
+static PIPELINE: LazyLock<String> = LazyLock::new(|| {
+    Demo::new()
+        .env("prod", Some("dev"))
+        .toml(DEPLOY)
+        .pipeline_toml()
+        .replace(
+            "files = [{ src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" }]",
+            "files = [\n  { src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" },\n  { src = \"run.sh\", dst = \"/usr/bin/demo\", mode = \"0755\" },\n]",
+        )
+});
 
 /// A project with a signing key, a target directory, and the operator's
 /// keyring.
@@ -42,12 +40,13 @@ struct Setup {
 }
 
 impl Setup {
+    /// The demo project with `run.sh`, whose `pipeline.toml` is
+    /// `pipeline_toml` ([`PIPELINE`] or a variant of it).
     fn new(pipeline_toml: &str) -> Setup {
-        let p = Project::new();
-        p.write("pipeline.toml", pipeline_toml)
-            .write("demo.txt", "one\n")
-            .write("run.sh", "#!/bin/sh\necho demo\n");
-        p.with_signing_key();
+        let p = Demo::new()
+            .file("run.sh", "#!/bin/sh\necho demo\n")
+            .create();
+        p.write("pipeline.toml", pipeline_toml);
         let ring = p.keyring();
         Setup {
             p,
@@ -220,7 +219,7 @@ fn no_leftovers(dir: &Path) {
 
 #[test]
 fn deploys_renders_switches_records_timings_and_is_idempotent() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let run = s.deploy(&[]);
     run.expect_code(0);
@@ -321,7 +320,7 @@ fn deploys_renders_switches_records_timings_and_is_idempotent() {
 
 #[test]
 fn plan_writes_nothing() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let target = s.dir().join("new");
     let t = target.to_str().unwrap();
@@ -355,7 +354,7 @@ fn plan_writes_nothing() {
 
 #[test]
 fn check_lists_changed_files_and_reset_restores_them() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     s.release("1.0.0", "one\n");
     s.deploy(&[]).expect_code(0);
     s.check(s.dir()).expect_code(0);
@@ -407,7 +406,7 @@ fn rpm_only_packages_are_unpacked_from_the_cpio_payload() {
 
 #[test]
 fn several_targets_are_deployed_with_one_fetch() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let other = tempfile::tempdir().unwrap();
     let list = s.p.path().join("targets.txt");
@@ -448,7 +447,7 @@ fn several_targets_are_deployed_with_one_fetch() {
 
 #[test]
 fn two_deploys_into_one_directory_run_one_after_the_other() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let dir = s.dir().to_str().unwrap().to_string();
     let runs = s.p.race(
@@ -500,7 +499,7 @@ fn a_deploy_killed_at_any_step_leaves_the_old_release_live() {
         "deploy-switching",
         "deploy-switched",
     ];
-    let mut s = Setup::new(PIPELINE);
+    let mut s = Setup::new(&PIPELINE);
     let mut old = s.release("1.0.0", "v0\n");
     s.deploy(&[]).expect_code(0);
     for (i, point) in points.iter().enumerate() {
@@ -589,7 +588,7 @@ fn refused(s: &Setup, code: i32, message: &str, extra: &[&str]) {
 
 #[test]
 fn refusals_name_the_reason_and_leave_current_alone() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     s.deploy(&[]).expect_code(0);
     let b2 = s.release("1.0.1", "two\n");
@@ -1257,7 +1256,7 @@ fn deploy_packages_selects_and_foreign_architectures_are_refused() {
 
 #[test]
 fn with_the_local_store_gone_a_fetched_build_deploys_from_the_cache() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let dir = s.dir().to_str().unwrap();
     s.fetch(dir, false).expect_code(0);

@@ -6,26 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pipe_e2e::cli::Project;
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
+/// The demo project, package `demo` as a .deb whose `demo.txt` says
+/// `text`.
+fn demo(text: &str) -> Demo {
+    Demo::new().formats(&["deb"]).file("demo.txt", text)
+}
 
 /// A built project, its build directory and the exported keyring.
 fn built() -> (Project, PathBuf, PathBuf) {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo\n");
-    p.with_signing_key();
+    let p = demo("demo\n").create();
     let doc = p.pipe(&["--json", "build"]).expect_code(0).json();
     p.pipe(&["keys", "export", "--out", "release.asc"])
         .expect_code(0);
@@ -162,11 +153,7 @@ fn a_tampered_manifest_or_provenance_fails_its_signature() {
 #[test]
 fn another_keyring_is_refused_naming_the_signer() {
     let (p, _, _) = built();
-    let other = Project::new();
-    other
-        .write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo\n");
-    other.with_signing_key();
+    let other = demo("demo\n").create();
     other
         .pipe(&["keys", "export", "--out", "other.asc"])
         .expect_code(0);
@@ -240,10 +227,7 @@ fn rotation_keeps_old_builds_valid_and_a_retired_key_cannot_sign_anew() {
     // refused. (The revocation is dated a second after the rotation, so
     // that what the key signed in the rotation's own second stays valid.)
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let mut stale = Project::new();
-    stale
-        .write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo, stale\n");
+    let mut stale = demo("demo, stale\n").no_key().create();
     stale.env("PIPE_SIGNING_KEY", &old_key);
     stale.pipe(&["build"]).expect_code(0);
     let run = stale.pipe(&["verify", "--keyring", ring]);
@@ -254,9 +238,7 @@ fn rotation_keeps_old_builds_valid_and_a_retired_key_cannot_sign_anew() {
 
 #[test]
 fn an_expired_key_cannot_sign_a_build() {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo\n");
+    let p = demo("demo\n").no_key().create();
     p.pipe(&[
         "keys",
         "generate",

@@ -36,9 +36,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Mutex;
 
 pub use self::auth::{CredentialSources, Credentials};
+pub(crate) use self::push::move_tags_known;
 pub use self::push::{
-    ImagePublished, PROVENANCE_TYPE, Prepushed, SeedReport, TagMoved, move_tags, move_tags_known,
-    publish_build, push_build_blobs, seed,
+    ImagePublished, Prepushed, SeedReport, TagMoved, move_tags, publish_build, push_build_blobs,
+    seed,
 };
 use crate::error::RegistryFailure;
 use crate::{Error, Result};
@@ -554,7 +555,7 @@ impl Registry {
 
     /// Pushes the layers and the configuration of an image unless present
     /// (several at once), and nothing else: no manifest, no tag.
-    pub async fn push_blobs<'b>(
+    pub(crate) async fn push_blobs<'b>(
         &self,
         name: &str,
         blobs: &'b ImageBlobs,
