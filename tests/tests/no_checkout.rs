@@ -62,6 +62,21 @@ fn empty_host(s3: Option<&MotoServer>, ring: &str) -> Project {
     host
 }
 
+/// `pipe --json --store URL verify BUILD --keyring ring.asc` on `host`,
+/// which must succeed: its document.
+fn verify_published(host: &Project, url: &str, build: &str) -> serde_json::Value {
+    ok(host.pipe_here(&[
+        "--json",
+        "--store",
+        url,
+        "verify",
+        build,
+        "--keyring",
+        "ring.asc",
+    ]))
+    .json()
+}
+
 fn ok(run: Run) -> Run {
     run.expect_code(0);
     run
@@ -132,16 +147,7 @@ fn deploy_from_an_empty_directory(s3: Option<&MotoServer>) {
     assert_eq!(history["signatures_checked"], true);
     let status = ok(host.pipe_here(&["--json", "--store", &url, "status"])).json();
     assert!(status.to_string().contains(&build), "{status}");
-    let verified = ok(host.pipe_here(&[
-        "--json",
-        "--store",
-        &url,
-        "verify",
-        &build,
-        "--keyring",
-        "ring.asc",
-    ]))
-    .json();
+    let verified = verify_published(&host, &url, &build);
     assert_eq!(verified["build"], build.as_str());
     let checks = verified["checks"].to_string();
     assert!(checks.contains("demo_1.0.0_all.deb"), "{checks}");
@@ -202,17 +208,7 @@ fn verify_of_a_published_build_reads_every_blob() {
     let (p, ring, build) = released(None);
     let host = empty_host(None, &ring);
     let url = store_url(None, &p);
-    let verified = host.pipe_here(&[
-        "--json",
-        "--store",
-        &url,
-        "verify",
-        &build,
-        "--keyring",
-        "ring.asc",
-    ]);
-    verified.expect_code(0);
-    let verified = verified.json();
+    let verified = verify_published(&host, &url, &build);
     let blake3 = verified["artifacts"][0]["blake3"].as_str().unwrap();
     let blob = Path::new(&url).join(verified["artifacts"][0]["store_key"].as_str().unwrap());
     let mut bytes = std::fs::read(&blob).unwrap();
