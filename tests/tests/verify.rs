@@ -50,6 +50,33 @@ fn a_fresh_build_verifies() {
         .json();
     // Two signatures, the shards, the provenance's subjects, the artifact.
     assert_eq!(doc["checks"].as_array().unwrap().len(), 5, "{doc}");
+    // What the signed records hold: the artifact with its blob's store key
+    // (as `pipe build` named it), its inputs, and the shard that lists them
+    // (its key names its digest, and its file is in the build directory).
+    let built = p.pipe(&["--json", "build"]).expect_code(0).json();
+    let artifacts = doc["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 1, "{doc}");
+    let a = &artifacts[0];
+    assert_eq!(a["name"], "demo_1.0.0_all.deb");
+    assert_eq!(a["kind"], "deb");
+    assert_eq!(a["component"], "package demo");
+    assert_eq!(a["store_key"], built["artifacts"][0]["store_key"], "{doc}");
+    assert_eq!(a["sha256"], built["artifacts"][0]["sha256"], "{doc}");
+    let inputs: Vec<&str> = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(inputs.contains(&"demo.txt"), "{doc}");
+    let shards = doc["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 1, "{doc}");
+    let key = shards[0]["store_key"].as_str().unwrap();
+    let blake3 = shards[0]["blake3"].as_str().unwrap();
+    assert_eq!(key, format!("manifests/{}/{blake3}.json", &blake3[..2]));
+    let dir = std::path::PathBuf::from(built["dir"].as_str().unwrap());
+    let shard = std::fs::read(dir.join(key)).unwrap();
+    assert_eq!(blake3::hash(&shard).to_hex().as_str(), blake3);
 }
 
 #[test]
