@@ -1,7 +1,7 @@
 //! `pipe fsck`: reads the whole store and reports what does not verify.
 //!
 //! What is checked, on either backend, streaming (one object in memory at a
-//! time, blobs hashed as they stream), [`CONCURRENCY`] objects at once:
+//! time, blobs hashed as they stream), `CONCURRENCY` objects at once:
 //! - every blob hashes to its key;
 //! - every published build's signed records verify against the keyring
 //!   (`records::index::load_verified`), and every blob its manifest names

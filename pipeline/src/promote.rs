@@ -1,10 +1,10 @@
 //! `pipe promote` and `pipe rollback`: move an environment's pointer, then
 //! regenerate its consumer views.
 //!
-//! The pointer write (a compare-and-swap, [`history::put_pointer`]) is the
+//! The pointer write (a compare-and-swap, `history::put_pointer`) is the
 //! commit point: of two concurrent promotions exactly one wins and the other
 //! has written nothing. Then the history copy, then every view
-//! ([`crate::views::run`]); a view that fails is reported and does not undo
+//! (`crate::views::run`); a view that fails is reported and does not undo
 //! the pointer (`pipe refresh` completes it).
 
 use keys::{Keyring, SecretKey};
@@ -169,11 +169,11 @@ pub(crate) fn rollback_target<'a>(
     }
 }
 
-/// Rolls `env` back (see [`rollback_target`]): a promotion to an earlier
+/// Rolls `env` back (see `rollback_target`): a promotion to an earlier
 /// entry's build, recorded as a rollback.
 ///
 /// Which build to go back to is read from the history: only a history the
-/// project's keys signed ([`history::verified_history`]) is believed.
+/// project's keys signed (`history::verified_history`) is believed.
 pub async fn rollback(
     p: &Pipeline,
     store: &Store,

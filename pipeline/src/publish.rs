@@ -1,6 +1,6 @@
 //! `pipe publish`: a local build into the store.
 //!
-//! One read of the package catalog ([`catalog`]: which bytes every name,
+//! One read of the package catalog (`catalog`: which bytes every name,
 //! version and architecture published stands for, so a version can never be
 //! reused for other bytes) and one listing of the blobs, whatever the number
 //! of packages; then per new package its blob and its pool copy (two
@@ -38,7 +38,7 @@ pub struct Uploaded {
     pub repaired: bool,
 }
 
-/// What [`publish`] did.
+/// What [`publish_with`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PublishReport {
     /// The build id.
@@ -67,9 +67,10 @@ pub trait Progress: Send + Sync {
 /// upload already streams.
 const CONCURRENCY: usize = 16;
 
-/// [`publish`]; with `read_back`, every blob the store already has is read
-/// back and hashed, so a damaged one of the right size is repaired too
-/// (without it, a blob missing or of the wrong size is).
+/// Publishes the local build in `dir` to `store`; with `read_back`, every
+/// blob the store already has is read back and hashed, so a damaged one of
+/// the right size is repaired too (without it, a blob missing or of the
+/// wrong size is).
 pub async fn publish_with(
     dir: &Path,
     store: &Store,

@@ -6,7 +6,7 @@
 //! workers, and the layout is fixed here.
 //!
 //! Every encoder of the process draws its worker threads, and the memory
-//! they hold, from one [`Budget`] ([`limits`], [`set_limits`]): a build
+//! they hold, from one `Budget` ([`limits`], [`set_limits`]): a build
 //! running one package writer per core no longer runs one compressor per
 //! core *per writer* (xz workers hold ~70 MiB each, so that grew with the
 //! square of the core count). An encoder asks for as many workers as its
@@ -108,7 +108,7 @@ pub(crate) const DEFAULT_MEMORY: u64 = 512 << 20;
 pub struct Limits {
     /// Worker threads of every encoder together (default: the cores).
     pub threads: NonZeroU32,
-    /// Bytes the encoders may hold together (default [`DEFAULT_MEMORY`]).
+    /// Bytes the encoders may hold together (default `DEFAULT_MEMORY`).
     /// An encoder whose single worker is larger still runs, alone.
     pub memory: u64,
 }

@@ -13,31 +13,39 @@ pub mod raw;
 pub mod registry;
 pub mod s3;
 
-/// The manifest of `build` published in the local store at `store`, with
-/// the artifacts and inputs of its shards (not verified: for a test that
-/// looks up what to tamper with).
-pub fn published_manifest(store: &std::path::Path, build: &str) -> pipeline::records::Manifest {
-    let path = store.join(format!("builds/{build}/manifest.json"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut m = pipeline::records::manifest::parse_manifest(&bytes, "manifest.json").unwrap();
-    pipeline::records::manifest::load_shards(&mut m, |name| {
-        std::fs::read(store.join(name)).map_err(|e| e.to_string())
-    })
-    .unwrap();
-    m
+/// `pipe --json verify BUILD` of `p`'s local build `build` against the
+/// project's own keyring (exported to `ring.asc`): the signed records'
+/// `artifacts` (each with its `store_key`), `inputs` and `shards` (each with
+/// its `store_key`). Where a test finds what to tamper with, before it does.
+pub fn verified(p: &cli::Project, build: &str) -> serde_json::Value {
+    let ring = p.keyring();
+    let run = p.pipe(&["--json", "verify", build, "--keyring", &ring]);
+    run.expect_code(0);
+    run.json()
 }
 
-/// The path, in the local store at `store`, of the first shard of build
-/// `build`'s manifest that holds artifacts (not the steps' inputs): where a
-/// test forges what the views render from.
-pub fn artifact_shard(store: &std::path::Path, build: &str) -> std::path::PathBuf {
-    let path = store.join(format!("builds/{build}/manifest.json"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let m = pipeline::records::manifest::parse_manifest(&bytes, "manifest.json").unwrap();
-    let shard = m
-        .shards
+/// The store key of the first shard in `verified` (a `pipe --json verify`
+/// document) that holds artifacts (not the steps' inputs): where a test
+/// forges what the views render from.
+pub fn artifact_shard(verified: &serde_json::Value) -> String {
+    verified["shards"]
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|s| s.bucket != pipeline::records::manifest::STEPS_BUCKET)
-        .expect("a shard with artifacts");
-    store.join(pipeline::store::layout::manifest_shard(&shard.blob.blake3))
+        .find(|s| s["bucket"] != "steps")
+        .expect("a shard with artifacts")["store_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The artifact of `verified` (a `pipe --json verify` document) whose kind
+/// is `kind` (the first of them).
+pub fn artifact_of_kind<'a>(verified: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    verified["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} artifact in {verified:#}"))
 }

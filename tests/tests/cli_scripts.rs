@@ -5,36 +5,20 @@
 //! what `pipe rollback` tells hosts.
 
 use pipe_e2e::cli::Project;
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-[environments.prod]
-from = "dev"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
+/// The demo project: dev, then prod.
+fn demo() -> Demo {
+    Demo::new().env("prod", Some("dev"))
+}
 
 fn project() -> Project {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
-    p.with_signing_key();
-    p
+    demo().create()
 }
 
 #[test]
 fn json_usage_errors_are_one_document() {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
+    let p = demo().no_key().create();
     for args in [
         &["--json", "frobnicate"][..],
         &["--json", "promote"],
@@ -59,9 +43,7 @@ fn json_usage_errors_are_one_document() {
 
 #[test]
 fn history_of_an_undeclared_or_invalid_environment_is_a_usage_error() {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
+    let p = demo().no_key().create();
     let run = p.pipe(&["history", "../x"]);
     run.expect_code(2);
     assert!(run.stderr.contains("not declared"), "{}", run.stderr);
@@ -122,9 +104,7 @@ fn quiet_keeps_answers_json_status_has_fields_and_the_actor_is_the_uid_name() {
 
 #[test]
 fn logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
+    let p = demo().no_key().create();
     // stderr a pipe: plain text.
     // `validate` resolves the inputs, which logs at debug level (store
     // commands no longer touch inputs, so they may log nothing).
@@ -161,12 +141,10 @@ fn logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
 
 #[test]
 fn a_build_whose_s3_store_does_not_answer_builds_locally_and_says_what_was_not_shared() {
-    let mut p = project();
-    let toml = PIPELINE.replace(
-        "[environments.dev]",
-        "[store]\nurl = \"s3://nobody-home/demo\"\nattempts = 1\n\n[environments.dev]",
-    );
-    p.write("pipeline.toml", &toml);
+    let mut p = demo()
+        .store("url = \"s3://nobody-home/demo\"")
+        .store("attempts = 1")
+        .create();
     let port = pipe_e2e::s3::free_port();
     p.env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{port}"))
         .env("AWS_ACCESS_KEY_ID", "test")

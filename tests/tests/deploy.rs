@@ -6,34 +6,30 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use pipe_e2e::cli::{Project, Run};
-use pipeline::build::record::{Manifest, RunFacts, provenance};
-use pipeline::store::digest::hash_bytes;
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-[environments.prod]
-from = "dev"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb", "rpm"]
-files = [
-  { src = "demo.txt", dst = "/usr/share/demo/demo.txt" },
-  { src = "run.sh", dst = "/usr/bin/demo", mode = "0755" },
-]
-
+/// `[deploy]` of the demo project: a template.
+const DEPLOY: &str = r#"
 [deploy]
 files = { "/etc/demo/env.conf" = "env={{ env }}\nbuild={{ build }}\nport={{ port }}\n" }
 "#;
+
+/// The demo project (dev, then prod; package `demo`, deb and rpm), whose
+/// package also installs `run.sh` as `/usr/bin/demo`, with [`DEPLOY`].
+static PIPELINE: LazyLock<String> = LazyLock::new(|| {
+    Demo::new()
+        .env("prod", Some("dev"))
+        .toml(DEPLOY)
+        .pipeline_toml()
+        .replace(
+            "files = [{ src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" }]",
+            "files = [\n  { src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" },\n  { src = \"run.sh\", dst = \"/usr/bin/demo\", mode = \"0755\" },\n]",
+        )
+});
 
 /// A project with a signing key, a target directory, and the operator's
 /// keyring.
@@ -44,12 +40,13 @@ struct Setup {
 }
 
 impl Setup {
+    /// The demo project with `run.sh`, whose `pipeline.toml` is
+    /// `pipeline_toml` ([`PIPELINE`] or a variant of it).
     fn new(pipeline_toml: &str) -> Setup {
-        let p = Project::new();
-        p.write("pipeline.toml", pipeline_toml)
-            .write("demo.txt", "one\n")
-            .write("run.sh", "#!/bin/sh\necho demo\n");
-        p.with_signing_key();
+        let p = Demo::new()
+            .file("run.sh", "#!/bin/sh\necho demo\n")
+            .create();
+        p.write("pipeline.toml", pipeline_toml);
         let ring = p.keyring();
         Setup {
             p,
@@ -222,7 +219,7 @@ fn no_leftovers(dir: &Path) {
 
 #[test]
 fn deploys_renders_switches_records_timings_and_is_idempotent() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let run = s.deploy(&[]);
     run.expect_code(0);
@@ -323,7 +320,7 @@ fn deploys_renders_switches_records_timings_and_is_idempotent() {
 
 #[test]
 fn plan_writes_nothing() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let target = s.dir().join("new");
     let t = target.to_str().unwrap();
@@ -357,7 +354,7 @@ fn plan_writes_nothing() {
 
 #[test]
 fn check_lists_changed_files_and_reset_restores_them() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     s.release("1.0.0", "one\n");
     s.deploy(&[]).expect_code(0);
     s.check(s.dir()).expect_code(0);
@@ -409,7 +406,7 @@ fn rpm_only_packages_are_unpacked_from_the_cpio_payload() {
 
 #[test]
 fn several_targets_are_deployed_with_one_fetch() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let other = tempfile::tempdir().unwrap();
     let list = s.p.path().join("targets.txt");
@@ -450,7 +447,7 @@ fn several_targets_are_deployed_with_one_fetch() {
 
 #[test]
 fn two_deploys_into_one_directory_run_one_after_the_other() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let dir = s.dir().to_str().unwrap().to_string();
     let runs = s.p.race(
@@ -502,7 +499,7 @@ fn a_deploy_killed_at_any_step_leaves_the_old_release_live() {
         "deploy-switching",
         "deploy-switched",
     ];
-    let mut s = Setup::new(PIPELINE);
+    let mut s = Setup::new(&PIPELINE);
     let mut old = s.release("1.0.0", "v0\n");
     s.deploy(&[]).expect_code(0);
     for (i, point) in points.iter().enumerate() {
@@ -591,7 +588,7 @@ fn refused(s: &Setup, code: i32, message: &str, extra: &[&str]) {
 
 #[test]
 fn refusals_name_the_reason_and_leave_current_alone() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     s.deploy(&[]).expect_code(0);
     let b2 = s.release("1.0.1", "two\n");
@@ -643,36 +640,24 @@ fn refusals_name_the_reason_and_leave_current_alone() {
     assert_eq!(s.current().as_deref(), Some(b1.as_str()));
 
     // A tampered artifact in the store: refused while streaming, nothing cached.
-    let manifest: Manifest = pipe_e2e::published_manifest(&store, &b2);
-    let deb = manifest
-        .artifacts
-        .iter()
-        .find(|a| a.kind == pipeline::artifact::ArtifactKind::Deb)
-        .unwrap();
-    let blob = store.join(format!(
-        "blobs/blake3/{}/{}",
-        &deb.blob.blake3[..2],
-        deb.blob.blake3
-    ));
+    let verified = pipe_e2e::verified(&s.p, &b2);
+    let deb = pipe_e2e::artifact_of_kind(&verified, "deb");
+    let deb_blake3 = deb["blake3"].as_str().unwrap();
+    let blob = store.join(deb["store_key"].as_str().unwrap());
     let good = std::fs::read(&blob).unwrap();
     let mut bad = good.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     std::fs::write(&blob, &bad).unwrap();
     refused(&s, 3, "is corrupt: expected blake3", &[]);
-    assert!(
-        !s.dir()
-            .join(".pipe/cache/blobs")
-            .join(&deb.blob.blake3)
-            .exists()
-    );
+    assert!(!s.dir().join(".pipe/cache/blobs").join(deb_blake3).exists());
     std::fs::write(&blob, &good).unwrap();
 
     // A tampered cache entry is hashed again and refused (then dropped).
     s.deploy(&["--plan"]).expect_code(0);
     let p = s.fetch(dir, false);
     p.expect_code(0);
-    let cached = s.dir().join(".pipe/cache/blobs").join(&deb.blob.blake3);
+    let cached = s.dir().join(".pipe/cache/blobs").join(deb_blake3);
     std::fs::write(&cached, &bad).unwrap();
     refused(&s, 3, "demo_1.0.1_all.deb: sha256: expected", &[]);
     assert!(!cached.exists());
@@ -822,67 +807,110 @@ fn hostile_deb(entries: &[RawEntry]) -> Vec<u8> {
 /// artifact name, re-seals and re-signs the manifest and provenance with the
 /// project key (as a compromised build machine would), publishes the result
 /// and points dev at it. Returns the new build id.
+///
+/// Written as such a machine would, from the records' formats alone: the
+/// deb's entry and its `Packages` stanza in its manifest shard get the new
+/// name, digests and size; the shard is renamed by its new digest; the
+/// signed root (`manifest.json`, canonical pretty JSON) and the provenance
+/// name the new shard; the build id is `VERSION-` and the first 16 hex
+/// digits of the blake3 of the root with `build` empty.
 fn doctored_build(s: &Setup, build: &str, n: usize, deb: &[u8]) -> String {
+    use sha2::Digest;
     let builds = s.p.path().join(".pipe/builds");
-    let (mut m, _) = pipeline::records::manifest::read_local(&builds.join(build)).unwrap();
-    let mut a = m
-        .artifacts
-        .iter()
-        .find(|a| a.kind == pipeline::artifact::ArtifactKind::Deb)
-        .unwrap()
-        .clone();
-    a.name = format!("demo_6.6.{n}_all.deb");
-    a.blob = hash_bytes(deb);
-    // The shard holds the package's index fragment, as a build's does.
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(scratch.path().join(&a.name), deb).unwrap();
-    let fragment = pipeline::kinds::of(a.kind)
-        .describe(&scratch.path().join(&a.name), &a, m.source_date_epoch)
-        .unwrap();
-    let sharded = pipeline::records::manifest::shard(
-        vec![pipeline::records::manifest::Part {
-            artifact: a.clone(),
-            inputs: Vec::new(),
-            fragment,
-        }],
-        Vec::new(),
+    let old_dir = builds.join(build);
+    let verified = pipe_e2e::verified(&s.p, build);
+    let old = pipe_e2e::artifact_of_kind(&verified, "deb");
+    let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    let (old_name, old_blake3, old_sha256, old_size) = (
+        text(&old["name"]),
+        text(&old["blake3"]),
+        text(&old["sha256"]),
+        old["size"].as_u64().unwrap(),
     );
-    m.shards = sharded.refs;
-    m.artifacts = vec![a];
-    m.inputs = Vec::new();
-    let m: Manifest = m.seal();
-    let dir = builds.join(&m.build);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(&m.artifacts[0].name), deb).unwrap();
-    for (name, bytes) in &sharded.files {
-        let path = dir.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    let run = RunFacts {
-        invocation_id: "doctored".into(),
-        started_on: "2026-01-01T00:00:00Z".into(),
-        finished_on: "2026-01-01T00:00:00Z".into(),
-        builder_id: "evil".into(),
+    let old_bytes = std::fs::read(old_dir.join(&old_name)).unwrap();
+    let name = format!("demo_6.6.{n}_all.deb");
+    let blake3 = blake3::hash(deb).to_hex().to_string();
+    let sha256 = hex::encode(sha2::Sha256::digest(deb));
+    let md5 = |b: &[u8]| hex::encode(<md5::Md5 as md5::Digest>::digest(b));
+    // `"size":N` after the digest it belongs to (its blob's last field).
+    let resize = |json: &str, after: &str, from: u64, to: u64| -> String {
+        let at = json.find(after).expect("the digest") + after.len();
+        let rest = &json[at..];
+        let size = rest.find("\"size\":").unwrap() + "\"size\":".len();
+        let digits = rest[size..].trim_start();
+        let skipped = rest[size..].len() - digits.len();
+        let old = format!("{from}");
+        assert!(digits.starts_with(&old), "{}", &rest[..size + 20]);
+        let cut = at + size + skipped;
+        format!("{}{to}{}", &json[..cut], &json[cut + old.len()..])
     };
-    let mut prov = serde_json::to_vec_pretty(&provenance(&m, &run)).unwrap();
-    prov.push(b'\n');
+
+    // The shard that holds the deb.
+    let shards = verified["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 1, "one package, no steps: {verified:#}");
+    let shard_key = text(&shards[0]["store_key"]);
+    let (old_shard_blake3, old_shard_sha256) =
+        (text(&shards[0]["blake3"]), text(&shards[0]["sha256"]));
+    let old_shard_size = shards[0]["size"].as_u64().unwrap();
+    let shard = std::fs::read_to_string(old_dir.join(&shard_key)).unwrap();
+    let shard = shard
+        .replace(&old_name, &name)
+        .replace(&old_blake3, &blake3)
+        .replace(&old_sha256, &sha256)
+        .replace(&md5(&old_bytes), &md5(deb))
+        .replace(
+            &format!("Size: {old_size}\\n"),
+            &format!("Size: {}\\n", deb.len()),
+        );
+    let shard = resize(&shard, &sha256, old_size, deb.len() as u64);
+    let shard_blake3 = blake3::hash(shard.as_bytes()).to_hex().to_string();
+    let shard_sha256 = hex::encode(sha2::Sha256::digest(shard.as_bytes()));
+    let new_shard_key = format!("manifests/{}/{shard_blake3}.json", &shard_blake3[..2]);
+
+    // The signed root, sealed again.
+    let root = std::fs::read_to_string(old_dir.join("manifest.json")).unwrap();
+    let root = root
+        .replace(&old_shard_blake3, &shard_blake3)
+        .replace(&old_shard_sha256, &shard_sha256);
+    let root = resize(&root, &shard_sha256, old_shard_size, shard.len() as u64);
+    let unsealed = root.replace(&format!("\"build\": \"{build}\""), "\"build\": \"\"");
+    assert_ne!(unsealed, root);
+    let version = build.rsplit_once('-').unwrap().0;
+    let id = format!(
+        "{version}-{}",
+        &blake3::hash(unsealed.as_bytes()).to_hex()[..16]
+    );
+    let root = unsealed.replace("\"build\": \"\"", &format!("\"build\": \"{id}\""));
+    let provenance = std::fs::read_to_string(old_dir.join("provenance.json"))
+        .unwrap()
+        .replace(&shard_key, &new_shard_key)
+        .replace(&old_shard_blake3, &shard_blake3)
+        .replace(&old_shard_sha256, &shard_sha256);
+
+    let dir = builds.join(&id);
+    std::fs::create_dir_all(dir.join(&new_shard_key).parent().unwrap()).unwrap();
+    std::fs::write(dir.join(&new_shard_key), &shard).unwrap();
+    std::fs::write(dir.join(&name), deb).unwrap();
     let key = keys::SecretKey::load(&s.p.path().join("keys/release.key"), None).unwrap();
     let sign = |bytes: &[u8]| {
         key.sign_detached(bytes, SystemTime::now(), keys::Encoding::Armored)
             .unwrap()
     };
-    let manifest = m.to_json();
     for (name, bytes) in [
-        ("manifest.json", manifest.clone()),
-        ("manifest.json.asc", sign(&manifest)),
-        ("provenance.json.asc", sign(&prov)),
-        ("provenance.json", prov),
+        ("manifest.json", root.as_bytes()),
+        ("provenance.json", provenance.as_bytes()),
     ] {
         std::fs::write(dir.join(name), bytes).unwrap();
+        std::fs::write(dir.join(format!("{name}.asc")), sign(bytes)).unwrap();
     }
-    s.publish_and_promote(&m.build);
-    m.build
+    // The doctored build is whole: its signatures and shard verify.
+    let doctored = pipe_e2e::verified(&s.p, &id);
+    assert_eq!(
+        pipe_e2e::artifact_of_kind(&doctored, "deb")["name"],
+        name.as_str()
+    );
+    s.publish_and_promote(&id);
+    id
 }
 
 #[test]
@@ -1228,7 +1256,7 @@ fn deploy_packages_selects_and_foreign_architectures_are_refused() {
 
 #[test]
 fn with_the_local_store_gone_a_fetched_build_deploys_from_the_cache() {
-    let s = Setup::new(PIPELINE);
+    let s = Setup::new(&PIPELINE);
     let b1 = s.release("1.0.0", "one\n");
     let dir = s.dir().to_str().unwrap();
     s.fetch(dir, false).expect_code(0);

@@ -201,24 +201,20 @@ impl Setup {
         self.rt.block_on(store.uploads()).unwrap()
     }
 
-    /// The blob keys the build's manifest in the store names (its
-    /// artifacts are listed in the manifest's shards).
+    /// The blob keys the build's signed manifest names (its artifacts,
+    /// listed in the manifest's shards; `pipe --json verify` of the local
+    /// build lists each with its store key).
     fn blobs_of(&self, build: &str) -> BTreeSet<String> {
-        let store = self.store();
-        let get = |key: &str| {
-            self.rt
-                .block_on(store.get_bytes(key))
-                .unwrap()
-                .map(|(b, _)| b.to_vec())
-        };
-        let bytes =
-            get(&format!("builds/{build}/manifest.json")).expect("the manifest is in the store");
-        let mut m = pipeline::records::manifest::parse_manifest(&bytes, "manifest.json").unwrap();
-        pipeline::records::manifest::load_shards(&mut m, |name| {
-            get(name).ok_or_else(|| format!("{name} is not in the store"))
-        })
-        .unwrap();
-        m.artifacts.iter().map(|a| a.blob.key()).collect()
+        let run = self
+            .p
+            .pipe(&["--json", "verify", build, "--keyring", &self.ring]);
+        run.expect_code(0);
+        run.json()["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["store_key"].as_str().unwrap().to_string())
+            .collect()
     }
 
     fn wait_grace(&self) {
@@ -820,13 +816,18 @@ fn a_publish_that_fills_the_disk_fails_cleanly_and_the_rerun_completes_local() {
     assert!(!has_build(&after, &big), "{after:?}");
     // Whatever landed is whole: each new object is a blob of the build of
     // its full size, or a small record.
-    let (manifest, _) =
-        pipeline::records::manifest::read_local(&s.p.path().join(format!(".pipe/builds/{big}")))
-            .unwrap();
-    let sizes: BTreeMap<String, u64> = manifest
-        .artifacts
+    let verified = s.p.pipe(&["--json", "verify", &big, "--keyring", &s.ring]);
+    verified.expect_code(0);
+    let sizes: BTreeMap<String, u64> = verified.json()["artifacts"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|a| (a.blob.key(), a.blob.size))
+        .map(|a| {
+            (
+                a["store_key"].as_str().unwrap().to_string(),
+                a["size"].as_u64().unwrap(),
+            )
+        })
         .collect();
     for (key, size) in after.iter().filter(|(k, _)| !before.contains_key(*k)) {
         if key.starts_with("blobs/") {

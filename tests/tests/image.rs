@@ -121,16 +121,19 @@ fn build_dir(p: &Project, build: &str) -> std::path::PathBuf {
 
 /// The image's manifest artifact of a build: (name, sha256).
 fn image_manifest(p: &Project, build: &str) -> (String, String) {
-    let (m, _) = pipeline::records::manifest::read_local(&build_dir(p, build)).unwrap();
-    let a = m
-        .artifacts
+    let verified = pipe_e2e::verified(p, build);
+    let a = verified["artifacts"]
+        .as_array()
+        .unwrap()
         .iter()
         .find(|a| {
-            a.kind == pipeline::artifact::ArtifactKind::OciImage
-                && a.name.ends_with(".manifest.json")
+            a["kind"] == "oci-image" && a["name"].as_str().unwrap().ends_with(".manifest.json")
         })
         .expect("an image manifest artifact");
-    (a.name.clone(), format!("sha256:{}", a.blob.sha256))
+    (
+        a["name"].as_str().unwrap().to_string(),
+        format!("sha256:{}", a["sha256"].as_str().unwrap()),
+    )
 }
 
 fn tarball(p: &Project, build: &str) -> String {
@@ -570,11 +573,15 @@ fn the_base_is_an_input_of_the_image() {
     assert_eq!(layers1, 4, "the base's two layers, then ours");
     // The base is an input of the manifest shard, which is a resolved
     // dependency of the provenance.
-    let (m, _) = pipeline::records::manifest::read_local(&build_dir(&p, &id1)).unwrap();
+    let verified = pipe_e2e::verified(&p, &id1);
     assert!(
-        m.inputs.iter().any(|i| i.path == "base.oci.tar"),
-        "{:?}",
-        m.inputs
+        verified["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["path"] == "base.oci.tar"),
+        "{:#}",
+        verified["inputs"]
     );
     let prov = std::fs::read_to_string(build_dir(&p, &id1).join("provenance.json")).unwrap();
     assert!(prov.contains("file:manifests/"), "{prov}");

@@ -7,52 +7,33 @@
 use std::path::Path;
 
 use pipe_e2e::cli::{Project, Run};
+use pipe_e2e::fixture::Demo;
 use pipe_e2e::s3::MotoServer;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-[environments.prod]
-from = "dev"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-license = "MIT"
-formats = ["deb", "rpm"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-
-[packages.extra]
-summary = "Extra"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-license = "MIT"
-formats = ["deb"]
-files = [{ src = "extra.txt", dst = "/usr/share/extra/extra.txt" }]
-
+/// `[deploy]` of the project: package `demo` only, and a template.
+const DEPLOY: &str = r#"
 [deploy]
 packages = ["demo"]
 files = { "/etc/demo/env.conf" = "env={{ env }}\nport={{ port }}\n" }
 "#;
 
+/// The demo project: dev, then prod; packages `demo` (deb and rpm) and
+/// `extra` (deb), of which deploy installs `demo`.
+fn demo() -> Demo {
+    Demo::new()
+        .env("prod", Some("dev"))
+        .package("extra", &["deb"])
+        .toml(DEPLOY)
+}
+
 /// A project with a key, one release promoted to dev and prod, and the
 /// operator's keyring; `store` is `None` for the local default store.
 fn released(s3: Option<&MotoServer>) -> (Project, String, String) {
-    let mut p = Project::new();
-    if let Some(server) = s3 {
-        for (k, v) in server.env() {
-            p.env(&k, &v);
-        }
-        p.env("PIPE_STORE", &store_url(s3, &p));
+    let p = match s3 {
+        Some(server) => demo().s3(server, "store"),
+        None => demo(),
     }
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n")
-        .write("extra.txt", "extra\n");
-    p.with_signing_key();
+    .create();
     let ring = p.keyring();
     let build = p.release("1.0.0");
     p.pipe(&["promote", &build, "--to", "dev"]).expect_code(0);
@@ -79,6 +60,21 @@ fn empty_host(s3: Option<&MotoServer>, ring: &str) -> Project {
     std::fs::copy(ring, host.path().join("ring.asc")).unwrap();
     assert!(!host.path().join("pipeline.toml").exists());
     host
+}
+
+/// `pipe --json --store URL verify BUILD --keyring ring.asc` on `host`,
+/// which must succeed: its document.
+fn verify_published(host: &Project, url: &str, build: &str) -> serde_json::Value {
+    ok(host.pipe_here(&[
+        "--json",
+        "--store",
+        url,
+        "verify",
+        build,
+        "--keyring",
+        "ring.asc",
+    ]))
+    .json()
 }
 
 fn ok(run: Run) -> Run {
@@ -151,16 +147,7 @@ fn deploy_from_an_empty_directory(s3: Option<&MotoServer>) {
     assert_eq!(history["signatures_checked"], true);
     let status = ok(host.pipe_here(&["--json", "--store", &url, "status"])).json();
     assert!(status.to_string().contains(&build), "{status}");
-    let verified = ok(host.pipe_here(&[
-        "--json",
-        "--store",
-        &url,
-        "verify",
-        &build,
-        "--keyring",
-        "ring.asc",
-    ]))
-    .json();
+    let verified = verify_published(&host, &url, &build);
     assert_eq!(verified["build"], build.as_str());
     let checks = verified["checks"].to_string();
     assert!(checks.contains("demo_1.0.0_all.deb"), "{checks}");
@@ -185,7 +172,8 @@ fn deploy_history_status_verify_from_an_empty_directory_on_s3() {
 #[test]
 fn a_deploy_follows_the_builds_deploy_section_not_the_hosts_file() {
     let (p, ring, _build) = released(None);
-    let changed = PIPELINE
+    let changed = demo()
+        .pipeline_toml()
         .replace(
             "env={{ env }}\\nport={{ port }}\\n",
             "unsigned={{ env }}\\n",
@@ -220,9 +208,9 @@ fn verify_of_a_published_build_reads_every_blob() {
     let (p, ring, build) = released(None);
     let host = empty_host(None, &ring);
     let url = store_url(None, &p);
-    let manifest = pipe_e2e::published_manifest(Path::new(&url), &build);
-    let blake3 = manifest.artifacts[0].blob.blake3.as_str();
-    let blob = Path::new(&url).join(format!("blobs/blake3/{}/{blake3}", &blake3[..2]));
+    let verified = verify_published(&host, &url, &build);
+    let blake3 = verified["artifacts"][0]["blake3"].as_str().unwrap();
+    let blob = Path::new(&url).join(verified["artifacts"][0]["store_key"].as_str().unwrap());
     let mut bytes = std::fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;

@@ -4,32 +4,16 @@
 //! one winner, and a promotion killed at any step is finished by the next.
 
 use pipe_e2e::cli::Project;
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-[environments.staging]
-from = "dev"
-[environments.prod]
-from = "staging"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
-
+/// The demo project: dev, then staging, then prod; package `demo` as a
+/// .deb.
 fn project() -> Project {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "one\n");
-    p.with_signing_key();
-    p
+    Demo::new()
+        .env("staging", Some("dev"))
+        .env("prod", Some("staging"))
+        .formats(&["deb"])
+        .create()
 }
 
 /// Builds and publishes version `version` with `content`; returns the build id.

@@ -704,16 +704,12 @@ fn a_tampered_build_index_stops_the_promotion_before_anything_moves() {
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
     let b2 = release(&p, "1.1.0");
-    let index_path = pipe_e2e::artifact_shard(&store, &b2);
+    let shard_key = pipe_e2e::artifact_shard(&pipe_e2e::verified(&p, &b2));
+    let index_path = store.join(&shard_key);
     let index = std::fs::read_to_string(&index_path).unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&index).unwrap();
     doc["index"][0]["sha256"] = serde_json::Value::String("0".repeat(64));
     std::fs::write(&index_path, doc.to_string()).unwrap();
-    let shard_key = index_path
-        .strip_prefix(&store)
-        .unwrap()
-        .display()
-        .to_string();
 
     let before: Vec<(String, Vec<u8>)> = [
         "envs/dev/pointer.json",
@@ -789,7 +785,7 @@ fn a_forged_location_in_the_build_index_is_not_signed() {
     let (p, _) = project();
     let store = p.path().join(".pipe/store");
     let b1 = release(&p, "1.0.0");
-    let index_path = pipe_e2e::artifact_shard(&store, &b1);
+    let index_path = store.join(pipe_e2e::artifact_shard(&pipe_e2e::verified(&p, &b1)));
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
     let rpm = doc["index"]

@@ -4,28 +4,21 @@
 //! the store as it was. Each case runs on the local store and on S3.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use pipe_e2e::attacker::{
     Bucket, assert_unchanged, attacker_key, envelope, plant_blob, project_on, second_checkout,
 };
 use pipe_e2e::cli::{Project, Run};
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[environments.dev]
-[environments.prod]
-from = "dev"
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
+/// The demo project: dev, then prod; package `demo` as a .deb.
+static PIPELINE: LazyLock<String> = LazyLock::new(|| {
+    Demo::new()
+        .env("prod", Some("dev"))
+        .formats(&["deb"])
+        .pipeline_toml()
+});
 
 const RECORDS: [&str; 4] = [
     "manifest.json",
@@ -57,10 +50,11 @@ fn release(p: &Project, version: &str) -> String {
 /// An attacker's own build of `demo` 1.0.0 (other bytes, their own key):
 /// the build directory.
 fn evil_build() -> (Project, std::path::PathBuf) {
-    let evil = Project::new();
-    evil.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "rm -rf /\n");
-    evil.with_signing_key();
+    let evil = Demo::new()
+        .env("prod", Some("dev"))
+        .formats(&["deb"])
+        .file("demo.txt", "rm -rf /\n")
+        .create();
     let id = evil.pipe(&["--json", "build"]).expect_code(0).json()["build"]
         .as_str()
         .unwrap()
@@ -110,7 +104,7 @@ fn refused(p: &Project, bucket: &Bucket, args: &[&str], says: &str) -> Run {
 /// forged. Rollback, promote and refresh refuse each with exit 3 and change
 /// nothing; once the store is restored, the same rollback works.
 fn nothing_unsigned_is_signed(s3: bool) {
-    let (p, bucket, _server) = project_on(s3, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let (p, bucket, _server) = project_on(s3, &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
     p.pipe(&["promote", &b1, "--to", "prod"]).expect_code(0);
@@ -178,7 +172,7 @@ fn nothing_unsigned_is_signed(s3: bool) {
     let p = second_checkout(
         &first,
         _server.as_ref(),
-        PIPELINE,
+        &PIPELINE,
         &[("demo.txt", "1.1.0\n")],
     );
     let b1_shard = package_shard(&bucket.read(&rec(&b1, "manifest.json")).unwrap());
@@ -317,7 +311,7 @@ fn nothing_unsigned_is_signed_on_s3() {
 /// the store's copy irrelevant (its bytes are never read, so a forged one
 /// cannot get in; `pipe verify --store` still finds it).
 fn local_shard_copies_are_used_only_with_their_digest(s3: bool) {
-    let (p, bucket, server) = project_on(s3, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let (p, bucket, server) = project_on(s3, &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
     let (_evil, evil_dir) = evil_build();
@@ -371,7 +365,7 @@ fn local_shard_copies_are_used_only_with_their_digest(s3: bool) {
         text.contains(&genuine) && !text.contains(&evil_sha),
         "{text}"
     );
-    let other = second_checkout(&p, server.as_ref(), PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let other = second_checkout(&p, server.as_ref(), &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     refused(
         &other,
         &bucket,
@@ -606,7 +600,7 @@ fn deploy_refused(p: &Project, bucket: &Bucket, target: &std::path::Path, ring: 
 /// with exit 3 unless `--allow-downgrade`; `pipe rollback`, a new and
 /// higher entry, deploys normally.
 fn deploy_refuses_older_or_foreign_heads(s3: bool) {
-    let (p, bucket, server) = project_on(s3, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let (p, bucket, server) = project_on(s3, &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     let ring = p.keyring();
     let target = tempfile::tempdir().unwrap();
     let t = target.path();
@@ -800,7 +794,7 @@ fn out_of_range_times_are_positioned_errors() {
 #[test]
 fn a_non_utf8_environment_variable_does_not_stop_a_deploy() {
     use std::os::unix::ffi::OsStrExt;
-    let (p, _bucket, _server) = project_on(false, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let (p, _bucket, _server) = project_on(false, &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     let ring = p.keyring();
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
@@ -827,7 +821,7 @@ fn a_non_utf8_environment_variable_does_not_stop_a_deploy() {
 /// signatures verify with the new keyring, and a deploy that accepts it.
 #[test]
 fn a_key_retired_in_the_second_of_a_promotion_still_vouches_for_it() {
-    let (p, _bucket, _server) = project_on(false, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let (p, _bucket, _server) = project_on(false, &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     let b1 = release(&p, "1.0.0");
     let promoted = p.pipe(&["--json", "promote", &b1, "--to", "dev"]);
     promoted.expect_code(0);
@@ -863,21 +857,27 @@ fn special_modes_need_the_package_to_say_so() {
         "files = [{ src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" }]",
         "files = [\n  { src = \"demo.txt\", dst = \"/usr/share/demo/demo.txt\" },\n  { src = \"su.sh\", dst = \"/usr/bin/demo-su\", mode = \"4755\" },\n  { src = \"su.sh\", dst = \"/usr/bin/demo-sg\", mode = \"2755\" },\n  { src = \"su.sh\", dst = \"/var/demo-drop\", mode = \"0666\" },\n]",
     );
-    let (p, _bucket, _server) = project_on(false, PIPELINE, &files);
+    let (p, _bucket, _server) = project_on(false, &PIPELINE, &files);
     p.write("pipeline.toml", &special);
     let out = p.pipe(&["validate"]);
     out.expect_code(2);
+    // Each error is positioned at its mode (line of the entry, column 53
+    // or 51).
+    let at = |entry: &str, column: usize| {
+        let line = special.lines().position(|l| l.contains(entry)).unwrap() + 1;
+        format!("pipeline.toml:{line}:{column}")
+    };
     for says in [
-        "pipeline.toml:17:53",
-        "sets the setuid bit",
-        "pipeline.toml:18:53",
-        "sets the setgid bit",
-        "pipeline.toml:19:51",
-        "sets the world-writable bit",
-        "allow_special_modes = true",
+        at("demo-su", 53),
+        "sets the setuid bit".into(),
+        at("demo-sg", 53),
+        "sets the setgid bit".into(),
+        at("demo-drop", 51),
+        "sets the world-writable bit".into(),
+        "allow_special_modes = true".into(),
     ] {
         assert!(
-            out.stderr.contains(says),
+            out.stderr.contains(&says),
             "{says:?} not in:\n{}",
             out.stderr
         );
@@ -937,7 +937,7 @@ fn no_secret_reaches_any_output() {
     const AWS_SECRET: &str = "planted-aws-secret-55d0e1b2";
     let server = pipe_e2e::s3::MotoServer::start();
     let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
+    p.write("pipeline.toml", &PIPELINE)
         .write("demo.txt", "1.0.0\n");
     let mut env: Vec<(String, String)> = server.env();
     env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
@@ -1050,7 +1050,8 @@ fn no_secret_reaches_any_output() {
 fn deploy_json_is_one_document_whatever_after_prints() {
     // The command is in the build's signed manifest: it fails for 1.1.0.
     let toml = format!(
-        "{PIPELINE}\n[deploy]\nafter = \"echo to-stdout; echo to-stderr >&2; if grep -q 1.1.0 usr/share/demo/demo.txt; then yes padding | head -c 3000000; echo last-words >&2; exit 5; fi\"\n"
+        "{}\n[deploy]\nafter = \"echo to-stdout; echo to-stderr >&2; if grep -q 1.1.0 usr/share/demo/demo.txt; then yes padding | head -c 3000000; echo last-words >&2; exit 5; fi\"\n",
+        *PIPELINE
     );
     let (p, _bucket, _server) = project_on(false, &toml, &[("demo.txt", "1.0.0\n")]);
     let ring = p.keyring();
@@ -1083,7 +1084,7 @@ fn deploy_json_is_one_document_whatever_after_prints() {
 /// else `[repository] architectures` (checked, positioned).
 #[test]
 fn suites_of_all_packages_list_the_architectures_clients_use() {
-    let (p, bucket, _server) = project_on(false, PIPELINE, &[("demo.txt", "1.0.0\n")]);
+    let (p, bucket, _server) = project_on(false, &PIPELINE, &[("demo.txt", "1.0.0\n")]);
     let b1 = release(&p, "1.0.0");
     p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
     let release_file = String::from_utf8(bucket.read("dists/dev/Release").unwrap()).unwrap();

@@ -6,26 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pipe_e2e::cli::Project;
+use pipe_e2e::fixture::Demo;
 
-const PIPELINE: &str = r#"[project]
-name = "demo"
-version = "1.0.0"
-source_date_epoch = 1700000000
-
-[packages.demo]
-summary = "Demo"
-arch = "all"
-maintainer = "Ops <ops@example.com>"
-formats = ["deb"]
-files = [{ src = "demo.txt", dst = "/usr/share/demo/demo.txt" }]
-"#;
+/// The demo project, package `demo` as a .deb whose `demo.txt` says
+/// `text`.
+fn demo(text: &str) -> Demo {
+    Demo::new().formats(&["deb"]).file("demo.txt", text)
+}
 
 /// A built project, its build directory and the exported keyring.
 fn built() -> (Project, PathBuf, PathBuf) {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo\n");
-    p.with_signing_key();
+    let p = demo("demo\n").create();
     let doc = p.pipe(&["--json", "build"]).expect_code(0).json();
     p.pipe(&["keys", "export", "--out", "release.asc"])
         .expect_code(0);
@@ -59,6 +50,33 @@ fn a_fresh_build_verifies() {
         .json();
     // Two signatures, the shards, the provenance's subjects, the artifact.
     assert_eq!(doc["checks"].as_array().unwrap().len(), 5, "{doc}");
+    // What the signed records hold: the artifact with its blob's store key
+    // (as `pipe build` named it), its inputs, and the shard that lists them
+    // (its key names its digest, and its file is in the build directory).
+    let built = p.pipe(&["--json", "build"]).expect_code(0).json();
+    let artifacts = doc["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 1, "{doc}");
+    let a = &artifacts[0];
+    assert_eq!(a["name"], "demo_1.0.0_all.deb");
+    assert_eq!(a["kind"], "deb");
+    assert_eq!(a["component"], "package demo");
+    assert_eq!(a["store_key"], built["artifacts"][0]["store_key"], "{doc}");
+    assert_eq!(a["sha256"], built["artifacts"][0]["sha256"], "{doc}");
+    let inputs: Vec<&str> = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(inputs.contains(&"demo.txt"), "{doc}");
+    let shards = doc["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 1, "{doc}");
+    let key = shards[0]["store_key"].as_str().unwrap();
+    let blake3 = shards[0]["blake3"].as_str().unwrap();
+    assert_eq!(key, format!("manifests/{}/{blake3}.json", &blake3[..2]));
+    let dir = std::path::PathBuf::from(built["dir"].as_str().unwrap());
+    let shard = std::fs::read(dir.join(key)).unwrap();
+    assert_eq!(blake3::hash(&shard).to_hex().as_str(), blake3);
 }
 
 #[test]
@@ -162,11 +180,7 @@ fn a_tampered_manifest_or_provenance_fails_its_signature() {
 #[test]
 fn another_keyring_is_refused_naming_the_signer() {
     let (p, _, _) = built();
-    let other = Project::new();
-    other
-        .write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo\n");
-    other.with_signing_key();
+    let other = demo("demo\n").create();
     other
         .pipe(&["keys", "export", "--out", "other.asc"])
         .expect_code(0);
@@ -240,10 +254,7 @@ fn rotation_keeps_old_builds_valid_and_a_retired_key_cannot_sign_anew() {
     // refused. (The revocation is dated a second after the rotation, so
     // that what the key signed in the rotation's own second stays valid.)
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let mut stale = Project::new();
-    stale
-        .write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo, stale\n");
+    let mut stale = demo("demo, stale\n").no_key().create();
     stale.env("PIPE_SIGNING_KEY", &old_key);
     stale.pipe(&["build"]).expect_code(0);
     let run = stale.pipe(&["verify", "--keyring", ring]);
@@ -254,9 +265,7 @@ fn rotation_keeps_old_builds_valid_and_a_retired_key_cannot_sign_anew() {
 
 #[test]
 fn an_expired_key_cannot_sign_a_build() {
-    let p = Project::new();
-    p.write("pipeline.toml", PIPELINE)
-        .write("demo.txt", "demo\n");
+    let p = demo("demo\n").no_key().create();
     p.pipe(&[
         "keys",
         "generate",

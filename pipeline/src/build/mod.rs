@@ -15,7 +15,7 @@ pub(crate) mod artifacts;
 pub(crate) mod epoch;
 pub(crate) mod key;
 pub mod plan;
-pub mod record;
+pub(crate) mod record;
 pub(crate) mod reuse;
 pub mod steps;
 pub mod verify;
@@ -50,7 +50,7 @@ pub(crate) const BUILDS_DIR: &str = ".pipe/builds";
 /// The file in [`BUILDS_DIR`] naming the newest build.
 pub(crate) const LATEST: &str = "latest";
 
-pub use crate::records::files;
+pub(crate) use crate::records::files;
 
 /// What a build produced.
 #[derive(Debug)]
@@ -68,7 +68,8 @@ pub struct BuildOutcome {
 }
 
 /// Sets the thread and memory budget every compressor of this process
-/// shares (`None`: the cores; [`stages::compress::DEFAULT_MEMORY`]). The
+/// shares (`None`: the cores; 512 MiB, the default of
+/// [`stages::compress::Limits`]). The
 /// build also runs at most `threads` artifact writers at once. Artifacts do
 /// not depend on it: the compressors' output is the same for any budget.
 pub fn set_compressor_limits(threads: Option<u32>, memory: Option<u64>) {
@@ -82,7 +83,7 @@ pub fn set_compressor_limits(threads: Option<u32>, memory: Option<u64>) {
 }
 
 /// The plan of `p` with every key that can be known before anything runs
-/// ([`Plan::keyed`]), as `pipe build --plan` shows it and [`execute`] runs
+/// (`Plan::keyed`), as `pipe build --plan` shows it and [`execute`] runs
 /// it. Reads and hashes the inputs.
 pub async fn plan(p: &Pipeline, key: Option<&SecretKey>) -> Result<(Plan, EpochSource)> {
     let (epoch, source) = epoch::source_date_epoch(p)?;

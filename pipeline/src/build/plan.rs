@@ -145,7 +145,7 @@ pub struct NotBuilt {
 }
 
 impl Plan {
-    /// The plan of `p`. No I/O: keys are left out ([`Plan::keyed`] adds
+    /// The plan of `p`. No I/O: keys are left out (`Plan::keyed` adds
     /// them).
     pub fn new(p: &Pipeline) -> Result<Plan> {
         let steps = steps::dependencies(p)?

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use super::TOOL_VERSION;
 use crate::artifact::ArtifactKind;
-pub use crate::records::Manifest;
+pub(crate) use crate::records::Manifest;
 
 /// Facts about one run of `pipe build`, for the provenance.
 #[derive(Debug, Clone)]
-pub struct RunFacts {
+pub(crate) struct RunFacts {
     /// A fresh id for this invocation.
     pub invocation_id: String,
     /// RFC 3339 start time.
@@ -60,7 +60,7 @@ fn subject_blobs(m: &Manifest) -> Vec<(String, crate::store::BlobRef)> {
 /// An in-toto Statement v1 with a SLSA Provenance v1 predicate for `m`.
 /// Its resolved dependencies are the manifest's shards too: each lists the
 /// input files of its artifacts with their digests.
-pub fn provenance(m: &Manifest, run: &RunFacts) -> Value {
+pub(crate) fn provenance(m: &Manifest, run: &RunFacts) -> Value {
     let subjects: Vec<Value> = subject_blobs(m)
         .into_iter()
         .map(|(name, blob)| json!({ "name": name, "digest": { "sha256": blob.sha256, "blake3": blob.blake3 } }))

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::files;
 use super::record::Manifest;
-use crate::records::manifest::build_key;
+use crate::artifact::Artifact;
+use crate::records::manifest::{Input, ShardRef, build_key};
 use crate::store::{BlobRef, Store, digest};
 use crate::{Error, Result};
 
@@ -23,7 +24,9 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Everything [`verify_build`] checked.
+/// Everything [`verify_build`] checked, and what the build holds: the
+/// records `pipe verify --json` lists (a script finds an artifact's blob or
+/// a shard's key there, from records whose signature was just checked).
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// The build id.
@@ -32,6 +35,25 @@ pub struct Report {
     pub signer: Verified,
     /// Every check, in the order made.
     pub checks: Vec<Check>,
+    /// Every artifact, from the verified shards.
+    pub artifacts: Vec<Artifact>,
+    /// Every input file, from the verified shards.
+    pub inputs: Vec<Input>,
+    /// The shards the signed manifest names.
+    pub shards: Vec<ShardRef>,
+}
+
+impl Report {
+    fn new(manifest: Manifest, signer: Verified, checks: Vec<Check>) -> Report {
+        Report {
+            build: manifest.build,
+            signer,
+            checks,
+            artifacts: manifest.artifacts,
+            inputs: manifest.inputs,
+            shards: manifest.shards,
+        }
+    }
 }
 
 /// A build's manifest whose signature, and whose provenance's signature and
@@ -67,11 +89,7 @@ pub async fn verify_build(dir: &Path, keyring: &Keyring) -> Result<Report> {
         })?;
         checks.push(check_blob(&a.name, &a.blob, &actual)?);
     }
-    Ok(Report {
-        build: manifest.build,
-        signer,
-        checks,
-    })
+    Ok(Report::new(manifest, signer, checks))
 }
 
 /// The largest build record (manifest, provenance, signature) read from a
@@ -131,11 +149,7 @@ pub async fn verify_published(store: &Store, build: &str, keyring: &Keyring) -> 
             ),
         });
     }
-    Ok(Report {
-        build: manifest.build,
-        signer,
-        checks,
-    })
+    Ok(Report::new(manifest, signer, checks))
 }
 
 /// Verifies a build's records (the files of [`files`], each got by `read`,

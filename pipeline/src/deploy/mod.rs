@@ -10,7 +10,7 @@
 //! 2. **verify**: the history chain and every entry's signature, the pointer
 //!    being the newest entry, the manifest and provenance signatures and the
 //!    build they name (one implementation with `pipe verify`,
-//!    [`crate::build::verify::verify_records`]), and each cached artifact's
+//!    `crate::build::verify::verify_records`), and each cached artifact's
 //!    digests. Only keys in the operator's keyring count.
 //! 3. **fetch**: each selected package into the cache, its blake3 and size
 //!    checked while streaming (a mismatch leaves nothing in the cache).

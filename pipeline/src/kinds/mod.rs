@@ -17,7 +17,7 @@
 //!   that fetch it by path (the apt/yum pool), if anywhere.
 //!
 //! Restoring from the cache and storing outputs is generic
-//! ([`crate::build::plan`]): an output is a file, a blob, an entry.
+//! ([`crate::build::plan`](mod@crate::build::plan)): an output is a file, a blob, an entry.
 
 mod deb;
 mod image;

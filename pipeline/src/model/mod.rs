@@ -1,7 +1,7 @@
 //! The `pipeline.toml` model (version 1): typed, validated as a whole.
 //!
 //! [`Pipeline::load`] parses the file, checks every section and cross
-//! reference, and returns either the model or [`Diagnostics`] holding every
+//! reference, and returns either the model or `Diagnostics` holding every
 //! problem found, each with its file, line and column.
 
 mod diag;
@@ -476,14 +476,14 @@ impl Pipeline {
     }
 
     /// Reads and validates `pipeline.toml` in `dir`, and the input files it
-    /// names ([`Inputs::Check`]: what `pipe validate` and `pipe build` do).
+    /// names (`Inputs::Check`: what `pipe validate` and `pipe build` do).
     pub fn load(dir: &Path) -> Result<Pipeline> {
         Self::load_with(dir, Inputs::Check)
     }
 
     /// Reads and validates `pipeline.toml` in `dir` without touching the
     /// input files it names and without its `[packages.NAME]` tables
-    /// ([`Inputs::StoreOnly`]): what the commands that work on the store
+    /// (`Inputs::StoreOnly`): what the commands that work on the store
     /// (publish, promote, rollback, refresh, history, status, deploy) need,
     /// at a cost independent of the number of packages and inputs. The
     /// returned [`Pipeline::packages`] is empty.

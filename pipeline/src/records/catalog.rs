@@ -28,7 +28,7 @@ use crate::{Error, Result};
 /// How many shards the catalog is cut into: at 20,000 packages a shard is
 /// about 75 KB, so a one-package publish writes about 80 KB of catalog,
 /// and a publish reads the catalog in `1 + BUCKETS` requests.
-pub const BUCKETS: u8 = 64;
+pub(crate) const BUCKETS: u8 = 64;
 
 const CATALOG_FORMAT: u32 = 1;
 

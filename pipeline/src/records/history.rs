@@ -62,7 +62,7 @@ impl Entry {
     }
 }
 
-/// An entry and its detached armored signature over [`Entry::canonical`].
+/// An entry and its detached armored signature over `Entry::canonical`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignedEntry {
     /// The entry.
@@ -81,7 +81,7 @@ pub struct Freshness {
     pub env: String,
     /// The head's sequence number.
     pub seq: u64,
-    /// The head's digest ([`Entry::digest`]).
+    /// The head's digest (`Entry::digest`).
     pub head: String,
     /// Unix seconds after which deploy refuses the head.
     pub expires: u64,
@@ -101,7 +101,7 @@ impl Freshness {
 pub struct SignedFreshness {
     /// The statement.
     pub freshness: Freshness,
-    /// Armored OpenPGP signature over [`Freshness::canonical`].
+    /// Armored OpenPGP signature over `Freshness::canonical`.
     pub signature: String,
 }
 

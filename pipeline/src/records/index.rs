@@ -3,7 +3,7 @@
 //! `other` fragments), recorded when the artifact is built so that no
 //! promotion reads an artifact again. It is kept in the manifest's shards,
 //! next to the artifacts it describes, which the signed manifest names by
-//! digest ([`super::manifest::load_shards`] checks them).
+//! digest (`super::manifest::load_shards` checks them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -171,7 +171,7 @@ pub async fn load(store: &Store, build: &str, keyring: &Keyring) -> Result<Publi
 /// has them (the build's own directory, or shards it read before): only the
 /// others are fetched. What a shard's bytes are is decided by the signed
 /// manifest alone, so where they come from does not matter: each is checked
-/// against the digests the signed root names ([`super::manifest::load_shards`]),
+/// against the digests the signed root names (`super::manifest::load_shards`),
 /// and a local copy that does not have the digest its name says is not used.
 pub async fn load_cached(
     store: &Store,

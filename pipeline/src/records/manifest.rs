@@ -25,7 +25,7 @@ use crate::{Error, Result};
 
 /// File names inside a build directory (`.pipe/builds/<id>/`) and under a
 /// published build's prefix (`layout::build_file`).
-pub mod files {
+pub(crate) mod files {
     /// The manifest.
     pub(crate) const MANIFEST: &str = "manifest.json";
     /// Its detached armored signature.
@@ -41,7 +41,7 @@ pub mod files {
 
 /// `manifest.json` of a build, with its shards read back: what the root
 /// says (serialised: the root is what is signed) and every artifact and
-/// input from its shards (not serialised; filled in by [`load_shards`]).
+/// input from its shards (not serialised; filled in by `load_shards`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// Manifest format version.
@@ -123,7 +123,7 @@ struct ShardWithoutInputs {
 }
 
 /// The shard bucket of the steps' inputs.
-pub const STEPS_BUCKET: &str = "steps";
+pub(crate) const STEPS_BUCKET: &str = "steps";
 
 /// The largest manifest shard read: at 20,000 packages a shard is about
 /// 160 KB.
@@ -151,7 +151,7 @@ pub(crate) fn bucket_count(components: usize) -> usize {
 }
 
 /// One artifact of a build, with what its shard keeps of it.
-pub struct Part {
+pub(crate) struct Part {
     /// The artifact.
     pub artifact: Artifact,
     /// The files it was made from.
@@ -162,7 +162,7 @@ pub struct Part {
 
 /// A manifest's shards: their references (for the root) and their files
 /// (name relative to the build directory or store root, bytes).
-pub struct Sharded {
+pub(crate) struct Sharded {
     /// For [`Manifest::shards`], in bucket order.
     pub refs: Vec<ShardRef>,
     /// Every shard file.
@@ -171,7 +171,7 @@ pub struct Sharded {
 
 /// Cuts the parts of a build into shards by bucket; the steps' inputs go in
 /// a shard of their own. Deterministic: the same parts give the same bytes.
-pub fn shard(parts: Vec<Part>, step_inputs: Vec<Input>) -> Sharded {
+pub(crate) fn shard(parts: Vec<Part>, step_inputs: Vec<Input>) -> Sharded {
     use std::collections::BTreeMap;
     let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
     let mut inputs: BTreeMap<String, BTreeMap<String, BlobRef>> = BTreeMap::new();
@@ -243,7 +243,7 @@ pub fn shard(parts: Vec<Part>, step_inputs: Vec<Input>) -> Sharded {
 /// inputs, and returns what the views need of them, each index fragment
 /// checked to be one of the shard's artifacts with its digest. Any
 /// mismatch is [`Error::Verify`]: the shard is not what was signed.
-pub fn load_shards(
+pub(crate) fn load_shards(
     manifest: &mut Manifest,
     read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
 ) -> Result<BuildIndex> {
@@ -254,7 +254,7 @@ pub fn load_shards(
 /// to be JSON but not read into [`Manifest::inputs`] (left empty): what a
 /// promotion needs is the artifacts and their index, and the inputs are
 /// about half of a shard's bytes.
-pub fn load_shards_with(
+pub(crate) fn load_shards_with(
     manifest: &mut Manifest,
     mut read: impl FnMut(&str) -> std::result::Result<Vec<u8>, String>,
     with_inputs: bool,
@@ -417,11 +417,11 @@ pub struct StepSummary {
 }
 
 /// The manifest format this pipe writes (2: a root and its shards).
-pub const MANIFEST_FORMAT: u32 = 2;
+pub(crate) const MANIFEST_FORMAT: u32 = 2;
 
 impl Manifest {
     /// Fills in `build` from the digest of everything else.
-    pub fn seal(mut self) -> Manifest {
+    pub(crate) fn seal(mut self) -> Manifest {
         self.build = String::new();
         let digest = blake3::hash(&self.to_json());
         self.build = format!("{}-{}", self.version, &digest.to_hex()[..16]);
@@ -430,7 +430,7 @@ impl Manifest {
 
     /// The canonical bytes: pretty JSON, fields in declaration order, a final
     /// newline.
-    pub fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         let mut v = crate::json::to_vec_pretty(self);
         v.push(b'\n');
         v
@@ -445,7 +445,7 @@ pub(crate) fn build_key(build: &str, file: &str) -> String {
 /// Parses a manifest's root; `what` names where it came from. A manifest of
 /// another format (an older pipe's, which listed every artifact and input
 /// itself) is refused, with the hint to build again.
-pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
+pub(crate) fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
     let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::Verify {
         what: what.to_string(),
         detail: format!("not a build manifest: {e}"),
@@ -478,7 +478,7 @@ pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
 /// its manifest and shards, checked against each other (not against a
 /// signature: this is the local build `pipe publish` sends, whose records
 /// every reader verifies).
-pub fn read_local(dir: &std::path::Path) -> Result<(Manifest, BuildIndex)> {
+pub(crate) fn read_local(dir: &std::path::Path) -> Result<(Manifest, BuildIndex)> {
     let path = dir.join(files::MANIFEST);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let mut m = parse_manifest(&bytes, &path.display().to_string())?;

@@ -13,7 +13,7 @@
 //!
 //! Repositories: `[registry] url = "HOST[:PORT]/NAMESPACE"` puts image
 //! `NAME` at `HOST[:PORT]/NAMESPACE/NAME`. `insecure = true` speaks plain
-//! HTTP to that host (a registry on loopback). Credentials: [`auth`].
+//! HTTP to that host (a registry on loopback). Credentials: `auth`.
 //! Errors name the registry, the image and what failed, and say whether
 //! the registry was unreachable, refused the credentials or refused the
 //! content.
@@ -36,9 +36,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Mutex;
 
 pub use self::auth::{CredentialSources, Credentials};
+pub(crate) use self::push::move_tags_known;
 pub use self::push::{
-    ImagePublished, PROVENANCE_TYPE, Prepushed, SeedReport, TagMoved, move_tags, move_tags_known,
-    publish_build, push_build_blobs, seed,
+    ImagePublished, Prepushed, SeedReport, TagMoved, move_tags, publish_build, push_build_blobs,
+    seed,
 };
 use crate::error::RegistryFailure;
 use crate::{Error, Result};
@@ -245,7 +246,7 @@ impl Registry {
         })
     }
 
-    /// Uploads blobs larger than `bytes` in chunks ([`MONOLITHIC_MAX`]
+    /// Uploads blobs larger than `bytes` in chunks (`MONOLITHIC_MAX`
     /// unless told).
     pub fn with_monolithic_max(mut self, bytes: u64) -> Registry {
         self.monolithic_max = bytes;
@@ -554,7 +555,7 @@ impl Registry {
 
     /// Pushes the layers and the configuration of an image unless present
     /// (several at once), and nothing else: no manifest, no tag.
-    pub async fn push_blobs<'b>(
+    pub(crate) async fn push_blobs<'b>(
         &self,
         name: &str,
         blobs: &'b ImageBlobs,

@@ -26,7 +26,7 @@ use crate::store::{Store, layout};
 use crate::{Error, Result};
 
 /// The `artifactType` of the provenance attached to an image.
-pub const PROVENANCE_TYPE: &str = "application/vnd.in-toto+json";
+pub(crate) const PROVENANCE_TYPE: &str = "application/vnd.in-toto+json";
 
 /// One image pushed by [`publish_build`] or [`seed`].
 #[derive(Debug, Clone, Serialize)]
@@ -425,7 +425,7 @@ pub async fn move_tags(
 /// written when it is right); any other is moved straight away (one `PUT`,
 /// which moves it whatever it names): a promotion's tag move is one
 /// request. `None`: every tag is checked first.
-pub async fn move_tags_known(
+pub(crate) async fn move_tags_known(
     reg: &Registry,
     store: &Store,
     images: &[IndexedImage],

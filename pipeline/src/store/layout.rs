@@ -93,7 +93,7 @@ pub(crate) fn catalog_shard(blake3_hex: &str) -> String {
 }
 
 /// `manifests/<first 2 hex>/<blake3>.json`: a shard of a build manifest
-/// ([`crate::records::manifest::Shard`]), named by its content and shared
+/// (`crate::records::manifest::Shard`), named by its content and shared
 /// by every build whose manifest names it. The same relative path in a
 /// local build directory.
 pub fn manifest_shard(blake3_hex: &str) -> String {

@@ -1,16 +1,16 @@
 //! The consumer views of each environment, regenerated from its pointer
-//! through one interface, [`View`]: the apt suite `dists/ENV` and the yum
+//! through one interface, `View`: the apt suite `dists/ENV` and the yum
 //! repository `yum/ENV` today; a registry tag and a machine-image pointer
 //! are the next two.
 //!
-//! [`run`] runs every view after a pointer moved (promote, rollback) and for
+//! `run` runs every view after a pointer moved (promote, rollback) and for
 //! `pipe refresh`. The pointer is the commit point: a view that fails is
 //! reported ([`ViewOutcome::Failed`]) and does not undo it; the next
 //! `pipe refresh` (or promotion of the same build) completes it.
 //!
 //! **Invariant: an older view is never written over a newer one.** Each view
 //! of each environment has a state record (`views/ENV/VIEW.json`,
-//! [`crate::records::view`]) naming the history entry it shows. Every write
+//! `crate::records::view`) naming the history entry it shows. Every write
 //! of it is conditional on the version read, and a regeneration goes:
 //! 1. read the state; if it shows a newer entry than ours, stop
 //!    ([`ViewOutcome::Superseded`]); if another live regeneration holds a
@@ -23,7 +23,7 @@
 //!    version of our claim.
 //!
 //! A claim whose process is gone (same host, no such pid) or that is older
-//! than [`CLAIM_LEASE`] (any host) is stale and may be taken: a killed
+//! than `CLAIM_LEASE` (any host) is stale and may be taken: a killed
 //! regeneration does not block the next one.
 
 pub(crate) mod apt;

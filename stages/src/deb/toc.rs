@@ -85,7 +85,7 @@ impl Toc {
     }
 
     /// Reads a table from the member's bytes, refusing one that inflates
-    /// beyond [`TOC_MAX`] or has another format.
+    /// beyond `TOC_MAX` or has another format.
     pub fn decode(r: impl Read) -> std::result::Result<Toc, String> {
         let mut json = Vec::new();
         flate2::read::GzDecoder::new(r)

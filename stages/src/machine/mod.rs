@@ -3,7 +3,7 @@
 //! post-install script, generalised so one image starts many machines.
 //!
 //! A bake, in order (each step reported through [`Reporter`]):
-//! 1. the tools are found on `PATH` ([`tools`]); a missing one is an error
+//! 1. the tools are found on `PATH` (`tools`); a missing one is an error
 //!    naming the Debian package that provides it, before any work;
 //! 2. the base is unpacked into a scratch directory (`rootfs`): every entry
 //!    checked, ownership, modes and device nodes kept; a tarball that is

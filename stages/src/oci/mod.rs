@@ -16,7 +16,7 @@
 //! - **Base layers** are copied from the base tarball unchanged (their
 //!   digests are checked on the way) and come first.
 //! - **Configuration, manifest.** Built with `oci-spec`'s types and written
-//!   as canonical JSON (every object's keys sorted; see [`json`]), so a
+//!   as canonical JSON (every object's keys sorted; see `json`), so a
 //!   label map's iteration order never reaches a digest. `created` and every
 //!   history entry are `SOURCE_DATE_EPOCH`.
 //! - **Layout tarball** ([`write_layout`]): `oci-layout`, `index.json`

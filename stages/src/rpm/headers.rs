@@ -23,7 +23,7 @@ const MAGIC: [u8; 3] = [0x8e, 0xad, 0xe8];
 
 /// Checks the lead and both headers `reader` starts with; `Err` says what
 /// is wrong. Reads the headers only (never the payload), at most twice
-/// [`MAX_DATA`] plus the index.
+/// `MAX_DATA` plus the index.
 pub fn check_headers(reader: &mut impl Read) -> Result<(), String> {
     let mut lead = [0u8; LEAD];
     reader

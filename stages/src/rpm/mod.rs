@@ -4,7 +4,7 @@
 //! - Name, version, release `1`, architecture in RPM's spelling (the caller
 //!   passes `Arch::rpm()`: `x86_64`, `noarch`, ...); the file is
 //!   `NAME-VERSION-1.ARCH.rpm`.
-//! - Relations are mapped from Debian syntax (see [`RpmPackage::relations`]).
+//! - Relations are mapped from Debian syntax (see `relations`).
 //! - Every entry is owned by `root:root` and dated `mtime`; the build time
 //!   and the signature are dated `mtime` too, so the same inputs give the
 //!   same bytes wherever they are built. Configuration files are
@@ -86,7 +86,7 @@ pub struct RpmPackage {
     pub packager: Option<String>,
     /// Project home page.
     pub url: Option<String>,
-    /// `Group`; [`DEFAULT_GROUP`] when `None`.
+    /// `Group`; `DEFAULT_GROUP` when `None`.
     pub group: Option<String>,
     /// Relationships in Debian syntax: `Depends` → `Requires`,
     /// `Pre-Depends` → `Requires(pre)`, `Recommends` and `Suggests`
@@ -100,7 +100,7 @@ pub struct RpmPackage {
     pub relations: Relations,
     /// Contents, as [`crate::tree::resolve`] returns them. The package
     /// owns every directory in it except those a base system owns
-    /// ([`crate::tree::SYSTEM_DIRECTORIES`]): owning `/usr/bin` would clash
+    /// (`crate::tree::SYSTEM_DIRECTORIES`): owning `/usr/bin` would clash
     /// with the `filesystem` package, while owning `/etc/hello` makes
     /// `rpm -e` remove it and `rpm -qf` name the package.
     pub entries: Vec<Entry>,

@@ -4,6 +4,7 @@ use keys::Keyring;
 use pipeline::Result;
 use pipeline::build::build_dir;
 use pipeline::build::verify::{verify_build, verify_published};
+use pipeline::store::layout::manifest_shard;
 use serde_json::json;
 
 use crate::Context;
@@ -40,7 +41,37 @@ pub async fn run(cx: &Context, args: &VerifyArgs) -> Result<()> {
             s.push_str(&format!("build {} verified\n", report.build));
             s
         },
-        || json!({ "ok": true, "build": report.build, "signer": report.signer, "checks": report.checks }),
+        || {
+            json!({
+                "ok": true,
+                "build": report.build,
+                "signer": report.signer,
+                "checks": report.checks,
+                // What the verified records hold, with each blob's store key.
+                "artifacts": report.artifacts.iter().map(|a| json!({
+                    "name": a.name,
+                    "kind": a.kind,
+                    "component": a.component,
+                    "store_key": a.blob.key(),
+                    "size": a.blob.size,
+                    "sha256": a.blob.sha256,
+                    "blake3": a.blob.blake3,
+                })).collect::<Vec<_>>(),
+                "inputs": report.inputs.iter().map(|i| json!({
+                    "path": i.path,
+                    "size": i.blob.size,
+                    "sha256": i.blob.sha256,
+                    "blake3": i.blob.blake3,
+                })).collect::<Vec<_>>(),
+                "shards": report.shards.iter().map(|s| json!({
+                    "bucket": s.bucket,
+                    "store_key": manifest_shard(&s.blob.blake3),
+                    "size": s.blob.size,
+                    "sha256": s.blob.sha256,
+                    "blake3": s.blob.blake3,
+                })).collect::<Vec<_>>(),
+            })
+        },
     );
     Ok(())
 }
