@@ -28,7 +28,8 @@
 #   update   one package added to an environment of BENCH_UPDATE_N packages (default: the
 #            largest size): pipe publish + promote of the build with one package more vs
 #            aptly repo add (one .deb) + publish update, and vs createrepo_c --update after
-#            adding one .rpm (+ signing repomd.xml)
+#            adding one .rpm (+ signing repomd.xml); then `pipe history dev` of that
+#            environment (N+1 packages in pipeline.toml), timed alone
 #
 # Environment:
 #   BENCH_DIR        work directory (default: a new mktemp -d under $TMPDIR or /tmp)
@@ -42,6 +43,13 @@
 #   BENCH_UPDATE_RUNS timed runs of the update case (default 3)
 #   BENCH_PIPE       use this pipe binary instead of `cargo build --release --bin pipe`
 #                    (which otherwise runs first and respects $CARGO_TARGET_DIR)
+#   BENCH_BUILD_PIPE the pipe binary that runs the untimed `pipe build` of the bench
+#                    projects (default: the measured one). The builds are kept in the work
+#                    dir keyed by this binary's hash, so a later run with a new measured
+#                    binary reuses packages built once (20,000 x 2 formats take about an
+#                    hour). Only valid when the two binaries agree on everything a build
+#                    writes (packages, records, shards, catalog): give it only when the
+#                    measured binary's changes leave the build output alone.
 #   BENCH_NO_INSTALL=1  do not run scripts/install-deps.sh bench
 #
 # Timing: every step is one whole process timed from outside (date +%s%N);
@@ -73,9 +81,10 @@ for case, n, run, side, name, secs in rows:
         total[case, int(n), int(run), side] += float(secs)
     steps[case, int(n), side, name].append(float(secs))
 anchors = {"apt": ["ftparchive", "aptly"], "apt-s3": ["aptly"], "yum": ["createrepo"],
-           "update-deb": ["aptly"], "update-rpm": ["createrepo"]}
+           "update-deb": ["aptly"], "update-rpm": ["createrepo"], "history": []}
 what = {"apt": "apt suite, local", "apt-s3": "apt suite, S3 (moto)", "yum": "yum repo, local",
-        "update-deb": "+1 .deb, local", "update-rpm": "+1 .rpm, local"}
+        "update-deb": "+1 .deb, local", "update-rpm": "+1 .rpm, local",
+        "history": "pipe history dev, local"}
 tool = {"ftparchive": "apt-ftparchive + gpg", "aptly": "aptly", "createrepo": "createrepo_c + gpg"}
 med = st.median
 def brk(case, n, side):
@@ -143,13 +152,15 @@ W=$(cd "$W" && pwd)
 # A work dir of an earlier run is reused: its generated sources always (they
 # are seeded), its pipe builds (in/pipe-HASH/) when the same pipe binary made
 # them. Every run's outputs go to a new directory O.
-B=$W/in/pipe-$(sha256sum <"$pipe" | cut -c1-16)
+build_pipe=${BENCH_BUILD_PIPE:-$pipe}
+[ -x "$build_pipe" ] || die "no pipe binary at $build_pipe (BENCH_BUILD_PIPE)"
+B=$W/in/pipe-$(sha256sum <"$build_pipe" | cut -c1-16)
 if [ -n "$(ls -A "$W")" ]; then
   [ -d "$W/in" ] || die "$W is not empty and holds no inputs: give a fresh BENCH_DIR"
   echo "== reusing the inputs in $W/in"
 fi
 mkdir -p "$B"
-"$pipe" --version >"$B/pipe.version"
+"$build_pipe" --version >"$B/pipe.version"
 O=$W/out-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$O/runs" "$O/logs"
 echo "== work dir $W, this run's outputs in $O"
@@ -243,11 +254,13 @@ if [ "$(cat "$W/in/src.count" 2>/dev/null || echo 0)" -lt "$max" ]; then
 fi
 
 declare -A build_id # "N-FMT" -> build id
+declare -A last_built # FMT -> the largest N built so far
 # project N FMT: builds the pipe project of the first N packages as FMT
-# (untimed). The project of N+1 starts as a copy of N's, so only the new
-# package is built.
+# (untimed). It starts as a copy of the largest smaller project built (N-1
+# for N+1; 2,001 for 20,000), so only the packages it adds are built.
 project() {
-  local n=$1 fmt=$2 p=$B/proj-$1-$2 base=$B/proj-$(($1 - 1))-$2
+  local n=$1 fmt=$2 p=$B/proj-$1-$2 base=$B/proj-${last_built[$2]:-0}-$2
+  last_built[$fmt]=$n
   if [ -s "$p.build" ]; then # built by an earlier run of this pipe binary
     build_id[$n-$fmt]=$(cat "$p.build")
     return
@@ -265,7 +278,7 @@ project() {
   sed "s/^formats = .*/formats = [\"$fmt\"]/" "$p/pipeline.toml.all" >"$p/pipeline.toml"
   rm -f "$p/pipeline.toml.all"
   local s=$SECONDS
-  build_id[$n-$fmt]=$("$pipe" --json -q -C "$p" build | python3 -c 'import json, sys; print(json.load(sys.stdin)["build"])')
+  build_id[$n-$fmt]=$("$build_pipe" --json -q -C "$p" build | python3 -c 'import json, sys; print(json.load(sys.stdin)["build"])')
   echo "   built $n x $fmt in $((SECONDS - s)) s: ${build_id[$n-$fmt]}"
   # The bare packages, for the anchors (hard links: they only read them).
   mkdir -p "$B/pkgs-$n-$fmt"
@@ -461,6 +474,9 @@ case_update() {
     for fmt in deb rpm; do
       pipe_side pipe "update-$fmt" "$n" "$r" "$fmt" "$O/runs/update-$fmt-$n-$r-pipe/store" "$m"
     done
+    # The history of that environment (two entries), as a whole process.
+    step history "$m" "$r" pipe history "$pipe" -q -C "$B/proj-$m-deb" \
+      --store "$O/runs/update-deb-$n-$r-pipe/store" history dev
     local d=$O/runs/update-deb-$n-$r-aptly
     cp -a "$b/aptly" "$d"
     aptly_conf "$d"
@@ -528,12 +544,14 @@ case_requests() {
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  cores: $(nproc)  mem: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "$("$pipe" --version 2>/dev/null || echo pipe): HEAD $(git -C "$repo" rev-parse --short HEAD), last change outside the benches $(git -C "$repo" log -1 --format=%h -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts')$(git -C "$repo" diff --quiet HEAD -- . ':!benches' ':!BENCHMARKS.md' ':!README.md' ':!scripts' || echo ' + uncommitted changes')"
+  echo "measured binary: $pipe (sha256 $(sha256sum <"$pipe" | cut -c1-16)); packages built by $build_pipe (sha256 $(sha256sum <"$build_pipe" | cut -c1-16)); HEAD above is the checkout's, not necessarily the binary's"
   echo "aptly $(aptly version | awk '{print $3}'), $(apt-ftparchive --version 2>/dev/null | head_n 1 || echo apt-ftparchive), createrepo_c $(createrepo_c --version | awk '{print $2}'), $(gpg --version | head_n 1)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$O/header.txt"
 
-# The local cases at the small sizes first, then the update, then S3 at the
-# small sizes, then the large sizes: the longest last.
+# The local cases at the small sizes first, then the update (and `pipe
+# history` of its environment), the local cases at the large sizes, the
+# request counts, then S3: the longest last.
 sized_cases() { # small|large local|s3
   local n c
   for n in $sizes; do
@@ -544,11 +562,15 @@ sized_cases() { # small|large local|s3
     done
   done
 }
-if has_case requests; then case_requests | tee "$O/requests.md"; fi
 sized_cases small local
 if has_case update; then case_update; fi
-sized_cases small s3
 sized_cases large local
+if has_case requests; then
+  # Started here, not in the pipeline's subshell: the EXIT trap stops it.
+  start_moto
+  case_requests | tee "$O/requests.md"
+fi
+sized_cases small s3
 sized_cases large s3
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$O/header.txt"
 

@@ -282,6 +282,13 @@ pub struct RenderedSuite {
     pub reused_chunks: usize,
     /// Chunks compressed.
     pub compressed_chunks: usize,
+    /// Set by a caller that passes this rendering as `previous` to
+    /// [`render_suite`] and vouches for its chunk tables (it checked a
+    /// signature of the repository's key over them and over the digests of
+    /// the `.gz` and `.xz` files they describe, and the files have those
+    /// digests): its chunks are then reused without being decompressed.
+    /// Otherwise each is reused only once it decompresses to the new text.
+    pub chunks_vouched: bool,
 }
 
 /// Two renderings are equal when they have the same files: how many
@@ -446,11 +453,23 @@ pub fn render_suite(
             h.is_multiple_of(n)
         }
     };
-    let mut plains: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut all_cuts: Vec<Vec<usize>> = Vec::new();
+    let mut plains: Vec<(String, Arc<[u8]>)> = Vec::new();
+    let mut all_cuts: Vec<Arc<[usize]>> = Vec::new();
     for comp in &components {
         let entries = by_comp.get(comp.as_str());
+        // A component of packages of architecture `all` only lists the same
+        // text under every architecture: made (and later hashed) once.
+        let only_all = entries
+            .into_iter()
+            .flatten()
+            .all(|((_, a, _, _), _)| *a == "all");
+        let mut shared: Option<SharedText> = None;
         for arch in &architectures {
+            if let (true, Some((text, cuts))) = (only_all, &shared) {
+                plains.push((format!("{comp}/binary-{arch}"), text.clone()));
+                all_cuts.push(cuts.clone());
+                continue;
+            }
             let mut text = Vec::new();
             let mut cuts = Vec::new();
             let mut cut_next = false;
@@ -465,6 +484,10 @@ pub fn render_suite(
                     text.extend_from_slice(s.text.as_bytes());
                     cut_next = cuts_after(s);
                 }
+            }
+            let (text, cuts): (Arc<[u8]>, Arc<[usize]>) = (text.into(), cuts.into());
+            if only_all {
+                shared = Some((text.clone(), cuts.clone()));
             }
             plains.push((format!("{comp}/binary-{arch}"), text));
             all_cuts.push(cuts);
@@ -491,14 +514,25 @@ pub fn render_suite(
             gz: &set.gz,
             xz: &set.xz,
             chunks: &set.chunks,
+            vouched: previous.is_some_and(|p| p.chunks_vouched),
         })
         .collect();
-    let digests: Vec<String> = plains.iter().map(|(_, t)| common::sha256_hex(t)).collect();
+    // Shared texts are hashed once.
+    let mut text_sums: HashMap<(usize, usize), String> = HashMap::new();
+    let digests: Vec<String> = plains
+        .iter()
+        .map(|(_, t)| {
+            text_sums
+                .entry((t.as_ptr() as usize, t.len()))
+                .or_insert_with(|| common::sha256_hex(t))
+                .clone()
+        })
+        .collect();
     let mut todo: BTreeMap<&str, (&str, &[u8], &[usize])> = BTreeMap::new();
     for (((dir, text), d), cuts) in plains.iter().zip(&digests).zip(&all_cuts) {
         if !known.contains_key(d) {
             todo.entry(d.as_str())
-                .or_insert((dir.as_str(), text.as_slice(), cuts.as_slice()));
+                .or_insert((dir.as_str(), &text[..], &cuts[..]));
         }
     }
     let preset = config.xz_preset.min(9);
@@ -529,10 +563,7 @@ pub fn render_suite(
                 what: format!("{dir}/Packages"),
                 detail: format!("no compressed index was made for its text (sha256 {d})"),
             })?;
-            let plain = shared
-                .entry(d.as_str())
-                .or_insert_with(|| Arc::from(text))
-                .clone();
+            let plain = shared.entry(d.as_str()).or_insert(text).clone();
             Ok(IndexSet {
                 dir,
                 plain,
@@ -590,6 +621,7 @@ pub fn render_suite(
         indices,
         reused_chunks,
         compressed_chunks,
+        chunks_vouched: false,
     })
 }
 
@@ -640,6 +672,10 @@ impl Sums {
         (md5, self.sha256(bytes))
     }
 }
+
+/// One `Packages` text and where its chunks end, shared between the
+/// architectures of a component of `all` packages.
+type SharedText = (Arc<[u8]>, Arc<[usize]>);
 
 /// `Packages.gz` and `Packages.xz` of one `Packages` text, and their chunks.
 type Compressed = (Arc<[u8]>, Arc<[u8]>, Vec<crate::Chunk>);

@@ -594,6 +594,10 @@ pub struct RenderedRepo {
     pub data: Vec<DataFile>,
     /// `repodata/repomd.xml`.
     pub repomd: String,
+    /// Set by a caller that passes this rendering as `previous` and vouches
+    /// for its chunk tables (see `apt::RenderedSuite::chunks_vouched`):
+    /// its gzip members are then reused without being decompressed.
+    pub chunks_vouched: bool,
 }
 
 const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
@@ -723,6 +727,7 @@ pub fn render_repo_chunked(
                             gz: &d.gz,
                             xz: &[],
                             chunks: &d.chunks,
+                            vouched: previous.is_some_and(|p| p.chunks_vouched),
                         })
                         .collect();
                     let out = chunked::compress(
@@ -779,6 +784,7 @@ pub fn render_repo_chunked(
         dir: config.dir.clone(),
         data,
         repomd,
+        chunks_vouched: false,
     })
 }
 

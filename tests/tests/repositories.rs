@@ -1112,3 +1112,123 @@ fn chunked_indices_are_read_by_apt_and_dnf_and_kept_across_generations() {
     let pol = text(&run(apt.cmd("apt-cache").args(["policy", "foxtrot"])));
     assert!(pol.contains("Candidate: 1.0.0"), "{pol}");
 }
+
+/// A view keeps its chunk table signed by the repository key, and the next
+/// generation reuses those chunks without decompressing them. A table a
+/// bucket writer changed (its signature kept) no longer verifies: its chunks
+/// are checked by decompressing them again, and the lie reaches nothing
+/// signed. Here the lie swaps the text digests of two chunks: believed, the
+/// new `Packages.gz`, `Packages.xz` and `primary.xml.gz` would list the
+/// stanzas in the wrong order (or twice) and differ from what they claim.
+#[test]
+fn a_chunk_table_changed_in_the_store_is_checked_again() {
+    let (mut p, _key) = project();
+    p.env("PIPE_TEST_APT_CHUNK_STANZAS", "1");
+    p.env("PIPE_TEST_YUM_CHUNK_PACKAGES", "1");
+    p.env("PIPE_LOG", "pipeline::views::apt=debug");
+    let store = p.path().join(".pipe/store");
+    let with = |names: &[&str]| -> String {
+        let mut t = PIPELINE.to_string();
+        for n in names {
+            t.push_str(&format!(
+                "\n[packages.{n}]\nsummary = \"{n}\"\narch = \"all\"\nmaintainer = \"Ops <ops@example.com>\"\nlicense = \"MIT\"\nformats = [\"deb\", \"rpm\"]\nfiles = [{{ src = \"demo.txt\", dst = \"/usr/share/{n}/demo.txt\" }}]\n"
+            ));
+        }
+        t
+    };
+    let reused = |out: &pipe_e2e::cli::Run| -> usize {
+        out.stderr
+            .split("reused=")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no chunk count logged:\n{}", out.stderr))
+    };
+    let dir = store.join("dists/dev/main/binary-amd64");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let whole = |gz: &[u8], xz: &[u8]| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        flate2::read::MultiGzDecoder::new(gz)
+            .read_to_end(&mut a)
+            .unwrap();
+        liblzma::read::XzDecoder::new(xz)
+            .read_to_end(&mut b)
+            .unwrap();
+        (a, b)
+    };
+    p.write("pipeline.toml", &with(&["alpha", "bravo", "delta"]));
+    let b1 = release(&p, "1.0.0");
+    p.pipe(&["promote", &b1, "--to", "dev"]).expect_code(0);
+    // A signed table is reused as it is: every unchanged chunk, none
+    // decompressed (the count is the same either way; the output below
+    // shows what a wrong belief would do).
+    p.write("pipeline.toml", &with(&["alpha", "bravo", "delta", "echo"]));
+    let b2 = release(&p, "1.0.0");
+    let out = p.pipe(&["promote", &b2, "--to", "dev"]);
+    out.expect_code(0);
+    assert!(reused(&out) >= 3, "{}", out.stderr);
+    let state_path = store.join("views/dev/apt.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    assert!(
+        state["data"]["chunks_signature"].is_string(),
+        "the apt state carries a signature over its chunk table: {state}"
+    );
+    let yum_path = store.join("views/dev/yum.json");
+    let yum: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&yum_path).unwrap()).unwrap();
+    assert!(yum["data"]["chunks_signature"].is_string(), "{yum}");
+
+    // The writer swaps the digests of the first two chunks of every table.
+    let swap = |path: &Path| {
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for table in state["data"]["chunks"].as_array_mut().unwrap() {
+            let chunks = table[1].as_array_mut().unwrap();
+            let a = chunks[0]["sha256"].clone();
+            chunks[0]["sha256"] = chunks[1]["sha256"].clone();
+            chunks[1]["sha256"] = a;
+        }
+        std::fs::write(path, serde_json::to_vec(&state).unwrap()).unwrap();
+    };
+    swap(&state_path);
+    swap(&yum_path);
+    p.write(
+        "pipeline.toml",
+        &with(&["alpha", "bravo", "delta", "echo", "foxtrot"]),
+    );
+    let b3 = release(&p, "1.0.0");
+    let out = p.pipe(&["promote", &b3, "--to", "dev"]);
+    out.expect_code(0);
+    let plain = read("Packages");
+    let (gz, xz) = whole(&read("Packages.gz"), &read("Packages.xz"));
+    assert!(gz == plain, "Packages.gz is not Packages");
+    assert!(xz == plain, "Packages.xz is not Packages");
+    // The yum data: primary.xml.gz decompresses to what repomd.xml says.
+    let repomd = std::fs::read_to_string(store.join("yum/dev/repodata/repomd.xml")).unwrap();
+    let primary = std::fs::read(store.join("yum/dev").join(primary_href(&repomd))).unwrap();
+    let mut xml = Vec::new();
+    flate2::read::MultiGzDecoder::new(&primary[..])
+        .read_to_end(&mut xml)
+        .unwrap();
+    let open = repomd
+        .split("<data type=\"primary\">")
+        .nth(1)
+        .and_then(|t| t.split("<open-checksum type=\"sha256\">").nth(1))
+        .and_then(|t| t.split('<').next())
+        .unwrap();
+    assert_eq!(
+        sha256_hex(&xml),
+        open,
+        "primary.xml.gz is what repomd.xml says"
+    );
+    let names: Vec<&str> = ["alpha", "bravo", "delta", "echo", "foxtrot"].to_vec();
+    let listed = String::from_utf8_lossy(&plain);
+    for n in names {
+        assert_eq!(
+            listed.matches(&format!("Package: {n}\n")).count(),
+            1,
+            "{n} listed once:\n{listed}"
+        );
+    }
+}

@@ -180,6 +180,7 @@ conformance!(
     compare_and_swap_race,
     blob_put_twice_uploads_once,
     copy_made_inside_the_store,
+    copy_replaces_and_stays_apart,
     batch_writes_then_flush,
     corrupted_blob_detected,
     failing_stream_leaves_nothing,
@@ -547,6 +548,52 @@ async fn copy_made_inside_the_store(env: Env) {
             .is_err()
     );
     assert!(store.head("pool/x").await.unwrap().is_none());
+}
+
+/// `Store::copy` (index files of the same bytes): `to` gets `from`'s bytes,
+/// replacing what it held; replacing `from` afterwards leaves `to` as it was
+/// (locally the two share a file until one is replaced, always by a new
+/// file); a missing source is an error and leaves `to` alone.
+async fn copy_replaces_and_stays_apart(env: Env) {
+    let store = env.open().await;
+    let put = |key: &'static str, bytes: &'static [u8]| {
+        let store = &store;
+        async move {
+            store
+                .put(key, Body::from_bytes(bytes.to_vec()), Condition::Overwrite)
+                .await
+                .unwrap();
+        }
+    };
+    put("dists/dev/main/binary-amd64/Packages", b"new index\n").await;
+    put("dists/dev/main/binary-arm64/Packages", b"old index\n").await;
+    store
+        .copy(
+            "dists/dev/main/binary-amd64/Packages",
+            "dists/dev/main/binary-arm64/Packages",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(&store, "dists/dev/main/binary-arm64/Packages").await,
+        b"new index\n"
+    );
+    put("dists/dev/main/binary-amd64/Packages", b"next index\n").await;
+    assert_eq!(
+        read_all(&store, "dists/dev/main/binary-arm64/Packages").await,
+        b"new index\n",
+        "replacing the source does not reach the copy"
+    );
+    assert!(
+        store
+            .copy("dists/dev/none", "dists/dev/main/binary-arm64/Packages")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        read_all(&store, "dists/dev/main/binary-arm64/Packages").await,
+        b"new index\n"
+    );
 }
 
 /// Writes through a batch handle are visible at once to every handle, and

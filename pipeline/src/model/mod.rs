@@ -28,9 +28,14 @@ pub(crate) enum Inputs {
     /// Stat, resolve and read them, reporting each problem at its position
     /// in `pipeline.toml` (`pipe validate`, `pipe build`).
     Check,
-    /// Leave them alone: the model only. A [`FileEntry::is_dir`] is then what
-    /// `src` declares (a trailing `/`), not what is on disk.
-    Skip,
+    /// Leave them alone, and do not read the `[packages.NAME]` tables at
+    /// all ([`Pipeline::packages`] is empty, and references to packages are
+    /// not checked): what the commands that work on the store need, which
+    /// never look at a package declaration or an input file. Parsing is
+    /// then proportional to the rest of the file, not to the number of
+    /// packages. A [`FileEntry::is_dir`] (of a step's outputs, say) is what
+    /// the file declares (a trailing `/`), not what is on disk.
+    StoreOnly,
 }
 
 /// A validated `pipeline.toml`.
@@ -55,7 +60,8 @@ pub struct Pipeline {
     pub environments: Vec<Environment>,
     /// `[steps.NAME]`, by name: static build work whose outputs packages use.
     pub steps: BTreeMap<String, Step>,
-    /// `[packages.NAME]`, by name.
+    /// `[packages.NAME]`, by name (empty when loaded by
+    /// [`Pipeline::load_model`], which does not read them).
     pub packages: BTreeMap<String, Package>,
     /// `[images.NAME]`, by name.
     pub images: BTreeMap<String, Image>,
@@ -476,11 +482,13 @@ impl Pipeline {
     }
 
     /// Reads and validates `pipeline.toml` in `dir` without touching the
-    /// input files it names (`Inputs::Skip`): what the commands that work
-    /// on the store (publish, promote, rollback, refresh, history, status,
-    /// deploy) need, at a cost independent of the number of inputs.
+    /// input files it names and without its `[packages.NAME]` tables
+    /// (`Inputs::StoreOnly`): what the commands that work on the store
+    /// (publish, promote, rollback, refresh, history, status, deploy) need,
+    /// at a cost independent of the number of packages and inputs. The
+    /// returned [`Pipeline::packages`] is empty.
     pub fn load_model(dir: &Path) -> Result<Pipeline> {
-        Self::load_with(dir, Inputs::Skip)
+        Self::load_with(dir, Inputs::StoreOnly)
     }
 
     /// Reads and validates `pipeline.toml` in `dir`, its inputs as `inputs`

@@ -71,6 +71,10 @@ pub(super) trait Backend: Send + Sync {
     /// [`Store::copy_if_absent`](super::Store::copy_if_absent).
     async fn copy_if_absent(&self, from: &str, to: &str, durable: bool) -> Result<bool>;
 
+    /// Makes `to` hold the bytes of `from`, replacing what it held, without
+    /// sending them through this process; see [`Store::copy`](super::Store::copy).
+    async fn copy(&self, from: &str, to: &str, durable: bool) -> Result<()>;
+
     /// Makes every write so far durable.
     async fn flush(&self) -> Result<()> {
         Ok(())

@@ -305,6 +305,20 @@ impl Store {
         self.backend().copy_if_absent(from, to, self.durable).await
     }
 
+    /// Makes `to` hold the bytes of `from` (an object written before and
+    /// never written in place), replacing what `to` held as
+    /// [`Condition::Overwrite`] does, made inside the store: a hard link
+    /// moved into place on a local store (the two keys share the file until
+    /// either is replaced, which is always by a new file), a server-side
+    /// copy on S3 (with `to`'s own headers). For the index files of a view
+    /// that several keys hold the same bytes of.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        validate_key(from)?;
+        validate_key(to)?;
+        self.before_write().await?;
+        self.backend().copy(from, to, self.durable).await
+    }
+
     /// A handle on the same store whose writes skip the flush to disk each
     /// one costs on a local store (30,000 small objects: 30,000 fsyncs).
     /// For many objects nothing names yet; [`Store::flush`] then makes them

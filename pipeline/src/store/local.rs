@@ -289,6 +289,25 @@ impl Backend for LocalBackend {
         .await
     }
 
+    async fn copy(&self, from: &str, to: &str, durable: bool) -> Result<()> {
+        let src = self.path(from);
+        let (root, key) = (self.root.clone(), to.to_string());
+        let tmp_dir = self.root.join(TMP);
+        self.unflushed(durable);
+        spawn_blocking(move || {
+            std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+            // A new name for the same file, then moved over `to` as a
+            // written file is: objects are replaced by rename, never
+            // written in place, so no later write reaches the other key.
+            let tmp = tempfile::Builder::new()
+                .make_in(&tmp_dir, |p| std::fs::hard_link(&src, p))
+                .map_err(|e| Error::io(&src, e))?
+                .into_temp_path();
+            commit(&root, &key, tmp, Condition::Overwrite, durable).map(|_| ())
+        })
+        .await
+    }
+
     async fn flush(&self) -> Result<()> {
         if !self
             .unflushed

@@ -780,6 +780,11 @@ impl Backend for S3Backend {
         Ok(true)
     }
 
+    async fn copy(&self, from: &str, to: &str, durable: bool) -> Result<()> {
+        // A CopyObject replaces its target: the same request.
+        self.copy_if_absent(from, to, durable).await.map(|_| ())
+    }
+
     fn spool_dir(&self) -> PathBuf {
         std::env::temp_dir()
     }

@@ -52,33 +52,70 @@ pub(super) async fn write(store: &Store, files: &[PlannedFile]) -> Result<usize>
 }
 
 /// [`write`]'s content-addressed files in parallel, then the rest in order.
+/// A file whose bytes are those of a file written before it (the same
+/// buffer: the indices of architectures that list the same packages, and
+/// their by-hash copies) is copied inside the store from the first one
+/// (a hard link, a server-side copy) instead of being written again.
 async fn write_all(store: &Store, files: &[PlannedFile]) -> Result<usize> {
     let (named, rest): (Vec<&PlannedFile>, Vec<&PlannedFile>) =
         files.iter().partition(|f| f.content_addressed);
+    let sources = copied_from(named.iter().chain(&rest).copied());
+    let source = |f: &PlannedFile| sources.get(f.path.as_str()).copied();
     for f in &named {
         fault::before_write(&f.path);
     }
-    futures::future::try_join_all(named.iter().map(|f| {
-        store.put(
-            &f.path,
-            Body::from_bytes(f.bytes.to_vec()),
-            Condition::Overwrite,
-        )
-    }))
+    let (copies, unique): (Vec<&PlannedFile>, Vec<&PlannedFile>) =
+        named.iter().copied().partition(|f| source(f).is_some());
+    futures::future::try_join_all(unique.iter().map(|f| put(store, f))).await?;
+    futures::future::try_join_all(
+        copies
+            .iter()
+            .filter_map(|f| Some(store.copy(source(f)?, &f.path))),
+    )
     .await?;
     let mut written = named.len();
     for f in rest {
         fault::before_write(&f.path);
-        store
-            .put(
-                &f.path,
-                Body::from_bytes(f.bytes.to_vec()),
-                Condition::Overwrite,
-            )
-            .await?;
+        match source(f) {
+            Some(from) => store.copy(from, &f.path).await?,
+            None => {
+                put(store, f).await?;
+            }
+        }
         written += 1;
     }
     Ok(written)
+}
+
+/// Writes one planned file, replacing what was there.
+async fn put(store: &Store, f: &PlannedFile) -> Result<()> {
+    store
+        .put(
+            &f.path,
+            Body::from_bytes(f.bytes.to_vec()),
+            Condition::Overwrite,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// For each file (in write order) whose buffer an earlier file holds, that
+/// earlier file's path. Buffers are told apart by address and length: the
+/// planner shares one buffer between files of the same bytes.
+fn copied_from<'a>(
+    files: impl Iterator<Item = &'a PlannedFile>,
+) -> std::collections::HashMap<&'a str, &'a str> {
+    let mut first: std::collections::HashMap<(usize, usize), &'a str> =
+        std::collections::HashMap::new();
+    let mut sources = std::collections::HashMap::new();
+    for f in files.filter(|f| !f.bytes.is_empty()) {
+        let id = (f.bytes.as_ptr() as usize, f.bytes.len());
+        let earlier = *first.entry(id).or_insert(f.path.as_str());
+        if earlier != f.path {
+            sources.insert(f.path.as_str(), earlier);
+        }
+    }
+    sources
 }
 
 /// The generation after `prior` when it names `current` at `now` (its

@@ -559,6 +559,50 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// What a chunk-table signature covers: a label (nothing else pipe signs
+/// starts with it), the view, and the table with the digests of the files
+/// it describes, as JSON.
+fn chunk_table_text(view: ViewKind, table: &impl Serialize) -> Vec<u8> {
+    let mut text = format!("pipe chunk table 1\n{}\n", view.name()).into_bytes();
+    text.extend_from_slice(&crate::json::to_vec(table));
+    text
+}
+
+/// The repository key's armored signature over a view's chunk table (and
+/// the digests of the compressed files it describes): with it, the next
+/// generation reuses the chunks without decompressing them to check them.
+pub(crate) fn sign_chunk_table(
+    key: &SecretKey,
+    view: ViewKind,
+    table: &impl Serialize,
+    now: SystemTime,
+) -> Result<String> {
+    let text = chunk_table_text(view, table);
+    let sig = key
+        .sign_detached(&text[..], now.max(key.created()), keys::Encoding::Armored)
+        .map_err(Error::Keys)?;
+    Ok(String::from_utf8_lossy(&sig).into_owned())
+}
+
+/// True when `signature` is `key`'s signature over `table` (see
+/// [`sign_chunk_table`]). The view state holding both is not signed: a
+/// table someone else wrote, or changed, is false here, and its chunks are
+/// then checked by decompressing them.
+pub(crate) fn chunk_table_vouched(
+    key: &SecretKey,
+    view: ViewKind,
+    table: &impl Serialize,
+    signature: Option<&str>,
+) -> bool {
+    let Some(signature) = signature else {
+        return false;
+    };
+    let text = chunk_table_text(view, table);
+    key.public_keyring()
+        .verify_detached(&text[..], signature.as_bytes(), None)
+        .is_ok()
+}
+
 /// Every 64-hex-digit word of a signed text (`InRelease`'s SHA256 lines,
 /// `repomd.xml`'s checksums): the digests its signature vouches for.
 pub(crate) fn signed_sha256s(text: &[u8]) -> std::collections::HashSet<String> {

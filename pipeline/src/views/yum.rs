@@ -36,6 +36,11 @@ struct Kept {
     /// older pipe).
     #[serde(default)]
     chunks: Vec<(String, Vec<repo_index::Chunk>)>,
+    /// The repository key's signature over `data` and `chunks`
+    /// ([`super::sign_chunk_table`]): when it verifies, the next generation
+    /// reuses the members without decompressing them.
+    #[serde(default)]
+    chunks_signature: Option<String>,
     #[serde(flatten)]
     generation: Generation,
 }
@@ -62,10 +67,11 @@ impl View for YumRepository {
         )
         .await?;
         // The last generation's data files: their members whose text did
-        // not change are reused, each checked to decompress to it.
+        // not change are reused, each checked to decompress to it unless
+        // the key signed their table.
         let previous = previous(cx.store, cx.env, &prior, cx.key).await?;
         let (env, key, now) = (cx.env.to_string(), cx.key.clone(), cx.now);
-        let (planned, data, chunks) = spawn_blocking(move || {
+        let (planned, data, chunks, chunks_signature) = spawn_blocking(move || {
             let config = yum::RepoConfig {
                 dir: layout::yum_repo(&env),
                 timestamp: now,
@@ -102,7 +108,17 @@ impl View for YumRepository {
                 .iter()
                 .map(|d| (d.kind.to_string(), d.chunks.clone()))
                 .collect::<Vec<_>>();
-            Ok((rendered.write_plan(&signature).files, data, chunks))
+            let chunks_signature = (!chunks.iter().all(|(_, c)| c.is_empty()))
+                .then(|| {
+                    super::sign_chunk_table(&key, ViewKind::YumRepository, &(&data, &chunks), now)
+                })
+                .transpose()?;
+            Ok((
+                rendered.write_plan(&signature).files,
+                data,
+                chunks,
+                chunks_signature,
+            ))
         })
         .await?;
         let (written, generation, expired) =
@@ -117,6 +133,7 @@ impl View for YumRepository {
             keep: crate::json::to_value(Kept {
                 data,
                 chunks,
+                chunks_signature,
                 generation,
             }),
             delete_after: expired,
@@ -171,6 +188,11 @@ async fn place_packages(
         }
         keys.push(key);
     }
+    // Without a flush each (a first promotion of 20,000 packages made
+    // 20,000 directory syncs), then made durable together before any index
+    // names them.
+    let batch = store.batch();
+    let store = &batch;
     futures::stream::iter(todo)
         .map(|(blob, key)| async move {
             fault::before_write(&key);
@@ -179,6 +201,7 @@ async fn place_packages(
         .buffer_unordered(PLACE_CONCURRENCY)
         .try_collect::<Vec<bool>>()
         .await?;
+    batch.flush().await?;
     Ok(Placed { keys, linked })
 }
 
@@ -207,6 +230,13 @@ async fn previous(
     if kept.chunks.is_empty() {
         return Ok(None);
     }
+    // A table signed by the key: its members need no decompressing.
+    let vouched = super::chunk_table_vouched(
+        key,
+        ViewKind::YumRepository,
+        &(&kept.data, &kept.chunks),
+        kept.chunks_signature.as_deref(),
+    );
     let read = |name: &'static str| async move {
         match store
             .get_bytes_max(&layout::yum_file(env, name), MAX_RECORD)
@@ -272,5 +302,6 @@ async fn previous(
         dir: layout::yum_repo(env),
         data,
         repomd: String::new(),
+        chunks_vouched: vouched,
     }))
 }

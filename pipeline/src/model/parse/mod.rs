@@ -28,6 +28,7 @@ mod files;
 mod images;
 mod packages;
 mod sections;
+mod skim;
 mod steps;
 
 const TOP_KEYS: &[&str] = &[
@@ -50,6 +51,14 @@ pub(super) fn parse(
     source: &str,
     inputs: Inputs,
 ) -> Result<Pipeline, Diagnostics> {
+    // The package tables left out, each line where it was.
+    let skimmed;
+    let source = if inputs == Inputs::StoreOnly {
+        skimmed = skim::without_tables(source, "packages");
+        &*skimmed
+    } else {
+        source
+    };
     let mut cx = Cx {
         diags: Diagnostics::new(file, source),
         dir,
@@ -91,7 +100,11 @@ pub(super) fn parse(
         })
         .collect();
     cx.check_step_globs();
-    let packages = cx.packages(&root);
+    let packages = if inputs == Inputs::StoreOnly {
+        BTreeMap::new()
+    } else {
+        cx.packages(&root)
+    };
     // Names as declared, even where the package itself has errors, so a
     // broken package does not also make every reference to it an error.
     let declared: BTreeSet<String> = field(&root, "packages")
@@ -105,7 +118,8 @@ pub(super) fn parse(
     let repository = cx.repository(&root, project.as_ref());
 
     for (name, span, owner) in package_refs {
-        if !declared.contains(&name) {
+        // Without the package tables, what is declared is unknown.
+        if inputs != Inputs::StoreOnly && !declared.contains(&name) {
             let hint = match did_you_mean(&name, declared.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None if declared.is_empty() => {
@@ -152,7 +166,7 @@ pub(super) fn parse(
 struct Cx<'a> {
     diags: Diagnostics,
     dir: &'a Path,
-    /// Whether input files are looked at ([`Inputs::Skip`]: only
+    /// Whether input files are looked at ([`Inputs::StoreOnly`]: only
     /// `pipeline.toml` is read).
     inputs: Inputs,
     /// Every declared step output (without a trailing `/`) and its step:
@@ -381,7 +395,7 @@ impl Cx<'_> {
     /// Without [`Inputs::Check`] nothing is looked at: what `rel` declares
     /// (a trailing `/` for a directory).
     fn existing_path(&mut self, rel: &str, span: Span, what: &str) -> Option<bool> {
-        if self.inputs == Inputs::Skip {
+        if self.inputs != Inputs::Check {
             return Some(rel.ends_with('/'));
         }
         let path = self.dir.join(rel);

@@ -335,7 +335,7 @@ impl Cx<'_> {
         let group = one_line(self, "group");
         let license_file = field(t, "license_file").and_then(|(_, v)| {
             let rel = self.existing_file(v, "`license_file`")?;
-            if self.inputs == Inputs::Skip {
+            if self.inputs != Inputs::Check {
                 return Some(rel);
             }
             self.text_file(&rel, v.span(), "`license_file`")?;
@@ -343,7 +343,7 @@ impl Cx<'_> {
         });
         let changelog = field(t, "changelog").and_then(|(_, v)| {
             let rel = self.existing_file(v, "`changelog`")?;
-            if self.inputs == Inputs::Skip {
+            if self.inputs != Inputs::Check {
                 return Some(rel);
             }
             let text = self.text_file(&rel, v.span(), "`changelog`")?;

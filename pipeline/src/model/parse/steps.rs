@@ -9,7 +9,7 @@ impl Cx<'_> {
     /// A step input glob that matches no file, and cannot match another
     /// step's outputs either, fails the build; say so now, at the glob.
     pub(super) fn check_step_globs(&mut self) {
-        if self.inputs == Inputs::Skip {
+        if self.inputs != Inputs::Check {
             return;
         }
         let globs = std::mem::take(&mut self.step_globs);
