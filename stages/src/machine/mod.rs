@@ -15,7 +15,9 @@
 //!    for the build record;
 //! 5. times are normalised and the ext4 filesystem written reproducibly
 //!    (`ext4`); a `size` too small is an error naming the size needed;
-//! 6. the filesystem is the raw image; `qemu-img convert` writes qcow2.
+//! 6. the filesystem is the raw image; `qemu-img convert` writes qcow2;
+//!    each image is hashed ([`crate::digest`]), the raw one while
+//!    `qemu-img` reads it.
 //!
 //! Same base, packages, script, size, `SOURCE_DATE_EPOCH` and identity:
 //! byte-identical images. Each image is a sparse file on disk, read and
@@ -194,10 +196,13 @@ pub struct Image {
     pub format: DiskFormat,
     /// Where it is (`out_dir/NAME.FORMAT`).
     pub path: PathBuf,
+    /// Its digests, computed as it was written, and the file's metadata
+    /// then (a later change shows in it).
+    pub digest: crate::digest::FileDigest,
 }
 
 /// What a bake produced and did.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Baked {
     /// The images, in the order of [`DiskFormat`].
     pub images: Vec<Image>,
@@ -211,6 +216,10 @@ pub struct Baked {
     pub uuid: String,
     /// The smallest `size` that would have fitted, in bytes (whole MiB).
     pub needed: u64,
+    /// The scratch directory with the unpacked tree, still to be removed:
+    /// dropping it removes it; a caller with more to do (storing the
+    /// images) removes it meanwhile.
+    pub scratch: Scratch,
 }
 
 /// The tools a bake of `b` needs before knowing the base's package manager.
@@ -226,7 +235,7 @@ fn tools_for(b: &Bake) -> Vec<Tool> {
 }
 
 /// Bakes `b`. On any error nothing is left in `out_dir` and the scratch
-/// tree is removed.
+/// tree is removed; on success it is in [`Baked::scratch`].
 pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
     if b.formats.is_empty() {
         return Err(Error::InvalidField {
@@ -308,25 +317,39 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         &b.identity,
         &b.name,
     )?;
-    // The tree is not needed any more: removed on a thread of its own while
-    // the formats are converted (thousands of unlinks, seconds on a busy
-    // machine, beside `qemu-img`), and waited for before anything is moved
-    // into place.
-    let staged = std::thread::scope(|scope| {
-        let removing = scope.spawn(|| std::fs::remove_dir_all(&root));
+    // The filesystem is final: the raw image is hashed (both digests, holes
+    // not read) while `qemu-img` reads it to write qcow2, which is hashed
+    // once written. The tree is left to the caller ([`Baked::scratch`]): its
+    // removal (thousands of unlinks, seconds on a busy machine) need not
+    // delay the images.
+    let raw_wanted = b.formats.contains(&DiskFormat::Raw);
+    let (staged, raw_digest) = std::thread::scope(|scope| {
+        let hashing = raw_wanted.then(|| scope.spawn(|| crate::digest::hash_file(&fs_image)));
         let converted = convert(b, &found, &fs_image, scratch.path(), reporter);
-        let removed = removing.join().unwrap_or_else(|_| {
-            Err(std::io::Error::other(
-                "the thread removing the tree panicked",
-            ))
+        let raw_digest = hashing.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the thread hashing the raw image panicked",
+                ))
+            })
         });
-        let staged = converted?;
-        removed.map_err(|e| Error::write(&root, e))?;
-        Ok::<_, Error>(staged)
-    })?;
+        (converted, raw_digest)
+    });
+    let staged = staged?;
+    let mut raw_digest = raw_digest;
+    let mut hashed = Vec::new();
+    for (format, tmp) in &staged {
+        let digest = match format {
+            DiskFormat::Raw => raw_digest
+                .take()
+                .unwrap_or_else(|| crate::digest::hash_file(tmp)),
+            DiskFormat::Qcow2 => crate::digest::hash_file(tmp),
+        };
+        hashed.push(digest.map_err(|e| Error::read(tmp, e))?);
+    }
     // Every format is done: move them into place.
     let mut images = Vec::new();
-    for (format, tmp) in staged {
+    for ((format, tmp), digest) in staged.into_iter().zip(hashed) {
         let dst = b.out_dir.join(format!("{}.{}", b.name, format.name()));
         if let Err(e) = move_file(&tmp, &dst) {
             for img in &images {
@@ -335,7 +358,11 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
             }
             return Err(Error::write(&dst, e));
         }
-        images.push(Image { format, path: dst });
+        images.push(Image {
+            format,
+            path: dst,
+            digest,
+        });
     }
     Ok(Baked {
         images,
@@ -344,7 +371,21 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         post_install_output,
         uuid: filesystem_uuid(&b.identity),
         needed,
+        scratch: Scratch(scratch),
     })
+}
+
+/// A finished bake's scratch directory, the unpacked tree in it: removed
+/// when dropped, or by [`Scratch::remove`], which says whether it could be.
+#[derive(Debug)]
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    /// Removes the directory and the tree in it.
+    pub fn remove(self) -> Result<()> {
+        let path = self.0.path().to_path_buf();
+        self.0.close().map_err(|e| Error::write(&path, e))
+    }
 }
 
 /// Writes each format of `b` from the filesystem image `fs_image` into
