@@ -38,10 +38,17 @@ pub struct FileDigest {
     pub metadata: std::fs::Metadata,
 }
 
-/// What the SHA-256 thread is given.
+/// What the SHA-256 thread is given: the first `.1` bytes of a buffer, or
+/// a run of zeros.
 enum Piece {
-    Data(Arc<Vec<u8>>),
+    Data(Arc<Vec<u8>>, usize),
     Zeros(u64),
+}
+
+impl Piece {
+    fn bytes(buf: &Arc<Vec<u8>>, n: usize) -> &[u8] {
+        buf.get(..n).unwrap_or_default()
+    }
 }
 
 /// Hashes the file at `path`: both digests, the file read once, holes not
@@ -57,7 +64,7 @@ pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
             let mut h = Sha256::new();
             for piece in rx {
                 match piece {
-                    Piece::Data(d) => h.update(d.as_slice()),
+                    Piece::Data(d, n) => h.update(Piece::bytes(&d, n)),
                     Piece::Zeros(n) => feed_zeros(n, |z| h.update(z)),
                 }
             }
@@ -65,7 +72,7 @@ pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
         });
         let b3 = read_extents(&file, len, |piece| {
             let sent = match &piece {
-                Piece::Data(d) => tx.send(Piece::Data(Arc::clone(d))),
+                Piece::Data(d, n) => tx.send(Piece::Data(Arc::clone(d), *n)),
                 Piece::Zeros(n) => tx.send(Piece::Zeros(*n)),
             };
             sent.map_err(|_| io::Error::other("the SHA-256 thread stopped"))?;
@@ -114,8 +121,8 @@ fn read_extents(
     let mut b3 = blake3::Hasher::new();
     let mut feed = |piece: Piece, b3: &mut blake3::Hasher| -> io::Result<()> {
         match each(piece)? {
-            Piece::Data(d) => {
-                b3.update(d.as_slice());
+            Piece::Data(d, n) => {
+                b3.update(Piece::bytes(&d, n));
             }
             Piece::Zeros(n) => feed_zeros(n, |z| {
                 b3.update(z);
@@ -123,6 +130,9 @@ fn read_extents(
         }
         Ok(())
     };
+    // Buffers are reused once the SHA-256 thread is done with them (it
+    // holds at most the channel's few).
+    let mut pool: Vec<Arc<Vec<u8>>> = Vec::new();
     let mut pos = 0;
     while pos < len {
         let (start, end) = next_extent(file, pos, len)?;
@@ -132,10 +142,16 @@ fn read_extents(
         let mut at = start;
         while at < end {
             let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-            let mut buf = vec![0u8; want];
+            let mut shared = match pool.iter().position(|b| Arc::strong_count(b) == 1) {
+                Some(i) => pool.swap_remove(i),
+                None => Arc::new(vec![0u8; CHUNK]),
+            };
+            let Some(buf) = Arc::get_mut(&mut shared) else {
+                return Err(io::Error::other("a hashing buffer is still in use"));
+            };
             let mut filled = 0;
             while filled < want {
-                let rest = buf.get_mut(filled..).unwrap_or_default();
+                let rest = buf.get_mut(filled..want).unwrap_or_default();
                 match file.read_at(rest, at + filled as u64) {
                     Ok(0) => {
                         return Err(io::Error::new(
@@ -148,7 +164,8 @@ fn read_extents(
                     Err(e) => return Err(e),
                 }
             }
-            feed(Piece::Data(Arc::new(buf)), &mut b3)?;
+            feed(Piece::Data(Arc::clone(&shared), want), &mut b3)?;
+            pool.push(shared);
             at += want as u64;
         }
         pos = end;

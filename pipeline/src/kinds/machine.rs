@@ -284,20 +284,23 @@ impl Kind for MachineImage {
         let mut text = crate::json::to_vec_pretty(&record);
         text.push(b'\n');
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        // The images were hashed as they were written: stored with those
+        // The raw image was hashed as it was written: stored with those
         // digests. The scratch tree (and the packages written for it) is
         // removed while they are stored.
         let hashed = baked
             .images
             .iter()
-            .map(|img| HashedOutput {
-                name: image_name_of(&m.name, img.format),
-                blob: crate::store::BlobRef {
-                    blake3: img.digest.blake3.clone(),
-                    sha256: img.digest.sha256.clone(),
-                    size: img.digest.size,
-                },
-                metadata: img.digest.metadata.clone(),
+            .filter_map(|img| {
+                let d = img.digest.as_ref()?;
+                Some(HashedOutput {
+                    name: image_name_of(&m.name, img.format),
+                    blob: crate::store::BlobRef {
+                        blake3: d.blake3.clone(),
+                        sha256: d.sha256.clone(),
+                        size: d.size,
+                    },
+                    metadata: d.metadata.clone(),
+                })
             })
             .collect();
         let tree = baked.scratch;

@@ -16,8 +16,7 @@
 //! 5. times are normalised and the ext4 filesystem written reproducibly
 //!    (`ext4`); a `size` too small is an error naming the size needed;
 //! 6. the filesystem is the raw image; `qemu-img convert` writes qcow2;
-//!    each image is hashed ([`crate::digest`]), the raw one while
-//!    `qemu-img` reads it.
+//!    the raw image is hashed ([`crate::digest`]) while `qemu-img` reads it.
 //!
 //! Same base, packages, script, size, `SOURCE_DATE_EPOCH` and identity:
 //! byte-identical images. Each image is a sparse file on disk, read and
@@ -197,8 +196,10 @@ pub struct Image {
     /// Where it is (`out_dir/NAME.FORMAT`).
     pub path: PathBuf,
     /// Its digests, computed as it was written, and the file's metadata
-    /// then (a later change shows in it).
-    pub digest: crate::digest::FileDigest,
+    /// then (a later change shows in it): the raw image's, hashed while
+    /// `qemu-img` read it; `None` for qcow2 (hashing it would only delay
+    /// the bake's end: the caller hashes it while storing the raw image).
+    pub digest: Option<crate::digest::FileDigest>,
 }
 
 /// What a bake produced and did.
@@ -318,10 +319,10 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         &b.name,
     )?;
     // The filesystem is final: the raw image is hashed (both digests, holes
-    // not read) while `qemu-img` reads it to write qcow2, which is hashed
-    // once written. The tree is left to the caller ([`Baked::scratch`]): its
-    // removal (thousands of unlinks, seconds on a busy machine) need not
-    // delay the images.
+    // not read) while `qemu-img` reads it to write qcow2 (which the caller
+    // hashes while it stores the raw image). The tree is left to the caller
+    // ([`Baked::scratch`]): its removal (thousands of unlinks, seconds on a
+    // busy machine) need not delay the images.
     let raw_wanted = b.formats.contains(&DiskFormat::Raw);
     let (staged, raw_digest) = std::thread::scope(|scope| {
         let hashing = raw_wanted.then(|| scope.spawn(|| crate::digest::hash_file(&fs_image)));
@@ -340,12 +341,11 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
     let mut hashed = Vec::new();
     for (format, tmp) in &staged {
         let digest = match format {
-            DiskFormat::Raw => raw_digest
-                .take()
-                .unwrap_or_else(|| crate::digest::hash_file(tmp)),
-            DiskFormat::Qcow2 => crate::digest::hash_file(tmp),
+            DiskFormat::Raw => raw_digest.take(),
+            // Hashed by the caller, while it stores the raw image.
+            DiskFormat::Qcow2 => None,
         };
-        hashed.push(digest.map_err(|e| Error::read(tmp, e))?);
+        hashed.push(digest.transpose().map_err(|e| Error::read(tmp, e))?);
     }
     // Every format is done: move them into place.
     let mut images = Vec::new();
