@@ -264,7 +264,7 @@ impl Kind for MachineImage {
             out_dir: out_dir.to_path_buf(),
             tool_path: None,
         };
-        let baked = stages::machine::bake(&bake, &Traced { machine: &m.name })?;
+        let (baked, tree) = stages::machine::bake_deferred(&bake, &Traced { machine: &m.name })?;
         if !baked.post_install_output.is_empty() {
             tracing::info!(machine = %m.name, output = %baked.post_install_output, "post-install script output");
         }
@@ -303,7 +303,6 @@ impl Kind for MachineImage {
                 })
             })
             .collect();
-        let tree = baked.scratch;
         Ok(Written {
             hashed,
             cleanup: Some(Box::new(move || {

@@ -203,7 +203,7 @@ pub struct Image {
 }
 
 /// What a bake produced and did.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Baked {
     /// The images, in the order of [`DiskFormat`].
     pub images: Vec<Image>,
@@ -217,10 +217,6 @@ pub struct Baked {
     pub uuid: String,
     /// The smallest `size` that would have fitted, in bytes (whole MiB).
     pub needed: u64,
-    /// The scratch directory with the unpacked tree, still to be removed:
-    /// dropping it removes it; a caller with more to do (storing the
-    /// images) removes it meanwhile.
-    pub scratch: Scratch,
 }
 
 /// The tools a bake of `b` needs before knowing the base's package manager.
@@ -236,8 +232,18 @@ fn tools_for(b: &Bake) -> Vec<Tool> {
 }
 
 /// Bakes `b`. On any error nothing is left in `out_dir` and the scratch
-/// tree is removed; on success it is in [`Baked::scratch`].
+/// tree is removed; on success too, once the images are in place.
 pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
+    let (baked, scratch) = bake_deferred(b, reporter)?;
+    scratch.remove()?;
+    Ok(baked)
+}
+
+/// [`bake`], leaving the scratch tree's removal to the caller: the
+/// [`Scratch`] returned holds it (dropping it removes it), so a caller with
+/// more to do (storing the images) removes it meanwhile. On any error
+/// nothing is left in `out_dir` and the tree is removed.
+pub fn bake_deferred(b: &Bake, reporter: &dyn Reporter) -> Result<(Baked, Scratch)> {
     if b.formats.is_empty() {
         return Err(Error::InvalidField {
             field: "formats",
@@ -321,8 +327,8 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
     // The filesystem is final: the raw image is hashed (both digests, holes
     // not read) while `qemu-img` reads it to write qcow2 (which the caller
     // hashes while it stores the raw image). The tree is left to the caller
-    // ([`Baked::scratch`]): its removal (thousands of unlinks, seconds on a
-    // busy machine) need not delay the images.
+    // ([`Scratch`]): its removal (thousands of unlinks, seconds on a busy
+    // machine) need not delay the images.
     let raw_wanted = b.formats.contains(&DiskFormat::Raw);
     let (staged, raw_digest) = std::thread::scope(|scope| {
         let hashing = raw_wanted.then(|| scope.spawn(|| crate::digest::hash_file(&fs_image)));
@@ -364,15 +370,17 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
             digest,
         });
     }
-    Ok(Baked {
-        images,
-        manager,
-        removed,
-        post_install_output,
-        uuid: filesystem_uuid(&b.identity),
-        needed,
-        scratch: Scratch(scratch),
-    })
+    Ok((
+        Baked {
+            images,
+            manager,
+            removed,
+            post_install_output,
+            uuid: filesystem_uuid(&b.identity),
+            needed,
+        },
+        Scratch(scratch),
+    ))
 }
 
 /// A finished bake's scratch directory, the unpacked tree in it: removed
