@@ -55,7 +55,11 @@ impl Piece {
 /// read. An error if the file changed while it was read (its size or
 /// modification time moved, or it got shorter).
 pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
-    let file = File::open(path)?;
+    hash_open(&File::open(path)?)
+}
+
+/// [`hash_file`] of a file already open (its name may change meanwhile).
+pub fn hash_open(file: &File) -> io::Result<FileDigest> {
     let before = file.metadata()?;
     let len = before.len();
     let (tx, rx) = sync_channel::<Piece>(4);
@@ -70,7 +74,7 @@ pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
             }
             h.finalize()
         });
-        let b3 = read_extents(&file, len, |piece| {
+        let b3 = read_extents(file, len, |piece| {
             let sent = match &piece {
                 Piece::Data(d, n) => tx.send(Piece::Data(Arc::clone(d), *n)),
                 Piece::Zeros(n) => tx.send(Piece::Zeros(*n)),

@@ -329,9 +329,16 @@ pub fn bake_deferred(b: &Bake, reporter: &dyn Reporter) -> Result<(Baked, Scratc
     // hashes while it stores the raw image). The tree is left to the caller
     // ([`Scratch`]): its removal (thousands of unlinks, seconds on a busy
     // machine) need not delay the images.
-    let raw_wanted = b.formats.contains(&DiskFormat::Raw);
+    // Opened here: `convert` renames it into place, maybe before the
+    // hashing thread starts.
+    let raw = match b.formats.contains(&DiskFormat::Raw) {
+        true => Some(std::fs::File::open(&fs_image).map_err(|e| Error::read(&fs_image, e))?),
+        false => None,
+    };
     let (staged, raw_digest) = std::thread::scope(|scope| {
-        let hashing = raw_wanted.then(|| scope.spawn(|| crate::digest::hash_file(&fs_image)));
+        let hashing = raw
+            .as_ref()
+            .map(|f| scope.spawn(move || crate::digest::hash_open(f)));
         let converted = convert(b, &found, &fs_image, scratch.path(), reporter);
         let raw_digest = hashing.map(|h| {
             h.join().unwrap_or_else(|_| {
