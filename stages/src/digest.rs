@@ -232,7 +232,10 @@ mod tests {
         // just before the end (a hole after it).
         let extents: [(u64, Vec<u8>); 3] = [
             (0, vec![1; 5000]),
-            (CHUNK as u64 * 2 - 100, (0..300_000u32).map(|i| i as u8).collect()),
+            (
+                CHUNK as u64 * 2 - 100,
+                (0..300_000u32).map(|i| i as u8).collect(),
+            ),
             (len - 20_000, vec![9; 10_000]),
         ];
         for (at, bytes) in &extents {
@@ -257,7 +260,10 @@ mod tests {
         }
         // All hole.
         let path = dir.path().join("holes");
-        File::create(&path).unwrap().set_len(2 * CHUNK as u64 + 5).unwrap();
+        File::create(&path)
+            .unwrap()
+            .set_len(2 * CHUNK as u64 + 5)
+            .unwrap();
         let d = hash_file(&path).unwrap();
         assert_eq!(
             (d.blake3, d.sha256),

@@ -368,8 +368,8 @@ mod tests {
 
     use super::*;
     use crate::artifact::{ArtifactKind, Component};
-    use crate::store::{OpenOptions, StoreUrl};
     use crate::kinds::{HashedOutput, Written};
+    use crate::store::{OpenOptions, StoreUrl};
 
     /// A kind that writes each output `i` of its node as `body(i)`.
     struct Writes {

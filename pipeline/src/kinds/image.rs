@@ -33,7 +33,7 @@ use std::process::Command;
 
 use stages::oci::{self as oci, Base, ImageBlobs, ImageConfig, ImageSpec, LayerCompression};
 
-use super::{Kind, Prepared, StageContext, package, Written};
+use super::{Kind, Prepared, StageContext, Written, package};
 use crate::artifact::{Artifact, ArtifactKind, Component};
 use crate::build::TOOL_VERSION;
 use crate::build::plan::{ArtifactNode, PlanInput};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use repo_index::yum;
 
-use super::{Kind, Prepared, StageContext, package, Written};
+use super::{Kind, Prepared, StageContext, Written, package};
 use crate::artifact::{Artifact, ArtifactKind};
 use crate::build::plan::ArtifactNode;
 use crate::model::Pipeline;
