@@ -371,9 +371,11 @@ mod tests {
     use crate::kinds::{HashedOutput, Written};
     use crate::store::{OpenOptions, StoreUrl};
 
-    /// A kind that writes each output `i` of its node as `body(i)`.
+    /// A kind that writes each output `i` of its node as `body(i)`; with
+    /// `prehash`, see [`PREHASHED`].
     struct Writes {
         body: fn(usize) -> Vec<u8>,
+        prehash: bool,
     }
 
     impl Kind for Writes {
@@ -394,51 +396,13 @@ mod tests {
             _: Prepared,
             out_dir: &Path,
         ) -> Result<Written> {
-            for (i, name) in node.outputs.iter().enumerate() {
-                let path = out_dir.join(name);
-                std::fs::write(&path, (self.body)(i)).map_err(|e| Error::io(&path, e))?;
-            }
-            Ok(Written::default())
-        }
-        fn describe(&self, _: &Path, _: &Artifact, _: u64) -> Result<Option<Fragment>> {
-            Ok(None)
-        }
-        fn pool_key(&self, _: &Artifact) -> Option<String> {
-            None
-        }
-        fn deploy_arch(&self, _: &Artifact) -> Option<String> {
-            None
-        }
-    }
-
-    /// A kind that hashes its outputs as it writes them, as the machine
-    /// kind does, and leaves a cleanup: output 0's digests are of what it
-    /// held when hashed (rewritten since: stale), output 1's are right. The
-    /// cleanup writes `cleaned` beside the outputs.
-    struct Prehashed;
-
-    impl Kind for Prehashed {
-        fn kind(&self) -> ArtifactKind {
-            ArtifactKind::Deb
-        }
-        fn nodes(&self, _: &Pipeline) -> Vec<ArtifactNode> {
-            Vec::new()
-        }
-        fn prepare(&self, _: &Pipeline, _: &StageContext, _: &ArtifactNode) -> Result<Prepared> {
-            unreachable!("the test prepares the node itself")
-        }
-        fn write(
-            &self,
-            _: &Pipeline,
-            _: &StageContext,
-            node: &ArtifactNode,
-            _: Prepared,
-            out_dir: &Path,
-        ) -> Result<Written> {
             let mut hashed = Vec::new();
             for (i, name) in node.outputs.iter().enumerate() {
                 let path = out_dir.join(name);
-                std::fs::write(&path, big(i)).unwrap();
+                std::fs::write(&path, (self.body)(i)).map_err(|e| Error::io(&path, e))?;
+                if !self.prehash {
+                    continue;
+                }
                 let d = stages::digest::hash_file(&path).unwrap();
                 if i == 0 {
                     // Changed after it was hashed (another length, so the
@@ -454,6 +418,9 @@ mod tests {
                     },
                     metadata: d.metadata,
                 });
+            }
+            if !self.prehash {
+                return Ok(Written::default());
             }
             let flag = out_dir.join("cleaned");
             Ok(Written {
@@ -476,7 +443,14 @@ mod tests {
         }
     }
 
-    static PREHASHED: Prehashed = Prehashed;
+    /// Outputs as [`big`], hashed by the kind as it writes them (as the
+    /// machine kind does), with a cleanup: output 0's digests are of what
+    /// it held when hashed (rewritten since: stale), output 1's are right.
+    /// The cleanup writes `cleaned` beside the outputs.
+    static PREHASHED: Writes = Writes {
+        body: big,
+        prehash: true,
+    };
 
     /// Outputs the kind hashed are stored with its digests when the file is
     /// as it was then, and hashed again when it changed since; the kind's
@@ -505,10 +479,14 @@ mod tests {
 
     static SEVERAL: Writes = Writes {
         body: |i| format!("part {i}\n").repeat(i + 1).into_bytes(),
+        prehash: false,
     };
 
     /// Outputs large enough to be kept as verified copies.
-    static BIG: Writes = Writes { body: big };
+    static BIG: Writes = Writes {
+        body: big,
+        prehash: false,
+    };
 
     fn big(i: usize) -> Vec<u8> {
         (0..(3usize << 20)).map(|n| (n * 7 + i) as u8).collect()
