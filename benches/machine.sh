@@ -20,6 +20,9 @@
 #                  which makes about 300 MiB unpacked)
 #   BENCH_SIZE     the filesystem size (default 640M)
 #   BENCH_PIPE     use this pipe binary instead of a release build
+#   BENCH_SHELL_SYNC=1  the shell side also makes its two images durable
+#                  (`sync FILE...`: fsync of each), as pipe's store does;
+#                  the comparison is without (the default)
 #
 # The base is the Debian bookworm essential root filesystem the tests use
 # (.pipe-dev/cache/, built with mmdebstrap if missing) plus BENCH_EXTRA_MIB of
@@ -106,9 +109,10 @@ shell_side() { # shell_side DIR: the same steps by hand
   truncate -s "$size" "$1/web.raw"
   mke2fs -q -F -t ext4 -d "$1/root" "$1/web.raw"
   qemu-img convert -f raw -O qcow2 "$1/web.raw" "$1/web.qcow2"
+  if [ "${BENCH_SHELL_SYNC:-0}" = 1 ]; then sync "$1/web.raw" "$1/web.qcow2"; fi
 }
 export -f shell_side
-export W size
+export W size BENCH_SHELL_SYNC
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 times=$W/times.tsv

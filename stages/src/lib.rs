@@ -11,6 +11,7 @@
 
 pub mod compress;
 pub mod deb;
+pub mod digest;
 pub mod docs;
 mod error;
 mod io;

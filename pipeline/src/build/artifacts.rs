@@ -222,23 +222,32 @@ async fn run_node(
         }
         _ => {
             cache_hit = false;
-            {
+            let written = {
                 let (p, cx, node, out_dir) =
                     (p.clone(), cx.clone(), node.clone(), out_dir.to_path_buf());
                 tokio::task::spawn_blocking(move || kind.write(&p, &cx, &node, prepared, &out_dir))
                     .await
-                    .joined()?;
-            }
+                    .joined()?
+            };
+            // What the kind left to clean up runs while the outputs are
+            // stored; waited for below, before the node is done.
+            let cleanup = written.cleanup.map(tokio::task::spawn_blocking);
+            let hashed = &written.hashed;
             // Every output is hashed and stored at once (each hash is one
-            // core's work: a machine's raw and qcow2 images in parallel).
+            // core's work), unless the kind hashed it as it wrote it.
             let stored = futures::future::try_join_all(outputs.iter().map(|name| {
                 let path = out_dir.join(name);
                 async move {
                     publishable(&path)?;
                     let before = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                    let known = hashed.iter().find(|h| {
+                        h.name == *name && stages::digest::same_file(&h.metadata, &before)
+                    });
                     let put = if repair {
                         let blob = crate::store::digest::hash_file(&path).await?;
                         store.replace_blob_file(&path, &blob).await?
+                    } else if let Some(h) = known {
+                        store.put_blob_file_hashed(&path, h.blob.clone()).await?
                     } else {
                         store.put_blob_file(&path).await?
                     };
@@ -249,7 +258,11 @@ async fn run_node(
                     Ok::<_, Error>((path, put.blob))
                 }
             }))
-            .await?;
+            .await;
+            if let Some(cleanup) = cleanup {
+                cleanup.await.joined()?;
+            }
+            let stored = stored?;
             for (name, (path, blob)) in outputs.iter().zip(stored) {
                 let a = artifact(name, blob);
                 let index = describe(a.clone(), path.clone(), cx.epoch).await.joined()?;
@@ -355,11 +368,14 @@ mod tests {
 
     use super::*;
     use crate::artifact::{ArtifactKind, Component};
+    use crate::kinds::{HashedOutput, Written};
     use crate::store::{OpenOptions, StoreUrl};
 
-    /// A kind that writes each output `i` of its node as `body(i)`.
+    /// A kind that writes each output `i` of its node as `body(i)`; with
+    /// `prehash`, see [`PREHASHED`].
     struct Writes {
         body: fn(usize) -> Vec<u8>,
+        prehash: bool,
     }
 
     impl Kind for Writes {
@@ -379,12 +395,42 @@ mod tests {
             node: &ArtifactNode,
             _: Prepared,
             out_dir: &Path,
-        ) -> Result<()> {
+        ) -> Result<Written> {
+            let mut hashed = Vec::new();
             for (i, name) in node.outputs.iter().enumerate() {
                 let path = out_dir.join(name);
                 std::fs::write(&path, (self.body)(i)).map_err(|e| Error::io(&path, e))?;
+                if !self.prehash {
+                    continue;
+                }
+                let d = stages::digest::hash_file(&path).unwrap();
+                if i == 0 {
+                    // Changed after it was hashed (another length, so the
+                    // metadata shows it whatever the clock's tick).
+                    std::fs::write(&path, big(7).get(..1 << 20).unwrap()).unwrap();
+                }
+                hashed.push(HashedOutput {
+                    name: name.clone(),
+                    blob: BlobRef {
+                        blake3: d.blake3,
+                        sha256: d.sha256,
+                        size: d.size,
+                    },
+                    metadata: d.metadata,
+                });
             }
-            Ok(())
+            if !self.prehash {
+                return Ok(Written::default());
+            }
+            let flag = out_dir.join("cleaned");
+            Ok(Written {
+                hashed,
+                cleanup: Some(Box::new(move || {
+                    // Slower than storing the outputs: waited for all the same.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    std::fs::write(&flag, b"done").map_err(|e| Error::io(&flag, e))
+                })),
+            })
         }
         fn describe(&self, _: &Path, _: &Artifact, _: u64) -> Result<Option<Fragment>> {
             Ok(None)
@@ -397,12 +443,50 @@ mod tests {
         }
     }
 
+    /// Outputs as [`big`], hashed by the kind as it writes them (as the
+    /// machine kind does), with a cleanup: output 0's digests are of what
+    /// it held when hashed (rewritten since: stale), output 1's are right.
+    /// The cleanup writes `cleaned` beside the outputs.
+    static PREHASHED: Writes = Writes {
+        body: big,
+        prehash: true,
+    };
+
+    /// Outputs the kind hashed are stored with its digests when the file is
+    /// as it was then, and hashed again when it changed since; the kind's
+    /// cleanup has run when the node is done.
+    #[tokio::test]
+    async fn outputs_hashed_by_the_kind_are_stored_as_they_are_and_cleanup_is_waited_for() {
+        let f = Fixture::new(&PREHASHED, &["disk.raw", "disk.qcow2"]).await;
+        let built = f.run("one").await;
+        assert_eq!(
+            std::fs::read(f.dir.path().join("one/cleaned")).unwrap(),
+            b"done",
+            "the cleanup ran before the node was done"
+        );
+        let stale = &built[0].artifact.blob;
+        let now = std::fs::read(&built[0].path).unwrap();
+        assert_eq!(stale.blake3, blake3::hash(&now).to_hex().to_string());
+        assert_eq!(stale.size, 1 << 20, "the changed file's own digests");
+        assert_eq!(
+            built[1].artifact.blob.blake3,
+            blake3::hash(&big(1)).to_hex().to_string()
+        );
+        for b in &built {
+            assert!(f.store.blob_intact(&b.artifact.blob).await.unwrap());
+        }
+    }
+
     static SEVERAL: Writes = Writes {
         body: |i| format!("part {i}\n").repeat(i + 1).into_bytes(),
+        prehash: false,
     };
 
     /// Outputs large enough to be kept as verified copies.
-    static BIG: Writes = Writes { body: big };
+    static BIG: Writes = Writes {
+        body: big,
+        prehash: false,
+    };
 
     fn big(i: usize) -> Vec<u8> {
         (0..(3usize << 20)).map(|n| (n * 7 + i) as u8).collect()
@@ -426,11 +510,11 @@ mod tests {
         node: ArtifactNode,
         sealer: Sealer,
         verified: Verified,
-        kind: &'static Writes,
+        kind: &'static dyn Kind,
     }
 
     impl Fixture {
-        async fn new(kind: &'static Writes, outputs: &[&str]) -> Fixture {
+        async fn new(kind: &'static dyn Kind, outputs: &[&str]) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(
                 &StoreUrl::Local(dir.path().join("s")),

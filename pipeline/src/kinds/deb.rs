@@ -5,7 +5,7 @@ use std::path::Path;
 use md5::{Digest, Md5};
 use repo_index::apt;
 
-use super::{Kind, Prepared, StageContext, package};
+use super::{Kind, Prepared, StageContext, Written, package};
 use crate::artifact::{Artifact, ArtifactKind};
 use crate::build::plan::ArtifactNode;
 use crate::model::{Compression, Pipeline};
@@ -36,7 +36,7 @@ impl Kind for Deb {
         node: &ArtifactNode,
         prepared: Prepared,
         out_dir: &Path,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         let pkg = package::package(p, node)?;
         let deb = stages::deb::DebPackage {
             name: pkg.name.clone(),
@@ -68,7 +68,7 @@ impl Kind for Deb {
             },
             &out_dir.join(node.single_output()?),
         )?;
-        Ok(())
+        Ok(Written::default())
     }
 
     fn describe(&self, path: &Path, a: &Artifact, _file_time: u64) -> Result<Option<Fragment>> {

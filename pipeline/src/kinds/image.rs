@@ -33,7 +33,7 @@ use std::process::Command;
 
 use stages::oci::{self as oci, Base, ImageBlobs, ImageConfig, ImageSpec, LayerCompression};
 
-use super::{Kind, Prepared, StageContext, package};
+use super::{Kind, Prepared, StageContext, Written, package};
 use crate::artifact::{Artifact, ArtifactKind, Component};
 use crate::build::TOOL_VERSION;
 use crate::build::plan::{ArtifactNode, PlanInput};
@@ -258,7 +258,7 @@ impl Kind for OciImage {
         _node: &ArtifactNode,
         prepared: Prepared,
         out_dir: &Path,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         #[allow(clippy::expect_used, reason = "`prepare` of this kind made the work")]
         let work = *prepared
             .work
@@ -280,7 +280,7 @@ impl Kind for OciImage {
                 .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
                 .map_err(|e| Error::io(&to, e))?;
         }
-        Ok(())
+        Ok(Written::default())
     }
 
     fn describe(&self, _path: &Path, a: &Artifact, _file_time: u64) -> Result<Option<Fragment>> {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Kind, Prepared, StageContext};
+use super::{HashedOutput, Kind, Prepared, StageContext, Written};
 use crate::artifact::{Artifact, ArtifactKind, Component};
 use crate::build::TOOL_VERSION;
 use crate::build::plan::{ArtifactNode, PlanInput};
@@ -40,7 +40,12 @@ pub(crate) fn bake_record_name(machine: &str) -> String {
 
 /// The file name of `machine`'s image in `format`.
 pub(crate) fn image_name(machine: &str, format: DiskFormat) -> String {
-    format!("{machine}.{}", stage_format(format).name())
+    image_name_of(machine, stage_format(format))
+}
+
+/// The file name of `machine`'s image in the stage's `format`.
+fn image_name_of(machine: &str, format: stages::machine::DiskFormat) -> String {
+    format!("{machine}.{}", format.name())
 }
 
 fn stage_format(f: DiskFormat) -> stages::machine::DiskFormat {
@@ -198,7 +203,7 @@ impl Kind for MachineImage {
         node: &ArtifactNode,
         prepared: Prepared,
         out_dir: &Path,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         let m = machine(p, node)?;
         let key = prepared.key.clone();
         #[allow(
@@ -232,6 +237,7 @@ impl Kind for MachineImage {
             })
             .collect();
         for (n, prepared) in work.packages {
+            // A package kind leaves nothing to clean up or pre-hashed.
             super::of(n.kind).write(p, cx, &n, prepared, scratch.path())?;
             let path = scratch.path().join(n.single_output()?);
             if let Some(f) = files
@@ -258,7 +264,7 @@ impl Kind for MachineImage {
             out_dir: out_dir.to_path_buf(),
             tool_path: None,
         };
-        let baked = stages::machine::bake(&bake, &Traced { machine: &m.name })?;
+        let (baked, tree) = stages::machine::bake_deferred(&bake, &Traced { machine: &m.name })?;
         if !baked.post_install_output.is_empty() {
             tracing::info!(machine = %m.name, output = %baked.post_install_output, "post-install script output");
         }
@@ -278,7 +284,33 @@ impl Kind for MachineImage {
         let mut text = crate::json::to_vec_pretty(&record);
         text.push(b'\n');
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        Ok(())
+        // The raw image was hashed as it was written: stored with those
+        // digests. The scratch tree (and the packages written for it) is
+        // removed while they are stored.
+        let hashed = baked
+            .images
+            .iter()
+            .filter_map(|img| {
+                let d = img.digest.as_ref()?;
+                Some(HashedOutput {
+                    name: image_name_of(&m.name, img.format),
+                    blob: crate::store::BlobRef {
+                        blake3: d.blake3.clone(),
+                        sha256: d.sha256.clone(),
+                        size: d.size,
+                    },
+                    metadata: d.metadata.clone(),
+                })
+            })
+            .collect();
+        Ok(Written {
+            hashed,
+            cleanup: Some(Box::new(move || {
+                tree.remove()?;
+                let path = scratch.path().to_path_buf();
+                scratch.close().map_err(|e| Error::io(&path, e))
+            })),
+        })
     }
 
     fn describe(&self, _path: &Path, a: &Artifact, _file_time: u64) -> Result<Option<Fragment>> {

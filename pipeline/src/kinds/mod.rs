@@ -60,6 +60,32 @@ pub struct Prepared {
     pub outputs: Option<Vec<String>>,
 }
 
+/// What [`Kind::write`] hands back besides the files.
+#[derive(Default)]
+pub struct Written {
+    /// Outputs the kind hashed itself as it wrote them (a machine's images,
+    /// hashed while `qemu-img` reads them): the build stores each with
+    /// these digests instead of reading it again, if the file is still as
+    /// it was when hashed.
+    pub hashed: Vec<HashedOutput>,
+    /// Work left once the outputs are written (removing a scratch tree),
+    /// run while they are stored and waited for before the node is done.
+    pub cleanup: Option<Cleanup>,
+}
+
+/// Work [`Written::cleanup`] leaves for the build to run. Blocking.
+pub type Cleanup = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// An output [`Kind::write`] hashed.
+pub struct HashedOutput {
+    /// The output's file name.
+    pub name: String,
+    /// Its digests.
+    pub blob: crate::store::BlobRef,
+    /// The file's metadata when it was hashed.
+    pub metadata: std::fs::Metadata,
+}
+
 /// One artifact kind.
 pub trait Kind: Send + Sync {
     /// Which kind this implements.
@@ -82,7 +108,7 @@ pub trait Kind: Send + Sync {
         node: &ArtifactNode,
         prepared: Prepared,
         out_dir: &Path,
-    ) -> Result<()>;
+    ) -> Result<Written>;
 
     /// What the consumer views need of the output `artifact` at `path`
     /// (`None`: nothing). Blocking. `file_time` is the build's timestamp.

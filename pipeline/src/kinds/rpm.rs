@@ -5,7 +5,7 @@ use std::path::Path;
 
 use repo_index::yum;
 
-use super::{Kind, Prepared, StageContext, package};
+use super::{Kind, Prepared, StageContext, Written, package};
 use crate::artifact::{Artifact, ArtifactKind};
 use crate::build::plan::ArtifactNode;
 use crate::model::Pipeline;
@@ -35,7 +35,7 @@ impl Kind for Rpm {
         node: &ArtifactNode,
         prepared: Prepared,
         out_dir: &Path,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         let pkg = package::package(p, node)?;
         let rpm = stages::rpm::RpmPackage {
             name: pkg.name.clone(),
@@ -58,7 +58,7 @@ impl Kind for Rpm {
             cx.signer.as_ref(),
             &out_dir.join(node.single_output()?),
         )?;
-        Ok(())
+        Ok(Written::default())
     }
 
     fn describe(&self, path: &Path, a: &Artifact, file_time: u64) -> Result<Option<Fragment>> {

@@ -49,6 +49,13 @@ impl Store {
         self.put_blob_body(blob, Body::from_file(path)).await
     }
 
+    /// [`Store::put_blob_file`] of a file pipe hashed itself as it wrote
+    /// it, `blob` its digests (the caller checked that the file is as it
+    /// was when hashed): not read again to hash it.
+    pub(crate) async fn put_blob_file_hashed(&self, path: &Path, blob: BlobRef) -> Result<BlobPut> {
+        self.put_blob_body(blob, Body::from_file(path)).await
+    }
+
     /// Stores a stream as a blob: spooled to a temporary file while it is
     /// hashed (bounded memory), then stored as by [`Store::put_blob_file`].
     pub async fn put_blob(&self, body: impl AsyncRead + Send + Unpin) -> Result<BlobPut> {

@@ -14,6 +14,10 @@ use crate::{Error, Result};
 /// per-chunk hop to the blocking pool is noise, small enough to bound memory.
 pub(crate) const CHUNK: usize = 1 << 20;
 
+/// From this size on, a file's two digests are computed on two threads
+/// ([`stages::digest::hash_file`]).
+const LARGE: u64 = 8 << 20;
+
 /// BLAKE3 + SHA-256 + size over a stream of bytes.
 #[derive(Clone, Default)]
 pub(crate) struct Hasher {
@@ -63,6 +67,17 @@ pub(crate) async fn hash_file(path: &Path) -> Result<BlobRef> {
 /// thread).
 pub(crate) fn hash_file_blocking(path: &Path) -> Result<BlobRef> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // A large file (a machine's base tarball, an image): BLAKE3 and SHA-256
+    // on two threads, holes not read.
+    if file.metadata().map_err(|e| Error::io(path, e))?.len() >= LARGE {
+        drop(file);
+        let d = stages::digest::hash_file(path).map_err(|e| Error::io(path, e))?;
+        return Ok(BlobRef {
+            blake3: d.blake3,
+            sha256: d.sha256,
+            size: d.size,
+        });
+    }
     let mut h = Hasher::new();
     let mut buf = vec![0u8; CHUNK];
     loop {

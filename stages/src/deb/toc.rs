@@ -14,6 +14,16 @@
 //!
 //! Written only when it can pay off: xz compression and a payload larger
 //! than one xz block. Smaller packages are byte for byte what they were.
+//!
+//! `lintian` (2.116) reports the member as an error,
+//! `misplaced-extra-member-in-deb _pipe-toc.gz (unexpected _member at
+//! position 3)`, wherever it is placed: its Debian profile lists no extra
+//! member as allowed (`/usr/share/lintian/data/deb-format/extra-members` is
+//! empty), so the only ways to silence it are to drop the member or an
+//! override the package ships (`usr/share/lintian/overrides/NAME` with
+//! `NAME: misplaced-extra-member-in-deb _pipe-toc.gz *`, which lintian then
+//! shows as `O:`). dpkg itself ignores it (deb(5)), and `dpkg -i` installs
+//! such a package.
 
 use std::io::{Read, Write};
 

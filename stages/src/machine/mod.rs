@@ -15,7 +15,8 @@
 //!    for the build record;
 //! 5. times are normalised and the ext4 filesystem written reproducibly
 //!    (`ext4`); a `size` too small is an error naming the size needed;
-//! 6. the filesystem is the raw image; `qemu-img convert` writes qcow2.
+//! 6. the filesystem is the raw image; `qemu-img convert` writes qcow2;
+//!    the raw image is hashed ([`crate::digest`]) while `qemu-img` reads it.
 //!
 //! Same base, packages, script, size, `SOURCE_DATE_EPOCH` and identity:
 //! byte-identical images. Each image is a sparse file on disk, read and
@@ -194,6 +195,11 @@ pub struct Image {
     pub format: DiskFormat,
     /// Where it is (`out_dir/NAME.FORMAT`).
     pub path: PathBuf,
+    /// Its digests, computed as it was written, and the file's metadata
+    /// then (a later change shows in it): the raw image's, hashed while
+    /// `qemu-img` read it; `None` for qcow2 (hashing it would only delay
+    /// the bake's end: the caller hashes it while storing the raw image).
+    pub digest: Option<crate::digest::FileDigest>,
 }
 
 /// What a bake produced and did.
@@ -226,8 +232,18 @@ fn tools_for(b: &Bake) -> Vec<Tool> {
 }
 
 /// Bakes `b`. On any error nothing is left in `out_dir` and the scratch
-/// tree is removed.
+/// tree is removed; on success too, once the images are in place.
 pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
+    let (baked, scratch) = bake_deferred(b, reporter)?;
+    scratch.remove()?;
+    Ok(baked)
+}
+
+/// [`bake`], leaving the scratch tree's removal to the caller: the
+/// [`Scratch`] returned holds it (dropping it removes it), so a caller with
+/// more to do (storing the images) removes it meanwhile. On any error
+/// nothing is left in `out_dir` and the tree is removed.
+pub fn bake_deferred(b: &Bake, reporter: &dyn Reporter) -> Result<(Baked, Scratch)> {
     if b.formats.is_empty() {
         return Err(Error::InvalidField {
             field: "formats",
@@ -308,25 +324,45 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
         &b.identity,
         &b.name,
     )?;
-    // The tree is not needed any more: removed on a thread of its own while
-    // the formats are converted (thousands of unlinks, seconds on a busy
-    // machine, beside `qemu-img`), and waited for before anything is moved
-    // into place.
-    let staged = std::thread::scope(|scope| {
-        let removing = scope.spawn(|| std::fs::remove_dir_all(&root));
+    // The filesystem is final: the raw image is hashed (both digests, holes
+    // not read) while `qemu-img` reads it to write qcow2 (which the caller
+    // hashes while it stores the raw image). The tree is left to the caller
+    // ([`Scratch`]): its removal (thousands of unlinks, seconds on a busy
+    // machine) need not delay the images.
+    // Opened here: `convert` renames it into place, maybe before the
+    // hashing thread starts.
+    let raw = match b.formats.contains(&DiskFormat::Raw) {
+        true => Some(std::fs::File::open(&fs_image).map_err(|e| Error::read(&fs_image, e))?),
+        false => None,
+    };
+    let (staged, raw_digest) = std::thread::scope(|scope| {
+        let hashing = raw
+            .as_ref()
+            .map(|f| scope.spawn(move || crate::digest::hash_open(f)));
         let converted = convert(b, &found, &fs_image, scratch.path(), reporter);
-        let removed = removing.join().unwrap_or_else(|_| {
-            Err(std::io::Error::other(
-                "the thread removing the tree panicked",
-            ))
+        let raw_digest = hashing.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the thread hashing the raw image panicked",
+                ))
+            })
         });
-        let staged = converted?;
-        removed.map_err(|e| Error::write(&root, e))?;
-        Ok::<_, Error>(staged)
-    })?;
+        (converted, raw_digest)
+    });
+    let staged = staged?;
+    let mut raw_digest = raw_digest;
+    let mut hashed = Vec::new();
+    for (format, tmp) in &staged {
+        let digest = match format {
+            DiskFormat::Raw => raw_digest.take(),
+            // Hashed by the caller, while it stores the raw image.
+            DiskFormat::Qcow2 => None,
+        };
+        hashed.push(digest.transpose().map_err(|e| Error::read(tmp, e))?);
+    }
     // Every format is done: move them into place.
     let mut images = Vec::new();
-    for (format, tmp) in staged {
+    for ((format, tmp), digest) in staged.into_iter().zip(hashed) {
         let dst = b.out_dir.join(format!("{}.{}", b.name, format.name()));
         if let Err(e) = move_file(&tmp, &dst) {
             for img in &images {
@@ -335,16 +371,36 @@ pub fn bake(b: &Bake, reporter: &dyn Reporter) -> Result<Baked> {
             }
             return Err(Error::write(&dst, e));
         }
-        images.push(Image { format, path: dst });
+        images.push(Image {
+            format,
+            path: dst,
+            digest,
+        });
     }
-    Ok(Baked {
-        images,
-        manager,
-        removed,
-        post_install_output,
-        uuid: filesystem_uuid(&b.identity),
-        needed,
-    })
+    Ok((
+        Baked {
+            images,
+            manager,
+            removed,
+            post_install_output,
+            uuid: filesystem_uuid(&b.identity),
+            needed,
+        },
+        Scratch(scratch),
+    ))
+}
+
+/// A finished bake's scratch directory, the unpacked tree in it: removed
+/// when dropped, or by [`Scratch::remove`], which says whether it could be.
+#[derive(Debug)]
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    /// Removes the directory and the tree in it.
+    pub fn remove(self) -> Result<()> {
+        let path = self.0.path().to_path_buf();
+        self.0.close().map_err(|e| Error::write(&path, e))
+    }
 }
 
 /// Writes each format of `b` from the filesystem image `fs_image` into
