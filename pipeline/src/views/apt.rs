@@ -99,11 +99,8 @@ impl View for AptSuite {
                 .filter(|(_, (_, d))| tabled.insert(d.clone()))
                 .map(|(s, _)| (s.dir.clone(), s.chunks.clone()))
                 .collect();
-            let chunks_signature = (!chunks.iter().all(|(_, c)| c.is_empty()))
-                .then(|| {
-                    super::sign_chunk_table(&key, ViewKind::AptSuite, &(&digests, &chunks), now)
-                })
-                .transpose()?;
+            let chunks_signature =
+                super::sign_chunk_table(&key, ViewKind::AptSuite, &digests, &chunks, now)?;
             Ok((
                 suite.write_plan(&signed).files,
                 digests,

@@ -568,20 +568,25 @@ fn chunk_table_text(view: ViewKind, table: &impl Serialize) -> Vec<u8> {
     text
 }
 
-/// The repository key's armored signature over a view's chunk table (and
-/// the digests of the compressed files it describes): with it, the next
-/// generation reuses the chunks without decompressing them to check them.
+/// The repository key's armored signature over a view's chunk table and
+/// the digests of the compressed files it describes (`(digests, chunks)`):
+/// with it, the next generation reuses the chunks without decompressing
+/// them to check them. `None` when no file has chunks (nothing to reuse).
 pub(crate) fn sign_chunk_table(
     key: &SecretKey,
     view: ViewKind,
-    table: &impl Serialize,
+    digests: &impl Serialize,
+    chunks: &[(String, Vec<repo_index::Chunk>)],
     now: SystemTime,
-) -> Result<String> {
-    let text = chunk_table_text(view, table);
+) -> Result<Option<String>> {
+    if chunks.iter().all(|(_, c)| c.is_empty()) {
+        return Ok(None);
+    }
+    let text = chunk_table_text(view, &(digests, chunks));
     let sig = key
         .sign_detached(&text[..], now.max(key.created()), keys::Encoding::Armored)
         .map_err(Error::Keys)?;
-    Ok(String::from_utf8_lossy(&sig).into_owned())
+    Ok(Some(String::from_utf8_lossy(&sig).into_owned()))
 }
 
 /// True when `signature` is `key`'s signature over `table` (see
@@ -616,6 +621,50 @@ pub(crate) fn signed_sha256s(text: &[u8]) -> std::collections::HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_table_is_vouched_for_only_as_signed() {
+        let mut opts = keys::GenerateOptions::new("Repo <repo@example.com>");
+        opts.algorithm = keys::Algorithm::Ed25519;
+        let key = SecretKey::generate(&opts).unwrap();
+        let chunk = |sha: &str| -> repo_index::Chunk {
+            serde_json::from_value(serde_json::json!({
+                "sha256": sha, "plain": 10, "gz": 20, "xz": 24, "xz_unpadded": 22
+            }))
+            .unwrap()
+        };
+        let digests = vec![("main/binary-all".to_string(), vec!["aa".to_string()])];
+        let chunks = vec![("main/binary-all".to_string(), vec![chunk("11")])];
+        let now = SystemTime::now();
+        let sig = sign_chunk_table(&key, ViewKind::AptSuite, &digests, &chunks, now)
+            .unwrap()
+            .unwrap();
+        // What the next generation reads back from the view state.
+        let vouched =
+            |v, d: &Vec<(String, Vec<String>)>, c: &Vec<(String, Vec<repo_index::Chunk>)>| {
+                chunk_table_vouched(&key, v, &(d, c), Some(&sig))
+            };
+        assert!(vouched(ViewKind::AptSuite, &digests, &chunks));
+        // Another view, another file digest, another chunk: not vouched.
+        assert!(!vouched(ViewKind::YumRepository, &digests, &chunks));
+        let other = vec![("main/binary-all".to_string(), vec!["ab".to_string()])];
+        assert!(!vouched(ViewKind::AptSuite, &other, &chunks));
+        let moved = vec![("main/binary-all".to_string(), vec![chunk("12")])];
+        assert!(!vouched(ViewKind::AptSuite, &digests, &moved));
+        assert!(!chunk_table_vouched(
+            &key,
+            ViewKind::AptSuite,
+            &(&digests, &chunks),
+            None
+        ));
+        // No chunks: nothing to sign.
+        let empty = vec![("main/binary-all".to_string(), Vec::new())];
+        assert!(
+            sign_chunk_table(&key, ViewKind::AptSuite, &digests, &empty, now)
+                .unwrap()
+                .is_none()
+        );
+    }
 
     fn claim(host: String, pid: u32, age: u64) -> Claim {
         Claim {

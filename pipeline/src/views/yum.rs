@@ -108,11 +108,8 @@ impl View for YumRepository {
                 .iter()
                 .map(|d| (d.kind.to_string(), d.chunks.clone()))
                 .collect::<Vec<_>>();
-            let chunks_signature = (!chunks.iter().all(|(_, c)| c.is_empty()))
-                .then(|| {
-                    super::sign_chunk_table(&key, ViewKind::YumRepository, &(&data, &chunks), now)
-                })
-                .transpose()?;
+            let chunks_signature =
+                super::sign_chunk_table(&key, ViewKind::YumRepository, &data, &chunks, now)?;
             Ok((
                 rendered.write_plan(&signature).files,
                 data,
